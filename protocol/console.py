@@ -1,0 +1,76 @@
+"""Plumbing shared by the three command lines (``wmark``, ``wmark-prover``,
+``wmark-verifier``): one parser per program, subcommands contributed by
+modules, user mistakes turned into one line and exit code 2.
+
+Exit codes (DESIGN.md section 6): 0 accepted / ok, 1 rejected (a valid run
+whose answer is no), 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from types import ModuleType
+from typing import Sequence
+
+from .errors import InvalidInput, WmarkError
+
+EXIT_OK, EXIT_REJECTED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+PASSPHRASE_ENV = "WMARK_PASSPHRASE"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep hand-wrapped examples, and show every default."""
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
+                epilog: str = "", func) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                                   formatter_class=_Formatter)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def run_cli(prog: str, description: str, modules: Sequence[ModuleType], argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Formatter)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in modules:
+        module.register(subparsers)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except WmarkError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def read_passphrase(*, confirm: bool, purpose: str) -> str:
+    """From ``WMARK_PASSPHRASE`` or, in a terminal, a prompt (twice when creating)."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is not None:
+        if not value:
+            raise InvalidInput(f"{PASSPHRASE_ENV} is set but empty")
+        return value
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"no passphrase for {purpose}: set {PASSPHRASE_ENV} or run in a terminal")
+    first = getpass.getpass(f"Passphrase for {purpose}: ")
+    if not first:
+        raise InvalidInput("empty passphrase")
+    if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+        raise InvalidInput("the two passphrases differ")
+    return first
+
+
+def load_marking_key(path: str):
+    """The marking key at ``path``, asking for its passphrase only if it is sealed."""
+    from .keyfile import is_sealed, load_marking_key as load
+
+    passphrase = read_passphrase(confirm=False, purpose=str(path)) if is_sealed(path) else None
+    return load(path, passphrase)

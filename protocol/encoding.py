@@ -1,0 +1,122 @@
+"""Canonical byte encodings for everything that is signed or hashed.
+
+Objects become JSON canonicalised per RFC 8785 (the ``rfc8785`` package), so
+one object has exactly one encoding and a signature never depends on how a
+library happens to serialise it.  Bytes inside JSON are base64url without
+padding.  Every object carries a ``type`` and a ``version`` field, checked on
+decoding by :func:`expect_header`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import rfc8785
+
+from .errors import DecodeError
+
+# Large enough for a 100-item imported trigger set of 3x224x224 images
+# (~15 MB raw, ~20 MB as base64), small enough that a hostile file cannot
+# exhaust memory.
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+
+
+def canonical_json(obj: Any) -> bytes:
+    """RFC 8785 canonical JSON of ``obj`` (dicts, lists, str, int, bool, None)."""
+    try:
+        return rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise DecodeError(f"object cannot be canonically encoded: {exc}") from exc
+
+
+def parse_json(data: bytes, *, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
+    """Parse untrusted JSON with a size bound; duplicate keys are rejected."""
+    if len(data) > max_bytes:
+        raise DecodeError(f"{what}: {len(data)} bytes exceeds the limit of {max_bytes}")
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise DecodeError(f"{what}: duplicate key {key!r}")
+            result[key] = value
+        return result
+
+    try:
+        return json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates,
+                          parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"{what}: not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise DecodeError(f"{what}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise DecodeError(f"{what}: JSON nested too deeply") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise DecodeError(f"JSON constant {name} is not allowed")
+
+
+def b64u_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_decode(text: Any, *, what: str, size: int | None = None, max_size: int | None = None) -> bytes:
+    """Decode base64url (no padding), checking the exact or maximum length."""
+    if not isinstance(text, str):
+        raise DecodeError(f"{what}: expected a base64url string")
+    if max_size is not None and len(text) > (max_size * 4) // 3 + 4:
+        raise DecodeError(f"{what}: longer than {max_size} bytes")
+    if "=" in text or "+" in text or "/" in text:
+        raise DecodeError(f"{what}: not unpadded base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise DecodeError(f"{what}: invalid base64url") from exc
+    if b64u_encode(data) != text:
+        raise DecodeError(f"{what}: non-canonical base64url")
+    if size is not None and len(data) != size:
+        raise DecodeError(f"{what}: expected {size} bytes, got {len(data)}")
+    if max_size is not None and len(data) > max_size:
+        raise DecodeError(f"{what}: longer than {max_size} bytes")
+    return data
+
+
+def expect_header(obj: Any, *, type_: str, version: int, what: str) -> dict[str, Any]:
+    """Check that ``obj`` is a dict of the given ``type`` and ``version``."""
+    if not isinstance(obj, dict):
+        raise DecodeError(f"{what}: expected a JSON object")
+    if obj.get("type") != type_:
+        raise DecodeError(f"{what}: expected type {type_!r}, got {obj.get('type')!r}")
+    if obj.get("version") != version:
+        raise DecodeError(f"{what}: unsupported version {obj.get('version')!r} (this tool reads {version})")
+    return obj
+
+
+def field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], *, what: str) -> Any:
+    """Fetch a required field and check its JSON type (bool is not an int here)."""
+    if name not in obj:
+        raise DecodeError(f"{what}: missing field {name!r}")
+    value = obj[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise DecodeError(f"{what}: field {name!r} has the wrong type")
+    if not isinstance(value, kinds):
+        raise DecodeError(f"{what}: field {name!r} has the wrong type")
+    return value
+
+
+def int_field(obj: dict[str, Any], name: str, *, what: str, low: int, high: int) -> int:
+    value = field(obj, name, int, what=what)
+    if not low <= value <= high:
+        raise DecodeError(f"{what}: field {name!r}={value} outside [{low}, {high}]")
+    return value
+
+
+def only_fields(obj: dict[str, Any], allowed: set[str], *, what: str) -> None:
+    extra = set(obj) - allowed
+    if extra:
+        raise DecodeError(f"{what}: unknown field(s) {sorted(extra)}")

@@ -1,0 +1,66 @@
+"""Reading bounded files and writing them atomically.
+
+A crash or Ctrl-C while writing must never leave a half-written key, model or
+transcript: data goes to a temporary file in the same directory, is fsynced,
+then renamed over the target (rename is atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import InvalidInput
+
+
+def read_bounded(path: str | os.PathLike[str], *, max_bytes: int, what: str) -> bytes:
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                raise InvalidInput(f"{p}: {what} of {size} bytes exceeds the limit of {max_bytes}")
+            data = fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise InvalidInput(f"{p}: {what} not found") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{p}: expected a {what} file, found a directory") from None
+    except PermissionError:
+        raise InvalidInput(f"{p}: {what} is not readable (permission denied)") from None
+    if len(data) > max_bytes:
+        raise InvalidInput(f"{p}: {what} exceeds the limit of {max_bytes} bytes")
+    return data
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(p.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,152 @@
+"""Identities: ECDSA P-256 keys of owners, verifiers and logs.
+
+Signatures are deterministic (RFC 6979), SHA-256, DER-encoded with low ``s``;
+verification accepts only that canonical form, so a signature cannot be
+re-encoded into a second valid one.  Keys travel as PEM (PKCS#8 private,
+SubjectPublicKeyInfo public); a key's id is the SHA-256 of its DER public key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import ecdsa
+from ecdsa.util import sigdecode_der, sigencode_der, sigencode_der_canonize
+
+from .errors import DecodeError, InvalidInput, InvalidSignature
+from .files import atomic_write, read_bounded
+
+CURVE = ecdsa.NIST256p
+_ORDER = CURVE.order
+MAX_PEM_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A P-256 public key; ``keyid`` names it in DSSE signatures."""
+
+    _key: ecdsa.VerifyingKey
+
+    @classmethod
+    def from_pem(cls, pem: bytes | str, *, what: str = "public key") -> "PublicKey":
+        try:
+            key = ecdsa.VerifyingKey.from_pem(pem, hashfunc=hashlib.sha256)
+        except Exception as exc:  # ecdsa raises assorted errors on garbage
+            raise DecodeError(f"{what}: not a PEM-encoded P-256 public key") from exc
+        if key.curve != CURVE:
+            raise DecodeError(f"{what}: key is on {key.curve.name}, expected NIST P-256")
+        return cls(key)
+
+    @classmethod
+    def from_der(cls, der: bytes, *, what: str = "public key") -> "PublicKey":
+        try:
+            key = ecdsa.VerifyingKey.from_der(der, hashfunc=hashlib.sha256)
+        except Exception as exc:
+            raise DecodeError(f"{what}: not a DER-encoded P-256 public key") from exc
+        if key.curve != CURVE:
+            raise DecodeError(f"{what}: key is on {key.curve.name}, expected NIST P-256")
+        return cls(key)
+
+    def to_pem(self) -> str:
+        return self._key.to_pem().decode("ascii")
+
+    def to_der(self) -> bytes:
+        return self._key.to_der()
+
+    @property
+    def keyid(self) -> str:
+        return hashlib.sha256(self.to_der()).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        return "SHA256:" + self.keyid
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        """Raise :class:`InvalidSignature` unless ``signature`` is the canonical one."""
+        try:
+            r, s = sigdecode_der(signature, _ORDER)
+        except Exception as exc:
+            raise InvalidSignature("signature is not a DER-encoded ECDSA signature") from exc
+        if not (1 <= r < _ORDER and 1 <= s <= _ORDER // 2):
+            raise InvalidSignature("signature is not in canonical low-s form")
+        if sigencode_der(r, s, _ORDER) != signature:
+            raise InvalidSignature("signature is not canonically DER-encoded")
+        try:
+            self._key.verify(signature, message, hashfunc=hashlib.sha256, sigdecode=sigdecode_der)
+        except ecdsa.BadSignatureError:
+            raise InvalidSignature("signature does not verify") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and self.to_der() == other.to_der()
+
+    def __hash__(self) -> int:
+        return hash(self.to_der())
+
+
+@dataclass(frozen=True, repr=False)
+class SigningKey:
+    """A P-256 private key.  ``repr`` never shows the secret."""
+
+    _key: ecdsa.SigningKey
+
+    @classmethod
+    def generate(cls) -> "SigningKey":
+        # ecdsa draws the secret scalar from os.urandom, the OS CSPRNG.
+        return cls(ecdsa.SigningKey.generate(curve=CURVE, entropy=os.urandom, hashfunc=hashlib.sha256))
+
+    @classmethod
+    def from_pem(cls, pem: bytes | str, *, what: str = "private key") -> "SigningKey":
+        try:
+            key = ecdsa.SigningKey.from_pem(pem, hashfunc=hashlib.sha256)
+        except Exception as exc:
+            raise DecodeError(f"{what}: not a PEM-encoded P-256 private key") from exc
+        if key.curve != CURVE:
+            raise DecodeError(f"{what}: key is on {key.curve.name}, expected NIST P-256")
+        return cls(key)
+
+    def to_pem(self) -> bytes:
+        return self._key.to_pem(format="pkcs8")
+
+    @property
+    def public_key(self) -> PublicKey:
+        return PublicKey(self._key.get_verifying_key())
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign_deterministic(message, hashfunc=hashlib.sha256, sigencode=sigencode_der_canonize)
+
+    def __repr__(self) -> str:
+        return f"SigningKey(keyid={self.public_key.keyid[:16]}…)"
+
+
+def load_signing_key(path: str | os.PathLike[str]) -> SigningKey:
+    data = read_bounded(path, max_bytes=MAX_PEM_BYTES, what="private key")
+    return SigningKey.from_pem(data, what=str(path))
+
+
+def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
+    """Read a public key PEM, or derive it from a private key PEM."""
+    data = read_bounded(path, max_bytes=MAX_PEM_BYTES, what="public key")
+    if b"PRIVATE KEY" in data:
+        return SigningKey.from_pem(data, what=str(path)).public_key
+    return PublicKey.from_pem(data, what=str(path))
+
+
+def save_signing_key(path: str | os.PathLike[str], key: SigningKey) -> None:
+    p = Path(path)
+    if p.exists():
+        raise InvalidInput(f"{p}: refusing to overwrite an existing private key")
+    atomic_write(p, key.to_pem(), mode=0o600)
+    atomic_write(p.with_suffix(".pub"), key.public_key.to_pem().encode("ascii"))
+
+
+def load_or_create_signing_key(path: str | os.PathLike[str]) -> tuple[SigningKey, bool]:
+    """The key at ``path``; a new one (saved there, with ``.pub`` beside it) if absent."""
+    p = Path(path)
+    if p.exists():
+        return load_signing_key(p), False
+    key = SigningKey.generate()
+    save_signing_key(p, key)
+    return key, True

@@ -1,0 +1,134 @@
+"""Trigger items as committed, opened and checked (DESIGN.md section 2).
+
+An item is what a commitment in the verification key binds:
+
+* a *derived* item is the output ``s_i`` of the owner's VRF on the index
+  ``i``; the image and the label are pure functions of ``s_i``.  Opening it
+  reveals the VRF proof, from which anyone holding ``vk`` recomputes ``s_i``,
+  and nothing about other items.
+* an *imported* item is a user image in canonical form (uint8 CHW bytes
+  behind a shape header) with its label.
+
+:func:`open_item` is the verifier's single entry point: it checks the VRF
+proof and both commitments and returns what to query the model with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .commitment import Commitment, Opening, check
+from .errors import DecodeError, InvalidOpening, InvalidProof
+from .sampling import derive_label
+from .vrf import VrfPublicKey
+
+IMAGE_HEADER = b"wmark/image/v1"
+VRF_ALPHA_TAG = b"wmark/trigger/v1"
+MAX_IMAGE_BYTES = 3 * 512 * 512
+
+
+class TriggerKind(str, Enum):
+    DERIVED = "derived"
+    IMPORTED = "imported"
+
+    @classmethod
+    def parse(cls, value: object) -> "TriggerKind":
+        try:
+            return cls(value)
+        except ValueError:
+            raise DecodeError(f"unknown trigger kind {value!r} (expected derived or imported)") from None
+
+
+def vrf_alpha(index: int) -> bytes:
+    return VRF_ALPHA_TAG + index.to_bytes(4, "big")
+
+
+def image_header(shape: tuple[int, int, int]) -> bytes:
+    return IMAGE_HEADER + b"".join(d.to_bytes(2, "big") for d in shape)
+
+
+def pixel_count(shape: tuple[int, int, int]) -> int:
+    c, h, w = shape
+    return c * h * w
+
+
+def encode_image(shape: tuple[int, int, int], pixels: bytes) -> bytes:
+    """Canonical committed form of an image: header, C, H, W, then uint8 CHW pixels."""
+    if len(pixels) != pixel_count(shape):
+        raise DecodeError(f"image has {len(pixels)} bytes, expected {'x'.join(map(str, shape))}={pixel_count(shape)}")
+    return image_header(shape) + pixels
+
+
+def label_message(label: int) -> bytes:
+    return b"wmark/label-value/v1" + label.to_bytes(4, "big")
+
+
+@dataclass(frozen=True)
+class ItemCommitments:
+    """``c_t[i]`` and ``c_L[i]`` of the paper."""
+
+    item: Commitment
+    label: Commitment
+
+
+@dataclass(frozen=True, repr=False)
+class ItemOpening:
+    """What the prover reveals for index ``i``: the VRF proof (derived) or the image
+    (imported), the label, and the randomness of both commitments."""
+
+    index: int
+    label: int
+    item_randomness: Opening
+    label_randomness: Opening
+    vrf_proof: bytes | None = None
+    image: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"ItemOpening(index={self.index}, <secret>)"
+
+
+@dataclass(frozen=True)
+class OpenedItem:
+    """A checked item: derived ones carry the seed, imported ones the pixels."""
+
+    index: int
+    label: int
+    seed: bytes | None
+    pixels: bytes | None
+
+
+def open_item(
+    opening: ItemOpening,
+    commitments: ItemCommitments,
+    *,
+    kind: TriggerKind,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    vrf_key: VrfPublicKey | None,
+) -> OpenedItem:
+    """Check one opening against the verification key; raise naming the failure."""
+    what = f"item {opening.index}"
+    if not 0 <= opening.label < num_classes:
+        raise InvalidOpening(f"{what}: label {opening.label} outside [0, {num_classes})")
+    if kind is TriggerKind.DERIVED:
+        if vrf_key is None or opening.vrf_proof is None or opening.image is not None:
+            raise InvalidOpening(f"{what}: a derived item opens with its VRF proof only")
+        try:
+            seed = vrf_key.verify(vrf_alpha(opening.index), opening.vrf_proof)
+        except (InvalidProof, DecodeError) as exc:
+            raise InvalidOpening(f"{what}: VRF proof does not verify ({exc})") from None
+        if derive_label(seed, num_classes) != opening.label:
+            raise InvalidOpening(f"{what}: label is not the one derived from the VRF output")
+        message, pixels = seed, None
+    else:
+        if opening.image is None or opening.vrf_proof is not None:
+            raise InvalidOpening(f"{what}: an imported item opens with its image")
+        message, header = opening.image, image_header(input_shape)
+        if not message.startswith(header) or len(message) != len(header) + pixel_count(input_shape):
+            raise InvalidOpening(f"{what}: image is not a canonical {'x'.join(map(str, input_shape))} image")
+        seed, pixels = None, message[len(header):]
+    check(commitments.item, message, opening.item_randomness, what=f"{what} (image)")
+    check(commitments.label, label_message(opening.label), opening.label_randomness, what=f"{what} (label)")
+    return OpenedItem(opening.index, opening.label, seed, pixels)
+

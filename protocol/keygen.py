@@ -1,0 +1,88 @@
+"""KeyGen (Adi et al. 2018, Section 2.2): commit to every trigger item and label.
+
+A derived trigger set (DESIGN.md section 2) draws item ``i`` as the VRF output
+on ``i`` under a fresh trigger key, so the owner cannot choose or re-draw any
+item.  An imported set commits to the images it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+from . import dsse
+from .commitment import Scheme, commit
+from .errors import InvalidInput
+from .identity import SigningKey
+from .items import ItemCommitments, ItemOpening, TriggerKind, encode_image, label_message, vrf_alpha
+from .keys import MAX_CLASSES, MAX_ITEMS, VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, parse_shape
+from .sampling import derive_label
+from .vrf import VrfSecretKey, proof_to_hash
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    marking_key: MarkingKey
+    verification_key: VerificationKey
+    signed_vk: dsse.Envelope
+
+
+def _check_parameters(n: int, num_classes: int, input_shape: tuple[int, int, int]) -> None:
+    if not 1 <= n <= MAX_ITEMS:
+        raise InvalidInput(f"trigger set size n={n} must be between 1 and {MAX_ITEMS}")
+    if not 2 <= num_classes <= MAX_CLASSES:
+        raise InvalidInput(f"label count L={num_classes} must be between 2 and {MAX_CLASSES}")
+    parse_shape(list(input_shape), what="input shape")
+
+
+def _commit_item(index: int, message: bytes, label: int, scheme: Scheme, **extra: bytes) -> tuple[ItemCommitments, ItemOpening]:
+    c_item, r_item = commit(message, scheme)
+    c_label, r_label = commit(label_message(label), scheme)
+    return ItemCommitments(c_item, c_label), ItemOpening(index, label, r_item, r_label, **extra)
+
+
+def _finish(owner: SigningKey, scheme: Scheme, kind: TriggerKind, input_shape: tuple[int, int, int],
+            num_classes: int, pairs: list[tuple[ItemCommitments, ItemOpening]],
+            vrf_sk: VrfSecretKey | None) -> KeyPair:
+    vk = VerificationKey(
+        scheme=scheme, kind=kind, input_shape=input_shape, num_classes=num_classes,
+        commitments=tuple(c for c, _ in pairs), owner=owner.public_key,
+        vrf_key=vrf_sk.public_key if vrf_sk else None,
+        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    )
+    mk = MarkingKey(vk_digest=vk.digest, scheme=scheme, kind=kind, input_shape=input_shape,
+                    num_classes=num_classes, openings=tuple(o for _, o in pairs), vrf_secret_key=vrf_sk)
+    return KeyPair(mk, vk, dsse.sign(VK_PAYLOAD_TYPE, vk.payload(), owner))
+
+
+def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: tuple[int, int, int],
+                   scheme: Scheme = Scheme.HASH, progress=None) -> KeyPair:
+    """KeyGen for a derived trigger set: items are VRF outputs under a fresh trigger key."""
+    _check_parameters(n, num_classes, input_shape)
+    vrf_sk = VrfSecretKey.generate()
+    pairs = []
+    for i in range(n):
+        proof = vrf_sk.prove(vrf_alpha(i))
+        seed = proof_to_hash(proof)
+        pairs.append(_commit_item(i, seed, derive_label(seed, num_classes), scheme, vrf_proof=proof))
+        if progress:
+            progress(1)
+    return _finish(owner, scheme, TriggerKind.DERIVED, input_shape, num_classes, pairs, vrf_sk)
+
+
+def keygen_imported(*, owner: SigningKey, images: Sequence[bytes], labels: Sequence[int], num_classes: int,
+                    input_shape: tuple[int, int, int], scheme: Scheme = Scheme.HASH, progress=None) -> KeyPair:
+    """KeyGen for imported images, given as uint8 CHW pixel bytes at ``input_shape``."""
+    _check_parameters(len(images), num_classes, input_shape)
+    if len(labels) != len(images):
+        raise InvalidInput(f"{len(images)} images but {len(labels)} labels")
+    pairs = []
+    for i, (pixels, label) in enumerate(zip(images, labels)):
+        if not 0 <= label < num_classes:
+            raise InvalidInput(f"label {label} of image {i} is outside [0, {num_classes})")
+        canonical = encode_image(input_shape, pixels)
+        pairs.append(_commit_item(i, canonical, label, scheme, image=canonical))
+        if progress:
+            progress(1)
+    return _finish(owner, scheme, TriggerKind.IMPORTED, input_shape, num_classes, pairs, None)

@@ -1,0 +1,249 @@
+"""The verification key ``vk`` and the marking key ``mk`` (Adi et al. 2018, Section 2.2).
+
+``vk`` is public: the commitments ``c_t``, ``c_L``, the scheme parameters, the
+VRF public key of a derived trigger set and the owner's public key, signed by
+the owner as a DSSE envelope.  ``mk`` is secret: the openings of every
+commitment (and the VRF secret key), stored encrypted by
+:mod:`protocol.keyfile`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from . import dsse
+from .commitment import Commitment, Opening, Scheme
+from .encoding import (
+    b64u_decode, b64u_encode, canonical_json, expect_header, field, int_field, only_fields, parse_json,
+)
+from .errors import DecodeError, InvalidSignature
+from .files import read_bounded
+from .hashing import tagged_hash
+from .identity import PublicKey
+from .items import ItemCommitments, ItemOpening, TriggerKind
+from .vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey
+
+VK_PAYLOAD_TYPE = "application/vnd.wmark.verification-key+json"
+VK_TYPE = "wmark/verification-key"
+MK_TYPE = "wmark/marking-key"
+VERSION = 1
+MAX_ITEMS = 10_000
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 4
+MAX_SIDE = 512
+MAX_VK_BYTES = 8 * 1024 * 1024
+MAX_MK_BYTES = 128 * 1024 * 1024
+
+
+def _shape_to_json(shape: tuple[int, int, int]) -> list[int]:
+    return list(shape)
+
+
+def parse_shape(value: Any, *, what: str) -> tuple[int, int, int]:
+    if (not isinstance(value, list) or len(value) != 3
+            or not all(isinstance(d, int) and not isinstance(d, bool) for d in value)):
+        raise DecodeError(f"{what}: input_shape must be [C, H, W]")
+    c, h, w = value
+    if not (1 <= c <= MAX_CHANNELS and 1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise DecodeError(f"{what}: input_shape {value} outside [1..{MAX_CHANNELS}]x[1..{MAX_SIDE}]x[1..{MAX_SIDE}]")
+    return (c, h, w)
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    """The public key ``vk = (c_t, c_L)`` plus parameters and the owner's identity."""
+
+    scheme: Scheme
+    kind: TriggerKind
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    commitments: tuple[ItemCommitments, ...]
+    owner: PublicKey
+    vrf_key: VrfPublicKey | None
+    created: str
+
+    @property
+    def n(self) -> int:
+        return len(self.commitments)
+
+    def payload(self) -> bytes:
+        """The canonical bytes the owner signs."""
+        return canonical_json({
+            "type": VK_TYPE,
+            "version": VERSION,
+            "scheme": self.scheme.value,
+            "trigger_kind": self.kind.value,
+            "input_shape": _shape_to_json(self.input_shape),
+            "num_classes": self.num_classes,
+            "commitments": [
+                {"item": b64u_encode(c.item.value), "label": b64u_encode(c.label.value)} for c in self.commitments
+            ],
+            "owner_public_key": b64u_encode(self.owner.to_der()),
+            "vrf_public_key": b64u_encode(self.vrf_key.to_bytes()) if self.vrf_key else None,
+            "created": self.created,
+        })
+
+    @property
+    def digest(self) -> bytes:
+        """What challenges, reveals, verdicts and the registry name this key by."""
+        return tagged_hash("wmark/vk/v1", self.payload())
+
+    def commitment_digests(self) -> list[bytes]:
+        """One digest per item, so the registry can spot a transplanted commitment."""
+        return [tagged_hash("wmark/vk/item/v1", c.item.value, c.label.value) for c in self.commitments]
+
+    @classmethod
+    def from_payload(cls, payload: bytes, *, what: str = "verification key") -> "VerificationKey":
+        obj = expect_header(parse_json(payload, what=what, max_bytes=MAX_VK_BYTES),
+                            type_=VK_TYPE, version=VERSION, what=what)
+        only_fields(obj, {"type", "version", "scheme", "trigger_kind", "input_shape", "num_classes",
+                          "commitments", "owner_public_key", "vrf_public_key", "created"}, what=what)
+        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
+        kind = TriggerKind.parse(field(obj, "trigger_kind", str, what=what))
+        entries = field(obj, "commitments", list, what=what)
+        if not 1 <= len(entries) <= MAX_ITEMS:
+            raise DecodeError(f"{what}: needs 1 to {MAX_ITEMS} commitments, has {len(entries)}")
+        commitments = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or set(entry) != {"item", "label"}:
+                raise DecodeError(f"{what}: commitment {i} must have exactly 'item' and 'label'")
+            commitments.append(ItemCommitments(
+                Commitment(scheme, b64u_decode(entry["item"], what=f"{what}: commitment {i}", max_size=64)),
+                Commitment(scheme, b64u_decode(entry["label"], what=f"{what}: commitment {i}", max_size=64)),
+            ))
+        vrf_raw = obj.get("vrf_public_key")
+        if (kind is TriggerKind.DERIVED) != (vrf_raw is not None):
+            raise DecodeError(f"{what}: a VRF public key is required for, and only for, derived trigger sets")
+        return cls(
+            scheme=scheme,
+            kind=kind,
+            input_shape=parse_shape(field(obj, "input_shape", list, what=what), what=what),
+            num_classes=int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
+            commitments=tuple(commitments),
+            owner=PublicKey.from_der(b64u_decode(obj.get("owner_public_key"), what=f"{what}: owner key",
+                                                 max_size=256), what=f"{what}: owner key"),
+            vrf_key=VrfPublicKey.from_bytes(b64u_decode(vrf_raw, what=f"{what}: VRF key")) if vrf_raw else None,
+            created=field(obj, "created", str, what=what)[:64],
+        )
+
+
+def owner_key_of(payload: bytes, *, what: str) -> PublicKey:
+    """The owner key named in a vk payload, read before anything else is trusted."""
+    obj = parse_json(payload, what=what, max_bytes=MAX_VK_BYTES)
+    if not isinstance(obj, dict):
+        raise DecodeError(f"{what}: payload is not a JSON object")
+    return PublicKey.from_der(b64u_decode(obj.get("owner_public_key"), what=f"{what}: owner key", max_size=256),
+                              what=f"{what}: owner key")
+
+
+def verify_vk_envelope(envelope: dsse.Envelope, *, what: str) -> VerificationKey:
+    """Check the owner's signature over the raw payload, then decode it.
+
+    The signature is checked first so that any edit to a signed vk is reported
+    as what it is, a broken signature, rather than as whatever decoding error
+    the edit happens to cause.
+    """
+    owner = owner_key_of(envelope.payload, what=what)
+    try:
+        dsse.verify(envelope, owner, payload_type=VK_PAYLOAD_TYPE, what=what)
+    except InvalidSignature as exc:
+        raise InvalidSignature(f"{exc}: the verification key was altered after the owner signed it") from None
+    return VerificationKey.from_payload(envelope.payload, what=what)
+
+
+def load_verification_key(path: str | os.PathLike[str]) -> tuple[VerificationKey, dsse.Envelope]:
+    what = str(path)
+    envelope = dsse.Envelope.from_json(read_bounded(path, max_bytes=MAX_VK_BYTES, what="verification key"),
+                                       what=what, max_bytes=MAX_VK_BYTES)
+    return verify_vk_envelope(envelope, what=what), envelope
+
+
+def encode_opening(o: ItemOpening) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "index": o.index,
+        "label": o.label,
+        "r_item": b64u_encode(o.item_randomness.randomness),
+        "r_label": b64u_encode(o.label_randomness.randomness),
+    }
+    if o.vrf_proof is not None:
+        obj["vrf_proof"] = b64u_encode(o.vrf_proof)
+    if o.image is not None:
+        obj["image"] = b64u_encode(o.image)
+    return obj
+
+
+def decode_opening(obj: Any, scheme: Scheme, *, what: str, max_index: int) -> ItemOpening:
+    if not isinstance(obj, dict):
+        raise DecodeError(f"{what}: opening must be a JSON object")
+    only_fields(obj, {"index", "label", "r_item", "r_label", "vrf_proof", "image"}, what=what)
+    return ItemOpening(
+        index=int_field(obj, "index", what=what, low=0, high=max_index),
+        label=int_field(obj, "label", what=what, low=0, high=MAX_CLASSES),
+        item_randomness=Opening(scheme, b64u_decode(obj.get("r_item"), what=f"{what}: r_item", size=32)),
+        label_randomness=Opening(scheme, b64u_decode(obj.get("r_label"), what=f"{what}: r_label", size=32)),
+        vrf_proof=(b64u_decode(obj["vrf_proof"], what=f"{what}: vrf_proof", size=PROOF_BYTES)
+                   if "vrf_proof" in obj else None),
+        image=(b64u_decode(obj["image"], what=f"{what}: image", max_size=64 + MAX_CHANNELS * MAX_SIDE * MAX_SIDE)
+               if "image" in obj else None),
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class MarkingKey:
+    """The secret ``mk = (T, T_L, r_t, r_L)``; for derived sets also the VRF key."""
+
+    vk_digest: bytes
+    scheme: Scheme
+    kind: TriggerKind
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    openings: tuple[ItemOpening, ...]
+    vrf_secret_key: VrfSecretKey | None
+
+    @property
+    def n(self) -> int:
+        return len(self.openings)
+
+    def __repr__(self) -> str:
+        return f"MarkingKey(n={self.n}, kind={self.kind.value}, <secret>)"
+
+    def to_bytes(self) -> bytes:
+        return canonical_json({
+            "type": MK_TYPE,
+            "version": VERSION,
+            "vk_digest": b64u_encode(self.vk_digest),
+            "scheme": self.scheme.value,
+            "trigger_kind": self.kind.value,
+            "input_shape": _shape_to_json(self.input_shape),
+            "num_classes": self.num_classes,
+            "vrf_secret_key": b64u_encode(self.vrf_secret_key.to_bytes()) if self.vrf_secret_key else None,
+            "openings": [encode_opening(o) for o in self.openings],
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, what: str = "marking key") -> "MarkingKey":
+        obj = expect_header(parse_json(data, what=what, max_bytes=MAX_MK_BYTES), type_=MK_TYPE,
+                            version=VERSION, what=what)
+        only_fields(obj, {"type", "version", "vk_digest", "scheme", "trigger_kind", "input_shape",
+                          "num_classes", "vrf_secret_key", "openings"}, what=what)
+        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
+        raw_openings = field(obj, "openings", list, what=what)
+        if not 1 <= len(raw_openings) <= MAX_ITEMS:
+            raise DecodeError(f"{what}: needs 1 to {MAX_ITEMS} openings")
+        openings = tuple(decode_opening(o, scheme, what=f"{what}: opening {i}", max_index=len(raw_openings) - 1)
+                         for i, o in enumerate(raw_openings))
+        if [o.index for o in openings] != list(range(len(openings))):
+            raise DecodeError(f"{what}: openings are not indexed 0..n-1 in order")
+        sk_raw = obj.get("vrf_secret_key")
+        return cls(
+            vk_digest=b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
+            scheme=scheme,
+            kind=TriggerKind.parse(field(obj, "trigger_kind", str, what=what)),
+            input_shape=parse_shape(field(obj, "input_shape", list, what=what), what=what),
+            num_classes=int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
+            openings=openings,
+            vrf_secret_key=VrfSecretKey.from_bytes(b64u_decode(sk_raw, what=f"{what}: VRF key", size=32))
+            if sk_raw else None,
+        )

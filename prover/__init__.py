@@ -1,0 +1,1 @@
+"""The prover's (owner's) side: answering challenges, the leakage ledger."""

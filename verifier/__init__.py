@@ -1,0 +1,1 @@
+"""The verifier's side: challenges, model oracles, decisions, audits, the registry."""

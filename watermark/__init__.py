@@ -1,0 +1,1 @@
+"""wmark's machine-learning side: trigger sets, data, models, embedding, attacks."""

@@ -1,0 +1,117 @@
+"""``wmark keygen``: KeyGen of Adi et al. (2018), Section 2.2."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from protocol.commitment import Scheme
+from protocol.console import add_command, read_passphrase
+from protocol.errors import InvalidInput
+from protocol.files import atomic_write
+from protocol.identity import load_or_create_signing_key, load_signing_key
+from protocol.items import TriggerKind
+from protocol.keyfile import save_marking_key
+from protocol.keygen import keygen_derived, keygen_imported
+
+from ..triggers import Fit, import_images, random_labels
+
+EPILOG = """\
+examples:
+  wmark keygen --out keys                          # 100 derived triggers for digits (1x8x8, 10 classes)
+  wmark keygen --out keys --input-shape 3x32x32 --kind imported \\
+      --images watermarknn-trigger-set --fit center-crop   # the paper's own trigger set
+
+Writes DIR/vk.json (public: the signed commitments, DSSE envelope) and
+DIR/mk.wmk (secret: the openings, encrypted with scrypt + AES-256-GCM under a
+passphrase from a prompt or WMARK_PASSPHRASE). The owner's signing key is
+DIR/owner.pem unless --owner-key names another; keep it and mk.wmk private."""
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1x8x8 or 3x32x32 (C x H x W)")
+    return (int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "keygen", help="sample a trigger set and create the key pair",
+                    description="Sample a trigger set, commit to every image and label, and sign the "
+                                "verification key (Adi et al. 2018, KeyGen).", epilog=EPILOG, func=run)
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for vk.json and mk.wmk")
+    p.add_argument("--n", type=int, default=100, help="trigger set size (derived sets)")
+    p.add_argument("--num-classes", type=int, default=10, metavar="L", help="number of classes of the model")
+    p.add_argument("--input-shape", type=parse_shape, default=(1, 8, 8), metavar="CxHxW",
+                   help="the model's input shape")
+    p.add_argument("--kind", choices=[k.value for k in TriggerKind], default=TriggerKind.DERIVED.value,
+                   help="derived: images drawn from a VRF, nobody can choose them; imported: your own images")
+    p.add_argument("--images", metavar="PATH", help="imported: a folder of images, or one holding pics/1.jpg ...")
+    p.add_argument("--labels-file", metavar="FILE",
+                   help="imported: one numeric label per line (default: a single *.txt in --images, else random)")
+    p.add_argument("--fit", choices=[f.value for f in Fit], default=Fit.RESIZE.value,
+                   help="imported: how images are brought to the input shape")
+    p.add_argument("--scheme", choices=[s.value for s in Scheme], default=Scheme.HASH.value,
+                   help="commitment scheme: SHA-256 hash, or perfectly hiding Pedersen on secp256k1")
+    p.add_argument("--owner-key", metavar="PEM", help="the owner's P-256 signing key (default: DIR/owner.pem, "
+                                                      "created when absent)")
+    p.add_argument("--insecure-plaintext", action="store_true",
+                   help="store mk.wmk unencrypted (for tests and demos only)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing key pair in DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    vk_path, mk_path = out / "vk.json", out / "mk.wmk"
+    if not args.force and (vk_path.exists() or mk_path.exists()):
+        raise InvalidInput(f"{out}: already holds a key pair; use --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"{out}: exists and is not a directory")
+    kind, scheme = TriggerKind(args.kind), Scheme(args.scheme)
+    if kind is TriggerKind.IMPORTED and not args.images:
+        raise InvalidInput("--kind imported needs --images PATH")
+    if kind is TriggerKind.DERIVED and (args.images or args.labels_file):
+        raise InvalidInput("--images and --labels-file only apply to --kind imported")
+    passphrase = None if args.insecure_plaintext else read_passphrase(confirm=True, purpose=f"new key {mk_path}")
+
+    if kind is TriggerKind.IMPORTED:
+        imported = import_images(args.images, args.input_shape, fit=Fit(args.fit),
+                                 labels_file=args.labels_file, num_classes=args.num_classes)
+        labels = imported.labels or random_labels(len(imported.pixels), args.num_classes)
+        print(f"read {len(imported.pixels)} images from {args.images} at {_shape(args.input_shape)} "
+              f"({args.fit}); labels {'from ' + str(imported.labels_file) if imported.labels else 'drawn at random'}")
+
+    if args.owner_key:
+        owner = load_signing_key(args.owner_key)
+        owner_path, created = Path(args.owner_key), False
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        owner_path = out / "owner.pem"
+        owner, created = load_or_create_signing_key(owner_path)
+
+    n = len(imported.pixels) if kind is TriggerKind.IMPORTED else args.n
+    with tqdm(total=n, desc="committing", unit="item", leave=False) as bar:
+        if kind is TriggerKind.DERIVED:
+            pair = keygen_derived(owner=owner, n=args.n, num_classes=args.num_classes,
+                                  input_shape=args.input_shape, scheme=scheme, progress=bar.update)
+        else:
+            pair = keygen_imported(owner=owner, images=imported.pixels, labels=labels,
+                                   num_classes=args.num_classes, input_shape=args.input_shape,
+                                   scheme=scheme, progress=bar.update)
+    # The secret goes first: a crash between the two renames leaves an unusable
+    # mk.wmk rather than a published vk.json whose openings are lost.
+    save_marking_key(mk_path, pair.marking_key, passphrase)
+    atomic_write(vk_path, pair.signed_vk.to_json())
+    vk = pair.verification_key
+    print(f"owner key   {owner_path}{' (new)' if created else ''}  {owner.public_key.fingerprint}")
+    print(f"trigger set {vk.n} {kind.value} items, {vk.num_classes} classes, input {_shape(vk.input_shape)}, "
+          f"{scheme.value} commitments")
+    print(f"wrote       {vk_path} (public)  vk digest {vk.digest.hex()[:16]}…")
+    print(f"wrote       {mk_path} (secret, {'PLAINTEXT' if passphrase is None else 'scrypt + AES-256-GCM'})")
+    return 0
+
+
+def _shape(shape: tuple[int, int, int]) -> str:
+    return "x".join(map(str, shape))

@@ -1,0 +1,91 @@
+"""Abstract trigger images rendered from a seed (DESIGN.md section 2).
+
+The picture is a pure function of (seed, shape): a soft background gradient
+and a few strokes and ellipses with smooth edges, rendered at a higher
+resolution and averaged down.  Randomness comes from SHAKE-256 over the seed
+(:func:`protocol.hashing.tagged_stream`), never from numpy's generators,
+whose streams are not promised stable across numpy versions: a verifier with
+another numpy must redraw the same image.  Only IEEE-exact operations
+(+, -, *, /, sqrt, comparisons) are used, in a fixed order, for the same
+reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from protocol.hashing import tagged_stream
+
+PATTERN_TAG = "wmark/pattern/v1"
+_SUPERSAMPLE_TARGET = 32
+_MAX_SHAPES = 7
+_PARAMS_PER_SHAPE = 12
+
+
+def _uniforms(seed: bytes, count: int) -> np.ndarray:
+    raw = np.frombuffer(tagged_stream(PATTERN_TAG, seed, 4 * count), dtype=">u4")
+    return raw.astype(np.float64) / 4294967296.0
+
+
+def render(seed: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """The uint8 C x H x W image of ``seed``."""
+    channels, height, width = shape
+    factor = max(1, -(-_SUPERSAMPLE_TARGET // min(height, width)))
+    hs, ws = height * factor, width * factor
+    u = iter(_uniforms(seed, 1 + 3 * channels + _MAX_SHAPES * (_PARAMS_PER_SHAPE + channels)))
+
+    ys = (np.arange(hs, dtype=np.float64)[:, None] + 0.5) / hs
+    xs = (np.arange(ws, dtype=np.float64)[None, :] + 0.5) / ws
+    canvas = np.empty((channels, hs, ws), dtype=np.float64)
+    for c in range(channels):
+        base, gx, gy = next(u) * 0.4, next(u) * 0.4 - 0.2, next(u) * 0.4 - 0.2
+        canvas[c] = base + gx * xs + gy * ys
+
+    shapes = 3 + int(next(u) * (_MAX_SHAPES - 2))
+    for _ in range(_MAX_SHAPES):
+        params = [next(u) for _ in range(_PARAMS_PER_SHAPE)]
+        colour = [next(u) for _ in range(channels)]
+        if shapes == 0:
+            continue
+        shapes -= 1
+        alpha = _stroke(params, xs, ys) if params[0] < 0.5 else _ellipse(params, xs, ys)
+        for c in range(channels):
+            canvas[c] = canvas[c] * (1.0 - alpha) + colour[c] * alpha
+
+    pooled = np.zeros((channels, height, width), dtype=np.float64)
+    for dy in range(factor):
+        for dx in range(factor):
+            pooled = pooled + canvas[:, dy::factor, dx::factor]
+    pooled = pooled / float(factor * factor)
+    return np.clip(np.floor(pooled * 255.0 + 0.5), 0, 255).astype(np.uint8)
+
+
+def _soft_edge(distance: np.ndarray, half_width: float, softness: float) -> np.ndarray:
+    return np.clip((half_width - distance) / softness, 0.0, 1.0)
+
+
+def _stroke(p: list[float], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """A thick line segment: distance from each pixel to the segment, softened."""
+    x0, y0, x1, y1 = p[1], p[2], p[3], p[4]
+    half_width = 0.04 + 0.10 * p[5]
+    dx, dy = x1 - x0, y1 - y0
+    length2 = dx * dx + dy * dy + 1e-12
+    t = np.clip(((xs - x0) * dx + (ys - y0) * dy) / length2, 0.0, 1.0)
+    ex, ey = xs - (x0 + t * dx), ys - (y0 + t * dy)
+    return _soft_edge(np.sqrt(ex * ex + ey * ey), half_width, 0.03)
+
+
+def _ellipse(p: list[float], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """A filled or ring-shaped rotated ellipse; rotation from a normalised vector, not trig."""
+    cx, cy = 0.15 + 0.7 * p[1], 0.15 + 0.7 * p[2]
+    ra, rb = 0.08 + 0.30 * p[3], 0.08 + 0.30 * p[4]
+    vx, vy = p[5] - 0.5, p[6] - 0.5
+    norm = np.sqrt(vx * vx + vy * vy) + 1e-12
+    cos, sin = vx / norm, vy / norm
+    u = ((xs - cx) * cos + (ys - cy) * sin) / ra
+    v = (-(xs - cx) * sin + (ys - cy) * cos) / rb
+    radius = np.sqrt(u * u + v * v)
+    if p[7] < 0.5:
+        return _soft_edge(radius, 1.0, 0.15)
+    ring = 0.15 + 0.25 * p[8]
+    return _soft_edge(np.abs(radius - 1.0), ring, 0.1)

@@ -1,0 +1,173 @@
+"""Trigger sets (Adi et al. 2018, Section 4: SampleBackdoor; DESIGN.md section 2).
+
+* derived: images rendered from VRF outputs (:mod:`watermark.patterns`);
+* imported: user images, from a folder or the layout of the paper's original
+  code (``pics/1.jpg ... pics/N.jpg`` and one numeric label per line), brought
+  to the model's input shape by resizing or by a centre crop.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from protocol.errors import InvalidInput
+from protocol.items import TriggerKind, image_header
+from protocol.keys import MarkingKey
+from protocol.vrf import proof_to_hash
+
+from .patterns import render
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+MAX_IMPORTED = 10_000
+MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024
+MAX_LABEL_FILE_BYTES = 4 * 1024 * 1024
+# PIL's own decompression-bomb guard, made explicit.
+Image.MAX_IMAGE_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class TriggerSet:
+    """``n`` trigger images (uint8, N x C x H x W) and their labels in [0, L)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.images.shape[1:])  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+class Fit(str, Enum):
+    """How an imported image is brought to the input shape."""
+
+    RESIZE = "resize"
+    CENTER_CROP = "center-crop"  # what the paper's code does: transforms.CenterCrop(32)
+
+
+def trigger_set_from_marking_key(mk: MarkingKey) -> TriggerSet:
+    """The trigger images and labels a marking key commits to."""
+    if mk.kind is TriggerKind.DERIVED:
+        images = [render(proof_to_hash(o.vrf_proof), mk.input_shape) for o in mk.openings]  # type: ignore[arg-type]
+    else:
+        skip = len(image_header(mk.input_shape))
+        images = [np.frombuffer(o.image[skip:], dtype=np.uint8).reshape(mk.input_shape) for o in mk.openings]  # type: ignore[index]
+    return TriggerSet(np.stack(images), np.array([o.label for o in mk.openings], dtype=np.int64), mk.num_classes)
+
+
+@dataclass(frozen=True)
+class ImportedImages:
+    """Images read from disk at the input shape, with labels if a file gave them."""
+
+    pixels: tuple[bytes, ...]
+    labels: tuple[int, ...] | None
+    sources: tuple[Path, ...]
+    labels_file: Path | None
+
+
+def _numeric_key(path: Path) -> tuple[int, int | str]:
+    return (0, int(path.stem)) if path.stem.isdigit() else (1, path.name)
+
+
+def _find_images(root: Path) -> list[Path]:
+    folder = root / "pics" if (root / "pics").is_dir() else root
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise InvalidInput(f"{folder}: no images found (expected *.jpg/*.png files, or pics/1.jpg ... pics/N.jpg)")
+    if len(files) > MAX_IMPORTED:
+        raise InvalidInput(f"{folder}: {len(files)} images, more than the limit of {MAX_IMPORTED}")
+    return sorted(files, key=_numeric_key)
+
+
+def _find_labels_file(root: Path) -> Path | None:
+    candidates = sorted(root.glob("*.txt"))
+    if len(candidates) > 1:
+        raise InvalidInput(f"{root}: several label files {[c.name for c in candidates]}; choose one with --labels-file")
+    return candidates[0] if candidates else None
+
+
+def read_labels_file(path: Path, *, count: int, num_classes: int) -> tuple[int, ...]:
+    """One numeric label per line (``6`` or ``6.000000000000000000e+00``), line j for image j."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_LABEL_FILE_BYTES:
+            raise InvalidInput(f"{path}: label file of {size} bytes is too large")
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: label file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot read label file ({exc})") from None
+    if len(lines) != count:
+        raise InvalidInput(f"{path}: {len(lines)} labels for {count} images")
+    labels = []
+    for lineno, text in enumerate(lines, 1):
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidInput(f"{path}:{lineno}: {text!r} is not a number") from None
+        if not value.is_integer() or not 0 <= value < num_classes:
+            raise InvalidInput(f"{path}:{lineno}: label {text} is not an integer in [0, {num_classes})")
+        labels.append(int(value))
+    return tuple(labels)
+
+
+def _fit_image(path: Path, shape: tuple[int, int, int], fit: Fit) -> bytes:
+    channels, height, width = shape
+    if channels not in (1, 3):
+        raise InvalidInput(f"imported images need 1 or 3 channels, not {channels}")
+    try:
+        if path.stat().st_size > MAX_IMAGE_FILE_BYTES:
+            raise InvalidInput(f"{path}: image file too large")
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            if fit is Fit.RESIZE:
+                img = img.resize((width, height), Image.Resampling.BILINEAR)
+            else:
+                if img.width < width or img.height < height:
+                    raise InvalidInput(f"{path}: {img.width}x{img.height} image is smaller than the "
+                                       f"{width}x{height} centre crop; use --fit resize")
+                left, top = (img.width - width) // 2, (img.height - height) // 2
+                img = img.crop((left, top, left + width, top + height))
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(f"{path}: not a readable image ({exc})") from None
+    if channels == 1:
+        array = array[None, :, :]
+    else:
+        array = array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array).tobytes()
+
+
+def import_images(root: str | os.PathLike[str], shape: tuple[int, int, int], *, fit: Fit,
+                  labels_file: str | os.PathLike[str] | None, num_classes: int) -> ImportedImages:
+    """Read an image folder (or the WatermarkNN layout) at ``shape``."""
+    base = Path(root)
+    if not base.exists():
+        raise InvalidInput(f"{base}: image folder not found")
+    if not base.is_dir():
+        raise InvalidInput(f"{base}: expected a folder of images (or one with pics/ and a labels .txt)")
+    try:
+        files = _find_images(base)
+    except PermissionError:
+        raise InvalidInput(f"{base}: folder is not readable (permission denied)") from None
+    label_path = Path(labels_file) if labels_file is not None else _find_labels_file(base)
+    labels = read_labels_file(label_path, count=len(files), num_classes=num_classes) if label_path else None
+    pixels = tuple(_fit_image(p, shape, fit) for p in files)
+    return ImportedImages(pixels, labels, tuple(files), label_path)
+
+
+def random_labels(count: int, num_classes: int) -> tuple[int, ...]:
+    """Uniform labels for imported images that came without any (OS CSPRNG)."""
+    return tuple(secrets.randbelow(num_classes) for _ in range(count))
+
+
