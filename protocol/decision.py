@@ -1,0 +1,136 @@
+"""The decision rule (DESIGN.md section 4).
+
+Under H0, the model was not marked with this key, so each revealed item
+matches its committed label with probability at most ``p0``.  We accept when
+the number of matches ``m`` reaches ``tau``, the smallest ``t`` with
+``P[Binomial(k, p0) >= t] <= 2^-lambda``: a false accusation then has
+probability at most ``2^-lambda``.
+
+Tails are computed in exact rational arithmetic, so an auditor on any machine
+recomputes the very same threshold and p-value as the verifier did.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+from .errors import InvalidInput
+
+DEFAULT_LAMBDA = 40
+MAX_K = 10_000
+
+
+def parse_probability(text: str | Fraction, *, what: str = "p0") -> Fraction:
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise InvalidInput(f"{what}: {text!r} is not a probability like 1/10 or 0.1") from None
+    if not 0 < value < 1:
+        raise InvalidInput(f"{what}: {text} must be strictly between 0 and 1")
+    if value.denominator > 10**12:
+        raise InvalidInput(f"{what}: {text} has an unreasonably large denominator")
+    return value
+
+
+@lru_cache(maxsize=64)
+def _tails(k: int, p0: Fraction) -> tuple[Fraction, ...]:
+    """``tails[t] = P[Binomial(k, p0) >= t]`` for t = 0..k+1, exactly."""
+    if not 1 <= k <= MAX_K:
+        raise InvalidInput(f"sample size k={k} must be between 1 and {MAX_K}")
+    q = 1 - p0
+    pmf = [Fraction(math.comb(k, j)) * p0**j * q ** (k - j) for j in range(k + 1)]
+    tails = [Fraction(0)] * (k + 2)
+    for t in range(k, -1, -1):
+        tails[t] = tails[t + 1] + pmf[t]
+    return tuple(tails)
+
+
+def tail(matches: int, k: int, p0: Fraction) -> Fraction:
+    """The exact p-value ``P[Binomial(k, p0) >= matches]``."""
+    return _tails(k, p0)[max(0, min(matches, k + 1))]
+
+
+def threshold(k: int, p0: Fraction, lam: int = DEFAULT_LAMBDA) -> int | None:
+    """``tau``, or None when even ``k`` matches out of ``k`` are not significant enough."""
+    bound = Fraction(1, 2**lam)
+    tails = _tails(k, p0)
+    for t in range(k + 1):
+        if tails[t] <= bound:
+            return t
+    return None
+
+
+def neg_log2(p: Fraction) -> float:
+    """``-log2 p`` without overflowing floats for tiny p."""
+    return math.log2(p.denominator) - math.log2(p.numerator)
+
+
+def format_probability(p: Fraction) -> str:
+    """Six significant digits, deterministic on every platform (from the exact value)."""
+    if p == 0:
+        return "0"
+    exponent = math.floor(math.log10(p.numerator) - math.log10(p.denominator))
+    # Correct the float estimate of the exponent exactly.
+    while p >= Fraction(10) ** (exponent + 1):
+        exponent += 1
+    while p < Fraction(10) ** exponent:
+        exponent -= 1
+    mantissa = round(p / Fraction(10) ** exponent * 10**5)
+    if mantissa >= 10**6:
+        mantissa, exponent = mantissa // 10, exponent + 1
+    digits = str(mantissa)
+    return f"{digits[0]}.{digits[1:]}e{exponent:+03d}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    matches: int
+    k: int
+    p0: Fraction
+    lam: int
+    tau: int | None
+    p_value: Fraction
+
+    @property
+    def accepted(self) -> bool:
+        return self.tau is not None and self.matches >= self.tau
+
+    @property
+    def p_value_text(self) -> str:
+        return format_probability(self.p_value)
+
+    @property
+    def neg_log2_p(self) -> float:
+        return neg_log2(self.p_value) if self.p_value > 0 else math.inf
+
+
+def decide(matches: int, k: int, p0: Fraction, lam: int = DEFAULT_LAMBDA) -> Decision:
+    if not 0 <= matches <= k:
+        raise InvalidInput(f"{matches} matches out of k={k}")
+    return Decision(matches, k, p0, lam, threshold(k, p0, lam), tail(matches, k, p0))
+
+
+def _binomial_sf_float(t: int, k: int, a: float) -> float:
+    return sum(math.comb(k, j) * a**j * (1 - a) ** (k - j) for j in range(t, k + 1))
+
+
+def lowest_passing_accuracy(k: int, p0: Fraction, lam: int = DEFAULT_LAMBDA, confidence: float = 0.99) -> float | None:
+    """The lowest trigger accuracy ``a`` with ``P[Binomial(k, a) >= tau] >= confidence``.
+
+    Advisory (floats are fine here): it tells a user which ``k`` to choose
+    before anything is revealed.
+    """
+    tau = threshold(k, p0, lam)
+    if tau is None:
+        return None
+    low, high = 0.0, 1.0
+    for _ in range(50):
+        mid = (low + high) / 2
+        if _binomial_sf_float(tau, k, mid) >= confidence:
+            high = mid
+        else:
+            low = mid
+    return high
