@@ -39,19 +39,24 @@ class Envelope:
     payload: bytes
     signatures: tuple[Signature, ...]
 
-    def to_json(self) -> bytes:
-        doc = {
+    def to_obj(self) -> dict:
+        return {
             "payload": base64.b64encode(self.payload).decode("ascii"),
             "payloadType": self.payload_type,
             "signatures": [
                 {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode("ascii")} for s in self.signatures
             ],
         }
-        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_obj(), indent=2, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes, *, what: str = "envelope", max_bytes: int = MAX_DOCUMENT_BYTES) -> "Envelope":
-        obj = parse_json(data, what=what, max_bytes=max_bytes)
+        return cls.from_obj(parse_json(data, what=what, max_bytes=max_bytes), what=what)
+
+    @classmethod
+    def from_obj(cls, obj: object, *, what: str = "envelope") -> "Envelope":
         if not isinstance(obj, dict) or set(obj) - {"payload", "payloadType", "signatures"}:
             raise DecodeError(f"{what}: not a DSSE envelope (expected payload, payloadType, signatures)")
         payload_type = obj.get("payloadType")

@@ -53,7 +53,7 @@ def _finish(owner: SigningKey, scheme: Scheme, kind: TriggerKind, input_shape: t
     )
     mk = MarkingKey(vk_digest=vk.digest, scheme=scheme, kind=kind, input_shape=input_shape,
                     num_classes=num_classes, openings=tuple(o for _, o in pairs), vrf_secret_key=vrf_sk)
-    return KeyPair(mk, vk, dsse.sign(VK_PAYLOAD_TYPE, vk.payload(), owner))
+    return KeyPair(mk, vk, dsse.sign(VK_PAYLOAD_TYPE, vk.payload, owner))
 
 
 def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: tuple[int, int, int],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from . import dsse
@@ -68,8 +69,9 @@ class VerificationKey:
     def n(self) -> int:
         return len(self.commitments)
 
+    @cached_property
     def payload(self) -> bytes:
-        """The canonical bytes the owner signs."""
+        """The canonical bytes the owner signs (computed once: keys are immutable)."""
         return canonical_json({
             "type": VK_TYPE,
             "version": VERSION,
@@ -85,10 +87,10 @@ class VerificationKey:
             "created": self.created,
         })
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
         """What challenges, reveals, verdicts and the registry name this key by."""
-        return tagged_hash("wmark/vk/v1", self.payload())
+        return tagged_hash("wmark/vk/v1", self.payload)
 
     def commitment_digests(self) -> list[bytes]:
         """One digest per item, so the registry can spot a transplanted commitment."""
@@ -124,9 +126,19 @@ class VerificationKey:
             commitments=tuple(commitments),
             owner=PublicKey.from_der(b64u_decode(obj.get("owner_public_key"), what=f"{what}: owner key",
                                                  max_size=256), what=f"{what}: owner key"),
-            vrf_key=VrfPublicKey.from_bytes(b64u_decode(vrf_raw, what=f"{what}: VRF key")) if vrf_raw else None,
-            created=field(obj, "created", str, what=what)[:64],
+            vrf_key=(VrfPublicKey.from_bytes(b64u_decode(vrf_raw, what=f"{what}: VRF key"))
+                     if vrf_raw is not None else None),
+            created=_created(obj, what=what),
         )
+
+
+def _created(obj: dict[str, Any], *, what: str) -> str:
+    # Rejected rather than truncated: a truncated field would make payload()
+    # differ from the signed bytes, and so the digest from what was signed.
+    created = field(obj, "created", str, what=what)
+    if len(created) > 64:
+        raise DecodeError(f"{what}: field 'created' is longer than 64 characters")
+    return created
 
 
 def owner_key_of(payload: bytes, *, what: str) -> PublicKey:
@@ -245,5 +257,5 @@ class MarkingKey:
             num_classes=int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
             openings=openings,
             vrf_secret_key=VrfSecretKey.from_bytes(b64u_decode(sk_raw, what=f"{what}: VRF key", size=32))
-            if sk_raw else None,
+            if sk_raw is not None else None,
         )

@@ -31,7 +31,6 @@ from functools import cached_property
 import ecdsa
 from Crypto.Random import get_random_bytes
 from ecdsa.ellipticcurve import INFINITY, PointJacobi
-from ecdsa.errors import MalformedPointError
 from ecdsa.rfc6979 import generate_k
 
 from .errors import DecodeError, InvalidProof
@@ -62,20 +61,28 @@ def _point_to_string(point: PointJacobi) -> bytes:
     return point.to_bytes("compressed")
 
 
-def _string_to_point(data: bytes) -> PointJacobi | None:
+def _string_to_point(data: bytes, *, precompute: bool = False) -> PointJacobi | None:
     """SEC1 §2.3.4 decoding of a compressed point; ``None`` means INVALID.
 
     ecdsa does not reject an x coordinate >= p, which would give a second
-    encoding of the same point, so that is checked here.
+    encoding of the same point, so that is checked here.  The square root is
+    taken as ``a^((p+1)/4)`` (valid as p = 3 mod 4), several times faster than
+    ecdsa's generic Tonelli-Shanks, which dominated verification time.
+    ``precompute`` builds ecdsa's multiplication table, worth it for a public
+    key that verifies many proofs.
     """
     if len(data) != _PT_LEN or data[0] not in (2, 3):
         return None
-    if int.from_bytes(data[1:], "big") >= _P:
+    x = int.from_bytes(data[1:], "big")
+    if x >= _P:
         return None
-    try:
-        return PointJacobi.from_bytes(_CURVE, data, valid_encodings=("compressed",), order=_Q)
-    except MalformedPointError:
+    rhs = (x * x * x + _CURVE.a() * x + _CURVE.b()) % _P
+    y = pow(rhs, (_P + 1) // 4, _P)
+    if y * y % _P != rhs:
         return None
+    if (y & 1) != (data[0] & 1):
+        y = _P - y
+    return PointJacobi(_CURVE, x, y, 1, _Q, generator=precompute)
 
 
 def _encode_to_curve_tai(salt: bytes, alpha: bytes) -> tuple[PointJacobi, int]:
@@ -143,7 +150,7 @@ class VrfPublicKey:
     def __post_init__(self) -> None:
         # Validating here (§5.4.5: on P-256, never the identity) means no
         # VrfPublicKey can exist for a string that is not a point.
-        point = _string_to_point(self._encoded)
+        point = _string_to_point(self._encoded, precompute=True)
         if point is None:
             raise DecodeError("VRF public key: not a compressed P-256 point")
         object.__setattr__(self, "_point", point)
@@ -167,7 +174,7 @@ class VrfPublicKey:
         gamma, c_string, s = _decode_proof(pi)
         h, _ = _encode_to_curve_tai(self._encoded, alpha)
         minus_c = -int.from_bytes(c_string, "big") % _Q
-        u = _B.mul_add(s, self._point, minus_c)
+        u = _B * s + self._point * minus_c
         v = h.mul_add(s, gamma, minus_c)
         if not hmac.compare_digest(_challenge(self._point, h, gamma, u, v), c_string):
             raise InvalidProof("VRF proof does not verify: it was not made for this public key and input")

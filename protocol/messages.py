@@ -1,0 +1,327 @@
+"""The messages of a verification (DESIGN.md section 4), as h11 has its events.
+
+Each message is a frozen dataclass with one canonical JSON payload, carried in
+a DSSE envelope signed by its sender: ``Challenge`` by the verifier,
+``Reveal`` and ``Refusal`` by the owner (the key in ``vk``), ``Verdict`` by the
+verifier.  A message is named by the domain-separated digest of its payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, ClassVar, Union
+
+from . import dsse
+from .decision import MAX_K, parse_probability
+from .encoding import (
+    b64u_decode, b64u_encode, canonical_json, expect_header, field, int_field, only_fields, parse_json,
+)
+from .errors import DecodeError
+from .hashing import tagged_hash
+from .identity import PublicKey, SigningKey
+from .items import ItemOpening, TriggerKind
+from .keys import MAX_CLASSES, MAX_ITEMS, decode_opening, encode_opening
+from .commitment import Scheme
+
+VERSION = 1
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+MAX_TEXT = 1024
+MAX_URL = 2048
+
+
+def _digest(obj: Any, name: str) -> bytes:
+    return b64u_decode(obj.get(name), what=name, size=32)
+
+
+def _text(obj: dict[str, Any], name: str, *, what: str, limit: int = MAX_TEXT) -> str:
+    value = field(obj, name, str, what=what)
+    if len(value) > limit:
+        raise DecodeError(f"{what}: field {name!r} longer than {limit} characters")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which suspect model a challenge is about: a file's digest, or an endpoint."""
+
+    sha256: bytes | None = None
+    url: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.sha256 is None) == (self.url is None):
+            raise DecodeError("a model reference is either a file digest or an endpoint URL")
+
+    def to_obj(self) -> dict[str, Any]:
+        if self.sha256 is not None:
+            return {"kind": "file", "sha256": b64u_encode(self.sha256)}
+        return {"kind": "endpoint", "url": self.url, "name": self.name}
+
+    @classmethod
+    def from_obj(cls, obj: Any, *, what: str) -> "ModelRef":
+        if not isinstance(obj, dict):
+            raise DecodeError(f"{what}: model reference must be an object")
+        if obj.get("kind") == "file":
+            only_fields(obj, {"kind", "sha256"}, what=what)
+            return cls(sha256=b64u_decode(obj.get("sha256"), what=f"{what}: model sha256", size=32))
+        if obj.get("kind") == "endpoint":
+            only_fields(obj, {"kind", "url", "name"}, what=what)
+            return cls(url=_text(obj, "url", what=what, limit=MAX_URL), name=_text(obj, "name", what=what))
+        raise DecodeError(f"{what}: model reference kind must be 'file' or 'endpoint'")
+
+    def describe(self) -> str:
+        if self.sha256 is not None:
+            return f"model file sha256:{self.sha256.hex()[:16]}…"
+        return f"endpoint {self.url} model {self.name}"
+
+
+class Message:
+    """Shared codec: subclasses define TYPE, PAYLOAD_TYPE, DIGEST_TAG, _to_obj, _from_obj."""
+
+    TYPE: ClassVar[str]
+    PAYLOAD_TYPE: ClassVar[str]
+    DIGEST_TAG: ClassVar[str]
+
+    def payload(self) -> bytes:
+        return canonical_json({"type": self.TYPE, "version": VERSION, **self._to_obj()})
+
+    def sign(self, key: SigningKey) -> dsse.Envelope:
+        return dsse.sign(self.PAYLOAD_TYPE, self.payload(), key)
+
+    @classmethod
+    def digest_of(cls, envelope: dsse.Envelope) -> bytes:
+        return tagged_hash(cls.DIGEST_TAG, envelope.payload)
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> "Message":
+        what = cls.TYPE.split("/")[-1]
+        obj = expect_header(parse_json(payload, what=what, max_bytes=MAX_MESSAGE_BYTES),
+                            type_=cls.TYPE, version=VERSION, what=what)
+        return cls._from_obj(obj, what)
+
+    def _to_obj(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_obj(cls, obj: dict[str, Any], what: str) -> "Message":
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Challenge(Message):
+    """Verifier -> prover: which key, which model, how many items, a fresh nonce.
+
+    ``k = n`` asks for public verification (the paper's Verify); ``k < n`` for
+    private verification, where the rest of the trigger set stays secret.
+    """
+
+    TYPE: ClassVar[str] = "wmark/challenge"
+    PAYLOAD_TYPE: ClassVar[str] = "application/vnd.wmark.challenge+json"
+    DIGEST_TAG: ClassVar[str] = "wmark/challenge/v1"
+
+    vk_digest: bytes
+    model: ModelRef
+    n: int
+    k: int
+    nonce: bytes
+    verifier: PublicKey
+    issued: str
+
+    def _to_obj(self) -> dict[str, Any]:
+        return {
+            "vk_digest": b64u_encode(self.vk_digest), "model": self.model.to_obj(), "n": self.n, "k": self.k,
+            "nonce": b64u_encode(self.nonce), "verifier_public_key": b64u_encode(self.verifier.to_der()),
+            "issued": self.issued,
+        }
+
+    @classmethod
+    def _from_obj(cls, obj: dict[str, Any], what: str) -> "Challenge":
+        only_fields(obj, {"type", "version", "vk_digest", "model", "n", "k", "nonce", "verifier_public_key",
+                          "issued"}, what=what)
+        n = int_field(obj, "n", what=what, low=1, high=MAX_ITEMS)
+        return cls(
+            vk_digest=_digest(obj, "vk_digest"),
+            model=ModelRef.from_obj(obj.get("model"), what=what),
+            n=n,
+            k=int_field(obj, "k", what=what, low=1, high=min(n, MAX_K)),
+            nonce=b64u_decode(obj.get("nonce"), what=f"{what}: nonce", size=32),
+            verifier=PublicKey.from_der(b64u_decode(obj.get("verifier_public_key"), what=f"{what}: verifier key",
+                                                    max_size=256), what=f"{what}: verifier key"),
+            issued=_text(obj, "issued", what=what, limit=64),
+        )
+
+
+@dataclass(frozen=True)
+class Reveal(Message):
+    """Prover -> verifier: the openings of the sampled subset, and nothing else."""
+
+    TYPE: ClassVar[str] = "wmark/reveal"
+    PAYLOAD_TYPE: ClassVar[str] = "application/vnd.wmark.reveal+json"
+    DIGEST_TAG: ClassVar[str] = "wmark/reveal/v1"
+
+    challenge_digest: bytes
+    vk_digest: bytes
+    scheme: Scheme
+    openings: tuple[ItemOpening, ...]
+
+    def _to_obj(self) -> dict[str, Any]:
+        return {
+            "challenge_digest": b64u_encode(self.challenge_digest), "vk_digest": b64u_encode(self.vk_digest),
+            "scheme": self.scheme.value, "openings": [encode_opening(o) for o in self.openings],
+        }
+
+    @classmethod
+    def _from_obj(cls, obj: dict[str, Any], what: str) -> "Reveal":
+        only_fields(obj, {"type", "version", "challenge_digest", "vk_digest", "scheme", "openings"}, what=what)
+        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
+        raw = field(obj, "openings", list, what=what)
+        if not 1 <= len(raw) <= MAX_ITEMS:
+            raise DecodeError(f"{what}: 1 to {MAX_ITEMS} openings expected, got {len(raw)}")
+        return cls(
+            challenge_digest=_digest(obj, "challenge_digest"),
+            vk_digest=_digest(obj, "vk_digest"),
+            scheme=scheme,
+            openings=tuple(decode_opening(o, scheme, what=f"{what}: opening {i}", max_index=MAX_ITEMS - 1)
+                           for i, o in enumerate(raw)),
+        )
+
+
+@dataclass(frozen=True)
+class Refusal(Message):
+    """Prover -> verifier: a signed no, e.g. when the leakage budget would be exceeded."""
+
+    TYPE: ClassVar[str] = "wmark/refusal"
+    PAYLOAD_TYPE: ClassVar[str] = "application/vnd.wmark.refusal+json"
+    DIGEST_TAG: ClassVar[str] = "wmark/refusal/v1"
+
+    challenge_digest: bytes
+    reason: str
+
+    def _to_obj(self) -> dict[str, Any]:
+        return {"challenge_digest": b64u_encode(self.challenge_digest), "reason": self.reason}
+
+    @classmethod
+    def _from_obj(cls, obj: dict[str, Any], what: str) -> "Refusal":
+        only_fields(obj, {"type", "version", "challenge_digest", "reason"}, what=what)
+        return cls(_digest(obj, "challenge_digest"), _text(obj, "reason", what=what))
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One queried item: its committed label and the class the model answered."""
+
+    index: int
+    label: int
+    predicted: int
+
+    @property
+    def match(self) -> bool:
+        return self.label == self.predicted
+
+
+@dataclass(frozen=True)
+class Verdict(Message):
+    """Verifier's signed decision, bound to the whole message chain."""
+
+    TYPE: ClassVar[str] = "wmark/verdict"
+    PAYLOAD_TYPE: ClassVar[str] = "application/vnd.wmark.verdict+json"
+    DIGEST_TAG: ClassVar[str] = "wmark/verdict/v1"
+
+    vk_digest: bytes
+    challenge_digest: bytes
+    reveal_digest: bytes
+    chain_digest: bytes
+    model: ModelRef
+    trigger_kind: TriggerKind
+    results: tuple[ItemResult, ...]
+    p0: Fraction
+    lam: int
+    tau: int | None
+    matches: int
+    p_value: str
+    neg_log2_p: str
+    accepted: bool
+    caveats: tuple[str, ...]
+    registration: dict[str, Any] | None
+    decided: str
+
+    @property
+    def k(self) -> int:
+        return len(self.results)
+
+    def _to_obj(self) -> dict[str, Any]:
+        return {
+            "vk_digest": b64u_encode(self.vk_digest), "challenge_digest": b64u_encode(self.challenge_digest),
+            "reveal_digest": b64u_encode(self.reveal_digest), "chain_digest": b64u_encode(self.chain_digest),
+            "model": self.model.to_obj(), "trigger_kind": self.trigger_kind.value,
+            "results": [[r.index, r.label, r.predicted] for r in self.results],
+            "p0": f"{self.p0.numerator}/{self.p0.denominator}", "lambda": self.lam, "tau": self.tau,
+            "matches": self.matches, "p_value": self.p_value, "neg_log2_p": self.neg_log2_p,
+            "accepted": self.accepted, "caveats": list(self.caveats), "registration": self.registration,
+            "decided": self.decided,
+        }
+
+    @classmethod
+    def _from_obj(cls, obj: dict[str, Any], what: str) -> "Verdict":
+        only_fields(obj, {"type", "version", "vk_digest", "challenge_digest", "reveal_digest", "chain_digest",
+                          "model", "trigger_kind", "results", "p0", "lambda", "tau", "matches", "p_value",
+                          "neg_log2_p", "accepted", "caveats", "registration", "decided"}, what=what)
+        raw_results = field(obj, "results", list, what=what)
+        if not 1 <= len(raw_results) <= MAX_ITEMS:
+            raise DecodeError(f"{what}: 1 to {MAX_ITEMS} results expected")
+        results = []
+        for entry in raw_results:
+            if (not isinstance(entry, list) or len(entry) != 3
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_CLASSES
+                               for v in entry)):
+                raise DecodeError(f"{what}: a result must be [index, label, predicted]")
+            results.append(ItemResult(*entry))
+        tau = obj.get("tau")
+        if tau is not None and (not isinstance(tau, int) or isinstance(tau, bool) or not 0 <= tau <= MAX_K):
+            raise DecodeError(f"{what}: tau must be null or an integer")
+        caveats = field(obj, "caveats", list, what=what)
+        if len(caveats) > 16 or not all(isinstance(c, str) and len(c) <= MAX_TEXT for c in caveats):
+            raise DecodeError(f"{what}: malformed caveats")
+        registration = obj.get("registration")
+        if registration is not None and not isinstance(registration, dict):
+            raise DecodeError(f"{what}: registration must be an object or null")
+        accepted = obj.get("accepted")
+        if not isinstance(accepted, bool):
+            raise DecodeError(f"{what}: accepted must be true or false")
+        return cls(
+            vk_digest=_digest(obj, "vk_digest"), challenge_digest=_digest(obj, "challenge_digest"),
+            reveal_digest=_digest(obj, "reveal_digest"), chain_digest=_digest(obj, "chain_digest"),
+            model=ModelRef.from_obj(obj.get("model"), what=what),
+            trigger_kind=TriggerKind.parse(field(obj, "trigger_kind", str, what=what)),
+            results=tuple(results),
+            p0=parse_probability(_text(obj, "p0", what=what, limit=64), what=f"{what}: p0"),
+            lam=int_field(obj, "lambda", what=what, low=1, high=256),
+            tau=tau,
+            matches=int_field(obj, "matches", what=what, low=0, high=MAX_K),
+            p_value=_text(obj, "p_value", what=what, limit=32),
+            neg_log2_p=_text(obj, "neg_log2_p", what=what, limit=32),
+            accepted=accepted,
+            caveats=tuple(caveats),
+            registration=registration,
+            decided=_text(obj, "decided", what=what, limit=64),
+        )
+
+
+AnyMessage = Union[Challenge, Reveal, Refusal, Verdict]
+MESSAGE_TYPES: dict[str, type[Message]] = {m.PAYLOAD_TYPE: m for m in (Challenge, Reveal, Refusal, Verdict)}
+
+
+def decode(envelope: dsse.Envelope, expected: tuple[type[Message], ...]) -> Message:
+    """Decode an envelope's payload as one of ``expected`` (signature checked by the caller)."""
+    cls = MESSAGE_TYPES.get(envelope.payload_type)
+    if cls is None:
+        raise DecodeError(f"unknown message type {envelope.payload_type!r}")
+    if cls not in expected:
+        names = " or ".join(c.__name__ for c in expected)
+        raise DecodeError(f"expected a {names}, got a {cls.__name__}")
+    return cls.from_payload(envelope.payload)
+
+
+def chain_digest(vk_digest: bytes, challenge_digest: bytes, reveal_digest: bytes) -> bytes:
+    return tagged_hash("wmark/transcript/chain/v1", vk_digest, challenge_digest, reveal_digest)

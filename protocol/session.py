@@ -1,0 +1,325 @@
+"""The verification protocol as two sans-IO state machines (DESIGN.md section 4).
+
+Like h11's ``Connection``, a session never touches a socket or a file: the
+caller hands it envelopes and gets envelopes and events back.  The same code
+therefore serves the file commands, the TCP server, tests and fuzzers.
+
+Verifier:  challenge() -> receive(reveal) -> [caller queries the model] -> decide(predictions)
+Prover:    receive(challenge) -> [caller consults the ledger] -> reveal() | refuse(reason)
+           -> receive(verdict)
+
+A message that breaks the protocol raises :class:`RemoteProtocolError` (the
+peer's fault) and ends the session; calling a method out of turn raises
+:class:`LocalProtocolError` (the caller's fault).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from fractions import Fraction
+from typing import Any, Mapping
+
+from Crypto.Random import get_random_bytes
+
+from . import dsse
+from .decision import DEFAULT_LAMBDA, decide
+from .errors import (
+    DecodeError, InvalidOpening, InvalidSignature, LocalProtocolError, RemoteProtocolError, WmarkError,
+)
+from .items import OpenedItem, TriggerKind, open_item
+from .keys import MarkingKey, VerificationKey
+from .messages import (
+    Challenge, ItemResult, ModelRef, Refusal, Reveal, Verdict, chain_digest, decode,
+)
+from .sampling import sample_subset
+from .identity import SigningKey
+
+NONCE_BYTES = 32
+
+CAVEAT_IMPORTED = ("imported trigger set: the images were chosen by the owner, so non-trivial ownership rests "
+                   "on the registration time of the verification key")
+CAVEAT_UNREGISTERED = ("no registry receipt: non-trivial ownership is unproven (nothing shows the verification "
+                       "key existed before the model was obtained)")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def null_match_probability(vk: VerificationKey, p0: Fraction | None) -> Fraction:
+    """``p0``: a derived label is uniform over L classes; imported sets need an explicit bound."""
+    if vk.kind is TriggerKind.DERIVED:
+        return Fraction(1, vk.num_classes)
+    if p0 is None:
+        raise LocalProtocolError("an imported trigger set needs an explicit p0 (the chance that an unmarked "
+                                 "model gives a trigger image its committed label), e.g. --p0 1/10")
+    return p0
+
+
+def subset_of(challenge: Challenge, challenge_digest: bytes) -> tuple[int, ...]:
+    return sample_subset(challenge_digest, challenge.n, challenge.k)
+
+
+def check_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Challenge,
+                 challenge_digest: bytes) -> tuple[Reveal, tuple[OpenedItem, ...]]:
+    """Everything a verifier or auditor checks in a reveal; raises naming the failure."""
+    dsse.verify(reveal_env, vk.owner, payload_type=Reveal.PAYLOAD_TYPE, what="reveal")
+    reveal = decode(reveal_env, (Reveal,))
+    assert isinstance(reveal, Reveal)
+    if reveal.challenge_digest != challenge_digest:
+        raise InvalidOpening("reveal: it answers another challenge (challenge digest differs)")
+    if reveal.vk_digest != vk.digest:
+        raise InvalidOpening("reveal: it is for another verification key")
+    if reveal.scheme is not vk.scheme:
+        raise InvalidOpening("reveal: commitment scheme differs from the verification key's")
+    expected = subset_of(challenge, challenge_digest)
+    got = tuple(o.index for o in reveal.openings)
+    if got != expected:
+        extra = sorted(set(got) - set(expected))
+        missing = sorted(set(expected) - set(got))
+        raise InvalidOpening(f"reveal: indices are not the challenged subset (extra {extra[:8]}, missing "
+                             f"{missing[:8]}{', or out of order' if not extra and not missing else ''})")
+    items = tuple(
+        open_item(o, vk.commitments[o.index], kind=vk.kind, num_classes=vk.num_classes,
+                  input_shape=vk.input_shape, vrf_key=vk.vrf_key)
+        for o in reveal.openings
+    )
+    return reveal, items
+
+
+def check_challenge(envelope: dsse.Envelope) -> tuple[Challenge, bytes]:
+    """A challenge is self-signed by the verifier key it names."""
+    challenge = decode(envelope, (Challenge,))
+    assert isinstance(challenge, Challenge)
+    dsse.verify(envelope, challenge.verifier, payload_type=Challenge.PAYLOAD_TYPE, what="challenge")
+    return challenge, Challenge.digest_of(envelope)
+
+
+class VerifierState(Enum):
+    SEND_CHALLENGE = "send-challenge"
+    AWAIT_REVEAL = "await-reveal"
+    AWAIT_PREDICTIONS = "await-predictions"
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RevealAccepted:
+    """Event: the openings check out; query the model on these items."""
+
+    items: tuple[OpenedItem, ...]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Event: the prover declined, with a signed reason."""
+
+    reason: str
+    envelope: dsse.Envelope
+
+
+class VerifierSession:
+    def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
+                 p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+                 registration: Mapping[str, Any] | None = None) -> None:
+        if not 1 <= k <= vk.n:
+            raise LocalProtocolError(f"k={k} must be between 1 and n={vk.n}")
+        self.vk = vk
+        self._identity = identity
+        self._model = model
+        self._k = k
+        self._p0 = null_match_probability(vk, p0)
+        self._lam = lam
+        self._registration = dict(registration) if registration is not None else None
+        self.state = VerifierState.SEND_CHALLENGE
+        self.challenge_envelope: dsse.Envelope | None = None
+        self.reveal_envelope: dsse.Envelope | None = None
+        self.verdict_envelope: dsse.Envelope | None = None
+        self._challenge: Challenge | None = None
+        self._challenge_digest = b""
+        self._items: tuple[OpenedItem, ...] = ()
+
+    @classmethod
+    def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
+               p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+               registration: Mapping[str, Any] | None = None) -> "VerifierSession":
+        """A session waiting for the reveal to a challenge issued earlier (files transport)."""
+        challenge, digest = check_challenge(challenge_envelope)
+        if challenge.verifier != identity.public_key:
+            raise LocalProtocolError("the challenge was issued by another verifier key than this one")
+        if challenge.vk_digest != vk.digest:
+            raise LocalProtocolError("the challenge is for another verification key")
+        session = cls(vk, identity, challenge.model, challenge.k, p0=p0, lam=lam, registration=registration)
+        session._challenge, session._challenge_digest = challenge, digest
+        session.challenge_envelope = challenge_envelope
+        session.state = VerifierState.AWAIT_REVEAL
+        return session
+
+    @property
+    def model(self) -> ModelRef:
+        return self._model
+
+    def _expect(self, state: VerifierState, action: str) -> None:
+        if self.state is not state:
+            raise LocalProtocolError(f"cannot {action} in state {self.state.value}")
+
+    def challenge(self) -> dsse.Envelope:
+        self._expect(VerifierState.SEND_CHALLENGE, "issue a challenge")
+        self._challenge = Challenge(vk_digest=self.vk.digest, model=self._model, n=self.vk.n, k=self._k,
+                                    nonce=get_random_bytes(NONCE_BYTES), verifier=self._identity.public_key,
+                                    issued=now())
+        self.challenge_envelope = self._challenge.sign(self._identity)
+        self._challenge_digest = Challenge.digest_of(self.challenge_envelope)
+        self.state = VerifierState.AWAIT_REVEAL
+        return self.challenge_envelope
+
+    @property
+    def subset(self) -> tuple[int, ...]:
+        if self._challenge is None:
+            raise LocalProtocolError("no challenge issued yet")
+        return subset_of(self._challenge, self._challenge_digest)
+
+    def receive(self, envelope: dsse.Envelope) -> RevealAccepted | Refused:
+        self._expect(VerifierState.AWAIT_REVEAL, "receive a message")
+        assert self._challenge is not None
+        try:
+            if envelope.payload_type == Refusal.PAYLOAD_TYPE:
+                dsse.verify(envelope, self.vk.owner, payload_type=Refusal.PAYLOAD_TYPE, what="refusal")
+                refusal = decode(envelope, (Refusal,))
+                assert isinstance(refusal, Refusal)
+                if refusal.challenge_digest != self._challenge_digest:
+                    raise InvalidOpening("refusal: it answers another challenge")
+                self.state = VerifierState.REFUSED
+                return Refused(refusal.reason, envelope)
+            _, self._items = check_reveal(envelope, self.vk, self._challenge, self._challenge_digest)
+        except (DecodeError, InvalidSignature, InvalidOpening) as exc:
+            self.state = VerifierState.FAILED
+            raise RemoteProtocolError(f"prover sent an invalid message: {exc}") from None
+        self.reveal_envelope = envelope
+        self.state = VerifierState.AWAIT_PREDICTIONS
+        return RevealAccepted(self._items)
+
+    def decide(self, predictions: Mapping[int, int]) -> dsse.Envelope:
+        """Sign the verdict from the model's answers (index -> predicted class)."""
+        self._expect(VerifierState.AWAIT_PREDICTIONS, "decide")
+        assert self.reveal_envelope is not None
+        missing = [item.index for item in self._items if item.index not in predictions]
+        if missing:
+            raise LocalProtocolError(f"no model prediction for items {missing[:8]}")
+        results = tuple(ItemResult(i.index, i.label, int(predictions[i.index])) for i in self._items)
+        verdict = build_verdict(self.vk, self._challenge_digest, Reveal.digest_of(self.reveal_envelope),
+                                self._model, results, self._p0, self._lam, self._registration, now())
+        self.verdict_envelope = verdict.sign(self._identity)
+        self.state = VerifierState.DONE
+        return self.verdict_envelope
+
+
+def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: bytes, model: ModelRef,
+                  results: tuple[ItemResult, ...], p0: Fraction, lam: int,
+                  registration: Mapping[str, Any] | None, decided: str) -> Verdict:
+    """The verdict as a pure function of its inputs, so an auditor can rebuild it."""
+    decision = decide(sum(r.match for r in results), len(results), p0, lam)
+    caveats = []
+    if vk.kind is TriggerKind.IMPORTED:
+        caveats.append(CAVEAT_IMPORTED)
+    if registration is None:
+        caveats.append(CAVEAT_UNREGISTERED)
+    return Verdict(
+        vk_digest=vk.digest, challenge_digest=challenge_digest, reveal_digest=reveal_digest,
+        chain_digest=chain_digest(vk.digest, challenge_digest, reveal_digest), model=model,
+        trigger_kind=vk.kind, results=results, p0=p0, lam=lam, tau=decision.tau, matches=decision.matches,
+        p_value=decision.p_value_text, neg_log2_p=f"{decision.neg_log2_p:.2f}", accepted=decision.accepted,
+        caveats=tuple(caveats), registration=dict(registration) if registration is not None else None,
+        decided=decided,
+    )
+
+
+class ProverState(Enum):
+    AWAIT_CHALLENGE = "await-challenge"
+    DECIDE = "decide"
+    AWAIT_VERDICT = "await-verdict"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ChallengeReceived:
+    """Event: a valid challenge; the caller consults its ledger, then reveals or refuses."""
+
+    challenge: Challenge
+    digest: bytes
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class VerdictReceived:
+    verdict: Verdict
+    envelope: dsse.Envelope
+
+
+class ProverSession:
+    def __init__(self, mk: MarkingKey, vk: VerificationKey, identity: SigningKey) -> None:
+        if mk.vk_digest != vk.digest:
+            raise LocalProtocolError("the marking key does not belong to this verification key")
+        if identity.public_key != vk.owner:
+            raise LocalProtocolError("the signing key is not the owner key named in the verification key")
+        self._mk, self.vk, self._identity = mk, vk, identity
+        self.state = ProverState.AWAIT_CHALLENGE
+        self._received: ChallengeReceived | None = None
+
+    def _expect(self, state: ProverState, action: str) -> None:
+        if self.state is not state:
+            raise LocalProtocolError(f"cannot {action} in state {self.state.value}")
+
+    def receive(self, envelope: dsse.Envelope) -> ChallengeReceived | VerdictReceived:
+        if self.state is ProverState.AWAIT_CHALLENGE:
+            return self._receive_challenge(envelope)
+        if self.state is ProverState.AWAIT_VERDICT:
+            return self._receive_verdict(envelope)
+        raise RemoteProtocolError(f"verifier sent a message while the prover was in state {self.state.value}")
+
+    def _receive_challenge(self, envelope: dsse.Envelope) -> ChallengeReceived:
+        try:
+            challenge, digest = check_challenge(envelope)
+        except WmarkError as exc:
+            self.state = ProverState.FAILED
+            raise RemoteProtocolError(f"verifier sent an invalid challenge: {exc}") from None
+        if challenge.vk_digest != self.vk.digest or challenge.n != self.vk.n:
+            self.state = ProverState.FAILED
+            raise RemoteProtocolError("verifier sent a challenge for another verification key")
+        self._received = ChallengeReceived(challenge, digest, subset_of(challenge, digest))
+        self.state = ProverState.DECIDE
+        return self._received
+
+    def reveal(self) -> dsse.Envelope:
+        """Open exactly the challenged subset."""
+        self._expect(ProverState.DECIDE, "reveal")
+        assert self._received is not None
+        reveal = Reveal(self._received.digest, self.vk.digest, self.vk.scheme,
+                        tuple(self._mk.openings[i] for i in self._received.indices))
+        self.state = ProverState.AWAIT_VERDICT
+        return reveal.sign(self._identity)
+
+    def refuse(self, reason: str) -> dsse.Envelope:
+        self._expect(ProverState.DECIDE, "refuse")
+        assert self._received is not None
+        self.state = ProverState.DONE
+        return Refusal(self._received.digest, reason[:1024]).sign(self._identity)
+
+    def _receive_verdict(self, envelope: dsse.Envelope) -> VerdictReceived:
+        assert self._received is not None
+        try:
+            verdict = decode(envelope, (Verdict,))
+            assert isinstance(verdict, Verdict)
+            dsse.verify(envelope, self._received.challenge.verifier, payload_type=Verdict.PAYLOAD_TYPE,
+                        what="verdict")
+            if verdict.challenge_digest != self._received.digest:
+                raise InvalidOpening("verdict: it is about another challenge")
+        except WmarkError as exc:
+            self.state = ProverState.FAILED
+            raise RemoteProtocolError(f"verifier sent an invalid verdict: {exc}") from None
+        self.state = ProverState.DONE
+        return VerdictReceived(verdict, envelope)

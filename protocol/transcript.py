@@ -1,0 +1,91 @@
+"""Transcripts and their offline audit (DESIGN.md section 4, step 5).
+
+A transcript is the ordered chain vk -> challenge -> reveal -> verdict, each a
+signed envelope; the verdict names the digests of the others.  :func:`audit`
+re-checks every signature, every opening, the subset derivation and the
+decision, so a third party needs nothing but the file to know the verifier
+did its job (and, with the model, can re-query it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from . import dsse
+from .encoding import MAX_DOCUMENT_BYTES, expect_header, only_fields, parse_json
+from .errors import DecodeError, InvalidOpening
+from .files import read_bounded
+from .items import OpenedItem, TriggerKind
+from .keys import VerificationKey, verify_vk_envelope
+from .messages import Challenge, Reveal, Verdict, decode
+from .session import build_verdict, check_challenge, check_reveal, null_match_probability
+
+TRANSCRIPT_TYPE = "wmark/transcript"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Transcript:
+    vk: dsse.Envelope
+    challenge: dsse.Envelope
+    reveal: dsse.Envelope
+    verdict: dsse.Envelope
+    receipt: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        doc = {"type": TRANSCRIPT_TYPE, "version": VERSION, "verification_key": self.vk.to_obj(),
+               "challenge": self.challenge.to_obj(), "reveal": self.reveal.to_obj(),
+               "verdict": self.verdict.to_obj(), "receipt": self.receipt}
+        return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes, *, what: str = "transcript") -> "Transcript":
+        obj = expect_header(parse_json(data, what=what, max_bytes=MAX_DOCUMENT_BYTES), type_=TRANSCRIPT_TYPE,
+                            version=VERSION, what=what)
+        only_fields(obj, {"type", "version", "verification_key", "challenge", "reveal", "verdict", "receipt"},
+                    what=what)
+        receipt = obj.get("receipt")
+        if receipt is not None and not isinstance(receipt, dict):
+            raise DecodeError(f"{what}: receipt must be an object or null")
+        return cls(*(dsse.Envelope.from_obj(obj.get(name), what=f"{what}: {name}")
+                     for name in ("verification_key", "challenge", "reveal", "verdict")), receipt=receipt)
+
+
+def load_transcript(path: str | os.PathLike[str]) -> Transcript:
+    return Transcript.from_json(read_bounded(path, max_bytes=MAX_DOCUMENT_BYTES, what="transcript"),
+                                what=str(path))
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    vk: VerificationKey
+    challenge: Challenge
+    verdict: Verdict
+    items: tuple[OpenedItem, ...]
+
+
+def audit(transcript: Transcript) -> AuditReport:
+    """Re-check a whole transcript offline; raise naming the first failure."""
+    vk = verify_vk_envelope(transcript.vk, what="verification key")
+    challenge, challenge_digest = check_challenge(transcript.challenge)
+    if challenge.vk_digest != vk.digest or challenge.n != vk.n:
+        raise InvalidOpening("challenge: it names another verification key")
+    reveal, items = check_reveal(transcript.reveal, vk, challenge, challenge_digest)
+    dsse.verify(transcript.verdict, challenge.verifier, payload_type=Verdict.PAYLOAD_TYPE, what="verdict")
+    verdict = decode(transcript.verdict, (Verdict,))
+    assert isinstance(verdict, Verdict)
+    if verdict.model != challenge.model:
+        raise InvalidOpening("verdict: it is about another model than the challenge")
+    if [(r.index, r.label) for r in verdict.results] != [(i.index, i.label) for i in items]:
+        raise InvalidOpening("verdict: its items or labels are not those of the reveal")
+    if vk.kind is TriggerKind.DERIVED and verdict.p0 != null_match_probability(vk, None):
+        raise InvalidOpening(f"verdict: p0={verdict.p0} but a derived set over {vk.num_classes} classes has "
+                             f"p0=1/{vk.num_classes}")
+    rebuilt = build_verdict(vk, challenge_digest, Reveal.digest_of(transcript.reveal), challenge.model,
+                            verdict.results, verdict.p0, verdict.lam, verdict.registration, verdict.decided)
+    if rebuilt != verdict:
+        raise InvalidOpening("verdict: its decision, digests or caveats do not follow from the transcript")
+    return AuditReport(vk, challenge, verdict, items)
