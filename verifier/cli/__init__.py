@@ -6,16 +6,19 @@ from typing import Sequence
 
 from protocol.console import run_cli
 
-from . import audit
+from . import audit, challenge, check, plan
 
 DESCRIPTION = """\
 Check a claim that a suspect model carries someone's watermark.
 
-  wmark-verifier audit vk.json      check a verification key (or a verdict / transcript)
+  wmark-verifier plan --vk vk.json                 choose k: threshold and accuracy needed
+  wmark-verifier challenge --vk vk.json --model M --k 20 --out challenge.json
+  wmark-verifier check --vk vk.json --challenge challenge.json --reveal reveal.json --model M --out verdict.json
+  wmark-verifier audit verdict.json                re-check a transcript (or a vk.json) offline
 
 Exit codes: 0 accepted / valid, 1 rejected, 2 invalid input or usage.
 Run `wmark-verifier COMMAND --help` for the options of each command."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark-verifier", DESCRIPTION, [audit], argv)
+    return run_cli("wmark-verifier", DESCRIPTION, [plan, challenge, check, audit], argv)

@@ -1,27 +1,39 @@
-"""``wmark-verifier audit``: re-check a signed object offline."""
+"""``wmark-verifier audit``: re-check a verification key or a transcript offline."""
 
 from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from protocol import dsse
-from protocol.console import add_command
-from protocol.errors import InvalidInput
+from protocol.console import EXIT_OK, add_command
+from protocol.encoding import MAX_DOCUMENT_BYTES, parse_json
+from protocol.errors import InvalidInput, InvalidOpening
 from protocol.files import read_bounded
-from protocol.keys import MAX_VK_BYTES, VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
+from protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
+from protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript, audit
+
+from ..verify import item_images
+from ._common import add_model_arguments, oracle_from_args, print_verdict
 
 EPILOG = """\
 examples:
-  wmark-verifier audit keys/vk.json
+  wmark-verifier audit keys/vk.json                  # a verification key
+  wmark-verifier audit verdict.json                  # a transcript: signatures, openings, subset, decision
+  wmark-verifier audit verdict.json --model suspect/ # ... and re-query the model
 
-Exit 0 when the object is valid, 2 when it is not (the message names what is wrong)."""
+Exit 0 when the object is valid (whatever the verdict says), 2 when it is not;
+the message names what is wrong."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "audit", help="re-check a verification key offline",
-                    description="Check the structure, version and owner signature of a signed wmark object "
-                                "and print a summary.", epilog=EPILOG, func=run)
-    p.add_argument("file", help="a vk.json")
+    p = add_command(subparsers, "audit", help="re-check a verification key or a transcript offline",
+                    description="Check a signed wmark object: a verification key (structure, version, owner "
+                                "signature) or a verification transcript (every signature, commitment opening, "
+                                "the subset derivation and the decision).", epilog=EPILOG, func=run)
+    p.add_argument("file", help="a vk.json, or a verdict.json written by check/run")
+    add_model_arguments(p)
 
 
 def describe_vk(vk: VerificationKey) -> list[str]:
@@ -38,13 +50,37 @@ def describe_vk(vk: VerificationKey) -> list[str]:
     return lines
 
 
+def requery(report: AuditReport, args: argparse.Namespace) -> None:
+    oracle = oracle_from_args(args)
+    if oracle.model_ref != report.challenge.model:
+        raise InvalidInput(f"the transcript is about {report.challenge.model.describe()}, not "
+                           f"{oracle.model_ref.describe()}")
+    answers = oracle.classify(item_images(report.items, report.vk))
+    recorded = np.array([r.predicted for r in report.verdict.results])
+    matches = int(sum(int(a) == r.label for a, r in zip(answers, report.verdict.results)))
+    print(f"re-queried the model: {int((answers == recorded).sum())} of {len(recorded)} answers as recorded; "
+          f"{matches} matches now")
+    if matches != report.verdict.matches:
+        raise InvalidOpening(f"the model now gives {matches} matches, the verdict recorded {report.verdict.matches}")
+
+
 def run(args: argparse.Namespace) -> int:
-    data = read_bounded(args.file, max_bytes=MAX_VK_BYTES, what="signed object")
-    envelope = dsse.Envelope.from_json(data, what=args.file)
+    data = read_bounded(args.file, max_bytes=MAX_DOCUMENT_BYTES, what="signed object")
+    obj = parse_json(data, what=args.file)
+    if isinstance(obj, dict) and obj.get("type") == TRANSCRIPT_TYPE:
+        report = audit(Transcript.from_json(data, what=args.file))
+        print(f"{args.file}: valid transcript: every signature, opening, the subset and the decision check out")
+        for line in describe_vk(report.vk):
+            print("  " + line)
+        print_verdict(report.verdict)
+        if args.model or args.endpoint:
+            requery(report, args)
+        return EXIT_OK
+    envelope = dsse.Envelope.from_obj(obj, what=args.file)
     if envelope.payload_type == VK_PAYLOAD_TYPE:
         vk = verify_vk_envelope(envelope, what=args.file)
         print(f"{args.file}: valid verification key, signed by its owner")
         for line in describe_vk(vk):
             print("  " + line)
-        return 0
+        return EXIT_OK
     raise InvalidInput(f"{args.file}: cannot audit payloadType {envelope.payload_type!r}")

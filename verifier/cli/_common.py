@@ -1,0 +1,77 @@
+"""Options and output shared by the verifier's commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from protocol import dsse
+from protocol.decision import DEFAULT_LAMBDA, parse_probability
+from protocol.errors import InvalidInput
+from protocol.files import atomic_write, read_bounded
+from protocol.identity import SigningKey, load_or_create_signing_key
+from protocol.messages import MAX_MESSAGE_BYTES, Verdict
+from protocol.transcript import Transcript
+
+from ..oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
+
+DEFAULT_IDENTITY = "verifier.pem"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the suspect model (a directory, or an Open Inference Protocol endpoint)")
+    group.add_argument("--model", metavar="DIR", help="model directory (model.json + model.safetensors)")
+    group.add_argument("--endpoint", metavar="URL", help="KServe v2 / Open Inference Protocol base URL")
+    group.add_argument("--model-name", metavar="NAME", help="the model's name at --endpoint")
+    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per endpoint request")
+
+
+def oracle_from_args(args: argparse.Namespace) -> ModelOracle:
+    return open_oracle(model_dir=args.model, endpoint=args.endpoint, model_name=args.model_name,
+                       timeout=args.timeout)
+
+
+def add_identity_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--identity", metavar="PEM", default=DEFAULT_IDENTITY,
+                        help="the verifier's P-256 signing key (created when absent)")
+
+
+def verifier_identity(args: argparse.Namespace) -> SigningKey:
+    key, created = load_or_create_signing_key(args.identity)
+    if created:
+        print(f"created verifier identity {args.identity} ({key.public_key.fingerprint})", file=sys.stderr)
+    return key
+
+
+def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--p0", type=parse_probability, metavar="P",
+                        help="imported trigger sets only: the chance an unmarked model gives a trigger image its "
+                             "committed label (derived sets use 1/L)")
+    parser.add_argument("--lambda", dest="lam", type=int, default=DEFAULT_LAMBDA, metavar="BITS",
+                        help="accept only if an unmarked model would do as well with probability <= 2^-BITS")
+
+
+def read_envelope(path: str, *, what: str) -> dsse.Envelope:
+    return dsse.Envelope.from_json(read_bounded(path, max_bytes=MAX_MESSAGE_BYTES, what=what), what=path)
+
+
+def write_transcript(path: str, transcript: Transcript) -> None:
+    if Path(path).is_dir():
+        raise InvalidInput(f"{path}: is a directory; give a file name for the verdict")
+    atomic_write(path, transcript.to_json())
+
+
+def print_verdict(verdict: Verdict, *, out=sys.stdout) -> None:
+    tau = "none (k too small for this lambda)" if verdict.tau is None else str(verdict.tau)
+    print(f"{'ACCEPTED' if verdict.accepted else 'REJECTED'}: {verdict.matches} of {verdict.k} revealed trigger "
+          f"items answered with their committed label (threshold {tau}, p0={verdict.p0}, "
+          f"lambda={verdict.lam})", file=out)
+    print(f"  p-value   {verdict.p_value} (2^-{verdict.neg_log2_p}): the chance that a model not marked with "
+          f"this key does as well", file=out)
+    print(f"  model     {verdict.model.describe()}", file=out)
+    if verdict.registration is not None:
+        print(f"  registered {verdict.registration.get('time')} (log entry {verdict.registration.get('index')})",
+              file=out)
+    for caveat in verdict.caveats:
+        print(f"  caveat    {caveat}", file=out)

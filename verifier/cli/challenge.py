@@ -1,0 +1,44 @@
+"""``wmark-verifier challenge``: start a verification through files."""
+
+from __future__ import annotations
+
+import argparse
+
+from protocol.console import add_command
+from protocol.files import atomic_write
+from protocol.keys import load_verification_key
+from protocol.session import VerifierSession
+
+from ._common import add_identity_argument, add_model_arguments, oracle_from_args, verifier_identity
+
+EPILOG = """\
+examples:
+  wmark-verifier challenge --vk vk.json --model suspect/ --k 20 --out challenge.json
+  wmark-verifier challenge --vk vk.json --endpoint http://127.0.0.1:8080 --model-name m --k 20 --out challenge.json
+
+Send challenge.json to the owner, who answers with `wmark-prover prove`; then
+run `wmark-verifier check`. k = n asks for public verification (every trigger
+item is opened); k < n keeps the rest of the watermark secret. Use
+`wmark-verifier plan` to choose k."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "challenge", help="write a signed challenge for the owner",
+                    description="Name the suspect model and sample size k, with a fresh nonce, signed by the "
+                                "verifier.", epilog=EPILOG, func=run)
+    p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key (vk.json)")
+    p.add_argument("--k", type=int, required=True, help="how many trigger items to open (k = n: public)")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
+    add_model_arguments(p)
+    add_identity_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    vk, _ = load_verification_key(args.vk)
+    oracle = oracle_from_args(args)
+    session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k)
+    atomic_write(args.out, session.challenge().to_json())
+    print(f"wrote {args.out}: open {args.k} of {vk.n} trigger items "
+          f"({'public verification' if args.k == vk.n else 'private verification'}) on "
+          f"{oracle.model_ref.describe()}")
+    return 0

@@ -1,0 +1,75 @@
+"""``wmark-verifier check``: query the model on the revealed items and decide."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from protocol.console import EXIT_OK, EXIT_REJECTED, add_command
+from protocol.errors import InvalidInput
+from protocol.keys import load_verification_key
+from protocol.messages import Verdict, decode
+from protocol.session import Refused, VerifierSession
+from protocol.transcript import Transcript
+
+from ..verify import decide_with_model, default_decoys
+from ._common import (
+    add_decision_arguments, add_identity_argument, add_model_arguments, oracle_from_args, print_verdict,
+    read_envelope, verifier_identity, write_transcript,
+)
+
+EPILOG = """\
+example:
+  wmark-verifier check --vk vk.json --challenge challenge.json --reveal reveal.json \\
+      --model suspect/ --out verdict.json
+
+Checks every opening against vk (and the VRF proof of derived items), queries
+the model itself on the opened trigger images shuffled among ordinary inputs,
+and signs a verdict. verdict.json is the whole transcript; anyone can re-check
+it with `wmark-verifier audit verdict.json`.
+Exit 0 accepted, 1 rejected (or refused by the owner), 2 invalid input."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "check", help="check a reveal, query the model, sign the verdict",
+                    description="Verify the owner's reveal against the verification key, query the suspect "
+                                "model, and decide.", epilog=EPILOG, func=run)
+    p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
+    p.add_argument("--challenge", required=True, metavar="FILE", help="the challenge you issued")
+    p.add_argument("--reveal", required=True, metavar="FILE", help="the owner's answer")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
+    add_model_arguments(p)
+    add_identity_argument(p)
+    add_decision_arguments(p)
+
+
+def finish(session: VerifierSession, verdict_envelope, vk_envelope, out: str) -> int:
+    """Write the transcript and report; shared by the file and live transports."""
+    assert session.challenge_envelope is not None and session.reveal_envelope is not None
+    write_transcript(out, Transcript(vk_envelope, session.challenge_envelope, session.reveal_envelope,
+                                     verdict_envelope))
+    verdict = decode(verdict_envelope, (Verdict,))
+    assert isinstance(verdict, Verdict)
+    print_verdict(verdict)
+    print(f"wrote {out} (signed transcript; anyone can re-check it: wmark-verifier audit {out})")
+    return EXIT_OK if verdict.accepted else EXIT_REJECTED
+
+
+def report_refusal(event: Refused) -> int:
+    print(f"REFUSED by the owner: {event.reason}", file=sys.stderr)
+    return EXIT_REJECTED
+
+
+def run(args: argparse.Namespace) -> int:
+    vk, vk_envelope = load_verification_key(args.vk)
+    session = VerifierSession.resume(vk, verifier_identity(args), read_envelope(args.challenge, what="challenge"),
+                                     p0=args.p0, lam=args.lam)
+    oracle = oracle_from_args(args)
+    if oracle.model_ref != session.model:
+        raise InvalidInput(f"the challenge names {session.model.describe()}, but the model given is "
+                           f"{oracle.model_ref.describe()}")
+    event = session.receive(read_envelope(args.reveal, what="reveal"))
+    if isinstance(event, Refused):
+        return report_refusal(event)
+    verdict = decide_with_model(session, event, oracle, decoys=default_decoys(vk.input_shape))
+    return finish(session, verdict, vk_envelope, args.out)

@@ -1,0 +1,48 @@
+"""``wmark-verifier plan``: choose k before anything is revealed."""
+
+from __future__ import annotations
+
+import argparse
+
+from protocol.console import add_command
+from protocol.decision import lowest_passing_accuracy, threshold
+from protocol.errors import InvalidInput
+from protocol.keys import load_verification_key
+from protocol.session import null_match_probability
+
+from ._common import add_decision_arguments
+
+EPILOG = """\
+example:
+  wmark-verifier plan --vk vk.json            # a table for several k
+  wmark-verifier plan --vk vk.json --k 20
+
+For each k: tau, the number of matches needed to accept, and the lowest trigger
+accuracy with which a marked model still passes with 99% probability. A larger
+k tolerates more watermark decay (e.g. after fine-tuning) but reveals more."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "plan", help="show the threshold and the accuracy needed for a sample size k",
+                    description="Print the decision threshold for k and the lowest trigger accuracy that "
+                                "still passes with 99% probability.", epilog=EPILOG, func=run)
+    p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
+    p.add_argument("--k", type=int, action="append", help="sample size (repeat for several)")
+    add_decision_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    vk, _ = load_verification_key(args.vk)
+    p0 = null_match_probability(vk, args.p0)
+    ks = args.k or sorted({k for k in (10, 20, 30, 50, 100, vk.n) if k <= vk.n})
+    for k in ks:
+        if not 1 <= k <= vk.n:
+            raise InvalidInput(f"k={k} must be between 1 and n={vk.n}")
+    print(f"n={vk.n} trigger items, p0={p0}, lambda={args.lam} (false accusation probability <= 2^-{args.lam})")
+    print(f"{'k':>6} {'tau':>6}  {'lowest trigger accuracy passing w.p. 0.99':>42}  {'reveals':>8}")
+    for k in ks:
+        tau = threshold(k, p0, args.lam)
+        low = lowest_passing_accuracy(k, p0, args.lam)
+        need = "never passes: k too small" if low is None else f"{low:.3f}"
+        print(f"{k:>6} {tau if tau is not None else '-':>6}  {need:>42}  {k / vk.n:>7.0%}")
+    return 0
