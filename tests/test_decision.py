@@ -1,0 +1,65 @@
+"""The decision rule: exact binomial tails, the threshold, and the planning aid."""
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy.stats import binom
+
+from protocol.decision import (
+    decide, format_probability, lowest_passing_accuracy, parse_probability, tail, threshold,
+)
+from protocol.errors import InvalidInput
+
+p0s = st.sampled_from([Fraction(1, 2), Fraction(1, 10), Fraction(1, 9), Fraction(1, 100), Fraction(3, 7)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 200), p0=p0s, lam=st.integers(1, 64))
+def test_threshold_is_the_smallest_significant_count(k, p0, lam):
+    tau = threshold(k, p0, lam)
+    bound = Fraction(1, 2**lam)
+    if tau is None:
+        assert tail(k, k, p0) > bound
+    else:
+        assert tail(tau, k, p0) <= bound
+        assert tau == 0 or tail(tau - 1, k, p0) > bound
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 300), p0=p0s, data=st.data())
+def test_exact_tail_agrees_with_scipy(k, p0, data):
+    m = data.draw(st.integers(0, k))
+    exact = float(tail(m, k, p0))
+    assert exact == pytest.approx(binom.sf(m - 1, k, float(p0)), rel=1e-9, abs=1e-300)
+
+
+def test_known_values():
+    assert threshold(20, Fraction(1, 10)) == 16
+    assert threshold(100, Fraction(1, 10)) == 37
+    assert threshold(10, Fraction(1, 10)) is None  # 10^-10 > 2^-40: ten items can never suffice
+    d = decide(20, 20, Fraction(1, 10))
+    assert d.accepted and d.p_value == Fraction(1, 10**20) and d.p_value_text == "1.00000e-20"
+    assert not decide(15, 20, Fraction(1, 10)).accepted
+
+
+@settings(max_examples=100)
+@given(num=st.integers(1, 10**6), den=st.integers(1, 10**6))
+def test_format_probability_matches_float_formatting(num, den):
+    p = Fraction(min(num, den), max(num, den) + 1)
+    assert float(format_probability(p)) == pytest.approx(float(p), rel=1e-5)
+
+
+def test_lowest_passing_accuracy_passes_with_99_percent():
+    for k in (20, 50, 100):
+        a = lowest_passing_accuracy(k, Fraction(1, 10))
+        tau = threshold(k, Fraction(1, 10))
+        assert binom.sf(tau - 1, k, a) >= 0.99 - 1e-9
+        assert binom.sf(tau - 1, k, a - 0.01) < 0.99
+    assert lowest_passing_accuracy(10, Fraction(1, 10)) is None
+
+
+@pytest.mark.parametrize("text", ["0", "1", "1.5", "-0.1", "abc", "1/0"])
+def test_bad_probabilities_are_refused(text):
+    with pytest.raises(InvalidInput):
+        parse_probability(text)
