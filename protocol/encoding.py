@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 import rfc8785
@@ -47,17 +48,26 @@ def parse_json(data: bytes, *, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -
 
     try:
         return json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates,
-                          parse_constant=_reject_constant)
+                          parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise DecodeError(f"{what}: not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
         raise DecodeError(f"{what}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
     except RecursionError as exc:
         raise DecodeError(f"{what}: JSON nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit conversion limit
+        raise DecodeError(f"{what}: not valid JSON ({exc})") from exc
 
 
 def _reject_constant(name: str) -> Any:
     raise DecodeError(f"JSON constant {name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 overflows to Infinity, which JSON cannot express
+        raise DecodeError(f"JSON number {text[:32]} is out of range")
+    return value
 
 
 def b64u_encode(data: bytes) -> str:
@@ -91,7 +101,7 @@ def expect_header(obj: Any, *, type_: str, version: int, what: str) -> dict[str,
         raise DecodeError(f"{what}: expected a JSON object")
     if obj.get("type") != type_:
         raise DecodeError(f"{what}: expected type {type_!r}, got {obj.get('type')!r}")
-    if obj.get("version") != version:
+    if obj.get("version") != version or isinstance(obj.get("version"), bool):  # true == 1 in Python
         raise DecodeError(f"{what}: unsupported version {obj.get('version')!r} (this tool reads {version})")
     return obj
 

@@ -24,7 +24,8 @@ SEALED_TYPE = "wmark/sealed-marking-key"
 VERSION = 1
 # OWASP's recommended scrypt cost for interactive use (N=2^17, r=8, p=1): ~0.3 s and 128 MiB.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
-MAX_LOG2_N, MAX_R, MAX_P = 20, 16, 4
+# A hostile key file must not make us allocate more than 128*N*r*p = 512 MiB.
+MAX_LOG2_N, MAX_R, MAX_P = 18, 8, 2
 SALT_BYTES, NONCE_BYTES = 16, 12
 
 

@@ -28,7 +28,7 @@ class KeyPair:
     signed_vk: dsse.Envelope
 
 
-def _check_parameters(n: int, num_classes: int, input_shape: tuple[int, int, int]) -> None:
+def check_parameters(n: int, num_classes: int, input_shape: tuple[int, int, int]) -> None:
     if not 1 <= n <= MAX_ITEMS:
         raise InvalidInput(f"trigger set size n={n} must be between 1 and {MAX_ITEMS}")
     if not 2 <= num_classes <= MAX_CLASSES:
@@ -59,7 +59,7 @@ def _finish(owner: SigningKey, scheme: Scheme, kind: TriggerKind, input_shape: t
 def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: tuple[int, int, int],
                    scheme: Scheme = Scheme.HASH, progress=None) -> KeyPair:
     """KeyGen for a derived trigger set: items are VRF outputs under a fresh trigger key."""
-    _check_parameters(n, num_classes, input_shape)
+    check_parameters(n, num_classes, input_shape)
     vrf_sk = VrfSecretKey.generate()
     pairs = []
     for i in range(n):
@@ -74,7 +74,7 @@ def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: 
 def keygen_imported(*, owner: SigningKey, images: Sequence[bytes], labels: Sequence[int], num_classes: int,
                     input_shape: tuple[int, int, int], scheme: Scheme = Scheme.HASH, progress=None) -> KeyPair:
     """KeyGen for imported images, given as uint8 CHW pixel bytes at ``input_shape``."""
-    _check_parameters(len(images), num_classes, input_shape)
+    check_parameters(len(images), num_classes, input_shape)
     if len(labels) != len(images):
         raise InvalidInput(f"{len(images)} images but {len(labels)} labels")
     pairs = []

@@ -10,6 +10,7 @@ commitment (and the VRF secret key), stored encrypted by
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -132,12 +133,15 @@ class VerificationKey:
         )
 
 
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,15}(Z|[+-][0-9]{2}:[0-9]{2})")
+
+
 def _created(obj: dict[str, Any], *, what: str) -> str:
-    # Rejected rather than truncated: a truncated field would make payload()
-    # differ from the signed bytes, and so the digest from what was signed.
+    # An ISO 8601 time and nothing else: the field is printed to terminals,
+    # and a hostile signer must not smuggle control characters through it.
     created = field(obj, "created", str, what=what)
-    if len(created) > 64:
-        raise DecodeError(f"{what}: field 'created' is longer than 64 characters")
+    if not _TIMESTAMP.fullmatch(created):
+        raise DecodeError(f"{what}: field 'created' is not an ISO 8601 time")
     return created
 
 
@@ -162,7 +166,12 @@ def verify_vk_envelope(envelope: dsse.Envelope, *, what: str) -> VerificationKey
         dsse.verify(envelope, owner, payload_type=VK_PAYLOAD_TYPE, what=what)
     except InvalidSignature as exc:
         raise InvalidSignature(f"{exc}: the verification key was altered after the owner signed it") from None
-    return VerificationKey.from_payload(envelope.payload, what=what)
+    vk = VerificationKey.from_payload(envelope.payload, what=what)
+    # The digest that names the key is taken over the canonical encoding, so
+    # the signed bytes must be exactly that encoding.
+    if vk.payload != envelope.payload:
+        raise DecodeError(f"{what}: the signed payload is not canonical JSON (RFC 8785)")
+    return vk
 
 
 def load_verification_key(path: str | os.PathLike[str]) -> tuple[VerificationKey, dsse.Envelope]:
@@ -249,10 +258,16 @@ class MarkingKey:
         if [o.index for o in openings] != list(range(len(openings))):
             raise DecodeError(f"{what}: openings are not indexed 0..n-1 in order")
         sk_raw = obj.get("vrf_secret_key")
+        kind = TriggerKind.parse(field(obj, "trigger_kind", str, what=what))
+        derived = kind is TriggerKind.DERIVED
+        if derived != (sk_raw is not None) or any(
+                (o.vrf_proof is not None) != derived or (o.image is not None) == derived for o in openings):
+            raise DecodeError(f"{what}: a {kind.value} key needs "
+                              f"{'a VRF key and a VRF proof per item' if derived else 'an image per item'}")
         return cls(
             vk_digest=b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
             scheme=scheme,
-            kind=TriggerKind.parse(field(obj, "trigger_kind", str, what=what)),
+            kind=kind,
             input_shape=parse_shape(field(obj, "input_shape", list, what=what), what=what),
             num_classes=int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
             openings=openings,

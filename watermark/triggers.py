@@ -86,7 +86,13 @@ def _find_images(root: Path) -> list[Path]:
         raise InvalidInput(f"{folder}: no images found (expected *.jpg/*.png files, or pics/1.jpg ... pics/N.jpg)")
     if len(files) > MAX_IMPORTED:
         raise InvalidInput(f"{folder}: {len(files)} images, more than the limit of {MAX_IMPORTED}")
-    return sorted(files, key=_numeric_key)
+    files.sort(key=_numeric_key)
+    # Line j of a label file belongs to image j: two names for one number
+    # (1.jpg, 01.jpg) would leave the order, and so the labels, to chance.
+    for a, b in zip(files, files[1:]):
+        if _numeric_key(a) == _numeric_key(b):
+            raise InvalidInput(f"{folder}: {a.name} and {b.name} have the same number; rename one")
+    return files
 
 
 def _find_labels_file(root: Path) -> Path | None:

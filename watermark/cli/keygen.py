@@ -14,7 +14,7 @@ from protocol.files import atomic_write
 from protocol.identity import load_or_create_signing_key, load_signing_key
 from protocol.items import TriggerKind
 from protocol.keyfile import save_marking_key
-from protocol.keygen import keygen_derived, keygen_imported
+from protocol.keygen import check_parameters, keygen_derived, keygen_imported
 
 from ..triggers import Fit, import_images, random_labels
 
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput("--kind imported needs --images PATH")
     if kind is TriggerKind.DERIVED and (args.images or args.labels_file):
         raise InvalidInput("--images and --labels-file only apply to --kind imported")
+    check_parameters(args.n, args.num_classes, args.input_shape)
     passphrase = None if args.insecure_plaintext else read_passphrase(confirm=True, purpose=f"new key {mk_path}")
 
     if kind is TriggerKind.IMPORTED:

@@ -1,0 +1,244 @@
+"""Canonical JSON, strict JSON parsing and base64url (protocol.encoding), attacked with hypothesis."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.encoding import (
+    b64u_decode,
+    b64u_encode,
+    canonical_json,
+    expect_header,
+    field,
+    int_field,
+    only_fields,
+    parse_json,
+)
+from protocol.errors import DecodeError, WmarkError
+
+SETTINGS = settings(derandomize=True, deadline=None, max_examples=100)
+
+# What signed wmark objects hold: ints inside the I-JSON safe range, strings,
+# bools, null, lists and objects.  Floats are left out of the byte-level
+# comparison below (ES6 number formatting differs from Python's repr).
+SAFE_INT = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+SCALARS = st.none() | st.booleans() | SAFE_INT | st.text(max_size=20)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=20,
+)
+ASCII_KEYS = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=8)
+ASCII_KEYED_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(ASCII_KEYS, children, max_size=5),
+    max_leaves=20,
+)
+
+
+def reorder(obj, rnd: random.Random):
+    """The same JSON value with every object's keys inserted in another order."""
+    if isinstance(obj, dict):
+        items = list(obj.items())
+        rnd.shuffle(items)
+        return {k: reorder(v, rnd) for k, v in items}
+    if isinstance(obj, list):
+        return [reorder(v, rnd) for v in obj]
+    return obj
+
+
+# --- canonical_json -----------------------------------------------------------
+
+@SETTINGS
+@given(JSON_VALUES, st.randoms(use_true_random=False))
+def test_canonical_json_ignores_key_insertion_order(obj, rnd):
+    shuffled = reorder(obj, rnd)
+    reversed_ = json.loads(json.dumps(obj), object_pairs_hook=lambda pairs: dict(reversed(pairs)))
+    assert canonical_json(shuffled) == canonical_json(obj) == canonical_json(reversed_)
+
+
+@SETTINGS
+@given(JSON_VALUES)
+def test_canonical_json_round_trips_through_parse_json(obj):
+    encoded = canonical_json(obj)
+    assert parse_json(encoded, what="doc") == obj
+    # Canonical is a fixed point: re-encoding the parsed value gives the same bytes.
+    assert canonical_json(parse_json(encoded, what="doc")) == encoded
+
+
+@SETTINGS
+@given(ASCII_KEYED_VALUES)
+def test_canonical_json_is_sorted_and_compact(obj):
+    # For ASCII keys and no floats, RFC 8785 coincides with this json.dumps call.
+    expected = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert canonical_json(obj) == expected
+
+
+def test_canonical_json_known_answer():
+    assert canonical_json({"b": [1, True, None], "a": "é\n", "A": {"y": 0, "x": -3}}) == (
+        b'{"A":{"x":-3,"y":0},"a":"\xc3\xa9\\n","b":[1,true,null]}'
+    )
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 2**60, b"bytes", {1: "non-string key"}, object()])
+def test_canonical_json_rejects_what_has_no_canonical_form(bad):
+    with pytest.raises(DecodeError):
+        canonical_json({"x": bad})
+
+
+# --- parse_json ---------------------------------------------------------------
+
+@pytest.mark.parametrize("doc", [
+    b'{"a": 1, "a": 2}',
+    b'{"a": 1, "b": {"c": 1, "c": 1}}',
+    b'[{"x": null, "y": 0, "x": null}]',
+])
+def test_parse_json_rejects_duplicate_keys(doc):
+    with pytest.raises(DecodeError, match="duplicate key"):
+        parse_json(doc, what="doc")
+
+
+@pytest.mark.parametrize("doc", [b"NaN", b"[Infinity]", b'{"a": -Infinity}', b"[1e400]", b'{"n": -1E+999}'])
+def test_parse_json_rejects_non_finite_numbers(doc):
+    with pytest.raises(DecodeError):
+        parse_json(doc, what="doc")
+
+
+def test_parse_json_rejects_oversized_input():
+    doc = canonical_json({"x": "a" * 100})
+    assert parse_json(doc, what="doc", max_bytes=len(doc)) == {"x": "a" * 100}
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        parse_json(doc, what="doc", max_bytes=len(doc) - 1)
+
+
+@pytest.mark.parametrize("doc", [b'"\xff"', b'{"a": "\xc3"}', b'"\xed\xa0\x80"', b"\xfe\xff[]"])
+def test_parse_json_rejects_invalid_utf8(doc):
+    with pytest.raises(DecodeError, match="not UTF-8"):
+        parse_json(doc, what="doc")
+
+
+@pytest.mark.parametrize("doc", [b"", b"{", b"[1,]", b"{'a': 1}", b"1 2", b"[" * 100_000 + b"]" * 100_000,
+                                 b"1" * 5000, b'{"n": ' + b"9" * 4301 + b"}"])
+def test_parse_json_turns_every_malformed_document_into_decode_error(doc):
+    with pytest.raises(DecodeError):
+        parse_json(doc, what="doc")
+
+
+@settings(derandomize=True, deadline=None, max_examples=300)
+@given(st.binary(max_size=64) | st.text(alphabet='{}[]":,0123456789.eE+-tfnrulasNIy \\', max_size=40).map(str.encode))
+def test_parse_json_raises_only_decode_error(data):
+    try:
+        parse_json(data, what="doc")
+    except DecodeError:
+        pass
+
+
+def test_parse_json_names_the_document():
+    with pytest.raises(DecodeError, match="^my file: "):
+        parse_json(b"{", what="my file")
+
+
+# --- base64url ----------------------------------------------------------------
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_b64u_round_trip(data):
+    text = b64u_encode(data)
+    assert "=" not in text and "+" not in text and "/" not in text
+    assert b64u_decode(text, what="x") == data
+    assert b64u_decode(text, what="x", size=len(data)) == data
+    assert b64u_decode(text, what="x", max_size=len(data)) == data
+
+
+@SETTINGS
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/ \n.", max_size=24))
+def test_b64u_decode_accepts_only_canonical_text(text):
+    """Whatever it is given, decode either refuses or returns bytes that encode back to the same text."""
+    try:
+        data = b64u_decode(text, what="x")
+    except DecodeError:
+        return
+    assert b64u_encode(data) == text
+
+
+@pytest.mark.parametrize("text", [
+    "AA==",      # padded
+    "AAA=",      # padded
+    "A",         # impossible length
+    "AB",        # non-zero trailing bits: decodes to 0x00, whose canonical form is "AA"
+    "AAB",       # same, two bytes
+    "a+b/",      # standard alphabet
+    "AA AA",     # whitespace
+    "AA\n",
+    "AA.A",
+])
+def test_b64u_decode_rejects_non_canonical_forms(text):
+    with pytest.raises(DecodeError):
+        b64u_decode(text, what="x")
+
+
+def test_b64u_known_answer():
+    assert b64u_encode(b"\xfb\xff") == "-_8"
+    assert b64u_decode("-_8", what="x") == b"\xfb\xff"
+    assert base64.urlsafe_b64encode(b"\xfb\xff") == b"-_8="
+
+
+@SETTINGS
+@given(st.binary(min_size=0, max_size=64), st.integers(min_value=0, max_value=70))
+def test_b64u_decode_checks_length(data, expected):
+    text = b64u_encode(data)
+    if expected == len(data):
+        assert b64u_decode(text, what="x", size=expected) == data
+    else:
+        with pytest.raises(DecodeError, match="expected"):
+            b64u_decode(text, what="x", size=expected)
+    if len(data) > expected:
+        with pytest.raises(DecodeError, match="longer than"):
+            b64u_decode(text, what="x", max_size=expected)
+    else:
+        assert b64u_decode(text, what="x", max_size=expected) == data
+
+
+@pytest.mark.parametrize("value", [None, 3, b"AAAA", ["AAAA"]])
+def test_b64u_decode_rejects_non_strings(value):
+    with pytest.raises(DecodeError, match="base64url string"):
+        b64u_decode(value, what="x")
+
+
+# --- object headers and fields ------------------------------------------------
+
+def test_expect_header_checks_type_and_version():
+    obj = {"type": "wmark/x", "version": 1}
+    assert expect_header(obj, type_="wmark/x", version=1, what="o") is obj
+    for bad in ({"type": "wmark/y", "version": 1}, {"type": "wmark/x", "version": 2}, {"version": 1},
+                {"type": "wmark/x", "version": True}, ["wmark/x", 1]):
+        with pytest.raises(DecodeError):
+            expect_header(bad, type_="wmark/x", version=1, what="o")
+
+
+def test_field_type_checks_never_take_bool_for_int():
+    obj = {"n": True, "m": 3, "s": "x"}
+    with pytest.raises(DecodeError, match="wrong type"):
+        field(obj, "n", int, what="o")
+    assert field(obj, "n", bool, what="o") is True
+    assert field(obj, "m", int, what="o") == 3
+    with pytest.raises(DecodeError, match="missing field"):
+        field(obj, "absent", int, what="o")
+    with pytest.raises(DecodeError, match="wrong type"):
+        field(obj, "s", int, what="o")
+    assert int_field(obj, "m", what="o", low=3, high=3) == 3
+    with pytest.raises(DecodeError, match="outside"):
+        int_field(obj, "m", what="o", low=4, high=9)
+    only_fields(obj, {"n", "m", "s"}, what="o")
+    with pytest.raises(DecodeError, match="unknown field"):
+        only_fields(obj, {"n", "m"}, what="o")
+
+
+def test_decode_error_is_a_wmark_error():
+    assert issubclass(DecodeError, WmarkError)
