@@ -38,7 +38,10 @@ def run_cli(prog: str, description: str, modules: Sequence[ModuleType], argv: Se
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in modules:
         module.register(subparsers)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except WmarkError as exc:  # a type= converter (parse_probability, ...) refusing a value
+        parser.error(str(exc))
     try:
         return int(args.func(args))
     except WmarkError as exc:

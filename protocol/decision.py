@@ -13,6 +13,7 @@ recomputes the very same threshold and p-value as the verifier did.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -23,7 +24,13 @@ DEFAULT_LAMBDA = 40
 MAX_K = 10_000
 
 
+_PROBABILITY = re.compile(r"[0-9]{1,12}/[0-9]{1,12}|[0-9]?\.[0-9]{1,12}")
+
+
 def parse_probability(text: str | Fraction, *, what: str = "p0") -> Fraction:
+    # A bounded syntax: Fraction() itself would try to build 10**999999999 from "1e-999999999".
+    if isinstance(text, str) and not _PROBABILITY.fullmatch(text):
+        raise InvalidInput(f"{what}: {text!r} is not a probability like 1/10 or 0.1")
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError, TypeError):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
 
+from Crypto.Random import get_random_bytes
+
 from . import dsse
 from .commitment import Scheme, commit
 from .errors import InvalidInput
@@ -19,6 +21,7 @@ from .items import ItemCommitments, ItemOpening, TriggerKind, encode_image, labe
 from .keys import MAX_CLASSES, MAX_ITEMS, VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, parse_shape
 from .sampling import derive_label
 from .vrf import VrfSecretKey, proof_to_hash
+from .zk import SALT_BYTES, InputHasher, ZkCommitments, ZkSecrets
 
 
 @dataclass(frozen=True)
@@ -42,23 +45,35 @@ def _commit_item(index: int, message: bytes, label: int, scheme: Scheme, **extra
     return ItemCommitments(c_item, c_label), ItemOpening(index, label, r_item, r_label, **extra)
 
 
+def _zk_commitments(openings: Sequence[ItemOpening], hasher: InputHasher) -> tuple[ZkCommitments, ZkSecrets]:
+    salts = tuple(get_random_bytes(SALT_BYTES) for _ in openings)
+    hashes = tuple(hasher(o, salt) for o, salt in zip(openings, salts))
+    return ZkCommitments(hasher.input_scale, hashes), ZkSecrets(hasher.input_scale, salts)
+
+
 def _finish(owner: SigningKey, scheme: Scheme, kind: TriggerKind, input_shape: tuple[int, int, int],
             num_classes: int, pairs: list[tuple[ItemCommitments, ItemOpening]],
-            vrf_sk: VrfSecretKey | None) -> KeyPair:
+            vrf_sk: VrfSecretKey | None, zk: InputHasher | None) -> KeyPair:
+    openings = tuple(o for _, o in pairs)
+    zk_public, zk_secret = _zk_commitments(openings, zk) if zk is not None else (None, None)
     vk = VerificationKey(
         scheme=scheme, kind=kind, input_shape=input_shape, num_classes=num_classes,
         commitments=tuple(c for c, _ in pairs), owner=owner.public_key,
         vrf_key=vrf_sk.public_key if vrf_sk else None,
-        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(), zk=zk_public,
     )
     mk = MarkingKey(vk_digest=vk.digest, scheme=scheme, kind=kind, input_shape=input_shape,
-                    num_classes=num_classes, openings=tuple(o for _, o in pairs), vrf_secret_key=vrf_sk)
+                    num_classes=num_classes, openings=openings, vrf_secret_key=vrf_sk, zk=zk_secret)
     return KeyPair(mk, vk, dsse.sign(VK_PAYLOAD_TYPE, vk.payload, owner))
 
 
 def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: tuple[int, int, int],
-                   scheme: Scheme = Scheme.HASH, progress=None) -> KeyPair:
-    """KeyGen for a derived trigger set: items are VRF outputs under a fresh trigger key."""
+                   scheme: Scheme = Scheme.HASH, progress=None, zk: InputHasher | None = None) -> KeyPair:
+    """KeyGen for a derived trigger set: items are VRF outputs under a fresh trigger key.
+
+    With ``zk``, every item's hidden input is also committed to with a fresh
+    salt, for zero-knowledge verification (DESIGN.md section 4c).
+    """
     check_parameters(n, num_classes, input_shape)
     vrf_sk = VrfSecretKey.generate()
     pairs = []
@@ -68,12 +83,14 @@ def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: 
         pairs.append(_commit_item(i, seed, derive_label(seed, num_classes), scheme, vrf_proof=proof))
         if progress:
             progress(1)
-    return _finish(owner, scheme, TriggerKind.DERIVED, input_shape, num_classes, pairs, vrf_sk)
+    return _finish(owner, scheme, TriggerKind.DERIVED, input_shape, num_classes, pairs, vrf_sk, zk)
 
 
 def keygen_imported(*, owner: SigningKey, images: Sequence[bytes], labels: Sequence[int], num_classes: int,
-                    input_shape: tuple[int, int, int], scheme: Scheme = Scheme.HASH, progress=None) -> KeyPair:
-    """KeyGen for imported images, given as uint8 CHW pixel bytes at ``input_shape``."""
+                    input_shape: tuple[int, int, int], scheme: Scheme = Scheme.HASH, progress=None,
+                    zk: InputHasher | None = None) -> KeyPair:
+    """KeyGen for imported images, given as uint8 CHW pixel bytes at ``input_shape`` (``zk`` as for
+    :func:`keygen_derived`)."""
     check_parameters(len(images), num_classes, input_shape)
     if len(labels) != len(images):
         raise InvalidInput(f"{len(images)} images but {len(labels)} labels")
@@ -85,4 +102,4 @@ def keygen_imported(*, owner: SigningKey, images: Sequence[bytes], labels: Seque
         pairs.append(_commit_item(i, canonical, label, scheme, image=canonical))
         if progress:
             progress(1)
-    return _finish(owner, scheme, TriggerKind.IMPORTED, input_shape, num_classes, pairs, None)
+    return _finish(owner, scheme, TriggerKind.IMPORTED, input_shape, num_classes, pairs, None, zk)

@@ -26,6 +26,7 @@ from .hashing import tagged_hash
 from .identity import PublicKey
 from .items import ItemCommitments, ItemOpening, TriggerKind
 from .vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey
+from .zk import ZkCommitments, ZkSecrets
 
 VK_PAYLOAD_TYPE = "application/vnd.wmark.verification-key+json"
 VK_TYPE = "wmark/verification-key"
@@ -65,6 +66,8 @@ class VerificationKey:
     owner: PublicKey
     vrf_key: VrfPublicKey | None
     created: str
+    # Present only for keys made with ``wmark keygen --zk`` (DESIGN.md section 4c).
+    zk: ZkCommitments | None = None
 
     @property
     def n(self) -> int:
@@ -73,7 +76,9 @@ class VerificationKey:
     @cached_property
     def payload(self) -> bytes:
         """The canonical bytes the owner signs (computed once: keys are immutable)."""
+        # "zk" is left out rather than null when absent, so keys made before it existed keep their digests.
         return canonical_json({
+            **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
             "type": VK_TYPE,
             "version": VERSION,
             "scheme": self.scheme.value,
@@ -102,7 +107,7 @@ class VerificationKey:
         obj = expect_header(parse_json(payload, what=what, max_bytes=MAX_VK_BYTES),
                             type_=VK_TYPE, version=VERSION, what=what)
         only_fields(obj, {"type", "version", "scheme", "trigger_kind", "input_shape", "num_classes",
-                          "commitments", "owner_public_key", "vrf_public_key", "created"}, what=what)
+                          "commitments", "owner_public_key", "vrf_public_key", "created", "zk"}, what=what)
         scheme = Scheme.parse(field(obj, "scheme", str, what=what))
         kind = TriggerKind.parse(field(obj, "trigger_kind", str, what=what))
         entries = field(obj, "commitments", list, what=what)
@@ -130,6 +135,7 @@ class VerificationKey:
             vrf_key=(VrfPublicKey.from_bytes(b64u_decode(vrf_raw, what=f"{what}: VRF key"))
                      if vrf_raw is not None else None),
             created=_created(obj, what=what),
+            zk=ZkCommitments.from_obj(obj["zk"], n=len(commitments), what=what) if "zk" in obj else None,
         )
 
 
@@ -222,6 +228,7 @@ class MarkingKey:
     num_classes: int
     openings: tuple[ItemOpening, ...]
     vrf_secret_key: VrfSecretKey | None
+    zk: ZkSecrets | None = None
 
     @property
     def n(self) -> int:
@@ -232,6 +239,7 @@ class MarkingKey:
 
     def to_bytes(self) -> bytes:
         return canonical_json({
+            **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
             "type": MK_TYPE,
             "version": VERSION,
             "vk_digest": b64u_encode(self.vk_digest),
@@ -248,7 +256,7 @@ class MarkingKey:
         obj = expect_header(parse_json(data, what=what, max_bytes=MAX_MK_BYTES), type_=MK_TYPE,
                             version=VERSION, what=what)
         only_fields(obj, {"type", "version", "vk_digest", "scheme", "trigger_kind", "input_shape",
-                          "num_classes", "vrf_secret_key", "openings"}, what=what)
+                          "num_classes", "vrf_secret_key", "openings", "zk"}, what=what)
         scheme = Scheme.parse(field(obj, "scheme", str, what=what))
         raw_openings = field(obj, "openings", list, what=what)
         if not 1 <= len(raw_openings) <= MAX_ITEMS:
@@ -273,4 +281,5 @@ class MarkingKey:
             openings=openings,
             vrf_secret_key=VrfSecretKey.from_bytes(b64u_decode(sk_raw, what=f"{what}: VRF key", size=32))
             if sk_raw is not None else None,
+            zk=ZkSecrets.from_obj(obj["zk"], n=len(openings), what=what) if "zk" in obj else None,
         )

@@ -23,6 +23,7 @@ from .identity import PublicKey, SigningKey
 from .items import ItemOpening, TriggerKind
 from .keys import MAX_CLASSES, MAX_ITEMS, decode_opening, encode_opening
 from .commitment import Scheme
+from .zk import ZkItem, ZkParameters, ZkVerdictInfo
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
@@ -114,6 +115,8 @@ class Challenge(Message):
 
     ``k = n`` asks for public verification (the paper's Verify); ``k < n`` for
     private verification, where the rest of the trigger set stays secret.
+    With ``zk`` it asks for zero-knowledge proofs instead of openings (DESIGN.md
+    section 4c), about a model file the verifier holds.
     """
 
     TYPE: ClassVar[str] = "wmark/challenge"
@@ -127,18 +130,25 @@ class Challenge(Message):
     nonce: bytes
     verifier: PublicKey
     issued: str
+    zk: ZkParameters | None = None
+
+    def __post_init__(self) -> None:
+        if self.zk is not None and self.model.sha256 is None:
+            raise DecodeError("a zero-knowledge challenge is about a model file the verifier holds, not an endpoint")
 
     def _to_obj(self) -> dict[str, Any]:
         return {
             "vk_digest": b64u_encode(self.vk_digest), "model": self.model.to_obj(), "n": self.n, "k": self.k,
             "nonce": b64u_encode(self.nonce), "verifier_public_key": b64u_encode(self.verifier.to_der()),
             "issued": self.issued,
+            # Absent rather than null in plain challenges, whose encoding predates it.
+            **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
         }
 
     @classmethod
     def _from_obj(cls, obj: dict[str, Any], what: str) -> "Challenge":
         only_fields(obj, {"type", "version", "vk_digest", "model", "n", "k", "nonce", "verifier_public_key",
-                          "issued"}, what=what)
+                          "issued", "zk"}, what=what)
         n = int_field(obj, "n", what=what, low=1, high=MAX_ITEMS)
         return cls(
             vk_digest=_digest(obj, "vk_digest"),
@@ -149,6 +159,7 @@ class Challenge(Message):
             verifier=PublicKey.from_der(b64u_decode(obj.get("verifier_public_key"), what=f"{what}: verifier key",
                                                     max_size=256), what=f"{what}: verifier key"),
             issued=_text(obj, "issued", what=what, limit=64),
+            zk=ZkParameters.from_obj(obj["zk"], what=what) if "zk" in obj else None,
         )
 
 
@@ -188,6 +199,42 @@ class Reveal(Message):
 
 
 @dataclass(frozen=True)
+class ZkReveal(Message):
+    """Prover -> verifier, answering a zero-knowledge challenge: per sampled item
+    the label's opening and a proof about the hidden input; no image, no seed."""
+
+    TYPE: ClassVar[str] = "wmark/zk-reveal"
+    PAYLOAD_TYPE: ClassVar[str] = "application/vnd.wmark.zk-reveal+json"
+    DIGEST_TAG: ClassVar[str] = "wmark/zk-reveal/v1"
+
+    challenge_digest: bytes
+    vk_digest: bytes
+    scheme: Scheme
+    items: tuple[ZkItem, ...]
+
+    def _to_obj(self) -> dict[str, Any]:
+        return {
+            "challenge_digest": b64u_encode(self.challenge_digest), "vk_digest": b64u_encode(self.vk_digest),
+            "scheme": self.scheme.value, "items": [item.to_obj() for item in self.items],
+        }
+
+    @classmethod
+    def _from_obj(cls, obj: dict[str, Any], what: str) -> "ZkReveal":
+        only_fields(obj, {"type", "version", "challenge_digest", "vk_digest", "scheme", "items"}, what=what)
+        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
+        raw = field(obj, "items", list, what=what)
+        if not 1 <= len(raw) <= MAX_ITEMS:
+            raise DecodeError(f"{what}: 1 to {MAX_ITEMS} items expected, got {len(raw)}")
+        return cls(
+            challenge_digest=_digest(obj, "challenge_digest"),
+            vk_digest=_digest(obj, "vk_digest"),
+            scheme=scheme,
+            items=tuple(ZkItem.from_obj(o, scheme, what=f"{what}: item {i}", max_index=MAX_ITEMS - 1,
+                                        max_class=MAX_CLASSES) for i, o in enumerate(raw)),
+        )
+
+
+@dataclass(frozen=True)
 class Refusal(Message):
     """Prover -> verifier: a signed no, e.g. when the leakage budget would be exceeded."""
 
@@ -209,15 +256,27 @@ class Refusal(Message):
 
 @dataclass(frozen=True)
 class ItemResult:
-    """One queried item: its committed label and the class the model answered."""
+    """One queried item: its committed label and the class the model answered
+    (None in a zero-knowledge verdict when the item's proof did not count)."""
 
     index: int
     label: int
-    predicted: int
+    predicted: int | None
 
     @property
     def match(self) -> bool:
         return self.label == self.predicted
+
+
+def _result(entry: Any, *, zk: bool, what: str) -> ItemResult:
+    def small_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_CLASSES
+
+    # Only a zero-knowledge verdict has items without a class: those whose proof failed.
+    if (not isinstance(entry, list) or len(entry) != 3 or not small_int(entry[0]) or not small_int(entry[1])
+            or not (small_int(entry[2]) or (zk and entry[2] is None))):
+        raise DecodeError(f"{what}: a result must be [index, label, predicted]")
+    return ItemResult(*entry)
 
 
 @dataclass(frozen=True)
@@ -245,6 +304,7 @@ class Verdict(Message):
     caveats: tuple[str, ...]
     registration: dict[str, Any] | None
     decided: str
+    zk: ZkVerdictInfo | None = None
 
     @property
     def k(self) -> int:
@@ -260,23 +320,20 @@ class Verdict(Message):
             "matches": self.matches, "p_value": self.p_value, "neg_log2_p": self.neg_log2_p,
             "accepted": self.accepted, "caveats": list(self.caveats), "registration": self.registration,
             "decided": self.decided,
+            **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
         }
 
     @classmethod
     def _from_obj(cls, obj: dict[str, Any], what: str) -> "Verdict":
         only_fields(obj, {"type", "version", "vk_digest", "challenge_digest", "reveal_digest", "chain_digest",
                           "model", "trigger_kind", "results", "p0", "lambda", "tau", "matches", "p_value",
-                          "neg_log2_p", "accepted", "caveats", "registration", "decided"}, what=what)
+                          "neg_log2_p", "accepted", "caveats", "registration", "decided", "zk"}, what=what)
+        zk = (ZkVerdictInfo.from_obj(obj["zk"], what=what, max_text=MAX_TEXT, max_items=MAX_ITEMS)
+              if "zk" in obj else None)
         raw_results = field(obj, "results", list, what=what)
         if not 1 <= len(raw_results) <= MAX_ITEMS:
             raise DecodeError(f"{what}: 1 to {MAX_ITEMS} results expected")
-        results = []
-        for entry in raw_results:
-            if (not isinstance(entry, list) or len(entry) != 3
-                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_CLASSES
-                               for v in entry)):
-                raise DecodeError(f"{what}: a result must be [index, label, predicted]")
-            results.append(ItemResult(*entry))
+        results = [_result(entry, zk=zk is not None, what=what) for entry in raw_results]
         tau = obj.get("tau")
         if tau is not None and (not isinstance(tau, int) or isinstance(tau, bool) or not 0 <= tau <= MAX_K):
             raise DecodeError(f"{what}: tau must be null or an integer")
@@ -305,11 +362,14 @@ class Verdict(Message):
             caveats=tuple(caveats),
             registration=registration,
             decided=_text(obj, "decided", what=what, limit=64),
+            zk=zk,
         )
 
 
-AnyMessage = Union[Challenge, Reveal, Refusal, Verdict]
-MESSAGE_TYPES: dict[str, type[Message]] = {m.PAYLOAD_TYPE: m for m in (Challenge, Reveal, Refusal, Verdict)}
+AnyMessage = Union[Challenge, Reveal, ZkReveal, Refusal, Verdict]
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    m.PAYLOAD_TYPE: m for m in (Challenge, Reveal, ZkReveal, Refusal, Verdict)
+}
 
 
 def decode(envelope: dsse.Envelope, expected: tuple[type[Message], ...]) -> Message:

@@ -8,6 +8,12 @@ Verifier:  challenge() -> receive(reveal) -> [caller queries the model] -> decid
 Prover:    receive(challenge) -> [caller consults the ledger] -> reveal() | refuse(reason)
            -> receive(verdict)
 
+A zero-knowledge session (DESIGN.md section 4c) is the same machine with
+other messages: the challenge carries ``zk`` parameters, the prover answers
+with ``zk_reveal(statements)`` after proving (the caller runs the prover), the
+verifier gets :class:`ZkRevealAccepted`, checks the proofs (the caller runs
+ezkl) and calls ``decide_zk(proof_errors)``.
+
 A message that breaks the protocol raises :class:`RemoteProtocolError` (the
 peer's fault) and ends the session; calling a method out of turn raises
 :class:`LocalProtocolError` (the caller's fault).
@@ -15,6 +21,7 @@ peer's fault) and ends the session; calling a method out of turn raises
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -28,13 +35,18 @@ from .decision import DEFAULT_LAMBDA, decide
 from .errors import (
     DecodeError, InvalidOpening, InvalidSignature, LocalProtocolError, RemoteProtocolError, WmarkError,
 )
-from .items import OpenedItem, TriggerKind, open_item
+from .commitment import check
+from .items import OpenedItem, TriggerKind, label_message, open_item
 from .keys import MarkingKey, VerificationKey
 from .messages import (
-    Challenge, ItemResult, ModelRef, Refusal, Reveal, Verdict, chain_digest, decode,
+    MAX_TEXT, Challenge, ItemResult, ModelRef, Refusal, Reveal, Verdict, ZkReveal, chain_digest, decode,
 )
 from .sampling import sample_subset
 from .identity import SigningKey
+from .zk import (
+    CAVEAT_DESIGNATED, CAVEAT_ZK, CAVEAT_ZK_HIDDEN, SrsOrigin, ZkFailure, ZkItem, ZkParameters, ZkStatement,
+    ZkVerdictInfo,
+)
 
 NONCE_BYTES = 32
 
@@ -62,31 +74,80 @@ def subset_of(challenge: Challenge, challenge_digest: bytes) -> tuple[int, ...]:
     return sample_subset(challenge_digest, challenge.n, challenge.k)
 
 
-def check_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Challenge,
-                 challenge_digest: bytes) -> tuple[Reveal, tuple[OpenedItem, ...]]:
-    """Everything a verifier or auditor checks in a reveal; raises naming the failure."""
-    dsse.verify(reveal_env, vk.owner, payload_type=Reveal.PAYLOAD_TYPE, what="reveal")
-    reveal = decode(reveal_env, (Reveal,))
-    assert isinstance(reveal, Reveal)
-    if reveal.challenge_digest != challenge_digest:
+def _check_answer(envelope: dsse.Envelope, kind: type[Reveal] | type[ZkReveal], vk: VerificationKey,
+                  challenge: Challenge, challenge_digest: bytes) -> Reveal | ZkReveal:
+    """What a reveal of either kind must satisfy: the owner's signature, this
+    challenge and key, and exactly the challenged subset."""
+    dsse.verify(envelope, vk.owner, payload_type=kind.PAYLOAD_TYPE, what="reveal")
+    answer = decode(envelope, (kind,))
+    assert isinstance(answer, (Reveal, ZkReveal))
+    if answer.challenge_digest != challenge_digest:
         raise InvalidOpening("reveal: it answers another challenge (challenge digest differs)")
-    if reveal.vk_digest != vk.digest:
+    if answer.vk_digest != vk.digest:
         raise InvalidOpening("reveal: it is for another verification key")
-    if reveal.scheme is not vk.scheme:
+    if answer.scheme is not vk.scheme:
         raise InvalidOpening("reveal: commitment scheme differs from the verification key's")
     expected = subset_of(challenge, challenge_digest)
-    got = tuple(o.index for o in reveal.openings)
+    got = tuple(o.index for o in answer.openings) if isinstance(answer, Reveal) else tuple(
+        i.index for i in answer.items)
     if got != expected:
         extra = sorted(set(got) - set(expected))
         missing = sorted(set(expected) - set(got))
         raise InvalidOpening(f"reveal: indices are not the challenged subset (extra {extra[:8]}, missing "
                              f"{missing[:8]}{', or out of order' if not extra and not missing else ''})")
+    return answer
+
+
+def check_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Challenge,
+                 challenge_digest: bytes) -> tuple[Reveal, tuple[OpenedItem, ...]]:
+    """Everything a verifier or auditor checks in a reveal; raises naming the failure."""
+    if challenge.zk is not None:
+        raise InvalidOpening("reveal: the challenge asked for zero-knowledge proofs, not openings")
+    reveal = _check_answer(reveal_env, Reveal, vk, challenge, challenge_digest)
+    assert isinstance(reveal, Reveal)
     items = tuple(
         open_item(o, vk.commitments[o.index], kind=vk.kind, num_classes=vk.num_classes,
                   input_shape=vk.input_shape, vrf_key=vk.vrf_key)
         for o in reveal.openings
     )
     return reveal, items
+
+
+def check_zk_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Challenge,
+                    challenge_digest: bytes) -> tuple[ZkReveal, tuple[ZkItem, ...]]:
+    """Everything but the proofs themselves: signature, subset, label openings."""
+    if challenge.zk is None or vk.zk is None:
+        raise InvalidOpening("reveal: zero-knowledge proofs answer only a zero-knowledge challenge")
+    reveal = _check_answer(reveal_env, ZkReveal, vk, challenge, challenge_digest)
+    assert isinstance(reveal, ZkReveal)
+    for item in reveal.items:
+        if not 0 <= item.label < vk.num_classes:
+            raise InvalidOpening(f"item {item.index}: label {item.label} outside [0, {vk.num_classes})")
+        check(vk.commitments[item.index].label, label_message(item.label), item.label_randomness,
+              what=f"item {item.index} (label)")
+    return reveal, reveal.items
+
+
+def zk_results(vk: VerificationKey, items: tuple[ZkItem, ...],
+               proof_errors: Mapping[int, str | None]) -> tuple[tuple[ItemResult, ...], tuple[ZkFailure, ...]]:
+    """Per item, the proven class, or None and the reason it does not count.
+
+    A proof counts only if it verifies (``proof_errors[i]`` is None, as the
+    caller found with the proof system) and is about the hidden input that
+    ``vk`` registers for item ``i``: a proof for another index, salt or key
+    names another hash and is a non-match, whatever class it proves.
+    """
+    assert vk.zk is not None
+    results, failures = [], []
+    for item in items:
+        reason = proof_errors.get(item.index)
+        if not hmac.compare_digest(item.statement.input_hash, vk.zk.hashes[item.index]):
+            reason = (f"the proof is about another hidden input than the one committed for item {item.index} "
+                      f"(a proof for another item, salt or key)")
+        results.append(ItemResult(item.index, item.label, item.statement.predicted if reason is None else None))
+        if reason is not None:
+            failures.append(ZkFailure(item.index, reason[:MAX_TEXT]))
+    return tuple(results), tuple(failures)
 
 
 def check_challenge(envelope: dsse.Envelope) -> tuple[Challenge, bytes]:
@@ -114,6 +175,14 @@ class RevealAccepted:
 
 
 @dataclass(frozen=True)
+class ZkRevealAccepted:
+    """Event: labels open and the subset is right; verify each item's proof
+    (against the circuit and SRS the challenge names), then call ``decide_zk``."""
+
+    items: tuple[ZkItem, ...]
+
+
+@dataclass(frozen=True)
 class Refused:
     """Event: the prover declined, with a signed reason."""
 
@@ -124,10 +193,16 @@ class Refused:
 class VerifierSession:
     def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
                  p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
-                 registration: Mapping[str, Any] | None = None) -> None:
+                 registration: Mapping[str, Any] | None = None, zk: ZkParameters | None = None) -> None:
         if not 1 <= k <= vk.n:
             raise LocalProtocolError(f"k={k} must be between 1 and n={vk.n}")
+        if zk is not None and vk.zk is None:
+            raise LocalProtocolError("the verification key has no zero-knowledge commitments (made without "
+                                     "wmark keygen --zk)")
+        if zk is not None and model.sha256 is None:
+            raise LocalProtocolError("zero-knowledge verification needs the model's weights, not an endpoint")
         self.vk = vk
+        self._zk = zk
         self._identity = identity
         self._model = model
         self._k = k
@@ -141,6 +216,7 @@ class VerifierSession:
         self._challenge: Challenge | None = None
         self._challenge_digest = b""
         self._items: tuple[OpenedItem, ...] = ()
+        self._zk_items: tuple[ZkItem, ...] = ()
 
     @classmethod
     def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
@@ -152,7 +228,8 @@ class VerifierSession:
             raise LocalProtocolError("the challenge was issued by another verifier key than this one")
         if challenge.vk_digest != vk.digest:
             raise LocalProtocolError("the challenge is for another verification key")
-        session = cls(vk, identity, challenge.model, challenge.k, p0=p0, lam=lam, registration=registration)
+        session = cls(vk, identity, challenge.model, challenge.k, p0=p0, lam=lam, registration=registration,
+                      zk=challenge.zk)
         session._challenge, session._challenge_digest = challenge, digest
         session.challenge_envelope = challenge_envelope
         session.state = VerifierState.AWAIT_REVEAL
@@ -162,6 +239,10 @@ class VerifierSession:
     def model(self) -> ModelRef:
         return self._model
 
+    @property
+    def zk(self) -> ZkParameters | None:
+        return self._zk
+
     def _expect(self, state: VerifierState, action: str) -> None:
         if self.state is not state:
             raise LocalProtocolError(f"cannot {action} in state {self.state.value}")
@@ -170,7 +251,7 @@ class VerifierSession:
         self._expect(VerifierState.SEND_CHALLENGE, "issue a challenge")
         self._challenge = Challenge(vk_digest=self.vk.digest, model=self._model, n=self.vk.n, k=self._k,
                                     nonce=get_random_bytes(NONCE_BYTES), verifier=self._identity.public_key,
-                                    issued=now())
+                                    issued=now(), zk=self._zk)
         self.challenge_envelope = self._challenge.sign(self._identity)
         self._challenge_digest = Challenge.digest_of(self.challenge_envelope)
         self.state = VerifierState.AWAIT_REVEAL
@@ -182,7 +263,7 @@ class VerifierSession:
             raise LocalProtocolError("no challenge issued yet")
         return subset_of(self._challenge, self._challenge_digest)
 
-    def receive(self, envelope: dsse.Envelope) -> RevealAccepted | Refused:
+    def receive(self, envelope: dsse.Envelope) -> RevealAccepted | ZkRevealAccepted | Refused:
         self._expect(VerifierState.AWAIT_REVEAL, "receive a message")
         assert self._challenge is not None
         try:
@@ -194,24 +275,45 @@ class VerifierSession:
                     raise InvalidOpening("refusal: it answers another challenge")
                 self.state = VerifierState.REFUSED
                 return Refused(refusal.reason, envelope)
-            _, self._items = check_reveal(envelope, self.vk, self._challenge, self._challenge_digest)
+            if self._zk is not None:
+                _, self._zk_items = check_zk_reveal(envelope, self.vk, self._challenge, self._challenge_digest)
+            else:
+                _, self._items = check_reveal(envelope, self.vk, self._challenge, self._challenge_digest)
         except (DecodeError, InvalidSignature, InvalidOpening) as exc:
             self.state = VerifierState.FAILED
             raise RemoteProtocolError(f"prover sent an invalid message: {exc}") from None
         self.reveal_envelope = envelope
         self.state = VerifierState.AWAIT_PREDICTIONS
-        return RevealAccepted(self._items)
+        return ZkRevealAccepted(self._zk_items) if self._zk is not None else RevealAccepted(self._items)
 
     def decide(self, predictions: Mapping[int, int]) -> dsse.Envelope:
         """Sign the verdict from the model's answers (index -> predicted class)."""
         self._expect(VerifierState.AWAIT_PREDICTIONS, "decide")
-        assert self.reveal_envelope is not None
+        if self._zk is not None:
+            raise LocalProtocolError("a zero-knowledge session decides from proofs: call decide_zk")
         missing = [item.index for item in self._items if item.index not in predictions]
         if missing:
             raise LocalProtocolError(f"no model prediction for items {missing[:8]}")
-        results = tuple(ItemResult(i.index, i.label, int(predictions[i.index])) for i in self._items)
-        verdict = build_verdict(self.vk, self._challenge_digest, Reveal.digest_of(self.reveal_envelope),
-                                self._model, results, self._p0, self._lam, self._registration, now())
+        return self._sign(tuple(ItemResult(i.index, i.label, int(predictions[i.index])) for i in self._items),
+                          None)
+
+    def decide_zk(self, proof_errors: Mapping[int, str | None]) -> dsse.Envelope:
+        """Sign the verdict from the proof checks (index -> None if the proof
+        verified, else why not); a failed proof is a non-match, reported."""
+        self._expect(VerifierState.AWAIT_PREDICTIONS, "decide")
+        if self._zk is None:
+            raise LocalProtocolError("a session that queried the model decides with decide(predictions)")
+        missing = [item.index for item in self._zk_items if item.index not in proof_errors]
+        if missing:
+            raise LocalProtocolError(f"no proof check for items {missing[:8]}")
+        results, failures = zk_results(self.vk, self._zk_items, proof_errors)
+        return self._sign(results, ZkVerdictInfo(self._zk, failures))
+
+    def _sign(self, results: tuple[ItemResult, ...], zk: ZkVerdictInfo | None) -> dsse.Envelope:
+        assert self.reveal_envelope is not None
+        answer = ZkReveal if zk is not None else Reveal
+        verdict = build_verdict(self.vk, self._challenge_digest, answer.digest_of(self.reveal_envelope),
+                                self._model, results, self._p0, self._lam, self._registration, now(), zk=zk)
         self.verdict_envelope = verdict.sign(self._identity)
         self.state = VerifierState.DONE
         return self.verdict_envelope
@@ -219,10 +321,15 @@ class VerifierSession:
 
 def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: bytes, model: ModelRef,
                   results: tuple[ItemResult, ...], p0: Fraction, lam: int,
-                  registration: Mapping[str, Any] | None, decided: str) -> Verdict:
+                  registration: Mapping[str, Any] | None, decided: str, *,
+                  zk: ZkVerdictInfo | None = None) -> Verdict:
     """The verdict as a pure function of its inputs, so an auditor can rebuild it."""
     decision = decide(sum(r.match for r in results), len(results), p0, lam)
     caveats = []
+    if zk is not None:
+        caveats += [CAVEAT_ZK, CAVEAT_ZK_HIDDEN]
+        if zk.parameters.srs_origin is SrsOrigin.VERIFIER:
+            caveats.append(CAVEAT_DESIGNATED)
     if vk.kind is TriggerKind.IMPORTED:
         caveats.append(CAVEAT_IMPORTED)
     if registration is None:
@@ -233,7 +340,7 @@ def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: b
         trigger_kind=vk.kind, results=results, p0=p0, lam=lam, tau=decision.tau, matches=decision.matches,
         p_value=decision.p_value_text, neg_log2_p=f"{decision.neg_log2_p:.2f}", accepted=decision.accepted,
         caveats=tuple(caveats), registration=dict(registration) if registration is not None else None,
-        decided=decided,
+        decided=decided, zk=zk,
     )
 
 
@@ -269,6 +376,7 @@ class ProverSession:
         self._mk, self.vk, self._identity = mk, vk, identity
         self.state = ProverState.AWAIT_CHALLENGE
         self._received: ChallengeReceived | None = None
+        self._reveal_digest = b""
 
     def _expect(self, state: ProverState, action: str) -> None:
         if self.state is not state:
@@ -290,6 +398,10 @@ class ProverSession:
         if challenge.vk_digest != self.vk.digest or challenge.n != self.vk.n:
             self.state = ProverState.FAILED
             raise RemoteProtocolError("verifier sent a challenge for another verification key")
+        if challenge.zk is not None and (self.vk.zk is None or self._mk.zk is None):
+            self.state = ProverState.FAILED
+            raise RemoteProtocolError("verifier asked for zero-knowledge proofs, but this key has no "
+                                      "zero-knowledge commitments (made without wmark keygen --zk)")
         self._received = ChallengeReceived(challenge, digest, subset_of(challenge, digest))
         self.state = ProverState.DECIDE
         return self._received
@@ -298,10 +410,32 @@ class ProverSession:
         """Open exactly the challenged subset."""
         self._expect(ProverState.DECIDE, "reveal")
         assert self._received is not None
+        if self._received.challenge.zk is not None:
+            # Opening here would hand over the very images the verifier agreed not to see.
+            raise LocalProtocolError("a zero-knowledge challenge is answered with proofs (zk_reveal), never with "
+                                     "openings")
         reveal = Reveal(self._received.digest, self.vk.digest, self.vk.scheme,
                         tuple(self._mk.openings[i] for i in self._received.indices))
         self.state = ProverState.AWAIT_VERDICT
-        return reveal.sign(self._identity)
+        envelope = reveal.sign(self._identity)
+        self._reveal_digest = Reveal.digest_of(envelope)
+        return envelope
+
+    def zk_reveal(self, statements: Mapping[int, ZkStatement]) -> dsse.Envelope:
+        """Answer a zero-knowledge challenge: each sampled item's proof and label opening."""
+        self._expect(ProverState.DECIDE, "reveal")
+        assert self._received is not None
+        if self._received.challenge.zk is None:
+            raise LocalProtocolError("proofs answer only a zero-knowledge challenge; this one asks for openings")
+        missing = [i for i in self._received.indices if i not in statements]
+        if missing:
+            raise LocalProtocolError(f"no proof for challenged items {missing[:8]}")
+        items = tuple(ZkItem(i, self._mk.openings[i].label, self._mk.openings[i].label_randomness, statements[i])
+                      for i in self._received.indices)
+        self.state = ProverState.AWAIT_VERDICT
+        envelope = ZkReveal(self._received.digest, self.vk.digest, self.vk.scheme, items).sign(self._identity)
+        self._reveal_digest = ZkReveal.digest_of(envelope)
+        return envelope
 
     def refuse(self, reason: str) -> dsse.Envelope:
         self._expect(ProverState.DECIDE, "refuse")
@@ -318,6 +452,8 @@ class ProverSession:
                         what="verdict")
             if verdict.challenge_digest != self._received.digest:
                 raise InvalidOpening("verdict: it is about another challenge")
+            if verdict.vk_digest != self.vk.digest or verdict.reveal_digest != self._reveal_digest:
+                raise InvalidOpening("verdict: it names another verification key or another reveal than ours")
         except WmarkError as exc:
             self.state = ProverState.FAILED
             raise RemoteProtocolError(f"verifier sent an invalid verdict: {exc}") from None

@@ -4,7 +4,10 @@ A transcript is the ordered chain vk -> challenge -> reveal -> verdict, each a
 signed envelope; the verdict names the digests of the others.  :func:`audit`
 re-checks every signature, every opening, the subset derivation and the
 decision, so a third party needs nothing but the file to know the verifier
-did its job (and, with the model, can re-query it).
+did its job (and, with the model, can re-query it).  For a zero-knowledge
+transcript it checks everything but the proofs themselves, taking the
+verifier's word for which failed; re-checking those needs the model and the
+SRS (:func:`verifier.zk.reverify`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from .errors import DecodeError, InvalidOpening
 from .files import read_bounded
 from .items import OpenedItem, TriggerKind
 from .keys import VerificationKey, verify_vk_envelope
-from .messages import Challenge, Reveal, Verdict, decode
-from .session import build_verdict, check_challenge, check_reveal, null_match_probability
+from .messages import Challenge, ItemResult, Reveal, Verdict, ZkReveal, decode
+from .session import build_verdict, check_challenge, check_reveal, check_zk_reveal, null_match_probability, zk_results
+from .zk import ZkItem, ZkVerdictInfo
 
 TRANSCRIPT_TYPE = "wmark/transcript"
 VERSION = 1
@@ -65,6 +69,7 @@ class AuditReport:
     challenge: Challenge
     verdict: Verdict
     items: tuple[OpenedItem, ...]
+    zk_items: tuple[ZkItem, ...] = ()
 
 
 def audit(transcript: Transcript) -> AuditReport:
@@ -73,19 +78,38 @@ def audit(transcript: Transcript) -> AuditReport:
     challenge, challenge_digest = check_challenge(transcript.challenge)
     if challenge.vk_digest != vk.digest or challenge.n != vk.n:
         raise InvalidOpening("challenge: it names another verification key")
-    reveal, items = check_reveal(transcript.reveal, vk, challenge, challenge_digest)
+    if challenge.zk is None:
+        _, items = check_reveal(transcript.reveal, vk, challenge, challenge_digest)
+        zk_items: tuple[ZkItem, ...] = ()
+        answer: type[Reveal] | type[ZkReveal] = Reveal
+    else:
+        _, zk_items = check_zk_reveal(transcript.reveal, vk, challenge, challenge_digest)
+        items, answer = (), ZkReveal
     dsse.verify(transcript.verdict, challenge.verifier, payload_type=Verdict.PAYLOAD_TYPE, what="verdict")
     verdict = decode(transcript.verdict, (Verdict,))
     assert isinstance(verdict, Verdict)
     if verdict.model != challenge.model:
         raise InvalidOpening("verdict: it is about another model than the challenge")
-    if [(r.index, r.label) for r in verdict.results] != [(i.index, i.label) for i in items]:
+    if [(r.index, r.label) for r in verdict.results] != [(i.index, i.label) for i in items or zk_items]:
         raise InvalidOpening("verdict: its items or labels are not those of the reveal")
     if vk.kind is TriggerKind.DERIVED and verdict.p0 != null_match_probability(vk, None):
         raise InvalidOpening(f"verdict: p0={verdict.p0} but a derived set over {vk.num_classes} classes has "
                              f"p0=1/{vk.num_classes}")
-    rebuilt = build_verdict(vk, challenge_digest, Reveal.digest_of(transcript.reveal), challenge.model,
-                            verdict.results, verdict.p0, verdict.lam, verdict.registration, verdict.decided)
+    results, zk = _expected_results(vk, challenge, verdict, zk_items)
+    rebuilt = build_verdict(vk, challenge_digest, answer.digest_of(transcript.reveal), challenge.model,
+                            results, verdict.p0, verdict.lam, verdict.registration, verdict.decided, zk=zk)
     if rebuilt != verdict:
         raise InvalidOpening("verdict: its decision, digests or caveats do not follow from the transcript")
-    return AuditReport(vk, challenge, verdict, items)
+    return AuditReport(vk, challenge, verdict, items, zk_items)
+
+
+def _expected_results(vk: VerificationKey, challenge: Challenge, verdict: Verdict,
+                      zk_items: tuple[ZkItem, ...]) -> tuple[tuple[ItemResult, ...], ZkVerdictInfo | None]:
+    """The results a verdict must record: the model's answers as recorded, or
+    for proofs, the proven classes of the proofs the verifier did not fail."""
+    if challenge.zk is None:
+        return verdict.results, None
+    if verdict.zk is None:
+        raise InvalidOpening("verdict: a zero-knowledge challenge needs a zero-knowledge verdict")
+    results, failures = zk_results(vk, zk_items, {f.index: f.reason for f in verdict.zk.failures})
+    return results, ZkVerdictInfo(challenge.zk, failures)

@@ -6,11 +6,20 @@ from typing import Sequence
 
 from protocol.console import run_cli
 
+from . import ledger, prove, serve
+
 DESCRIPTION = """\
 Answer a verifier's challenge with openings of the sampled trigger items.
 
+  wmark-prover prove --mk mk.wmk --vk vk.json --challenge challenge.json --out reveal.json
+  wmark-prover serve --mk mk.wmk --vk vk.json --port 7401     live sessions (wmark-verifier run)
+  wmark-prover ledger --mk mk.wmk                             what has been revealed to whom
+
+Every answer goes through the leakage ledger first: nothing is revealed
+unrecorded, and no more than --budget of the trigger set is ever revealed.
+Exit codes: 0 ok, 1 refused, 2 invalid input or usage.
 Run `wmark-prover COMMAND --help` for the options of each command."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark-prover", DESCRIPTION, [], argv)
+    return run_cli("wmark-prover", DESCRIPTION, [prove, serve, ledger], argv)

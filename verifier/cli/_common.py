@@ -62,7 +62,8 @@ def write_transcript(path: str, transcript: Transcript) -> None:
     atomic_write(path, transcript.to_json())
 
 
-def print_verdict(verdict: Verdict, *, out=sys.stdout) -> None:
+def print_verdict(verdict: Verdict, *, out=None) -> None:
+    out = sys.stdout if out is None else out  # looked up now, so redirect_stdout and capture apply
     tau = "none (k too small for this lambda)" if verdict.tau is None else str(verdict.tau)
     print(f"{'ACCEPTED' if verdict.accepted else 'REJECTED'}: {verdict.matches} of {verdict.k} revealed trigger "
           f"items answered with their committed label (threshold {tau}, p0={verdict.p0}, "

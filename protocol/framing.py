@@ -1,0 +1,107 @@
+"""Length-prefixed frames for the live transport (DESIGN.md section 4, "Transports").
+
+A frame is a 4-byte big-endian body length followed by the body, a DSSE
+envelope's JSON.  Like the sessions, this module never touches a socket: the
+TCP server and client feed it whatever bytes arrived and get whole bodies
+back, so every framing rule is testable (and fuzzable) without a network.
+
+The length is checked against the limit the moment its 4 bytes are in, so a
+peer that announces a huge frame is refused before a single body byte is held
+in memory.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from . import dsse
+from .errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from .messages import MAX_MESSAGE_BYTES
+
+HEADER_BYTES = 4
+MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
+# The header cannot express more, whatever limit a caller asks for.
+_LENGTH_LIMIT = 2 ** (8 * HEADER_BYTES) - 1
+
+
+def _check_limit(max_frame: int) -> None:
+    if not 1 <= max_frame <= _LENGTH_LIMIT:
+        raise LocalProtocolError(f"maximum frame size {max_frame} must be between 1 and {_LENGTH_LIMIT} bytes")
+
+
+def encode_frame(body: bytes, *, max_frame: int = MAX_FRAME_BYTES) -> bytes:
+    """``body`` behind its length; refuses to send what the peer must refuse to read."""
+    _check_limit(max_frame)
+    if not body:
+        raise LocalProtocolError("cannot send an empty frame")
+    if len(body) > max_frame:
+        raise LocalProtocolError(f"message of {len(body)} bytes exceeds the frame limit of {max_frame}")
+    return len(body).to_bytes(HEADER_BYTES, "big") + body
+
+
+class FrameDecoder:
+    """Reassembles frames from a byte stream split anywhere.
+
+    After an error the stream cannot be resynchronised (the next length is
+    somewhere in bytes we will not read), so the decoder stays broken and the
+    caller ends the session.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        _check_limit(max_frame)
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._expected: int | None = None
+        self._error: RemoteProtocolError | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes held towards a frame not yet complete."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Take the next bytes of the stream; return the bodies they complete, in order."""
+        if self._error is not None:
+            raise self._error
+        self._buffer += data
+        frames = []
+        while True:
+            if self._expected is None:
+                if len(self._buffer) < HEADER_BYTES:
+                    return frames
+                length = int.from_bytes(self._buffer[:HEADER_BYTES], "big")
+                if length == 0:
+                    self._fail("peer sent an empty frame")
+                if length > self.max_frame:
+                    self._fail(f"peer announced a frame of {length} bytes, over the limit of {self.max_frame} "
+                               f"(a peer not speaking the wmark protocol looks like this too)")
+                del self._buffer[:HEADER_BYTES]
+                self._expected = length
+            if len(self._buffer) < self._expected:
+                return frames
+            frames.append(bytes(self._buffer[:self._expected]))
+            del self._buffer[:self._expected]
+            self._expected = None
+
+    def eof(self) -> None:
+        """The peer closed the stream: fine between frames, an error inside one."""
+        if self._error is not None:
+            raise self._error
+        if self._expected is not None:
+            self._fail(f"peer closed the connection {len(self._buffer)} bytes into a frame of {self._expected}")
+        if self._buffer:
+            self._fail(f"peer closed the connection inside a frame header ({len(self._buffer)} of "
+                       f"{HEADER_BYTES} bytes)")
+
+    def _fail(self, message: str) -> NoReturn:
+        self._buffer.clear()
+        self._error = RemoteProtocolError(message)
+        raise self._error
+
+
+def envelope_from_frame(body: bytes, *, sender: str) -> dsse.Envelope:
+    """The DSSE envelope a frame carries; ``sender`` names the side at fault otherwise."""
+    try:
+        return dsse.Envelope.from_json(body, what="frame", max_bytes=len(body))
+    except DecodeError as exc:
+        raise RemoteProtocolError(f"{sender} sent a frame that is not a DSSE envelope: {exc}") from None

@@ -1,0 +1,78 @@
+"""``wmark-prover ledger``: what has been revealed, to whom, and what they concluded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from protocol.console import EXIT_OK, add_command
+
+from ..ledger import NOTHING_SECRET, Ledger, LedgerEntry, LedgerSummary, Outcome, default_ledger_path
+
+EPILOG = """\
+examples:
+  wmark-prover ledger --mk keys/mk.wmk          # the ledger beside the marking key
+  wmark-prover ledger --ledger answers.sqlite --json
+
+One line per challenge answered: when, the verifier's key, k, how many items
+it made public, revealed or refused, and the verdict the verifier reported;
+then the fraction of the trigger set that is public. Reading the ledger needs
+no passphrase."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "ledger", help="show what has been revealed to whom",
+                    description="List the challenges answered with a marking key and the trigger items they "
+                                "made public.", epilog=EPILOG, func=run)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--ledger", metavar="DB", help="the ledger file")
+    where.add_argument("--mk", metavar="FILE", help="the marking key whose default ledger (MK.ledger.sqlite) to read")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _verdict_text(entry: LedgerEntry) -> str:
+    if entry.outcome is Outcome.REFUSED:
+        return "-"
+    if not entry.verdicts:
+        return "none received"
+    last = entry.verdicts[-1]
+    more = f" (+{len(entry.verdicts) - 1} earlier)" if len(entry.verdicts) > 1 else ""
+    return f"{'ACCEPTED' if last.accepted else 'REJECTED'} {last.matches}/{last.k}{more}"
+
+
+def _to_json(ledger: Ledger, summary: LedgerSummary, entries: tuple[LedgerEntry, ...]) -> dict:
+    return {
+        "ledger": str(ledger.path),
+        "vk_digest": summary.vk_digest.hex(),
+        "n": summary.n,
+        "revealed": summary.revealed,
+        "revealed_fraction": float(summary.fraction),
+        "secret": summary.secret,
+        "revealed_indices": sorted(ledger.revealed_indices()),
+        "challenges": [{
+            "seq": e.seq, "received": e.received, "challenge_digest": e.challenge_digest.hex(),
+            "verifier": e.verifier, "model": e.model.to_obj(), "k": e.k, "indices": list(e.indices),
+            "new_indices": list(e.new_indices), "outcome": e.outcome.value, "reason": e.reason,
+            "verdicts": [{"received": v.received, "accepted": v.accepted, "matches": v.matches, "k": v.k}
+                         for v in e.verdicts],
+        } for e in entries],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    ledger = Ledger.open_existing(args.ledger or default_ledger_path(args.mk))
+    summary, entries = ledger.summary(), ledger.entries()
+    if args.json:
+        print(json.dumps(_to_json(ledger, summary, entries), indent=2))
+        return EXIT_OK
+    print(f"ledger {ledger.path}: vk {summary.vk_digest.hex()[:16]}…, n = {summary.n} trigger items")
+    for e in entries:
+        print(f"{e.received}  verifier {e.verifier[:23]}…  k={e.k:<4} {e.outcome.value:8}  "
+              f"new {len(e.new_indices):<4} verdict {_verdict_text(e)}  on {e.model.describe()}")
+        if e.new_indices:
+            print(f"    made public: items {', '.join(map(str, e.new_indices))}")
+    print(f"revealed in all: {summary.revealed} of {summary.n} trigger items ({float(summary.fraction):.1%}) "
+          f"after {summary.challenges} challenges; {summary.secret} still secret")
+    if summary.secret == 0:
+        print(NOTHING_SECRET)
+    return EXIT_OK

@@ -1,0 +1,214 @@
+"""``wmark-prover serve``: answer live verification sessions over TCP.
+
+Each connection is one session: challenge frame in, reveal or refusal frame
+out, verdict frame in, close.  The protocol itself is
+:class:`~protocol.session.ProverSession` and :mod:`protocol.framing`; this
+module only moves bytes, bounds the time each message may take, and keeps
+one misbehaving verifier from affecting any other session or the server.
+Work that blocks (signature checks, the ledger's synchronous commit) runs in
+worker threads so a slow disk never stalls the other sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import signal
+import sys
+import traceback
+from contextlib import suppress
+
+from protocol.console import EXIT_OK, add_command
+from protocol.errors import InvalidInput, RemoteProtocolError, WmarkError
+from protocol.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame, envelope_from_frame
+from protocol.session import ProverSession, VerdictReceived, now
+
+from ..ledger import Outcome, Response
+from .prove import Prover, add_prover_arguments, describe, load_prover
+
+DEFAULT_TIMEOUT = 30.0
+MAX_SESSIONS = 64
+# How long sessions still running at shutdown may take to finish; their
+# reveals are committed already, so cutting them short loses at most a verdict.
+SHUTDOWN_GRACE_S = 5.0
+READ_CHUNK = 64 * 1024
+
+EPILOG = """\
+example:
+  wmark-prover serve --mk keys/mk.wmk --vk keys/vk.json --port 7401
+  wmark-verifier run --connect 127.0.0.1:7401 --vk vk.json --model suspect/ --k 20 --out verdict.json
+
+Per connection: read the verifier's challenge, answer it through the leakage
+ledger (exactly as `wmark-prover prove` does), send the reveal or refusal,
+read the verifier's signed verdict into the ledger, close. Each message must
+arrive within --timeout seconds and fit in --max-frame bytes; a verifier that
+breaks the protocol ends only its own session. One line per session goes to
+stderr. SIGTERM or Ctrl-C stops the server cleanly (exit 0)."""
+
+
+def log(message: str) -> None:
+    print(f"{now()} {message}", file=sys.stderr, flush=True)
+
+
+class FrameStream:
+    """One connection as a sequence of frames, each awaited with a deadline."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, max_frame: int,
+                 timeout: float) -> None:
+        self._reader, self._writer = reader, writer
+        self._decoder = FrameDecoder(max_frame)
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._timeout = timeout
+
+    async def receive(self, what: str) -> bytes:
+        try:
+            # One deadline for the whole message, not per read: a verifier
+            # trickling a byte at a time cannot hold the session open.
+            return await asyncio.wait_for(self._next_frame(what), self._timeout)
+        except asyncio.TimeoutError:
+            raise RemoteProtocolError(f"verifier sent no complete {what} within {self._timeout:g} s") from None
+        except ConnectionError as exc:
+            raise RemoteProtocolError(f"connection lost while waiting for the {what} ({exc})") from None
+
+    async def _next_frame(self, what: str) -> bytes:
+        while not self._frames:
+            self._frames.extend(self._decode(await self._reader.read(READ_CHUNK), what))
+        return self._frames.popleft()
+
+    def _decode(self, data: bytes, what: str) -> list[bytes]:
+        try:
+            if data:
+                return self._decoder.feed(data)
+            self._decoder.eof()
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"verifier broke the framing: {exc}") from None
+        raise RemoteProtocolError(f"verifier closed the connection instead of sending its {what}")
+
+    async def send(self, frame: bytes, what: str) -> None:
+        try:
+            self._writer.write(frame)
+            await asyncio.wait_for(self._writer.drain(), self._timeout)
+        except asyncio.TimeoutError:
+            raise RemoteProtocolError(f"verifier did not take the {what} within {self._timeout:g} s") from None
+        except ConnectionError as exc:
+            raise RemoteProtocolError(f"connection lost while sending the {what} ({exc})") from None
+
+
+class Server:
+    def __init__(self, prover: Prover, *, max_frame: int, timeout: float) -> None:
+        self._prover, self._max_frame, self._timeout = prover, max_frame, timeout
+        self._tasks: set[asyncio.Task] = set()
+        self.sessions = 0
+
+    def _answer(self, session: ProverSession, body: bytes) -> Response:
+        return self._prover.answer(session, envelope_from_frame(body, sender="verifier"))
+
+    def _judge(self, session: ProverSession, body: bytes) -> VerdictReceived:
+        event = session.receive(envelope_from_frame(body, sender="verifier"))
+        assert isinstance(event, VerdictReceived)
+        self._prover.ledger.record_verdict(event)
+        return event
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        peer = writer.get_extra_info("peername")
+        line = [f"session {peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "session"]
+        try:
+            if len(self._tasks) > MAX_SESSIONS:
+                line.append(f"turned away: {MAX_SESSIONS} sessions are running already")
+                return
+            self.sessions += 1
+            await self._session(FrameStream(reader, writer, max_frame=self._max_frame, timeout=self._timeout), line)
+        except WmarkError as exc:
+            line.append(f"ended: {exc}")
+        except asyncio.CancelledError:
+            line.append("cut short by shutdown")
+            raise
+        except Exception as exc:  # a bug: report it, and keep serving everyone else
+            line.append(f"internal error {exc!r} (a bug in wmark)\n{traceback.format_exc()}")
+        finally:
+            log("; ".join(line))
+            self._tasks.discard(task)
+            writer.close()
+            with suppress(Exception):
+                await writer.wait_closed()
+
+    async def _session(self, stream: FrameStream, line: list[str]) -> None:
+        session = self._prover.session()
+        response = await asyncio.to_thread(self._answer, session, await stream.receive("challenge"))
+        line.append(f"verifier {response.verifier} on {response.model.describe()}")
+        line.append(describe(response, self._prover.budget))
+        await stream.send(encode_frame(response.data, max_frame=self._max_frame),
+                          "reveal" if response.outcome is Outcome.REVEALED else "refusal")
+        if response.outcome is Outcome.REFUSED:
+            return
+        verdict = (await asyncio.to_thread(self._judge, session, await stream.receive("verdict"))).verdict
+        line.append(f"verdict {'ACCEPTED' if verdict.accepted else 'REJECTED'} "
+                    f"({verdict.matches} of {verdict.k} match)")
+
+    async def drain(self) -> None:
+        """Let running sessions finish for a grace period, then cut them short."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_GRACE_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def serve(prover: Prover, host: str, port: int, *, max_frame: int = MAX_FRAME_BYTES,
+                timeout: float = DEFAULT_TIMEOUT) -> int:
+    server = Server(prover, max_frame=max_frame, timeout=timeout)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        listener = await asyncio.start_server(server.handle, host, port)
+    except OSError as exc:
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = listener.sockets[0].getsockname()
+    summary = prover.ledger.summary()
+    print(f"serving vk {prover.vk.digest.hex()[:16]}… ({summary.revealed} of {summary.n} trigger items revealed "
+          f"so far, budget {float(prover.budget):.0%}, ledger {prover.ledger.path})", flush=True)
+    print(f"listening on {bound[0]}:{bound[1]}", flush=True)
+    await stop.wait()
+    listener.close()
+    await server.drain()
+    await listener.wait_closed()
+    log(f"shut down after {server.sessions} sessions")
+    return EXIT_OK
+
+
+def positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be positive")
+        return value
+    return parse
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "serve", help="answer live verification sessions over TCP",
+                    description="Listen for verifiers (`wmark-verifier run`) and answer each challenge through "
+                                "the leakage ledger.", epilog=EPILOG, func=run)
+    add_prover_arguments(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, required=True, help="TCP port (0: any free port, printed at start)")
+    p.add_argument("--max-frame", type=positive(int), default=MAX_FRAME_BYTES, metavar="BYTES",
+                   help="largest message accepted or sent")
+    p.add_argument("--timeout", type=positive(float), default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help="how long each message may take to arrive")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise InvalidInput(f"port {args.port} is not between 0 and 65535")
+    if args.max_frame > MAX_FRAME_BYTES:
+        raise InvalidInput(f"--max-frame {args.max_frame} exceeds {MAX_FRAME_BYTES}, the largest message any "
+                           f"wmark tool reads")
+    prover = load_prover(args)
+    return asyncio.run(serve(prover, args.host, args.port, max_frame=args.max_frame, timeout=args.timeout))

@@ -1,0 +1,399 @@
+"""The leakage ledger (DESIGN.md section 4, "Leakage budget").
+
+Every private verification opens a few trigger items, and an opened item is
+public forever.  The ledger is the prover's durable memory of what it has
+given away: each challenge (digest, verifier key, model, the subset asked
+for), the exact envelope sent back, which items that made public and when,
+and the verdict the verifier reported.  It enforces two rules:
+
+* a repeated challenge gets the identical stored response, so replaying a
+  challenge extracts nothing new;
+* a challenge that would push the revealed fraction
+  ``|revealed before ∪ S| / n`` past the budget is refused with a signed
+  :class:`~protocol.messages.Refusal`.
+
+It is SQLite in WAL mode with ``synchronous=FULL``.  :meth:`Ledger.respond`
+decides and records inside one ``BEGIN IMMEDIATE`` transaction, so any
+number of threads and processes sharing one file are serialised by SQLite
+itself (two concurrent challenges cannot both squeeze under the budget), and
+it returns the response only after the commit: a crash at any point never
+leaves a reveal that went out unrecorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+from protocol import dsse
+from protocol.encoding import canonical_json, parse_json
+from protocol.errors import InvalidInput, LocalProtocolError, WmarkError
+from protocol.keys import VerificationKey
+from protocol.messages import ModelRef, Verdict
+from protocol.session import ChallengeReceived, ProverSession, ProverState, VerdictReceived, now
+
+DEFAULT_BUDGET = Fraction(1, 2)
+# "wmkl": marks the file as a wmark ledger, so another application's SQLite
+# database is refused rather than written into.
+APPLICATION_ID = 0x776D6B6C
+SCHEMA_VERSION = 1
+# How long a transaction waits for another process holding the write lock.
+BUSY_TIMEOUT_S = 60.0
+_BUDGET_SYNTAX = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+|[0-9]+/[0-9]+")
+NOTHING_SECRET = ("nothing is secret any more: every trigger item is public, so this key can no longer be "
+                  "verified privately")
+
+_SCHEMA = """
+CREATE TABLE binding (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    vk_digest BLOB NOT NULL,
+    n INTEGER NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE challenges (
+    seq INTEGER PRIMARY KEY,
+    digest BLOB NOT NULL UNIQUE,
+    received TEXT NOT NULL,
+    verifier TEXT NOT NULL,
+    model TEXT NOT NULL,
+    k INTEGER NOT NULL,
+    indices TEXT NOT NULL,
+    new_indices TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('revealed', 'refused')),
+    reason TEXT,
+    challenge BLOB NOT NULL,
+    response BLOB NOT NULL
+);
+CREATE TABLE revealed (
+    idx INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL REFERENCES challenges (seq),
+    revealed TEXT NOT NULL
+);
+CREATE TABLE verdicts (
+    digest BLOB PRIMARY KEY,
+    seq INTEGER NOT NULL REFERENCES challenges (seq),
+    received TEXT NOT NULL,
+    accepted INTEGER NOT NULL,
+    matches INTEGER NOT NULL,
+    k INTEGER NOT NULL,
+    envelope BLOB NOT NULL
+);
+"""
+
+
+class Outcome(str, Enum):
+    REVEALED = "revealed"
+    REFUSED = "refused"
+
+
+def parse_budget(text: str | Fraction) -> Fraction:
+    """A budget is a fraction of the trigger set in [0, 1], e.g. ``0.5`` or ``1/2``."""
+    # Exponents are refused: Fraction("1e-999999999") would compute 10**999999999.
+    if isinstance(text, Fraction):
+        value = text
+    elif len(text) <= 32 and _BUDGET_SYNTAX.fullmatch(text):
+        try:
+            value = Fraction(text)
+        except ZeroDivisionError:
+            raise InvalidInput(f"leakage budget {text!r} divides by zero") from None
+    else:
+        raise InvalidInput(f"leakage budget {text[:40]!r} is not a fraction like 0.5 or 1/2")
+    if not 0 <= value <= 1:
+        raise InvalidInput(f"leakage budget {text} must be between 0 and 1")
+    return value
+
+
+def default_ledger_path(mk_path: str | os.PathLike[str]) -> Path:
+    """Beside the marking key, so a key and the record of its leakage travel together."""
+    return Path(f"{os.fspath(mk_path)}.ledger.sqlite")
+
+
+@dataclass(frozen=True)
+class Response:
+    """The answer to one challenge, already committed to the ledger."""
+
+    envelope: dsse.Envelope
+    data: bytes  # the envelope JSON exactly as recorded: send or write these bytes
+    outcome: Outcome
+    repeated: bool
+    verifier: str  # the challenger's key fingerprint
+    model: ModelRef
+    k: int
+    new_indices: tuple[int, ...]  # made public by this response (none when it repeats an earlier one)
+    revealed: int  # items revealed in all, this response included
+    n: int
+    reason: str | None
+
+    @property
+    def fraction(self) -> Fraction:
+        return Fraction(self.revealed, self.n)
+
+
+@dataclass(frozen=True)
+class VerdictNote:
+    received: str
+    accepted: bool
+    matches: int
+    k: int
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One challenge as the ledger remembers it."""
+
+    seq: int
+    received: str
+    challenge_digest: bytes
+    verifier: str
+    model: ModelRef
+    k: int
+    indices: tuple[int, ...]
+    new_indices: tuple[int, ...]
+    outcome: Outcome
+    reason: str | None
+    verdicts: tuple[VerdictNote, ...]
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    vk_digest: bytes
+    n: int
+    revealed: int
+    challenges: int
+
+    @property
+    def fraction(self) -> Fraction:
+        return Fraction(self.revealed, self.n)
+
+    @property
+    def secret(self) -> int:
+        """Trigger items never opened: what private verification can still rely on."""
+        return self.n - self.revealed
+
+
+def _indices(text: str) -> tuple[int, ...]:
+    return tuple(json.loads(text))
+
+
+def _refusal_reason(prior: int, new: int, n: int, k: int, budget: Fraction) -> str:
+    if k == n:
+        return (f"public verification (k = n = {n}) opens the whole trigger set, and this prover's leakage "
+                f"budget is {float(budget):.0%} ({prior} of {n} items revealed so far); it needs a budget of 1")
+    total = prior + new
+    return (f"leakage budget exceeded: {prior} of {n} trigger items are revealed already, this challenge would "
+            f"open {new} more, {total} of {n} ({total / n:.1%}), past the budget of {float(budget):.1%}")
+
+
+class Ledger:
+    """A ledger file bound to one verification key."""
+
+    def __init__(self, path: Path, vk_digest: bytes, n: int) -> None:
+        self.path, self.vk_digest, self.n = path, vk_digest, n
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], vk: VerificationKey) -> "Ledger":
+        """The ledger at ``path`` for ``vk``, created when absent; refused if made for another key."""
+        p = Path(path)
+        if p.is_dir():
+            raise InvalidInput(f"{p}: is a directory, not a ledger file")
+        with _guarded(p):
+            conn = _connect(p)
+            try:
+                # WAL is a property of the file; setting it needs no transaction open.
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                if _is_blank(conn):
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO binding (id, vk_digest, n, created) VALUES (1, ?, ?, ?)",
+                                 (vk.digest, vk.n, now()))
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+        ledger = cls.open_existing(p)
+        if ledger.vk_digest != vk.digest or ledger.n != vk.n:
+            raise InvalidInput(f"{p}: this ledger belongs to another verification key (vk digest "
+                               f"{ledger.vk_digest.hex()[:16]}…, this key is {vk.digest.hex()[:16]}…); "
+                               f"give each key its own ledger")
+        return ledger
+
+    @classmethod
+    def open_existing(cls, path: str | os.PathLike[str]) -> "Ledger":
+        """An existing ledger, for reading; never creates a file."""
+        p = Path(path)
+        if not p.is_file():
+            raise InvalidInput(f"{p}: no ledger here (nothing has been answered with this ledger path)")
+        with _guarded(p):
+            conn = _connect(p)
+            try:
+                (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                if app_id != APPLICATION_ID:
+                    raise InvalidInput(f"{p}: not a wmark ledger")
+                if version != SCHEMA_VERSION:
+                    raise InvalidInput(f"{p}: ledger schema version {version}, this tool reads {SCHEMA_VERSION}")
+                row = conn.execute("SELECT vk_digest, n FROM binding WHERE id = 1").fetchone()
+            finally:
+                conn.close()
+        if row is None:
+            raise InvalidInput(f"{p}: the ledger names no verification key")
+        return cls(p, bytes(row[0]), int(row[1]))
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """A write takes the lock at once (``BEGIN IMMEDIATE``), so read-decide-write
+        sequences of several processes never interleave; a read sees one snapshot."""
+        with _guarded(self.path):
+            conn = _connect(self.path)
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                conn.close()
+
+    def respond(self, session: ProverSession, challenge: dsse.Envelope, *,
+                budget: Fraction = DEFAULT_BUDGET) -> Response:
+        """Receive ``challenge`` into ``session`` and return the committed answer to send.
+
+        Raises :class:`RemoteProtocolError` for an invalid challenge (nothing
+        is recorded then).
+        """
+        if session.state is not ProverState.AWAIT_CHALLENGE:
+            raise LocalProtocolError(f"the session has already received a challenge ({session.state.value})")
+        if session.vk.digest != self.vk_digest:
+            raise LocalProtocolError("this ledger belongs to another verification key than the session's")
+        event = session.receive(challenge)
+        assert isinstance(event, ChallengeReceived)
+        with self._transaction(write=True) as conn:
+            stored = conn.execute("SELECT response, outcome, reason FROM challenges WHERE digest = ?",
+                                  (event.digest,)).fetchone()
+            if stored is not None:
+                return self._repeat(conn, session, event, *stored)
+            prior = {idx for (idx,) in conn.execute("SELECT idx FROM revealed")}
+            new = tuple(sorted(set(event.indices) - prior))
+            # Items already public cost nothing to show again, so only a
+            # challenge that opens new ones can break the budget.
+            reason: str | None = None
+            if new and Fraction(len(prior) + len(new), self.n) > budget:
+                reason = _refusal_reason(len(prior), len(new), self.n, event.challenge.k, budget)
+                outcome, new, envelope = Outcome.REFUSED, (), session.refuse(reason)
+            else:
+                outcome, envelope = Outcome.REVEALED, session.reveal()
+            data = envelope.to_json()
+            when = now()
+            seq = conn.execute(
+                "INSERT INTO challenges (digest, received, verifier, model, k, indices, new_indices, outcome, "
+                "reason, challenge, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (event.digest, when, event.challenge.verifier.fingerprint,
+                 canonical_json(event.challenge.model.to_obj()).decode(), event.challenge.k,
+                 json.dumps(list(event.indices)), json.dumps(list(new)), outcome.value, reason,
+                 challenge.to_json(), data)).lastrowid
+            conn.executemany("INSERT INTO revealed (idx, seq, revealed) VALUES (?, ?, ?)",
+                             [(i, seq, when) for i in new])
+            return Response(envelope, data, outcome, False, event.challenge.verifier.fingerprint,
+                            event.challenge.model, event.challenge.k, new, len(prior) + len(new), self.n, reason)
+
+    def _repeat(self, conn: sqlite3.Connection, session: ProverSession, event: ChallengeReceived, data: bytes,
+                outcome: str, reason: str | None) -> Response:
+        # The session must still move on (to await a verdict, or to end) as
+        # it would have the first time; what it signs now is identical by
+        # construction (deterministic signatures), but the stored bytes are
+        # what was sent and what the verifier may already hold, so they win.
+        kind = Outcome(outcome)
+        if kind is Outcome.REVEALED:
+            session.reveal()
+        else:
+            session.refuse(reason or "")
+        (revealed,) = conn.execute("SELECT count(*) FROM revealed").fetchone()
+        data = bytes(data)
+        return Response(dsse.Envelope.from_json(data, what="stored response"), data, kind, True,
+                        event.challenge.verifier.fingerprint, event.challenge.model, event.challenge.k, (),
+                        revealed, self.n, reason)
+
+    def record_verdict(self, event: VerdictReceived) -> None:
+        """Keep the verifier's signed verdict beside the reveal it judged."""
+        digest = Verdict.digest_of(event.envelope)
+        with self._transaction(write=True) as conn:
+            row = conn.execute("SELECT seq FROM challenges WHERE digest = ? AND outcome = 'revealed'",
+                               (event.verdict.challenge_digest,)).fetchone()
+            if row is None:
+                raise LocalProtocolError("the ledger holds no reveal for the challenge this verdict judges")
+            conn.execute("INSERT OR IGNORE INTO verdicts (digest, seq, received, accepted, matches, k, envelope) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (digest, row[0], now(), int(event.verdict.accepted), event.verdict.matches,
+                          event.verdict.k, event.envelope.to_json()))
+
+    def entries(self) -> tuple[LedgerEntry, ...]:
+        with self._transaction(write=False) as conn:
+            verdicts: dict[int, list[VerdictNote]] = {}
+            for seq, received, accepted, matches, k in conn.execute(
+                    "SELECT seq, received, accepted, matches, k FROM verdicts ORDER BY received, digest"):
+                verdicts.setdefault(seq, []).append(VerdictNote(received, bool(accepted), matches, k))
+            rows = conn.execute("SELECT seq, received, digest, verifier, model, k, indices, new_indices, outcome, "
+                                "reason FROM challenges ORDER BY seq").fetchall()
+        return tuple(
+            LedgerEntry(seq, received, bytes(digest), verifier,
+                        ModelRef.from_obj(parse_json(model.encode(), what="ledger model"), what="ledger model"),
+                        k, _indices(indices), _indices(new), Outcome(outcome), reason,
+                        tuple(verdicts.get(seq, ())))
+            for seq, received, digest, verifier, model, k, indices, new, outcome, reason in rows
+        )
+
+    def revealed_indices(self) -> frozenset[int]:
+        with self._transaction(write=False) as conn:
+            return frozenset(idx for (idx,) in conn.execute("SELECT idx FROM revealed"))
+
+    def response_for(self, challenge_digest: bytes) -> bytes | None:
+        """The exact bytes answered to a challenge, if it was ever answered."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute("SELECT response FROM challenges WHERE digest = ?", (challenge_digest,)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def summary(self) -> LedgerSummary:
+        with self._transaction(write=False) as conn:
+            (revealed,) = conn.execute("SELECT count(*) FROM revealed").fetchone()
+            (challenges,) = conn.execute("SELECT count(*) FROM challenges").fetchone()
+        return LedgerSummary(self.vk_digest, self.n, revealed, challenges)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so the module
+    # never opens a deferred transaction behind our back.
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _is_blank(conn: sqlite3.Connection) -> bool:
+    (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+    return tables == 0 and app_id == 0
+
+
+@contextmanager
+def _guarded(path: Path) -> Iterator[None]:
+    """SQLite's failures (locked past the timeout, disk full, not a database) as one-line errors."""
+    try:
+        yield
+    except WmarkError:
+        raise
+    except sqlite3.Error as exc:
+        raise InvalidInput(f"{path}: ledger unusable: {exc}") from None
+

@@ -1,0 +1,160 @@
+"""``wmark-verifier run``: a live verification session with ``wmark-prover serve``.
+
+The same :class:`~protocol.session.VerifierSession` as the files transport,
+over one TCP connection of length-prefixed frames (:mod:`protocol.framing`):
+challenge out, reveal or refusal in, query the model ourselves, verdict out.
+Every failure names its side: the prover (unreachable, silent, or breaking
+the protocol), the suspect model, or the local user's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import socket
+import sys
+import time
+from pathlib import Path
+
+from protocol.console import add_command
+from protocol.decision import lowest_passing_accuracy, threshold
+from protocol.errors import InvalidInput, ModelOracleError, RemoteProtocolError, WmarkError
+from protocol.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame, envelope_from_frame
+from protocol.keys import load_verification_key
+from protocol.session import Refused, VerifierSession, null_match_probability
+
+from ..verify import decide_with_model, default_decoys
+from ._common import (
+    add_decision_arguments, add_identity_argument, add_model_arguments, oracle_from_args, verifier_identity,
+)
+from .check import finish, report_refusal
+
+READ_CHUNK = 64 * 1024
+
+EPILOG = """\
+examples:
+  wmark-verifier run --connect 127.0.0.1:7401 --vk vk.json --model suspect/ --k 20 --out verdict.json
+  wmark-verifier run --connect owner.example:7401 --vk vk.json \\
+      --endpoint http://10.0.0.5:8080 --model-name resnet --k 20 --out verdict.json
+
+Sends a fresh signed challenge to `wmark-prover serve`, checks the openings it
+gets back against vk, queries the model itself (trigger images shuffled among
+ordinary inputs), signs the verdict, writes the whole transcript to --out
+(`wmark-verifier audit` re-checks it) and sends the verdict to the owner.
+--timeout bounds each model request and each message from the prover.
+Exit 0 accepted, 1 rejected or refused by the owner, 2 invalid: the message
+says whether the prover, the model or the local options are at fault."""
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]:7401
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:7401)")
+    return host, int(port)
+
+
+class ProverConnection:
+    """A blocking TCP connection to the prover, one frame at a time, each with a deadline."""
+
+    def __init__(self, address: tuple[str, int], *, timeout: float, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self.name = f"{address[0]}:{address[1]}"
+        self._timeout = timeout
+        self._decoder = FrameDecoder(max_frame)
+        self._frames: collections.deque[bytes] = collections.deque()
+        try:
+            self._sock = socket.create_connection(address, timeout=timeout)
+        except OSError as exc:
+            raise InvalidInput(f"cannot connect to the prover at {self.name} ({exc.strerror or exc}); is "
+                               f"`wmark-prover serve` running there?") from None
+
+    def __enter__(self) -> "ProverConnection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+    def send(self, frame: bytes, what: str) -> None:
+        self._sock.settimeout(self._timeout)
+        try:
+            self._sock.sendall(frame)
+        except OSError as exc:
+            raise RemoteProtocolError(f"the prover at {self.name} did not take the {what} "
+                                      f"({exc.strerror or 'timed out'})") from None
+
+    def receive(self, what: str) -> bytes:
+        # One deadline for the whole message: a prover trickling bytes cannot stall us.
+        deadline = time.monotonic() + self._timeout
+        while not self._frames:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RemoteProtocolError(f"the prover at {self.name} sent no complete {what} within "
+                                          f"{self._timeout:g} s")
+            self._sock.settimeout(remaining)
+            try:
+                data = self._sock.recv(READ_CHUNK)
+            except socket.timeout:
+                continue
+            except OSError as exc:
+                raise RemoteProtocolError(f"connection to the prover at {self.name} lost while waiting for "
+                                          f"its {what} ({exc.strerror or exc})") from None
+            self._frames.extend(self._decode(data, what))
+        return self._frames.popleft()
+
+    def _decode(self, data: bytes, what: str) -> list[bytes]:
+        try:
+            if data:
+                return self._decoder.feed(data)
+            self._decoder.eof()
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"the prover at {self.name} broke the framing: {exc}") from None
+        raise RemoteProtocolError(f"the prover at {self.name} closed the connection without sending its {what} "
+                                  f"(its log says why)")
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "run", help="verify live against `wmark-prover serve`",
+                    description="Challenge the owner's prover over TCP, check its openings, query the suspect "
+                                "model and sign the verdict.", epilog=EPILOG, func=run)
+    p.add_argument("--connect", required=True, type=parse_address, metavar="HOST:PORT",
+                   help="where `wmark-prover serve` listens")
+    p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
+    p.add_argument("--k", type=int, required=True, help="how many trigger items to open (k = n: public)")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
+    add_model_arguments(p)
+    add_identity_argument(p)
+    add_decision_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    if Path(args.out).is_dir():
+        raise InvalidInput(f"{args.out}: is a directory; give a file name for the verdict")
+    vk, vk_envelope = load_verification_key(args.vk)
+    oracle = oracle_from_args(args)
+    session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam)
+    p0 = null_match_probability(vk, args.p0)
+    tau, low = threshold(args.k, p0, args.lam), lowest_passing_accuracy(args.k, p0, args.lam)
+    print(f"opening {args.k} of {vk.n} trigger items on {oracle.model_ref.describe()}: "
+          + ("no number of matches is significant at this k; see `wmark-verifier plan`" if tau is None else
+             f"accept at {tau} matches; a marked model passes w.p. 0.99 from trigger accuracy {low:.3f}"))
+    # Loaded before connecting, so the prover is not kept waiting on our disk.
+    decoys = default_decoys(vk.input_shape)
+    with ProverConnection(args.connect, timeout=args.timeout) as prover:
+        prover.send(encode_frame(session.challenge().to_json()), "challenge")
+        answer = envelope_from_frame(prover.receive("reveal"), sender=f"the prover at {prover.name}")
+        event = session.receive(answer)
+        if isinstance(event, Refused):
+            return report_refusal(event)
+        try:
+            verdict = decide_with_model(session, event, oracle, decoys=decoys)
+        except ModelOracleError as exc:
+            raise ModelOracleError(f"the suspect model could not be queried (not the prover's fault): "
+                                   f"{exc}") from None
+        # The transcript is ours to keep whatever happens next, so it is
+        # written before the verdict goes out over a connection that may fail.
+        code = finish(session, verdict, vk_envelope, args.out)
+        try:
+            prover.send(encode_frame(verdict.to_json()), "verdict")
+        except WmarkError as exc:
+            print(f"warning: the verdict stands, but could not be delivered to the owner: {exc}", file=sys.stderr)
+        return code
