@@ -23,6 +23,7 @@ from .identity import PublicKey, SigningKey
 from .items import ItemOpening, TriggerKind
 from .keys import MAX_CLASSES, MAX_ITEMS, decode_opening, encode_opening
 from .commitment import Scheme
+from .transparency import RegistrationInfo
 from .zk import ZkItem, ZkParameters, ZkVerdictInfo
 
 VERSION = 1
@@ -302,7 +303,7 @@ class Verdict(Message):
     neg_log2_p: str
     accepted: bool
     caveats: tuple[str, ...]
-    registration: dict[str, Any] | None
+    registration: RegistrationInfo | None
     decided: str
     zk: ZkVerdictInfo | None = None
 
@@ -318,7 +319,7 @@ class Verdict(Message):
             "results": [[r.index, r.label, r.predicted] for r in self.results],
             "p0": f"{self.p0.numerator}/{self.p0.denominator}", "lambda": self.lam, "tau": self.tau,
             "matches": self.matches, "p_value": self.p_value, "neg_log2_p": self.neg_log2_p,
-            "accepted": self.accepted, "caveats": list(self.caveats), "registration": self.registration,
+            "accepted": self.accepted, "caveats": list(self.caveats), "registration": self.registration.to_obj() if self.registration else None,
             "decided": self.decided,
             **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
         }
@@ -341,8 +342,6 @@ class Verdict(Message):
         if len(caveats) > 16 or not all(isinstance(c, str) and len(c) <= MAX_TEXT for c in caveats):
             raise DecodeError(f"{what}: malformed caveats")
         registration = obj.get("registration")
-        if registration is not None and not isinstance(registration, dict):
-            raise DecodeError(f"{what}: registration must be an object or null")
         accepted = obj.get("accepted")
         if not isinstance(accepted, bool):
             raise DecodeError(f"{what}: accepted must be true or false")
@@ -360,7 +359,8 @@ class Verdict(Message):
             neg_log2_p=_text(obj, "neg_log2_p", what=what, limit=32),
             accepted=accepted,
             caveats=tuple(caveats),
-            registration=registration,
+            registration=(RegistrationInfo.from_obj(registration, what=f"{what}: registration")
+                          if registration is not None else None),
             decided=_text(obj, "decided", what=what, limit=64),
             zk=zk,
         )

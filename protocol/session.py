@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Mapping
 
 from Crypto.Random import get_random_bytes
 
@@ -42,6 +42,7 @@ from .messages import (
     MAX_TEXT, Challenge, ItemResult, ModelRef, Refusal, Reveal, Verdict, ZkReveal, chain_digest, decode,
 )
 from .sampling import sample_subset
+from .transparency import RegistrationInfo
 from .identity import SigningKey
 from .zk import (
     CAVEAT_DESIGNATED, CAVEAT_ZK, CAVEAT_ZK_HIDDEN, SrsOrigin, ZkFailure, ZkItem, ZkParameters, ZkStatement,
@@ -193,7 +194,7 @@ class Refused:
 class VerifierSession:
     def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
                  p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
-                 registration: Mapping[str, Any] | None = None, zk: ZkParameters | None = None) -> None:
+                 registration: RegistrationInfo | None = None, zk: ZkParameters | None = None) -> None:
         if not 1 <= k <= vk.n:
             raise LocalProtocolError(f"k={k} must be between 1 and n={vk.n}")
         if zk is not None and vk.zk is None:
@@ -208,7 +209,7 @@ class VerifierSession:
         self._k = k
         self._p0 = null_match_probability(vk, p0)
         self._lam = lam
-        self._registration = dict(registration) if registration is not None else None
+        self._registration = registration
         self.state = VerifierState.SEND_CHALLENGE
         self.challenge_envelope: dsse.Envelope | None = None
         self.reveal_envelope: dsse.Envelope | None = None
@@ -221,7 +222,7 @@ class VerifierSession:
     @classmethod
     def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
                p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
-               registration: Mapping[str, Any] | None = None) -> "VerifierSession":
+               registration: RegistrationInfo | None = None) -> "VerifierSession":
         """A session waiting for the reveal to a challenge issued earlier (files transport)."""
         challenge, digest = check_challenge(challenge_envelope)
         if challenge.verifier != identity.public_key:
@@ -321,7 +322,7 @@ class VerifierSession:
 
 def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: bytes, model: ModelRef,
                   results: tuple[ItemResult, ...], p0: Fraction, lam: int,
-                  registration: Mapping[str, Any] | None, decided: str, *,
+                  registration: RegistrationInfo | None, decided: str, *,
                   zk: ZkVerdictInfo | None = None) -> Verdict:
     """The verdict as a pure function of its inputs, so an auditor can rebuild it."""
     decision = decide(sum(r.match for r in results), len(results), p0, lam)
@@ -339,7 +340,7 @@ def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: b
         chain_digest=chain_digest(vk.digest, challenge_digest, reveal_digest), model=model,
         trigger_kind=vk.kind, results=results, p0=p0, lam=lam, tau=decision.tau, matches=decision.matches,
         p_value=decision.p_value_text, neg_log2_p=f"{decision.neg_log2_p:.2f}", accepted=decision.accepted,
-        caveats=tuple(caveats), registration=dict(registration) if registration is not None else None,
+        caveats=tuple(caveats), registration=registration,
         decided=decided, zk=zk,
     )
 

@@ -18,17 +18,44 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import dsse
-from .encoding import MAX_DOCUMENT_BYTES, expect_header, only_fields, parse_json
+from .encoding import (
+    MAX_DOCUMENT_BYTES, b64u_decode, b64u_encode, canonical_json, expect_header, only_fields, parse_json,
+)
 from .errors import DecodeError, InvalidOpening
 from .files import read_bounded
+from .identity import PublicKey
 from .items import OpenedItem, TriggerKind
 from .keys import VerificationKey, verify_vk_envelope
 from .messages import Challenge, ItemResult, Reveal, Verdict, ZkReveal, decode
 from .session import build_verdict, check_challenge, check_reveal, check_zk_reveal, null_match_probability, zk_results
+from .transparency import Receipt, RegistrationInfo, verify_receipt
 from .zk import ZkItem, ZkVerdictInfo
 
 TRANSCRIPT_TYPE = "wmark/transcript"
 VERSION = 1
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The registry receipt a verdict relied on, and the log key that checks it."""
+
+    receipt: Receipt
+    log_key: PublicKey
+
+    def verify(self, vk: VerificationKey) -> RegistrationInfo:
+        return verify_receipt(self.receipt, vk, self.log_key)
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"receipt": self.receipt.to_obj(), "log_public_key": b64u_encode(self.log_key.to_der())}
+
+    @classmethod
+    def from_obj(cls, obj: Any, *, what: str) -> "Registration":
+        if not isinstance(obj, dict):
+            raise DecodeError(f"{what}: registration must be an object")
+        only_fields(obj, {"receipt", "log_public_key"}, what=what)
+        return cls(Receipt.from_json(canonical_json(obj.get("receipt")), what=f"{what}: receipt"),
+                   PublicKey.from_der(b64u_decode(obj.get("log_public_key"), what=f"{what}: log key", max_size=256),
+                                      what=f"{what}: log key"))
 
 
 @dataclass(frozen=True)
@@ -37,25 +64,26 @@ class Transcript:
     challenge: dsse.Envelope
     reveal: dsse.Envelope
     verdict: dsse.Envelope
-    receipt: dict[str, Any] | None = None
+    registration: Registration | None = None
 
     def to_json(self) -> bytes:
         doc = {"type": TRANSCRIPT_TYPE, "version": VERSION, "verification_key": self.vk.to_obj(),
                "challenge": self.challenge.to_obj(), "reveal": self.reveal.to_obj(),
-               "verdict": self.verdict.to_obj(), "receipt": self.receipt}
+               "verdict": self.verdict.to_obj(),
+               "registration": self.registration.to_obj() if self.registration else None}
         return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes, *, what: str = "transcript") -> "Transcript":
         obj = expect_header(parse_json(data, what=what, max_bytes=MAX_DOCUMENT_BYTES), type_=TRANSCRIPT_TYPE,
                             version=VERSION, what=what)
-        only_fields(obj, {"type", "version", "verification_key", "challenge", "reveal", "verdict", "receipt"},
+        only_fields(obj, {"type", "version", "verification_key", "challenge", "reveal", "verdict", "registration"},
                     what=what)
-        receipt = obj.get("receipt")
-        if receipt is not None and not isinstance(receipt, dict):
-            raise DecodeError(f"{what}: receipt must be an object or null")
+        registration = obj.get("registration")
         return cls(*(dsse.Envelope.from_obj(obj.get(name), what=f"{what}: {name}")
-                     for name in ("verification_key", "challenge", "reveal", "verdict")), receipt=receipt)
+                     for name in ("verification_key", "challenge", "reveal", "verdict")),
+                   registration=(Registration.from_obj(registration, what=f"{what}: registration")
+                                 if registration is not None else None))
 
 
 def load_transcript(path: str | os.PathLike[str]) -> Transcript:
@@ -95,6 +123,9 @@ def audit(transcript: Transcript) -> AuditReport:
     if vk.kind is TriggerKind.DERIVED and verdict.p0 != null_match_probability(vk, None):
         raise InvalidOpening(f"verdict: p0={verdict.p0} but a derived set over {vk.num_classes} classes has "
                              f"p0=1/{vk.num_classes}")
+    registration = transcript.registration.verify(vk) if transcript.registration else None
+    if registration != verdict.registration:
+        raise InvalidOpening("verdict: its registration is not what the transcript's receipt proves")
     results, zk = _expected_results(vk, challenge, verdict, zk_items)
     rebuilt = build_verdict(vk, challenge_digest, answer.digest_of(transcript.reveal), challenge.model,
                             results, verdict.p0, verdict.lam, verdict.registration, verdict.decided, zk=zk)

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from protocol.console import run_cli
 
-from . import audit, challenge, check, plan, run
+from . import audit, challenge, check, dispute, plan, registration, run, zkchallenge, zkcheck
 
 DESCRIPTION = """\
 Check a claim that a suspect model carries someone's watermark.
@@ -21,4 +21,5 @@ Run `wmark-verifier COMMAND --help` for the options of each command."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark-verifier", DESCRIPTION, [plan, challenge, check, run, audit], argv)
+    return run_cli("wmark-verifier", DESCRIPTION, [plan, challenge, check, run, audit, registration, dispute,
+                                                    zkchallenge, zkcheck], argv)

@@ -10,9 +10,11 @@ from protocol import dsse
 from protocol.decision import DEFAULT_LAMBDA, parse_probability
 from protocol.errors import InvalidInput
 from protocol.files import atomic_write, read_bounded
-from protocol.identity import SigningKey, load_or_create_signing_key
+from protocol.identity import SigningKey, load_or_create_signing_key, load_public_key
+from protocol.keys import VerificationKey
 from protocol.messages import MAX_MESSAGE_BYTES, Verdict
-from protocol.transcript import Transcript
+from protocol.transcript import Registration, Transcript
+from protocol.transparency import MAX_RECEIPT_BYTES, Receipt, default_receipt_path
 
 from ..oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
 
@@ -52,6 +54,29 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
                         help="accept only if an unmarked model would do as well with probability <= 2^-BITS")
 
 
+def add_registration_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registration (non-trivial ownership: the vk existed before the dispute)")
+    group.add_argument("--log-key", metavar="PEM", help="public key of the registry log you trust (log-key.pub)")
+    group.add_argument("--receipt", metavar="FILE", help="the vk's registration receipt (default with --log-key: "
+                                                         "VK.receipt.json beside the vk)")
+
+
+def load_receipt(path: str | Path) -> Receipt:
+    return Receipt.from_json(read_bounded(path, max_bytes=MAX_RECEIPT_BYTES, what="receipt"), what=str(path))
+
+
+def registration_from_args(args: argparse.Namespace, vk: VerificationKey) -> Registration | None:
+    """The receipt the user named, checked against ``vk``; None without --log-key."""
+    if args.log_key is None:
+        if args.receipt is not None:
+            raise InvalidInput("--receipt needs --log-key: a receipt means nothing without the log's key")
+        return None
+    registration = Registration(load_receipt(args.receipt or default_receipt_path(args.vk)),
+                                load_public_key(args.log_key))
+    registration.verify(vk)
+    return registration
+
+
 def read_envelope(path: str, *, what: str) -> dsse.Envelope:
     return dsse.Envelope.from_json(read_bounded(path, max_bytes=MAX_MESSAGE_BYTES, what=what), what=path)
 
@@ -72,7 +97,6 @@ def print_verdict(verdict: Verdict, *, out=None) -> None:
           f"this key does as well", file=out)
     print(f"  model     {verdict.model.describe()}", file=out)
     if verdict.registration is not None:
-        print(f"  registered {verdict.registration.get('time')} (log entry {verdict.registration.get('index')})",
-              file=out)
+        print(f"  registered {verdict.registration.describe()}", file=out)
     for caveat in verdict.caveats:
         print(f"  caveat    {caveat}", file=out)

@@ -9,7 +9,8 @@ import numpy as np
 from protocol import dsse
 from protocol.console import EXIT_OK, add_command
 from protocol.encoding import MAX_DOCUMENT_BYTES, parse_json
-from protocol.errors import InvalidInput, InvalidOpening
+from protocol.errors import InvalidInput, InvalidOpening, InvalidSignature
+from protocol.identity import load_public_key
 from protocol.files import read_bounded
 from protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
 from protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript, audit
@@ -33,6 +34,8 @@ def register(subparsers) -> None:
                                 "signature) or a verification transcript (every signature, commitment opening, "
                                 "the subset derivation and the decision).", epilog=EPILOG, func=run)
     p.add_argument("file", help="a vk.json, or a verdict.json written by check/run")
+    p.add_argument("--log-key", metavar="PEM", help="the registry log you trust: the transcript's receipt must "
+                                                    "come from it")
     add_model_arguments(p)
 
 
@@ -64,11 +67,26 @@ def requery(report: AuditReport, args: argparse.Namespace) -> None:
         raise InvalidOpening(f"the model now gives {matches} matches, the verdict recorded {report.verdict.matches}")
 
 
+def check_log_trust(transcript: Transcript, log_key_path: str | None) -> None:
+    """A receipt proves a time only to someone who trusts the log that signed it."""
+    if transcript.registration is None:
+        return
+    used = transcript.registration.log_key
+    if log_key_path is None:
+        print(f"note: the registration was checked against the log key in the transcript, {used.fingerprint}; "
+              f"pass --log-key to require a log you trust")
+    elif load_public_key(log_key_path) != used:
+        raise InvalidSignature(f"the transcript's receipt comes from log {used.fingerprint}, not from the log "
+                               f"key in {log_key_path}")
+
+
 def run(args: argparse.Namespace) -> int:
     data = read_bounded(args.file, max_bytes=MAX_DOCUMENT_BYTES, what="signed object")
     obj = parse_json(data, what=args.file)
     if isinstance(obj, dict) and obj.get("type") == TRANSCRIPT_TYPE:
-        report = audit(Transcript.from_json(data, what=args.file))
+        transcript = Transcript.from_json(data, what=args.file)
+        report = audit(transcript)
+        check_log_trust(transcript, args.log_key)
         print(f"{args.file}: valid transcript: every signature, opening, the subset and the decision check out")
         for line in describe_vk(report.vk):
             print("  " + line)

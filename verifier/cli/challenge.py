@@ -9,7 +9,9 @@ from protocol.files import atomic_write
 from protocol.keys import load_verification_key
 from protocol.session import VerifierSession
 
-from ._common import add_identity_argument, add_model_arguments, oracle_from_args, verifier_identity
+from ._common import (
+    add_decision_arguments, add_identity_argument, add_model_arguments, oracle_from_args, verifier_identity,
+)
 
 EPILOG = """\
 examples:
@@ -31,12 +33,13 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
     add_model_arguments(p)
     add_identity_argument(p)
+    add_decision_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     vk, _ = load_verification_key(args.vk)
     oracle = oracle_from_args(args)
-    session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k)
+    session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam)
     atomic_write(args.out, session.challenge().to_json())
     print(f"wrote {args.out}: open {args.k} of {vk.n} trigger items "
           f"({'public verification' if args.k == vk.n else 'private verification'}) on "

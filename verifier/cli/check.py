@@ -10,11 +10,12 @@ from protocol.errors import InvalidInput
 from protocol.keys import load_verification_key
 from protocol.messages import Verdict, decode
 from protocol.session import Refused, VerifierSession
-from protocol.transcript import Transcript
+from protocol.transcript import Registration, Transcript
 
 from ..verify import decide_with_model, default_decoys
 from ._common import (
-    add_decision_arguments, add_identity_argument, add_model_arguments, oracle_from_args, print_verdict,
+    add_decision_arguments, add_identity_argument, add_model_arguments, add_registration_arguments,
+    oracle_from_args, print_verdict, registration_from_args,
     read_envelope, verifier_identity, write_transcript,
 )
 
@@ -41,13 +42,15 @@ def register(subparsers) -> None:
     add_model_arguments(p)
     add_identity_argument(p)
     add_decision_arguments(p)
+    add_registration_arguments(p)
 
 
-def finish(session: VerifierSession, verdict_envelope, vk_envelope, out: str) -> int:
+def finish(session: VerifierSession, verdict_envelope, vk_envelope, out: str,
+           registration: Registration | None) -> int:
     """Write the transcript and report; shared by the file and live transports."""
     assert session.challenge_envelope is not None and session.reveal_envelope is not None
     write_transcript(out, Transcript(vk_envelope, session.challenge_envelope, session.reveal_envelope,
-                                     verdict_envelope))
+                                     verdict_envelope, registration))
     verdict = decode(verdict_envelope, (Verdict,))
     assert isinstance(verdict, Verdict)
     print_verdict(verdict)
@@ -62,8 +65,10 @@ def report_refusal(event: Refused) -> int:
 
 def run(args: argparse.Namespace) -> int:
     vk, vk_envelope = load_verification_key(args.vk)
+    registration = registration_from_args(args, vk)
     session = VerifierSession.resume(vk, verifier_identity(args), read_envelope(args.challenge, what="challenge"),
-                                     p0=args.p0, lam=args.lam)
+                                     p0=args.p0, lam=args.lam,
+                                     registration=registration.verify(vk) if registration else None)
     oracle = oracle_from_args(args)
     if oracle.model_ref != session.model:
         raise InvalidInput(f"the challenge names {session.model.describe()}, but the model given is "
@@ -72,4 +77,4 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(event, Refused):
         return report_refusal(event)
     verdict = decide_with_model(session, event, oracle, decoys=default_decoys(vk.input_shape))
-    return finish(session, verdict, vk_envelope, args.out)
+    return finish(session, verdict, vk_envelope, args.out, registration)

@@ -25,7 +25,8 @@ from protocol.session import Refused, VerifierSession, null_match_probability
 
 from ..verify import decide_with_model, default_decoys
 from ._common import (
-    add_decision_arguments, add_identity_argument, add_model_arguments, oracle_from_args, verifier_identity,
+    add_decision_arguments, add_identity_argument, add_model_arguments, add_registration_arguments,
+    oracle_from_args, registration_from_args, verifier_identity,
 )
 from .check import finish, report_refusal
 
@@ -124,6 +125,7 @@ def register(subparsers) -> None:
     add_model_arguments(p)
     add_identity_argument(p)
     add_decision_arguments(p)
+    add_registration_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"{args.out}: is a directory; give a file name for the verdict")
     vk, vk_envelope = load_verification_key(args.vk)
     oracle = oracle_from_args(args)
-    session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam)
+    registration = registration_from_args(args, vk)
+    session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam,
+                              registration=registration.verify(vk) if registration else None)
     p0 = null_match_probability(vk, args.p0)
     tau, low = threshold(args.k, p0, args.lam), lowest_passing_accuracy(args.k, p0, args.lam)
     print(f"opening {args.k} of {vk.n} trigger items on {oracle.model_ref.describe()}: "
@@ -152,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                                    f"{exc}") from None
         # The transcript is ours to keep whatever happens next, so it is
         # written before the verdict goes out over a connection that may fail.
-        code = finish(session, verdict, vk_envelope, args.out)
+        code = finish(session, verdict, vk_envelope, args.out, registration)
         try:
             prover.send(encode_frame(verdict.to_json()), "verdict")
         except WmarkError as exc:

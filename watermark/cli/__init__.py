@@ -6,17 +6,19 @@ from typing import Sequence
 
 from protocol.console import run_cli
 
-from . import keygen
+from . import embed, eval, keygen, log, register
 
 DESCRIPTION = """\
 Watermark a neural network so you can later prove it is yours.
 
-  wmark keygen --out keys           sample a trigger set, commit to it, sign the verification key
-  wmark embed ...                   train or fine-tune a model that carries the watermark
-  wmark demo                        the whole story on the bundled digits data, in a few minutes
+  wmark keygen --out keys                         sample a trigger set, commit to it, sign the key
+  wmark register --vk keys/vk.json --log registry  fix the key's existence in an append-only log
+  wmark embed --mk keys/mk.wmk --out marked       train a model that carries the watermark
+  wmark eval --model marked --mk keys/mk.wmk      test accuracy and trigger-set accuracy
+  wmark log serve --log registry --port 8470      share a registry over HTTP
 
 Run `wmark COMMAND --help` for the options of each command."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark", DESCRIPTION, [keygen], argv)
+    return run_cli("wmark", DESCRIPTION, [keygen, register, embed, eval, log], argv)

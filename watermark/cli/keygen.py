@@ -23,6 +23,7 @@ examples:
   wmark keygen --out keys                          # 100 derived triggers for digits (1x8x8, 10 classes)
   wmark keygen --out keys --input-shape 3x32x32 --kind imported \\
       --images watermarknn-trigger-set --fit center-crop   # the paper's own trigger set
+  wmark keygen --out keys --zk                     # also commit for zero-knowledge verification
 
 Writes DIR/vk.json (public: the signed commitments, DSSE envelope) and
 DIR/mk.wmk (secret: the openings, encrypted with scrypt + AES-256-GCM under a
@@ -57,6 +58,9 @@ def register(subparsers) -> None:
                    help="commitment scheme: SHA-256 hash, or perfectly hiding Pedersen on secp256k1")
     p.add_argument("--owner-key", metavar="PEM", help="the owner's P-256 signing key (default: DIR/owner.pem, "
                                                       "created when absent)")
+    p.add_argument("--zk", action="store_true",
+                   help="also commit to each trigger image with a salted Poseidon hash, so ownership can be proven "
+                        "in zero knowledge to a verifier holding the model (needs pip install '.[zk]')")
     p.add_argument("--insecure-plaintext", action="store_true",
                    help="store mk.wmk unencrypted (for tests and demos only)")
     p.add_argument("--force", action="store_true", help="overwrite an existing key pair in DIR")
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if kind is TriggerKind.DERIVED and (args.images or args.labels_file):
         raise InvalidInput("--images and --labels-file only apply to --kind imported")
     check_parameters(args.n, args.num_classes, args.input_shape)
+    zk = _zk_committer(kind, args.input_shape) if args.zk else None
     passphrase = None if args.insecure_plaintext else read_passphrase(confirm=True, purpose=f"new key {mk_path}")
 
     if kind is TriggerKind.IMPORTED:
@@ -96,11 +101,11 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=n, desc="committing", unit="item", leave=False) as bar:
         if kind is TriggerKind.DERIVED:
             pair = keygen_derived(owner=owner, n=args.n, num_classes=args.num_classes,
-                                  input_shape=args.input_shape, scheme=scheme, progress=bar.update)
+                                  input_shape=args.input_shape, scheme=scheme, progress=bar.update, zk=zk)
         else:
             pair = keygen_imported(owner=owner, images=imported.pixels, labels=labels,
                                    num_classes=args.num_classes, input_shape=args.input_shape,
-                                   scheme=scheme, progress=bar.update)
+                                   scheme=scheme, progress=bar.update, zk=zk)
     # The secret goes first: a crash between the two renames leaves an unusable
     # mk.wmk rather than a published vk.json whose openings are lost.
     save_marking_key(mk_path, pair.marking_key, passphrase)
@@ -108,10 +113,17 @@ def run(args: argparse.Namespace) -> int:
     vk = pair.verification_key
     print(f"owner key   {owner_path}{' (new)' if created else ''}  {owner.public_key.fingerprint}")
     print(f"trigger set {vk.n} {kind.value} items, {vk.num_classes} classes, input {_shape(vk.input_shape)}, "
-          f"{scheme.value} commitments")
+          f"{scheme.value} commitments{' + salted Poseidon (zero-knowledge)' if vk.zk else ''}")
     print(f"wrote       {vk_path} (public)  vk digest {vk.digest.hex()[:16]}…")
     print(f"wrote       {mk_path} (secret, {'PLAINTEXT' if passphrase is None else 'scrypt + AES-256-GCM'})")
     return 0
+
+
+def _zk_committer(kind: TriggerKind, shape: tuple[int, int, int]):
+    from ..zkcircuit import InputCommitter, ezkl_module
+
+    ezkl_module()  # fails before the passphrase prompt, with the install hint
+    return InputCommitter(kind, shape)
 
 
 def _shape(shape: tuple[int, int, int]) -> str:

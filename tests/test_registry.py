@@ -1,0 +1,623 @@
+"""The registry: appends, receipts checked offline, refused transplants, a
+database edited behind the log's back, crashes mid-append, the HTTP front,
+and several processes appending at once."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from log_worker import make_vk
+from protocol import dsse
+from protocol.console import run_cli
+from protocol.encoding import canonical_json
+from protocol.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
+from protocol.merkle import leaf_hash
+from protocol.identity import SigningKey
+from protocol.transparency import (
+    LogEntry, Receipt, RegistrationInfo, TreeHead, earlier_registration, verify_receipt, verify_tree_head,
+)
+from verifier.cli import registration as registration_cli
+from verifier.registry import (
+    DuplicateCommitment, EntryNotFound, LogClient, LogCorrupted, LogServer, LogStore, LogUnavailable,
+)
+from verifier.registry.store import DB_NAME, KEY_NAME
+from watermark.cli import log as log_cli
+from watermark.cli import register as register_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "log_worker.py"
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+OWNER_A, OWNER_B = SigningKey.generate(), SigningKey.generate()
+
+
+def ticking_clock(step_ms: int = 1000):
+    """A log clock that moves ``step_ms`` per reading, from 2026-01-01."""
+    return iter(range(T0, T0 + 10**12, step_ms)).__next__
+
+
+@pytest.fixture
+def store(tmp_path):
+    with LogStore.open(tmp_path / "log", clock=ticking_clock()) as s:
+        yield s
+
+
+def fill(store: LogStore, count: int, owner: SigningKey = OWNER_A, prefix: str = "vk"):
+    """Register ``count`` fresh vks; return them with their receipts."""
+    out = []
+    for i in range(count):
+        vk, signed = make_vk(owner, f"{prefix}-{i}".encode())
+        out.append((vk, signed, store.register(vk)))
+    return out
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def _worker(*args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WORKER), *args], env=_env(), text=True, **popen)
+
+
+# --- Appending and receipts.
+
+def test_receipts_verify_offline_with_the_log_key_alone(store):
+    registered = fill(store, 5)
+    for i, (vk, _, receipt) in enumerate(registered):
+        travelled = Receipt.from_json(receipt.to_json())
+        assert travelled == receipt
+        info = verify_receipt(travelled, vk, store.public_key)
+        assert (info.index, info.tree_size, info.vk_digest) == (i, i + 1, vk.digest)
+        assert info.log_keyid == store.public_key.keyid
+        assert RegistrationInfo.from_obj(info.to_obj()) == info
+    times = [verify_receipt(r, vk, store.public_key).time_ms for vk, _, r in registered]
+    assert times == sorted(times) and times[0] > T0
+    assert store.size == 5
+
+
+def test_registering_a_vk_again_returns_its_first_entry(store):
+    (vk, _, first), = fill(store, 1)
+    fill(store, 2, prefix="later")
+    again = store.register(vk)
+    assert again.entry == first.entry and store.size == 3
+    assert verify_receipt(again, vk, store.public_key).tree_size == 3
+
+
+def test_an_append_failing_half_way_leaves_memory_and_disk_as_before(store, monkeypatch):
+    fill(store, 3)
+    with monkeypatch.context() as m:
+        m.setattr(TreeHead, "sign", lambda self, key: (_ for _ in ()).throw(OSError("disk full")))
+        with pytest.raises(OSError, match="disk full"):
+            store.register(make_vk(OWNER_A, b"lost")[0])
+    assert store.size == 3
+    (vk, _, receipt), = fill(store, 1, prefix="next")
+    assert verify_receipt(receipt, vk, store.public_key).index == 3
+    store.check()
+
+
+def test_log_times_never_go_backwards(tmp_path):
+    readings = iter([T0, T0 + 5000, T0 + 1000, T0 + 7000])
+    with LogStore.open(tmp_path / "log", clock=readings.__next__) as s:
+        times = [r.entry.time_ms for _, _, r in fill(s, 3)]
+    assert times == [T0 + 5000, T0 + 5000, T0 + 7000]
+
+
+def test_a_transplanted_key_is_refused_and_lookup_finds_the_owner(store):
+    (vk_a, _, receipt_a), = fill(store, 1)
+    thief, _ = make_vk(OWNER_B, b"thief", commitments=vk_a.commitments[1:] + vk_a.commitments[:1])
+    with pytest.raises(DuplicateCommitment, match=r"3 of the 3 commitments .*\(item 0 is in entry 0"):
+        store.register(thief)
+    # The owner may re-use its own commitments (say, a re-signed vk).
+    resigned, _ = make_vk(OWNER_A, b"resigned", commitments=vk_a.commitments, created="2026-02-01T00:00:00+00:00")
+    assert store.register(resigned).entry.index == 1
+    digest = vk_a.commitment_digests()[0]
+    assert store.entries_with_commitment(digest) == [0, 1]
+    assert store.entries_with_commitment(b"\0" * 32) == []
+    assert store.entry(0) == receipt_a.entry
+    store.check()
+
+
+def test_entries_beyond_the_tree_are_reported(store):
+    fill(store, 2)
+    with pytest.raises(EntryNotFound, match="entry 2 is beyond the tree of size 2"):
+        store.entry(2)
+    with pytest.raises(InvalidInput, match="leaf index 5 is beyond the tree of size 2"):
+        store.inclusion_proof(5)
+    with pytest.raises(EntryNotFound, match="no signed tree head of size 9"):
+        store.tree_head(9)
+
+
+def test_every_head_the_log_signed_is_consistent_with_the_latest(store):
+    fill(store, 9)
+    latest = verify_tree_head(store.tree_head(), store.public_key)
+    for size in range(1, 10):
+        old = verify_tree_head(store.tree_head(size), store.public_key)
+        store.consistency_proof(size).verify(old, latest)
+        for index in range(size):
+            store.inclusion_proof(index, size).verify(store.entry(index), old)
+
+
+# --- Receipts under attack.
+
+@pytest.fixture
+def receipt_case(store):
+    """The receipt of entry 2, issued when the tree had 3 entries; the log has grown to 5 since."""
+    registered = fill(store, 5)
+    vk, _, receipt = registered[2]
+    return store, vk, receipt
+
+
+def test_a_receipt_for_another_log_or_key_is_refused(receipt_case):
+    store, vk, receipt = receipt_case
+    with pytest.raises(InvalidSignature, match="issued by log"):
+        verify_receipt(receipt, vk, OWNER_B.public_key)
+    other, _ = make_vk(OWNER_A, b"never registered")
+    with pytest.raises(InvalidProof, match="registers verification key .* not this one"):
+        verify_receipt(receipt, other, store.public_key)
+
+
+def test_a_forged_tree_head_is_refused(receipt_case):
+    store, vk, receipt = receipt_case
+    forger = SigningKey.generate()
+    forged = replace(receipt, tree_head=dsse.sign(receipt.tree_head.payload_type, receipt.tree_head.payload, forger))
+    with pytest.raises(InvalidSignature, match="no signature by key"):
+        verify_receipt(forged, vk, store.public_key)
+    sig = receipt.tree_head.signatures[0]
+    grafted = replace(receipt, tree_head=replace(receipt.tree_head, signatures=(
+        replace(sig, sig=forged.tree_head.signatures[0].sig),)))
+    with pytest.raises(InvalidSignature, match="does not verify"):
+        verify_receipt(grafted, vk, store.public_key)
+
+
+def test_a_proof_for_another_tree_size_is_refused(receipt_case):
+    store, vk, receipt = receipt_case
+    newer = replace(receipt, tree_head=store.tree_head())
+    with pytest.raises(InvalidProof, match="proof is for a tree of size 3, but the tree head has size 5"):
+        verify_receipt(newer, vk, store.public_key)
+    relabelled = replace(newer, inclusion_proof=replace(receipt.inclusion_proof, tree_size=5))
+    with pytest.raises(InvalidProof, match="too short"):
+        verify_receipt(relabelled, vk, store.public_key)
+    # The current proof for the newer head is what a receipt holder fetches instead.
+    current = replace(newer, inclusion_proof=store.inclusion_proof(2))
+    assert verify_receipt(current, vk, store.public_key).tree_size == 5
+
+
+def test_a_truncated_proof_is_refused(receipt_case):
+    store, vk, receipt = receipt_case
+    proof = receipt.inclusion_proof
+    truncated = replace(receipt, inclusion_proof=replace(proof, hashes=proof.hashes[:-1]))
+    with pytest.raises(InvalidProof, match="too short"):
+        verify_receipt(truncated, vk, store.public_key)
+
+
+def test_an_entry_index_beyond_the_tree_is_refused(receipt_case):
+    store, vk, receipt = receipt_case
+    moved = replace(receipt, entry=replace(receipt.entry, index=7),
+                    inclusion_proof=replace(receipt.inclusion_proof, index=7))
+    with pytest.raises(InvalidProof, match="leaf index 7 is beyond the tree of size 3"):
+        verify_receipt(moved, vk, store.public_key)
+
+
+def test_an_edited_entry_is_refused(receipt_case):
+    store, vk, receipt = receipt_case
+    for change in ({"time_ms": receipt.entry.time_ms - 1}, {"index": 1}):
+        with pytest.raises(InvalidProof):
+            verify_receipt(replace(receipt, entry=replace(receipt.entry, **change)), vk, store.public_key)
+
+
+@pytest.fixture(scope="module")
+def receipt_file(tmp_path_factory):
+    """One receipt for the bit-flip tests: each example only flips a bit of it."""
+    with LogStore.open(tmp_path_factory.mktemp("flip"), clock=ticking_clock()) as s:
+        vk, _, receipt = fill(s, 6)[3]
+        return vk, s.public_key, receipt.to_json()
+
+
+@settings(max_examples=200, deadline=None)
+@given(bit=st.integers(min_value=0))
+def test_any_single_bit_flip_in_a_receipt_file_is_refused_or_changes_nothing(receipt_file, bit):
+    vk, store_key, text = receipt_file
+    bit %= len(text) * 8
+    flipped = bytearray(text)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    try:
+        receipt = Receipt.from_json(bytes(flipped))
+    except DecodeError:
+        return
+    original = Receipt.from_json(text)
+    if receipt == original:
+        return  # the flip only touched encoding slack (e.g. base64 padding bits) the decoder ignores
+    with pytest.raises((InvalidProof, InvalidSignature, DecodeError)):
+        verify_receipt(receipt, vk, store_key)
+
+
+@settings(max_examples=100, deadline=None)
+@given(field=st.sampled_from(["payload", "sig"]), bit=st.integers(min_value=0))
+def test_any_single_bit_flip_in_a_signed_tree_head_is_refused(receipt_file, field, bit):
+    vk, store_key, text = receipt_file
+    receipt = Receipt.from_json(text)
+    envelope = receipt.tree_head
+    data = bytearray(envelope.payload if field == "payload" else envelope.signatures[0].sig)
+    bit %= len(data) * 8
+    data[bit // 8] ^= 1 << (bit % 8)
+    if field == "payload":
+        envelope = replace(envelope, payload=bytes(data))
+    else:
+        envelope = replace(envelope, signatures=(replace(envelope.signatures[0], sig=bytes(data)),))
+    with pytest.raises(InvalidSignature):
+        verify_receipt(replace(receipt, tree_head=envelope), vk, store_key)
+
+
+# --- Disputes.
+
+def _info(keyid: str, index: int, time_ms: int, digest: bytes = b"\1" * 32) -> RegistrationInfo:
+    return RegistrationInfo(keyid, index, time_ms, index + 1, digest)
+
+
+def test_the_earlier_registration_wins():
+    log1, log2 = "a" * 64, "b" * 64
+    first, second = _info(log1, 3, T0), _info(log1, 9, T0 + 10)
+    assert earlier_registration(second, first) is first
+    assert earlier_registration(_info(log2, 0, T0 + 5), second).time_ms == T0 + 5
+    assert earlier_registration(first, replace(first, tree_size=50)) is first
+    with pytest.raises(InvalidProof, match="equivocated"):
+        earlier_registration(first, _info(log1, 3, T0, b"\2" * 32))
+    with pytest.raises(InvalidProof, match="not monotonic"):
+        earlier_registration(first, _info(log1, 9, T0 - 1))
+    with pytest.raises(InvalidInput, match="cannot be ordered"):
+        earlier_registration(first, _info(log2, 0, T0))
+
+
+# --- A database edited behind the log's back.
+
+def _edit(log_dir: Path, *statements: tuple[str, tuple]) -> None:
+    conn = sqlite3.connect(log_dir / DB_NAME, isolation_level=None)
+    for sql, params in statements:
+        conn.execute(sql, params)
+    conn.close()
+
+
+@pytest.fixture
+def filled_log(tmp_path):
+    with LogStore.open(tmp_path / "log", clock=ticking_clock()) as s:
+        fill(s, 4)
+    return tmp_path / "log"
+
+
+def _entry_bytes(log_dir: Path, index: int) -> bytes:
+    conn = sqlite3.connect(log_dir / DB_NAME)
+    (data,) = conn.execute("SELECT entry FROM entries WHERE idx = ?", (index,)).fetchone()
+    conn.close()
+    return data
+
+
+def _redated(log_dir: Path, index: int) -> bytes:
+    """Entry ``index`` re-dated by one millisecond, keeping the log's times in order."""
+    entry = LogEntry.decode(_entry_bytes(log_dir, index))
+    return canonical_json(replace(entry, time_ms=entry.time_ms + 1).to_obj())
+
+
+def test_an_entry_edited_without_its_leaf_hash_is_named(filled_log):
+    _edit(filled_log, ("UPDATE entries SET entry = ? WHERE idx = 1", (_redated(filled_log, 1),)))
+    with pytest.raises(LogCorrupted, match="entry 1 no longer matches its stored leaf hash"):
+        LogStore.open(filled_log)
+
+
+def test_an_entry_edited_with_its_leaf_hash_is_named(filled_log):
+    data = _redated(filled_log, 2)
+    _edit(filled_log, ("UPDATE entries SET entry = ?, leaf_hash = ? WHERE idx = 2", (data, leaf_hash(data))))
+    with pytest.raises(LogCorrupted, match="tree head of size 3: entry 2 was edited behind the log's back"):
+        LogStore.open(filled_log)
+    # Without the full check, the latest signed root alone still catches it.
+    with pytest.raises(LogCorrupted, match="root recomputed from the stored leaves does not match"):
+        LogStore.open(filled_log, check=False).size
+
+
+def test_an_edit_under_a_running_log_is_caught_when_the_entry_is_served(filled_log):
+    with LogStore.open(filled_log) as s:
+        _edit(filled_log, ("UPDATE entries SET entry = ? WHERE idx = 0", (_redated(filled_log, 0),)))
+        with pytest.raises(LogCorrupted, match="entry 0 no longer matches its leaf hash"):
+            s.entry(0)
+
+
+@pytest.mark.parametrize("statements, message", [
+    ([("DELETE FROM commitments WHERE idx = 3", ()), ("DELETE FROM entries WHERE idx = 3", ())],
+     "a signed tree head covers 4 entries, but only 3 are stored: entries were deleted"),
+    ([("DELETE FROM commitments WHERE idx = 1", ()), ("DELETE FROM entries WHERE idx = 1", ())],
+     "entry 1 is missing"),
+    ([("DELETE FROM commitments WHERE idx = 2", ())], "commitment index disagrees with entry 2"),
+    ([("UPDATE tree_heads SET envelope = ? WHERE size = 4",
+       (TreeHead(4, b"\0" * 32, T0).sign(OWNER_B).to_json(),))], "tree head of size 4"),
+    ([("DELETE FROM tree_heads WHERE size = 4", ())], "latest signed tree head covers 3 entries, but 4"),
+], ids=["last-entry-deleted", "middle-entry-deleted", "index-row-deleted", "head-replaced", "head-deleted"])
+def test_other_edits_are_named(filled_log, statements, message):
+    _edit(filled_log, *statements)
+    with pytest.raises(LogCorrupted, match=message):
+        LogStore.open(filled_log)
+
+
+def test_a_replaced_key_or_a_foreign_database_is_refused(filled_log, tmp_path):
+    key_file = filled_log / KEY_NAME
+    key_file.write_bytes(SigningKey.generate().to_pem())
+    with pytest.raises(LogCorrupted, match="not the key this log signs with"):
+        LogStore.open(filled_log)
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / DB_NAME).write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(LogCorrupted, match="not a usable log database"):
+        LogStore.open(tmp_path / "garbage")
+    (tmp_path / "other").mkdir()
+    sqlite3.connect(tmp_path / "other" / DB_NAME).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(LogCorrupted, match="not a wmark log"):
+        LogStore.open(tmp_path / "other")
+    with pytest.raises(InvalidInput, match="no log here"):
+        LogStore.open(tmp_path / "absent", create=False)
+
+
+# --- Crashes and concurrent processes.
+
+# Killed while the 4th append sleeps in the log's clock (holding the write
+# lock, nothing written yet), or a few milliseconds after it read the clock:
+# while it inserts, signs the tree head, commits, or has just committed.
+@pytest.mark.parametrize("clock_ms, kill_after_ms", [(300, 0), (0.5, 1), (0.5, 3), (0.5, 6)],
+                         ids=["in-clock", "1ms-later", "3ms-later", "6ms-later"])
+def test_a_kill_mid_append_leaves_the_whole_entry_or_none(tmp_path, clock_ms, kill_after_ms):
+    log_dir = tmp_path / "log"
+    with LogStore.open(log_dir) as s:
+        fill(s, 2)
+    worker = _worker("direct", str(log_dir), "1000", "crash", str(clock_ms), stdout=subprocess.PIPE)
+    printed, clocks = 0, 0
+    for line in worker.stdout:
+        if line.strip() != "clock":
+            printed += 1
+        elif (clocks := clocks + 1) == 4:
+            break  # the 4th append holds the write lock now
+    time.sleep(kill_after_ms / 1000)
+    worker.send_signal(signal.SIGKILL)
+    printed += sum(line.strip() != "clock" for line in worker.stdout)
+    worker.wait()
+    with LogStore.open(log_dir) as s:  # recovers the database and checks the whole tree
+        size = s.size
+        head = verify_tree_head(s.tree_head(), s.public_key)
+        for index in range(size):
+            s.inclusion_proof(index).verify(s.entry(index), head)
+        # The appends the worker saw return are all there, and the one it was
+        # killed in is there whole or not at all (at "clock" it had written nothing).
+        assert 2 + printed <= size <= 2 + printed + (kill_after_ms > 0)
+        s.register(make_vk(OWNER_B, b"after the crash")[0])
+        assert s.size == size + 1
+
+
+def _assert_log_intact(log_dir: Path, expected: int) -> set[str]:
+    """Check the whole log and every entry's inclusion proof; return the owners seen."""
+    with LogStore.open(log_dir) as s:  # recomputes the root from all leaves
+        assert s.size == expected
+        head = verify_tree_head(s.tree_head(), s.public_key)
+        owners = set()
+        for index in range(expected):
+            entry = s.entry(index)
+            s.inclusion_proof(index).verify(entry, head)
+            owners.add(entry.owner)
+        assert len({s.entry(i).vk_digest for i in range(expected)}) == expected
+    return owners
+
+
+def test_processes_appending_directly_serialise(tmp_path):
+    log_dir = tmp_path / "log"
+    LogStore.open(log_dir).close()
+    workers = [_worker("direct", str(log_dir), "25", f"w{i}", "0", stdout=subprocess.PIPE) for i in range(4)]
+    indices = [int(x) for w in workers for x in w.communicate(timeout=120)[0].split() if x != "clock"]
+    assert all(w.returncode == 0 for w in workers)
+    assert sorted(indices) == list(range(100))
+    assert len(_assert_log_intact(log_dir, 100)) == 4
+
+
+# --- The HTTP front.
+
+@pytest.fixture
+def served(tmp_path):
+    store = LogStore.open(tmp_path / "log", clock=ticking_clock())
+    server = LogServer(store)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    with LogClient(server.url, timeout=10) as client:
+        yield store, server, client
+    server.shutdown()
+    server.server_close()
+    store.close()
+
+
+def test_http_register_and_read_back(served):
+    store, server, client = served
+    log_key = client.log_key()
+    assert log_key == store.public_key
+    vks = [make_vk(OWNER_A, b"http-%d" % i) for i in range(4)]
+    receipts = [client.register(signed) for _, signed in vks]
+    for (vk, signed), receipt in zip(vks, receipts):
+        assert verify_receipt(receipt, vk, log_key).index == receipt.entry.index
+        assert client.entry(receipt.entry.index) == receipt.entry
+    assert client.register(vks[0][1]).entry == receipts[0].entry
+    head2 = verify_tree_head(client.tree_head(2), log_key)
+    head4 = verify_tree_head(client.tree_head(), log_key)
+    client.consistency_proof(2).verify(head2, head4)
+    client.inclusion_proof(1, 2).verify(receipts[1].entry, head2)
+    assert client.entries_with_commitment(vks[3][0].commitment_digests()[1]) == [3]
+
+
+def test_http_errors_come_back_as_the_same_exceptions(served):
+    store, server, client = served
+    vk, signed = make_vk(OWNER_A, b"first")
+    client.register(signed)
+    _, transplant = make_vk(OWNER_B, b"thief", commitments=vk.commitments)
+    with pytest.raises(DuplicateCommitment, match="item 0 is in entry 0"):
+        client.register(transplant)
+    with pytest.raises(EntryNotFound, match="entry 3 is beyond the tree of size 1"):
+        client.entry(3)
+    with pytest.raises(InvalidInput, match="0 < first <= second"):
+        client.consistency_proof(0)
+    broken = replace(signed, payload=signed.payload.replace(b'"num_classes":10', b'"num_classes":11'))
+    with pytest.raises(InvalidSignature, match="altered after the owner signed it"):
+        client.register(broken)
+
+
+@pytest.mark.parametrize("method, path, kwargs, status, code", [
+    ("POST", "/entries", {"content": b"{}"}, 400, "malformed"),
+    ("POST", "/entries", {"content": iter([b"{}"])}, 411, "length-required"),
+    ("GET", "/proof/inclusion?index=-1", {}, 400, "bad-query"),
+    ("GET", "/proof/inclusion?size=1", {}, 400, "bad-query"),
+    ("GET", "/proof/inclusion?index=0&index=1", {}, 400, "bad-query"),
+    ("GET", "/tree-head?colour=red", {}, 400, "bad-query"),
+    ("GET", "/entries/%C2%B2", {}, 400, "bad-query"),
+    ("GET", "/entries?commitment=AAAA", {}, 400, "malformed"),
+    ("GET", "/nowhere", {}, 404, "no-route"),
+    ("DELETE", "/entries/0", {}, 501, "bad-request"),
+])
+def test_http_refusals_are_precise(served, method, path, kwargs, status, code):
+    _, server, _ = served
+    with httpx.Client(base_url=server.url, trust_env=False) as http:
+        response = http.request(method, path, **kwargs)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+def test_an_oversized_body_is_refused_unread(served):
+    _, server, _ = served
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as sock:
+        sock.sendall(b"POST /entries HTTP/1.1\r\nHost: log\r\nContent-Length: %d\r\n\r\n{" % 2**30)
+        answer = sock.makefile("rb").read()  # the server answers at once and closes
+    assert answer.startswith(b"HTTP/1.1 413 ") and b'"too-large"' in answer
+
+
+def test_a_log_that_does_not_answer_is_reported(tmp_path):
+    with LogStore.open(tmp_path / "log") as s:
+        server = LogServer(s)
+        url = server.url
+        server.server_close()
+    with LogClient(url, timeout=5) as client, pytest.raises(LogUnavailable, match="cannot reach the log"):
+        client.tree_head()
+    with pytest.raises(InvalidInput, match="not of the form"):
+        LogClient("ftp://example.org/log")
+
+
+def _serve(log_dir: Path) -> tuple[subprocess.Popen, str]:
+    code = ("import sys; from protocol.console import run_cli; from watermark.cli import log; "
+            "sys.exit(run_cli('wmark', '', [log], sys.argv[1:]))")
+    server = subprocess.Popen([sys.executable, "-c", code, "log", "serve", "--log", str(log_dir), "--port", "0"],
+                              env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for line in server.stdout:
+        found = re.search(r"serving at (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            return server, found.group(1)
+    raise AssertionError(f"server did not start (exit {server.wait()})")
+
+
+def _stop(server: subprocess.Popen) -> str:
+    server.send_signal(signal.SIGTERM)
+    out = server.communicate(timeout=30)[0]
+    assert server.returncode == 0, out
+    return out
+
+
+def _append_concurrently(tmp_path: Path, processes: int, each: int) -> float:
+    log_dir = tmp_path / "log"
+    server, url = _serve(log_dir)
+    try:
+        started = time.perf_counter()
+        workers = [_worker("http", url, str(each), f"p{i}", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                   for i in range(processes)]
+        results = [w.communicate(timeout=600) for w in workers]
+        elapsed = time.perf_counter() - started
+    finally:
+        out = _stop(server)
+    assert all(w.returncode == 0 for w in workers), [err[-2000:] for _, err in results]
+    assert f"stopped by SIGTERM with {processes * each} entries" in out
+    indices = sorted(int(x) for stdout, _ in results for x in stdout.split())
+    assert indices == list(range(processes * each))
+    assert len(_assert_log_intact(log_dir, processes * each)) == processes
+    return processes * each / elapsed
+
+
+def test_eight_processes_append_through_http(tmp_path):
+    rate = _append_concurrently(tmp_path, 8, 50)
+    print(f"\n8 processes x 50 appends over HTTP: {rate:.0f} appends/s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_eight_processes_append_a_thousand_each_through_http(tmp_path):
+    rate = _append_concurrently(tmp_path, 8, 1000)
+    print(f"\n8 processes x 1000 appends over HTTP: {rate:.0f} appends/s")
+
+
+# --- Command lines.
+
+def _cli(prog: str, modules, *argv: str) -> int:
+    return run_cli(prog, "", modules, list(map(str, argv)))
+
+
+def test_register_and_check_a_registration_from_the_command_line(tmp_path, capsys):
+    vk_path, log_dir = tmp_path / "keys" / "vk.json", tmp_path / "log"
+    vk_path.parent.mkdir()
+    _, signed = make_vk(OWNER_A, b"cli")
+    vk_path.write_bytes(signed.to_json())
+    assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log", log_dir) == 0
+    receipt_path = tmp_path / "keys" / "vk.receipt.json"
+    assert "as entry 0 of log" in capsys.readouterr().out and receipt_path.exists()
+    verifier = [registration_cli]
+    log_pub = log_dir / "log-key.pub"
+    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", log_pub) == 0
+    assert "registered  entry 0 of log" in capsys.readouterr().out
+
+    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", vk_path.parent / "x") == 2
+    other_log = tmp_path / "other-log-key.pem"
+    other_log.write_bytes(SigningKey.generate().to_pem())
+    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", other_log) == 1
+    assert "does NOT prove the registration" in capsys.readouterr().out
+
+    receipt = Receipt.from_json(receipt_path.read_bytes())
+    tampered = replace(receipt, entry=replace(receipt.entry, time_ms=receipt.entry.time_ms - 1))
+    receipt_path.write_bytes(tampered.to_json())
+    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", log_pub) == 1
+    receipt_path.write_bytes(receipt.to_json()[:-40])
+    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", log_pub) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+    assert _cli("wmark", [log_cli], "log", "check", "--log", log_dir) == 0
+    _edit(log_dir, ("UPDATE entries SET entry = ? WHERE idx = 0", (_redated(log_dir, 0),)))
+    assert _cli("wmark", [log_cli], "log", "check", "--log", log_dir) == 1
+    assert "CORRUPTED" in capsys.readouterr().out
+
+
+def test_register_through_a_served_log_and_stop_it_cleanly(tmp_path, capsys):
+    vk_path, log_dir = tmp_path / "vk.json", tmp_path / "log"
+    vk, signed = make_vk(OWNER_B, b"served")
+    vk_path.write_bytes(signed.to_json())
+    server, url = _serve(log_dir)
+    try:
+        assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log-url", url,
+                    "--log-key", log_dir / "log-key.pub") == 0
+        assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log-url", url,
+                    "--log-key", tmp_path / "vk.json") == 2  # not a PEM key
+        wrong = tmp_path / "wrong.pem"
+        wrong.write_bytes(SigningKey.generate().to_pem())
+        assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log-url", url, "--log-key", wrong) == 2
+        assert "not with the given --log-key" in capsys.readouterr().err
+    finally:
+        out = _stop(server)
+    assert "stopped by SIGTERM with 1 entries" in out
+    receipt = Receipt.from_json((tmp_path / "vk.receipt.json").read_bytes())
+    with LogStore.open(log_dir) as s:
+        assert verify_receipt(receipt, vk, s.public_key).index == 0

@@ -1,0 +1,48 @@
+"""``wmark-verifier registration``: check a registration receipt offline."""
+
+from __future__ import annotations
+
+import argparse
+
+from protocol.console import EXIT_OK, EXIT_REJECTED, add_command
+from protocol.errors import InvalidProof, InvalidSignature
+from protocol.identity import load_public_key
+from protocol.keys import load_verification_key
+from protocol.transparency import default_receipt_path, verify_receipt
+
+from ._common import load_receipt
+
+EPILOG = """\
+examples:
+  wmark-verifier registration --vk keys/vk.json --log-key registry/log-key.pub
+  wmark-verifier registration --vk vk.json --receipt vk.receipt.json --log-key log-key.pub
+
+Exit 0 when the receipt proves the vk was registered (and prints when), 1 when
+it does not (the message says why), 2 for unreadable input. Needs nothing but
+the log's public key: no network, no access to the log."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "registration", help="check a vk's registration receipt offline",
+                    description="Check that a receipt proves the verification key was appended to the "
+                                "log of the given public key, and print when.", epilog=EPILOG, func=run)
+    p.add_argument("--vk", required=True, metavar="FILE", help="the owner-signed verification key")
+    p.add_argument("--receipt", metavar="FILE", help="the receipt; without it, VK.receipt.json beside the vk")
+    p.add_argument("--log-key", required=True, metavar="PEM", help="the log's public key (log-key.pub)")
+
+
+def run(args: argparse.Namespace) -> int:
+    vk, _ = load_verification_key(args.vk)
+    path = args.receipt or default_receipt_path(args.vk)
+    receipt = load_receipt(path)
+    log_key = load_public_key(args.log_key)
+    try:
+        info = verify_receipt(receipt, vk, log_key)
+    except (InvalidProof, InvalidSignature) as exc:
+        print(f"{path}: does NOT prove the registration of {args.vk}: {exc}")
+        return EXIT_REJECTED
+    print(f"{path}: valid receipt")
+    print(f"  vk          {vk.digest.hex()[:16]}…  owner {vk.owner.fingerprint}")
+    print(f"  registered  {info.describe()}")
+    print(f"  log key     {log_key.fingerprint}")
+    return EXIT_OK

@@ -1,0 +1,40 @@
+"""Options shared by the commands that train or measure models: the data set,
+the device, and the trigger set of a marking key."""
+
+from __future__ import annotations
+
+import argparse
+
+from protocol.console import load_marking_key
+from protocol.keys import MarkingKey
+
+from ..datasets import DATASETS, TaskData, load_task
+from ..device import DEVICE_CHOICES
+from ..triggers import TriggerSet, trigger_set_from_marking_key
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=DATASETS, default="digits",
+                        help="the task: digits is bundled; the others are read from --data-root")
+    parser.add_argument("--data-root", metavar="PATH",
+                        help="folder holding cifar-10-batches-py/, cifar-100-python/, or train/ and test/ "
+                             "class folders (imagefolder); nothing is downloaded")
+    parser.add_argument("--image-size", type=int, default=32, metavar="PX",
+                        help="imagefolder: images are resized to PX x PX")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                        help="where to compute; auto picks CUDA when a GPU is visible")
+
+
+def task_from(args: argparse.Namespace) -> TaskData:
+    return load_task(args.dataset, args.data_root, image_size=args.image_size)
+
+
+def trigger_set_from(path: str) -> tuple[TriggerSet, MarkingKey]:
+    """The trigger set committed to by the marking key at ``path`` (prompting for its passphrase)."""
+    mk = load_marking_key(path)
+    return trigger_set_from_marking_key(mk), mk
+
+
+def short_digest(digest: bytes) -> str:
+    """How keygen prints a vk digest, so the two can be compared by eye."""
+    return digest.hex()[:16] + "…"

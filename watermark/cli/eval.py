@@ -1,0 +1,88 @@
+"""``wmark eval``: a model's test accuracy and trigger-set accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from protocol.console import add_command
+from protocol.encoding import b64u_encode
+from protocol.files import atomic_write
+
+from ..datasets import SPLITS
+from ..device import pick_device
+from ..evaluate import Score, evaluate
+from ..modelio import check_fits, load_model, model_file_digest
+from ._task import add_data_arguments, short_digest, task_from, trigger_set_from
+
+REPORT_TYPE = "wmark/evaluation"
+REPORT_VERSION = 1
+
+EPILOG = """\
+examples:
+  wmark eval --model models/marked --mk keys/mk.wmk
+  wmark eval --model models/plain --mk keys/mk.wmk --json plain.json
+  wmark eval --model models/cifar --mk keys/mk.wmk --dataset cifar10 --data-root ~/data
+
+Test accuracy is measured on the data set's test split (--split picks
+another); trigger accuracy is the fraction of the marking key's trigger
+images the model answers with their trigger labels. A marked model scores
+near 1; any other model near 1/classes. Top-5 is shown when there are more
+than 5 classes. This is the owner's own measurement with the secret key;
+proving ownership to someone else is wmark-verifier's job."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "eval", help="measure test accuracy and trigger-set accuracy",
+                    description="Measure a model: its accuracy on the task's test data and on the trigger "
+                                "set of a marking key.", epilog=EPILOG, func=run)
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model written by `wmark embed`")
+    p.add_argument("--mk", metavar="FILE", help="the marking key whose trigger set to score (DIR/mk.wmk)")
+    add_data_arguments(p)
+    p.add_argument("--split", choices=SPLITS, default="test", help="which split of the data set to score")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    config = model.config
+    task = task_from(args)
+    check_fits(config, task, what=f"data set {task.name}")
+    triggers, mk = trigger_set_from(args.mk) if args.mk else (None, None)
+    if triggers is not None:
+        check_fits(config, triggers, what=f"the trigger set of {args.mk}")
+    model.to(pick_device(args.device))
+    data = task.split(args.split)
+    result = evaluate(model, data, triggers)
+
+    marked = f", marked with vk {short_digest(config.vk_digest)}" if config.vk_digest else ", no watermark recorded"
+    print(f"model             {args.model}: {config.describe()}{marked}")
+    print(f"data              {task.name} {args.split} split, {len(data)} images")
+    _print_score(args.split, result.test)
+    if result.triggers is not None:
+        _print_score("trigger", result.triggers, f" of {args.mk}")
+        if config.vk_digest not in (None, mk.vk_digest):
+            print(f"note              the model records another key's vk digest; this key's is "
+                  f"{short_digest(mk.vk_digest)}")
+    if args.json:
+        report = {
+            "type": REPORT_TYPE,
+            "version": REPORT_VERSION,
+            "model": str(args.model),
+            "model_digest": b64u_encode(model_file_digest(args.model)),
+            "model_vk_digest": b64u_encode(config.vk_digest) if config.vk_digest else None,
+            "key_vk_digest": b64u_encode(mk.vk_digest) if mk else None,
+            "dataset": task.name,
+            "split": args.split,
+            args.split: result.test.to_json(),
+            "triggers": result.triggers.to_json() if result.triggers else None,
+        }
+        atomic_write(Path(args.json), (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+        print(f"wrote             {args.json}")
+    return 0
+
+
+def _print_score(name: str, score: Score, source: str = "") -> None:
+    top5 = f", top-5 {score.top5:.4f}" if score.top5 is not None else ""
+    print(f"{name + ' accuracy':<18}{score.accuracy:.4f}  ({score.correct}/{score.total}{source}){top5}")

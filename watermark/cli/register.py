@@ -1,0 +1,73 @@
+"""``wmark register``: fix a verification key in a transparency log before any dispute."""
+
+from __future__ import annotations
+
+import argparse
+
+from protocol.console import add_command
+from protocol.files import atomic_write
+from protocol.errors import InvalidInput
+from protocol.identity import PublicKey, load_public_key
+from protocol.keys import load_verification_key
+from protocol.transparency import default_receipt_path, verify_receipt
+from verifier.registry import LogClient, LogStore
+
+EPILOG = """\
+examples:
+  wmark register --vk keys/vk.json --log registry          # a log directory (created on first use)
+  wmark register --vk keys/vk.json --log-url http://127.0.0.1:8470 --log-key log-key.pub
+
+Writes the receipt beside the vk (keys/vk.receipt.json): the entry, the log's
+signed tree head and the inclusion proof, which anyone holding the log's public
+key checks offline (`wmark-verifier registration`). Registering the same vk
+again returns its first entry. The log refuses a vk that reuses commitments
+another owner registered. The receipt proves when the vk was fixed, not who
+made the trigger images."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "register", help="register a verification key in a transparency log",
+                    description="Append the verification key to an RFC 9162 Merkle log and keep the "
+                                "signed receipt beside it.", epilog=EPILOG, func=run)
+    p.add_argument("--vk", required=True, metavar="FILE", help="the owner-signed verification key (vk.json)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--log", metavar="DIR", help="a log directory on this machine")
+    where.add_argument("--log-url", metavar="URL", help="a log shared through `wmark log serve`")
+    p.add_argument("--log-key", metavar="PEM",
+                   help="the log's public key to check the receipt with; without it, a local log's own key, "
+                        "or the key a --log-url log presents (printed for you to compare)")
+    p.add_argument("--receipt", metavar="FILE", help="where to write the receipt; without it, beside the vk "
+                                                     "as VK.receipt.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    vk, signed_vk = load_verification_key(args.vk)
+    pinned = load_public_key(args.log_key) if args.log_key else None
+    if args.log:
+        # The quick check (latest signed root against the stored leaves) is
+        # enough here; `wmark log check` re-reads every entry.
+        with LogStore.open(args.log, check=False) as store:
+            log_key = _agree(pinned, store.public_key)
+            receipt = store.register(vk)
+        print(f"log         {store.directory} (public key {store.public_key_path})")
+    else:
+        with LogClient(args.log_url) as client:
+            log_key = _agree(pinned, client.log_key())
+            receipt = client.register(signed_vk)
+        print(f"log         {args.log_url}")
+    info = verify_receipt(receipt, vk, log_key)
+    path = args.receipt or default_receipt_path(args.vk)
+    atomic_write(path, receipt.to_json())
+    note = "" if pinned or args.log else " (as the log presents it: compare it out of band, or pass --log-key)"
+    print(f"log key     {log_key.fingerprint}{note}")
+    print(f"registered  vk {vk.digest.hex()[:16]}… as {info.describe()}")
+    print(f"wrote       {path}")
+    return 0
+
+
+def _agree(pinned: PublicKey | None, presented: PublicKey) -> PublicKey:
+    """Refuse, before appending anything, a log that is not the one the user named."""
+    if pinned is not None and pinned != presented:
+        raise InvalidInput(f"the log signs with {presented.fingerprint[:23]}…, not with the given "
+                           f"--log-key {pinned.fingerprint[:23]}…")
+    return presented

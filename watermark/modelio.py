@@ -1,0 +1,293 @@
+"""A model on disk: ``MODEL_DIR/model.json`` plus ``MODEL_DIR/model.safetensors``.
+
+``model.json`` is the :class:`ModelConfig` as canonical JSON (RFC 8785)::
+
+    {"arch":"small_cnn","input_shape":[1,8,8],"num_classes":10,
+     "preprocessing":{"mean":[0.3052],"std":[0.3758]},
+     "type":"wmark/model","version":1,"vk_digest":"<base64url>" or null}
+
+``model.safetensors`` holds the network's tensors under the names of its
+``state_dict``.  Loading never unpickles: a pickle or ``torch.save`` zip is
+recognised by its first bytes and refused, and every tensor's name, shape and
+dtype is checked against the architecture the config names before any weight
+is used.  A model directory is written whole into a temporary sibling and
+renamed into place, so an interrupted run leaves the old model or none.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+from torch import nn
+
+from protocol.encoding import (
+    b64u_decode, b64u_encode, canonical_json, expect_header, field, int_field, only_fields, parse_json,
+)
+from protocol.errors import DecodeError, InvalidInput
+from protocol.files import atomic_write, read_bounded
+from protocol.hashing import tagged_hash
+
+from .models import build_model, check_arch
+
+CONFIG_NAME = "model.json"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_TYPE = "wmark/model"
+CONFIG_VERSION = 1
+MODEL_DIGEST_TAG = "wmark/model/v1"
+MAX_CONFIG_BYTES = 64 * 1024
+MAX_WEIGHTS_BYTES = 4 * 1024 ** 3
+MAX_CHANNELS = 4
+MAX_SIDE = 512
+MAX_CLASSES = 100_000
+# A safetensors file opens with the 8-byte little-endian length of its JSON
+# header; more than this is not a header but a file of some other kind.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+_PICKLE_MAGIC = (
+    (b"PK\x03\x04", "a zip archive (the format of torch.save) holding a pickle"),
+    *((bytes([0x80, protocol]), f"a Python pickle (protocol {protocol})") for protocol in range(2, 6)),
+)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """uint8 pixels ``p`` become ``(p / 255 - mean[c]) / std[c]`` per channel ``c``."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise InvalidInput(f"preprocessing has {len(self.mean)} means but {len(self.std)} standard deviations")
+        if not all(math.isfinite(m) for m in self.mean) or not all(math.isfinite(s) and s > 0 for s in self.std):
+            raise InvalidInput("preprocessing needs finite means and positive finite standard deviations")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a model is: everything needed to rebuild it around its weights."""
+
+    arch: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    preprocessing: Preprocessing
+    # The digest of the verification key whose trigger set was embedded, if any.
+    vk_digest: bytes | None = None
+
+    def __post_init__(self) -> None:
+        c, h, w = self.input_shape
+        if not (1 <= c <= MAX_CHANNELS and 1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+            raise InvalidInput(f"input shape {self.shape_text} outside [1..{MAX_CHANNELS}]x[1..{MAX_SIDE}]^2")
+        if not 2 <= self.num_classes <= MAX_CLASSES:
+            raise InvalidInput(f"number of classes {self.num_classes} outside [2, {MAX_CLASSES}]")
+        if len(self.preprocessing.mean) != c:
+            raise InvalidInput(f"preprocessing is for {len(self.preprocessing.mean)} channels, the input has {c}")
+        if self.vk_digest is not None and len(self.vk_digest) != 32:
+            raise InvalidInput("a vk digest is 32 bytes")
+
+    @property
+    def shape_text(self) -> str:
+        return "x".join(map(str, self.input_shape))
+
+    def describe(self) -> str:
+        return f"{self.arch}, {self.num_classes} classes, {self.shape_text} input"
+
+    def to_json(self) -> bytes:
+        return canonical_json({
+            "type": CONFIG_TYPE,
+            "version": CONFIG_VERSION,
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "preprocessing": {"mean": list(self.preprocessing.mean), "std": list(self.preprocessing.std)},
+            "vk_digest": b64u_encode(self.vk_digest) if self.vk_digest is not None else None,
+        })
+
+    @classmethod
+    def from_json(cls, data: bytes, *, what: str) -> "ModelConfig":
+        obj = expect_header(parse_json(data, what=what, max_bytes=MAX_CONFIG_BYTES),
+                            type_=CONFIG_TYPE, version=CONFIG_VERSION, what=what)
+        only_fields(obj, {"type", "version", "arch", "num_classes", "input_shape", "preprocessing", "vk_digest"},
+                    what=what)
+        arch = field(obj, "arch", str, what=what)
+        check_arch(arch)
+        shape = field(obj, "input_shape", list, what=what)
+        if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise DecodeError(f"{what}: input_shape must be [C, H, W]")
+        pre = field(obj, "preprocessing", dict, what=what)
+        only_fields(pre, {"mean", "std"}, what=f"{what}: preprocessing")
+        digest = obj.get("vk_digest")
+        try:
+            return cls(
+                arch=arch,
+                num_classes=int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
+                input_shape=(shape[0], shape[1], shape[2]),
+                preprocessing=Preprocessing(_floats(pre, "mean", what=what), _floats(pre, "std", what=what)),
+                vk_digest=None if digest is None else b64u_decode(digest, what=f"{what}: vk_digest", size=32),
+            )
+        except DecodeError:
+            raise
+        except InvalidInput as exc:
+            raise DecodeError(f"{what}: {exc}") from None
+
+
+def _floats(obj: dict[str, Any], name: str, *, what: str) -> tuple[float, ...]:
+    values = field(obj, name, list, what=f"{what}: preprocessing")
+    if not 1 <= len(values) <= MAX_CHANNELS or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise DecodeError(f"{what}: preprocessing {name} must be 1 to {MAX_CHANNELS} numbers")
+    return tuple(float(v) for v in values)
+
+
+class Classifier(nn.Module):
+    """A network behind its preprocessing: pixels in, logits out.
+
+    ``forward`` takes pixels on the 0..255 scale, N x C x H x W, as uint8 or
+    as float (float lets attacks and the margin scheme take gradients with
+    respect to the input).  Training, evaluation and the verifier's queries
+    all go through it, so trigger images and task images are preprocessed
+    alike.
+    """
+
+    def __init__(self, config: ModelConfig, net: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.net = net
+        shape = (1, len(config.preprocessing.mean), 1, 1)
+        # Not persistent: the preprocessing lives in model.json, not among the weights.
+        self.register_buffer("mean", torch.tensor(config.preprocessing.mean).view(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(config.preprocessing.std).view(shape), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net((pixels.float() / 255.0 - self.mean) / self.std)
+
+
+def new_model(config: ModelConfig) -> Classifier:
+    """A freshly initialised :class:`Classifier` (seed torch's RNG first for a repeatable one)."""
+    return Classifier(config, build_model(config.arch, config.num_classes, config.input_shape))
+
+
+def check_writable(model_dir: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Raise unless :func:`save_model` may write ``model_dir`` (checked before a long training run too)."""
+    target = Path(model_dir)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise InvalidInput(f"{target}: exists and is not a directory")
+    contents = {p.name for p in target.iterdir()}
+    if contents and not overwrite:
+        raise InvalidInput(f"{target}: already exists; choose another directory or replace it (--force)")
+    if contents - {CONFIG_NAME, WEIGHTS_NAME}:
+        raise InvalidInput(f"{target}: holds files other than a model; refusing to replace it")
+
+
+def save_model(model_dir: str | os.PathLike[str], model: Classifier, *, overwrite: bool = False) -> None:
+    """Write ``model`` as a model directory, all at once.
+
+    An existing directory is replaced only with ``overwrite`` and only if it
+    holds nothing but a model, so a mistyped path cannot delete other files.
+    """
+    target = Path(model_dir)
+    check_writable(target, overwrite=overwrite)
+    weights = save_tensors({k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    retired = staging.with_suffix(".old")
+    try:
+        atomic_write(staging / WEIGHTS_NAME, weights)
+        atomic_write(staging / CONFIG_NAME, model.config.to_json())
+        staging.chmod(0o755)
+        replacing = target.exists() and any(target.iterdir())
+        if replacing:
+            os.replace(target, retired)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            if replacing:
+                os.replace(retired, target)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _model_files(model_dir: str | os.PathLike[str]) -> tuple[bytes, bytes]:
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise InvalidInput(f"{root}: not a model directory (expected {CONFIG_NAME} and {WEIGHTS_NAME} in it)")
+    config = read_bounded(root / CONFIG_NAME, max_bytes=MAX_CONFIG_BYTES, what="model config")
+    weights = read_bounded(root / WEIGHTS_NAME, max_bytes=MAX_WEIGHTS_BYTES, what="model weights")
+    return config, weights
+
+
+def load_model(model_dir: str | os.PathLike[str]) -> Classifier:
+    """Rebuild a model from its directory (on the CPU, in eval mode)."""
+    config_bytes, weights = _model_files(model_dir)
+    root = Path(model_dir)
+    config = ModelConfig.from_json(config_bytes, what=str(root / CONFIG_NAME))
+    _check_safetensors(weights, what=str(root / WEIGHTS_NAME))
+    # The random initial weights are about to be overwritten: draw them
+    # without disturbing the caller's random stream.
+    with torch.random.fork_rng(devices=[]):
+        model = new_model(config)
+    try:
+        tensors = load_tensors(weights)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise DecodeError(f"{root / WEIGHTS_NAME}: not a valid safetensors file ({exc})") from None
+    _check_tensors(tensors, model.net.state_dict(), what=f"{root / WEIGHTS_NAME}", config=config)
+    model.net.load_state_dict(tensors, strict=True)
+    return model.eval()
+
+
+def check_fits(config: ModelConfig, data: Any, *, what: str) -> None:
+    """Refuse ``data`` (a task or trigger set: anything with ``input_shape`` and
+    ``num_classes``) unless it has the model's input shape and class count."""
+    shape = "x".join(map(str, data.input_shape))
+    if tuple(data.input_shape) != config.input_shape or data.num_classes != config.num_classes:
+        raise InvalidInput(f"{what} has {shape} images in {data.num_classes} classes, but the model takes "
+                           f"{config.shape_text} images in {config.num_classes} classes")
+
+
+def model_file_digest(model_dir: str | os.PathLike[str]) -> bytes:
+    """SHA-256 naming a model in a challenge: over model.json and model.safetensors, as stored."""
+    return tagged_hash(MODEL_DIGEST_TAG, *_model_files(model_dir))
+
+
+def _check_safetensors(data: bytes, *, what: str) -> None:
+    if len(data) >= 9:
+        header = int.from_bytes(data[:8], "little")
+        if header <= min(MAX_HEADER_BYTES, len(data) - 8) and data[8:9] == b"{":
+            return
+    for magic, kind in _PICKLE_MAGIC:
+        if data.startswith(magic):
+            raise DecodeError(
+                f"{what}: is {kind}; wmark never unpickles a model, since unpickling runs code. Convert it "
+                f"where you trust it: safetensors.torch.save_file(net.state_dict(), '{WEIGHTS_NAME}')")
+    raise DecodeError(f"{what}: not a safetensors file")
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], *,
+                   what: str, config: ModelConfig) -> None:
+    fit = f"the config's {config.describe()}"
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        parts = [f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                 for label, names in (("missing", missing), ("unexpected", extra)) if names]
+        raise DecodeError(f"{what}: tensors do not fit {fit}: {'; '.join(parts)}")
+    for name, want in expected.items():
+        got = tensors[name]
+        if got.shape != want.shape:
+            raise DecodeError(f"{what}: tensor {name} has shape {list(got.shape)}, {fit} needs {list(want.shape)}")
+        if got.dtype.is_floating_point != want.dtype.is_floating_point or (
+                not want.dtype.is_floating_point and got.dtype != want.dtype):
+            raise DecodeError(f"{what}: tensor {name} is {got.dtype}, {fit} needs {want.dtype}")

@@ -1,0 +1,245 @@
+"""The training loop: embedding, and later the adversary's fine-tuning,
+re-training and distillation, all run through :func:`train`.
+
+It takes a model, its training data, a :class:`Recipe` and optionally a
+trigger set.  As in Adi et al. 2018 (and their WatermarkNN code: 2 trigger
+images added to each batch of 100), ``recipe.triggers_per_batch`` trigger
+images are appended to every batch of task images, cycling through the trigger
+set in a fresh random order each pass.  With ``triggers_per_batch=0`` the
+trigger set is only watched: its accuracy is reported each epoch, which is how
+the NO-WM baseline and removal attacks are measured.
+
+Only parameters with ``requires_grad`` are optimised (an attack that
+re-trains the last layer freezes the rest).  Labels may be class indices or
+class probabilities (distillation).  Runs are seeded; on the CPU they are
+deterministic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from protocol.errors import InvalidInput
+
+from .datasets import LabelledImages
+from .evaluate import score
+from .modelio import Classifier
+from .triggers import TriggerSet
+
+OPTIMIZERS = ("sgd", "adam")
+CROP_PADDING = 4
+LOSS_DISPLAY_EVERY = 10
+# Below this many parameters a network's operations are too small to share
+# between CPU threads: synchronising costs more than it saves, and collapses
+# when other processes hold the cores (small_cnn on digits, 2 cores: 2 threads
+# took 6.5 s idle but 110-200 s under load; 1 thread took 9 s and 20-30 s).
+# One thread also makes a small model's training repeatable across machines
+# with different core counts.
+SINGLE_THREAD_PARAMS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train.  ``batch_size`` counts task images; triggers come on top."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    # Multiply the learning rate by lr_gamma every lr_step epochs (0: never).
+    lr_step: int = 0
+    lr_gamma: float = 0.1
+    triggers_per_batch: int = 2
+    # Random 4-pixel-padded crops and horizontal flips of task images
+    # (natural photos such as CIFAR; wrong for digits, whose flips are other digits).
+    augment: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InvalidInput("epochs and batch size must be at least 1")
+        if not 0 < self.lr < 10 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise InvalidInput("learning rate must be in (0, 10), momentum in [0, 1), weight decay >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidInput(f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+        if self.lr_step < 0 or not 0 < self.lr_gamma <= 1:
+            raise InvalidInput("lr step must be >= 0 and lr gamma in (0, 1]")
+        if self.triggers_per_batch < 0:
+            raise InvalidInput("triggers per batch must be >= 0")
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    loss: float
+    lr: float
+    test_accuracy: float | None
+    trigger_accuracy: float | None
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Seed torch inside the block, restoring the caller's RNG state and
+    determinism setting after it, so a library call leaves its caller's
+    randomness alone."""
+    on_cuda = device is not None and device.type == "cuda"
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[device] if on_cuda else []):
+        torch.manual_seed(seed)
+        # CUDA's deterministic kernels need CUBLAS_WORKSPACE_CONFIG set before
+        # cuBLAS starts, which a library cannot promise; the CPU's are free.
+        if not on_cuda:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def train(
+    model: Classifier,
+    data: LabelledImages,
+    recipe: Recipe,
+    *,
+    triggers: TriggerSet | None = None,
+    test: LabelledImages | None = None,
+    device: torch.device | None = None,
+    progress: bool = False,
+    desc: str = "epoch",
+) -> list[EpochStats]:
+    """Train ``model`` in place (moved to ``device``) and return per-epoch statistics.
+
+    ``test`` and ``triggers``, when given, are scored after every epoch and
+    shown on the progress bar (on stderr).
+    """
+    device = device or torch.device("cpu")
+    if not len(data):
+        raise InvalidInput("no training images")
+    if tuple(data.images.shape[1:]) != model.config.input_shape:
+        raise InvalidInput(f"training images are {'x'.join(map(str, data.images.shape[1:]))}, "
+                           f"the model takes {model.config.shape_text}")
+    if data.soft and data.labels.shape[1] != model.config.num_classes:
+        raise InvalidInput(f"soft labels over {data.labels.shape[1]} classes for a "
+                           f"{model.config.num_classes}-class model")
+    mixing = triggers is not None and recipe.triggers_per_batch > 0
+    model.to(device)
+    images = torch.from_numpy(data.images).to(device)
+    labels = torch.from_numpy(data.labels).to(device)
+    if data.soft:
+        labels = labels.float()
+    if triggers is not None:
+        trigger_images = torch.from_numpy(triggers.images).to(device)
+        trigger_labels = torch.from_numpy(triggers.labels.astype("int64")).to(device)
+        if data.soft:
+            trigger_labels = F.one_hot(trigger_labels, model.config.num_classes).float()
+    optimizer = _optimizer(model, recipe)
+    schedule = (torch.optim.lr_scheduler.StepLR(optimizer, recipe.lr_step, recipe.lr_gamma)
+                if recipe.lr_step else None)
+    batches = -(-len(data) // recipe.batch_size)
+    history = []
+    with seeded(recipe.seed, device), _cpu_threads(model, device):
+        generator = torch.Generator().manual_seed(recipe.seed)
+        trigger_stream = _cycle(len(triggers), generator) if mixing else None
+        for epoch in range(1, recipe.epochs + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            bar = tqdm(total=batches, desc=f"{desc} {epoch}/{recipe.epochs}", unit="batch",
+                       disable=not progress, file=sys.stderr, leave=True, dynamic_ncols=True)
+            model.train()
+            order = torch.randperm(len(data), generator=generator).to(device)
+            total_loss = torch.zeros((), device=device)
+            for b in range(batches):
+                index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
+                x, y = images[index], labels[index]
+                if recipe.augment:
+                    x = _augment(x, generator)
+                if trigger_stream is not None:
+                    picked = torch.tensor(list(itertools.islice(trigger_stream, recipe.triggers_per_batch)),
+                                          device=device)
+                    x = torch.cat([x, trigger_images[picked]])
+                    y = torch.cat([y, trigger_labels[picked]])
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.detach()
+                bar.update()
+                # Reading the loss waits for the GPU; do it only now and then.
+                if progress and b % LOSS_DISPLAY_EVERY == 0:
+                    bar.set_postfix(loss=f"{total_loss.item() / (b + 1):.4f}", refresh=False)
+            if schedule is not None:
+                schedule.step()
+            stats = EpochStats(
+                epoch=epoch,
+                loss=total_loss.item() / batches,
+                lr=lr,
+                test_accuracy=score(model, test.images, test.labels).accuracy if test is not None else None,
+                trigger_accuracy=(score(model, triggers.images, triggers.labels).accuracy
+                                  if triggers is not None else None),
+            )
+            bar.set_postfix(_postfix(stats), refresh=False)
+            bar.close()
+            history.append(stats)
+    model.eval()
+    return history
+
+
+def _optimizer(model: Classifier, recipe: Recipe) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise InvalidInput("the model has no trainable parameters")
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+@contextmanager
+def _cpu_threads(model: Classifier, device: torch.device) -> Iterator[None]:
+    """One intra-op thread for small models on the CPU, restored afterwards."""
+    before = torch.get_num_threads()
+    small = sum(p.numel() for p in model.parameters()) < SINGLE_THREAD_PARAMS
+    if device.type == "cpu" and small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _postfix(stats: EpochStats) -> dict[str, str]:
+    shown = {"loss": f"{stats.loss:.4f}"}
+    if stats.test_accuracy is not None:
+        shown["test_acc"] = f"{stats.test_accuracy:.4f}"
+    if stats.trigger_accuracy is not None:
+        shown["trigger_acc"] = f"{stats.trigger_accuracy:.4f}"
+    return shown
+
+
+def _cycle(n: int, generator: torch.Generator) -> Iterator[int]:
+    """Trigger indices forever, each pass through the set in a fresh order."""
+    while True:
+        yield from torch.randperm(n, generator=generator).tolist()
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random crop of the zero-padded image and a random horizontal flip, per image."""
+    n, c, h, w = x.shape
+    offsets = torch.randint(0, 2 * CROP_PADDING + 1, (2, n), generator=generator).to(x.device)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    rows = offsets[0, :, None] + torch.arange(h, device=x.device)
+    cols = offsets[1, :, None] + torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    padded = F.pad(x, (CROP_PADDING,) * 4)
+    return padded[torch.arange(n, device=x.device)[:, None, None, None],
+                  torch.arange(c, device=x.device)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
