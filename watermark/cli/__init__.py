@@ -6,7 +6,7 @@ from typing import Sequence
 
 from protocol.console import run_cli
 
-from . import embed, eval, keygen, log, register
+from . import demo, embed, eval, keygen, log, register
 
 DESCRIPTION = """\
 Watermark a neural network so you can later prove it is yours.
@@ -16,9 +16,10 @@ Watermark a neural network so you can later prove it is yours.
   wmark embed --mk keys/mk.wmk --out marked       train a model that carries the watermark
   wmark eval --model marked --mk keys/mk.wmk      test accuracy and trigger-set accuracy
   wmark log serve --log registry --port 8470      share a registry over HTTP
+  wmark demo                                      the whole story on the bundled digits data
 
 Run `wmark COMMAND --help` for the options of each command."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark", DESCRIPTION, [keygen, register, embed, eval, log], argv)
+    return run_cli("wmark", DESCRIPTION, [keygen, register, embed, eval, log, demo], argv)
