@@ -93,6 +93,17 @@ class FrameDecoder:
             self._fail(f"peer closed the connection inside a frame header ({len(self._buffer)} of "
                        f"{HEADER_BYTES} bytes)")
 
+    def receive(self, data: bytes, *, peer: str, what: str) -> list[bytes]:
+        """What a transport calls with each read: frames completed by ``data``, where
+        empty ``data`` means the peer closed the stream while ``what`` was awaited."""
+        try:
+            if data:
+                return self.feed(data)
+            self.eof()
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"{peer} broke the framing: {exc}") from None
+        raise RemoteProtocolError(f"{peer} closed the connection instead of sending its {what}")
+
     def _fail(self, message: str) -> NoReturn:
         self._buffer.clear()
         self._error = RemoteProtocolError(message)

@@ -24,6 +24,12 @@ _ORDER = CURVE.order
 MAX_PEM_BYTES = 16 * 1024
 
 
+def _on_p256(key, what: str):
+    if key.curve != CURVE:
+        raise DecodeError(f"{what}: key is on {key.curve.name}, expected NIST P-256")
+    return key
+
+
 @dataclass(frozen=True)
 class PublicKey:
     """A P-256 public key; ``keyid`` names it in DSSE signatures."""
@@ -36,9 +42,7 @@ class PublicKey:
             key = ecdsa.VerifyingKey.from_pem(pem, hashfunc=hashlib.sha256)
         except Exception as exc:  # ecdsa raises assorted errors on garbage
             raise DecodeError(f"{what}: not a PEM-encoded P-256 public key") from exc
-        if key.curve != CURVE:
-            raise DecodeError(f"{what}: key is on {key.curve.name}, expected NIST P-256")
-        return cls(key)
+        return cls(_on_p256(key, what))
 
     @classmethod
     def from_der(cls, der: bytes, *, what: str = "public key") -> "PublicKey":
@@ -46,9 +50,7 @@ class PublicKey:
             key = ecdsa.VerifyingKey.from_der(der, hashfunc=hashlib.sha256)
         except Exception as exc:
             raise DecodeError(f"{what}: not a DER-encoded P-256 public key") from exc
-        if key.curve != CURVE:
-            raise DecodeError(f"{what}: key is on {key.curve.name}, expected NIST P-256")
-        return cls(key)
+        return cls(_on_p256(key, what))
 
     def to_pem(self) -> str:
         return self._key.to_pem().decode("ascii")
@@ -103,9 +105,7 @@ class SigningKey:
             key = ecdsa.SigningKey.from_pem(pem, hashfunc=hashlib.sha256)
         except Exception as exc:
             raise DecodeError(f"{what}: not a PEM-encoded P-256 private key") from exc
-        if key.curve != CURVE:
-            raise DecodeError(f"{what}: key is on {key.curve.name}, expected NIST P-256")
-        return cls(key)
+        return cls(_on_p256(key, what))
 
     def to_pem(self) -> bytes:
         return self._key.to_pem(format="pkcs8")

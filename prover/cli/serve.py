@@ -73,17 +73,9 @@ class FrameStream:
 
     async def _next_frame(self, what: str) -> bytes:
         while not self._frames:
-            self._frames.extend(self._decode(await self._reader.read(READ_CHUNK), what))
+            data = await self._reader.read(READ_CHUNK)
+            self._frames.extend(self._decoder.receive(data, peer="verifier", what=what))
         return self._frames.popleft()
-
-    def _decode(self, data: bytes, what: str) -> list[bytes]:
-        try:
-            if data:
-                return self._decoder.feed(data)
-            self._decoder.eof()
-        except RemoteProtocolError as exc:
-            raise RemoteProtocolError(f"verifier broke the framing: {exc}") from None
-        raise RemoteProtocolError(f"verifier closed the connection instead of sending its {what}")
 
     async def send(self, frame: bytes, what: str) -> None:
         try:

@@ -99,18 +99,8 @@ class ProverConnection:
             except OSError as exc:
                 raise RemoteProtocolError(f"connection to the prover at {self.name} lost while waiting for "
                                           f"its {what} ({exc.strerror or exc})") from None
-            self._frames.extend(self._decode(data, what))
+            self._frames.extend(self._decoder.receive(data, peer=f"the prover at {self.name}", what=what))
         return self._frames.popleft()
-
-    def _decode(self, data: bytes, what: str) -> list[bytes]:
-        try:
-            if data:
-                return self._decoder.feed(data)
-            self._decoder.eof()
-        except RemoteProtocolError as exc:
-            raise RemoteProtocolError(f"the prover at {self.name} broke the framing: {exc}") from None
-        raise RemoteProtocolError(f"the prover at {self.name} closed the connection without sending its {what} "
-                                  f"(its log says why)")
 
 
 def register(subparsers) -> None:
