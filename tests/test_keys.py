@@ -137,7 +137,7 @@ def test_every_opening_opens_its_commitment(pair):
     vk, mk = pair.verification_key, pair.marking_key
     for opening, commitments in zip(mk.openings, vk.commitments):
         opened = open_item(opening, commitments, kind=vk.kind, num_classes=vk.num_classes,
-                           input_shape=vk.input_shape, vrf_key=vk.vrf_key)
+                           input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner)
         assert opened.index == opening.index and opened.label == opening.label
         if vk.kind is TriggerKind.DERIVED:
             assert opened.pixels is None and len(opened.seed) == 32
@@ -147,7 +147,7 @@ def test_every_opening_opens_its_commitment(pair):
 
 def _open(vk, opening, index):
     return open_item(opening, vk.commitments[index], kind=vk.kind, num_classes=vk.num_classes,
-                     input_shape=vk.input_shape, vrf_key=vk.vrf_key)
+                     input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner)
 
 
 def test_an_opening_does_not_open_another_items_commitment(pair):
@@ -176,7 +176,7 @@ def test_derived_opening_with_a_foreign_vrf_proof_does_not_open(derived):
     o = mk.openings[2]
     from protocol.items import vrf_alpha
 
-    foreign = VrfSecretKey.generate().prove(vrf_alpha(2))
+    foreign = VrfSecretKey.generate().prove(vrf_alpha(2, vk.owner))
     forged = ItemOpening(o.index, o.label, o.item_randomness, o.label_randomness, vrf_proof=foreign)
     with pytest.raises(InvalidOpening, match="VRF"):
         _open(vk, forged, 2)

@@ -7,6 +7,7 @@ import hashlib
 import itertools
 from pathlib import Path
 
+import ecdsa
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -39,8 +40,13 @@ def seeds(count: int, label: bytes = b"wmark-test/seed") -> list[bytes]:
 TRIGGER_KEY_BYTES = bytes(range(1, 33))
 
 
-def derive(sk: VrfSecretKey, index: int, shape=(1, 8, 8), num_classes=10):
-    seed = proof_to_hash(sk.prove(vrf_alpha(index)))
+# A fixed owner, so that items derived from TRIGGER_KEY_BYTES are the same in every run.
+FIXED_OWNER = SigningKey(ecdsa.SigningKey.from_secret_exponent(12345, curve=ecdsa.NIST256p,
+                                                               hashfunc=hashlib.sha256)).public_key
+
+
+def derive(sk: VrfSecretKey, index: int, shape=(1, 8, 8), num_classes=10, owner=FIXED_OWNER):
+    seed = proof_to_hash(sk.prove(vrf_alpha(index, owner)))
     return seed, render(seed, shape), derive_label(seed, num_classes)
 
 
@@ -70,11 +76,11 @@ def test_trigger_set_of_a_marking_key_is_rederived_from_its_trigger_key():
     assert tset.images.shape == (4, 3, 32, 32) and tset.images.dtype == np.uint8
     assert tset.input_shape == (3, 32, 32) and len(tset) == 4 and tset.num_classes == 7
     for i in range(4):
-        seed, image, label = derive(mk.vrf_secret_key, i, (3, 32, 32), 7)
+        seed, image, label = derive(mk.vrf_secret_key, i, (3, 32, 32), 7, pair.verification_key.owner)
         assert np.array_equal(tset.images[i], image)
         assert tset.labels[i] == label == mk.openings[i].label
     # ... and what a verifier holding only vk re-derives from an opening is the same item.
-    seed = pair.verification_key.vrf_key.verify(vrf_alpha(2), mk.openings[2].vrf_proof)
+    seed = pair.verification_key.vrf_key.verify(vrf_alpha(2, pair.verification_key.owner), mk.openings[2].vrf_proof)
     assert np.array_equal(render(seed, (3, 32, 32)), tset.images[2])
 
 
