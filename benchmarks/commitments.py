@@ -23,6 +23,8 @@ Prints a table and writes JSON to --out (default benchmarks/results/commitments.
 
 from __future__ import annotations
 
+import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
+
 import argparse
 import hashlib
 import json

@@ -28,6 +28,8 @@ Prints the table and writes false_claims.json and false_claims.md to --out
 
 from __future__ import annotations
 
+import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
+
 import argparse
 import json
 import math
@@ -41,11 +43,6 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, where
-# benchmarks/protocol.py would shadow the `protocol` package; the scenarios
-# are imported from the test suite at the repository's root.
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
 

@@ -25,6 +25,8 @@ Writes functionality-DATASET.json and functionality-DATASET.png to --out.
 
 from __future__ import annotations
 
+import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
+
 import argparse
 import copy
 import json

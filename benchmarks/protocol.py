@@ -26,6 +26,8 @@ Prints a table and writes JSON to --out (default benchmarks/results/protocol.jso
 
 from __future__ import annotations
 
+import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
+
 import argparse
 import json
 import statistics
@@ -36,9 +38,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and the file,
-# named protocol.py, would shadow the `protocol` package it measures.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np
 import torch

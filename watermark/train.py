@@ -11,15 +11,15 @@ the NO-WM baseline and removal attacks are measured.
 
 Only parameters with ``requires_grad`` are optimised (an attack that
 re-trains the last layer freezes the rest).  Labels may be class indices or
-class probabilities (distillation).  Runs are seeded; on the CPU they are
-deterministic.
+class probabilities (distillation, matched at ``recipe.temperature``).  Runs
+are seeded; on the CPU they are deterministic.
 """
 
 from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -59,11 +59,17 @@ class Recipe:
     # Multiply the learning rate by lr_gamma every lr_step epochs (0: never).
     lr_step: int = 0
     lr_gamma: float = 0.1
+    # Or at these epochs (the schedule of Kim et al. 2023: x0.1 at 100 and 150).
+    lr_milestones: tuple[int, ...] = ()
     triggers_per_batch: int = 2
     # Random 4-pixel-padded crops and horizontal flips of task images
     # (natural photos such as CIFAR; wrong for digits, whose flips are other digits).
     augment: bool = False
     seed: int = 0
+    # Soft labels are matched at this temperature (Hinton et al. 2015): the loss
+    # is T^2 * cross-entropy(logits / T, labels), the T^2 keeping gradients the
+    # size they have at T = 1.  Class-index labels are always matched at 1.
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -74,8 +80,13 @@ class Recipe:
             raise InvalidInput(f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
         if self.lr_step < 0 or not 0 < self.lr_gamma <= 1:
             raise InvalidInput("lr step must be >= 0 and lr gamma in (0, 1]")
+        if self.lr_milestones and (self.lr_step or list(self.lr_milestones) != sorted(set(self.lr_milestones))
+                                   or self.lr_milestones[0] < 1):
+            raise InvalidInput("lr milestones must be increasing epochs >= 1, and exclude an lr step")
         if self.triggers_per_batch < 0:
             raise InvalidInput("triggers per batch must be >= 0")
+        if not 0 < self.temperature <= 100:
+            raise InvalidInput("temperature must be in (0, 100]")
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,10 @@ class EpochStats:
     lr: float
     test_accuracy: float | None
     trigger_accuracy: float | None
+
+
+# The loss of one batch, from the model, the batch's pixels and its labels.
+BatchLoss = Callable[[Classifier, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @contextmanager
@@ -117,11 +132,15 @@ def train(
     device: torch.device | None = None,
     progress: bool = False,
     desc: str = "epoch",
+    batch_loss: BatchLoss | None = None,
+    triggers_name: str = "trigger",
 ) -> list[EpochStats]:
     """Train ``model`` in place (moved to ``device``) and return per-epoch statistics.
 
     ``test`` and ``triggers``, when given, are scored after every epoch and
-    shown on the progress bar (on stderr).
+    shown on the progress bar (on stderr), the latter as ``triggers_name``.
+    ``batch_loss`` replaces the cross-entropy of each batch (the margin scheme
+    adds its query loss this way).
     """
     device = device or torch.device("cpu")
     if not len(data):
@@ -144,9 +163,9 @@ def train(
         if data.soft:
             trigger_labels = F.one_hot(trigger_labels, model.config.num_classes).float()
     optimizer = _optimizer(model, recipe)
-    schedule = (torch.optim.lr_scheduler.StepLR(optimizer, recipe.lr_step, recipe.lr_gamma)
-                if recipe.lr_step else None)
+    schedule = _schedule(optimizer, recipe)
     batches = -(-len(data) // recipe.batch_size)
+    temperature = recipe.temperature if data.soft else 1.0
     history = []
     with seeded(recipe.seed, device), _cpu_threads(model, device):
         generator = torch.Generator().manual_seed(recipe.seed)
@@ -168,7 +187,8 @@ def train(
                                           device=device)
                     x = torch.cat([x, trigger_images[picked]])
                     y = torch.cat([y, trigger_labels[picked]])
-                loss = F.cross_entropy(model(x), y)
+                loss = (batch_loss(model, x, y) if batch_loss is not None
+                        else F.cross_entropy(model(x) / temperature, y) * temperature**2)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -187,7 +207,7 @@ def train(
                 trigger_accuracy=(score(model, triggers.images, triggers.labels).accuracy
                                   if triggers is not None else None),
             )
-            bar.set_postfix(_postfix(stats), refresh=False)
+            bar.set_postfix(_postfix(stats, triggers_name), refresh=False)
             bar.close()
             history.append(stats)
     model.eval()
@@ -216,12 +236,20 @@ def _cpu_threads(model: Classifier, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _postfix(stats: EpochStats) -> dict[str, str]:
+def _schedule(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if recipe.lr_step:
+        return torch.optim.lr_scheduler.StepLR(optimizer, recipe.lr_step, recipe.lr_gamma)
+    if recipe.lr_milestones:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.lr_milestones), recipe.lr_gamma)
+    return None
+
+
+def _postfix(stats: EpochStats, triggers_name: str) -> dict[str, str]:
     shown = {"loss": f"{stats.loss:.4f}"}
     if stats.test_accuracy is not None:
         shown["test_acc"] = f"{stats.test_accuracy:.4f}"
     if stats.trigger_accuracy is not None:
-        shown["trigger_acc"] = f"{stats.trigger_accuracy:.4f}"
+        shown[f"{triggers_name}_acc"] = f"{stats.trigger_accuracy:.4f}"
     return shown
 
 

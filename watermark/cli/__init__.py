@@ -6,7 +6,7 @@ from typing import Sequence
 
 from protocol.console import run_cli
 
-from . import demo, embed, eval, keygen, log, register
+from . import attack, demo, embed, eval, keygen, log, register
 
 DESCRIPTION = """\
 Watermark a neural network so you can later prove it is yours.
@@ -22,4 +22,4 @@ Run `wmark COMMAND --help` for the options of each command."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark", DESCRIPTION, [keygen, register, embed, eval, log, demo], argv)
+    return run_cli("wmark", DESCRIPTION, [keygen, register, embed, eval, attack, log, demo], argv)
