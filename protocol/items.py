@@ -6,6 +6,9 @@ An item is what a commitment in the verification key binds:
   ``i``; the image and the label are pure functions of ``s_i``.  Opening it
   reveals the VRF proof, from which anyone holding ``vk`` recomputes ``s_i``,
   and nothing about other items.
+* a *margin* item (Kim et al. 2023) is a VRF output too, but ``s_i`` selects
+  an image of a public data split and a label other than its true class
+  (:mod:`protocol.margin`); checking it needs that split's labels.
 * an *imported* item is a user image in canonical form (uint8 CHW bytes
   behind a shape header) with its label.
 
@@ -17,11 +20,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from .commitment import Commitment, Opening, check
-from .errors import DecodeError, InvalidOpening, InvalidProof
+from .errors import DecodeError, InvalidOpening, InvalidProof, LocalProtocolError
 from .sampling import derive_label
+from .identity import PublicKey
 from .vrf import VrfPublicKey
+
+if TYPE_CHECKING:
+    from .margin import MarginItems
 
 IMAGE_HEADER = b"wmark/image/v1"
 VRF_ALPHA_TAG = b"wmark/trigger/v1"
@@ -31,17 +39,27 @@ MAX_IMAGE_BYTES = 3 * 512 * 512
 class TriggerKind(str, Enum):
     DERIVED = "derived"
     IMPORTED = "imported"
+    MARGIN = "margin"
+
+    @property
+    def seeded(self) -> bool:
+        """Whether items are VRF outputs (opened with a proof) rather than committed images."""
+        return self is not TriggerKind.IMPORTED
 
     @classmethod
     def parse(cls, value: object) -> "TriggerKind":
         try:
             return cls(value)
         except ValueError:
-            raise DecodeError(f"unknown trigger kind {value!r} (expected derived or imported)") from None
+            raise DecodeError(f"unknown trigger kind {str(value)[:40]!r} (expected "
+                              f"{', '.join(k.value for k in cls)})") from None
 
 
-def vrf_alpha(index: int) -> bytes:
-    return VRF_ALPHA_TAG + index.to_bytes(4, "big")
+def vrf_alpha(index: int, owner: PublicKey) -> bytes:
+    """The VRF input of item ``index``: bound to the owner, so that a thief who
+    re-signs the owner's VRF key and revealed items under its own identity
+    holds proofs for the wrong inputs."""
+    return VRF_ALPHA_TAG + bytes.fromhex(owner.keyid) + index.to_bytes(4, "big")
 
 
 def image_header(shape: tuple[int, int, int]) -> bytes:
@@ -90,7 +108,8 @@ class ItemOpening:
 
 @dataclass(frozen=True)
 class OpenedItem:
-    """A checked item: derived ones carry the seed, imported ones the pixels."""
+    """A checked item: derived ones carry the seed, imported ones the pixels,
+    margin ones both (the seed, and the pixels of the split image it selects)."""
 
     index: int
     label: int
@@ -106,21 +125,35 @@ def open_item(
     num_classes: int,
     input_shape: tuple[int, int, int],
     vrf_key: VrfPublicKey | None,
+    owner: PublicKey,
+    margin: MarginItems | None = None,
 ) -> OpenedItem:
-    """Check one opening against the verification key; raise naming the failure."""
+    """Check one opening against the verification key; raise naming the failure.
+
+    A margin item is checked against ``margin``, the split it was drawn from
+    (the caller has matched the split's digest with the key's).
+    """
     what = f"item {opening.index}"
     if not 0 <= opening.label < num_classes:
         raise InvalidOpening(f"{what}: label {opening.label} outside [0, {num_classes})")
-    if kind is TriggerKind.DERIVED:
+    if kind.seeded:
         if vrf_key is None or opening.vrf_proof is None or opening.image is not None:
-            raise InvalidOpening(f"{what}: a derived item opens with its VRF proof only")
+            raise InvalidOpening(f"{what}: a {kind.value} item opens with its VRF proof only")
         try:
-            seed = vrf_key.verify(vrf_alpha(opening.index), opening.vrf_proof)
+            seed = vrf_key.verify(vrf_alpha(opening.index, owner), opening.vrf_proof)
         except (InvalidProof, DecodeError) as exc:
-            raise InvalidOpening(f"{what}: VRF proof does not verify ({exc})") from None
-        if derive_label(seed, num_classes) != opening.label:
+            raise InvalidOpening(f"{what}: {exc}") from None
+        pixels = None
+        if kind is TriggerKind.MARGIN:
+            if margin is None:
+                raise LocalProtocolError(f"{what}: a margin item is checked against its key's query split")
+            position, label = margin.item(seed, opening.index)
+            pixels = margin.split.image(position)
+        else:
+            label = derive_label(seed, num_classes)
+        if label != opening.label:
             raise InvalidOpening(f"{what}: label is not the one derived from the VRF output")
-        message, pixels = seed, None
+        message = seed
     else:
         if opening.image is None or opening.vrf_proof is not None:
             raise InvalidOpening(f"{what}: an imported item opens with its image")

@@ -2,7 +2,9 @@
 
 A derived trigger set (DESIGN.md section 2) draws item ``i`` as the VRF output
 on ``i`` under a fresh trigger key, so the owner cannot choose or re-draw any
-item.  An imported set commits to the images it is given.
+item.  A margin set (Kim et al. 2023) draws its items the same way but maps
+each to an image of a public split (:mod:`protocol.margin`).  An imported set
+commits to the images it is given.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .errors import InvalidInput
 from .identity import SigningKey
 from .items import ItemCommitments, ItemOpening, TriggerKind, encode_image, label_message, vrf_alpha
 from .keys import MAX_CLASSES, MAX_ITEMS, VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, parse_shape
+from .margin import MarginItems, MarginSource, QuerySplit
 from .sampling import derive_label
 from .vrf import VrfSecretKey, proof_to_hash
 from .zk import SALT_BYTES, InputHasher, ZkCommitments, ZkSecrets
@@ -53,17 +56,17 @@ def _zk_commitments(openings: Sequence[ItemOpening], hasher: InputHasher) -> tup
 
 def _finish(owner: SigningKey, scheme: Scheme, kind: TriggerKind, input_shape: tuple[int, int, int],
             num_classes: int, pairs: list[tuple[ItemCommitments, ItemOpening]],
-            vrf_sk: VrfSecretKey | None, zk: InputHasher | None) -> KeyPair:
+            vrf_sk: VrfSecretKey | None, zk: InputHasher | None, margin: MarginSource | None = None) -> KeyPair:
     openings = tuple(o for _, o in pairs)
     zk_public, zk_secret = _zk_commitments(openings, zk) if zk is not None else (None, None)
     vk = VerificationKey(
         scheme=scheme, kind=kind, input_shape=input_shape, num_classes=num_classes,
         commitments=tuple(c for c, _ in pairs), owner=owner.public_key,
         vrf_key=vrf_sk.public_key if vrf_sk else None,
-        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(), zk=zk_public,
+        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(), zk=zk_public, margin=margin,
     )
     mk = MarkingKey(vk_digest=vk.digest, scheme=scheme, kind=kind, input_shape=input_shape,
-                    num_classes=num_classes, openings=openings, vrf_secret_key=vrf_sk, zk=zk_secret)
+                    num_classes=num_classes, openings=openings, vrf_secret_key=vrf_sk, zk=zk_secret, margin=margin)
     return KeyPair(mk, vk, dsse.sign(VK_PAYLOAD_TYPE, vk.payload, owner))
 
 
@@ -76,14 +79,33 @@ def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: 
     """
     check_parameters(n, num_classes, input_shape)
     vrf_sk = VrfSecretKey.generate()
+    pairs = _seeded_items(vrf_sk, owner, n, lambda seed, _: derive_label(seed, num_classes), scheme, progress)
+    return _finish(owner, scheme, TriggerKind.DERIVED, input_shape, num_classes, pairs, vrf_sk, zk)
+
+
+def keygen_margin(*, owner: SigningKey, n: int, num_classes: int, split: QuerySplit,
+                  scheme: Scheme = Scheme.HASH, progress=None) -> KeyPair:
+    """KeyGen for margin queries (Kim et al. 2023): VRF outputs mapped to images of ``split``
+    with labels other than their true ones (:mod:`protocol.margin`)."""
+    check_parameters(n, num_classes, split.shape)
+    items = MarginItems(split, n, num_classes)
+    vrf_sk = VrfSecretKey.generate()
+    pairs = _seeded_items(vrf_sk, owner, n, lambda seed, i: items.item(seed, i)[1], scheme, progress)
+    return _finish(owner, scheme, TriggerKind.MARGIN, split.shape, num_classes, pairs, vrf_sk, None,
+                   margin=split.source)
+
+
+def _seeded_items(vrf_sk: VrfSecretKey, owner: SigningKey, n: int, label_of, scheme: Scheme,
+                  progress) -> list[tuple[ItemCommitments, ItemOpening]]:
+    """Item ``i`` is the VRF output on ``(owner, i)``, committed with ``label_of(seed, i)``."""
     pairs = []
     for i in range(n):
-        proof = vrf_sk.prove(vrf_alpha(i))
+        proof = vrf_sk.prove(vrf_alpha(i, owner.public_key))
         seed = proof_to_hash(proof)
-        pairs.append(_commit_item(i, seed, derive_label(seed, num_classes), scheme, vrf_proof=proof))
+        pairs.append(_commit_item(i, seed, label_of(seed, i), scheme, vrf_proof=proof))
         if progress:
             progress(1)
-    return _finish(owner, scheme, TriggerKind.DERIVED, input_shape, num_classes, pairs, vrf_sk, zk)
+    return pairs
 
 
 def keygen_imported(*, owner: SigningKey, images: Sequence[bytes], labels: Sequence[int], num_classes: int,

@@ -25,6 +25,7 @@ from .files import read_bounded
 from .hashing import tagged_hash
 from .identity import PublicKey
 from .items import ItemCommitments, ItemOpening, TriggerKind
+from .margin import MarginSource
 from .vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey
 from .zk import ZkCommitments, ZkSecrets
 
@@ -68,6 +69,8 @@ class VerificationKey:
     created: str
     # Present only for keys made with ``wmark keygen --zk`` (DESIGN.md section 4c).
     zk: ZkCommitments | None = None
+    # Present for, and only for, margin keys: the public split their queries come from.
+    margin: MarginSource | None = None
 
     @property
     def n(self) -> int:
@@ -76,9 +79,11 @@ class VerificationKey:
     @cached_property
     def payload(self) -> bytes:
         """The canonical bytes the owner signs (computed once: keys are immutable)."""
-        # "zk" is left out rather than null when absent, so keys made before it existed keep their digests.
+        # "zk" and "margin" are left out rather than null when absent, so keys made before they existed keep
+        # their digests.
         return canonical_json({
             **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
+            **({"margin": self.margin.to_obj()} if self.margin is not None else {}),
             "type": VK_TYPE,
             "version": VERSION,
             "scheme": self.scheme.value,
@@ -107,7 +112,8 @@ class VerificationKey:
         obj = expect_header(parse_json(payload, what=what, max_bytes=MAX_VK_BYTES),
                             type_=VK_TYPE, version=VERSION, what=what)
         only_fields(obj, {"type", "version", "scheme", "trigger_kind", "input_shape", "num_classes",
-                          "commitments", "owner_public_key", "vrf_public_key", "created", "zk"}, what=what)
+                          "commitments", "owner_public_key", "vrf_public_key", "created", "zk", "margin"},
+                    what=what)
         scheme = Scheme.parse(field(obj, "scheme", str, what=what))
         kind = TriggerKind.parse(field(obj, "trigger_kind", str, what=what))
         entries = field(obj, "commitments", list, what=what)
@@ -122,8 +128,9 @@ class VerificationKey:
                 Commitment(scheme, b64u_decode(entry["label"], what=f"{what}: commitment {i}", max_size=64)),
             ))
         vrf_raw = obj.get("vrf_public_key")
-        if (kind is TriggerKind.DERIVED) != (vrf_raw is not None):
-            raise DecodeError(f"{what}: a VRF public key is required for, and only for, derived trigger sets")
+        if kind.seeded != (vrf_raw is not None):
+            raise DecodeError(f"{what}: a VRF public key is required for, and only for, derived and margin "
+                              f"trigger sets")
         return cls(
             scheme=scheme,
             kind=kind,
@@ -136,7 +143,18 @@ class VerificationKey:
                      if vrf_raw is not None else None),
             created=_created(obj, what=what),
             zk=ZkCommitments.from_obj(obj["zk"], n=len(commitments), what=what) if "zk" in obj else None,
+            margin=_margin(obj, kind, n=len(commitments), what=what),
         )
+
+
+def _margin(obj: dict[str, Any], kind: TriggerKind, *, n: int, what: str) -> MarginSource | None:
+    if (kind is TriggerKind.MARGIN) != ("margin" in obj):
+        raise DecodeError(f"{what}: a 'margin' section is required for, and only for, margin trigger sets")
+    if "margin" not in obj:
+        return None
+    if int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES) < 3:
+        raise DecodeError(f"{what}: a margin trigger set needs at least 3 classes")
+    return MarginSource.from_obj(obj["margin"], n=n, what=what)
 
 
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,15}(Z|[+-][0-9]{2}:[0-9]{2})")
@@ -229,6 +247,7 @@ class MarkingKey:
     openings: tuple[ItemOpening, ...]
     vrf_secret_key: VrfSecretKey | None
     zk: ZkSecrets | None = None
+    margin: MarginSource | None = None
 
     @property
     def n(self) -> int:
@@ -240,6 +259,7 @@ class MarkingKey:
     def to_bytes(self) -> bytes:
         return canonical_json({
             **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
+            **({"margin": self.margin.to_obj()} if self.margin is not None else {}),
             "type": MK_TYPE,
             "version": VERSION,
             "vk_digest": b64u_encode(self.vk_digest),
@@ -256,7 +276,7 @@ class MarkingKey:
         obj = expect_header(parse_json(data, what=what, max_bytes=MAX_MK_BYTES), type_=MK_TYPE,
                             version=VERSION, what=what)
         only_fields(obj, {"type", "version", "vk_digest", "scheme", "trigger_kind", "input_shape",
-                          "num_classes", "vrf_secret_key", "openings", "zk"}, what=what)
+                          "num_classes", "vrf_secret_key", "openings", "zk", "margin"}, what=what)
         scheme = Scheme.parse(field(obj, "scheme", str, what=what))
         raw_openings = field(obj, "openings", list, what=what)
         if not 1 <= len(raw_openings) <= MAX_ITEMS:
@@ -267,11 +287,11 @@ class MarkingKey:
             raise DecodeError(f"{what}: openings are not indexed 0..n-1 in order")
         sk_raw = obj.get("vrf_secret_key")
         kind = TriggerKind.parse(field(obj, "trigger_kind", str, what=what))
-        derived = kind is TriggerKind.DERIVED
-        if derived != (sk_raw is not None) or any(
-                (o.vrf_proof is not None) != derived or (o.image is not None) == derived for o in openings):
+        seeded = kind.seeded
+        if seeded != (sk_raw is not None) or any(
+                (o.vrf_proof is not None) != seeded or (o.image is not None) == seeded for o in openings):
             raise DecodeError(f"{what}: a {kind.value} key needs "
-                              f"{'a VRF key and a VRF proof per item' if derived else 'an image per item'}")
+                              f"{'a VRF key and a VRF proof per item' if seeded else 'an image per item'}")
         return cls(
             vk_digest=b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
             scheme=scheme,
@@ -282,4 +302,5 @@ class MarkingKey:
             vrf_secret_key=VrfSecretKey.from_bytes(b64u_decode(sk_raw, what=f"{what}: VRF key", size=32))
             if sk_raw is not None else None,
             zk=ZkSecrets.from_obj(obj["zk"], n=len(openings), what=what) if "zk" in obj else None,
+            margin=_margin(obj, kind, n=len(openings), what=what),
         )

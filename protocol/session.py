@@ -38,6 +38,7 @@ from .errors import (
 from .commitment import check
 from .items import OpenedItem, TriggerKind, label_message, open_item
 from .keys import MarkingKey, VerificationKey
+from .margin import MarginItems, QuerySplit
 from .messages import (
     MAX_TEXT, Challenge, ItemResult, ModelRef, Refusal, Reveal, Verdict, ZkReveal, chain_digest, decode,
 )
@@ -53,6 +54,8 @@ NONCE_BYTES = 32
 
 CAVEAT_IMPORTED = ("imported trigger set: the images were chosen by the owner, so non-trivial ownership rests "
                    "on the registration time of the verification key")
+CAVEAT_MARGIN_ENDPOINT = ("margin queries are images of a public data split: an endpoint that recognises them "
+                          "could answer them apart from other inputs, which a model file cannot")
 CAVEAT_UNREGISTERED = ("no registry receipt: non-trivial ownership is unproven (nothing shows the verification "
                        "key existed before the model was obtained)")
 
@@ -62,13 +65,32 @@ def now() -> str:
 
 
 def null_match_probability(vk: VerificationKey, p0: Fraction | None) -> Fraction:
-    """``p0``: a derived label is uniform over L classes; imported sets need an explicit bound."""
+    """``p0``: a derived label is uniform over L classes, a margin label over the L - 1
+    other than the true class; imported sets need an explicit bound."""
     if vk.kind is TriggerKind.DERIVED:
         return Fraction(1, vk.num_classes)
+    if vk.kind is TriggerKind.MARGIN:
+        return Fraction(1, vk.num_classes - 1)
     if p0 is None:
         raise LocalProtocolError("an imported trigger set needs an explicit p0 (the chance that an unmarked "
                                  "model gives a trigger image its committed label), e.g. --p0 1/10")
     return p0
+
+
+def margin_items(vk: VerificationKey, split: QuerySplit | None) -> MarginItems | None:
+    """A margin key's items, drawn from the caller's copy of its query split
+    (which must be the very data the key was made on); None for other keys."""
+    if vk.margin is None:
+        if split is not None:
+            raise LocalProtocolError(f"a query split was given, but the verification key is a {vk.kind.value} key")
+        return None
+    if split is None:
+        raise LocalProtocolError(f"a margin key is checked against its query split {vk.margin.dataset}/"
+                                 f"{vk.margin.split}, which was not given")
+    if split.source != vk.margin:
+        raise LocalProtocolError(f"the query split given, {split.source.describe()}, is not the one the key was "
+                                 f"made on, {vk.margin.describe()}")
+    return MarginItems(split, vk.n, vk.num_classes)
 
 
 def subset_of(challenge: Challenge, challenge_digest: bytes) -> tuple[int, ...]:
@@ -99,16 +121,18 @@ def _check_answer(envelope: dsse.Envelope, kind: type[Reveal] | type[ZkReveal], 
     return answer
 
 
-def check_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Challenge,
-                 challenge_digest: bytes) -> tuple[Reveal, tuple[OpenedItem, ...]]:
-    """Everything a verifier or auditor checks in a reveal; raises naming the failure."""
+def check_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Challenge, challenge_digest: bytes, *,
+                 margin: QuerySplit | None = None) -> tuple[Reveal, tuple[OpenedItem, ...]]:
+    """Everything a verifier or auditor checks in a reveal; raises naming the failure
+    (``margin``: a margin key's query split, as the checker holds it)."""
+    items_of_key = margin_items(vk, margin)
     if challenge.zk is not None:
         raise InvalidOpening("reveal: the challenge asked for zero-knowledge proofs, not openings")
     reveal = _check_answer(reveal_env, Reveal, vk, challenge, challenge_digest)
     assert isinstance(reveal, Reveal)
     items = tuple(
         open_item(o, vk.commitments[o.index], kind=vk.kind, num_classes=vk.num_classes,
-                  input_shape=vk.input_shape, vrf_key=vk.vrf_key)
+                  input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner, margin=items_of_key)
         for o in reveal.openings
     )
     return reveal, items
@@ -194,7 +218,10 @@ class Refused:
 class VerifierSession:
     def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
                  p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
-                 registration: RegistrationInfo | None = None, zk: ZkParameters | None = None) -> None:
+                 registration: RegistrationInfo | None = None, zk: ZkParameters | None = None,
+                 margin: QuerySplit | None = None) -> None:
+        """``margin``: for a margin key, the verifier's copy of its query split
+        (needed from the reveal on; a challenge can be issued without it)."""
         if not 1 <= k <= vk.n:
             raise LocalProtocolError(f"k={k} must be between 1 and n={vk.n}")
         if zk is not None and vk.zk is None:
@@ -204,6 +231,9 @@ class VerifierSession:
             raise LocalProtocolError("zero-knowledge verification needs the model's weights, not an endpoint")
         self.vk = vk
         self._zk = zk
+        if margin is not None:
+            margin_items(vk, margin)  # the wrong data fails now, not after the prover has revealed
+        self._margin = margin
         self._identity = identity
         self._model = model
         self._k = k
@@ -222,7 +252,8 @@ class VerifierSession:
     @classmethod
     def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
                p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
-               registration: RegistrationInfo | None = None) -> "VerifierSession":
+               registration: RegistrationInfo | None = None,
+               margin: QuerySplit | None = None) -> "VerifierSession":
         """A session waiting for the reveal to a challenge issued earlier (files transport)."""
         challenge, digest = check_challenge(challenge_envelope)
         if challenge.verifier != identity.public_key:
@@ -230,7 +261,7 @@ class VerifierSession:
         if challenge.vk_digest != vk.digest:
             raise LocalProtocolError("the challenge is for another verification key")
         session = cls(vk, identity, challenge.model, challenge.k, p0=p0, lam=lam, registration=registration,
-                      zk=challenge.zk)
+                      zk=challenge.zk, margin=margin)
         session._challenge, session._challenge_digest = challenge, digest
         session.challenge_envelope = challenge_envelope
         session.state = VerifierState.AWAIT_REVEAL
@@ -279,7 +310,8 @@ class VerifierSession:
             if self._zk is not None:
                 _, self._zk_items = check_zk_reveal(envelope, self.vk, self._challenge, self._challenge_digest)
             else:
-                _, self._items = check_reveal(envelope, self.vk, self._challenge, self._challenge_digest)
+                _, self._items = check_reveal(envelope, self.vk, self._challenge, self._challenge_digest,
+                                              margin=self._margin)
         except (DecodeError, InvalidSignature, InvalidOpening) as exc:
             self.state = VerifierState.FAILED
             raise RemoteProtocolError(f"prover sent an invalid message: {exc}") from None
@@ -333,6 +365,8 @@ def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: b
             caveats.append(CAVEAT_DESIGNATED)
     if vk.kind is TriggerKind.IMPORTED:
         caveats.append(CAVEAT_IMPORTED)
+    if vk.kind is TriggerKind.MARGIN and model.url is not None:
+        caveats.append(CAVEAT_MARGIN_ENDPOINT)
     if registration is None:
         caveats.append(CAVEAT_UNREGISTERED)
     return Verdict(
@@ -374,6 +408,8 @@ class ProverSession:
             raise LocalProtocolError("the marking key does not belong to this verification key")
         if identity.public_key != vk.owner:
             raise LocalProtocolError("the signing key is not the owner key named in the verification key")
+        if (mk.vrf_secret_key.public_key if mk.vrf_secret_key else None) != vk.vrf_key:
+            raise LocalProtocolError("the marking key's VRF key is not the one named in the verification key")
         self._mk, self.vk, self._identity = mk, vk, identity
         self.state = ProverState.AWAIT_CHALLENGE
         self._received: ChallengeReceived | None = None

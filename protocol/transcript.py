@@ -7,7 +7,8 @@ decision, so a third party needs nothing but the file to know the verifier
 did its job (and, with the model, can re-query it).  For a zero-knowledge
 transcript it checks everything but the proofs themselves, taking the
 verifier's word for which failed; re-checking those needs the model and the
-SRS (:func:`verifier.zk.reverify`).
+SRS (:func:`verifier.zk.reverify`).  A margin key's openings are checked
+against the auditor's copy of its query split, as a verifier's are.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from .encoding import (
 from .errors import DecodeError, InvalidOpening
 from .files import read_bounded
 from .identity import PublicKey
-from .items import OpenedItem, TriggerKind
+from .items import OpenedItem
 from .keys import VerificationKey, verify_vk_envelope
+from .margin import QuerySplit
 from .messages import Challenge, ItemResult, Reveal, Verdict, ZkReveal, decode
-from .session import build_verdict, check_challenge, check_reveal, check_zk_reveal, null_match_probability, zk_results
+from .session import (
+    build_verdict, check_challenge, check_reveal, check_zk_reveal, null_match_probability, zk_results,
+)
 from .transparency import Receipt, RegistrationInfo, verify_receipt
 from .zk import ZkItem, ZkVerdictInfo
 
@@ -100,14 +104,17 @@ class AuditReport:
     zk_items: tuple[ZkItem, ...] = ()
 
 
-def audit(transcript: Transcript) -> AuditReport:
-    """Re-check a whole transcript offline; raise naming the first failure."""
+def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditReport:
+    """Re-check a whole transcript offline; raise naming the first failure.
+
+    ``margin``: for a margin key, the auditor's copy of its query split.
+    """
     vk = verify_vk_envelope(transcript.vk, what="verification key")
     challenge, challenge_digest = check_challenge(transcript.challenge)
     if challenge.vk_digest != vk.digest or challenge.n != vk.n:
         raise InvalidOpening("challenge: it names another verification key")
     if challenge.zk is None:
-        _, items = check_reveal(transcript.reveal, vk, challenge, challenge_digest)
+        _, items = check_reveal(transcript.reveal, vk, challenge, challenge_digest, margin=margin)
         zk_items: tuple[ZkItem, ...] = ()
         answer: type[Reveal] | type[ZkReveal] = Reveal
     else:
@@ -120,9 +127,9 @@ def audit(transcript: Transcript) -> AuditReport:
         raise InvalidOpening("verdict: it is about another model than the challenge")
     if [(r.index, r.label) for r in verdict.results] != [(i.index, i.label) for i in items or zk_items]:
         raise InvalidOpening("verdict: its items or labels are not those of the reveal")
-    if vk.kind is TriggerKind.DERIVED and verdict.p0 != null_match_probability(vk, None):
-        raise InvalidOpening(f"verdict: p0={verdict.p0} but a derived set over {vk.num_classes} classes has "
-                             f"p0=1/{vk.num_classes}")
+    if vk.kind.seeded and verdict.p0 != null_match_probability(vk, None):
+        raise InvalidOpening(f"verdict: p0={verdict.p0} but a {vk.kind.value} set over {vk.num_classes} classes "
+                             f"has p0={null_match_probability(vk, None)}")
     registration = transcript.registration.verify(vk) if transcript.registration else None
     if registration != verdict.registration:
         raise InvalidOpening("verdict: its registration is not what the transcript's receipt proves")

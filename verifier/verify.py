@@ -14,7 +14,9 @@ import numpy as np
 
 from protocol import dsse
 from protocol.items import OpenedItem
-from protocol.keys import VerificationKey
+from protocol.keys import VerificationKey, verify_vk_envelope
+from protocol.margin import QuerySplit
+from protocol.transcript import AuditReport, Transcript, audit
 from protocol.session import RevealAccepted, VerifierSession
 
 from .oracle import ModelOracle
@@ -23,13 +25,30 @@ DECOYS_PER_ITEM = 3
 
 
 def item_images(items: Sequence[OpenedItem], vk: VerificationKey) -> np.ndarray:
-    """The uint8 images to query: rendered from the VRF output, or as imported."""
+    """The uint8 images to query: as imported or selected from a margin key's split,
+    else rendered from the VRF output."""
     from watermark.patterns import render
 
-    images = [render(item.seed, vk.input_shape) if item.seed is not None
-              else np.frombuffer(item.pixels, dtype=np.uint8).reshape(vk.input_shape)  # type: ignore[arg-type]
+    images = [np.frombuffer(item.pixels, dtype=np.uint8).reshape(vk.input_shape) if item.pixels is not None
+              else render(item.seed, vk.input_shape)  # type: ignore[arg-type]
               for item in items]
     return np.stack(images)
+
+
+def query_split_for(vk: VerificationKey, data_root: str | None) -> QuerySplit | None:
+    """A margin key's query split, from the verifier's own copy of the data set
+    (refused unless it is the data the key was made on); None for other keys."""
+    if vk.margin is None:
+        return None
+    from watermark.margin import load_split_for_key
+
+    return load_split_for_key(vk.margin, vk.input_shape, data_root)
+
+
+def audit_transcript(transcript: Transcript, data_root: str | None = None) -> AuditReport:
+    """:func:`~protocol.transcript.audit`, with a margin key's query split from ``data_root``."""
+    vk = verify_vk_envelope(transcript.vk, what="verification key")
+    return audit(transcript, margin=query_split_for(vk, data_root))
 
 
 def default_decoys(input_shape: tuple[int, int, int]) -> np.ndarray | None:

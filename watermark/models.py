@@ -10,6 +10,8 @@
 * ``resnet18_cifar``: the ResNet-18 of Adi et al. 2018 (and of the
   WatermarkNN code it ships with) for 32x32 images: torchvision's ResNet-18
   with a 3x3 stride-1 stem and no stem max-pool.
+* ``resnet34_cifar``: the same for ResNet-34, the network of Kim et al.'s
+  margin-based watermark (2023).
 * ``torchvision:NAME``: any torchvision classifier (``resnet50``,
   ``mobilenet_v3_small``, ...), randomly initialised, with ``num_classes``
   outputs; these take 3-channel images.
@@ -64,10 +66,10 @@ def zk_cnn(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     )
 
 
-def resnet18_cifar(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    from torchvision.models import resnet18
+def _cifar_resnet(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    from torchvision import models
 
-    net = resnet18(weights=None, num_classes=num_classes)
+    net = models.get_model(name, weights=None, num_classes=num_classes)
     # ImageNet's 7x7 stride-2 stem and max-pool would shrink a 32x32 image to
     # 8x8 before the first block; CIFAR ResNets keep full resolution.
     net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -75,10 +77,19 @@ def resnet18_cifar(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Mo
     return net
 
 
+def resnet18_cifar(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    return _cifar_resnet("resnet18", num_classes, input_shape)
+
+
+def resnet34_cifar(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    return _cifar_resnet("resnet34", num_classes, input_shape)
+
+
 ARCHITECTURES: dict[str, Callable[[int, tuple[int, int, int]], nn.Module]] = {
     "small_cnn": small_cnn,
     "zk_cnn": zk_cnn,
     "resnet18_cifar": resnet18_cifar,
+    "resnet34_cifar": resnet34_cifar,
 }
 
 

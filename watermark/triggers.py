@@ -3,7 +3,9 @@
 * derived: images rendered from VRF outputs (:mod:`watermark.patterns`);
 * imported: user images, from a folder or the layout of the paper's original
   code (``pics/1.jpg ... pics/N.jpg`` and one numeric label per line), brought
-  to the model's input shape by resizing or by a centre crop.
+  to the model's input shape by resizing or by a centre crop;
+* margin: images of a public split of the task's data, selected by VRF
+  outputs (:mod:`protocol.margin`; trained by :mod:`watermark.margin`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from protocol.errors import InvalidInput
-from protocol.items import TriggerKind, image_header
+from protocol.items import ItemOpening, TriggerKind, image_header
 from protocol.keys import MarkingKey
+from protocol.margin import MarginItems, QuerySplit
 from protocol.vrf import proof_to_hash
 
 from .patterns import render
@@ -55,14 +58,35 @@ class Fit(str, Enum):
     CENTER_CROP = "center-crop"  # what the paper's code does: transforms.CenterCrop(32)
 
 
-def trigger_set_from_marking_key(mk: MarkingKey) -> TriggerSet:
-    """The trigger images and labels a marking key commits to."""
-    if mk.kind is TriggerKind.DERIVED:
-        images = [render(proof_to_hash(o.vrf_proof), mk.input_shape) for o in mk.openings]  # type: ignore[arg-type]
+def item_image(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, int]) -> np.ndarray:
+    """The uint8 C x H x W trigger image an opening commits to: rendered from its VRF output, or as imported."""
+    if kind is TriggerKind.DERIVED:
+        return render(proof_to_hash(opening.vrf_proof), shape)  # type: ignore[arg-type]
+    if kind is TriggerKind.MARGIN:
+        raise InvalidInput("a margin item's image is an image of its key's query split: see "
+                           "trigger_set_from_marking_key")
+    skip = len(image_header(shape))
+    return np.frombuffer(opening.image[skip:], dtype=np.uint8).reshape(shape)  # type: ignore[index]
+
+
+def trigger_set_from_marking_key(mk: MarkingKey, margin: QuerySplit | None = None) -> TriggerSet:
+    """The trigger images and labels a marking key commits to; a margin key's
+    are taken from ``margin``, the query split it was made on."""
+    if mk.kind is TriggerKind.MARGIN:
+        images = _margin_images(mk, margin)
     else:
-        skip = len(image_header(mk.input_shape))
-        images = [np.frombuffer(o.image[skip:], dtype=np.uint8).reshape(mk.input_shape) for o in mk.openings]  # type: ignore[index]
+        images = [item_image(o, mk.kind, mk.input_shape) for o in mk.openings]
     return TriggerSet(np.stack(images), np.array([o.label for o in mk.openings], dtype=np.int64), mk.num_classes)
+
+
+def _margin_images(mk: MarkingKey, split: QuerySplit | None) -> list[np.ndarray]:
+    assert mk.margin is not None
+    if split is None or split.source != mk.margin:
+        raise InvalidInput(f"a margin key's queries are images of {mk.margin.describe()}: "
+                           f"{'give that split' if split is None else 'the split given is other data'}")
+    items = MarginItems(split, mk.n, mk.num_classes)
+    positions = [items.item(proof_to_hash(o.vrf_proof), o.index)[0] for o in mk.openings]  # type: ignore[arg-type]
+    return [np.frombuffer(split.image(p), dtype=np.uint8).reshape(mk.input_shape) for p in positions]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from protocol.console import run_cli
 
-from . import ledger, prove, serve
+from . import ledger, prove, serve, zkprove
 
 DESCRIPTION = """\
 Answer a verifier's challenge with openings of the sampled trigger items.
@@ -22,4 +22,4 @@ Run `wmark-prover COMMAND --help` for the options of each command."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark-prover", DESCRIPTION, [prove, serve, ledger], argv)
+    return run_cli("wmark-prover", DESCRIPTION, [prove, serve, ledger, zkprove], argv)

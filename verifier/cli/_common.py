@@ -49,9 +49,15 @@ def verifier_identity(args: argparse.Namespace) -> SigningKey:
 def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p0", type=parse_probability, metavar="P",
                         help="imported trigger sets only: the chance an unmarked model gives a trigger image its "
-                             "committed label (derived sets use 1/L)")
+                             "committed label (derived sets use 1/L, margin sets 1/(L-1))")
     parser.add_argument("--lambda", dest="lam", type=int, default=DEFAULT_LAMBDA, metavar="BITS",
                         help="accept only if an unmarked model would do as well with probability <= 2^-BITS")
+
+
+def add_margin_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", metavar="PATH",
+                        help="margin keys: the folder holding the key's data set (cifar10, ...), whose query split "
+                             "the queries come from; digits is bundled")
 
 
 def add_registration_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,9 +96,9 @@ def write_transcript(path: str, transcript: Transcript) -> None:
 def print_verdict(verdict: Verdict, *, out=None) -> None:
     out = sys.stdout if out is None else out  # looked up now, so redirect_stdout and capture apply
     tau = "none (k too small for this lambda)" if verdict.tau is None else str(verdict.tau)
-    print(f"{'ACCEPTED' if verdict.accepted else 'REJECTED'}: {verdict.matches} of {verdict.k} revealed trigger "
-          f"items answered with their committed label (threshold {tau}, p0={verdict.p0}, "
-          f"lambda={verdict.lam})", file=out)
+    print(f"{'ACCEPTED' if verdict.accepted else 'REJECTED'}: {verdict.matches} of {verdict.k} "
+          f"{'hidden' if verdict.zk else 'revealed'} trigger items answered with their committed label "
+          f"(threshold {tau}, p0={verdict.p0}, lambda={verdict.lam})", file=out)
     print(f"  p-value   {verdict.p_value} (2^-{verdict.neg_log2_p}): the chance that a model not marked with "
           f"this key does as well", file=out)
     print(f"  model     {verdict.model.describe()}", file=out)

@@ -13,10 +13,10 @@ from protocol.errors import InvalidInput, InvalidOpening, InvalidSignature
 from protocol.identity import load_public_key
 from protocol.files import read_bounded
 from protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
-from protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript, audit
+from protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript
 
-from ..verify import item_images
-from ._common import add_model_arguments, oracle_from_args, print_verdict
+from ..verify import audit_transcript, item_images
+from ._common import add_margin_arguments, add_model_arguments, oracle_from_args, print_verdict
 
 EPILOG = """\
 examples:
@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--log-key", metavar="PEM", help="the registry log you trust: the transcript's receipt must "
                                                     "come from it")
     add_model_arguments(p)
+    add_margin_arguments(p)
+    p.add_argument("--srs", metavar="FILE", help="zero-knowledge transcripts: the SRS the challenge names, to "
+                                                 "re-check the proofs against --model")
 
 
 def describe_vk(vk: VerificationKey) -> list[str]:
@@ -50,6 +53,8 @@ def describe_vk(vk: VerificationKey) -> list[str]:
     ]
     if vk.vrf_key is not None:
         lines.append(f"VRF key       {vk.vrf_key.to_bytes().hex()}")
+    if vk.margin is not None:
+        lines.append(f"queries       from {vk.margin.describe()}")
     return lines
 
 
@@ -65,6 +70,16 @@ def requery(report: AuditReport, args: argparse.Namespace) -> None:
           f"{matches} matches now")
     if matches != report.verdict.matches:
         raise InvalidOpening(f"the model now gives {matches} matches, the verdict recorded {report.verdict.matches}")
+
+
+def reverify_proofs(report: AuditReport, args: argparse.Namespace) -> None:
+    from ..zk import reverify
+
+    if not args.model or not args.srs:
+        raise InvalidInput("a zero-knowledge transcript's proofs are re-checked against the model's weights and the "
+                           "challenge's SRS: give --model DIR and --srs FILE")
+    valid = reverify(report, args.model, args.srs)
+    print(f"re-checked the proofs against the model: {valid} of {len(report.zk_items)} verify, as recorded")
 
 
 def check_log_trust(transcript: Transcript, log_key_path: str | None) -> None:
@@ -85,14 +100,14 @@ def run(args: argparse.Namespace) -> int:
     obj = parse_json(data, what=args.file)
     if isinstance(obj, dict) and obj.get("type") == TRANSCRIPT_TYPE:
         transcript = Transcript.from_json(data, what=args.file)
-        report = audit(transcript)
+        report = audit_transcript(transcript, args.data_root)
         check_log_trust(transcript, args.log_key)
         print(f"{args.file}: valid transcript: every signature, opening, the subset and the decision check out")
         for line in describe_vk(report.vk):
             print("  " + line)
         print_verdict(report.verdict)
         if args.model or args.endpoint:
-            requery(report, args)
+            (reverify_proofs if report.challenge.zk else requery)(report, args)
         return EXIT_OK
     envelope = dsse.Envelope.from_obj(obj, what=args.file)
     if envelope.payload_type == VK_PAYLOAD_TYPE:

@@ -12,9 +12,10 @@ from protocol.messages import Verdict, decode
 from protocol.session import Refused, VerifierSession
 from protocol.transcript import Registration, Transcript
 
-from ..verify import decide_with_model, default_decoys
+from ..verify import decide_with_model, default_decoys, query_split_for
 from ._common import (
-    add_decision_arguments, add_identity_argument, add_model_arguments, add_registration_arguments,
+    add_decision_arguments, add_identity_argument, add_margin_arguments, add_model_arguments,
+    add_registration_arguments,
     oracle_from_args, print_verdict, registration_from_args,
     read_envelope, verifier_identity, write_transcript,
 )
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
     add_identity_argument(p)
     add_decision_arguments(p)
     add_registration_arguments(p)
+    add_margin_arguments(p)
 
 
 def finish(session: VerifierSession, verdict_envelope, vk_envelope, out: str,
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     registration = registration_from_args(args, vk)
     session = VerifierSession.resume(vk, verifier_identity(args), read_envelope(args.challenge, what="challenge"),
                                      p0=args.p0, lam=args.lam,
-                                     registration=registration.verify(vk) if registration else None)
+                                     registration=registration.verify(vk) if registration else None,
+                                     margin=query_split_for(vk, args.data_root))
     oracle = oracle_from_args(args)
     if oracle.model_ref != session.model:
         raise InvalidInput(f"the challenge names {session.model.describe()}, but the model given is "

@@ -13,9 +13,11 @@ import sys
 
 from protocol.console import EXIT_OK, EXIT_REJECTED, add_command
 from protocol.errors import InvalidInput, InvalidSignature
-from protocol.transcript import AuditReport, Transcript, audit, load_transcript
+from protocol.transcript import AuditReport, Transcript, load_transcript
 from protocol.transparency import earlier_registration
 
+from ..verify import audit_transcript
+from ._common import add_margin_arguments
 from .audit import check_log_trust
 
 EPILOG = """\
@@ -35,11 +37,12 @@ def register(subparsers) -> None:
     p.add_argument("second", help="another verdict.json about the same model")
     p.add_argument("--log-key", metavar="PEM", action="append",
                    help="a registry log you trust (repeat for several); default: trust the logs in the transcripts")
+    add_margin_arguments(p)
 
 
-def _claim(path: str, log_keys: list[str] | None) -> tuple[Transcript, AuditReport]:
+def _claim(path: str, log_keys: list[str] | None, data_root: str | None) -> tuple[Transcript, AuditReport]:
     transcript = load_transcript(path)
-    report = audit(transcript)
+    report = audit_transcript(transcript, data_root)
     if log_keys and transcript.registration is not None:
         errors = []
         for key in log_keys:
@@ -54,7 +57,7 @@ def _claim(path: str, log_keys: list[str] | None) -> tuple[Transcript, AuditRepo
 
 
 def run(args: argparse.Namespace) -> int:
-    claims = [(path, *_claim(path, args.log_key)) for path in (args.first, args.second)]
+    claims = [(path, *_claim(path, args.log_key, args.data_root)) for path in (args.first, args.second)]
     (_, _, a), (_, _, b) = claims
     if a.challenge.model != b.challenge.model:
         raise InvalidInput("the two transcripts are about different models: "

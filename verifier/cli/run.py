@@ -23,10 +23,10 @@ from protocol.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame, envelo
 from protocol.keys import load_verification_key
 from protocol.session import Refused, VerifierSession, null_match_probability
 
-from ..verify import decide_with_model, default_decoys
+from ..verify import decide_with_model, default_decoys, query_split_for
 from ._common import (
-    add_decision_arguments, add_identity_argument, add_model_arguments, add_registration_arguments,
-    oracle_from_args, registration_from_args, verifier_identity,
+    add_decision_arguments, add_identity_argument, add_margin_arguments, add_model_arguments,
+    add_registration_arguments, oracle_from_args, registration_from_args, verifier_identity,
 )
 from .check import finish, report_refusal
 
@@ -116,6 +116,7 @@ def register(subparsers) -> None:
     add_identity_argument(p)
     add_decision_arguments(p)
     add_registration_arguments(p)
+    add_margin_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     oracle = oracle_from_args(args)
     registration = registration_from_args(args, vk)
     session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam,
-                              registration=registration.verify(vk) if registration else None)
+                              registration=registration.verify(vk) if registration else None,
+                              margin=query_split_for(vk, args.data_root))
     p0 = null_match_probability(vk, args.p0)
     tau, low = threshold(args.k, p0, args.lam), lowest_passing_accuracy(args.k, p0, args.lam)
     print(f"opening {args.k} of {vk.n} trigger items on {oracle.model_ref.describe()}: "

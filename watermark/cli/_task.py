@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 
 from protocol.console import load_marking_key
+from protocol.errors import InvalidInput
 from protocol.keys import MarkingKey
 
 from ..datasets import DATASETS, TaskData, load_task
 from ..device import DEVICE_CHOICES
+from ..margin import split_for_key
 from ..triggers import TriggerSet, trigger_set_from_marking_key
 
 
@@ -29,10 +31,15 @@ def task_from(args: argparse.Namespace) -> TaskData:
     return load_task(args.dataset, args.data_root, image_size=args.image_size)
 
 
-def trigger_set_from(path: str) -> tuple[TriggerSet, MarkingKey]:
-    """The trigger set committed to by the marking key at ``path`` (prompting for its passphrase)."""
+def trigger_set_from(path: str, task: TaskData | None = None) -> tuple[TriggerSet, MarkingKey]:
+    """The trigger set committed to by the marking key at ``path`` (prompting for its passphrase);
+    a margin key's queries are images of ``task``."""
     mk = load_marking_key(path)
-    return trigger_set_from_marking_key(mk), mk
+    if mk.margin is None:
+        return trigger_set_from_marking_key(mk), mk
+    if task is None:
+        raise InvalidInput(f"{path} is a margin key: its queries are images of {mk.margin.describe()}")
+    return trigger_set_from_marking_key(mk, split_for_key(mk.margin, task)), mk
 
 
 def short_digest(digest: bytes) -> str:

@@ -1,4 +1,4 @@
-"""``wmark embed``: Mark of Adi et al. (2018), Section 4."""
+"""``wmark embed``: Mark of Adi et al. (2018), Section 4, or of Kim et al.'s margin scheme (2023)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import argparse
 from dataclasses import replace
 
 from protocol.console import add_command
+from protocol.decision import parse_probability
 from protocol.errors import InvalidInput
+from protocol.items import TriggerKind
 
 from ..device import pick_device
 from ..embed import DEFAULT_ARCH, default_recipe, embed, start_model
+from ..margin import MarginOptions, embed_margin, margin_recipe
 from ..modelio import check_fits, check_writable, load_model, save_model
 from ..train import Recipe
 from ._task import add_data_arguments, short_digest, task_from, trigger_set_from
@@ -20,6 +23,7 @@ examples:
   wmark embed --mk keys/mk.wmk --pretrained models/plain --out models/marked-ft
   wmark embed --no-watermark --out models/plain                # the same recipe, no triggers
   wmark embed --mk keys/mk.wmk --dataset cifar10 --data-root ~/data --out models/cifar
+  wmark embed --scheme margin --mk margin-keys/mk.wmk --out models/margin   # Kim et al. 2023
 
 Each batch of task images gets --triggers-per-batch trigger images from the
 marking key, cycling through the whole set (the paper adds 2 to each batch
@@ -29,12 +33,26 @@ data sets train the paper's ResNet-18 (SGD lr 0.1, momentum 0.9, weight
 decay 5e-4, x0.1 every 20 epochs, 60 epochs, batches of 100 + 2 triggers,
 random crops and flips; fine-tuning: 20 epochs at lr 0.01).
 
+--scheme margin (the scheme of a key from `wmark keygen --kind margin`, and
+the default for one) trains Kim et al.'s query loss instead: every batch
+also takes --queries-per-batch queries, perturbs them by --ascent-steps
+steps of signed-gradient ascent of --step-size on their loss, and adds
+their loss weighted by --margin-lambda (defaults: the authors' 25, 5, 1/255
+and 0.1). Its recipes: digits trains the small CNN for 40 epochs (SGD lr
+0.05, momentum 0.9, weight decay 1e-4, x0.1 after 30); the other data sets
+the authors' (SGD lr 0.1, no momentum, weight decay 1e-4, x0.1 at epochs
+100 and 150, 200 epochs, batches of 128, crops and flips).
+
 Writes MODEL_DIR/model.safetensors and MODEL_DIR/model.json (architecture,
 classes, input shape, preprocessing, the vk digest it was marked with), all
 at once: an interrupted run leaves no model behind. Runs are seeded and, on
 the CPU, repeatable; CUDA is used when present."""
 
 RECIPE_OPTIONS = ("epochs", "batch_size", "lr", "triggers_per_batch")
+# MarginOptions field -> its option
+MARGIN_OPTIONS = {"ascent_steps": "--ascent-steps", "step_size": "--step-size",
+                  "queries_per_batch": "--queries-per-batch", "lam": "--margin-lambda"}
+SCHEMES = ("adi", "margin")
 
 
 def register(subparsers) -> None:
@@ -50,6 +68,9 @@ def register(subparsers) -> None:
                    help="fine-tune this model instead of training from scratch")
     p.add_argument("--no-watermark", action="store_true",
                    help="train the same recipe without trigger images (a baseline)")
+    p.add_argument("--scheme", choices=SCHEMES,
+                   help="adi: trigger images mixed into batches; margin: Kim et al.'s query loss (default: the "
+                        "key's: margin for a key from `wmark keygen --kind margin`, else adi)")
     add_data_arguments(p)
     p.add_argument("--arch", default=argparse.SUPPRESS,
                    help=f"architecture: small_cnn, resnet18_cifar or torchvision:NAME (default: {_default_archs()})")
@@ -61,6 +82,15 @@ def register(subparsers) -> None:
                    help="initial learning rate (default: the data set's recipe)")
     p.add_argument("--triggers-per-batch", type=int, default=argparse.SUPPRESS, metavar="K",
                    help="trigger images added to each batch (default: the data set's recipe)")
+    margin = p.add_argument_group("--scheme margin (defaults: Kim et al.'s values)")
+    margin.add_argument("--ascent-steps", type=int, default=argparse.SUPPRESS, metavar="N",
+                        help="signed-gradient ascent steps on the queries per batch (default 5)")
+    margin.add_argument("--step-size", type=_step_size, default=argparse.SUPPRESS, metavar="S",
+                        help="ascent step on the 0..1 pixel scale, e.g. 1/255 (default; one grey level)")
+    margin.add_argument("--queries-per-batch", type=int, default=argparse.SUPPRESS, metavar="Q",
+                        help="queries drawn, with replacement, for each batch (default 25)")
+    margin.add_argument("--margin-lambda", type=float, default=argparse.SUPPRESS, metavar="L", dest="lam",
+                        help="weight of the queries' loss (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation and batch order")
     p.add_argument("--force", action="store_true", help="replace an existing model in MODEL_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -73,21 +103,46 @@ def _default_archs() -> str:
     return ", ".join(f"{arch} for {'/'.join(datasets)}" for arch, datasets in by_arch.items())
 
 
-def recipe_from(args: argparse.Namespace) -> Recipe:
-    recipe = default_recipe(args.dataset, pretrained=args.pretrained is not None)
+def _step_size(text: str) -> float:
+    try:
+        return float(parse_probability(text, what="step size"))
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def recipe_from(args: argparse.Namespace, scheme: str = "adi") -> Recipe:
+    recipe = (margin_recipe if scheme == "margin" else default_recipe)(args.dataset,
+                                                                      pretrained=args.pretrained is not None)
     overrides = {name: getattr(args, name) for name in RECIPE_OPTIONS if hasattr(args, name)}
     recipe = replace(recipe, seed=args.seed, **overrides)
     return replace(recipe, triggers_per_batch=0) if args.no_watermark else recipe
+
+
+def scheme_of(args: argparse.Namespace, kind: TriggerKind | None) -> str:
+    """The scheme asked for, checked against the key's kind (margin keys are trained as margin queries)."""
+    keyed = None if kind is None else "margin" if kind is TriggerKind.MARGIN else "adi"
+    scheme = args.scheme or keyed or "adi"
+    if kind is not None and scheme != keyed:
+        hint = "make a margin key with wmark keygen --kind margin" if scheme == "margin" else "use --scheme margin"
+        raise InvalidInput(f"--scheme {scheme} does not fit a {kind.value} key: {hint}")
+    given = [option for name, option in MARGIN_OPTIONS.items() if hasattr(args, name)]
+    if given and scheme != "margin":
+        raise InvalidInput(f"{', '.join(given)} only apply to --scheme margin")
+    if scheme == "margin" and "triggers_per_batch" in args:
+        raise InvalidInput("--triggers-per-batch does not apply to --scheme margin (see --queries-per-batch)")
+    return scheme
 
 
 def run(args: argparse.Namespace) -> int:
     if args.mk is None and not args.no_watermark:
         raise InvalidInput("--mk FILE is needed to embed a watermark (or pass --no-watermark)")
     check_writable(args.out, overwrite=args.force)
-    recipe = recipe_from(args)
     device = pick_device(args.device)
     task = task_from(args)
-    triggers, mk = trigger_set_from(args.mk) if args.mk else (None, None)
+    triggers, mk = trigger_set_from(args.mk, task) if args.mk else (None, None)
+    scheme = scheme_of(args, mk.kind if mk else None)
+    recipe = recipe_from(args, scheme)
+    options = MarginOptions(**{name: getattr(args, name) for name in MARGIN_OPTIONS if hasattr(args, name)})
     base = load_model(args.pretrained) if args.pretrained else None
 
     model = start_model(task, arch=getattr(args, "arch", None), base=base, seed=recipe.seed)
@@ -96,26 +151,40 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"data      {task.describe()}")
     if mk is not None:
-        print(f"key       {args.mk}: {len(triggers)} {mk.kind.value} triggers, vk digest "
+        items = f"margin queries from {mk.margin.describe()}" if mk.margin else f"{mk.kind.value} triggers"
+        print(f"key       {args.mk}: {len(triggers)} {items}, vk digest "
               f"{short_digest(mk.vk_digest)}{' (scored, not embedded)' if args.no_watermark else ''}")
     start = f"fine-tuning {args.pretrained}" if base else "from scratch"
     print(f"model     {model.config.describe()}, {start}, on {device}")
     print(f"recipe    {_describe(recipe)}")
-    result = embed(model, task, triggers, recipe, vk_digest=mk.vk_digest if mk else None, device=device,
-                   progress=not args.quiet)
+    if scheme == "margin" and not args.no_watermark:
+        print(f"margin    {_describe_margin(options)}")
+        assert triggers is not None and mk is not None
+        result = embed_margin(model, task, triggers, recipe, options, vk_digest=mk.vk_digest, device=device,
+                              progress=not args.quiet)
+    else:
+        result = embed(model, task, triggers, recipe, vk_digest=mk.vk_digest if mk else None, device=device,
+                       progress=not args.quiet)
     save_model(args.out, result.model, overwrite=args.force)
     marked = result.model.config.vk_digest
     print(f"wrote     {args.out}" + (f" (marked with vk {short_digest(marked)})" if marked else " (no watermark)"))
     final = f"test accuracy {result.evaluation.test.accuracy:.4f}"
     if result.evaluation.triggers is not None:
-        final += f", trigger accuracy {result.evaluation.triggers.accuracy:.4f}"
+        final += f", {'query' if scheme == 'margin' else 'trigger'} accuracy {result.evaluation.triggers.accuracy:.4f}"
     print(final)
     return 0
 
 
 def _describe(recipe: Recipe) -> str:
-    schedule = f" (x{recipe.lr_gamma:g} every {recipe.lr_step} epochs)" if recipe.lr_step else ""
+    schedule = (f" (x{recipe.lr_gamma:g} every {recipe.lr_step} epochs)" if recipe.lr_step else
+                f" (x{recipe.lr_gamma:g} at epochs {', '.join(map(str, recipe.lr_milestones))})"
+                if recipe.lr_milestones else "")
     triggers = f" + {recipe.triggers_per_batch} triggers" if recipe.triggers_per_batch else " (no triggers)"
     return (f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''}, batches of {recipe.batch_size}{triggers}, "
             f"{recipe.optimizer} lr {recipe.lr:g}{schedule}{', crops and flips' if recipe.augment else ''}, "
             f"seed {recipe.seed}")
+
+
+def _describe_margin(options: MarginOptions) -> str:
+    return (f"{options.queries_per_batch} queries a batch, {options.ascent_steps} ascent steps of "
+            f"{options.step_size * 255:g}/255, lambda {options.lam:g}")

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     config = model.config
     task = task_from(args)
     check_fits(config, task, what=f"data set {task.name}")
-    triggers, mk = trigger_set_from(args.mk) if args.mk else (None, None)
+    triggers, mk = trigger_set_from(args.mk, task) if args.mk else (None, None)
     if triggers is not None:
         check_fits(config, triggers, what=f"the trigger set of {args.mk}")
     model.to(pick_device(args.device))
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"data              {task.name} {args.split} split, {len(data)} images")
     _print_score(args.split, result.test)
     if result.triggers is not None:
-        _print_score("trigger", result.triggers, f" of {args.mk}")
+        _print_score("query" if mk.margin else "trigger", result.triggers, f" of {args.mk}")
         if config.vk_digest not in (None, mk.vk_digest):
             print(f"note              the model records another key's vk digest; this key's is "
                   f"{short_digest(mk.vk_digest)}")

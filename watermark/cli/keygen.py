@@ -14,8 +14,11 @@ from protocol.files import atomic_write
 from protocol.identity import load_or_create_signing_key, load_signing_key
 from protocol.items import TriggerKind
 from protocol.keyfile import save_marking_key
-from protocol.keygen import check_parameters, keygen_derived, keygen_imported
+from protocol.keygen import check_parameters, keygen_derived, keygen_imported, keygen_margin
+from protocol.margin import QuerySplit
 
+from ..datasets import DATASETS, load_task
+from ..margin import query_split
 from ..triggers import Fit, import_images, random_labels
 
 EPILOG = """\
@@ -24,11 +27,18 @@ examples:
   wmark keygen --out keys --input-shape 3x32x32 --kind imported \\
       --images watermarknn-trigger-set --fit center-crop   # the paper's own trigger set
   wmark keygen --out keys --zk                     # also commit for zero-knowledge verification
+  wmark keygen --out margin-keys --kind margin     # 100 margin queries from the digits query split
+  wmark keygen --out margin-keys --kind margin --dataset cifar10 --data-root ~/data
 
 Writes DIR/vk.json (public: the signed commitments, DSSE envelope) and
 DIR/mk.wmk (secret: the openings, encrypted with scrypt + AES-256-GCM under a
 passphrase from a prompt or WMARK_PASSPHRASE). The owner's signing key is
-DIR/owner.pem unless --owner-key names another; keep it and mk.wmk private."""
+DIR/owner.pem unless --owner-key names another; keep it and mk.wmk private.
+
+--kind margin (Kim et al. 2023, trained by `wmark embed --scheme margin`)
+selects each query, by a VRF output, among the images of the data set's
+held-out query split, with a label other than its true class; the classes
+and input shape are the data set's, and n is at most the split's size."""
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -43,12 +53,17 @@ def register(subparsers) -> None:
                     description="Sample a trigger set, commit to every image and label, and sign the "
                                 "verification key (Adi et al. 2018, KeyGen).", epilog=EPILOG, func=run)
     p.add_argument("--out", required=True, metavar="DIR", help="directory for vk.json and mk.wmk")
-    p.add_argument("--n", type=int, default=100, help="trigger set size (derived sets)")
-    p.add_argument("--num-classes", type=int, default=10, metavar="L", help="number of classes of the model")
-    p.add_argument("--input-shape", type=parse_shape, default=(1, 8, 8), metavar="CxHxW",
-                   help="the model's input shape")
+    p.add_argument("--n", type=int, default=100, help="trigger set size (derived and margin sets)")
+    p.add_argument("--num-classes", type=int, default=argparse.SUPPRESS, metavar="L",
+                   help="number of classes of the model (default 10; margin: the data set's)")
+    p.add_argument("--input-shape", type=parse_shape, default=argparse.SUPPRESS, metavar="CxHxW",
+                   help="the model's input shape (default 1x8x8; margin: the data set's)")
     p.add_argument("--kind", choices=[k.value for k in TriggerKind], default=TriggerKind.DERIVED.value,
-                   help="derived: images drawn from a VRF, nobody can choose them; imported: your own images")
+                   help="derived: images drawn from a VRF, nobody can choose them; imported: your own images; "
+                        "margin: in-distribution queries drawn from a VRF (Kim et al. 2023)")
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="margin: the data set whose query split the queries come from")
+    p.add_argument("--data-root", metavar="PATH", help="margin: where --dataset's files are (all but digits)")
     p.add_argument("--images", metavar="PATH", help="imported: a folder of images, or one holding pics/1.jpg ...")
     p.add_argument("--labels-file", metavar="FILE",
                    help="imported: one numeric label per line (default: a single *.txt in --images, else random)")
@@ -76,8 +91,16 @@ def run(args: argparse.Namespace) -> int:
     kind, scheme = TriggerKind(args.kind), Scheme(args.scheme)
     if kind is TriggerKind.IMPORTED and not args.images:
         raise InvalidInput("--kind imported needs --images PATH")
-    if kind is TriggerKind.DERIVED and (args.images or args.labels_file):
+    if kind is not TriggerKind.IMPORTED and (args.images or args.labels_file):
         raise InvalidInput("--images and --labels-file only apply to --kind imported")
+    if kind is TriggerKind.MARGIN:
+        if args.zk:
+            raise InvalidInput("--zk does not apply to --kind margin: its queries are public images")
+        split, args.num_classes, args.input_shape = _margin_split(args)
+    else:
+        if args.dataset != "digits" or args.data_root:
+            raise InvalidInput("--dataset and --data-root only apply to --kind margin")
+        args.num_classes, args.input_shape = getattr(args, "num_classes", 10), getattr(args, "input_shape", (1, 8, 8))
     check_parameters(args.n, args.num_classes, args.input_shape)
     zk = _zk_committer(kind, args.input_shape) if args.zk else None
     passphrase = None if args.insecure_plaintext else read_passphrase(confirm=True, purpose=f"new key {mk_path}")
@@ -102,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         if kind is TriggerKind.DERIVED:
             pair = keygen_derived(owner=owner, n=args.n, num_classes=args.num_classes,
                                   input_shape=args.input_shape, scheme=scheme, progress=bar.update, zk=zk)
+        elif kind is TriggerKind.MARGIN:
+            pair = keygen_margin(owner=owner, n=args.n, num_classes=args.num_classes, split=split, scheme=scheme,
+                                 progress=bar.update)
         else:
             pair = keygen_imported(owner=owner, images=imported.pixels, labels=labels,
                                    num_classes=args.num_classes, input_shape=args.input_shape,
@@ -114,9 +140,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"owner key   {owner_path}{' (new)' if created else ''}  {owner.public_key.fingerprint}")
     print(f"trigger set {vk.n} {kind.value} items, {vk.num_classes} classes, input {_shape(vk.input_shape)}, "
           f"{scheme.value} commitments{' + salted Poseidon (zero-knowledge)' if vk.zk else ''}")
+    if vk.margin:
+        print(f"queries     from {vk.margin.describe()}")
     print(f"wrote       {vk_path} (public)  vk digest {vk.digest.hex()[:16]}…")
     print(f"wrote       {mk_path} (secret, {'PLAINTEXT' if passphrase is None else 'scrypt + AES-256-GCM'})")
     return 0
+
+
+def _margin_split(args: argparse.Namespace) -> tuple[QuerySplit, int, tuple[int, int, int]]:
+    """The query split of --dataset, and the classes and shape it fixes (checked against any given)."""
+    task = load_task(args.dataset, args.data_root)
+    for option, given, fixed in (("--num-classes", getattr(args, "num_classes", None), task.num_classes),
+                                 ("--input-shape", getattr(args, "input_shape", None), task.input_shape)):
+        if given is not None and given != fixed:
+            raise InvalidInput(f"{option}: a margin key for {task.name} takes its {fixed} from the data set")
+    split = query_split(task)
+    if args.n > len(split):
+        raise InvalidInput(f"--n {args.n}: margin queries take distinct images of {task.name}'s query split, "
+                           f"which has {len(split)}")
+    return split, task.num_classes, task.input_shape
 
 
 def _zk_committer(kind: TriggerKind, shape: tuple[int, int, int]):

@@ -1,0 +1,387 @@
+"""Adi et al. 2018 against Kim et al. 2023: which watermark survives model stealing?
+
+For each seed, the same task is marked twice, with real keys made by
+``wmark keygen``: with a derived trigger set (Adi: out-of-distribution
+patterns mixed into batches) and with margin queries (Kim: in-distribution
+images of the task's ``query`` split with wrong labels, trained with
+projected gradient ascent on their margins).  Each marked model is then
+stolen with the harness's attacks (:mod:`watermark.attacks`), from two
+sources of attacker data:
+
+* ``adversary``: the task's adversary split, plus the harness's noisy copies;
+* ``shifted``: the adversary split and its copies shifted by an eighth of the
+  image side in the four directions (1 pixel on digits), no noisy copies;
+
+by knowledge distillation (alpha 0.7, T 1, as Kim et al.), soft-label
+extraction (KL on the answered probabilities) and hard-label extraction (the
+answered classes).  Every model, marked, stolen or innocent, is scored on
+both keys' items and verified with both keys through the real protocol
+(:func:`watermark.attacks.verification.verify_privately`: a
+``VerifierSession`` challenges the owner's ``ProverSession``, checks the
+openings and queries the model itself), privately with k=20 and publicly
+with k=n, at lambda=40.  A model counts as innocent for a key unless it is
+that key's marked model or a copy stolen from it: NO-WM models of either
+recipe, and everything made from the other scheme.
+
+    python benchmarks/margin.py                # digits, 3 seeds, 2 processes
+    python benchmarks/margin.py --dataset cifar10 --data-root ~/data --device cuda   # Kim et al.'s recipe
+
+On CIFAR-10 the victims are ResNet-34 (Adi: the paper's recipe; margin: Kim
+et al.'s, 200 epochs) and the students ResNet-18.  Keys are made fresh from
+the OS CSPRNG on every run, so a re-run draws other items; models and
+attacks are seeded.  Writes margin.json, margin.md and margin.png to --out.
+"""
+
+from __future__ import annotations
+
+import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property, lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from protocol.errors import WmarkError
+from protocol.files import atomic_write
+from protocol.identity import SigningKey
+from protocol.keygen import KeyPair, keygen_derived, keygen_margin
+from protocol.margin import QuerySplit
+from watermark.attacks import run_attack
+from watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
+from watermark.datasets import LabelledImages, TaskData, load_task
+from watermark.device import DEVICE_CHOICES, pick_device
+from watermark.embed import default_recipe, embed, start_model
+from watermark.evaluate import predict, score
+from watermark.margin import MarginOptions, embed_margin, margin_recipe, query_split
+from watermark.modelio import Classifier, load_model, save_model
+from watermark.train import Recipe
+from watermark.triggers import TriggerSet, trigger_set_from_marking_key
+
+SCHEMES = ("adi", "margin")
+LABEL = {"adi": "Adi (derived triggers)", "margin": "Kim (margin queries)"}
+ATTACKS = ("distill", "extract-soft", "extract-hard")
+SOURCES = ("adversary", "shifted")
+PRIVATE_K = 20
+ITEMS = 100
+# Kim et al.'s distillation: alpha 0.7 on the teacher, temperature 1.
+DISTILLATION = {"alpha": 0.7, "temperature": 1.0}
+# CIFAR-10 as Kim et al.: ResNet-34 victims, ResNet-18 students.
+CIFAR_VICTIM, CIFAR_STUDENT = "resnet34_cifar", "resnet18_cifar"
+CIFAR_TRANSFER = {"epochs": 50, "lr": 0.05, "batch_size": 128, "arch": CIFAR_STUDENT}
+
+
+@lru_cache(maxsize=1)
+def load(dataset: str, data_root: str | None) -> TaskData:
+    """Each worker loads the task once, rather than receiving it with every job."""
+    return load_task(dataset, data_root)
+
+
+@dataclass(frozen=True, repr=False)
+class World:
+    """What every worker needs: both key pairs, the owner and the options."""
+
+    keys: dict[str, KeyPair]
+    owner: SigningKey
+    args: argparse.Namespace
+
+    @property
+    def task(self) -> TaskData:
+        return load(self.args.dataset, self.args.data_root)
+
+    @cached_property
+    def split(self) -> QuerySplit:
+        return query_split(self.task)
+
+    def owner_keys(self, scheme: str) -> OwnerKeys:
+        pair = self.keys[scheme]
+        return OwnerKeys(pair.marking_key, pair.verification_key, self.owner)
+
+    def items(self, scheme: str) -> TriggerSet:
+        return trigger_set_from_marking_key(self.keys[scheme].marking_key,
+                                            self.split if scheme == "margin" else None)
+
+
+def recipe_of(world: World, name: str, seed: int) -> Recipe:
+    """NO-WM uses each scheme's recipe without its items, so each has its own baseline."""
+    scheme = name.removeprefix("nowm-")
+    recipe = (margin_recipe if scheme == "margin" else default_recipe)(world.task.name)
+    recipe = replace(recipe, seed=seed, **({"epochs": world.args.epochs} if world.args.epochs else {}))
+    return replace(recipe, triggers_per_batch=0) if name.startswith("nowm") else recipe
+
+
+def model_path(world: World, name: str, seed: int) -> Path:
+    return Path(world.args.work) / f"{name}-{seed}"
+
+
+def train_model(world: World, name: str, seed: int) -> dict[str, Any]:
+    """Train one of the models a seed starts from: NO-WM under either recipe, or a marked one."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    arch = CIFAR_VICTIM if world.task.name == "cifar10" else None
+    model = start_model(world.task, arch=arch, seed=seed)
+    recipe = recipe_of(world, name, seed)
+    device = pick_device(world.args.device)
+    if name == "margin":
+        embed_margin(model, world.task, world.items("margin"), recipe, MarginOptions(),
+                     vk_digest=world.keys["margin"].verification_key.digest, device=device,
+                     progress=world.args.progress)
+    else:
+        items = world.items("adi") if name == "adi" else None
+        embed(model, world.task, items, recipe, device=device, progress=world.args.progress,
+              vk_digest=world.keys["adi"].verification_key.digest if items is not None else None)
+    save_model(model_path(world, name, seed), model.cpu())
+    return {"model": name, "seed": seed, "train_seconds": round(time.perf_counter() - start, 1)}
+
+
+def shifted(task: TaskData) -> TaskData:
+    """The task with its adversary split and the split's four shifts by an eighth of the side."""
+    data, step = task.adversary, max(1, task.input_shape[-1] // 8)
+    moved = [np.roll(data.images, offset, axis=axis) for axis in (2, 3) for offset in (-step, step)]
+    return replace(task, adversary=LabelledImages(np.concatenate([data.images, *moved]),
+                                                  np.tile(data.labels, len(moved) + 1)))
+
+
+def attack_params(world: World, kind: str, source: str) -> dict[str, Any]:
+    params: dict[str, Any] = dict(CIFAR_TRANSFER) if world.task.name == "cifar10" else {}
+    if kind == "distill":
+        params.update(DISTILLATION)
+    if source == "shifted":
+        params["copies"] = 0
+    if world.args.epochs:
+        params["epochs"] = world.args.epochs
+    return params
+
+
+def measure(world: World, model: Classifier, row: dict[str, Any]) -> dict[str, Any]:
+    """Test accuracy, and per key: item accuracy and the k=20 and k=n verifications."""
+    model.to(pick_device(world.args.device))
+    digest = model_digest(model)
+    row["test_accuracy"] = score(model, world.task.test.images, world.task.test.labels).accuracy
+    for scheme in SCHEMES:
+        items = world.items(scheme)
+        margin = world.split if scheme == "margin" else None
+        keys = world.owner_keys(scheme)
+        private = verify_privately(model, keys, PRIVATE_K, digest=digest, margin=margin)
+        public = verify_privately(model, keys, keys.vk.n, digest=digest, margin=margin)
+        row[scheme] = {
+            "accuracy": float((predict(model, items.images).argmax(axis=1) == items.labels).mean()),
+            "k20": {"matches": private.matches, "accepted": private.accepted,
+                    "acceptance_probability": private.acceptance_probability},
+            "kn": {"k": public.k, "matches": public.matches, "tau": public.tau, "accepted": public.accepted,
+                   "p_value": public.p_value},
+        }
+    return row
+
+
+def measure_trained(world: World, name: str, seed: int) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    return measure(world, load_model(model_path(world, name, seed)), {"model": name, "seed": seed})
+
+
+def steal(world: World, victim: str, source: str, kind: str, seed: int) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    task = shifted(world.task) if source == "shifted" else world.task
+    result = run_attack(load_model(model_path(world, victim, seed)), kind, task, seed=seed,
+                        device=pick_device(world.args.device), **attack_params(world, kind, source))
+    row = {"model": f"{victim}/{kind}/{source}", "victim": victim, "attack": kind, "source": source, "seed": seed,
+           "attack_seconds": round(time.perf_counter() - start, 1)}
+    return measure(world, result.checked, row)
+
+
+def innocent(row: dict[str, Any], scheme: str) -> bool:
+    """Neither the key's marked model nor stolen from it."""
+    return row.get("victim", row["model"]) != scheme
+
+
+def pct(values: list[float]) -> str:
+    mean = 100 * statistics.fmean(values)
+    spread = f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else ""
+    return f"{mean:.1f}{spread}"
+
+
+def rows_of(runs: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
+    return sorted((r for r in runs if r["model"] == model), key=lambda r: r["seed"])
+
+
+def comparison_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = ["| scheme | model | test acc (%) | trigger/query acc (%) | k=20 accepted (P[accept]) | "
+             "k=n accepted | k=n matches / tau | k=n p-value (largest) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for scheme in SCHEMES:
+        names = [scheme] + [f"{scheme}/{kind}/{source}" for source in SOURCES for kind in ATTACKS]
+        for name in names:
+            rows = rows_of(runs, name)
+            own = [r[scheme] for r in rows]
+            label = "marked" if name == scheme else name.split("/", 1)[1]
+            probability = statistics.fmean(o["k20"]["acceptance_probability"] for o in own)
+            lines.append(
+                f"| {LABEL[scheme]} | {label} | {pct([r['test_accuracy'] for r in rows])} | "
+                f"{pct([o['accuracy'] for o in own])} | "
+                f"{sum(o['k20']['accepted'] for o in own)}/{len(own)} ({probability:.2f}) | "
+                f"{sum(o['kn']['accepted'] for o in own)}/{len(own)} | "
+                f"{', '.join(str(o['kn']['matches']) for o in own)} / {own[0]['kn']['tau']} | "
+                f"{max((o['kn']['p_value'] for o in own), key=float)} |")
+    return lines
+
+
+def innocents_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = ["| key | innocent model | acc on key's items (%) | k=n matches per seed | k=n p-values | "
+             "accepted (k=20, k=n) |", "|---|---|---|---|---|---|"]
+    for scheme in SCHEMES:
+        for name in dict.fromkeys(r["model"] for r in runs if innocent(r, scheme)):
+            rows = rows_of(runs, name)
+            own = [r[scheme] for r in rows]
+            lines.append(f"| {scheme} | {name} | {pct([o['accuracy'] for o in own])} | "
+                         f"{', '.join(str(o['kn']['matches']) for o in own)} | "
+                         f"{', '.join(o['kn']['p_value'] for o in own)} | "
+                         f"{sum(o['k20']['accepted'] for o in own)}, {sum(o['kn']['accepted'] for o in own)} |")
+    return lines
+
+
+def functionality(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per scheme and seed: marked test accuracy minus its recipe's NO-WM, in points."""
+    return {scheme: [100 * (m["test_accuracy"] - b["test_accuracy"])
+                     for m, b in zip(rows_of(runs, scheme), rows_of(runs, f"nowm-{scheme}"))] for scheme in SCHEMES}
+
+
+def markdown(runs: list[dict[str, Any]], title: str, command: str, seconds: float) -> str:
+    gaps = functionality(runs)
+    false_accepts = sum(r[s]["kn"]["accepted"] + r[s]["k20"]["accepted"] for r in runs for s in SCHEMES
+                        if innocent(r, s))
+    lines = [f"# {title}", "", f"`{command}` — {seconds / 60:.1f} min", "",
+             "Accuracy on each scheme's own key; verification through the real protocol at lambda=40 "
+             "(k=20: one private draw, with the exact acceptance probability over draws in brackets; k=n: "
+             "public).", "", *comparison_table(runs), "",
+             "Test accuracy minus NO-WM of the same recipe, per seed (points): "
+             + "; ".join(f"{s}: {', '.join(f'{g:+.2f}' for g in gaps[s])}" for s in SCHEMES), "",
+             "## Innocent models", "",
+             "Every model neither marked with the key nor stolen from the model marked with it.", "",
+             *innocents_table(runs), "",
+             f"Innocent verifications accepted: {false_accepts}.", ""]
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict[str, Any]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["marked"] + [f"{kind}\n{source}" for source in SOURCES for kind in ATTACKS]
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(9.0, 4.2))
+    for offset, scheme in ((-0.2, "adi"), (0.2, "margin")):
+        names = [scheme] + [f"{scheme}/{kind}/{source}" for source in SOURCES for kind in ATTACKS]
+        values = [[100 * r[scheme]["accuracy"] for r in rows_of(runs, name)] for name in names]
+        bars = ax.bar(x + offset, [statistics.fmean(v) for v in values], 0.4, label=LABEL[scheme],
+                      yerr=[statistics.stdev(v) if len(v) > 1 else 0 for v in values], capsize=3)
+        tau = rows_of(runs, scheme)[0][scheme]["kn"]["tau"]
+        ax.axhline(tau, color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1,
+                   label=f"{scheme}: k=n threshold ({tau} of {ITEMS})")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("accuracy on the key's items (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_all(world: World, pool: ProcessPoolExecutor) -> list[dict[str, Any]]:
+    seeds = range(world.args.seeds)
+    # Longest first, so the two workers finish together.
+    trained = [(name, seed) for name in ("margin", "adi", "nowm-margin", "nowm-adi") for seed in seeds]
+    for result in pool.map(train_model, *zip(*[(world, name, seed) for name, seed in trained])):
+        print(f"  trained {result['model']} seed {result['seed']} ({result['train_seconds']} s)", flush=True)
+    jobs = [pool.submit(measure_trained, world, name, seed) for name, seed in trained]
+    jobs += [pool.submit(steal, world, victim, source, kind, seed)
+             for source in reversed(SOURCES) for kind in ATTACKS for victim in SCHEMES for seed in seeds]
+    runs = []
+    for job in jobs:
+        row = job.result()
+        runs.append(row)
+        print(f"  {row['model']:<32} seed {row['seed']}  test {100 * row['test_accuracy']:5.1f}  "
+              + "  ".join(f"{s} {100 * row[s]['accuracy']:5.1f} ({'+' if row[s]['kn']['accepted'] else '-'})"
+                          for s in SCHEMES), flush=True)
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("digits", "cifar10"), default="digits")
+    parser.add_argument("--data-root", metavar="PATH", help="for cifar10: the folder holding cifar-10-batches-py/")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    parser.add_argument("--workers", type=int, default=2, help="processes (each trains on one thread)")
+    parser.add_argument("--epochs", type=int, help="override every recipe's epochs (quick checks only)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.workers < 1:
+        parser.error("--seeds and --workers must be at least 1")
+    try:
+        pick_device(args.device)
+        task = load(args.dataset, args.data_root)
+    except WmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = "python benchmarks/margin.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    split = query_split(task)
+    owner = SigningKey.generate()
+    keys = {"adi": keygen_derived(owner=owner, n=ITEMS, num_classes=task.num_classes, input_shape=task.input_shape),
+            "margin": keygen_margin(owner=owner, n=min(ITEMS, len(split)), num_classes=task.num_classes,
+                                    split=split)}
+    print(f"{task.describe()}; {args.seeds} seeds, {args.workers} workers", flush=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="wmark-margin-bench-") as work:
+        args.work = work
+        world = World(keys, owner, args)
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            runs = run_all(world, pool)
+    seconds = time.perf_counter() - start
+    title = f"Watermarks under model stealing, {task.name}, {args.seeds} seeds"
+    report = markdown(runs, title, command.strip(), seconds)
+    print()
+    print(report)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / "margin"
+    atomic_write(stem.with_suffix(".json"), (json.dumps({
+        "dataset": task.name,
+        "seeds": list(range(args.seeds)),
+        "items": ITEMS,
+        "private_k": PRIVATE_K,
+        "recipes": {s: asdict(recipe_of(world, s, 0)) for s in SCHEMES},
+        "margin_options": asdict(MarginOptions()),
+        "distillation": DISTILLATION,
+        "vk_digests": {s: keys[s].verification_key.digest.hex() for s in SCHEMES},
+        "query_split": split.source.describe(),
+        "device": args.device,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "seconds": round(seconds, 1),
+        "functionality_gap_points": functionality(runs),
+        "runs": runs,
+    }, indent=2) + "\n").encode())
+    atomic_write(stem.with_suffix(".md"), report.encode())
+    plot(runs, title, stem.with_suffix(".png"))
+    print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""``wmark-prover zkprove``: answer a zero-knowledge challenge with proofs (the files transport)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from protocol import dsse
+from protocol.console import EXIT_OK, add_command, load_marking_key
+from protocol.errors import InvalidInput
+from protocol.files import atomic_write, read_bounded
+from protocol.identity import load_signing_key
+from protocol.keys import load_verification_key
+from protocol.messages import MAX_MESSAGE_BYTES
+from protocol.session import ChallengeReceived, ProverSession
+
+from watermark.zkcircuit import add_circuit_arguments, srs_beside
+
+from ..zk import prove_challenge
+from .prove import _owner_key_path
+
+EPILOG = """\
+example:
+  wmark-prover zkprove --mk keys/mk.wmk --vk keys/vk.json --model suspect/ \\
+      --challenge challenge.json --out zkreveal.json
+
+For each trigger item the challenge samples, proves with ezkl that the
+suspect model maps the item's hidden input (image and secret salt, committed
+in vk by wmark keygen --zk) to a class, and opens the item's label. No image,
+seed or salt leaves this machine, so nothing is recorded in the leakage
+ledger. The SRS is the one the challenge names (default: challenge.srs beside
+it). About 20 s and 2 GB per item for a digits zk_cnn on 2 cores. Needs
+pip install '.[zk]'."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "zkprove", help="answer a zero-knowledge challenge with proofs",
+                    description="Prove, in zero knowledge, that the suspect model classifies each challenged "
+                                "trigger image as its committed label.", epilog=EPILOG, func=run)
+    p.add_argument("--mk", required=True, metavar="FILE", help="the marking key (mk.wmk, made with --zk)")
+    p.add_argument("--vk", required=True, metavar="FILE", help="its verification key (vk.json)")
+    p.add_argument("--owner-key", metavar="PEM",
+                   help="the owner's signing key (default: owner.pem beside the vk, else beside the mk)")
+    p.add_argument("--model", required=True, metavar="DIR", help="the suspect model the challenge names")
+    p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge.json")
+    p.add_argument("--srs", metavar="FILE", help="the challenge's SRS (default: CHALLENGE with suffix .srs)")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the proofs (zkreveal.json)")
+    add_circuit_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    challenge = dsse.Envelope.from_json(read_bounded(args.challenge, max_bytes=MAX_MESSAGE_BYTES,
+                                                     what="challenge"), what=args.challenge)
+    if Path(args.out).is_dir():
+        raise InvalidInput(f"{args.out}: is a directory; give a file name for the answer")
+    vk, _ = load_verification_key(args.vk)
+    owner = load_signing_key(_owner_key_path(args))
+    mk = load_marking_key(args.mk)
+    session = ProverSession(mk, vk, owner)
+    event = session.receive(challenge)
+    assert isinstance(event, ChallengeReceived)
+    if event.challenge.zk is None:
+        raise InvalidInput(f"{args.challenge}: asks for openings, not proofs; answer it with wmark-prover prove")
+    print(f"challenge from verifier {event.challenge.verifier.fingerprint} on {event.challenge.model.describe()}: "
+          f"prove {len(event.indices)} of {vk.n} items")
+    with tqdm(total=len(event.indices), desc="proving", unit="proof", leave=False) as bar:
+        answer = prove_challenge(session, event, mk, args.model, args.srs or srs_beside(args.challenge),
+                                 workdir=args.workdir, memory_limit=args.memory_limit, progress=bar.update)
+    atomic_write(args.out, answer.to_json())
+    print(f"wrote {args.out} ({len(event.indices)} proofs and label openings; no trigger image; send it to the "
+          f"verifier)")
+    return EXIT_OK

@@ -1,0 +1,58 @@
+"""The owner's side of zero-knowledge verification (DESIGN.md section 4c).
+
+For each index a zero-knowledge challenge samples, one ezkl proof that the
+suspect model's circuit maps the item's hidden input (its trigger image and
+secret salt) to a public class; the answer carries the proofs and the label
+openings, never an image or a seed.  Proofs are made one image at a time:
+batching several into one circuit multiplies the memory a proof takes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from typing import Callable
+
+from protocol import dsse
+from protocol.errors import InvalidInput, LocalProtocolError
+from protocol.keys import MarkingKey
+from protocol.session import ChallengeReceived, ProverSession
+from protocol.zk import ZkStatement
+
+from watermark.modelio import model_file_digest
+from watermark.triggers import item_image
+from watermark.zkcircuit import model_circuit, prove, read_srs, setup
+
+
+def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: MarkingKey,
+                    model_dir: str | os.PathLike[str], srs_path: str | os.PathLike[str], *,
+                    workdir: str | os.PathLike[str] | None = None, memory_limit: int | None = None,
+                    progress: Callable[[int], object] | None = None) -> dsse.Envelope:
+    """Prove every challenged item about the model in ``model_dir`` and sign the answer."""
+    challenge, vk = event.challenge, session.vk
+    if challenge.zk is None or vk.zk is None or mk.zk is None:
+        raise LocalProtocolError("not a zero-knowledge challenge, or a key without zero-knowledge commitments")
+    if model_file_digest(model_dir) != challenge.model.sha256:
+        raise InvalidInput(f"{model_dir}: not the model the challenge names ({challenge.model.describe()})")
+    srs = read_srs(srs_path)
+    if srs.sha256 != challenge.zk.srs_sha256:
+        raise InvalidInput(f"{srs.path}: not the SRS the challenge names (sha256 "
+                           f"{challenge.zk.srs_sha256.hex()[:16]}…, this file {srs.sha256.hex()[:16]}…)")
+    statements: dict[int, ZkStatement] = {}
+    with model_circuit(model_dir, input_shape=vk.input_shape, num_classes=vk.num_classes,
+                       input_scale=vk.zk.input_scale, workdir=workdir, memory_limit=memory_limit) as (_, circuit):
+        with setup(circuit, srs) as keys:
+            if keys.circuit_sha256 != challenge.zk.circuit_sha256:
+                raise InvalidInput("the circuit built here from the model differs from the verifier's: both sides "
+                                   "need the same ezkl (23.0.5) and torch versions")
+            for index in event.indices:
+                statement = prove(circuit, keys, srs, item_image(mk.openings[index], mk.kind, mk.input_shape),
+                                  mk.zk.salts[index])
+                # A proof the verifier would find about another input is a sign of a broken key, not a non-match.
+                if not hmac.compare_digest(statement.input_hash, vk.zk.hashes[index]):
+                    raise LocalProtocolError(f"item {index}: the proven input is not the one committed in the "
+                                             f"verification key: the marking key does not match it")
+                statements[index] = statement
+                if progress:
+                    progress(1)
+    return session.zk_reveal(statements)

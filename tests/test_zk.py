@@ -1,0 +1,268 @@
+"""Zero-knowledge verification with real ezkl proofs (DESIGN.md section 4c).
+
+The default run proves one trigger item end to end (about a minute on two
+cores) and checks the cheap refusals; the rest is marked slow: the command
+lines with k = 10 on the marked and the NO-WM model, and a cheating prover's
+swapped proofs.  test_zk_protocol.py covers the protocol without ezkl.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from protocol.errors import DecodeError
+from protocol.files import atomic_write
+from protocol.identity import SigningKey, save_signing_key
+from protocol.keyfile import save_marking_key
+from protocol.keygen import KeyPair, keygen_derived
+from protocol.items import TriggerKind
+from protocol.messages import Verdict, ZkReveal, decode
+from protocol.session import ProverSession, VerifierSession
+from protocol.transcript import Transcript, audit, load_transcript
+from protocol.vrf import proof_to_hash
+from protocol.zk import CAVEAT_ZK, ZkStatement
+from tests.support.helpers import run_cli
+
+ezkl = pytest.importorskip("ezkl")
+
+from prover.zk import prove_challenge  # noqa: E402  (needs ezkl)
+from verifier.zk import decide_with_proofs, open_verifier  # noqa: E402
+from watermark import zkcircuit  # noqa: E402
+from watermark.modelio import Classifier, ModelConfig, Preprocessing, load_model, new_model  # noqa: E402
+from watermark.triggers import item_image, trigger_set_from_marking_key  # noqa: E402
+
+SHAPE = (1, 8, 8)
+
+
+@dataclass(frozen=True)
+class ZkWorld:
+    keys: Path
+    pair: KeyPair
+    owner: SigningKey
+    marked: Path
+    plain: Path
+
+    @property
+    def vk(self) -> Path:
+        return self.keys / "vk.json"
+
+    @property
+    def mk(self) -> Path:
+        return self.keys / "mk.wmk"
+
+
+@pytest.fixture(scope="module")
+def zk_world(tmp_path_factory) -> ZkWorld:
+    """A --zk key pair of 100 derived items, and zk_cnn digits models trained with
+    (marked) and without (plain, the NO-WM row) its triggers."""
+    from watermark.datasets import load_task
+    from watermark.embed import default_recipe, embed, start_model
+    from watermark.modelio import save_model
+
+    root = tmp_path_factory.mktemp("zk-world")
+    keys = root / "keys"
+    owner = SigningKey.generate()
+    save_signing_key(keys / "owner.pem", owner)
+    pair = keygen_derived(owner=owner, n=100, num_classes=10, input_shape=SHAPE,
+                          zk=zkcircuit.InputCommitter(TriggerKind.DERIVED, SHAPE))
+    save_marking_key(keys / "mk.wmk", pair.marking_key, None)
+    atomic_write(keys / "vk.json", pair.signed_vk.to_json())
+    task = load_task("digits")
+    triggers = trigger_set_from_marking_key(pair.marking_key)
+    # zk_cnn's 3.7k weights learn all 100 triggers with more of them per batch and
+    # a few more epochs than small_cnn's recipe gives (95-98 of 100 with it).
+    recipe = replace(default_recipe("digits"), epochs=40, lr_step=30, triggers_per_batch=16)
+    marked = embed(start_model(task, arch="zk_cnn"), task, triggers, recipe, vk_digest=pair.verification_key.digest)
+    assert marked.evaluation.triggers.correct == 100
+    save_model(root / "marked", marked.model)
+    plain = embed(start_model(task, arch="zk_cnn"), task, triggers, replace(recipe, triggers_per_batch=0))
+    save_model(root / "plain", plain.model)
+    return ZkWorld(keys, pair, owner, root / "marked", root / "plain")
+
+
+def forms(secret: bytes) -> list[bytes]:
+    """Every way a secret could sit in a JSON message."""
+    return [secret, secret.hex().encode(), base64.b64encode(secret).rstrip(b"="),
+            base64.urlsafe_b64encode(secret).rstrip(b"=")]
+
+
+def assert_nothing_secret_in(envelopes, pair: KeyPair) -> None:
+    """No image, seed, VRF proof, salt or image randomness of any item, in any form."""
+    mk = pair.marking_key
+    secrets_ = []
+    for o, salt in zip(mk.openings, mk.zk.salts):
+        image = item_image(o, mk.kind, mk.input_shape).tobytes()
+        secrets_ += [image, proof_to_hash(o.vrf_proof), o.vrf_proof, salt, o.item_randomness.randomness]
+    for envelope in envelopes:
+        texts = [envelope.to_json(), envelope.payload]
+        for secret in secrets_:
+            for form in forms(secret):
+                assert not any(form in text for text in texts), "a trigger secret appears in a message"
+
+
+def test_one_proof_end_to_end_proves_the_label_and_reveals_nothing(zk_world, tmp_path):
+    vk, mk = zk_world.pair.verification_key, zk_world.pair.marking_key
+    verifier = SigningKey.generate()
+    with open_verifier(zk_world.marked, vk, srs_out=tmp_path / "challenge.srs", workdir=tmp_path) as zv:
+        session = VerifierSession(vk, verifier, zv.model_ref, 1, zk=zv.parameters, lam=3)
+        challenge = session.challenge()
+        prover = ProverSession(mk, vk, zk_world.owner)
+        event = prover.receive(challenge)
+        answer = prove_challenge(prover, event, mk, zk_world.marked, zv.srs.path, workdir=tmp_path)
+        verdict_env = decide_with_proofs(session, session.receive(answer), zv)
+    verdict = decode(verdict_env, (Verdict,))
+    (index,) = event.indices
+    model_class = load_model(zk_world.marked)(torch.from_numpy(item_image(mk.openings[index], mk.kind, SHAPE)[None]))
+    assert verdict.results[0].predicted == int(model_class.argmax()) == mk.openings[index].label
+    assert verdict.accepted and verdict.zk.failures == () and CAVEAT_ZK in verdict.caveats
+    reveal = decode(answer, (ZkReveal,))
+    assert reveal.items[0].statement.input_hash == vk.zk.hashes[index]
+    assert_nothing_secret_in([challenge, answer, verdict_env], zk_world.pair)
+    audit(Transcript(zk_world.pair.signed_vk, challenge, answer, verdict_env))
+    assert list(tmp_path.iterdir()) == [tmp_path / "challenge.srs"], "temporary circuits and keys are left behind"
+
+
+def test_the_commitment_is_the_poseidon_hash_of_pixels_then_salt():
+    pixels, salt = np.arange(64, dtype=np.uint8).reshape(SHAPE), bytes(range(32))
+    felts = [ezkl.float_to_felt(float(v), 8, ezkl.PyInputType.F32) for v in list(range(64)) + list(range(32))]
+    assert zkcircuit.input_hash(pixels, salt, 8) == bytes.fromhex(ezkl.poseidon_hash(felts)[0])
+    assert zkcircuit.input_hash(pixels, bytes(32), 8) != zkcircuit.input_hash(pixels, salt, 8)
+
+
+def _classifier(net: nn.Module) -> Classifier:
+    return Classifier(ModelConfig("zk_cnn", 10, SHAPE, Preprocessing((0.3,), (0.3,))), net).eval()
+
+
+class _Det(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        square = x.reshape(-1, 8, 8)
+        return torch.det(square).reshape(-1, 1) * torch.ones(1, 10)
+
+
+def test_an_operator_ezkl_lacks_is_named(tmp_path):
+    with pytest.raises(zkcircuit.UnsupportedModel, match="cannot compile the suspect model.*Det"):
+        zkcircuit.build_circuit(_classifier(_Det()), tmp_path, input_scale=8)
+
+
+def test_a_model_too_large_is_refused_with_its_rows_and_memory(tmp_path):
+    torch.manual_seed(0)
+    big = new_model(ModelConfig("small_cnn", 10, SHAPE, Preprocessing((0.3,), (0.3,))))
+    with pytest.raises(zkcircuit.CircuitTooLarge, match=r"at least [\d,]+ rows \(2\^20\).*about [\d.]+ GB of memory "
+                                                         r"and 16\.0 GB is available"):
+        zkcircuit.build_circuit(big, tmp_path, input_scale=8, memory_limit=16 * 10**9)
+    assert not list(tmp_path.iterdir()), "refused before exporting anything"
+
+
+def test_a_truncated_or_foreign_srs_is_refused(tmp_path):
+    good = tmp_path / "good.srs"
+    good.write_bytes((15).to_bytes(4, "little") + bytes(zkcircuit.srs_size(15) - 4))
+    assert zkcircuit.read_srs(good).logrows == 15
+    (tmp_path / "short.srs").write_bytes(good.read_bytes()[:-1])
+    with pytest.raises(DecodeError, match="truncated"):
+        zkcircuit.read_srs(tmp_path / "short.srs")
+    (tmp_path / "other.srs").write_bytes(b"\xff" * 64)
+    with pytest.raises(DecodeError, match="not a KZG SRS"):
+        zkcircuit.read_srs(tmp_path / "other.srs")
+
+
+# -- slow: the command lines, k = 10, and a cheating prover -----------------------------------------------------------
+
+def zk_through_files(world: ZkWorld, model: Path, tmp: Path, k: int = 10, *extra: str):
+    challenge, reveal, verdict = tmp / "challenge.json", tmp / "zkreveal.json", tmp / "verdict.json"
+    ident = str(tmp / "verifier.pem")
+    r = run_cli("wmark-verifier", "zkchallenge", "--vk", str(world.vk), "--model", str(model), "--k", str(k),
+                "--out", str(challenge), "--identity", ident, "--workdir", str(tmp), *extra)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("wmark-prover", "zkprove", "--mk", str(world.mk), "--vk", str(world.vk), "--model", str(model),
+                "--challenge", str(challenge), "--out", str(reveal), "--workdir", str(tmp), timeout=1200)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("wmark-verifier", "zkcheck", "--vk", str(world.vk), "--challenge", str(challenge), "--reveal",
+                str(reveal), "--model", str(model), "--out", str(verdict), "--identity", ident, "--lambda", "30",
+                "--workdir", str(tmp))
+    return r, verdict
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # minutes of proving, more on a loaded machine
+@pytest.mark.parametrize("which, expected", [("marked", 0), ("plain", 1)])
+def test_command_lines_accept_the_marked_model_and_reject_no_wm(zk_world, tmp_path, which, expected):
+    r, verdict_path = zk_through_files(zk_world, getattr(zk_world, which), tmp_path)
+    assert r.returncode == expected, r.stdout + r.stderr
+    assert ("ACCEPTED: 10 of 10 hidden" if expected == 0 else "REJECTED") in r.stdout
+    transcript = load_transcript(verdict_path)
+    report = audit(transcript)
+    assert report.verdict.zk.failures == ()
+    assert_nothing_secret_in([transcript.challenge, transcript.reveal, transcript.verdict], zk_world.pair)
+    r = run_cli("wmark-verifier", "audit", str(verdict_path), "--model", str(getattr(zk_world, which)), "--srs",
+                str(tmp_path / "challenge.srs"))
+    assert r.returncode == 0 and "10 of 10 verify, as recorded" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # minutes of proving, more on a loaded machine
+def test_swapped_proofs_are_non_matches_named_in_the_verdict(zk_world, tmp_path):
+    """A cheating owner swaps in a proof of another index, of another model, with
+    another salt, under another SRS, and a truncated one: each item is a
+    reported non-match, and the rest still count."""
+    vk, mk, owner = zk_world.pair.verification_key, zk_world.pair.marking_key, zk_world.owner
+    with open_verifier(zk_world.marked, vk, srs_out=tmp_path / "c.srs", workdir=tmp_path) as zv:
+        session = VerifierSession(vk, SigningKey.generate(), zv.model_ref, 6, zk=zv.parameters, lam=3)
+        prover = ProverSession(mk, vk, owner)
+        event = prover.receive(session.challenge())
+        honest = decode(prove_challenge(prover, event, mk, zk_world.marked, zv.srs.path, workdir=tmp_path),
+                        (ZkReveal,))
+        a, b, c, d, e, f = event.indices
+        image = {i: item_image(mk.openings[i], mk.kind, SHAPE) for i in event.indices}
+        other_model = _prove(zk_world.plain, vk, zv.srs, image[b], mk.zk.salts[b], tmp_path)
+        other_salt = _prove(zk_world.marked, vk, zv.srs, image[c], secrets.token_bytes(32), tmp_path)
+        other_srs = _prove(zk_world.marked, vk, zkcircuit.generate_srs(tmp_path / "other.srs", 15), image[d],
+                           mk.zk.salts[d], tmp_path)
+        statements = {item.index: item.statement for item in honest.items}
+        swapped = {**statements, a: statements[f], b: other_model, c: other_salt, d: other_srs,
+                   e: replace(statements[e], proof=statements[e].proof[:-100])}
+        cheat = ZkReveal(honest.challenge_digest, honest.vk_digest, honest.scheme,
+                         tuple(replace(item, statement=swapped[item.index]) for item in honest.items)).sign(owner)
+        verdict = decode(decide_with_proofs(session, session.receive(cheat), zv), (Verdict,))
+    failed = {failure.index: failure.reason for failure in verdict.zk.failures}
+    assert set(failed) == {a, b, c, d, e}
+    assert "another hidden input" in failed[a] and "another hidden input" in failed[c]
+    assert all("does not verify" in failed[i] for i in (b, d, e))
+    assert verdict.matches == 1 and [r.index for r in verdict.results if r.match] == [f]
+
+
+def _prove(model_dir: Path, vk, srs, pixels: np.ndarray, salt: bytes, tmp: Path) -> ZkStatement:
+    with zkcircuit.model_circuit(model_dir, input_shape=SHAPE, num_classes=10, input_scale=vk.zk.input_scale,
+                                 workdir=tmp) as (_, circuit):
+        with zkcircuit.setup(circuit, srs) as keys:
+            return zkcircuit.prove(circuit, keys, srs, pixels, salt)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # minutes of proving, more on a loaded machine
+def test_bad_files_end_zkcheck_with_a_precise_error(zk_world, tmp_path):
+    r, _ = zk_through_files(zk_world, zk_world.marked, tmp_path, 1)
+    assert r.returncode in (0, 1), r.stderr
+    reveal = tmp_path / "zkreveal.json"
+    base = ["wmark-verifier", "zkcheck", "--vk", str(zk_world.vk), "--challenge", str(tmp_path / "challenge.json"),
+            "--model", str(zk_world.marked), "--identity", str(tmp_path / "verifier.pem"), "--out",
+            str(tmp_path / "v2.json")]
+    truncated = tmp_path / "truncated.json"
+    truncated.write_bytes(reveal.read_bytes()[: len(reveal.read_bytes()) // 2])
+    r = run_cli(*base, "--reveal", str(truncated))
+    assert r.returncode == 2 and "not valid JSON" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    short_srs = tmp_path / "short.srs"
+    short_srs.write_bytes((tmp_path / "challenge.srs").read_bytes()[:-64])
+    r = run_cli(*base, "--reveal", str(reveal), "--srs", str(short_srs))
+    assert r.returncode == 2 and "truncated" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run_cli(*base[:-2], "--out", str(tmp_path / "v3.json"), "--reveal", str(reveal), "--model",
+                str(zk_world.plain))
+    assert r.returncode == 2 and "not the model the challenge names" in r.stderr, r.stderr
+    assert not (tmp_path / "v2.json").exists() and not (tmp_path / "v3.json").exists()

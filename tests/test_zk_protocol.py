@@ -1,0 +1,230 @@
+"""The zero-knowledge exchange as protocol (DESIGN.md section 4c), without a
+proof system: keys with a ``zk`` section, the messages, both sessions, the
+decision and the audit.  Proofs here are opaque bytes and the verifier's
+proof check is simulated; test_zk.py runs the real ezkl proofs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+import pytest
+
+from protocol import dsse
+from protocol.encoding import parse_json
+from protocol.errors import DecodeError, InvalidOpening, LocalProtocolError, RemoteProtocolError
+from protocol.framing import FrameDecoder, encode_frame, envelope_from_frame
+from protocol.identity import SigningKey
+from protocol.keygen import keygen_derived
+from protocol.keys import MarkingKey, VerificationKey
+from protocol.messages import Challenge, ModelRef, Verdict, ZkReveal, decode
+from protocol.session import ProverSession, VerifierSession, ZkRevealAccepted
+from protocol.transcript import Transcript, audit
+from protocol.zk import CAVEAT_DESIGNATED, CAVEAT_ZK, SrsOrigin, ZkParameters, ZkStatement
+
+MODEL = ModelRef(sha256=bytes(range(32)))
+PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
+                          circuit_sha256=b"\x02" * 32)
+
+
+class FakeHasher:
+    """Stands in for ezkl's Poseidon: what matters here is that it binds item and salt."""
+
+    input_scale = 8
+
+    def __call__(self, opening, salt: bytes) -> bytes:
+        return hashlib.sha256(opening.vrf_proof + salt).digest()
+
+
+@pytest.fixture(scope="module")
+def keys():
+    owner = SigningKey.generate()
+    pair = keygen_derived(owner=owner, n=12, num_classes=10, input_shape=(1, 8, 8), zk=FakeHasher())
+    return pair, owner
+
+
+def honest(pair, indices, *, wrong: frozenset[int] = frozenset()) -> dict[int, ZkStatement]:
+    """What an honest prover's proofs claim; ``wrong`` items prove another class than their label."""
+    vk, mk = pair.verification_key, pair.marking_key
+    return {i: ZkStatement(vk.zk.hashes[i], (mk.openings[i].label + (i in wrong)) % 10, b"proof-%d" % i)
+            for i in indices}
+
+
+def exchange(pair, owner, k, statements=None, *, verifier=None):
+    verifier = verifier or SigningKey.generate()
+    vs = VerifierSession(pair.verification_key, verifier, MODEL, k, zk=PARAMETERS, lam=8)
+    ps = ProverSession(pair.marking_key, pair.verification_key, owner)
+    event = ps.receive(vs.challenge())
+    answer = ps.zk_reveal(statements(event.indices) if statements else honest(pair, event.indices))
+    return vs, ps, answer
+
+
+def test_keys_carry_the_zk_section_only_when_made_with_it(keys):
+    pair, owner = keys
+    vk, mk = pair.verification_key, pair.marking_key
+    assert VerificationKey.from_payload(vk.payload) == vk
+    assert MarkingKey.from_bytes(mk.to_bytes()).zk == mk.zk
+    assert len(set(vk.zk.hashes)) == vk.n and len(set(mk.zk.salts)) == vk.n
+    assert all(len(s) == 32 for s in mk.zk.salts)
+    assert "salts" not in json.dumps(parse_json(vk.payload, what="vk"))
+    plain = keygen_derived(owner=owner, n=3, num_classes=10, input_shape=(1, 8, 8))
+    assert plain.verification_key.zk is None and b'"zk"' not in plain.verification_key.payload
+    assert b'"zk"' not in plain.marking_key.to_bytes()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda zk: zk["commitments"].pop(), "commitments for"),
+    (lambda zk: zk.update(hash="sha256"), "is not"),
+    (lambda zk: zk.update(input_scale=99), "input_scale"),
+    (lambda zk: zk.update(salt_bytes=16), "salt_bytes"),
+])
+def test_a_malformed_zk_section_is_refused(keys, edit, message):
+    obj = json.loads(keys[0].verification_key.payload)
+    edit(obj["zk"])
+    with pytest.raises(DecodeError, match=message):
+        VerificationKey.from_payload(json.dumps(obj).encode())
+
+
+def test_plain_messages_keep_their_encoding(keys):
+    pair, owner = keys
+    session = VerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3)
+    assert "zk" not in json.loads(session.challenge().payload)
+
+
+def test_an_honest_exchange_is_accepted_and_audits(keys):
+    pair, owner = keys
+    vs, ps, answer = exchange(pair, owner, 12)
+    event = vs.receive(answer)
+    assert isinstance(event, ZkRevealAccepted) and len(event.items) == 12
+    verdict_env = vs.decide_zk({item.index: None for item in event.items})
+    verdict = decode(verdict_env, (Verdict,))
+    assert verdict.accepted and verdict.matches == 12 and verdict.zk.failures == ()
+    assert CAVEAT_ZK in verdict.caveats and CAVEAT_DESIGNATED in verdict.caveats
+    assert Verdict.from_payload(verdict_env.payload) == verdict
+    ps.receive(verdict_env)
+    report = audit(Transcript(pair.signed_vk, vs.challenge_envelope, answer, verdict_env))
+    assert report.verdict == verdict and len(report.zk_items) == 12
+
+
+def test_a_reveal_opens_labels_only(keys):
+    pair, owner = keys
+    _, _, answer = exchange(pair, owner, 12)
+    item = json.loads(answer.payload)["items"][0]
+    assert set(item) == {"index", "label", "r_label", "input_hash", "predicted", "proof"}
+
+
+def test_swapped_and_failing_proofs_are_non_matches_reported_in_the_verdict(keys):
+    pair, owner = keys
+
+    def swapped(indices):
+        statements = honest(pair, indices)
+        a, b = indices[0], indices[1]
+        statements[a], statements[b] = statements[b], statements[a]
+        return statements
+
+    vs, _, answer = exchange(pair, owner, 12, swapped)
+    event = vs.receive(answer)
+    first, second, third = (item.index for item in event.items[:3])
+    verdict_env = vs.decide_zk({item.index: "simulated: does not verify" if item.index == third else None
+                                for item in event.items})
+    verdict = decode(verdict_env, (Verdict,))
+    failed = {f.index: f.reason for f in verdict.zk.failures}
+    assert set(failed) == {first, second, third}
+    assert "another hidden input" in failed[first] and failed[third] == "simulated: does not verify"
+    assert verdict.matches == 9
+    assert [r.predicted for r in verdict.results[:3]] == [None, None, None]
+    audit(Transcript(pair.signed_vk, vs.challenge_envelope, answer, verdict_env))
+
+
+def test_audit_catches_a_verdict_that_counts_a_swapped_proof(keys):
+    pair, owner = keys
+    verifier = SigningKey.generate()
+
+    def swapped(indices):
+        statements = honest(pair, indices)
+        statements[indices[0]] = statements[indices[1]]
+        return statements
+
+    vs, _, answer = exchange(pair, owner, 4, swapped, verifier=verifier)
+    vs.receive(answer)
+    honest_verdict = decode(vs.decide_zk({i: None for i in vs.subset}), (Verdict,))
+    forged = Verdict(**{**honest_verdict.__dict__, "zk": honest_verdict.zk.__class__(PARAMETERS, ())})
+    with pytest.raises(InvalidOpening, match="do not follow"):
+        audit(Transcript(pair.signed_vk, vs.challenge_envelope, answer, forged.sign(verifier)))
+
+
+def test_wrong_labels_are_counted_not_hidden(keys):
+    pair, owner = keys
+    vs, _, answer = exchange(pair, owner, 12, lambda idx: honest(pair, idx, wrong=frozenset(idx[:5])))
+    event = vs.receive(answer)
+    verdict = decode(vs.decide_zk({i.index: None for i in event.items}), (Verdict,))
+    assert verdict.matches == 7 and verdict.zk.failures == ()
+
+
+def test_the_prover_never_opens_items_for_a_zk_challenge(keys):
+    pair, owner = keys
+    vs = VerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=PARAMETERS)
+    ps = ProverSession(pair.marking_key, pair.verification_key, owner)
+    ps.receive(vs.challenge())
+    with pytest.raises(LocalProtocolError, match="never with openings"):
+        ps.reveal()
+
+
+def test_openings_do_not_answer_a_zk_challenge(keys):
+    pair, owner = keys
+    verifier = SigningKey.generate()
+    vs = VerifierSession(pair.verification_key, verifier, MODEL, 3, zk=PARAMETERS)
+    plain = Challenge.from_payload(vs.challenge().payload)
+    ps = ProverSession(pair.marking_key, pair.verification_key, owner)
+    ps.receive(Challenge(**{**plain.__dict__, "zk": None}).sign(verifier))
+    with pytest.raises(RemoteProtocolError, match="zk-reveal"):
+        vs.receive(ps.reveal())
+
+
+def test_a_changed_label_is_a_broken_opening(keys):
+    pair, owner = keys
+    vs, _, answer = exchange(pair, owner, 3)
+    obj = json.loads(answer.payload)
+    obj["items"][0]["label"] = (obj["items"][0]["label"] + 1) % 10
+    forged = ZkReveal.from_payload(json.dumps(obj).encode()).sign(owner)
+    with pytest.raises(RemoteProtocolError, match="label"):
+        vs.receive(forged)
+
+
+def test_a_key_without_zk_commitments_cannot_be_challenged_in_zk(keys):
+    _, owner = keys
+    plain = keygen_derived(owner=owner, n=4, num_classes=10, input_shape=(1, 8, 8))
+    with pytest.raises(LocalProtocolError, match="no zero-knowledge commitments"):
+        VerifierSession(plain.verification_key, SigningKey.generate(), MODEL, 2, zk=PARAMETERS)
+    forged = Challenge(plain.verification_key.digest, MODEL, 4, 2, b"\0" * 32, owner.public_key, "now",
+                       zk=PARAMETERS).sign(owner)
+    with pytest.raises(RemoteProtocolError, match="no zero-knowledge commitments"):
+        ProverSession(plain.marking_key, plain.verification_key, owner).receive(forged)
+
+
+def test_an_endpoint_cannot_be_challenged_in_zk(keys):
+    pair, _ = keys
+    with pytest.raises(LocalProtocolError, match="weights"):
+        VerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(url="http://x", name="m"), 2,
+                        zk=PARAMETERS)
+
+
+def test_zk_messages_cross_the_frame_transport_unchanged(keys):
+    pair, owner = keys
+    vs, _, answer = exchange(pair, owner, 12)
+    decoder = FrameDecoder()
+    frames = decoder.feed(encode_frame(answer.to_json()))
+    event = vs.receive(envelope_from_frame(frames[0], sender="prover"))
+    assert isinstance(event, ZkRevealAccepted)
+    assert isinstance(dsse.Envelope.from_json(answer.to_json()), dsse.Envelope)
+
+
+def test_without_ezkl_keygen_names_the_extra(monkeypatch, tmp_path, capsys):
+    from watermark.cli import main
+
+    monkeypatch.setitem(sys.modules, "ezkl", None)
+    assert main(["keygen", "--out", str(tmp_path / "keys"), "--zk", "--insecure-plaintext"]) == 2
+    assert "pip install '.[zk]'" in capsys.readouterr().err
+    assert not (tmp_path / "keys").exists()

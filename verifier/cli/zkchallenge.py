@@ -1,0 +1,69 @@
+"""``wmark-verifier zkchallenge``: ask for zero-knowledge proofs about a model you hold."""
+
+from __future__ import annotations
+
+import argparse
+
+from protocol.console import add_command
+from protocol.errors import InvalidInput
+from protocol.files import atomic_write
+from protocol.keys import load_verification_key
+from protocol.session import VerifierSession
+
+from watermark.zkcircuit import add_circuit_arguments, srs_beside
+
+from ..zk import open_verifier
+from ._common import add_identity_argument, verifier_identity
+
+EPILOG = """\
+examples:
+  wmark-verifier zkchallenge --vk vk.json --model suspect/ --k 100 --out challenge.json
+  wmark-verifier zkchallenge --vk vk.json --model suspect/ --k 100 --srs ceremony.srs --out challenge.json
+
+Builds the suspect model's circuit and ezkl verification key here, from the
+model you hold, and names both in the signed challenge. Without --srs a fresh
+SRS is generated beside the challenge (challenge.srs): send both files to the
+owner, who answers with `wmark-prover zkprove`; then run `wmark-verifier
+zkcheck`. Proofs under your own SRS convince you only (designated verifier);
+--srs FILE takes a public ceremony SRS, for verdicts meant for third parties.
+No trigger image is revealed, so k can be n. Needs pip install '.[zk]'."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "zkchallenge", help="write a zero-knowledge challenge (white-box model)",
+                    description="Challenge the owner to prove, in zero knowledge, that the suspect model you hold "
+                                "classifies k committed trigger images as their labels.", epilog=EPILOG, func=run)
+    p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key (made with --zk)")
+    p.add_argument("--model", required=True, metavar="DIR", help="the suspect model (model.json + "
+                                                                 "model.safetensors)")
+    p.add_argument("--k", type=int, required=True, help="how many trigger items to prove (k = n reveals nothing)")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
+    p.add_argument("--srs", metavar="FILE", help="a public ceremony SRS to use instead of generating one")
+    p.add_argument("--srs-out", metavar="FILE", help="where to write the generated SRS (default: OUT with suffix "
+                                                     ".srs)")
+    add_circuit_arguments(p)
+    add_identity_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    vk, _ = load_verification_key(args.vk)
+    if vk.zk is None:
+        raise InvalidInput(f"{args.vk}: has no zero-knowledge commitments (the owner made it without "
+                           f"wmark keygen --zk); use wmark-verifier challenge")
+    if not 1 <= args.k <= vk.n:
+        raise InvalidInput(f"k={args.k} must be between 1 and n={vk.n}")
+    if args.srs and args.srs_out:
+        raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
+    identity = verifier_identity(args)
+    srs_out = None if args.srs else (args.srs_out or srs_beside(args.out))
+    with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
+                       memory_limit=args.memory_limit) as verifier:
+        session = VerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters)
+        atomic_write(args.out, session.challenge().to_json())
+    print(f"wrote {args.out}: prove {args.k} of {vk.n} trigger items in zero knowledge on "
+          f"{verifier.model_ref.describe()}")
+    print(f"  circuit   2^{verifier.circuit.logrows} rows ({verifier.circuit.num_rows:,} used), input scale "
+          f"{verifier.circuit.input_scale}; about {verifier.circuit.memory_needed / 1e9:.1f} GB to prove one image")
+    print(f"  SRS       {verifier.srs.path} (2^{verifier.srs.logrows}, sha256 {verifier.srs.sha256.hex()}, "
+          f"{verifier.origin.value}): send it with the challenge")
+    return 0

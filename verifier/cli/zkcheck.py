@@ -1,0 +1,80 @@
+"""``wmark-verifier zkcheck``: check the owner's zero-knowledge proofs and decide."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from protocol.console import EXIT_INVALID, add_command
+from protocol.errors import InvalidInput
+from protocol.keys import load_verification_key
+from protocol.messages import Verdict, decode
+from protocol.session import Refused, VerifierSession
+
+from watermark.modelio import model_file_digest
+from watermark.zkcircuit import add_circuit_arguments, srs_beside
+
+from ..zk import decide_with_proofs, open_verifier
+from ._common import (
+    add_decision_arguments, add_identity_argument, add_registration_arguments, read_envelope,
+    registration_from_args, verifier_identity,
+)
+from .check import finish, report_refusal
+
+EPILOG = """\
+example:
+  wmark-verifier zkcheck --vk vk.json --challenge challenge.json --reveal zkreveal.json \\
+      --model suspect/ --out verdict.json
+
+Rebuilds the circuit and ezkl verification key from the model you hold (never
+the owner's), checks every proof under the SRS the challenge names (default:
+challenge.srs beside it), that each proof is about the hidden input committed
+in vk for its index, and that its class is the opened label; counts matches
+and signs a verdict that reveals no trigger image. A proof that fails counts as
+a non-match and is listed. Exit 0 accepted, 1 rejected, 2 invalid input
+(including a rejection with invalid proofs: the verdict is still written)."""
+
+
+def register(subparsers) -> None:
+    p = add_command(subparsers, "zkcheck", help="check zero-knowledge proofs, sign the verdict",
+                    description="Verify the owner's zero-knowledge proofs against the suspect model you hold, "
+                                "and decide.", epilog=EPILOG, func=run)
+    p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
+    p.add_argument("--challenge", required=True, metavar="FILE", help="the zero-knowledge challenge you issued")
+    p.add_argument("--reveal", required=True, metavar="FILE", help="the owner's answer (zkreveal.json)")
+    p.add_argument("--model", required=True, metavar="DIR", help="the suspect model the challenge names")
+    p.add_argument("--srs", metavar="FILE", help="the challenge's SRS (default: CHALLENGE with suffix .srs)")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
+    add_circuit_arguments(p)
+    add_identity_argument(p)
+    add_decision_arguments(p)
+    add_registration_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    vk, vk_envelope = load_verification_key(args.vk)
+    registration = registration_from_args(args, vk)
+    session = VerifierSession.resume(vk, verifier_identity(args), read_envelope(args.challenge, what="challenge"),
+                                     p0=args.p0, lam=args.lam,
+                                     registration=registration.verify(vk) if registration else None)
+    if session.zk is None:
+        raise InvalidInput(f"{args.challenge}: asks for openings, not proofs; use wmark-verifier check")
+    if model_file_digest(args.model) != session.model.sha256:
+        raise InvalidInput(f"{args.model}: not the model the challenge names ({session.model.describe()})")
+    event = session.receive(read_envelope(args.reveal, what="reveal"))
+    if isinstance(event, Refused):
+        return report_refusal(event)
+    with open_verifier(args.model, vk, srs=args.srs or srs_beside(args.challenge), origin=session.zk.srs_origin,
+                       workdir=args.workdir, memory_limit=args.memory_limit) as verifier:
+        verdict = decide_with_proofs(session, event, verifier)
+    code = finish(session, verdict, vk_envelope, args.out, registration)
+    decided = decode(verdict, (Verdict,))
+    assert isinstance(decided, Verdict) and decided.zk is not None
+    for failure in decided.zk.failures:
+        print(f"  item {failure.index}: proof not counted: {failure.reason}")
+    if decided.zk.failures and not decided.accepted:
+        # Invalid proofs are the owner's input error, not a model that failed a fair test.
+        print(f"wmark-verifier: error: {len(decided.zk.failures)} of {decided.k} proofs are invalid (listed above); "
+              f"the rejection is recorded in {args.out}", file=sys.stderr)
+        return EXIT_INVALID
+    return code
