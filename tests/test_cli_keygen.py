@@ -17,11 +17,13 @@ from PIL import Image
 
 import verifier.cli
 import watermark.cli
+from tests.support.helpers import REPO
 from protocol import console, dsse, keyfile
 from protocol.identity import load_signing_key
 from protocol.keys import load_verification_key
 
-WATERMARKNN = Path("/work/shared/data/watermarknn-trigger-set")
+# The paper's trigger set, in the shared folder beside the repository (tests skip without it).
+WATERMARKNN = REPO.parent / "shared" / "data" / "watermarknn-trigger-set"
 PASSPHRASE = "tr0ub4dor&3"
 
 

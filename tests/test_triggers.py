@@ -21,12 +21,14 @@ from protocol.items import vrf_alpha
 from protocol.keygen import keygen_derived, keygen_imported
 from protocol.sampling import LABEL_TAG, SUBSET_TAG, DigestStream, derive_label, sample_subset
 from protocol.vrf import VrfSecretKey, proof_to_hash
+from tests.support.helpers import REPO
 from watermark.patterns import render
 from watermark.triggers import Fit, import_images, random_labels, read_labels_file, trigger_set_from_marking_key
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=200)
 SHAPES = [(1, 8, 8), (3, 32, 32), (3, 64, 64)]
-WATERMARKNN = Path("/work/shared/data/watermarknn-trigger-set")
+# The paper's trigger set, in the shared folder beside the repository (tests skip without it).
+WATERMARKNN = REPO.parent / "shared" / "data" / "watermarknn-trigger-set"
 P_MIN = 0.001
 
 
