@@ -50,6 +50,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+# Spawned workers re-run this script's imports, ``import _paths`` first, with
+# the sys.path _paths left: put this folder back, behind the package it shadowed.
+sys.path.append(str(Path(__file__).resolve().parent))
+
 import numpy as np
 import torch
 

@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -168,6 +168,18 @@ def inference_seconds(model: Classifier, image: np.ndarray, repeat: int = 50) ->
     return statistics.median(times)
 
 
+@contextmanager
+def one_thread():
+    """One image is too little work to share: on a loaded machine a second
+    intra-op thread only waits for the scheduler (12 ms a convolution here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def agreement(circuit: zkcircuit.Circuit, model: Classifier, images: np.ndarray) -> tuple[int, int]:
     """On how many images the circuit's class (a witness, no proof) is the model's argmax."""
     ezkl = zkcircuit.ezkl_module()
@@ -196,10 +208,11 @@ def bench_model(name: str, work: Path, args: argparse.Namespace, digits) -> dict
     if name != "digits":
         images = np.stack([render(bytes([i]) * 32, shape) for i in range(100)])
     row: dict = {"model": name, "arch": model.config.arch, "input": "x".join(map(str, shape)),
-                 "params": sum(p.numel() for p in model.parameters()),
-                 "inference_s": inference_seconds(model, images[0])}
-    if name == "digits":
-        row["subset_protocol_s_per_item"] = subset_protocol_per_item(model, pair, owner)
+                 "params": sum(p.numel() for p in model.parameters())}
+    with one_thread():
+        row["inference_s"] = inference_seconds(model, images[0])
+        if name == "digits":
+            row["subset_protocol_s_per_item"] = subset_protocol_per_item(model, pair, owner)
     directory = work / name
     try:
         circuit, row["build"] = _measure(lambda: zkcircuit.build_circuit(

@@ -64,9 +64,11 @@ ONNX_OPSET = 13
 CIRCUIT_TAG = "wmark/zk/circuit/v1"
 CALIBRATION_TAG = "wmark/zk/calibration/v1"
 CALIBRATION_PATTERNS = 4
-# Peak memory of ezkl 23 proving, per row of the circuit (2 inner columns),
-# measured on 2 cores: 1.1 GB at 2^15 rows, 2.2 GB at 2^16.
-BYTES_PER_ROW = 34 * 1024
+# Peak memory of a process that sets up and proves with ezkl 23 (2 inner
+# columns): Python, torch and ezkl, then per row of the circuit; measured
+# (benchmarks/zk.py) at 1.7 GB for 2^15 rows and 5.0 GB for 2^17.
+BASE_BYTES = 650 * 10**6
+BYTES_PER_ROW = 33 * 1024
 # Rows ezkl spends per hidden input element on its Poseidon hash (measured).
 POSEIDON_ROWS_PER_ELEMENT = 41
 # An SRS file: the 4-byte little-endian log2 of its size, 2^k pairs of
@@ -215,7 +217,7 @@ class Circuit:
 
 def memory_for(logrows: int) -> int:
     """Bytes proving a circuit of 2^logrows rows takes at its peak (ezkl 23)."""
-    return BYTES_PER_ROW << logrows
+    return BASE_BYTES + (BYTES_PER_ROW << logrows)
 
 
 def logrows_for(rows: int) -> int:

@@ -16,6 +16,7 @@ from ..attacks import ATTACKS, attack_spec, run_attack
 from ..attacks.verification import OwnerKeys, Verification, model_digest, verify_privately
 from ..device import pick_device
 from ..evaluate import Evaluation, evaluate
+from ..margin import split_for_key
 from ..modelio import check_fits, check_writable, load_model, save_model
 from ._task import add_data_arguments, short_digest, task_from, trigger_set_from
 
@@ -141,10 +142,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     task = task_from(args)
     check_fits(model.config, task, what=f"data set {task.name}")
-    triggers, mk = trigger_set_from(args.mk) if args.mk else (None, None)
+    triggers, mk = trigger_set_from(args.mk, task) if args.mk else (None, None)
     if triggers is not None:
         check_fits(model.config, triggers, what=f"the trigger set of {args.mk}")
     keys = _owner_keys(args, mk)
+    margin = split_for_key(mk.margin, task) if mk is not None and mk.margin is not None else None
     device = pick_device(args.device)
     model.to(device)
 
@@ -167,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         digest = model_digest(attacked)
         for k in dict.fromkeys((min(PRIVATE_K, keys.vk.n), keys.vk.n)):
             _print_verification(_label("verify", view, f"k={k}"),
-                                verify_privately(attacked, keys, k, digest=digest, p0=args.p0))
+                                verify_privately(attacked, keys, k, digest=digest, p0=args.p0, margin=margin))
     if spec.saveable:
         save_model(args.out, result.attacked, overwrite=args.force)
         print(f"wrote     {args.out} (the model as attacked)")

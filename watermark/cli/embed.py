@@ -38,8 +38,8 @@ the default for one) trains Kim et al.'s query loss instead: every batch
 also takes --queries-per-batch queries, perturbs them by --ascent-steps
 steps of signed-gradient ascent of --step-size on their loss, and adds
 their loss weighted by --margin-lambda (defaults: the authors' 25, 5, 1/255
-and 0.1). Its recipes: digits trains the small CNN for 40 epochs (SGD lr
-0.05, momentum 0.9, weight decay 1e-4, x0.1 after 30); the other data sets
+and 0.1). Its recipes: digits trains the small CNN for 35 epochs (SGD lr
+0.05, momentum 0.9, weight decay 1e-4, x0.1 after 25); the other data sets
 the authors' (SGD lr 0.1, no momentum, weight decay 1e-4, x0.1 at epochs
 100 and 150, 200 epochs, batches of 128, crops and flips).
 
