@@ -26,6 +26,7 @@ Writes functionality-DATASET.json and functionality-DATASET.png to --out.
 from __future__ import annotations
 
 import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
+from benchmarks._cli import training_parser  # noqa: E402
 
 import argparse
 import copy
@@ -45,7 +46,7 @@ from protocol.files import atomic_write
 from protocol.hashing import tagged_hash
 from protocol.sampling import derive_label
 from watermark.datasets import TaskData, load_task
-from watermark.device import DEVICE_CHOICES, pick_device
+from watermark.device import pick_device
 from watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from watermark.patterns import render
 from watermark.triggers import TriggerSet
@@ -138,14 +139,7 @@ def bar_chart(summary: dict[str, dict[str, float]], title: str, path: Path) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=("digits", "cifar10"), default="digits")
-    parser.add_argument("--data-root", metavar="PATH", help="for cifar10: the folder holding cifar-10-batches-py/")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
-    parser.add_argument("--epochs", type=int, help="override both recipes' epochs (quick checks only)")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
+    parser = training_parser(__doc__, epochs_help="override both recipes' epochs (quick checks only)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")

@@ -35,6 +35,7 @@ attacks are seeded.  Writes margin.json, margin.md and margin.png to --out.
 from __future__ import annotations
 
 import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
+from benchmarks._cli import training_parser  # noqa: E402
 
 import argparse
 import json
@@ -65,7 +66,7 @@ from protocol.margin import QuerySplit
 from watermark.attacks import run_attack
 from watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
 from watermark.datasets import LabelledImages, TaskData, load_task
-from watermark.device import DEVICE_CHOICES, pick_device
+from watermark.device import pick_device
 from watermark.embed import default_recipe, embed, start_model
 from watermark.evaluate import predict, score
 from watermark.margin import MarginOptions, embed_margin, margin_recipe, query_split
@@ -325,15 +326,8 @@ def run_all(world: World, pool: ProcessPoolExecutor) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=("digits", "cifar10"), default="digits")
-    parser.add_argument("--data-root", metavar="PATH", help="for cifar10: the folder holding cifar-10-batches-py/")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    parser = training_parser(__doc__, epochs_help="override every recipe's epochs (quick checks only)")
     parser.add_argument("--workers", type=int, default=2, help="processes (each trains on one thread)")
-    parser.add_argument("--epochs", type=int, help="override every recipe's epochs (quick checks only)")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.workers < 1:
         parser.error("--seeds and --workers must be at least 1")

@@ -54,6 +54,7 @@ noise) leave a model worse than the adversary could train on its own data.
 from __future__ import annotations
 
 import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
+from benchmarks._cli import training_parser  # noqa: E402
 
 import argparse
 import json
@@ -81,7 +82,7 @@ from protocol.sampling import derive_label
 from watermark.attacks import ATTACKS, run_attack
 from watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
 from watermark.datasets import TaskData, load_task
-from watermark.device import DEVICE_CHOICES, pick_device
+from watermark.device import pick_device
 from watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from watermark.evaluate import evaluate
 from watermark.modelio import Classifier
@@ -295,14 +296,7 @@ def frontier_plot(summaries: list[Summary], title: str, thresholds: dict[str, fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=("digits", "cifar10"), default="digits")
-    parser.add_argument("--data-root", metavar="PATH", help="for cifar10: the folder holding cifar-10-batches-py/")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
-    parser.add_argument("--epochs", type=int, help="override every training run's epochs (quick checks only)")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
+    parser = training_parser(__doc__, epochs_help="override every training run's epochs (quick checks only)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
         parser.error("--seeds and --epochs must be at least 1")
