@@ -13,12 +13,15 @@ decoding the point.  The function names below follow the RFC's sections so
 the code can be read against it.
 
 We wrote it ourselves because no well-kept Python package implements
-ECVRF-P256: the curve arithmetic, point decoding and RFC 6979 nonces come
-from ``ecdsa``, and the RFC's test vectors (Appendix B.1) pin the rest.
+ECVRF-P256: the curve arithmetic is pycryptodome's (C), the RFC 6979 nonces
+come from ``ecdsa``, and the RFC's test vectors (Appendix B.1) pin the rest.
+Verification runs once per opened item, so its cost is the protocol's: the
+C point multiplication verifies a proof in about half the time ``ecdsa``'s
+pure-Python one took (``benchmarks/protocol.py`` measures it).
 
-``ecdsa`` is pure Python, so scalar multiplication by the secret is not
-constant-time.  Proofs are made by the owner's own tools; anyone else sees
-finished proofs, with at most a remote, noisy view of how long they took.
+We do not rely on the multiplication by the secret being constant-time.
+Proofs are made by the owner's own tools; anyone else sees finished proofs,
+with at most a remote, noisy view of how long they took.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ import hmac
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import ecdsa
+import gmpy2
+from Crypto.PublicKey.ECC import EccPoint
 from Crypto.Random import get_random_bytes
-from ecdsa.ellipticcurve import INFINITY, PointJacobi
 from ecdsa.rfc6979 import generate_k
 
 from .errors import DecodeError, InvalidProof
@@ -40,10 +43,13 @@ PROOF_BYTES = 81
 OUTPUT_BYTES = 32
 
 _SUITE = b"\x01"
-_CURVE = ecdsa.NIST256p.curve
-_B = ecdsa.NIST256p.generator
-_Q = ecdsa.NIST256p.order
-_P = _CURVE.p()
+# NIST P-256 (SEC 2 §2.4.2 / FIPS 186-4 D.1.2.3): y^2 = x^3 - 3x + b over F_p.
+_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+_A = _P - 3
+_CURVE_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+_Q = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_B = EccPoint(0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+              0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5, "P-256")
 _PT_LEN = 33
 _C_LEN = 16
 _Q_LEN = 32
@@ -52,47 +58,49 @@ _Q_LEN = 32
 _MAX_TRIES = 256
 
 
-def _point_to_string(point: PointJacobi) -> bytes:
+def _point_to_string(point: EccPoint) -> bytes:
     # SEC1 §2.3.3 with compression, as RFC 9381 §5.5 specifies.  Only a
     # forged proof makes U or V the identity; hashing its SEC1 encoding keeps
     # verification exactly as the RFC defines it (and the challenge mismatches).
-    if point == INFINITY:
+    x, y = point.xy
+    # EccPoint gives the identity the coordinates (0, 0), which are not on
+    # P-256 (b != 0); testing them is far cheaper than is_point_at_infinity().
+    if x == 0 and y == 0:
         return b"\x00"
-    return point.to_bytes("compressed")
+    return bytes([2 | (int(y) & 1)]) + int(x).to_bytes(32, "big")
 
 
-def _string_to_point(data: bytes, *, precompute: bool = False) -> PointJacobi | None:
+def _string_to_point(data: bytes) -> EccPoint | None:
     """SEC1 §2.3.4 decoding of a compressed point; ``None`` means INVALID.
 
-    ecdsa does not reject an x coordinate >= p, which would give a second
-    encoding of the same point, so that is checked here.  The square root is
-    taken as ``a^((p+1)/4)`` (valid as p = 3 mod 4), several times faster than
-    ecdsa's generic Tonelli-Shanks, which dominated verification time.
-    ``precompute`` builds ecdsa's multiplication table, worth it for a public
-    key that verifies many proofs.
+    An x coordinate >= p would give a second encoding of the same point, so
+    it is refused.  The square root is ``a^((p+1)/4)``, valid as p = 3 mod 4
+    (gmpy2's power is 9x Python's, and it is taken for every decoded point);
+    the y found satisfies the curve equation, which EccPoint checks again.
     """
     if len(data) != _PT_LEN or data[0] not in (2, 3):
         return None
     x = int.from_bytes(data[1:], "big")
     if x >= _P:
         return None
-    rhs = (x * x * x + _CURVE.a() * x + _CURVE.b()) % _P
-    y = pow(rhs, (_P + 1) // 4, _P)
+    rhs = (x * x * x + _A * x + _CURVE_B) % _P
+    y = int(gmpy2.powmod(rhs, (_P + 1) // 4, _P))
     if y * y % _P != rhs:
         return None
     if (y & 1) != (data[0] & 1):
         y = _P - y
-    return PointJacobi(_CURVE, x, y, 1, _Q, generator=precompute)
+    return EccPoint(x, y, "P-256")
 
 
-def _encode_to_curve_tai(salt: bytes, alpha: bytes) -> tuple[PointJacobi, int]:
-    """§5.4.1.1 ECVRF_encode_to_curve_try_and_increment; also returns ctr."""
+def _encode_to_curve_tai(salt: bytes, alpha: bytes) -> tuple[EccPoint, bytes, int]:
+    """§5.4.1.1 ECVRF_encode_to_curve_try_and_increment: H, its encoding, ctr."""
     for ctr in range(_MAX_TRIES):
         hash_string = hashlib.sha256(_SUITE + b"\x01" + salt + alpha + bytes([ctr]) + b"\x00").digest()
         # interpret_hash_value_as_a_point (§5.5): an even-y point with x = the hash.
-        point = _string_to_point(b"\x02" + hash_string)
+        point_string = b"\x02" + hash_string
+        point = _string_to_point(point_string)
         if point is not None:
-            return point, ctr
+            return point, point_string, ctr
     raise RuntimeError("encode_to_curve found no point in 256 tries (probability 2^-256)")
 
 
@@ -103,13 +111,17 @@ def _nonce_rfc6979(x: int, h_string: bytes) -> int:
     return generate_k(_Q, x, hashlib.sha256, hashlib.sha256(h_string).digest())
 
 
-def _challenge(*points: PointJacobi) -> bytes:
-    """§5.4.3 ECVRF_challenge_generation, as the cLen-octet c_string."""
-    digest = hashlib.sha256(_SUITE + b"\x02" + b"".join(map(_point_to_string, points)) + b"\x00").digest()
+def _challenge(*point_strings: bytes) -> bytes:
+    """§5.4.3 ECVRF_challenge_generation, as the cLen-octet c_string.
+
+    Takes the points' encodings: Y, H and Gamma arrive encoded, and
+    re-encoding a point costs more than hashing it.
+    """
+    digest = hashlib.sha256(_SUITE + b"\x02" + b"".join(point_strings) + b"\x00").digest()
     return digest[:_C_LEN]
 
 
-def _decode_proof(pi: bytes) -> tuple[PointJacobi, bytes, int]:
+def _decode_proof(pi: bytes) -> tuple[EccPoint, bytes, int]:
     """§5.4.4 ECVRF_decode_proof; c stays a string for a constant-time compare."""
     if not isinstance(pi, (bytes, bytearray)):
         raise InvalidProof(f"VRF proof: expected bytes, got {type(pi).__name__}")
@@ -125,9 +137,10 @@ def _decode_proof(pi: bytes) -> tuple[PointJacobi, bytes, int]:
     return gamma, c_string, s
 
 
-def _gamma_to_hash(gamma: PointJacobi) -> bytes:
-    # §5.2 hashes cofactor*Gamma; P-256's cofactor is 1.
-    return hashlib.sha256(_SUITE + b"\x03" + _point_to_string(gamma) + b"\x00").digest()
+def _gamma_to_hash(gamma_string: bytes) -> bytes:
+    # §5.2 hashes cofactor*Gamma; P-256's cofactor is 1.  A decoded point's
+    # string is its canonical encoding (x < p and the parity were checked).
+    return hashlib.sha256(_SUITE + b"\x03" + gamma_string + b"\x00").digest()
 
 
 def proof_to_hash(pi: bytes) -> bytes:
@@ -136,8 +149,8 @@ def proof_to_hash(pi: bytes) -> bytes:
     This does not verify the proof; use :meth:`VrfPublicKey.verify` for
     anything received from someone else.
     """
-    gamma, _, _ = _decode_proof(pi)
-    return _gamma_to_hash(gamma)
+    _decode_proof(pi)
+    return _gamma_to_hash(bytes(pi[:_PT_LEN]))
 
 
 @dataclass(frozen=True)
@@ -145,15 +158,15 @@ class VrfPublicKey:
     """A P-256 point, SEC1-compressed on the wire (``PK_string``)."""
 
     _encoded: bytes
-    _point: PointJacobi = field(init=False, repr=False, compare=False)
+    _negated: EccPoint = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Validating here (§5.4.5: on P-256, never the identity) means no
         # VrfPublicKey can exist for a string that is not a point.
-        point = _string_to_point(self._encoded, precompute=True)
+        point = _string_to_point(self._encoded)
         if point is None:
             raise DecodeError("VRF public key: not a compressed P-256 point")
-        object.__setattr__(self, "_point", point)
+        object.__setattr__(self, "_negated", -point)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "VrfPublicKey":
@@ -172,13 +185,17 @@ class VrfPublicKey:
         Raises :class:`InvalidProof` naming what is wrong otherwise.
         """
         gamma, c_string, s = _decode_proof(pi)
-        h, _ = _encode_to_curve_tai(self._encoded, alpha)
-        minus_c = -int.from_bytes(c_string, "big") % _Q
-        u = _B * s + self._point * minus_c
-        v = h.mul_add(s, gamma, minus_c)
-        if not hmac.compare_digest(_challenge(self._point, h, gamma, u, v), c_string):
+        h, h_string, _ = _encode_to_curve_tai(self._encoded, alpha)
+        # U = s*B - c*Y and V = s*H - c*Gamma, subtracting by adding negated
+        # points since EccPoint multiplies by non-negative scalars only.
+        c = int.from_bytes(c_string, "big")
+        u = _B * s + self._negated * c
+        v = h * s + (-gamma) * c
+        gamma_string = bytes(pi[:_PT_LEN])
+        challenge = _challenge(self._encoded, h_string, gamma_string, _point_to_string(u), _point_to_string(v))
+        if not hmac.compare_digest(challenge, c_string):
             raise InvalidProof("VRF proof does not verify: it was not made for this public key and input")
-        return _gamma_to_hash(gamma)
+        return _gamma_to_hash(gamma_string)
 
     def __repr__(self) -> str:
         return f"VrfPublicKey({self._encoded.hex()})"
@@ -217,18 +234,18 @@ class VrfSecretKey:
 
     @cached_property
     def public_key(self) -> VrfPublicKey:
-        return VrfPublicKey((_B * self._x).to_bytes("compressed"))
+        return VrfPublicKey(_point_to_string(_B * self._x))
 
     def prove(self, alpha: bytes) -> bytes:
         """§5.1 ECVRF_prove: the 81-byte proof pi for input ``alpha``."""
         pk = self.public_key
-        h, _ = _encode_to_curve_tai(pk.to_bytes(), alpha)
-        h_string = _point_to_string(h)
-        gamma = h * self._x
+        h, h_string, _ = _encode_to_curve_tai(pk.to_bytes(), alpha)
+        gamma_string = _point_to_string(h * self._x)
         k = _nonce_rfc6979(self._x, h_string)
-        c_string = _challenge(pk._point, h, gamma, _B * k, h * k)
+        c_string = _challenge(pk.to_bytes(), h_string, gamma_string, _point_to_string(_B * k),
+                              _point_to_string(h * k))
         s = (k + int.from_bytes(c_string, "big") * self._x) % _Q
-        return _point_to_string(gamma) + c_string + s.to_bytes(_Q_LEN, "big")
+        return gamma_string + c_string + s.to_bytes(_Q_LEN, "big")
 
     def __repr__(self) -> str:
         return f"VrfSecretKey(public_key={self.public_key.to_bytes().hex()})"
