@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hmac
 import os
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Mapping
 
 from protocol import dsse
 from protocol.errors import InvalidInput, LocalProtocolError
@@ -56,3 +57,24 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
                 if progress:
                     progress(1)
     return session.zk_reveal(statements)
+
+
+def answer_or_refuse(session: ProverSession, event: ChallengeReceived, mk: MarkingKey,
+                     models: Mapping[bytes, Path], srs_path: str | os.PathLike[str], *,
+                     workdir: str | os.PathLike[str] | None = None,
+                     memory_limit: int | None = None) -> tuple[dsse.Envelope, str | None]:
+    """The proofs for a zero-knowledge challenge about one of ``models`` (by the
+    SHA-256 of their files), or a signed refusal and its reason when this
+    prover cannot make them: a model it holds no copy of, one ezkl cannot
+    compile or this machine cannot prove, another SRS or toolchain."""
+    model_dir = models.get(event.challenge.model.sha256)
+    if model_dir is None:
+        reason = (f"this prover holds no copy of the suspect model ({event.challenge.model.describe()}); its "
+                  f"owner must start wmark-prover serve with --model naming it")
+        return session.refuse(reason), reason
+    try:
+        return prove_challenge(session, event, mk, model_dir, srs_path, workdir=workdir,
+                               memory_limit=memory_limit), None
+    except InvalidInput as exc:
+        reason = f"cannot prove: {exc}"
+        return session.refuse(reason), reason

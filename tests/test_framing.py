@@ -8,13 +8,18 @@ garbage with RemoteProtocolError only.
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import dsse
 from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.framing import HEADER_BYTES, MAX_FRAME_BYTES, FrameDecoder, encode_frame, envelope_from_frame
+from protocol.framing import (
+    HEADER_BYTES, MAX_FRAME_BYTES, BlobReceiver, FrameDecoder, blob_frames, encode_frame, envelope_from_frame,
+)
 from protocol.identity import SigningKey
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=200)
@@ -111,3 +116,47 @@ def test_frame_bodies_are_dsse_envelopes():
     assert envelope_from_frame(body, sender="prover") == envelope
     with pytest.raises(RemoteProtocolError, match="prover sent a frame that is not a DSSE envelope"):
         envelope_from_frame(b"GET / HTTP/1.1\r\n", sender="prover")
+
+
+# --- a blob after a message (the SRS behind a zero-knowledge challenge) -----
+
+
+def blob_stream(blob: bytes, chunk: int) -> list[bytes]:
+    """The frame bodies blob_frames sends, as the peer's decoder gets them."""
+    decoder = FrameDecoder()
+    return [body for frame in blob_frames(io.BytesIO(blob), chunk=chunk) for body in decoder.feed(frame)]
+
+
+@SETTINGS
+@given(st.binary(min_size=1, max_size=2000), st.integers(min_value=1, max_value=700))
+def test_a_blob_arrives_whole_in_frames_of_any_size(blob, chunk):
+    sink = io.BytesIO()
+    receiver = BlobReceiver(sink, size=len(blob), sha256=hashlib.sha256(blob).digest(), what="blob")
+    bodies = blob_stream(blob, chunk)
+    assert all(len(b) <= chunk for b in bodies)
+    assert [receiver.receive(b) for b in bodies] == [False] * (len(bodies) - 1) + [True]
+    assert sink.getvalue() == blob and receiver.complete
+
+
+@SETTINGS
+@given(st.binary(min_size=2, max_size=500), st.data())
+def test_a_blob_with_another_hash_or_size_is_refused(blob, data):
+    flip = data.draw(st.integers(min_value=0, max_value=len(blob) - 1))
+    tampered = blob[:flip] + bytes([blob[flip] ^ 1]) + blob[flip + 1:]
+    receiver = BlobReceiver(io.BytesIO(), size=len(blob), sha256=hashlib.sha256(blob).digest(), what="the SRS")
+    with pytest.raises(RemoteProtocolError, match="the SRS: its SHA-256 is not the one"):
+        for body in blob_stream(tampered, 64):
+            receiver.receive(body)
+    # Announced shorter than sent: refused before the excess is written.
+    sink = io.BytesIO()
+    short = BlobReceiver(sink, size=len(blob) - 1, sha256=hashlib.sha256(blob[:-1]).digest(), what="blob")
+    with pytest.raises(RemoteProtocolError, match=f"more than the {len(blob) - 1} announced"):
+        short.receive(blob)
+    assert sink.getvalue() == b""
+
+
+def test_a_complete_blob_takes_nothing_more():
+    receiver = BlobReceiver(io.BytesIO(), size=1, sha256=hashlib.sha256(b"x").digest(), what="blob")
+    assert receiver.receive(b"x")
+    with pytest.raises(LocalProtocolError, match="already complete"):
+        receiver.receive(b"y")

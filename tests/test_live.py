@@ -12,12 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,32 +23,16 @@ from protocol.framing import FrameDecoder, encode_frame
 from protocol.files import atomic_write
 from protocol.identity import SigningKey, save_signing_key
 from protocol.keyfile import save_marking_key
-from protocol.keygen import KeyPair, keygen_derived
+from protocol.keygen import keygen_derived
 from protocol.messages import Challenge, ModelRef
 from protocol.session import RevealAccepted, VerifierSession
 from protocol.transcript import audit, load_transcript
 from prover.ledger import Ledger
 from verifier.cli import main as verifier_main
 
-from tests.support.helpers import BIN, free_port
+from tests.support.helpers import free_port
+from tests.support.live import MAX_FRAME, Keys, Peer, prover_server
 
-MAX_FRAME = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Keys:
-    """A small key pair on disk, laid out as ``wmark keygen`` writes it (what ``digits_world`` offers too)."""
-
-    root: Path
-    pair: KeyPair
-
-    @property
-    def vk(self) -> Path:
-        return self.root / "vk.json"
-
-    @property
-    def mk(self) -> Path:
-        return self.root / "mk.wmk"
 
 
 @pytest.fixture(scope="module")
@@ -74,73 +54,6 @@ def untrained_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "untrained"
     save_model(path, new_model(ModelConfig("small_cnn", 10, (1, 8, 8), Preprocessing((0.5,), (0.25,)))))
     return path
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    port: int
-    ledger: Path
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for_log(self, text: str, timeout: float = 20) -> str:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            assert self.process.poll() is None, f"server exited: {self.log()}"
-            assert time.monotonic() < deadline, f"{text!r} never logged:\n{self.log()}"
-            time.sleep(0.05)
-        return self.log()
-
-
-@contextmanager
-def prover_server(world, tmp_path: Path, *extra: str) -> Iterator[Server]:
-    ledger, out, err = tmp_path / "ledger.sqlite", tmp_path / "serve.out", tmp_path / "serve.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(BIN / "wmark-prover"), "serve", "--mk", str(world.mk), "--vk", str(world.vk), "--port", "0",
-             "--ledger", str(ledger), "--max-frame", str(MAX_FRAME), *extra], stdout=stdout, stderr=stderr)
-    try:
-        deadline = time.monotonic() + 60
-        while "listening on" not in out.read_text():
-            assert process.poll() is None, f"serve exited: {err.read_text()}"
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.05)
-        port = int(out.read_text().split("listening on ")[1].split()[0].rsplit(":", 1)[1])
-        yield Server(process, port, ledger, err)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-
-
-class Peer:
-    """A raw connection: what a verifier, honest or not, puts on the wire."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.decoder = FrameDecoder()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def receive(self) -> bytes | None:
-        """The next frame, or None once the server has closed the connection."""
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:  # closed while our bytes were unread: a reset, not a FIN
-                return None
-            if not data:
-                return None
-            frames = self.decoder.feed(data)
-            if frames:
-                return frames[0]
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def verifier_session(world, k: int) -> VerifierSession:

@@ -1,9 +1,10 @@
 """Zero-knowledge verification with real ezkl proofs (DESIGN.md section 4c).
 
-The default run proves one trigger item end to end (about a minute on two
-cores) and checks the cheap refusals; the rest is marked slow: the command
-lines with k = 10 on the marked and the NO-WM model, and a cheating prover's
-swapped proofs.  test_zk_protocol.py covers the protocol without ezkl.
+The default run proves one trigger item end to end, live between
+``wmark-prover serve`` and ``wmark-verifier run --zk`` (about a minute on two
+cores), and checks the cheap refusals; the rest is marked slow: the same in
+one process, the command lines with k = 10 on the marked and the NO-WM model,
+and a cheating prover's swapped proofs.  test_zk_protocol.py covers the protocol without ezkl.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from protocol.session import ProverSession, VerifierSession
 from protocol.transcript import Transcript, audit, load_transcript
 from protocol.vrf import proof_to_hash
 from protocol.zk import CAVEAT_ZK, ZkStatement
+from prover.ledger import Ledger
 from tests.support.helpers import run_cli
+from tests.support.live import prover_server
 
 ezkl = pytest.importorskip("ezkl")
 
@@ -108,6 +111,35 @@ def assert_nothing_secret_in(envelopes, pair: KeyPair) -> None:
                 assert not any(form in text for text in texts), "a trigger secret appears in a message"
 
 
+def test_one_proof_live_between_serve_and_run_reveals_nothing(zk_world, tmp_path):
+    """The default run's end-to-end proof: two processes over TCP, the verifier's
+    own SRS sent after the challenge, each side building the circuit itself."""
+    serve_work, run_work = tmp_path / "serve-work", tmp_path / "run-work"
+    serve_work.mkdir(), run_work.mkdir()
+    out = tmp_path / "verdict.json"
+    with prover_server(zk_world, tmp_path, "--model", str(zk_world.marked), "--workdir", str(serve_work)) as server:
+        r = run_cli("wmark-verifier", "run", "--connect", f"127.0.0.1:{server.port}", "--vk", str(zk_world.vk),
+                    "--model", str(zk_world.marked), "--k", "1", "--zk", "--lambda", "3", "--workdir", str(run_work),
+                    "--identity", str(tmp_path / "verifier.pem"), "--out", str(out), timeout=900)
+        assert r.returncode == 0, r.stdout + r.stderr
+        log = server.wait_for_log("verdict ACCEPTED (1 of 1 match)")
+    assert "proved 1 of 100 items in zero knowledge (none revealed)" in log
+    transcript = load_transcript(out)
+    audit(transcript)
+    verdict = decode(transcript.verdict, (Verdict,))
+    assert verdict.accepted and verdict.zk.failures == () and CAVEAT_ZK in verdict.caveats
+    (result,) = verdict.results
+    mk = zk_world.pair.marking_key
+    image = torch.from_numpy(item_image(mk.openings[result.index], mk.kind, SHAPE)[None])
+    assert result.predicted == int(load_model(zk_world.marked)(image).argmax()) == result.label
+    assert_nothing_secret_in([transcript.challenge, transcript.reveal, transcript.verdict], zk_world.pair)
+    assert out.with_suffix(".srs").is_file(), "the verifier's SRS is kept for a later audit --srs"
+    assert list(serve_work.iterdir()) == list(run_work.iterdir()) == [], "circuits or keys are left behind"
+    assert Ledger.open_existing(server.ledger).entries() == (), "proofs reveal nothing, so the ledger records nothing"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_one_proof_end_to_end_proves_the_label_and_reveals_nothing(zk_world, tmp_path):
     vk, mk = zk_world.pair.verification_key, zk_world.pair.marking_key
     verifier = SigningKey.generate()

@@ -7,22 +7,31 @@ proof check is simulated; test_zk.py runs the real ezkl proofs.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import secrets
 import sys
+from dataclasses import replace
 
 import pytest
 
 from protocol import dsse
 from protocol.encoding import parse_json
 from protocol.errors import DecodeError, InvalidOpening, LocalProtocolError, RemoteProtocolError
-from protocol.framing import FrameDecoder, encode_frame, envelope_from_frame
-from protocol.identity import SigningKey
+from protocol.files import atomic_write
+from protocol.framing import FrameDecoder, blob_frames, encode_frame, envelope_from_frame
+from protocol.identity import SigningKey, save_signing_key
+from protocol.keyfile import save_marking_key
 from protocol.keygen import keygen_derived
 from protocol.keys import MarkingKey, VerificationKey
 from protocol.messages import Challenge, ModelRef, Verdict, ZkReveal, decode
-from protocol.session import ProverSession, VerifierSession, ZkRevealAccepted
+from protocol.session import ProverSession, Refused, VerifierSession, ZkRevealAccepted
 from protocol.transcript import Transcript, audit
-from protocol.zk import CAVEAT_DESIGNATED, CAVEAT_ZK, SrsOrigin, ZkParameters, ZkStatement
+from protocol.zk import CAVEAT_DESIGNATED, CAVEAT_ZK, MIN_LOGROWS, SrsOrigin, ZkParameters, ZkStatement
+from prover.ledger import Ledger
+from watermark.zkcircuit import srs_size
+
+from tests.support.live import Keys, Peer, prover_server
 
 MODEL = ModelRef(sha256=bytes(range(32)))
 PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
@@ -228,3 +237,53 @@ def test_without_ezkl_keygen_names_the_extra(monkeypatch, tmp_path, capsys):
     assert main(["keygen", "--out", str(tmp_path / "keys"), "--zk", "--insecure-plaintext"]) == 2
     assert "pip install '.[zk]'" in capsys.readouterr().err
     assert not (tmp_path / "keys").exists()
+
+
+# --- wmark-prover serve, before any proof: the SRS and the model ------------
+
+
+@pytest.fixture(scope="module")
+def keys_on_disk(keys, tmp_path_factory) -> Keys:
+    pair, owner = keys
+    root = tmp_path_factory.mktemp("zk-keys")
+    save_signing_key(root / "owner.pem", owner)
+    save_marking_key(root / "mk.wmk", pair.marking_key, None)
+    atomic_write(root / "vk.json", pair.signed_vk.to_json())
+    return Keys(root, pair)
+
+
+def zk_session(pair, srs: bytes, logrows: int) -> VerifierSession:
+    parameters = replace(PARAMETERS, srs_sha256=hashlib.sha256(srs).digest(), srs_logrows=logrows)
+    return VerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=parameters)
+
+
+def test_serve_checks_the_srs_and_the_model_before_it_proves(keys_on_disk, tmp_path):
+    pair = keys_on_disk.pair
+    srs = secrets.token_bytes(srs_size(MIN_LOGROWS))
+    with prover_server(keys_on_disk, tmp_path, "--max-srs-logrows", str(MIN_LOGROWS)) as server:
+        # An SRS past the limit: refused at once, before a byte of it is taken.
+        session, peer = zk_session(pair, srs, MIN_LOGROWS + 1), Peer(server.port)
+        peer.send(encode_frame(session.challenge().to_json()))
+        refused = session.receive(dsse.Envelope.from_json(peer.receive()))
+        assert isinstance(refused, Refused) and "--max-srs-logrows" in refused.reason
+        peer.close()
+
+        # The SRS sent is not the one the challenge names: the session ends, unanswered.
+        session, peer = zk_session(pair, srs, MIN_LOGROWS), Peer(server.port)
+        peer.send(encode_frame(session.challenge().to_json()))
+        for frame in blob_frames(io.BytesIO(srs[:-1] + bytes([srs[-1] ^ 1]))):
+            peer.send(frame)
+        assert peer.receive() is None
+        server.wait_for_log("its SHA-256 is not the one the challenge names")
+
+        # The right SRS, about a model this prover holds no copy of: a signed refusal saying so.
+        session, peer = zk_session(pair, srs, MIN_LOGROWS), Peer(server.port)
+        peer.send(encode_frame(session.challenge().to_json()))
+        for frame in blob_frames(io.BytesIO(srs)):
+            peer.send(frame)
+        refused = session.receive(dsse.Envelope.from_json(peer.receive()))
+        assert isinstance(refused, Refused) and "holds no copy of the suspect model" in refused.reason
+        peer.close()
+        server.wait_for_log("refused: this prover holds no copy")
+        # Nothing was opened, so the leakage ledger has nothing to show.
+        assert Ledger.open_existing(server.ledger).entries() == ()

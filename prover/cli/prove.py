@@ -59,7 +59,7 @@ def add_prover_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the largest fraction of the trigger set that may ever be revealed (1: allow k = n)")
 
 
-def _owner_key_path(args: argparse.Namespace) -> Path:
+def owner_key_path(args: argparse.Namespace) -> Path:
     if args.owner_key:
         return Path(args.owner_key)
     candidates = [Path(args.vk).parent / OWNER_KEY_NAME, Path(args.mk).parent / OWNER_KEY_NAME]
@@ -72,7 +72,7 @@ def _owner_key_path(args: argparse.Namespace) -> Path:
 
 def load_prover(args: argparse.Namespace) -> Prover:
     vk, _ = load_verification_key(args.vk)
-    owner = load_signing_key(_owner_key_path(args))
+    owner = load_signing_key(owner_key_path(args))
     if owner.public_key != vk.owner:
         raise InvalidInput(f"the owner key {owner.public_key.fingerprint} is not the one that signed {args.vk} "
                            f"({vk.owner.fingerprint})")

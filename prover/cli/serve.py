@@ -7,6 +7,12 @@ module only moves bytes, bounds the time each message may take, and keeps
 one misbehaving verifier from affecting any other session or the server.
 Work that blocks (signature checks, the ledger's synchronous commit) runs in
 worker threads so a slow disk never stalls the other sessions.
+
+A zero-knowledge challenge is followed by the SRS it pins, as raw frames
+(:class:`~protocol.framing.BlobReceiver` checks its size and hash), and is
+answered with ezkl proofs about a suspect model the owner holds a copy of
+(``--model``); proofs are made one session at a time, as each takes gigabytes.
+They reveal no item, so the ledger records nothing for them.
 """
 
 from __future__ import annotations
@@ -16,19 +22,30 @@ import asyncio
 import collections
 import signal
 import sys
+import tempfile
 import traceback
 from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from protocol.console import EXIT_OK, add_command
 from protocol.errors import InvalidInput, RemoteProtocolError, WmarkError
-from protocol.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame, envelope_from_frame
-from protocol.session import ProverSession, VerdictReceived, now
+from protocol.framing import (
+    BLOB_CHUNK_BYTES, MAX_FRAME_BYTES, BlobReceiver, FrameDecoder, encode_frame, envelope_from_frame,
+)
+from protocol.session import ChallengeReceived, ProverSession, VerdictReceived, now
+from protocol.zk import MAX_LOGROWS, MIN_LOGROWS
 
-from ..ledger import Outcome, Response
+from watermark.modelio import model_file_digest
+from watermark.zkcircuit import add_circuit_arguments, srs_size
+
+from ..ledger import Outcome
 from .prove import Prover, add_prover_arguments, describe, load_prover
 
 DEFAULT_TIMEOUT = 30.0
 MAX_SESSIONS = 64
+# 2^20 rows: a 128 MiB SRS, for circuits far beyond what proves in a few GB.
+DEFAULT_MAX_SRS_LOGROWS = 20
 # How long sessions still running at shutdown may take to finish; their
 # reveals are committed already, so cutting them short loses at most a verdict.
 SHUTDOWN_GRACE_S = 5.0
@@ -44,7 +61,14 @@ ledger (exactly as `wmark-prover prove` does), send the reveal or refusal,
 read the verifier's signed verdict into the ledger, close. Each message must
 arrive within --timeout seconds and fit in --max-frame bytes; a verifier that
 breaks the protocol ends only its own session. One line per session goes to
-stderr. SIGTERM or Ctrl-C stops the server cleanly (exit 0)."""
+stderr. SIGTERM or Ctrl-C stops the server cleanly (exit 0).
+
+Zero-knowledge challenges (`wmark-verifier run --zk`, keys made with keygen
+--zk) are about a model whose weights both sides hold: name your copies with
+--model (repeatable; matched by the SHA-256 of their files). The verifier
+sends its SRS after the challenge; the proofs (about 20 s and 2 GB each for a
+digits zk_cnn) reveal no trigger item, so they cost no leakage budget. A
+challenge about a model not given here is refused, with the reason."""
 
 
 def log(message: str) -> None:
@@ -87,19 +111,31 @@ class FrameStream:
             raise RemoteProtocolError(f"connection lost while sending the {what} ({exc})") from None
 
 
+@dataclass(frozen=True)
+class ZkOptions:
+    """What zero-knowledge challenges are answered with: the owner's copies of
+    suspect models, by the SHA-256 of their files, and the limits of proving."""
+
+    models: dict[bytes, Path] = field(default_factory=dict)
+    max_srs_logrows: int = DEFAULT_MAX_SRS_LOGROWS
+    workdir: str | None = None
+    memory_limit: int | None = None
+
+
 class Server:
-    def __init__(self, prover: Prover, *, max_frame: int, timeout: float) -> None:
+    def __init__(self, prover: Prover, *, max_frame: int, timeout: float, zk: ZkOptions | None = None) -> None:
         self._prover, self._max_frame, self._timeout = prover, max_frame, timeout
+        self._zk = zk or ZkOptions()
         self._tasks: set[asyncio.Task] = set()
+        # Created inside the running loop (by the first session that needs it).
+        self._proving: asyncio.Lock | None = None
         self.sessions = 0
 
-    def _answer(self, session: ProverSession, body: bytes) -> Response:
-        return self._prover.answer(session, envelope_from_frame(body, sender="verifier"))
-
-    def _judge(self, session: ProverSession, body: bytes) -> VerdictReceived:
+    def _judge(self, session: ProverSession, body: bytes, *, record: bool) -> VerdictReceived:
         event = session.receive(envelope_from_frame(body, sender="verifier"))
         assert isinstance(event, VerdictReceived)
-        self._prover.ledger.record_verdict(event)
+        if record:
+            self._prover.ledger.record_verdict(event)
         return event
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -130,16 +166,57 @@ class Server:
 
     async def _session(self, stream: FrameStream, line: list[str]) -> None:
         session = self._prover.session()
-        response = await asyncio.to_thread(self._answer, session, await stream.receive("challenge"))
-        line.append(f"verifier {response.verifier} on {response.model.describe()}")
-        line.append(describe(response, self._prover.budget))
-        await stream.send(encode_frame(response.data, max_frame=self._max_frame),
-                          "reveal" if response.outcome is Outcome.REVEALED else "refusal")
-        if response.outcome is Outcome.REFUSED:
+        challenge = envelope_from_frame(await stream.receive("challenge"), sender="verifier")
+        event = await asyncio.to_thread(session.receive, challenge)
+        assert isinstance(event, ChallengeReceived)
+        line.append(f"verifier {event.challenge.verifier.fingerprint} on {event.challenge.model.describe()}")
+        zk = event.challenge.zk is not None
+        if zk:
+            answered = await self._prove(stream, session, event, line)
+        else:
+            response = await asyncio.to_thread(self._prover.ledger.answer, session, event, challenge,
+                                               budget=self._prover.budget)
+            line.append(describe(response, self._prover.budget))
+            answered = response.outcome is Outcome.REVEALED
+            await stream.send(encode_frame(response.data, max_frame=self._max_frame),
+                              "reveal" if answered else "refusal")
+        if not answered:
             return
-        verdict = (await asyncio.to_thread(self._judge, session, await stream.receive("verdict"))).verdict
+        verdict = (await asyncio.to_thread(self._judge, session, await stream.receive("verdict"),
+                                           record=not zk)).verdict
         line.append(f"verdict {'ACCEPTED' if verdict.accepted else 'REJECTED'} "
                     f"({verdict.matches} of {verdict.k} match)")
+
+    async def _prove(self, stream: FrameStream, session: ProverSession, event: ChallengeReceived,
+                     line: list[str]) -> bool:
+        """Take the challenge's SRS, then send proofs or a signed refusal; True for proofs."""
+        from ..zk import answer_or_refuse  # ezkl's bindings load only for zero-knowledge sessions
+
+        parameters = event.challenge.zk
+        assert parameters is not None
+        if parameters.srs_logrows > self._zk.max_srs_logrows:
+            reason: str | None = (f"the challenge's SRS has 2^{parameters.srs_logrows} rows; this prover takes at "
+                                  f"most 2^{self._zk.max_srs_logrows} (--max-srs-logrows)")
+            answer = session.refuse(reason)
+        else:
+            with tempfile.TemporaryDirectory(prefix="wmark-serve-", dir=self._zk.workdir) as tmp:
+                srs = Path(tmp) / "challenge.srs"
+                with srs.open("wb") as sink:
+                    receiver = BlobReceiver(sink, size=srs_size(parameters.srs_logrows),
+                                            sha256=parameters.srs_sha256, what="the challenge's SRS")
+                    while not receiver.receive(await stream.receive("SRS")):
+                        pass
+                if self._proving is None:
+                    self._proving = asyncio.Lock()
+                async with self._proving:
+                    answer, reason = await asyncio.to_thread(
+                        answer_or_refuse, session, event, self._prover.mk, self._zk.models, srs,
+                        workdir=tmp, memory_limit=self._zk.memory_limit)
+        line.append(f"refused: {reason}" if reason else
+                    f"proved {len(event.indices)} of {event.challenge.n} items in zero knowledge (none revealed)")
+        await stream.send(encode_frame(answer.to_json(), max_frame=self._max_frame),
+                          "refusal" if reason else "proofs")
+        return reason is None
 
     async def drain(self) -> None:
         """Let running sessions finish for a grace period, then cut them short."""
@@ -151,8 +228,8 @@ class Server:
 
 
 async def serve(prover: Prover, host: str, port: int, *, max_frame: int = MAX_FRAME_BYTES,
-                timeout: float = DEFAULT_TIMEOUT) -> int:
-    server = Server(prover, max_frame=max_frame, timeout=timeout)
+                timeout: float = DEFAULT_TIMEOUT, zk: ZkOptions | None = None) -> int:
+    server = Server(prover, max_frame=max_frame, timeout=timeout, zk=zk)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -194,13 +271,27 @@ def register(subparsers) -> None:
                    help="largest message accepted or sent")
     p.add_argument("--timeout", type=positive(float), default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help="how long each message may take to arrive")
+    zk = p.add_argument_group("zero-knowledge challenges (keys made with wmark keygen --zk; pip install '.[zk]')")
+    zk.add_argument("--model", action="append", default=[], metavar="DIR",
+                    help="a suspect model to prove about (repeatable); the challenge names it by its files' SHA-256")
+    zk.add_argument("--max-srs-logrows", type=int, default=DEFAULT_MAX_SRS_LOGROWS, metavar="LOG2",
+                    help="refuse a challenge whose SRS is larger than 2^LOG2 rows (it is sent to us, and stored "
+                         "while proving)")
+    add_circuit_arguments(zk)
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise InvalidInput(f"port {args.port} is not between 0 and 65535")
+    if args.max_frame < BLOB_CHUNK_BYTES:
+        raise InvalidInput(f"--max-frame {args.max_frame} is below {BLOB_CHUNK_BYTES}, the size of the frames a "
+                           f"zero-knowledge challenge's SRS arrives in")
     if args.max_frame > MAX_FRAME_BYTES:
         raise InvalidInput(f"--max-frame {args.max_frame} exceeds {MAX_FRAME_BYTES}, the largest message any "
                            f"wmark tool reads")
+    if not MIN_LOGROWS <= args.max_srs_logrows <= MAX_LOGROWS:
+        raise InvalidInput(f"--max-srs-logrows {args.max_srs_logrows} is not between {MIN_LOGROWS} and {MAX_LOGROWS}")
+    models = {model_file_digest(path): Path(path) for path in args.model}
     prover = load_prover(args)
-    return asyncio.run(serve(prover, args.host, args.port, max_frame=args.max_frame, timeout=args.timeout))
+    return asyncio.run(serve(prover, args.host, args.port, max_frame=args.max_frame, timeout=args.timeout,
+                             zk=ZkOptions(models, args.max_srs_logrows, args.workdir, args.memory_limit)))

@@ -19,7 +19,7 @@ from protocol.session import ChallengeReceived, ProverSession
 from watermark.zkcircuit import add_circuit_arguments, srs_beside
 
 from ..zk import prove_challenge
-from .prove import _owner_key_path
+from .prove import owner_key_path
 
 EPILOG = """\
 example:
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).is_dir():
         raise InvalidInput(f"{args.out}: is a directory; give a file name for the answer")
     vk, _ = load_verification_key(args.vk)
-    owner = load_signing_key(_owner_key_path(args))
+    owner = load_signing_key(owner_key_path(args))
     mk = load_marking_key(args.mk)
     session = ProverSession(mk, vk, owner)
     event = session.receive(challenge)

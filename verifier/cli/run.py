@@ -5,6 +5,10 @@ over one TCP connection of length-prefixed frames (:mod:`protocol.framing`):
 challenge out, reveal or refusal in, query the model ourselves, verdict out.
 Every failure names its side: the prover (unreachable, silent, or breaking
 the protocol), the suspect model, or the local user's options.
+
+With ``--zk`` the same session asks for zero-knowledge proofs instead
+(DESIGN.md section 4c): the SRS the challenge pins follows it as raw frames,
+and the answer is checked against the circuit built here from the model.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from pathlib import Path
 
 from protocol.console import add_command
 from protocol.decision import lowest_passing_accuracy, threshold
+from protocol import dsse
 from protocol.errors import InvalidInput, ModelOracleError, RemoteProtocolError, WmarkError
-from protocol.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame, envelope_from_frame
-from protocol.keys import load_verification_key
+from protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
+from protocol.keys import VerificationKey, load_verification_key
 from protocol.session import Refused, VerifierSession, null_match_probability
+from protocol.transcript import Registration
+
+from watermark.zkcircuit import add_circuit_arguments, srs_beside
 
 from ..verify import decide_with_model, default_decoys, query_split_for
 from ._common import (
@@ -29,14 +37,22 @@ from ._common import (
     add_registration_arguments, oracle_from_args, registration_from_args, verifier_identity,
 )
 from .check import finish, report_refusal
+from .zkcheck import finish_zk
 
 READ_CHUNK = 64 * 1024
+# How long the owner may take for zero-knowledge proofs: building the circuit
+# and keys, then each proof (about 20 s on 2 cores for a digits zk_cnn), with
+# room for a slower or busier machine.
+ZK_SETUP_WAIT_S = 300.0
+ZK_WAIT_PER_PROOF_S = 120.0
 
 EPILOG = """\
 examples:
   wmark-verifier run --connect 127.0.0.1:7401 --vk vk.json --model suspect/ --k 20 --out verdict.json
   wmark-verifier run --connect owner.example:7401 --vk vk.json \\
       --endpoint http://10.0.0.5:8080 --model-name resnet --k 20 --out verdict.json
+  wmark-verifier run --connect owner.example:7401 --vk vk.json --model suspect/ --k 10 --zk \\
+      --out verdict.json
 
 Sends a fresh signed challenge to `wmark-prover serve`, checks the openings it
 gets back against vk, queries the model itself (trigger images shuffled among
@@ -44,7 +60,15 @@ ordinary inputs), signs the verdict, writes the whole transcript to --out
 (`wmark-verifier audit` re-checks it) and sends the verdict to the owner.
 --timeout bounds each model request and each message from the prover.
 Exit 0 accepted, 1 rejected or refused by the owner, 2 invalid: the message
-says whether the prover, the model or the local options are at fault."""
+says whether the prover, the model or the local options are at fault.
+
+--zk (a model whose weights you hold, a key made with keygen --zk): the owner
+proves in zero knowledge that the model classifies each challenged trigger
+image as its label, and no image is revealed. The circuit is built here from
+--model; without --srs a fresh SRS is generated (OUT with suffix .srs, kept
+for `audit --srs`) and sent to the owner after the challenge: proofs under it
+convince you only. The owner's `serve` needs its own copy of the model
+(--model there). Needs pip install '.[zk]'."""
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -83,14 +107,16 @@ class ProverConnection:
             raise RemoteProtocolError(f"the prover at {self.name} did not take the {what} "
                                       f"({exc.strerror or 'timed out'})") from None
 
-    def receive(self, what: str) -> bytes:
+    def receive(self, what: str, *, timeout: float | None = None) -> bytes:
+        """The next frame, within ``timeout`` (default: the connection's)."""
         # One deadline for the whole message: a prover trickling bytes cannot stall us.
-        deadline = time.monotonic() + self._timeout
+        limit = self._timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         while not self._frames:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RemoteProtocolError(f"the prover at {self.name} sent no complete {what} within "
-                                          f"{self._timeout:g} s")
+                                          f"{limit:g} s")
             self._sock.settimeout(remaining)
             try:
                 data = self._sock.recv(READ_CHUNK)
@@ -117,14 +143,35 @@ def register(subparsers) -> None:
     add_decision_arguments(p)
     add_registration_arguments(p)
     add_margin_arguments(p)
+    zk = p.add_argument_group("zero-knowledge verification (a model you hold; pip install '.[zk]')")
+    zk.add_argument("--zk", action="store_true", help="ask for zero-knowledge proofs instead of openings")
+    zk.add_argument("--srs", metavar="FILE", help="a public ceremony SRS to use instead of generating one")
+    zk.add_argument("--srs-out", metavar="FILE", help="where to write the generated SRS (default: OUT with suffix "
+                                                      ".srs)")
+    zk.add_argument("--zk-timeout", type=float, metavar="SECONDS",
+                    help=f"how long the owner may take to prove (default: {ZK_SETUP_WAIT_S:g} s + "
+                         f"{ZK_WAIT_PER_PROOF_S:g} s per item)")
+    add_circuit_arguments(zk)
+
+
+def deliver(prover: ProverConnection, verdict: dsse.Envelope) -> None:
+    """Send the owner the verdict; the transcript is written already, so a failure only warns."""
+    try:
+        prover.send(encode_frame(verdict.to_json()), "verdict")
+    except WmarkError as exc:
+        print(f"warning: the verdict stands, but could not be delivered to the owner: {exc}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     if Path(args.out).is_dir():
         raise InvalidInput(f"{args.out}: is a directory; give a file name for the verdict")
     vk, vk_envelope = load_verification_key(args.vk)
-    oracle = oracle_from_args(args)
     registration = registration_from_args(args, vk)
+    if args.zk:
+        return run_zk(args, vk, vk_envelope, registration)
+    if args.srs or args.srs_out or args.zk_timeout:
+        raise InvalidInput("--srs, --srs-out and --zk-timeout go with --zk")
+    oracle = oracle_from_args(args)
     session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam,
                               registration=registration.verify(vk) if registration else None,
                               margin=query_split_for(vk, args.data_root))
@@ -149,8 +196,59 @@ def run(args: argparse.Namespace) -> int:
         # The transcript is ours to keep whatever happens next, so it is
         # written before the verdict goes out over a connection that may fail.
         code = finish(session, verdict, vk_envelope, args.out, registration)
-        try:
-            prover.send(encode_frame(verdict.to_json()), "verdict")
-        except WmarkError as exc:
-            print(f"warning: the verdict stands, but could not be delivered to the owner: {exc}", file=sys.stderr)
+        deliver(prover, verdict)
         return code
+
+
+def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Envelope,
+           registration: Registration | None) -> int:
+    from ..zk import decide_with_proofs, open_verifier  # ezkl's bindings load only with --zk
+
+    if args.endpoint or not args.model:
+        raise InvalidInput("--zk proves what the model's weights compute: give the suspect model's directory "
+                           "with --model (an endpoint sees every image it is asked about)")
+    if vk.zk is None:
+        raise InvalidInput(f"{args.vk}: has no zero-knowledge commitments (the owner made it without wmark keygen "
+                           f"--zk); verify without --zk")
+    if not 1 <= args.k <= vk.n:
+        raise InvalidInput(f"k={args.k} must be between 1 and n={vk.n}")
+    if args.srs and args.srs_out:
+        raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
+    if args.zk_timeout is not None and args.zk_timeout <= 0:
+        raise InvalidInput(f"--zk-timeout {args.zk_timeout:g} must be positive")
+    wait = args.zk_timeout or ZK_SETUP_WAIT_S + ZK_WAIT_PER_PROOF_S * args.k
+    identity = verifier_identity(args)
+    srs_out = None if args.srs else (args.srs_out or srs_beside(args.out))
+    with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
+                       memory_limit=args.memory_limit) as verifier:
+        session = VerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters, p0=args.p0,
+                                  lam=args.lam, registration=registration.verify(vk) if registration else None)
+        print(f"asking for zero-knowledge proofs of {args.k} of {vk.n} trigger items on "
+              f"{verifier.model_ref.describe()} (SRS {verifier.srs.path}, {verifier.origin.value}); waiting up to "
+              f"{wait:g} s for them")
+        with ProverConnection(args.connect, timeout=args.timeout) as prover:
+            prover.send(encode_frame(session.challenge().to_json()), "challenge")
+            answer = envelope_from_frame(_send_srs_then_receive(prover, verifier.srs.path, wait),
+                                         sender=f"the prover at {prover.name}")
+            event = session.receive(answer)
+            if isinstance(event, Refused):
+                return report_refusal(event)
+            verdict = decide_with_proofs(session, event, verifier)
+            code = finish_zk(session, verdict, vk_envelope, args.out, registration)
+            deliver(prover, verdict)
+            return code
+
+
+def _send_srs_then_receive(prover: ProverConnection, srs: Path, wait: float) -> bytes:
+    """Send the SRS, then take the answer; a prover that refuses the challenge
+    stops reading the SRS, and its refusal is the answer that explains why."""
+    try:
+        with srs.open("rb") as source:
+            for frame in blob_frames(source):
+                prover.send(frame, "SRS")
+    except RemoteProtocolError as exc:
+        try:
+            return prover.receive("refusal")
+        except RemoteProtocolError:
+            raise exc from None
+    return prover.receive("proofs", timeout=wait)

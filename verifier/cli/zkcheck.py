@@ -10,6 +10,7 @@ from protocol.errors import InvalidInput
 from protocol.keys import load_verification_key
 from protocol.messages import Verdict, decode
 from protocol.session import Refused, VerifierSession
+from protocol.transcript import Registration
 
 from watermark.modelio import model_file_digest
 from watermark.zkcircuit import add_circuit_arguments, srs_beside
@@ -67,14 +68,20 @@ def run(args: argparse.Namespace) -> int:
     with open_verifier(args.model, vk, srs=args.srs or srs_beside(args.challenge), origin=session.zk.srs_origin,
                        workdir=args.workdir, memory_limit=args.memory_limit) as verifier:
         verdict = decide_with_proofs(session, event, verifier)
-    code = finish(session, verdict, vk_envelope, args.out, registration)
-    decided = decode(verdict, (Verdict,))
+    return finish_zk(session, verdict, vk_envelope, args.out, registration)
+
+
+def finish_zk(session: VerifierSession, verdict_envelope, vk_envelope, out: str,
+              registration: Registration | None) -> int:
+    """:func:`finish`, listing the proofs not counted; shared by the file and live transports."""
+    code = finish(session, verdict_envelope, vk_envelope, out, registration)
+    decided = decode(verdict_envelope, (Verdict,))
     assert isinstance(decided, Verdict) and decided.zk is not None
     for failure in decided.zk.failures:
         print(f"  item {failure.index}: proof not counted: {failure.reason}")
     if decided.zk.failures and not decided.accepted:
         # Invalid proofs are the owner's input error, not a model that failed a fair test.
         print(f"wmark-verifier: error: {len(decided.zk.failures)} of {decided.k} proofs are invalid (listed above); "
-              f"the rejection is recorded in {args.out}", file=sys.stderr)
+              f"the rejection is recorded in {out}", file=sys.stderr)
         return EXIT_INVALID
     return code
