@@ -24,7 +24,7 @@ from protocol.files import atomic_write
 from protocol.identity import SigningKey, save_signing_key
 from protocol.keyfile import save_marking_key
 from protocol.keygen import keygen_derived
-from protocol.messages import Challenge, ModelRef
+from protocol.messages import Challenge, ModelRef, Refusal
 from protocol.session import RevealAccepted, VerifierSession
 from protocol.transcript import audit, load_transcript
 from prover.ledger import Ledger
@@ -115,6 +115,10 @@ def test_run_accepts_the_marked_model_and_rejects_the_plain_one(digits_world, tm
         assert run_verifier(digits_world, server.port, tmp_path, digits_world.marked, 100, "public.json") == 1
         assert "REFUSED by the owner: public verification" in capsys.readouterr().err
         assert not (tmp_path / "public.json").exists()
+        # The refusal is the owner's signed word: kept, and it verifies.
+        refusal = dsse.Envelope.from_json((tmp_path / "public.refusal.json").read_bytes())
+        assert b"public verification" in dsse.verify(refusal, digits_world.owner.public_key,
+                                                     payload_type=Refusal.PAYLOAD_TYPE, what="refusal")
 
 
 def test_broken_sessions_end_alone_and_the_server_keeps_serving(keys, tmp_path):

@@ -50,7 +50,7 @@ from watermark.modelio import Classifier, load_model, model_file_digest, save_mo
 from watermark.patterns import render
 from watermark.triggers import trigger_set_from_marking_key
 
-from tests.support.helpers import run_cli
+from tests.support.helpers import KeyDir, run_cli
 
 NUM_CLASSES = 10
 SHAPE = (1, 8, 8)
@@ -83,23 +83,8 @@ def run_main(main: Callable[[Sequence[str]], int], *args: object) -> tuple[int, 
     return code, out.getvalue()
 
 
-@dataclass(frozen=True)
-class Keys:
-    """A claimant's key directory as `wmark keygen` lays it out (as ``digits_world.keys`` is)."""
-
-    root: Path
-
-    @property
-    def vk(self) -> Path:
-        return self.root / "vk.json"
-
-    @property
-    def mk(self) -> Path:
-        return self.root / "mk.wmk"
-
-    @property
-    def owner(self) -> Path:
-        return self.root / "owner.pem"
+# A claimant's key directory.
+Keys = KeyDir
 
 
 def save_keys(root: Path, identity: SigningKey, vk: VerificationKey, mk: MarkingKey) -> Keys:

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,3 +24,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class KeyDir:
+    """A key directory as ``wmark keygen`` lays it out (as ``digits_world.keys`` is)."""
+
+    root: Path
+
+    @property
+    def vk(self) -> Path:
+        return self.root / "vk.json"
+
+    @property
+    def mk(self) -> Path:
+        return self.root / "mk.wmk"
+
+    @property
+    def owner(self) -> Path:
+        return self.root / "owner.pem"

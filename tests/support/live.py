@@ -13,25 +13,16 @@ from pathlib import Path
 from protocol.framing import FrameDecoder
 from protocol.keygen import KeyPair
 
-from .helpers import BIN
+from .helpers import BIN, KeyDir
 
 MAX_FRAME = 64 * 1024
 
 
 @dataclass(frozen=True)
-class Keys:
-    """A small key pair on disk, laid out as ``wmark keygen`` writes it (what ``digits_world`` offers too)."""
+class Keys(KeyDir):
+    """A small key pair on disk, and in memory (what ``digits_world`` offers too)."""
 
-    root: Path
     pair: KeyPair
-
-    @property
-    def vk(self) -> Path:
-        return self.root / "vk.json"
-
-    @property
-    def mk(self) -> Path:
-        return self.root / "mk.wmk"
 
 
 @dataclass

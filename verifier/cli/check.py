@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from protocol.console import EXIT_OK, EXIT_REJECTED, add_command
 from protocol.errors import InvalidInput
+from protocol.files import atomic_write
 from protocol.keys import load_verification_key
 from protocol.messages import Verdict, decode
 from protocol.session import Refused, VerifierSession
@@ -60,9 +62,19 @@ def finish(session: VerifierSession, verdict_envelope, vk_envelope, out: str,
     return EXIT_OK if verdict.accepted else EXIT_REJECTED
 
 
-def report_refusal(event: Refused) -> int:
+def report_refusal(event: Refused, *, keep: Path | None = None) -> int:
+    """Report the owner's refusal; ``keep``: where to save it, when it exists nowhere else
+    (a live session's: the files transport's is the owner's answer file already)."""
     print(f"REFUSED by the owner: {event.reason}", file=sys.stderr)
+    if keep is not None:
+        atomic_write(keep, event.envelope.to_json())
+        print(f"wrote {keep} (the owner's signed refusal)", file=sys.stderr)
     return EXIT_REJECTED
+
+
+def refusal_path(out: str) -> Path:
+    """Where a live session keeps the owner's signed refusal: OUT with suffix .refusal.json."""
+    return Path(out).with_suffix(".refusal.json")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,15 +29,14 @@ from protocol.keys import VerificationKey, load_verification_key
 from protocol.session import Refused, VerifierSession, null_match_probability
 from protocol.transcript import Registration
 
-from watermark.zkcircuit import add_circuit_arguments, srs_beside
-
 from ..verify import decide_with_model, default_decoys, query_split_for
 from ._common import (
     add_decision_arguments, add_identity_argument, add_margin_arguments, add_model_arguments,
     add_registration_arguments, oracle_from_args, registration_from_args, verifier_identity,
 )
-from .check import finish, report_refusal
+from .check import finish, refusal_path, report_refusal
 from .zkcheck import finish_zk
+from .zkchallenge import add_setup_arguments, checked_setup
 
 READ_CHUNK = 64 * 1024
 # How long the owner may take for zero-knowledge proofs: building the circuit
@@ -58,6 +57,7 @@ Sends a fresh signed challenge to `wmark-prover serve`, checks the openings it
 gets back against vk, queries the model itself (trigger images shuffled among
 ordinary inputs), signs the verdict, writes the whole transcript to --out
 (`wmark-verifier audit` re-checks it) and sends the verdict to the owner.
+An owner's signed refusal is kept in OUT with suffix .refusal.json.
 --timeout bounds each model request and each message from the prover.
 Exit 0 accepted, 1 rejected or refused by the owner, 2 invalid: the message
 says whether the prover, the model or the local options are at fault.
@@ -145,13 +145,10 @@ def register(subparsers) -> None:
     add_margin_arguments(p)
     zk = p.add_argument_group("zero-knowledge verification (a model you hold; pip install '.[zk]')")
     zk.add_argument("--zk", action="store_true", help="ask for zero-knowledge proofs instead of openings")
-    zk.add_argument("--srs", metavar="FILE", help="a public ceremony SRS to use instead of generating one")
-    zk.add_argument("--srs-out", metavar="FILE", help="where to write the generated SRS (default: OUT with suffix "
-                                                      ".srs)")
     zk.add_argument("--zk-timeout", type=float, metavar="SECONDS",
                     help=f"how long the owner may take to prove (default: {ZK_SETUP_WAIT_S:g} s + "
                          f"{ZK_WAIT_PER_PROOF_S:g} s per item)")
-    add_circuit_arguments(zk)
+    add_setup_arguments(zk)
 
 
 def deliver(prover: ProverConnection, verdict: dsse.Envelope) -> None:
@@ -187,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         answer = envelope_from_frame(prover.receive("reveal"), sender=f"the prover at {prover.name}")
         event = session.receive(answer)
         if isinstance(event, Refused):
-            return report_refusal(event)
+            return report_refusal(event, keep=refusal_path(args.out))
         try:
             verdict = decide_with_model(session, event, oracle, decoys=decoys)
         except ModelOracleError as exc:
@@ -207,18 +204,11 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
     if args.endpoint or not args.model:
         raise InvalidInput("--zk proves what the model's weights compute: give the suspect model's directory "
                            "with --model (an endpoint sees every image it is asked about)")
-    if vk.zk is None:
-        raise InvalidInput(f"{args.vk}: has no zero-knowledge commitments (the owner made it without wmark keygen "
-                           f"--zk); verify without --zk")
-    if not 1 <= args.k <= vk.n:
-        raise InvalidInput(f"k={args.k} must be between 1 and n={vk.n}")
-    if args.srs and args.srs_out:
-        raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
+    srs_out = checked_setup(args, vk, otherwise="verify without --zk")
     if args.zk_timeout is not None and args.zk_timeout <= 0:
         raise InvalidInput(f"--zk-timeout {args.zk_timeout:g} must be positive")
     wait = args.zk_timeout or ZK_SETUP_WAIT_S + ZK_WAIT_PER_PROOF_S * args.k
     identity = verifier_identity(args)
-    srs_out = None if args.srs else (args.srs_out or srs_beside(args.out))
     with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
                        memory_limit=args.memory_limit) as verifier:
         session = VerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters, p0=args.p0,
@@ -232,7 +222,7 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
                                          sender=f"the prover at {prover.name}")
             event = session.receive(answer)
             if isinstance(event, Refused):
-                return report_refusal(event)
+                return report_refusal(event, keep=refusal_path(args.out))
             verdict = decide_with_proofs(session, event, verifier)
             code = finish_zk(session, verdict, vk_envelope, args.out, registration)
             deliver(prover, verdict)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from protocol.console import add_command
 from protocol.errors import InvalidInput
 from protocol.files import atomic_write
-from protocol.keys import load_verification_key
+from protocol.keys import VerificationKey, load_verification_key
 from protocol.session import VerifierSession
 
 from watermark.zkcircuit import add_circuit_arguments, srs_beside
@@ -38,24 +39,35 @@ def register(subparsers) -> None:
                                                                  "model.safetensors)")
     p.add_argument("--k", type=int, required=True, help="how many trigger items to prove (k = n reveals nothing)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
-    p.add_argument("--srs", metavar="FILE", help="a public ceremony SRS to use instead of generating one")
-    p.add_argument("--srs-out", metavar="FILE", help="where to write the generated SRS (default: OUT with suffix "
-                                                     ".srs)")
-    add_circuit_arguments(p)
+    add_setup_arguments(p)
     add_identity_argument(p)
 
 
-def run(args: argparse.Namespace) -> int:
-    vk, _ = load_verification_key(args.vk)
+def add_setup_arguments(parser) -> None:
+    """The SRS and circuit options of the commands that issue a zero-knowledge challenge."""
+    parser.add_argument("--srs", metavar="FILE", help="a public ceremony SRS to use instead of generating one")
+    parser.add_argument("--srs-out", metavar="FILE", help="where to write the generated SRS (default: OUT with "
+                                                          "suffix .srs)")
+    add_circuit_arguments(parser)
+
+
+def checked_setup(args: argparse.Namespace, vk: VerificationKey, *, otherwise: str) -> Path | None:
+    """Refuse a zero-knowledge challenge the key or options cannot make; where a
+    generated SRS goes (None: --srs names one).  ``otherwise``: what to do instead."""
     if vk.zk is None:
         raise InvalidInput(f"{args.vk}: has no zero-knowledge commitments (the owner made it without "
-                           f"wmark keygen --zk); use wmark-verifier challenge")
+                           f"wmark keygen --zk); {otherwise}")
     if not 1 <= args.k <= vk.n:
         raise InvalidInput(f"k={args.k} must be between 1 and n={vk.n}")
     if args.srs and args.srs_out:
         raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
+    return None if args.srs else Path(args.srs_out or srs_beside(args.out))
+
+
+def run(args: argparse.Namespace) -> int:
+    vk, _ = load_verification_key(args.vk)
+    srs_out = checked_setup(args, vk, otherwise="use wmark-verifier challenge")
     identity = verifier_identity(args)
-    srs_out = None if args.srs else (args.srs_out or srs_beside(args.out))
     with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
                        memory_limit=args.memory_limit) as verifier:
         session = VerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters)
