@@ -86,7 +86,7 @@ from watermark.device import pick_device
 from watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from watermark.evaluate import evaluate
 from watermark.modelio import Classifier
-from watermark.patterns import render
+from watermark.patterns import render_many
 from watermark.train import train
 from watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
@@ -132,7 +132,7 @@ SETTINGS = (
 
 def trigger_set(task: TaskData, seed: int) -> TriggerSet:
     seeds = [tagged_hash(ITEM_TAG, seed.to_bytes(8, "big"), i.to_bytes(4, "big")) for i in range(TRIGGERS)]
-    return TriggerSet(np.stack([render(s, task.input_shape) for s in seeds]),
+    return TriggerSet(render_many(seeds, task.input_shape),
                       np.array([derive_label(s, task.num_classes) for s in seeds], dtype=np.int64),
                       task.num_classes)
 

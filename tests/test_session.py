@@ -249,6 +249,23 @@ def test_any_changed_byte_of_an_opening_is_refused(world, position, name, offset
 
 
 @SETTINGS
+@given(st.sets(st.integers(0, K - 1), min_size=2))
+def test_of_several_broken_openings_the_first_is_named(world, broken):
+    # Openings are checked on several threads; the error must still be the one a
+    # sequential check meets first, whichever thread finishes first.
+    session = world.verifier_session()
+    challenge = session.challenge()
+    mk, vk = world.pair.marking_key, world.pair.verification_key
+    openings = [mk.openings[i] for i in session.subset]
+    for position in broken:
+        proof = bytearray(openings[position].vrf_proof)
+        proof[-1] ^= 1
+        openings[position] = replace(openings[position], vrf_proof=bytes(proof))
+    envelope = Reveal(Challenge.digest_of(challenge), vk.digest, vk.scheme, tuple(openings)).sign(world.owner)
+    expect_refused(session, envelope, f"item {openings[min(broken)].index}:")
+
+
+@SETTINGS
 @given(st.integers(min_value=0), st.integers(1, 255))
 def test_any_changed_byte_of_a_signed_reveal_is_refused(world, offset, flip):
     session = world.verifier_session()

@@ -22,7 +22,7 @@ from protocol.keygen import keygen_derived, keygen_imported
 from protocol.sampling import LABEL_TAG, SUBSET_TAG, DigestStream, derive_label, sample_subset
 from protocol.vrf import VrfSecretKey, proof_to_hash
 from tests.support.helpers import REPO
-from watermark.patterns import render
+from watermark.patterns import render, render_many
 from watermark.triggers import Fit, import_images, random_labels, read_labels_file, trigger_set_from_marking_key
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=200)
@@ -107,9 +107,24 @@ GOLDEN = {
 }
 
 
+# 64 seeds a shape, so that every kind of stroke and ellipse, and every number of them, is pinned.
+GOLDEN_64 = {
+    (1, 8, 8): "ea3b99919f9620d64328f0078dc5c0bf7368da21262ad12ec7c2d810471122c9",
+    (3, 32, 32): "557c085091e5838ae271864dd2a2861423662052d6b098dbc5cacc7612fead03",
+    (3, 64, 64): "8f4871563434a0847a96d086ab46afa48de6fdaab5a5465f52bcdd120b085912",
+}
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_render_matches_the_pinned_images(shape):
     assert hashlib.sha256(render(bytes(32), shape).tobytes()).hexdigest() == GOLDEN[shape]
+    golden = seeds(64, b"wmark-test/golden")
+    one_by_one = b"".join(render(seed, shape).tobytes() for seed in golden)
+    assert hashlib.sha256(one_by_one).hexdigest() == GOLDEN_64[shape]
+    # A batch draws each image exactly as it is drawn alone, however the batch is cut.
+    assert render_many(golden, shape).tobytes() == one_by_one
+    assert b"".join(render_many(golden[i:i + 7], shape).tobytes() for i in range(0, 64, 7)) == one_by_one
+    assert render_many([], shape).shape == (0, *shape)
 
 
 def test_render_uses_the_whole_range_across_seeds():

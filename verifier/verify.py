@@ -27,12 +27,12 @@ DECOYS_PER_ITEM = 3
 def item_images(items: Sequence[OpenedItem], vk: VerificationKey) -> np.ndarray:
     """The uint8 images to query: as imported or selected from a margin key's split,
     else rendered from the VRF output."""
-    from watermark.patterns import render
+    from watermark.patterns import render_many
 
-    images = [np.frombuffer(item.pixels, dtype=np.uint8).reshape(vk.input_shape) if item.pixels is not None
-              else render(item.seed, vk.input_shape)  # type: ignore[arg-type]
-              for item in items]
-    return np.stack(images)
+    rendered = iter(render_many([item.seed for item in items if item.pixels is None],  # type: ignore[misc]
+                                vk.input_shape))
+    return np.stack([np.frombuffer(item.pixels, dtype=np.uint8).reshape(vk.input_shape) if item.pixels is not None
+                     else next(rendered) for item in items])
 
 
 def query_split_for(vk: VerificationKey, data_root: str | None) -> QuerySplit | None:

@@ -25,7 +25,7 @@ from protocol.keys import MarkingKey
 from protocol.margin import MarginItems, QuerySplit
 from protocol.vrf import proof_to_hash
 
-from .patterns import render
+from .patterns import render, render_many
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_IMPORTED = 10_000
@@ -73,10 +73,13 @@ def trigger_set_from_marking_key(mk: MarkingKey, margin: QuerySplit | None = Non
     """The trigger images and labels a marking key commits to; a margin key's
     are taken from ``margin``, the query split it was made on."""
     if mk.kind is TriggerKind.MARGIN:
-        images = _margin_images(mk, margin)
+        images = np.stack(_margin_images(mk, margin))
+    elif mk.kind is TriggerKind.DERIVED:
+        seeds = [proof_to_hash(o.vrf_proof) for o in mk.openings]  # type: ignore[arg-type]
+        images = render_many(seeds, mk.input_shape)
     else:
-        images = [item_image(o, mk.kind, mk.input_shape) for o in mk.openings]
-    return TriggerSet(np.stack(images), np.array([o.label for o in mk.openings], dtype=np.int64), mk.num_classes)
+        images = np.stack([item_image(o, mk.kind, mk.input_shape) for o in mk.openings])
+    return TriggerSet(images, np.array([o.label for o in mk.openings], dtype=np.int64), mk.num_classes)
 
 
 def _margin_images(mk: MarkingKey, split: QuerySplit | None) -> list[np.ndarray]:
