@@ -40,6 +40,7 @@ from watermark.modelio import model_file_digest
 from watermark.zkcircuit import add_circuit_arguments, srs_size
 
 from ..ledger import Outcome
+from ..zk import answer_or_refuse
 from .prove import Prover, add_prover_arguments, describe, load_prover
 
 DEFAULT_TIMEOUT = 30.0
@@ -190,8 +191,6 @@ class Server:
     async def _prove(self, stream: FrameStream, session: ProverSession, event: ChallengeReceived,
                      line: list[str]) -> bool:
         """Take the challenge's SRS, then send proofs or a signed refusal; True for proofs."""
-        from ..zk import answer_or_refuse  # ezkl's bindings load only for zero-knowledge sessions
-
         parameters = event.challenge.zk
         assert parameters is not None
         if parameters.srs_logrows > self._zk.max_srs_logrows:

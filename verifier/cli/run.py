@@ -30,6 +30,7 @@ from protocol.session import Refused, VerifierSession, null_match_probability
 from protocol.transcript import Registration
 
 from ..verify import decide_with_model, default_decoys, query_split_for
+from ..zk import decide_with_proofs, open_verifier
 from ._common import (
     add_decision_arguments, add_identity_argument, add_margin_arguments, add_model_arguments,
     add_registration_arguments, oracle_from_args, registration_from_args, verifier_identity,
@@ -199,8 +200,6 @@ def run(args: argparse.Namespace) -> int:
 
 def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Envelope,
            registration: Registration | None) -> int:
-    from ..zk import decide_with_proofs, open_verifier  # ezkl's bindings load only with --zk
-
     if args.endpoint or not args.model:
         raise InvalidInput("--zk proves what the model's weights compute: give the suspect model's directory "
                            "with --model (an endpoint sees every image it is asked about)")
