@@ -165,74 +165,91 @@ class Challenge(Message):
 
 
 @dataclass(frozen=True)
-class Reveal(Message):
+class Answer(Message):
+    """What the owner answers a challenge with: one entry per sampled item, in
+    the subset's order (openings in a :class:`Reveal`, proofs in a :class:`ZkReveal`)."""
+
+    ENTRIES: ClassVar[str]  # the payload field that lists the entries
+    ENTRY: ClassVar[str]  # one of them, in error messages
+
+    challenge_digest: bytes
+    vk_digest: bytes
+    scheme: Scheme
+
+    @property
+    def entries(self) -> tuple[Any, ...]:
+        return getattr(self, self.ENTRIES)
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(entry.index for entry in self.entries)
+
+    def _to_obj(self) -> dict[str, Any]:
+        return {
+            "challenge_digest": b64u_encode(self.challenge_digest), "vk_digest": b64u_encode(self.vk_digest),
+            "scheme": self.scheme.value, self.ENTRIES: [self._encode_entry(e) for e in self.entries],
+        }
+
+    @classmethod
+    def _from_obj(cls, obj: dict[str, Any], what: str) -> "Answer":
+        only_fields(obj, {"type", "version", "challenge_digest", "vk_digest", "scheme", cls.ENTRIES}, what=what)
+        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
+        raw = field(obj, cls.ENTRIES, list, what=what)
+        if not 1 <= len(raw) <= MAX_ITEMS:
+            raise DecodeError(f"{what}: 1 to {MAX_ITEMS} {cls.ENTRIES} expected, got {len(raw)}")
+        return cls(_digest(obj, "challenge_digest"), _digest(obj, "vk_digest"), scheme,  # type: ignore[call-arg]
+                   tuple(cls._decode_entry(o, scheme, what=f"{what}: {cls.ENTRY} {i}") for i, o in enumerate(raw)))
+
+    @staticmethod
+    def _encode_entry(entry: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def _decode_entry(obj: Any, scheme: Scheme, *, what: str) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Reveal(Answer):
     """Prover -> verifier: the openings of the sampled subset, and nothing else."""
 
     TYPE: ClassVar[str] = "wmark/reveal"
     PAYLOAD_TYPE: ClassVar[str] = "application/vnd.wmark.reveal+json"
     DIGEST_TAG: ClassVar[str] = "wmark/reveal/v1"
+    ENTRIES: ClassVar[str] = "openings"
+    ENTRY: ClassVar[str] = "opening"
 
-    challenge_digest: bytes
-    vk_digest: bytes
-    scheme: Scheme
     openings: tuple[ItemOpening, ...]
 
-    def _to_obj(self) -> dict[str, Any]:
-        return {
-            "challenge_digest": b64u_encode(self.challenge_digest), "vk_digest": b64u_encode(self.vk_digest),
-            "scheme": self.scheme.value, "openings": [encode_opening(o) for o in self.openings],
-        }
+    @staticmethod
+    def _encode_entry(entry: ItemOpening) -> Any:
+        return encode_opening(entry)
 
-    @classmethod
-    def _from_obj(cls, obj: dict[str, Any], what: str) -> "Reveal":
-        only_fields(obj, {"type", "version", "challenge_digest", "vk_digest", "scheme", "openings"}, what=what)
-        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
-        raw = field(obj, "openings", list, what=what)
-        if not 1 <= len(raw) <= MAX_ITEMS:
-            raise DecodeError(f"{what}: 1 to {MAX_ITEMS} openings expected, got {len(raw)}")
-        return cls(
-            challenge_digest=_digest(obj, "challenge_digest"),
-            vk_digest=_digest(obj, "vk_digest"),
-            scheme=scheme,
-            openings=tuple(decode_opening(o, scheme, what=f"{what}: opening {i}", max_index=MAX_ITEMS - 1)
-                           for i, o in enumerate(raw)),
-        )
+    @staticmethod
+    def _decode_entry(obj: Any, scheme: Scheme, *, what: str) -> ItemOpening:
+        return decode_opening(obj, scheme, what=what, max_index=MAX_ITEMS - 1)
 
 
 @dataclass(frozen=True)
-class ZkReveal(Message):
+class ZkReveal(Answer):
     """Prover -> verifier, answering a zero-knowledge challenge: per sampled item
     the label's opening and a proof about the hidden input; no image, no seed."""
 
     TYPE: ClassVar[str] = "wmark/zk-reveal"
     PAYLOAD_TYPE: ClassVar[str] = "application/vnd.wmark.zk-reveal+json"
     DIGEST_TAG: ClassVar[str] = "wmark/zk-reveal/v1"
+    ENTRIES: ClassVar[str] = "items"
+    ENTRY: ClassVar[str] = "item"
 
-    challenge_digest: bytes
-    vk_digest: bytes
-    scheme: Scheme
     items: tuple[ZkItem, ...]
 
-    def _to_obj(self) -> dict[str, Any]:
-        return {
-            "challenge_digest": b64u_encode(self.challenge_digest), "vk_digest": b64u_encode(self.vk_digest),
-            "scheme": self.scheme.value, "items": [item.to_obj() for item in self.items],
-        }
+    @staticmethod
+    def _encode_entry(entry: ZkItem) -> Any:
+        return entry.to_obj()
 
-    @classmethod
-    def _from_obj(cls, obj: dict[str, Any], what: str) -> "ZkReveal":
-        only_fields(obj, {"type", "version", "challenge_digest", "vk_digest", "scheme", "items"}, what=what)
-        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
-        raw = field(obj, "items", list, what=what)
-        if not 1 <= len(raw) <= MAX_ITEMS:
-            raise DecodeError(f"{what}: 1 to {MAX_ITEMS} items expected, got {len(raw)}")
-        return cls(
-            challenge_digest=_digest(obj, "challenge_digest"),
-            vk_digest=_digest(obj, "vk_digest"),
-            scheme=scheme,
-            items=tuple(ZkItem.from_obj(o, scheme, what=f"{what}: item {i}", max_index=MAX_ITEMS - 1,
-                                        max_class=MAX_CLASSES) for i, o in enumerate(raw)),
-        )
+    @staticmethod
+    def _decode_entry(obj: Any, scheme: Scheme, *, what: str) -> ZkItem:
+        return ZkItem.from_obj(obj, scheme, what=what, max_index=MAX_ITEMS - 1, max_class=MAX_CLASSES)
 
 
 @dataclass(frozen=True)

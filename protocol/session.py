@@ -42,7 +42,7 @@ from .items import OpenedItem, TriggerKind, label_message, open_item
 from .keys import MarkingKey, VerificationKey
 from .margin import MarginItems, QuerySplit
 from .messages import (
-    MAX_TEXT, Challenge, ItemResult, ModelRef, Refusal, Reveal, Verdict, ZkReveal, chain_digest, decode,
+    MAX_TEXT, Answer, Challenge, ItemResult, ModelRef, Refusal, Reveal, Verdict, ZkReveal, chain_digest, decode,
 )
 from .sampling import sample_subset
 from .transparency import RegistrationInfo
@@ -100,13 +100,13 @@ def subset_of(challenge: Challenge, challenge_digest: bytes) -> tuple[int, ...]:
     return sample_subset(challenge_digest, challenge.n, challenge.k)
 
 
-def _check_answer(envelope: dsse.Envelope, kind: type[Reveal] | type[ZkReveal], vk: VerificationKey,
-                  challenge: Challenge, challenge_digest: bytes) -> Reveal | ZkReveal:
+def _check_answer(envelope: dsse.Envelope, kind: type[Answer], vk: VerificationKey,
+                  challenge: Challenge, challenge_digest: bytes) -> Answer:
     """What a reveal of either kind must satisfy: the owner's signature, this
     challenge and key, and exactly the challenged subset."""
     dsse.verify(envelope, vk.owner, payload_type=kind.PAYLOAD_TYPE, what="reveal")
     answer = decode(envelope, (kind,))
-    assert isinstance(answer, (Reveal, ZkReveal))
+    assert isinstance(answer, Answer)
     if answer.challenge_digest != challenge_digest:
         raise InvalidOpening("reveal: it answers another challenge (challenge digest differs)")
     if answer.vk_digest != vk.digest:
@@ -114,8 +114,7 @@ def _check_answer(envelope: dsse.Envelope, kind: type[Reveal] | type[ZkReveal], 
     if answer.scheme is not vk.scheme:
         raise InvalidOpening("reveal: commitment scheme differs from the verification key's")
     expected = subset_of(challenge, challenge_digest)
-    got = tuple(o.index for o in answer.openings) if isinstance(answer, Reveal) else tuple(
-        i.index for i in answer.items)
+    got = answer.indices
     if got != expected:
         extra = sorted(set(got) - set(expected))
         missing = sorted(set(expected) - set(got))

@@ -28,7 +28,7 @@ from .identity import PublicKey
 from .items import OpenedItem
 from .keys import VerificationKey, verify_vk_envelope
 from .margin import QuerySplit
-from .messages import Challenge, ItemResult, Reveal, Verdict, ZkReveal, decode
+from .messages import Answer, Challenge, ItemResult, Reveal, Verdict, ZkReveal, decode
 from .session import (
     build_verdict, check_challenge, check_reveal, check_zk_reveal, null_match_probability, zk_results,
 )
@@ -116,7 +116,7 @@ def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditR
     if challenge.zk is None:
         _, items = check_reveal(transcript.reveal, vk, challenge, challenge_digest, margin=margin)
         zk_items: tuple[ZkItem, ...] = ()
-        answer: type[Reveal] | type[ZkReveal] = Reveal
+        answer: type[Answer] = Reveal
     else:
         _, zk_items = check_zk_reveal(transcript.reveal, vk, challenge, challenge_digest)
         items, answer = (), ZkReveal
