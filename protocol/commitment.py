@@ -22,6 +22,7 @@ from enum import Enum
 from Crypto.Random import get_random_bytes
 
 from . import pedersen
+from .encoding import enum_value
 from .errors import DecodeError, InvalidOpening
 
 HASH_COMMIT_TAG = b"wmark/commit/v1"
@@ -34,10 +35,7 @@ class Scheme(str, Enum):
 
     @classmethod
     def parse(cls, value: object) -> "Scheme":
-        try:
-            return cls(value)
-        except ValueError:
-            raise DecodeError(f"unknown commitment scheme {value!r} (expected hash or pedersen)") from None
+        return enum_value(cls, value, name="commitment scheme")
 
 
 _COMMITMENT_BYTES = {Scheme.HASH: 32, Scheme.PEDERSEN: pedersen.POINT_BYTES}

@@ -13,7 +13,8 @@ import base64
 import binascii
 import json
 import math
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 import rfc8785
 
@@ -130,3 +131,24 @@ def only_fields(obj: dict[str, Any], allowed: set[str], *, what: str) -> None:
     extra = set(obj) - allowed
     if extra:
         raise DecodeError(f"{what}: unknown field(s) {sorted(extra)}")
+
+
+def object_with(obj: Any, allowed: set[str], *, what: str) -> dict[str, Any]:
+    """``obj`` if it is a JSON object with no field outside ``allowed``."""
+    if not isinstance(obj, dict):
+        raise DecodeError(f"{what}: expected an object")
+    only_fields(obj, allowed, what=what)
+    return obj
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def enum_value(kind: type[E], value: object, *, name: str) -> E:
+    """The member of a wire enum whose value is ``value``; else an error naming the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = [member.value for member in kind]
+        raise DecodeError(f"unknown {name} {str(value)[:40]!r} (expected {', '.join(choices[:-1])} or "
+                          f"{choices[-1]})") from None

@@ -23,6 +23,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from .commitment import Commitment, Opening, check
+from .encoding import enum_value
 from .errors import DecodeError, InvalidOpening, InvalidProof, LocalProtocolError
 from .sampling import derive_label
 from .identity import PublicKey
@@ -48,11 +49,7 @@ class TriggerKind(str, Enum):
 
     @classmethod
     def parse(cls, value: object) -> "TriggerKind":
-        try:
-            return cls(value)
-        except ValueError:
-            raise DecodeError(f"unknown trigger kind {str(value)[:40]!r} (expected "
-                              f"{', '.join(k.value for k in cls)})") from None
+        return enum_value(cls, value, name="trigger kind")
 
 
 def vrf_alpha(index: int, owner: PublicKey) -> bytes:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Sequence
 
-from .encoding import b64u_decode, b64u_encode, field, int_field, only_fields
+from .encoding import b64u_decode, b64u_encode, field, int_field, object_with
 from .errors import DecodeError, InvalidInput
 from .hashing import tagged_hash
 from .items import image_header, pixel_count
@@ -79,9 +79,7 @@ class MarginSource:
     @classmethod
     def from_obj(cls, obj: Any, *, n: int, what: str) -> "MarginSource":
         what = f"{what}: margin"
-        if not isinstance(obj, dict):
-            raise DecodeError(f"{what}: expected an object")
-        only_fields(obj, {"dataset", "split", "size", "digest"}, what=what)
+        object_with(obj, {"dataset", "split", "size", "digest"}, what=what)
         size = int_field(obj, "size", what=what, low=1, high=MAX_SPLIT)
         if n > size:
             raise DecodeError(f"{what}: {n} items cannot take distinct images of a {size}-image split")

@@ -23,7 +23,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from .commitment import Opening, Scheme
-from .encoding import b64u_decode, b64u_encode, field, int_field, only_fields
+from .encoding import b64u_decode, b64u_encode, enum_value, field, int_field, object_with
 from .errors import DecodeError
 from .items import ItemOpening
 
@@ -55,18 +55,31 @@ class SrsOrigin(str, Enum):
 
     @classmethod
     def parse(cls, value: object) -> "SrsOrigin":
-        try:
-            return cls(value)
-        except ValueError:
-            raise DecodeError(f"unknown SRS origin {value!r} (expected verifier or ceremony)") from None
+        return enum_value(cls, value, name="SRS origin")
 
 
 def _felt(value: Any, *, what: str) -> bytes:
     return b64u_decode(value, what=what, size=FELT_BYTES)
 
 
-def _scale(obj: dict[str, Any], *, what: str) -> int:
-    return int_field(obj, "input_scale", what=what, low=MIN_INPUT_SCALE, high=MAX_INPUT_SCALE)
+def _section_to_obj(input_scale: int, name: str, values: tuple[bytes, ...]) -> dict[str, Any]:
+    return {"hash": HASH_NAME, "input_scale": input_scale, "salt_bytes": SALT_BYTES,
+            name: [b64u_encode(v) for v in values]}
+
+
+def _section_from_obj(obj: Any, name: str, *, n: int, size: int, what: str) -> tuple[int, tuple[bytes, ...]]:
+    """The scale and the n values of a ``zk`` section listing them under ``name``."""
+    what = f"{what}: zk"
+    object_with(obj, {"hash", "input_scale", "salt_bytes", name}, what=what)
+    if obj.get("hash") != HASH_NAME:
+        raise DecodeError(f"{what}: hash {obj.get('hash')!r} is not {HASH_NAME!r}")
+    if obj.get("salt_bytes") != SALT_BYTES or isinstance(obj.get("salt_bytes"), bool):
+        raise DecodeError(f"{what}: salt_bytes must be {SALT_BYTES}")
+    raw = field(obj, name, list, what=what)
+    if len(raw) != n:
+        raise DecodeError(f"{what}: {len(raw)} {name} for {n} trigger items")
+    scale = int_field(obj, "input_scale", what=what, low=MIN_INPUT_SCALE, high=MAX_INPUT_SCALE)
+    return scale, tuple(b64u_decode(v, what=f"{what}: {name[:-1]} {i}", size=size) for i, v in enumerate(raw))
 
 
 @dataclass(frozen=True)
@@ -77,27 +90,11 @@ class ZkCommitments:
     hashes: tuple[bytes, ...]
 
     def to_obj(self) -> dict[str, Any]:
-        return {"hash": HASH_NAME, "input_scale": self.input_scale, "salt_bytes": SALT_BYTES,
-                "commitments": [b64u_encode(h) for h in self.hashes]}
+        return _section_to_obj(self.input_scale, "commitments", self.hashes)
 
     @classmethod
     def from_obj(cls, obj: Any, *, n: int, what: str) -> "ZkCommitments":
-        what = f"{what}: zk"
-        if not isinstance(obj, dict):
-            raise DecodeError(f"{what}: expected an object")
-        only_fields(obj, {"hash", "input_scale", "salt_bytes", "commitments"}, what=what)
-        _expect_layout(obj, what=what)
-        raw = field(obj, "commitments", list, what=what)
-        if len(raw) != n:
-            raise DecodeError(f"{what}: {len(raw)} commitments for {n} trigger items")
-        return cls(_scale(obj, what=what), tuple(_felt(h, what=f"{what}: commitment {i}") for i, h in enumerate(raw)))
-
-
-def _expect_layout(obj: dict[str, Any], *, what: str) -> None:
-    if obj.get("hash") != HASH_NAME:
-        raise DecodeError(f"{what}: hash {obj.get('hash')!r} is not {HASH_NAME!r}")
-    if obj.get("salt_bytes") != SALT_BYTES or isinstance(obj.get("salt_bytes"), bool):
-        raise DecodeError(f"{what}: salt_bytes must be {SALT_BYTES}")
+        return cls(*_section_from_obj(obj, "commitments", n=n, size=FELT_BYTES, what=what))
 
 
 @dataclass(frozen=True, repr=False)
@@ -111,21 +108,11 @@ class ZkSecrets:
         return f"ZkSecrets(input_scale={self.input_scale}, <secret>)"
 
     def to_obj(self) -> dict[str, Any]:
-        return {"hash": HASH_NAME, "input_scale": self.input_scale, "salt_bytes": SALT_BYTES,
-                "salts": [b64u_encode(s) for s in self.salts]}
+        return _section_to_obj(self.input_scale, "salts", self.salts)
 
     @classmethod
     def from_obj(cls, obj: Any, *, n: int, what: str) -> "ZkSecrets":
-        what = f"{what}: zk"
-        if not isinstance(obj, dict):
-            raise DecodeError(f"{what}: expected an object")
-        only_fields(obj, {"hash", "input_scale", "salt_bytes", "salts"}, what=what)
-        _expect_layout(obj, what=what)
-        raw = field(obj, "salts", list, what=what)
-        if len(raw) != n:
-            raise DecodeError(f"{what}: {len(raw)} salts for {n} trigger items")
-        return cls(_scale(obj, what=what),
-                   tuple(b64u_decode(s, what=f"{what}: salt {i}", size=SALT_BYTES) for i, s in enumerate(raw)))
+        return cls(*_section_from_obj(obj, "salts", n=n, size=SALT_BYTES, what=what))
 
 
 class InputHasher(Protocol):
@@ -160,9 +147,7 @@ class ZkParameters:
     @classmethod
     def from_obj(cls, obj: Any, *, what: str) -> "ZkParameters":
         what = f"{what}: zk"
-        if not isinstance(obj, dict):
-            raise DecodeError(f"{what}: expected an object")
-        only_fields(obj, {"srs_sha256", "srs_logrows", "srs_origin", "circuit_sha256"}, what=what)
+        object_with(obj, {"srs_sha256", "srs_logrows", "srs_origin", "circuit_sha256"}, what=what)
         return cls(
             srs_sha256=b64u_decode(obj.get("srs_sha256"), what=f"{what}: srs_sha256", size=32),
             srs_logrows=int_field(obj, "srs_logrows", what=what, low=MIN_LOGROWS, high=MAX_LOGROWS),
@@ -201,9 +186,7 @@ class ZkItem:
 
     @classmethod
     def from_obj(cls, obj: Any, scheme: Scheme, *, what: str, max_index: int, max_class: int) -> "ZkItem":
-        if not isinstance(obj, dict):
-            raise DecodeError(f"{what}: expected an object")
-        only_fields(obj, {"index", "label", "r_label", "input_hash", "predicted", "proof"}, what=what)
+        object_with(obj, {"index", "label", "r_label", "input_hash", "predicted", "proof"}, what=what)
         return cls(
             index=int_field(obj, "index", what=what, low=0, high=max_index),
             label=int_field(obj, "label", what=what, low=0, high=max_class),
