@@ -9,25 +9,37 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from .errors import InvalidInput
 
 
-def read_bounded(path: str | os.PathLike[str], *, max_bytes: int, what: str) -> bytes:
+@contextmanager
+def open_input(path: str | os.PathLike[str], *, what: str) -> Iterator[BinaryIO]:
+    """``path`` open for reading; a path that is missing, a directory or unreadable
+    is the user's mistake, named with ``what``."""
     p = Path(path)
     try:
-        with p.open("rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > max_bytes:
-                raise InvalidInput(f"{p}: {what} of {size} bytes exceeds the limit of {max_bytes}")
-            data = fh.read(max_bytes + 1)
+        fh = p.open("rb")
     except FileNotFoundError:
         raise InvalidInput(f"{p}: {what} not found") from None
     except IsADirectoryError:
-        raise InvalidInput(f"{p}: expected a {what} file, found a directory") from None
+        raise InvalidInput(f"{p}: is a directory; expected the {what} file") from None
     except PermissionError:
         raise InvalidInput(f"{p}: {what} is not readable (permission denied)") from None
+    with fh:
+        yield fh
+
+
+def read_bounded(path: str | os.PathLike[str], *, max_bytes: int, what: str) -> bytes:
+    p = Path(path)
+    with open_input(p, what=what) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > max_bytes:
+            raise InvalidInput(f"{p}: {what} of {size} bytes exceeds the limit of {max_bytes}")
+        data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise InvalidInput(f"{p}: {what} exceeds the limit of {max_bytes} bytes")
     return data

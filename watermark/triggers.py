@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from protocol.errors import InvalidInput
+from protocol.files import read_bounded
 from protocol.items import ItemOpening, TriggerKind, image_header
 from protocol.keys import MarkingKey
 from protocol.margin import MarginItems, QuerySplit
@@ -131,14 +132,10 @@ def _find_labels_file(root: Path) -> Path | None:
 
 def read_labels_file(path: Path, *, count: int, num_classes: int) -> tuple[int, ...]:
     """One numeric label per line (``6`` or ``6.000000000000000000e+00``), line j for image j."""
+    data = read_bounded(path, max_bytes=MAX_LABEL_FILE_BYTES, what="label file")
     try:
-        size = path.stat().st_size
-        if size > MAX_LABEL_FILE_BYTES:
-            raise InvalidInput(f"{path}: label file of {size} bytes is too large")
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: label file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path}: cannot read label file ({exc})") from None
     if len(lines) != count:
         raise InvalidInput(f"{path}: {len(lines)} labels for {count} images")

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from protocol.errors import DecodeError, InvalidInput, InvalidProof
+from protocol.files import open_input
 from protocol.hashing import tagged_hash
 from protocol.items import ItemOpening, TriggerKind, pixel_count
 from protocol.messages import ModelRef
@@ -388,25 +389,18 @@ def srs_size(logrows: int) -> int:
 def read_srs(path: str | os.PathLike[str]) -> Srs:
     """Check an SRS file's header and size, and hash it."""
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            header = fh.read(SRS_HEADER_BYTES)
-            size = os.fstat(fh.fileno()).st_size
-            logrows = int.from_bytes(header, "little") if len(header) == SRS_HEADER_BYTES else -1
-            if not MIN_LOGROWS <= logrows <= MAX_LOGROWS or size != srs_size(logrows):
-                raise DecodeError(f"{p}: not a KZG SRS file of 2^{MIN_LOGROWS} to 2^{MAX_LOGROWS} rows "
-                                  f"({size} bytes{f', header says 2^{logrows}' if logrows >= 0 else ''}; "
-                                  f"truncated or another format?)")
-            fh.seek(0)
-            sha = hashlib.sha256()
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                sha.update(block)
-    except FileNotFoundError:
-        raise InvalidInput(f"{p}: SRS file not found") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{p}: expected an SRS file, found a directory") from None
-    except PermissionError:
-        raise InvalidInput(f"{p}: SRS file is not readable (permission denied)") from None
+    with open_input(p, what="SRS") as fh:
+        header = fh.read(SRS_HEADER_BYTES)
+        size = os.fstat(fh.fileno()).st_size
+        logrows = int.from_bytes(header, "little") if len(header) == SRS_HEADER_BYTES else -1
+        if not MIN_LOGROWS <= logrows <= MAX_LOGROWS or size != srs_size(logrows):
+            raise DecodeError(f"{p}: not a KZG SRS file of 2^{MIN_LOGROWS} to 2^{MAX_LOGROWS} rows "
+                              f"({size} bytes{f', header says 2^{logrows}' if logrows >= 0 else ''}; "
+                              f"truncated or another format?)")
+        fh.seek(0)
+        sha = hashlib.sha256()
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
     return Srs(p, logrows, sha.digest())
 
 
