@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,8 @@ import torch
 from torch import nn
 
 from protocol.errors import DecodeError
-from protocol.files import atomic_write
-from protocol.identity import SigningKey, save_signing_key
-from protocol.keyfile import save_marking_key
-from protocol.keygen import KeyPair, keygen_derived
+from protocol.identity import SigningKey
+from protocol.keygen import KeyPair
 from protocol.items import TriggerKind
 from protocol.messages import Verdict, ZkReveal, decode
 from protocol.session import ProverSession, VerifierSession
@@ -31,7 +29,7 @@ from protocol.transcript import Transcript, audit, load_transcript
 from protocol.vrf import proof_to_hash
 from protocol.zk import CAVEAT_ZK, ZkStatement
 from prover.ledger import Ledger
-from tests.support.helpers import run_cli
+from tests.support.helpers import DigitsWorld, build_digits_world, run_cli
 from tests.support.live import prover_server
 
 ezkl = pytest.importorskip("ezkl")
@@ -39,56 +37,27 @@ ezkl = pytest.importorskip("ezkl")
 from prover.zk import prove_challenge  # noqa: E402  (needs ezkl)
 from verifier.zk import decide_with_proofs, open_verifier  # noqa: E402
 from watermark import zkcircuit  # noqa: E402
+from watermark.evaluate import predict  # noqa: E402
 from watermark.modelio import Classifier, ModelConfig, Preprocessing, load_model, new_model  # noqa: E402
 from watermark.triggers import item_image, trigger_set_from_marking_key  # noqa: E402
 
 SHAPE = (1, 8, 8)
 
 
-@dataclass(frozen=True)
-class ZkWorld:
-    keys: Path
-    pair: KeyPair
-    owner: SigningKey
-    marked: Path
-    plain: Path
-
-    @property
-    def vk(self) -> Path:
-        return self.keys / "vk.json"
-
-    @property
-    def mk(self) -> Path:
-        return self.keys / "mk.wmk"
-
-
 @pytest.fixture(scope="module")
-def zk_world(tmp_path_factory) -> ZkWorld:
+def zk_world(tmp_path_factory) -> DigitsWorld:
     """A --zk key pair of 100 derived items, and zk_cnn digits models trained with
     (marked) and without (plain, the NO-WM row) its triggers."""
-    from watermark.datasets import load_task
-    from watermark.embed import default_recipe, embed, start_model
-    from watermark.modelio import save_model
+    from watermark.embed import default_recipe
 
-    root = tmp_path_factory.mktemp("zk-world")
-    keys = root / "keys"
-    owner = SigningKey.generate()
-    save_signing_key(keys / "owner.pem", owner)
-    pair = keygen_derived(owner=owner, n=100, num_classes=10, input_shape=SHAPE,
-                          zk=zkcircuit.InputCommitter(TriggerKind.DERIVED, SHAPE))
-    save_marking_key(keys / "mk.wmk", pair.marking_key, None)
-    atomic_write(keys / "vk.json", pair.signed_vk.to_json())
-    task = load_task("digits")
-    triggers = trigger_set_from_marking_key(pair.marking_key)
     # zk_cnn's 3.7k weights learn all 100 triggers with more of them per batch and
     # a few more epochs than small_cnn's recipe gives (95-98 of 100 with it).
-    recipe = replace(default_recipe("digits"), epochs=40, lr_step=30, triggers_per_batch=16)
-    marked = embed(start_model(task, arch="zk_cnn"), task, triggers, recipe, vk_digest=pair.verification_key.digest)
-    assert marked.evaluation.triggers.correct == 100
-    save_model(root / "marked", marked.model)
-    plain = embed(start_model(task, arch="zk_cnn"), task, triggers, replace(recipe, triggers_per_batch=0))
-    save_model(root / "plain", plain.model)
-    return ZkWorld(keys, pair, owner, root / "marked", root / "plain")
+    world = build_digits_world(tmp_path_factory.mktemp("zk-world"), arch="zk_cnn",
+                               recipe=replace(default_recipe("digits"), epochs=40, lr_step=30, triggers_per_batch=16),
+                               zk=zkcircuit.InputCommitter(TriggerKind.DERIVED, SHAPE))
+    triggers = trigger_set_from_marking_key(world.pair.marking_key)
+    assert (predict(load_model(world.marked), triggers.images).argmax(axis=1) == triggers.labels).all()
+    return world
 
 
 def forms(secret: bytes) -> list[bytes]:
@@ -207,7 +176,7 @@ def test_a_truncated_or_foreign_srs_is_refused(tmp_path):
 
 # -- slow: the command lines, k = 10, and a cheating prover -----------------------------------------------------------
 
-def zk_through_files(world: ZkWorld, model: Path, tmp: Path, k: int = 10, *extra: str):
+def zk_through_files(world: DigitsWorld, model: Path, tmp: Path, k: int = 10, *extra: str):
     challenge, reveal, verdict = tmp / "challenge.json", tmp / "zkreveal.json", tmp / "verdict.json"
     ident = str(tmp / "verifier.pem")
     r = run_cli("wmark-verifier", "zkchallenge", "--vk", str(world.vk), "--model", str(model), "--k", str(k),

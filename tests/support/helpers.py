@@ -6,8 +6,15 @@ import os
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from protocol.files import atomic_write
+from protocol.identity import SigningKey, save_signing_key
+from protocol.keyfile import save_marking_key
+from protocol.keygen import KeyPair, keygen_derived
+from protocol.zk import InputHasher
+from watermark.train import Recipe
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -43,3 +50,51 @@ class KeyDir:
     @property
     def owner(self) -> Path:
         return self.root / "owner.pem"
+
+
+@dataclass(frozen=True)
+class DigitsWorld:
+    """A key pair on disk and in memory, and two models trained with (``marked``) and
+    without (``plain``, the paper's NO-WM row) its triggers."""
+
+    root: Path
+    keys: Path          # holds vk.json, mk.wmk (plaintext), owner.pem
+    marked: Path        # model directory
+    plain: Path         # model directory
+    pair: KeyPair
+    owner: SigningKey
+
+    @property
+    def vk(self) -> Path:
+        return KeyDir(self.keys).vk
+
+    @property
+    def mk(self) -> Path:
+        return KeyDir(self.keys).mk
+
+
+def build_digits_world(root: Path, *, arch: str | None = None, recipe: Recipe | None = None,
+                       zk: InputHasher | None = None) -> DigitsWorld:
+    """Keys of 100 derived items (with zero-knowledge commitments when ``zk`` is given)
+    under ``root/keys``, and digits models of ``arch`` (default: the task's)
+    trained by ``recipe`` (default: the task's) with and without the triggers."""
+    from watermark.datasets import load_task
+    from watermark.embed import default_recipe, embed, start_model
+    from watermark.modelio import save_model
+    from watermark.triggers import trigger_set_from_marking_key
+
+    keys = root / "keys"
+    owner = SigningKey.generate()
+    save_signing_key(keys / "owner.pem", owner)
+    pair = keygen_derived(owner=owner, n=100, num_classes=10, input_shape=(1, 8, 8), zk=zk)
+    save_marking_key(keys / "mk.wmk", pair.marking_key, None)
+    atomic_write(keys / "vk.json", pair.signed_vk.to_json())
+
+    task = load_task("digits")
+    triggers = trigger_set_from_marking_key(pair.marking_key)
+    recipe = recipe or default_recipe("digits")
+    marked = embed(start_model(task, arch=arch), task, triggers, recipe, vk_digest=pair.verification_key.digest)
+    save_model(root / "marked", marked.model)
+    plain = embed(start_model(task, arch=arch), task, triggers, replace(recipe, triggers_per_batch=0))
+    save_model(root / "plain", plain.model)
+    return DigitsWorld(root, keys, root / "marked", root / "plain", pair, owner)
