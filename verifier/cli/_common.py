@@ -67,6 +67,15 @@ def add_registration_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "VK.receipt.json beside the vk)")
 
 
+def add_deciding_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that queries the suspect model and signs a verdict (check, run)."""
+    add_model_arguments(parser)
+    add_identity_argument(parser)
+    add_decision_arguments(parser)
+    add_registration_arguments(parser)
+    add_margin_arguments(parser)
+
+
 def load_receipt(path: str | Path) -> Receipt:
     return Receipt.from_json(read_bounded(path, max_bytes=MAX_RECEIPT_BYTES, what="receipt"), what=str(path))
 

@@ -16,10 +16,8 @@ from protocol.transcript import Registration, Transcript
 
 from ..verify import decide_with_model, default_decoys, query_split_for
 from ._common import (
-    add_decision_arguments, add_identity_argument, add_margin_arguments, add_model_arguments,
-    add_registration_arguments,
-    oracle_from_args, print_verdict, registration_from_args,
-    read_envelope, verifier_identity, write_transcript,
+    add_deciding_arguments, oracle_from_args, print_verdict, read_envelope, registration_from_args,
+    verifier_identity, write_transcript,
 )
 
 EPILOG = """\
@@ -42,11 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--challenge", required=True, metavar="FILE", help="the challenge you issued")
     p.add_argument("--reveal", required=True, metavar="FILE", help="the owner's answer")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
-    add_model_arguments(p)
-    add_identity_argument(p)
-    add_decision_arguments(p)
-    add_registration_arguments(p)
-    add_margin_arguments(p)
+    add_deciding_arguments(p)
 
 
 def finish(session: VerifierSession, verdict_envelope, vk_envelope, out: str,

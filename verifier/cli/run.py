@@ -31,10 +31,7 @@ from protocol.transcript import Registration
 
 from ..verify import decide_with_model, default_decoys, query_split_for
 from ..zk import decide_with_proofs, open_verifier
-from ._common import (
-    add_decision_arguments, add_identity_argument, add_margin_arguments, add_model_arguments,
-    add_registration_arguments, oracle_from_args, registration_from_args, verifier_identity,
-)
+from ._common import add_deciding_arguments, oracle_from_args, registration_from_args, verifier_identity
 from .check import finish, refusal_path, report_refusal
 from .zkcheck import finish_zk
 from .zkchallenge import add_setup_arguments, checked_setup
@@ -139,11 +136,7 @@ def register(subparsers) -> None:
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
     p.add_argument("--k", type=int, required=True, help="how many trigger items to open (k = n: public)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
-    add_model_arguments(p)
-    add_identity_argument(p)
-    add_decision_arguments(p)
-    add_registration_arguments(p)
-    add_margin_arguments(p)
+    add_deciding_arguments(p)
     zk = p.add_argument_group("zero-knowledge verification (a model you hold; pip install '.[zk]')")
     zk.add_argument("--zk", action="store_true", help="ask for zero-knowledge proofs instead of openings")
     zk.add_argument("--zk-timeout", type=float, metavar="SECONDS",
