@@ -128,8 +128,9 @@ class Server:
         self._prover, self._max_frame, self._timeout = prover, max_frame, timeout
         self._zk = zk or ZkOptions()
         self._tasks: set[asyncio.Task] = set()
-        # Created inside the running loop (by the first session that needs it).
-        self._proving: asyncio.Lock | None = None
+        # One proof job at a time: each takes gigabytes. (Since Python 3.10 a
+        # lock binds to the loop that first waits on it, not to its creator's.)
+        self._proving = asyncio.Lock()
         self.sessions = 0
 
     def _judge(self, session: ProverSession, body: bytes, *, record: bool) -> VerdictReceived:
@@ -205,8 +206,6 @@ class Server:
                                             sha256=parameters.srs_sha256, what="the challenge's SRS")
                     while not receiver.receive(await stream.receive("SRS")):
                         pass
-                if self._proving is None:
-                    self._proving = asyncio.Lock()
                 async with self._proving:
                     answer, reason = await asyncio.to_thread(
                         answer_or_refuse, session, event, self._prover.mk, self._zk.models, srs,
