@@ -131,7 +131,7 @@ def envelope_from_frame(body: bytes, *, sender: str) -> dsse.Envelope:
 def blob_frames(source: BinaryIO, *, chunk: int = BLOB_CHUNK_BYTES) -> Iterator[bytes]:
     """The frames that carry the rest of ``source``, ``chunk`` bytes at most each."""
     for block in iter(lambda: source.read(chunk), b""):
-        yield encode_frame(block, max_frame=max(chunk, 1))
+        yield encode_frame(block, max_frame=chunk)
 
 
 class BlobReceiver:
