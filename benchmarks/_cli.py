@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from watermark.device import DEVICE_CHOICES
+from wmark.watermark.device import DEVICE_CHOICES
 
 
 def training_parser(description: str | None, *, epochs_help: str) -> argparse.ArgumentParser:

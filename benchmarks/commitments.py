@@ -6,7 +6,7 @@ shape header) this times, in one run:
 
 * ``raw sha256``: ``hashlib.sha256(message).digest()``, the physical floor of
   the hash scheme (it cannot commit faster than it can hash the message);
-* ``commit`` and ``verify`` of both schemes through :mod:`protocol.commitment`
+* ``commit`` and ``verify`` of both schemes through :mod:`wmark.protocol.hazmat.commitment`
   (``commit`` includes drawing the randomness from the OS CSPRNG; ``verify``
   recomputes and compares in constant time).
 
@@ -23,8 +23,6 @@ Prints a table and writes JSON to --out (default benchmarks/results/commitments.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
-
 import argparse
 import hashlib
 import json
@@ -39,11 +37,11 @@ import ecdsa
 import ecdsa.ellipticcurve
 from Crypto import __version__ as pycryptodome_version
 
-from protocol.commitment import Scheme, commit, verify
-from protocol.files import atomic_write
-from protocol.hashing import tagged_hash
-from protocol.items import encode_image
-from watermark.patterns import render
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.commitment import Scheme, commit, verify
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.items import encode_image
+from wmark.protocol.patterns import render
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "commitments.json"
 SEED = tagged_hash("wmark/bench/commitments/v1", b"item 0")

@@ -1,4 +1,4 @@
-"""False claims of ownership against a watermarked digits model (issue 6, item 2).
+"""False claims of ownership against a watermarked digits model.
 
 Runs every false-claim scenario of tests/adversarial/, with the very code the
 tests run (tests/adversarial/_claims.py), at the larger sizes of the issue:
@@ -28,8 +28,6 @@ Prints the table and writes false_claims.json and false_claims.md to --out
 
 from __future__ import annotations
 
-import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
-
 import argparse
 import json
 import math
@@ -43,27 +41,49 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-
 import torch  # noqa: E402
 
-from protocol.decision import DEFAULT_LAMBDA, format_probability, tail, threshold  # noqa: E402
-from protocol.errors import RemoteProtocolError  # noqa: E402
-from protocol.files import atomic_write  # noqa: E402
-from protocol.identity import SigningKey  # noqa: E402
-from protocol.keyfile import load_marking_key  # noqa: E402
-from protocol.keygen import keygen_derived  # noqa: E402
-from protocol.session import CAVEAT_IMPORTED, CAVEAT_UNREGISTERED  # noqa: E402
-from prover.ledger import Outcome  # noqa: E402
 from tests.adversarial._claims import (  # noqa: E402
-    IMPORTED_P0, NUM_CLASSES, SHAPE, Claim, Contest, Keys, OnRecord, agreement, claim, claim_with_own_prover,
-    contest, forge_derived, forge_imported, fresh_derived, greedy_verifier, grind_derived, innocent_model,
-    on_record, pirate_imported, register, replay_derived, replay_imported, save_pair, smuggle_images, splice,
-    task_accuracy, transplant,
+    IMPORTED_P0,
+    NUM_CLASSES,
+    SHAPE,
+    Claim,
+    Contest,
+    Keys,
+    OnRecord,
+    agreement,
+    claim,
+    claim_with_own_prover,
+    contest,
+    forge_derived,
+    forge_imported,
+    fresh_derived,
+    greedy_verifier,
+    grind_derived,
+    innocent_model,
+    on_record,
+    pirate_imported,
+    register,
+    replay_derived,
+    replay_imported,
+    save_pair,
+    smuggle_images,
+    splice,
+    task_accuracy,
+    transplant,
 )
-from watermark.datasets import load_task  # noqa: E402
-from watermark.embed import default_recipe, embed, start_model  # noqa: E402
-from watermark.modelio import load_model, save_model  # noqa: E402
-from watermark.triggers import trigger_set_from_marking_key  # noqa: E402
+from wmark.errors import RemoteProtocolError  # noqa: E402
+from wmark.files import atomic_write  # noqa: E402
+from wmark.protocol.decision import DEFAULT_LAMBDA, format_probability, tail, threshold  # noqa: E402
+from wmark.protocol.hazmat.identity import SigningKey  # noqa: E402
+from wmark.protocol.keyfile import load_marking_key  # noqa: E402
+from wmark.protocol.keygen import keygen_derived  # noqa: E402
+from wmark.protocol.session import CAVEAT_IMPORTED, CAVEAT_UNREGISTERED  # noqa: E402
+from wmark.prover.ledger import Outcome  # noqa: E402
+from wmark.watermark.datasets import load_task  # noqa: E402
+from wmark.watermark.embed import default_recipe, embed, start_model  # noqa: E402
+from wmark.watermark.modelio import load_model, save_model  # noqa: E402
+from wmark.watermark.triggers import trigger_set_from_marking_key  # noqa: E402
 
 N = 100
 K = 20

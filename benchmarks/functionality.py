@@ -14,7 +14,7 @@ near chance on the triggers.  The paper (CIFAR-10, ResNet-18) reports
     NO-WM 93.42 / 7.0, FROMSCRATCH 93.81 / 100, PRETRAINED 93.65 / 100.
 
 Trigger sets are derived ones as ``wmark keygen`` makes them (abstract
-patterns from :mod:`watermark.patterns`, labels uniform over the classes),
+patterns from :mod:`wmark.protocol.patterns`, labels uniform over the classes),
 but from per-seed item seeds instead of a VRF, so a run is repeatable.
 
     python benchmarks/functionality.py                       # digits, 3 seeds, about a minute
@@ -24,9 +24,6 @@ Writes functionality-DATASET.json and functionality-DATASET.png to --out.
 """
 
 from __future__ import annotations
-
-import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
-from benchmarks._cli import training_parser  # noqa: E402
 
 import argparse
 import copy
@@ -40,16 +37,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _cli import training_parser  # a sibling module: scripts run with this folder on sys.path
 
-from protocol.errors import WmarkError
-from protocol.files import atomic_write
-from protocol.hashing import tagged_hash
-from protocol.sampling import derive_label
-from watermark.datasets import TaskData, load_task
-from watermark.device import pick_device
-from watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
-from watermark.patterns import render_many
-from watermark.triggers import TriggerSet
+from wmark.errors import WmarkError
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.sampling import derive_label
+from wmark.protocol.patterns import render_many
+from wmark.watermark.datasets import TaskData, load_task
+from wmark.watermark.device import pick_device
+from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
+from wmark.watermark.triggers import TriggerSet
 
 ROWS = ("NO-WM", "FROMSCRATCH", "PRETRAINED")
 PAPER = {"NO-WM": (93.42, 7.0), "FROMSCRATCH": (93.81, 100.0), "PRETRAINED": (93.65, 100.0)}

@@ -5,7 +5,7 @@ For each seed, the same task is marked twice, with real keys made by
 patterns mixed into batches) and with margin queries (Kim: in-distribution
 images of the task's ``query`` split with wrong labels, trained with
 projected gradient ascent on their margins).  Each marked model is then
-stolen with the harness's attacks (:mod:`watermark.attacks`), from two
+stolen with the harness's attacks (:mod:`wmark.watermark.attacks`), from two
 sources of attacker data:
 
 * ``adversary``: the task's adversary split, plus the harness's noisy copies;
@@ -16,7 +16,7 @@ by knowledge distillation (alpha 0.7, T 1, as Kim et al.), soft-label
 extraction (KL on the answered probabilities) and hard-label extraction (the
 answered classes).  Every model, marked, stolen or innocent, is scored on
 both keys' items and verified with both keys through the real protocol
-(:func:`watermark.attacks.verification.verify_privately`: a
+(:func:`wmark.watermark.attacks.verification.verify_privately`: a
 ``VerifierSession`` challenges the owner's ``ProverSession``, checks the
 openings and queries the model itself), privately with k=20 and publicly
 with k=n, at lambda=40.  A model counts as innocent for a key unless it is
@@ -34,9 +34,6 @@ attacks are seeded.  Writes margin.json, margin.md and margin.png to --out.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
-from benchmarks._cli import training_parser  # noqa: E402
-
 import argparse
 import json
 import platform
@@ -51,28 +48,25 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-# Spawned workers re-run this script's imports, ``import _paths`` first, with
-# the sys.path _paths left: put this folder back, behind the package it shadowed.
-sys.path.append(str(Path(__file__).resolve().parent))
-
 import numpy as np
 import torch
+from _cli import training_parser  # a sibling module: scripts run with this folder on sys.path
 
-from protocol.errors import WmarkError
-from protocol.files import atomic_write
-from protocol.identity import SigningKey
-from protocol.keygen import KeyPair, keygen_derived, keygen_margin
-from protocol.margin import QuerySplit
-from watermark.attacks import run_attack
-from watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
-from watermark.datasets import LabelledImages, TaskData, load_task
-from watermark.device import pick_device
-from watermark.embed import default_recipe, embed, start_model
-from watermark.evaluate import predict, score
-from watermark.margin import MarginOptions, embed_margin, margin_recipe, query_split
-from watermark.modelio import Classifier, load_model, save_model
-from watermark.train import Recipe
-from watermark.triggers import TriggerSet, trigger_set_from_marking_key
+from wmark.errors import WmarkError
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_margin
+from wmark.protocol.margin import QuerySplit
+from wmark.watermark.attacks import run_attack
+from wmark.watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
+from wmark.watermark.datasets import LabelledImages, TaskData, load_task
+from wmark.watermark.device import pick_device
+from wmark.watermark.embed import default_recipe, embed, start_model
+from wmark.watermark.evaluate import predict, score
+from wmark.watermark.margin import MarginOptions, embed_margin, margin_recipe, query_split
+from wmark.watermark.modelio import Classifier, load_model, save_model
+from wmark.watermark.train import Recipe
+from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
 SCHEMES = ("adi", "margin")
 LABEL = {"adi": "Adi (derived triggers)", "margin": "Kim (margin queries)"}

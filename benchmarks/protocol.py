@@ -26,8 +26,6 @@ Prints a table and writes JSON to --out (default benchmarks/results/protocol.jso
 
 from __future__ import annotations
 
-import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
-
 import argparse
 import json
 import statistics
@@ -38,24 +36,23 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 import numpy as np
 import torch
 
-from protocol.files import atomic_write
-from protocol.identity import SigningKey, save_signing_key
-from protocol.keyfile import save_marking_key
-from protocol.keygen import keygen_derived
-from protocol.keys import verify_vk_envelope
-from protocol.messages import ModelRef
-from protocol.session import ProverSession, VerifierSession
-from protocol.transcript import Transcript, audit
-from verifier.verify import item_images
-from watermark.datasets import load_task
-from watermark.embed import default_recipe, embed, start_model
-from watermark.evaluate import predict
-from watermark.modelio import load_model, model_file_digest, save_model
-from watermark.triggers import trigger_set_from_marking_key
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
+from wmark.protocol.keyfile import save_marking_key
+from wmark.protocol.keygen import keygen_derived
+from wmark.protocol.keys import verify_vk_envelope
+from wmark.protocol.messages import ModelRef
+from wmark.protocol.session import ProverSession, VerifierSession
+from wmark.protocol.transcript import Transcript, audit
+from wmark.verifier.verify import item_images
+from wmark.watermark.datasets import load_task
+from wmark.watermark.embed import default_recipe, embed, start_model
+from wmark.watermark.evaluate import predict
+from wmark.watermark.modelio import load_model, model_file_digest, save_model
+from wmark.watermark.triggers import trigger_set_from_marking_key
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "protocol.json"
 BIN = Path(sys.executable).parent
@@ -161,7 +158,7 @@ def main() -> None:
         save_model(work / "marked", marked.model)
         model = load_model(work / "marked")
         model_ref = ModelRef(sha256=model_file_digest(work / "marked"))
-        startup = statistics.median(cli("python", "-c", "import torch, watermark.modelio", cwd=work)
+        startup = statistics.median(cli("python", "-c", "import torch, wmark.watermark.modelio", cwd=work)
                                     for _ in range(3))
         server, port = start_server(work)
         rows = []
@@ -187,7 +184,7 @@ def main() -> None:
         print(f"{r.k:>4} {r.inference_ms:>8.2f}ms {r.protocol_ms:>7.1f}ms {r.protocol_ms / r.inference_ms:>6.0f}x | "
               + " ".join(f"{r.phases_ms[p]:>10.1f}ms" for p in PHASES)
               + f" | {r.audit_ms:>6.1f}ms | {r.files_s:>8.2f}s {r.tcp_s:>7.2f}s {r.transcript_bytes / 1024:>8.1f}KiB")
-    print(f"process start-up (python -c 'import torch, watermark.modelio'): {startup:.2f} s each; "
+    print(f"process start-up (python -c 'import torch, wmark.watermark.modelio'): {startup:.2f} s each; "
           f"the files round trip starts 3 processes, the TCP one 1 (plus the server, started once)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, json.dumps({"rows": [asdict(r) for r in rows], "startup_s": startup,

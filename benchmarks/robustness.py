@@ -2,10 +2,10 @@
 
 For each seed, a model is marked with the task's default recipe (seed: the
 model's initialisation and batch order, and every attack's randomness), then
-attacked with each of :mod:`watermark.attacks`, using only the adversary
+attacked with each of :mod:`wmark.watermark.attacks`, using only the adversary
 split (data the owner never trained on).  Each attacked model is scored on
 the test split and on the trigger set, and verified privately with the real
-protocol in-process (:mod:`watermark.attacks.verification`) at k = 20 and at
+protocol in-process (:mod:`wmark.watermark.attacks.verification`) at k = 20 and at
 k = n.  Two reference rows frame the table: the marked model unattacked, and
 the adversary's own model, trained from scratch on the adversary split alone
 (the accuracy an attacker gets without stealing anything, and an innocent
@@ -41,7 +41,7 @@ the watermark intact.  Distillation and extraction remove it: a student that
 learns the task from answers on task-like inputs never sees a trigger, so it
 does not inherit the backdoor; the defences are trigger queries that the
 answers themselves carry (the margin scheme of Kim et al. 2023,
-:mod:`watermark.margin`, or entangled watermarks, Jia et al. 2021), and
+:mod:`wmark.watermark.margin`, or entangled watermarks, Jia et al. 2021), and
 query monitoring at the API.  Re-training at a higher rate, and RTLL/RTAL seen
 as deployed rather than with the owner's layer plugged back, weaken it below
 what k = 20 needs (16 of 20 matches) while k = n still accepts: a larger k
@@ -52,9 +52,6 @@ noise) leave a model worse than the adversary could train on its own data.
 """
 
 from __future__ import annotations
-
-import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
-from benchmarks._cli import training_parser  # noqa: E402
 
 import argparse
 import json
@@ -68,27 +65,27 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-
 import numpy as np
 import torch
+from _cli import training_parser  # a sibling module: scripts run with this folder on sys.path
 
-from protocol.decision import DEFAULT_LAMBDA, lowest_passing_accuracy, threshold
-from protocol.errors import WmarkError
-from protocol.files import atomic_write
-from protocol.hashing import tagged_hash
-from protocol.identity import SigningKey
-from protocol.keygen import keygen_imported
-from protocol.sampling import derive_label
-from watermark.attacks import ATTACKS, run_attack
-from watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
-from watermark.datasets import TaskData, load_task
-from watermark.device import pick_device
-from watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
-from watermark.evaluate import evaluate
-from watermark.modelio import Classifier
-from watermark.patterns import render_many
-from watermark.train import train
-from watermark.triggers import TriggerSet, trigger_set_from_marking_key
+from wmark.errors import WmarkError
+from wmark.files import atomic_write
+from wmark.protocol.decision import DEFAULT_LAMBDA, lowest_passing_accuracy, threshold
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.sampling import derive_label
+from wmark.protocol.keygen import keygen_imported
+from wmark.protocol.patterns import render_many
+from wmark.watermark.attacks import ATTACKS, run_attack
+from wmark.watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
+from wmark.watermark.datasets import TaskData, load_task
+from wmark.watermark.device import pick_device
+from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
+from wmark.watermark.evaluate import evaluate
+from wmark.watermark.modelio import Classifier
+from wmark.watermark.train import train
+from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
 TRIGGERS = 100
 PRIVATE_K = 20

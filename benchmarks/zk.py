@@ -1,4 +1,4 @@
-"""What zero-knowledge verification costs (DESIGN.md section 4c), per proof,
+"""What zero-knowledge verification costs (docs/design.md section 4c), per proof,
 against plain inference and the sampled-subset protocol, in one run.
 
 Models:
@@ -30,8 +30,6 @@ model; CPU times do not.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401  (first: keeps benchmarks/protocol.py from shadowing the package)
-
 import argparse
 import json
 import os
@@ -47,25 +45,24 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-
 import numpy as np
 import torch
 from torch import nn
 
-from protocol.files import atomic_write
-from protocol.identity import SigningKey
-from protocol.items import TriggerKind
-from protocol.keygen import keygen_derived
-from protocol.messages import ModelRef
-from protocol.session import ProverSession, VerifierSession
-from verifier.verify import item_images
-from watermark import zkcircuit
-from watermark.datasets import load_task
-from watermark.embed import default_recipe, embed, start_model
-from watermark.evaluate import predict
-from watermark.modelio import Classifier, ModelConfig, Preprocessing, new_model
-from watermark.patterns import render
-from watermark.triggers import trigger_set_from_marking_key
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.items import TriggerKind
+from wmark.protocol.keygen import keygen_derived
+from wmark.protocol.messages import ModelRef
+from wmark.protocol.patterns import render
+from wmark.protocol.session import ProverSession, VerifierSession
+from wmark.verifier.verify import item_images
+from wmark.watermark import zkcircuit
+from wmark.watermark.datasets import load_task
+from wmark.watermark.embed import default_recipe, embed, start_model
+from wmark.watermark.evaluate import predict
+from wmark.watermark.modelio import Classifier, ModelConfig, Preprocessing, new_model
+from wmark.watermark.triggers import trigger_set_from_marking_key
 
 TARGETS = {"prove_s": 20.0, "prove_gb": 2.0, "verify_s": 0.2}
 MODELS = ("digits", "digits-wide", "rgb16", "small_cnn")

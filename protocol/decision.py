@@ -1,4 +1,4 @@
-"""The decision rule (DESIGN.md section 4).
+"""The decision rule (docs/design.md section 4).
 
 Under H0, the model was not marked with this key, so each revealed item
 matches its committed label with probability at most ``p0``.  We accept when
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from .errors import InvalidInput
+from wmark.errors import InvalidInput
 
 DEFAULT_LAMBDA = 40
 MAX_K = 10_000

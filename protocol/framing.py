@@ -1,4 +1,4 @@
-"""Length-prefixed frames for the live transport (DESIGN.md section 4, "Transports").
+"""Length-prefixed frames for the live transport (docs/design.md section 4, "Transports").
 
 A frame is a 4-byte big-endian body length followed by the body, a DSSE
 envelope's JSON.  Like the sessions, this module never touches a socket: the
@@ -21,9 +21,9 @@ import hashlib
 import hmac
 from typing import BinaryIO, Iterator, NoReturn
 
-from . import dsse
-from .errors import DecodeError, LocalProtocolError, RemoteProtocolError
-from .messages import MAX_MESSAGE_BYTES
+from wmark.errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.messages import MAX_MESSAGE_BYTES
 
 HEADER_BYTES = 4
 MAX_FRAME_BYTES = MAX_MESSAGE_BYTES

@@ -1,4 +1,4 @@
-"""Trigger items as committed, opened and checked (DESIGN.md section 2).
+"""Trigger items as committed, opened and checked (docs/design.md section 2).
 
 An item is what a commitment in the verification key binds:
 
@@ -8,7 +8,7 @@ An item is what a commitment in the verification key binds:
   and nothing about other items.
 * a *margin* item (Kim et al. 2023) is a VRF output too, but ``s_i`` selects
   an image of a public data split and a label other than its true class
-  (:mod:`protocol.margin`); checking it needs that split's labels.
+  (:mod:`wmark.protocol.margin`); checking it needs that split's labels.
 * an *imported* item is a user image in canonical form (uint8 CHW bytes
   behind a shape header) with its label.
 
@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from .commitment import Commitment, Opening, check
-from .encoding import enum_value
-from .errors import DecodeError, InvalidOpening, InvalidProof, LocalProtocolError
-from .sampling import derive_label
-from .identity import PublicKey
-from .vrf import VrfPublicKey
+from wmark.errors import DecodeError, InvalidOpening, InvalidProof, LocalProtocolError
+from wmark.protocol.hazmat.commitment import Commitment, Opening, check
+from wmark.protocol.hazmat.encoding import enum_value
+from wmark.protocol.hazmat.identity import PublicKey
+from wmark.protocol.hazmat.sampling import derive_label
+from wmark.protocol.hazmat.vrf import VrfPublicKey
 
 if TYPE_CHECKING:
-    from .margin import MarginItems
+    from wmark.protocol.margin import MarginItems
 
 IMAGE_HEADER = b"wmark/image/v1"
 VRF_ALPHA_TAG = b"wmark/trigger/v1"

@@ -1,4 +1,4 @@
-"""The marking key at rest: scrypt + AES-256-GCM (DESIGN.md section 3).
+"""The marking key at rest: scrypt + AES-256-GCM (docs/design.md section 3).
 
 The file is JSON: the KDF parameters, salt and nonce in clear (they are bound
 as associated data, so editing them breaks decryption), then the ciphertext
@@ -15,10 +15,17 @@ from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
 
-from .encoding import b64u_decode, b64u_encode, canonical_json, expect_header, int_field, parse_json
-from .errors import DecodeError, InvalidInput, WrongPassphrase
-from .files import atomic_write, read_bounded
-from .keys import MAX_MK_BYTES, MK_TYPE, MarkingKey
+from wmark.errors import DecodeError, InvalidInput, WrongPassphrase
+from wmark.files import atomic_write, read_bounded
+from wmark.protocol.hazmat.encoding import (
+    b64u_decode,
+    b64u_encode,
+    canonical_json,
+    expect_header,
+    int_field,
+    parse_json,
+)
+from wmark.protocol.keys import MAX_MK_BYTES, MK_TYPE, MarkingKey
 
 SEALED_TYPE = "wmark/sealed-marking-key"
 VERSION = 1

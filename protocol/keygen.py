@@ -1,9 +1,9 @@
 """KeyGen (Adi et al. 2018, Section 2.2): commit to every trigger item and label.
 
-A derived trigger set (DESIGN.md section 2) draws item ``i`` as the VRF output
+A derived trigger set (docs/design.md section 2) draws item ``i`` as the VRF output
 on ``i`` under a fresh trigger key, so the owner cannot choose or re-draw any
 item.  A margin set (Kim et al. 2023) draws its items the same way but maps
-each to an image of a public split (:mod:`protocol.margin`).  An imported set
+each to an image of a public split (:mod:`wmark.protocol.margin`).  An imported set
 commits to the images it is given.
 """
 
@@ -15,16 +15,16 @@ from typing import Sequence
 
 from Crypto.Random import get_random_bytes
 
-from . import dsse
-from .commitment import Scheme, commit
-from .errors import InvalidInput
-from .identity import SigningKey
-from .items import ItemCommitments, ItemOpening, TriggerKind, encode_image, label_message, vrf_alpha
-from .keys import MAX_CLASSES, MAX_ITEMS, VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, parse_shape
-from .margin import MarginItems, MarginSource, QuerySplit
-from .sampling import derive_label
-from .vrf import VrfSecretKey, proof_to_hash
-from .zk import SALT_BYTES, InputHasher, ZkCommitments, ZkSecrets
+from wmark.errors import InvalidInput
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.commitment import Scheme, commit
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.sampling import derive_label
+from wmark.protocol.hazmat.vrf import VrfSecretKey, proof_to_hash
+from wmark.protocol.items import ItemCommitments, ItemOpening, TriggerKind, encode_image, label_message, vrf_alpha
+from wmark.protocol.keys import MAX_CLASSES, MAX_ITEMS, VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, parse_shape
+from wmark.protocol.margin import MarginItems, MarginSource, QuerySplit
+from wmark.protocol.zk import SALT_BYTES, InputHasher, ZkCommitments, ZkSecrets
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: 
     """KeyGen for a derived trigger set: items are VRF outputs under a fresh trigger key.
 
     With ``zk``, every item's hidden input is also committed to with a fresh
-    salt, for zero-knowledge verification (DESIGN.md section 4c).
+    salt, for zero-knowledge verification (docs/design.md section 4c).
     """
     check_parameters(n, num_classes, input_shape)
     vrf_sk = VrfSecretKey.generate()
@@ -86,7 +86,7 @@ def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: 
 def keygen_margin(*, owner: SigningKey, n: int, num_classes: int, split: QuerySplit,
                   scheme: Scheme = Scheme.HASH, progress=None) -> KeyPair:
     """KeyGen for margin queries (Kim et al. 2023): VRF outputs mapped to images of ``split``
-    with labels other than their true ones (:mod:`protocol.margin`)."""
+    with labels other than their true ones (:mod:`wmark.protocol.margin`)."""
     check_parameters(n, num_classes, split.shape)
     items = MarginItems(split, n, num_classes)
     vrf_sk = VrfSecretKey.generate()

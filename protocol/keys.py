@@ -4,7 +4,7 @@
 VRF public key of a derived trigger set and the owner's public key, signed by
 the owner as a DSSE envelope.  ``mk`` is secret: the openings of every
 commitment (and the VRF secret key), stored encrypted by
-:mod:`protocol.keyfile`.
+:mod:`wmark.protocol.keyfile`.
 """
 
 from __future__ import annotations
@@ -15,19 +15,26 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from . import dsse
-from .commitment import Commitment, Opening, Scheme
-from .encoding import (
-    b64u_decode, b64u_encode, canonical_json, expect_header, field, int_field, only_fields, parse_json,
+from wmark.errors import DecodeError, InvalidSignature
+from wmark.files import read_bounded
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.commitment import Commitment, Opening, Scheme
+from wmark.protocol.hazmat.encoding import (
+    b64u_decode,
+    b64u_encode,
+    canonical_json,
+    expect_header,
+    field,
+    int_field,
+    only_fields,
+    parse_json,
 )
-from .errors import DecodeError, InvalidSignature
-from .files import read_bounded
-from .hashing import tagged_hash
-from .identity import PublicKey
-from .items import ItemCommitments, ItemOpening, TriggerKind
-from .margin import MarginSource
-from .vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey
-from .zk import ZkCommitments, ZkSecrets
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.identity import PublicKey
+from wmark.protocol.hazmat.vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey
+from wmark.protocol.items import ItemCommitments, ItemOpening, TriggerKind
+from wmark.protocol.margin import MarginSource
+from wmark.protocol.zk import ZkCommitments, ZkSecrets
 
 VK_PAYLOAD_TYPE = "application/vnd.wmark.verification-key+json"
 VK_TYPE = "wmark/verification-key"
@@ -67,7 +74,7 @@ class VerificationKey:
     owner: PublicKey
     vrf_key: VrfPublicKey | None
     created: str
-    # Present only for keys made with ``wmark keygen --zk`` (DESIGN.md section 4c).
+    # Present only for keys made with ``wmark keygen --zk`` (docs/design.md section 4c).
     zk: ZkCommitments | None = None
     # Present for, and only for, margin keys: the public split their queries come from.
     margin: MarginSource | None = None

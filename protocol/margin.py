@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Sequence
 
-from .encoding import b64u_decode, b64u_encode, field, int_field, object_with
-from .errors import DecodeError, InvalidInput
-from .hashing import tagged_hash
-from .items import image_header, pixel_count
-from .sampling import DigestStream
+from wmark.errors import DecodeError, InvalidInput
+from wmark.protocol.hazmat.encoding import b64u_decode, b64u_encode, field, int_field, object_with
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.sampling import DigestStream
+from wmark.protocol.items import image_header, pixel_count
 
 QUERY_TAG = "wmark/margin/query/v1"
 LABEL_TAG = "wmark/margin/label/v1"

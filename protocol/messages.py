@@ -1,4 +1,4 @@
-"""The messages of a verification (DESIGN.md section 4), as h11 has its events.
+"""The messages of a verification (docs/design.md section 4), as h11 has its events.
 
 Each message is a frozen dataclass with one canonical JSON payload, carried in
 a DSSE envelope signed by its sender: ``Challenge`` by the verifier,
@@ -12,19 +12,26 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Union
 
-from . import dsse
-from .decision import MAX_K, parse_probability
-from .encoding import (
-    b64u_decode, b64u_encode, canonical_json, expect_header, field, int_field, only_fields, parse_json,
+from wmark.errors import DecodeError
+from wmark.protocol.decision import MAX_K, parse_probability
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.commitment import Scheme
+from wmark.protocol.hazmat.encoding import (
+    b64u_decode,
+    b64u_encode,
+    canonical_json,
+    expect_header,
+    field,
+    int_field,
+    only_fields,
+    parse_json,
 )
-from .errors import DecodeError
-from .hashing import tagged_hash
-from .identity import PublicKey, SigningKey
-from .items import ItemOpening, TriggerKind
-from .keys import MAX_CLASSES, MAX_ITEMS, decode_opening, encode_opening
-from .commitment import Scheme
-from .transparency import RegistrationInfo
-from .zk import ZkItem, ZkParameters, ZkVerdictInfo
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.identity import PublicKey, SigningKey
+from wmark.protocol.items import ItemOpening, TriggerKind
+from wmark.protocol.keys import MAX_CLASSES, MAX_ITEMS, decode_opening, encode_opening
+from wmark.protocol.transparency import RegistrationInfo
+from wmark.protocol.zk import ZkItem, ZkParameters, ZkVerdictInfo
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
@@ -116,7 +123,7 @@ class Challenge(Message):
 
     ``k = n`` asks for public verification (the paper's Verify); ``k < n`` for
     private verification, where the rest of the trigger set stays secret.
-    With ``zk`` it asks for zero-knowledge proofs instead of openings (DESIGN.md
+    With ``zk`` it asks for zero-knowledge proofs instead of openings (docs/design.md
     section 4c), about a model file the verifier holds.
     """
 

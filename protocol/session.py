@@ -1,4 +1,4 @@
-"""The verification protocol as two sans-IO state machines (DESIGN.md section 4).
+"""The verification protocol as two sans-IO state machines (docs/design.md section 4).
 
 Like h11's ``Connection``, a session never touches a socket or a file: the
 caller hands it envelopes and gets envelopes and events back.  The same code
@@ -8,7 +8,7 @@ Verifier:  challenge() -> receive(reveal) -> [caller queries the model] -> decid
 Prover:    receive(challenge) -> [caller consults the ledger] -> reveal() | refuse(reason)
            -> receive(verdict)
 
-A zero-knowledge session (DESIGN.md section 4c) is the same machine with
+A zero-knowledge session (docs/design.md section 4c) is the same machine with
 other messages: the challenge carries ``zk`` parameters, the prover answers
 with ``zk_reveal(statements)`` after proving (the caller runs the prover), the
 verifier gets :class:`ZkRevealAccepted`, checks the proofs (the caller runs
@@ -32,23 +32,45 @@ from typing import Mapping
 
 from Crypto.Random import get_random_bytes
 
-from . import dsse
-from .decision import DEFAULT_LAMBDA, decide
-from .errors import (
-    DecodeError, InvalidOpening, InvalidSignature, LocalProtocolError, RemoteProtocolError, WmarkError,
+from wmark.errors import (
+    DecodeError,
+    InvalidOpening,
+    InvalidSignature,
+    LocalProtocolError,
+    RemoteProtocolError,
+    WmarkError,
 )
-from .commitment import check
-from .items import OpenedItem, TriggerKind, label_message, open_item
-from .keys import MarkingKey, VerificationKey
-from .margin import MarginItems, QuerySplit
-from .messages import (
-    MAX_TEXT, Answer, Challenge, ItemResult, ModelRef, Refusal, Reveal, Verdict, ZkReveal, chain_digest, decode,
+from wmark.protocol.decision import DEFAULT_LAMBDA, decide
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.commitment import check
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.sampling import sample_subset
+from wmark.protocol.items import OpenedItem, TriggerKind, label_message, open_item
+from wmark.protocol.keys import MarkingKey, VerificationKey
+from wmark.protocol.margin import MarginItems, QuerySplit
+from wmark.protocol.messages import (
+    MAX_TEXT,
+    Answer,
+    Challenge,
+    ItemResult,
+    ModelRef,
+    Refusal,
+    Reveal,
+    Verdict,
+    ZkReveal,
+    chain_digest,
+    decode,
 )
-from .sampling import sample_subset
-from .transparency import RegistrationInfo
-from .identity import SigningKey
-from .zk import (
-    CAVEAT_DESIGNATED, CAVEAT_ZK, CAVEAT_ZK_HIDDEN, SrsOrigin, ZkFailure, ZkItem, ZkParameters, ZkStatement,
+from wmark.protocol.transparency import RegistrationInfo
+from wmark.protocol.zk import (
+    CAVEAT_DESIGNATED,
+    CAVEAT_ZK,
+    CAVEAT_ZK_HIDDEN,
+    SrsOrigin,
+    ZkFailure,
+    ZkItem,
+    ZkParameters,
+    ZkStatement,
     ZkVerdictInfo,
 )
 

@@ -1,4 +1,4 @@
-"""Transcripts and their offline audit (DESIGN.md section 4, step 5).
+"""Transcripts and their offline audit (docs/design.md section 4, step 5).
 
 A transcript is the ordered chain vk -> challenge -> reveal -> verdict, each a
 signed envelope; the verdict names the digests of the others.  :func:`audit`
@@ -7,7 +7,7 @@ decision, so a third party needs nothing but the file to know the verifier
 did its job (and, with the model, can re-query it).  For a zero-knowledge
 transcript it checks everything but the proofs themselves, taking the
 verifier's word for which failed; re-checking those needs the model and the
-SRS (:func:`verifier.zk.reverify`).  A margin key's openings are checked
+SRS (:func:`wmark.verifier.zk.reverify`).  A margin key's openings are checked
 against the auditor's copy of its query split, as a verifier's are.
 """
 
@@ -18,22 +18,33 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from . import dsse
-from .encoding import (
-    MAX_DOCUMENT_BYTES, b64u_decode, b64u_encode, canonical_json, expect_header, only_fields, parse_json,
+from wmark.errors import DecodeError, InvalidOpening
+from wmark.files import read_bounded
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.encoding import (
+    MAX_DOCUMENT_BYTES,
+    b64u_decode,
+    b64u_encode,
+    canonical_json,
+    expect_header,
+    only_fields,
+    parse_json,
 )
-from .errors import DecodeError, InvalidOpening
-from .files import read_bounded
-from .identity import PublicKey
-from .items import OpenedItem
-from .keys import VerificationKey, verify_vk_envelope
-from .margin import QuerySplit
-from .messages import Answer, Challenge, ItemResult, Reveal, Verdict, ZkReveal, decode
-from .session import (
-    build_verdict, check_challenge, check_reveal, check_zk_reveal, null_match_probability, zk_results,
+from wmark.protocol.hazmat.identity import PublicKey
+from wmark.protocol.items import OpenedItem
+from wmark.protocol.keys import VerificationKey, verify_vk_envelope
+from wmark.protocol.margin import QuerySplit
+from wmark.protocol.messages import Answer, Challenge, ItemResult, Reveal, Verdict, ZkReveal, decode
+from wmark.protocol.session import (
+    build_verdict,
+    check_challenge,
+    check_reveal,
+    check_zk_reveal,
+    null_match_probability,
+    zk_results,
 )
-from .transparency import Receipt, RegistrationInfo, verify_receipt
-from .zk import ZkItem, ZkVerdictInfo
+from wmark.protocol.transparency import Receipt, RegistrationInfo, verify_receipt
+from wmark.protocol.zk import ZkItem, ZkVerdictInfo
 
 TRANSCRIPT_TYPE = "wmark/transcript"
 VERSION = 1

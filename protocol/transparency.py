@@ -1,10 +1,10 @@
-"""The registry's objects: log entries, signed tree heads, proofs and receipts (DESIGN.md section 4b).
+"""The registry's objects: log entries, signed tree heads, proofs and receipts (docs/design.md section 4b).
 
 A log entry records that a verification key (by digest), bound to its
 owner's key fingerprint and to one digest per committed item, was registered
 at a time read from the log's clock, at an index.  The log signs tree heads
 (size, root, time) as DSSE envelopes; an entry's leaf in the RFC 9162 tree
-(:mod:`protocol.merkle`) is the RFC 8785 canonical JSON of the entry.
+(:mod:`wmark.protocol.hazmat.merkle`) is the RFC 8785 canonical JSON of the entry.
 
 A :class:`Receipt` needs no signature of its own: the signed root commits to
 the entry through the inclusion proof, so :func:`verify_receipt` checks it
@@ -23,13 +23,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import dsse, merkle
-from .encoding import (
-    b64u_decode, b64u_encode, canonical_json, expect_header, field, int_field, only_fields, parse_json,
+from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
+from wmark.protocol.hazmat import dsse, merkle
+from wmark.protocol.hazmat.encoding import (
+    b64u_decode,
+    b64u_encode,
+    canonical_json,
+    expect_header,
+    field,
+    int_field,
+    only_fields,
+    parse_json,
 )
-from .errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
-from .identity import PublicKey, SigningKey
-from .keys import MAX_ITEMS, VerificationKey
+from wmark.protocol.hazmat.identity import PublicKey, SigningKey
+from wmark.protocol.keys import MAX_ITEMS, VerificationKey
 
 VERSION = 1
 ENTRY_TYPE = "wmark/log-entry"

@@ -1,4 +1,4 @@
-"""The public side of zero-knowledge verification (DESIGN.md section 4c).
+"""The public side of zero-knowledge verification (docs/design.md section 4c).
 
 When the verifier holds the suspect model's weights, the owner proves, per
 challenged index ``i``, that the model's quantised circuit maps a hidden input
@@ -13,7 +13,7 @@ This module holds what the protocol compares and signs: the commitments in
 ``vk``, the salts in ``mk``, the parameters a challenge pins (the SRS and the
 circuit the verifier derived) and the per-item statements of a reveal.  It
 never runs a proof system; the ezkl code that does lives in
-:mod:`watermark.zkcircuit`, so ``protocol`` stays free of torch and ezkl.
+:mod:`wmark.watermark.zkcircuit`, so ``protocol`` stays free of torch and ezkl.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from .commitment import Opening, Scheme
-from .encoding import b64u_decode, b64u_encode, enum_value, field, int_field, object_with
-from .errors import DecodeError
-from .items import ItemOpening
+from wmark.errors import DecodeError
+from wmark.protocol.hazmat.commitment import Opening, Scheme
+from wmark.protocol.hazmat.encoding import b64u_decode, b64u_encode, enum_value, field, int_field, object_with
+from wmark.protocol.items import ItemOpening
 
 # ezkl 23's Poseidon over BN254, inputs in the layout above; a field element
 # is written as ezkl writes instances: 32 bytes, little-endian.
@@ -117,7 +117,7 @@ class ZkSecrets:
 
 class InputHasher(Protocol):
     """What KeyGen needs to commit to an item's hidden input (implemented with ezkl
-    in :mod:`watermark.zkcircuit`)."""
+    in :mod:`wmark.watermark.zkcircuit`)."""
 
     input_scale: int
 

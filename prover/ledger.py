@@ -1,4 +1,4 @@
-"""The leakage ledger (DESIGN.md section 4, "Leakage budget").
+"""The leakage ledger (docs/design.md section 4, "Leakage budget").
 
 Every private verification opens a few trigger items, and an opened item is
 public forever.  The ledger is the prover's durable memory of what it has
@@ -10,7 +10,7 @@ and the verdict the verifier reported.  It enforces two rules:
   challenge extracts nothing new;
 * a challenge that would push the revealed fraction
   ``|revealed before ∪ S| / n`` past the budget is refused with a signed
-  :class:`~protocol.messages.Refusal`.
+  :class:`~wmark.protocol.messages.Refusal`.
 
 It is SQLite in WAL mode with ``synchronous=FULL``.  :meth:`Ledger.respond`
 decides and records inside one ``BEGIN IMMEDIATE`` transaction, so any
@@ -33,12 +33,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
-from protocol import dsse
-from protocol.encoding import canonical_json, parse_json
-from protocol.errors import InvalidInput, LocalProtocolError, WmarkError
-from protocol.keys import VerificationKey
-from protocol.messages import ModelRef, Verdict
-from protocol.session import ChallengeReceived, ProverSession, ProverState, VerdictReceived, now
+from wmark.errors import InvalidInput, LocalProtocolError, WmarkError
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.encoding import canonical_json, parse_json
+from wmark.protocol.keys import VerificationKey
+from wmark.protocol.messages import ModelRef, Verdict
+from wmark.protocol.session import ChallengeReceived, ProverSession, ProverState, VerdictReceived, now
 
 DEFAULT_BUDGET = Fraction(1, 2)
 # "wmkl": marks the file as a wmark ledger, so another application's SQLite

@@ -1,4 +1,4 @@
-"""The owner's side of zero-knowledge verification (DESIGN.md section 4c).
+"""The owner's side of zero-knowledge verification (docs/design.md section 4c).
 
 For each index a zero-knowledge challenge samples, one ezkl proof that the
 suspect model's circuit maps the item's hidden input (its trigger image and
@@ -14,15 +14,14 @@ import os
 from pathlib import Path
 from typing import Callable, Mapping
 
-from protocol import dsse
-from protocol.errors import InvalidInput, LocalProtocolError
-from protocol.keys import MarkingKey
-from protocol.session import ChallengeReceived, ProverSession
-from protocol.zk import ZkStatement
-
-from watermark.modelio import model_file_digest
-from watermark.triggers import item_image
-from watermark.zkcircuit import model_circuit, prove, read_srs, setup
+from wmark.errors import InvalidInput, LocalProtocolError
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.keys import MarkingKey
+from wmark.protocol.session import ChallengeReceived, ProverSession
+from wmark.protocol.zk import ZkStatement
+from wmark.watermark.modelio import model_file_digest
+from wmark.watermark.triggers import item_image
+from wmark.watermark.zkcircuit import model_circuit, prove, read_srs, setup
 
 
 def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: MarkingKey,

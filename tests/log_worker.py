@@ -20,11 +20,11 @@ from pathlib import Path
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from protocol import dsse
-from protocol.commitment import Commitment, Scheme
-from protocol.identity import SigningKey
-from protocol.items import ItemCommitments, TriggerKind
-from protocol.keys import VK_PAYLOAD_TYPE, VerificationKey
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.commitment import Commitment, Scheme
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.items import ItemCommitments, TriggerKind
+from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey
 
 
 def item_commitments(seed: bytes, n: int = 3) -> tuple[ItemCommitments, ...]:
@@ -45,7 +45,7 @@ def make_vk(owner: SigningKey, seed: bytes, *, n: int = 3, commitments: tuple[It
 
 
 def _direct(log_dir: str, count: int, seed: str, delay_ms: float) -> None:
-    from verifier.registry import LogStore
+    from wmark.registry import LogStore
 
     def slow_clock() -> int:
         # The log reads its clock inside the append's transaction, after
@@ -62,8 +62,8 @@ def _direct(log_dir: str, count: int, seed: str, delay_ms: float) -> None:
 
 
 def _http(url: str, count: int, seed: str) -> None:
-    from protocol.transparency import verify_receipt
-    from verifier.registry import LogClient
+    from wmark.protocol.transparency import verify_receipt
+    from wmark.registry import LogClient
 
     owner = SigningKey.generate()
     with LogClient(url) as client:

@@ -1,4 +1,4 @@
-"""Removal attacks (watermark.attacks) and `wmark attack`.
+"""Removal attacks (wmark.watermark.attacks) and `wmark attack`.
 
 Every attack must leave the victim and its directory alone and hand back a
 new model; each does what it says (pruning zeroes the share of weights asked,
@@ -21,17 +21,17 @@ import pytest
 import torch
 from scipy.stats import hypergeom
 
-from protocol.errors import InvalidInput
-from watermark.attacks import ATTACKS, run_attack
-import watermark.attacks.distill as distill_module
-from watermark.attacks.finetune import output_layer
-from watermark.attacks.prune import prunable
-from watermark.attacks.verification import OwnerKeys, acceptance_probability, verify_privately
-from watermark.cli import main as wmark_main
-from watermark.datasets import load_task
-from watermark.evaluate import evaluate, predict
-from watermark.modelio import load_model, model_file_digest
-from watermark.triggers import trigger_set_from_marking_key
+import wmark.watermark.attacks.distill as distill_module
+from wmark.errors import InvalidInput
+from wmark.watermark.attacks import ATTACKS, run_attack
+from wmark.watermark.attacks.finetune import output_layer
+from wmark.watermark.attacks.prune import prunable
+from wmark.watermark.attacks.verification import OwnerKeys, acceptance_probability, verify_privately
+from wmark.watermark.cli import main as wmark_main
+from wmark.watermark.datasets import load_task
+from wmark.watermark.evaluate import evaluate, predict
+from wmark.watermark.modelio import load_model, model_file_digest
+from wmark.watermark.triggers import trigger_set_from_marking_key
 
 pytestmark = pytest.mark.adversarial
 

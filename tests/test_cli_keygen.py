@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import verifier.cli
-import watermark.cli
 from tests.support.helpers import REPO
-from protocol import console, dsse, keyfile
-from protocol.identity import load_signing_key
-from protocol.keys import load_verification_key
+from wmark import console
+from wmark.protocol import keyfile
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import load_signing_key
+from wmark.protocol.keys import load_verification_key
+from wmark.verifier import cli as verifier_cli
+from wmark.watermark import cli as wmark_cli
 
 # The paper's trigger set, in the shared folder beside the repository (tests skip without it).
 WATERMARKNN = REPO.parent / "shared" / "data" / "watermarknn-trigger-set"
@@ -34,14 +36,14 @@ def no_passphrase_in_env(monkeypatch):
 
 def wmark(capsys, *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = watermark.cli.main(list(argv))
+    code = wmark_cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
 
 def audit(capsys, path: Path) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = verifier.cli.main(["audit", str(path)])
+    code = verifier_cli.main(["audit", str(path)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -65,7 +67,7 @@ def assert_nothing_half_written(directory: Path) -> None:
 @pytest.fixture(scope="module")
 def plaintext_keys(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "keys"
-    assert watermark.cli.main(["keygen", "--out", str(out), "--n", "6", "--insecure-plaintext"]) == 0
+    assert wmark_cli.main(["keygen", "--out", str(out), "--n", "6", "--insecure-plaintext"]) == 0
     return out
 
 
@@ -291,7 +293,7 @@ def test_refuses_to_overwrite_a_key_pair_without_force(capsys, tmp_path):
 @pytest.mark.parametrize("shape", ["8x8", "1x8x8x8", "0x8x8", "axbxc", "-1x8x8", "1x8x", "3 x32x32"])
 def test_bad_input_shape_is_a_usage_error(capsys, tmp_path, shape):
     with pytest.raises(SystemExit) as exc:
-        watermark.cli.main(["keygen", "--out", str(tmp_path / "k"), f"--input-shape={shape}", "--insecure-plaintext"])
+        wmark_cli.main(["keygen", "--out", str(tmp_path / "k"), f"--input-shape={shape}", "--insecure-plaintext"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "is not a shape like 1x8x8" in err and "Traceback" not in err
@@ -353,11 +355,11 @@ def test_installed_commands_as_subprocesses(tmp_path):
         return subprocess.run(argv, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=120)
 
-    done = run(command("wmark", "watermark") + ["keygen", "--out", "k", "--n", "4", "--insecure-plaintext"])
+    done = run(command("wmark", "wmark.watermark") + ["keygen", "--out", "k", "--n", "4", "--insecure-plaintext"])
     assert done.returncode == 0, done.stderr
     assert "4 derived items" in done.stdout
 
-    done = run(command("wmark-verifier", "verifier") + ["audit", "k/vk.json"])
+    done = run(command("wmark-verifier", "wmark.verifier") + ["audit", "k/vk.json"])
     assert done.returncode == 0, done.stderr
     assert "k/vk.json: valid verification key, signed by its owner" in done.stdout
     vk, _ = load_verification_key(tmp_path / "k" / "vk.json")
@@ -365,14 +367,14 @@ def test_installed_commands_as_subprocesses(tmp_path):
 
     (tmp_path / "forged.json").write_bytes(rewrite_payload(
         tmp_path / "k" / "vk.json", lambda p: p.replace('"num_classes":10', '"num_classes":11')))
-    done = run(command("wmark-verifier", "verifier") + ["audit", "forged.json"])
+    done = run(command("wmark-verifier", "wmark.verifier") + ["audit", "forged.json"])
     assert done.returncode == 2 and done.stdout == ""
     assert_one_line_error(done.stderr, "wmark-verifier", "signature does not verify")
 
-    done = run(command("wmark", "watermark") + ["keygen", "--out", "sealed", "--n", "2"])  # no passphrase, no TTY
+    done = run(command("wmark", "wmark.watermark") + ["keygen", "--out", "sealed", "--n", "2"])  # no passphrase, no TTY
     assert done.returncode == 2
     assert_one_line_error(done.stderr, "wmark", "no passphrase")
     assert_nothing_half_written(tmp_path / "sealed")
 
-    done = run(command("wmark", "watermark") + ["keygen", "--out", "x", "--input-shape", "8x8"])
+    done = run(command("wmark", "wmark.watermark") + ["keygen", "--out", "x", "--input-shape", "8x8"])
     assert done.returncode == 2 and "usage:" in done.stderr and "Traceback" not in done.stderr

@@ -1,4 +1,4 @@
-"""Hash and Pedersen commitments (protocol.commitment, protocol.pedersen), attacked with hypothesis.
+"""Hash and Pedersen commitments (wmark.protocol.hazmat.commitment, wmark.protocol.hazmat.pedersen), attacked with hypothesis.
 
 A Pedersen commitment costs two secp256k1 scalar multiplications in pure
 Python (~15 ms), so its property tests run few examples with no deadline.
@@ -14,8 +14,9 @@ from ecdsa.ellipticcurve import INFINITY
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from protocol import pedersen
-from protocol.commitment import (
+from wmark.errors import DecodeError, InvalidOpening
+from wmark.protocol.hazmat import pedersen
+from wmark.protocol.hazmat.commitment import (
     HASH_COMMIT_TAG,
     RANDOMNESS_BYTES,
     Commitment,
@@ -25,7 +26,6 @@ from protocol.commitment import (
     commit,
     verify,
 )
-from protocol.errors import DecodeError, InvalidOpening
 
 FAST = settings(derandomize=True, deadline=None, max_examples=150)
 SLOW = settings(derandomize=True, deadline=None, max_examples=30)

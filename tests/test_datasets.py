@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from protocol.errors import InvalidInput
-from watermark.datasets import DIGITS_SIZES, SPLITS, LabelledImages, load_task, stratified_split
+from wmark.errors import InvalidInput
+from wmark.watermark.datasets import DIGITS_SIZES, SPLITS, LabelledImages, load_task, stratified_split
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,19 @@
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import binom
 
-from protocol.decision import (
-    decide, format_probability, lowest_passing_accuracy, parse_probability, tail, threshold,
+from wmark.errors import InvalidInput
+from wmark.protocol.decision import (
+    decide,
+    format_probability,
+    lowest_passing_accuracy,
+    parse_probability,
+    tail,
+    threshold,
 )
-from protocol.errors import InvalidInput
 
 p0s = st.sampled_from([Fraction(1, 2), Fraction(1, 10), Fraction(1, 9), Fraction(1, 100), Fraction(3, 7)])
 

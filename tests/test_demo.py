@@ -2,8 +2,8 @@
 
 import json
 
-from protocol.transcript import audit, load_transcript
 from tests.support.helpers import run_cli
+from wmark.protocol.transcript import audit, load_transcript
 
 
 def test_demo_runs_end_to_end(tmp_path):

@@ -1,4 +1,4 @@
-"""DSSE envelopes and P-256 identities (protocol.dsse, protocol.identity), attacked with hypothesis,
+"""DSSE envelopes and P-256 identities (wmark.protocol.hazmat.dsse, wmark.protocol.hazmat.identity), attacked with hypothesis,
 and a verification key from `wmark keygen` checked by a plain DSSE verifier written from the spec."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from ecdsa.util import sigdecode_der, sigencode_der
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from protocol import dsse
-from protocol.errors import DecodeError, InvalidSignature, WmarkError
-from protocol.identity import PublicKey, SigningKey
+from wmark.errors import DecodeError, InvalidSignature, WmarkError
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=60)
 ORDER = ecdsa.NIST256p.order
@@ -282,7 +282,7 @@ def plain_dsse_verify(vk_json: bytes) -> dict:
 
 @pytest.fixture(scope="module")
 def keygen_output(tmp_path_factory):
-    from watermark.cli import main
+    from wmark.watermark.cli import main
 
     out = tmp_path_factory.mktemp("plain-dsse") / "keys"
     assert main(["keygen", "--out", str(out), "--n", "3", "--insecure-plaintext"]) == 0

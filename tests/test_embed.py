@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from protocol.errors import InvalidInput
-from watermark.cli import main as wmark_main
-from watermark.datasets import LabelledImages, load_task
-from watermark.embed import embed, start_model
-from watermark.modelio import CONFIG_NAME, WEIGHTS_NAME, load_model
-from watermark.train import Recipe, train
-from watermark.triggers import TriggerSet
+from wmark.errors import InvalidInput
+from wmark.watermark.cli import main as wmark_main
+from wmark.watermark.datasets import LabelledImages, load_task
+from wmark.watermark.embed import embed, start_model
+from wmark.watermark.modelio import CONFIG_NAME, WEIGHTS_NAME, load_model
+from wmark.watermark.train import Recipe, train
+from wmark.watermark.triggers import TriggerSet
 
 # One epoch of this teaches the small CNN 10 noise triggers on digits.
 FAST = Recipe(epochs=1, batch_size=25, lr=3e-3, optimizer="adam", weight_decay=0.0, triggers_per_batch=10)
@@ -111,7 +111,7 @@ def test_only_trainable_parameters_move(digits, small):
 def test_augmented_training_runs_on_colour_images():
     rng = np.random.default_rng(0)
     data = LabelledImages(rng.integers(0, 256, (30, 3, 16, 16), dtype=np.uint8), rng.integers(0, 10, 30))
-    from watermark.modelio import ModelConfig, Preprocessing, new_model
+    from wmark.watermark.modelio import ModelConfig, Preprocessing, new_model
 
     model = new_model(ModelConfig("small_cnn", 10, (3, 16, 16), Preprocessing((0.5,) * 3, (0.25,) * 3)))
     history = train(model, data, replace(FAST, augment=True), triggers=noise_triggers(4, shape=(3, 16, 16)))

@@ -1,4 +1,4 @@
-"""Canonical JSON, strict JSON parsing and base64url (protocol.encoding), attacked with hypothesis."""
+"""Canonical JSON, strict JSON parsing and base64url (wmark.protocol.hazmat.encoding), attacked with hypothesis."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.encoding import (
+from wmark.errors import DecodeError, WmarkError
+from wmark.protocol.hazmat.encoding import (
     b64u_decode,
     b64u_encode,
     canonical_json,
@@ -20,7 +21,6 @@ from protocol.encoding import (
     only_fields,
     parse_json,
 )
-from protocol.errors import DecodeError, WmarkError
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=100)
 

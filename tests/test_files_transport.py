@@ -8,15 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from protocol import dsse
-from protocol.errors import WmarkError
-from protocol.identity import SigningKey
-from protocol.keys import load_verification_key
-from protocol.messages import Reveal
-from protocol.transcript import Transcript, audit, load_transcript
 from tests.support.helpers import run_cli
+from wmark.errors import WmarkError
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.keys import load_verification_key
+from wmark.protocol.messages import Reveal
+from wmark.protocol.transcript import Transcript, audit, load_transcript
 
 
 def verify_through_files(world, model: Path, tmp: Path, k: int = 20):

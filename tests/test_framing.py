@@ -1,4 +1,4 @@
-"""Length-prefixed frames (protocol.framing), attacked with hypothesis.
+"""Length-prefixed frames (wmark.protocol.framing), attacked with hypothesis.
 
 The decoder is what a hostile peer talks to first, so it must decode any
 split of a valid stream identically, refuse an oversized length before
@@ -15,12 +15,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import dsse
-from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.framing import (
-    HEADER_BYTES, MAX_FRAME_BYTES, BlobReceiver, FrameDecoder, blob_frames, encode_frame, envelope_from_frame,
+from wmark.errors import LocalProtocolError, RemoteProtocolError
+from wmark.protocol.framing import (
+    HEADER_BYTES,
+    MAX_FRAME_BYTES,
+    BlobReceiver,
+    FrameDecoder,
+    blob_frames,
+    encode_frame,
+    envelope_from_frame,
 )
-from protocol.identity import SigningKey
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import SigningKey
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=200)
 bodies = st.lists(st.binary(min_size=1, max_size=300), max_size=8)

@@ -1,5 +1,5 @@
 """KeyGen, the verification and marking keys, and the sealed key file
-(protocol.keygen, protocol.keys, protocol.items, protocol.keyfile)."""
+(wmark.protocol.keygen, wmark.protocol.keys, wmark.protocol.items, wmark.protocol.keyfile)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import dsse, keyfile
-from protocol.commitment import Scheme
-from protocol.encoding import b64u_decode, b64u_encode, canonical_json, parse_json
-from protocol.errors import DecodeError, InvalidInput, InvalidOpening, InvalidSignature, WmarkError, WrongPassphrase
-from protocol.hashing import tagged_hash
-from protocol.identity import SigningKey
-from protocol.items import ItemOpening, TriggerKind, encode_image, open_item
-from protocol.keygen import keygen_derived, keygen_imported
-from protocol.keys import (
+from wmark.errors import DecodeError, InvalidInput, InvalidOpening, InvalidSignature, WmarkError, WrongPassphrase
+from wmark.protocol import keyfile
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.commitment import Scheme
+from wmark.protocol.hazmat.encoding import b64u_decode, b64u_encode, canonical_json, parse_json
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.vrf import VrfSecretKey
+from wmark.protocol.items import ItemOpening, TriggerKind, encode_image, open_item
+from wmark.protocol.keygen import keygen_derived, keygen_imported
+from wmark.protocol.keys import (
     MAX_VK_BYTES,
     VK_PAYLOAD_TYPE,
     MarkingKey,
@@ -28,7 +30,6 @@ from protocol.keys import (
     load_verification_key,
     verify_vk_envelope,
 )
-from protocol.vrf import VrfSecretKey
 
 OWNER = SigningKey.generate()
 SHAPE = (1, 8, 8)
@@ -174,7 +175,7 @@ def test_a_changed_label_or_swapped_randomness_does_not_open(pair):
 def test_derived_opening_with_a_foreign_vrf_proof_does_not_open(derived):
     vk, mk = derived.verification_key, derived.marking_key
     o = mk.openings[2]
-    from protocol.items import vrf_alpha
+    from wmark.protocol.items import vrf_alpha
 
     foreign = VrfSecretKey.generate().prove(vrf_alpha(2, vk.owner))
     forged = ItemOpening(o.index, o.label, o.item_randomness, o.label_randomness, vrf_proof=foreign)

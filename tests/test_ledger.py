@@ -1,4 +1,4 @@
-"""The leakage ledger (prover.ledger) and ``wmark-prover prove`` / ``ledger``.
+"""The leakage ledger (wmark.prover.ledger) and ``wmark-prover prove`` / ``ledger``.
 
 The verifier here is a real VerifierSession; the model is left out (the
 ledger never sees it), so everything runs in milliseconds per challenge.
@@ -18,16 +18,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import dsse
-from protocol.errors import InvalidInput, LocalProtocolError, RemoteProtocolError
-from protocol.files import atomic_write
-from protocol.identity import SigningKey, save_signing_key
-from protocol.keyfile import save_marking_key
-from protocol.keygen import KeyPair, keygen_derived
-from protocol.messages import Challenge, ModelRef, Refusal
-from protocol.session import ProverSession, Refused, RevealAccepted, VerifierSession
-from prover.cli import main as prover_main
-from prover.ledger import Ledger, Outcome, default_ledger_path, parse_budget
+from wmark.errors import InvalidInput, LocalProtocolError, RemoteProtocolError
+from wmark.files import atomic_write
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
+from wmark.protocol.keyfile import save_marking_key
+from wmark.protocol.keygen import KeyPair, keygen_derived
+from wmark.protocol.messages import Challenge, ModelRef, Refusal
+from wmark.protocol.session import ProverSession, Refused, RevealAccepted, VerifierSession
+from wmark.prover.cli import main as prover_main
+from wmark.prover.ledger import Ledger, Outcome, default_ledger_path, parse_budget
 
 N = 20
 MODEL = ModelRef(sha256=bytes(32))

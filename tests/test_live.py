@@ -18,21 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from protocol import dsse
-from protocol.framing import FrameDecoder, encode_frame
-from protocol.files import atomic_write
-from protocol.identity import SigningKey, save_signing_key
-from protocol.keyfile import save_marking_key
-from protocol.keygen import keygen_derived
-from protocol.messages import Challenge, ModelRef, Refusal
-from protocol.session import RevealAccepted, VerifierSession
-from protocol.transcript import audit, load_transcript
-from prover.ledger import Ledger
-from verifier.cli import main as verifier_main
-
 from tests.support.helpers import free_port
 from tests.support.live import MAX_FRAME, Keys, Peer, prover_server
-
+from wmark.files import atomic_write
+from wmark.protocol.framing import FrameDecoder, encode_frame
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
+from wmark.protocol.keyfile import save_marking_key
+from wmark.protocol.keygen import keygen_derived
+from wmark.protocol.messages import Challenge, ModelRef, Refusal
+from wmark.protocol.session import RevealAccepted, VerifierSession
+from wmark.protocol.transcript import audit, load_transcript
+from wmark.prover.ledger import Ledger
+from wmark.verifier.cli import main as verifier_main
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +47,7 @@ def keys(tmp_path_factory) -> Keys:
 @pytest.fixture(scope="module")
 def untrained_model(tmp_path_factory) -> Path:
     """Any model will do where the session fails before the model is asked anything."""
-    from watermark.modelio import ModelConfig, Preprocessing, new_model, save_model
+    from wmark.watermark.modelio import ModelConfig, Preprocessing, new_model, save_model
 
     path = tmp_path_factory.mktemp("model") / "untrained"
     save_model(path, new_model(ModelConfig("small_cnn", 10, (1, 8, 8), Preprocessing((0.5,), (0.25,)))))

@@ -1,6 +1,6 @@
 """Margin queries (Kim et al. 2023): the query sampler, margin keys through the
 real protocol, the ascent step and the query loss, and the command lines
-(protocol.margin, protocol.keygen, protocol.session, watermark.margin)."""
+(wmark.protocol.margin, wmark.protocol.keygen, wmark.protocol.session, wmark.watermark.margin)."""
 
 from __future__ import annotations
 
@@ -17,29 +17,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-import prover.cli
-import verifier.cli
-import watermark.cli
-from protocol import console
-from protocol.encoding import canonical_json
-from protocol.decision import decide
-from protocol.errors import DecodeError, InvalidInput, LocalProtocolError, RemoteProtocolError
-from protocol.identity import SigningKey
-from protocol.items import TriggerKind
-from protocol.keygen import keygen_derived, keygen_margin
-from protocol.keys import MarkingKey, VerificationKey, verify_vk_envelope
-from protocol.margin import MarginItems, QuerySplit, query_label, query_position, stratum
-from protocol.messages import ModelRef, Reveal, Verdict, decode
-from protocol.session import ProverSession, RevealAccepted, VerifierSession
-from protocol.transcript import Transcript, audit
-from protocol.vrf import proof_to_hash
-from verifier.verify import item_images
-from watermark.attacks.verification import OwnerKeys, verify_privately
-from watermark.datasets import load_task
-from watermark.embed import embed, start_model
-from watermark.margin import MarginLoss, MarginOptions, ascend, embed_margin, margin_recipe, query_split
-from watermark.modelio import load_model
-from watermark.triggers import TriggerSet, trigger_set_from_marking_key
+from wmark import console
+from wmark.errors import DecodeError, InvalidInput, LocalProtocolError, RemoteProtocolError
+from wmark.protocol.decision import decide
+from wmark.protocol.hazmat.encoding import canonical_json
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.vrf import proof_to_hash
+from wmark.protocol.items import TriggerKind
+from wmark.protocol.keygen import keygen_derived, keygen_margin
+from wmark.protocol.keys import MarkingKey, VerificationKey, verify_vk_envelope
+from wmark.protocol.margin import MarginItems, QuerySplit, query_label, query_position, stratum
+from wmark.protocol.messages import ModelRef, Reveal, Verdict, decode
+from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession
+from wmark.protocol.transcript import Transcript, audit
+from wmark.prover import cli as prover_cli
+from wmark.verifier import cli as verifier_cli
+from wmark.verifier.verify import item_images
+from wmark.watermark import cli as wmark_cli
+from wmark.watermark.attacks.verification import OwnerKeys, verify_privately
+from wmark.watermark.datasets import load_task
+from wmark.watermark.embed import embed, start_model
+from wmark.watermark.margin import MarginLoss, MarginOptions, ascend, embed_margin, margin_recipe, query_split
+from wmark.watermark.modelio import load_model
+from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=200)
 P_MIN = 0.001
@@ -308,27 +308,27 @@ def test_a_margin_marked_digits_model_keeps_its_accuracy_and_would_be_accepted(d
 def test_keygen_embed_and_verify_a_margin_key_on_the_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(console.PASSPHRASE_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    assert watermark.cli.main(["keygen", "--out", "keys", "--kind", "margin", "--n", "30",
+    assert wmark_cli.main(["keygen", "--out", "keys", "--kind", "margin", "--n", "30",
                                "--insecure-plaintext"]) == 0
     out = capsys.readouterr().out
     assert "30 margin items" in out and "digits/query (100 images" in out
-    assert watermark.cli.main(["embed", "--mk", "keys/mk.wmk", "--out", "m", "--epochs", "1", "--quiet",
+    assert wmark_cli.main(["embed", "--mk", "keys/mk.wmk", "--out", "m", "--epochs", "1", "--quiet",
                                "--step-size", "2/255", "--margin-lambda", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "5 ascent steps of 2/255, lambda 0.5" in out and "query accuracy" in out
-    assert watermark.cli.main(["eval", "--model", "m", "--mk", "keys/mk.wmk"]) == 0
+    assert wmark_cli.main(["eval", "--model", "m", "--mk", "keys/mk.wmk"]) == 0
     assert "query accuracy" in capsys.readouterr().out
-    assert watermark.cli.main(["attack", "--model", "m", "--kind", "extract-soft", "--epochs", "1", "--copies", "0",
+    assert wmark_cli.main(["attack", "--model", "m", "--kind", "extract-soft", "--epochs", "1", "--copies", "0",
                                "--mk", "keys/mk.wmk", "--vk", "keys/vk.json", "--out", "stolen"]) == 0
     assert "k=30" in capsys.readouterr().out
     common = ["--vk", "keys/vk.json"]
-    assert verifier.cli.main(["challenge", *common, "--model", "m", "--k", "30", "--out", "c.json"]) == 0
-    assert prover.cli.main(["prove", "--mk", "keys/mk.wmk", *common, "--challenge", "c.json", "--out", "r.json",
+    assert verifier_cli.main(["challenge", *common, "--model", "m", "--k", "30", "--out", "c.json"]) == 0
+    assert prover_cli.main(["prove", "--mk", "keys/mk.wmk", *common, "--challenge", "c.json", "--out", "r.json",
                             "--budget", "1", "--ledger", "l.sqlite"]) == 0
-    code = verifier.cli.main(["check", *common, "--challenge", "c.json", "--reveal", "r.json", "--model", "m",
+    code = verifier_cli.main(["check", *common, "--challenge", "c.json", "--reveal", "r.json", "--model", "m",
                               "--out", "v.json"])
     assert code in (0, 1) and "p0=1/9" in capsys.readouterr().out
-    assert verifier.cli.main(["audit", "v.json", "--model", "m"]) == 0
+    assert verifier_cli.main(["audit", "v.json", "--model", "m"]) == 0
     assert "queries       from digits/query" in capsys.readouterr().out
 
 
@@ -342,7 +342,7 @@ def test_keygen_embed_and_verify_a_margin_key_on_the_command_line(tmp_path, monk
 ])
 def test_margin_options_that_do_not_fit_are_usage_errors(tmp_path, monkeypatch, capsys, argv, fragment):
     monkeypatch.chdir(tmp_path)
-    assert watermark.cli.main(["keygen", "--out", "derived", "--n", "2", "--insecure-plaintext"]) == 0
+    assert wmark_cli.main(["keygen", "--out", "derived", "--n", "2", "--insecure-plaintext"]) == 0
     capsys.readouterr()
-    assert watermark.cli.main([*argv, "--insecure-plaintext"] if argv[0] == "keygen" else argv) == 2
+    assert wmark_cli.main([*argv, "--insecure-plaintext"] if argv[0] == "keygen" else argv) == 2
     assert fragment in capsys.readouterr().err

@@ -11,9 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import InvalidInput, InvalidProof
-from protocol.merkle import (
-    EMPTY_ROOT, MAX_PROOF_HASHES, MerkleTree, leaf_hash, node_hash, verify_consistency, verify_inclusion,
+from wmark.errors import InvalidInput, InvalidProof
+from wmark.protocol.hazmat.merkle import (
+    EMPTY_ROOT,
+    MAX_PROOF_HASHES,
+    MerkleTree,
+    leaf_hash,
+    node_hash,
+    verify_consistency,
+    verify_inclusion,
 )
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "rfc9162-merkle.json").read_text())
@@ -226,7 +232,7 @@ def test_the_tree_size_is_bound_by_the_signed_head_not_by_the_proof():
     # RFC 9162 behaviour worth knowing: leaf 0's path in a tree of 5 also
     # folds to the same root when read as a path in a tree of 7.  The size is
     # authenticated by the log's signature over (size, root), which
-    # protocol.transparency always checks (see test_registry).
+    # wmark.protocol.transparency always checks (see test_registry).
     proof = TREE_64.inclusion_proof(0, 5)
     verify_inclusion(LEAVES_64[0], 0, 7, proof, TREE_64.root(5))
 

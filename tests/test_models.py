@@ -12,16 +12,23 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from protocol.errors import DecodeError, InvalidInput
-from protocol.hashing import tagged_hash
-from watermark import modelio
-from watermark.evaluate import predict
-from watermark.modelio import (
-    CONFIG_NAME, WEIGHTS_NAME, ModelConfig, Preprocessing, check_fits, load_model, model_file_digest, new_model,
+from wmark.errors import DecodeError, InvalidInput
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.watermark import modelio
+from wmark.watermark.evaluate import predict
+from wmark.watermark.modelio import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    ModelConfig,
+    Preprocessing,
+    check_fits,
+    load_model,
+    model_file_digest,
+    new_model,
     save_model,
 )
-from watermark.models import build_model
-from watermark.triggers import TriggerSet
+from wmark.watermark.models import build_model
+from wmark.watermark.triggers import TriggerSet
 
 DIGITS_CONFIG = ModelConfig("small_cnn", 10, (1, 8, 8), Preprocessing((0.3,), (0.4,)), vk_digest=bytes(range(32)))
 IMAGES = np.random.default_rng(0).integers(0, 256, (16, 1, 8, 8), dtype=np.uint8)

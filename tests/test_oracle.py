@@ -12,15 +12,14 @@ import httpx
 import numpy as np
 import pytest
 
-from protocol.errors import ModelOracleError
-from verifier.oracle import InferenceEndpoint, LocalModel, open_oracle
-from verifier.verify import query_shuffled
-from watermark.datasets import load_task
-from watermark.evaluate import predict
-from watermark.modelio import load_model
-from watermark.triggers import trigger_set_from_marking_key
-
 from tests.support.helpers import REPO, free_port
+from wmark.errors import ModelOracleError
+from wmark.verifier.oracle import InferenceEndpoint, LocalModel, open_oracle
+from wmark.verifier.verify import query_shuffled
+from wmark.watermark.datasets import load_task
+from wmark.watermark.evaluate import predict
+from wmark.watermark.modelio import load_model
+from wmark.watermark.triggers import trigger_set_from_marking_key
 
 
 @pytest.fixture(scope="module", params=["logits", "classes"])

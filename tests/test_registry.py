@@ -20,24 +20,36 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from log_worker import make_vk
-from protocol import dsse
-from protocol.console import run_cli
-from protocol.encoding import canonical_json
-from protocol.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
-from protocol.merkle import leaf_hash
-from protocol.identity import SigningKey
-from protocol.transparency import (
-    LogEntry, Receipt, RegistrationInfo, TreeHead, earlier_registration, verify_receipt, verify_tree_head,
+
+from wmark.console import run_cli
+from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.encoding import canonical_json
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.merkle import leaf_hash
+from wmark.protocol.transparency import (
+    LogEntry,
+    Receipt,
+    RegistrationInfo,
+    TreeHead,
+    earlier_registration,
+    verify_receipt,
+    verify_tree_head,
 )
-from verifier.cli import registration as registration_cli
-from verifier.registry import (
-    DuplicateCommitment, EntryNotFound, LogClient, LogCorrupted, LogServer, LogStore, LogUnavailable,
+from wmark.registry import (
+    DuplicateCommitment,
+    EntryNotFound,
+    LogClient,
+    LogCorrupted,
+    LogServer,
+    LogStore,
+    LogUnavailable,
 )
-from verifier.registry.store import DB_NAME, KEY_NAME
-from watermark.cli import log as log_cli
-from watermark.cli import register as register_cli
+from wmark.registry.store import DB_NAME, KEY_NAME
+from wmark.verifier.cli import registration as registration_cli
+from wmark.watermark.cli import log as log_cli
+from wmark.watermark.cli import register as register_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "log_worker.py"
@@ -513,7 +525,7 @@ def test_a_log_that_does_not_answer_is_reported(tmp_path):
 
 
 def _serve(log_dir: Path) -> tuple[subprocess.Popen, str]:
-    code = ("import sys; from protocol.console import run_cli; from watermark.cli import log; "
+    code = ("import sys; from wmark.console import run_cli; from wmark.watermark.cli import log; "
             "sys.exit(run_cli('wmark', '', [log], sys.argv[1:]))")
     server = subprocess.Popen([sys.executable, "-c", code, "log", "serve", "--log", str(log_dir), "--port", "0"],
                               env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

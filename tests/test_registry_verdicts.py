@@ -1,5 +1,5 @@
 """Verdicts that rest on the registry: registration time in the verdict, and
-`dispute` naming the earlier of two accepted claims (DESIGN.md section 4b).
+`dispute` naming the earlier of two accepted claims (docs/design.md section 4b).
 Replayed and transplanted keys, the claims `dispute` is for, are attacked in
 tests/adversarial/."""
 
@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from protocol.identity import SigningKey, save_signing_key
-from protocol.transcript import audit, load_transcript
 from tests.adversarial._claims import Keys, claim, registered_copy
-from verifier.cli import main as verifier_main
+from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
+from wmark.protocol.transcript import audit, load_transcript
+from wmark.verifier.cli import main as verifier_main
 
 
 @pytest.fixture(scope="module")

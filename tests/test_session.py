@@ -1,4 +1,4 @@
-"""The sans-IO sessions (protocol.session) under attack.
+"""The sans-IO sessions (wmark.protocol.session) under attack.
 
 Hypothesis drives both state machines through arbitrary sequences of calls
 and messages and checks each against a transition table: an allowed step
@@ -17,14 +17,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import dsse
-from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.identity import SigningKey
-from protocol.keygen import KeyPair, keygen_derived
-from protocol.messages import Challenge, ModelRef, Reveal
-from protocol.sampling import sample_subset
-from protocol.session import (
-    ChallengeReceived, ProverSession, ProverState, Refused, RevealAccepted, VerdictReceived, VerifierSession,
+from wmark.errors import LocalProtocolError, RemoteProtocolError
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.sampling import sample_subset
+from wmark.protocol.keygen import KeyPair, keygen_derived
+from wmark.protocol.messages import Challenge, ModelRef, Reveal
+from wmark.protocol.session import (
+    ChallengeReceived,
+    ProverSession,
+    ProverState,
+    Refused,
+    RevealAccepted,
+    VerdictReceived,
+    VerifierSession,
     VerifierState,
 )
 

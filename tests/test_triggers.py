@@ -1,5 +1,5 @@
 """Trigger sets: derived items as pure functions of (trigger key, index), unbiased labels and
-subsets, and imported image folders (watermark.triggers, watermark.patterns, protocol.sampling)."""
+subsets, and imported image folders (wmark.watermark.triggers, wmark.protocol.patterns, wmark.protocol.hazmat.sampling)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy.stats import chisquare
 
-from protocol.errors import InvalidInput
-from protocol.identity import SigningKey
-from protocol.items import vrf_alpha
-from protocol.keygen import keygen_derived, keygen_imported
-from protocol.sampling import LABEL_TAG, SUBSET_TAG, DigestStream, derive_label, sample_subset
-from protocol.vrf import VrfSecretKey, proof_to_hash
 from tests.support.helpers import REPO
-from watermark.patterns import render, render_many
-from watermark.triggers import Fit, import_images, random_labels, read_labels_file, trigger_set_from_marking_key
+from wmark.errors import InvalidInput
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.sampling import LABEL_TAG, SUBSET_TAG, DigestStream, derive_label, sample_subset
+from wmark.protocol.hazmat.vrf import VrfSecretKey, proof_to_hash
+from wmark.protocol.items import vrf_alpha
+from wmark.protocol.keygen import keygen_derived, keygen_imported
+from wmark.protocol.patterns import render, render_many
+from wmark.watermark.triggers import Fit, import_images, random_labels, read_labels_file, trigger_set_from_marking_key
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=200)
 SHAPES = [(1, 8, 8), (3, 32, 32), (3, 64, 64)]

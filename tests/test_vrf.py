@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from protocol import vrf
-from protocol.errors import DecodeError, InvalidProof
-from protocol.vrf import (
+from wmark.errors import DecodeError, InvalidProof
+from wmark.protocol.hazmat import vrf
+from wmark.protocol.hazmat.vrf import (
     OUTPUT_BYTES,
     PROOF_BYTES,
     PUBLIC_KEY_BYTES,

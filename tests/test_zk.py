@@ -1,4 +1,4 @@
-"""Zero-knowledge verification with real ezkl proofs (DESIGN.md section 4c).
+"""Zero-knowledge verification with real ezkl proofs (docs/design.md section 4c).
 
 The default run proves one trigger item end to end, live between
 ``wmark-prover serve`` and ``wmark-verifier run --zk`` (about a minute on two
@@ -19,27 +19,27 @@ import pytest
 import torch
 from torch import nn
 
-from protocol.errors import DecodeError
-from protocol.identity import SigningKey
-from protocol.keygen import KeyPair
-from protocol.items import TriggerKind
-from protocol.messages import Verdict, ZkReveal, decode
-from protocol.session import ProverSession, VerifierSession
-from protocol.transcript import Transcript, audit, load_transcript
-from protocol.vrf import proof_to_hash
-from protocol.zk import CAVEAT_ZK, ZkStatement
-from prover.ledger import Ledger
 from tests.support.helpers import DigitsWorld, build_digits_world, run_cli
 from tests.support.live import prover_server
+from wmark.errors import DecodeError
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.vrf import proof_to_hash
+from wmark.protocol.items import TriggerKind
+from wmark.protocol.keygen import KeyPair
+from wmark.protocol.messages import Verdict, ZkReveal, decode
+from wmark.protocol.session import ProverSession, VerifierSession
+from wmark.protocol.transcript import Transcript, audit, load_transcript
+from wmark.protocol.zk import CAVEAT_ZK, ZkStatement
+from wmark.prover.ledger import Ledger
 
 ezkl = pytest.importorskip("ezkl")
 
-from prover.zk import prove_challenge  # noqa: E402  (needs ezkl)
-from verifier.zk import decide_with_proofs, open_verifier  # noqa: E402
-from watermark import zkcircuit  # noqa: E402
-from watermark.evaluate import predict  # noqa: E402
-from watermark.modelio import Classifier, ModelConfig, Preprocessing, load_model, new_model  # noqa: E402
-from watermark.triggers import item_image, trigger_set_from_marking_key  # noqa: E402
+from wmark.prover.zk import prove_challenge  # noqa: E402  (needs ezkl)
+from wmark.verifier.zk import decide_with_proofs, open_verifier  # noqa: E402
+from wmark.watermark import zkcircuit  # noqa: E402
+from wmark.watermark.evaluate import predict  # noqa: E402
+from wmark.watermark.modelio import Classifier, ModelConfig, Preprocessing, load_model, new_model  # noqa: E402
+from wmark.watermark.triggers import item_image, trigger_set_from_marking_key  # noqa: E402
 
 SHAPE = (1, 8, 8)
 
@@ -48,7 +48,7 @@ SHAPE = (1, 8, 8)
 def zk_world(tmp_path_factory) -> DigitsWorld:
     """A --zk key pair of 100 derived items, and zk_cnn digits models trained with
     (marked) and without (plain, the NO-WM row) its triggers."""
-    from watermark.embed import default_recipe
+    from wmark.watermark.embed import default_recipe
 
     # zk_cnn's 3.7k weights learn all 100 triggers with more of them per batch and
     # a few more epochs than small_cnn's recipe gives (95-98 of 100 with it).

@@ -1,4 +1,4 @@
-"""The zero-knowledge exchange as protocol (DESIGN.md section 4c), without a
+"""The zero-knowledge exchange as protocol (docs/design.md section 4c), without a
 proof system: keys with a ``zk`` section, the messages, both sessions, the
 decision and the audit.  Proofs here are opaque bytes and the verifier's
 proof check is simulated; test_zk.py runs the real ezkl proofs.
@@ -15,23 +15,22 @@ from dataclasses import replace
 
 import pytest
 
-from protocol import dsse
-from protocol.encoding import parse_json
-from protocol.errors import DecodeError, InvalidOpening, LocalProtocolError, RemoteProtocolError
-from protocol.files import atomic_write
-from protocol.framing import FrameDecoder, blob_frames, encode_frame, envelope_from_frame
-from protocol.identity import SigningKey, save_signing_key
-from protocol.keyfile import save_marking_key
-from protocol.keygen import keygen_derived
-from protocol.keys import MarkingKey, VerificationKey
-from protocol.messages import Challenge, ModelRef, Verdict, ZkReveal, decode
-from protocol.session import ProverSession, Refused, VerifierSession, ZkRevealAccepted
-from protocol.transcript import Transcript, audit
-from protocol.zk import CAVEAT_DESIGNATED, CAVEAT_ZK, MIN_LOGROWS, SrsOrigin, ZkParameters, ZkStatement
-from prover.ledger import Ledger
-from watermark.zkcircuit import srs_size
-
 from tests.support.live import Keys, Peer, prover_server
+from wmark.errors import DecodeError, InvalidOpening, LocalProtocolError, RemoteProtocolError
+from wmark.files import atomic_write
+from wmark.protocol.framing import FrameDecoder, blob_frames, encode_frame, envelope_from_frame
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.encoding import parse_json
+from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
+from wmark.protocol.keyfile import save_marking_key
+from wmark.protocol.keygen import keygen_derived
+from wmark.protocol.keys import MarkingKey, VerificationKey
+from wmark.protocol.messages import Challenge, ModelRef, Verdict, ZkReveal, decode
+from wmark.protocol.session import ProverSession, Refused, VerifierSession, ZkRevealAccepted
+from wmark.protocol.transcript import Transcript, audit
+from wmark.protocol.zk import CAVEAT_DESIGNATED, CAVEAT_ZK, MIN_LOGROWS, SrsOrigin, ZkParameters, ZkStatement
+from wmark.prover.ledger import Ledger
+from wmark.watermark.zkcircuit import srs_size
 
 MODEL = ModelRef(sha256=bytes(range(32)))
 PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
@@ -231,7 +230,7 @@ def test_zk_messages_cross_the_frame_transport_unchanged(keys):
 
 
 def test_without_ezkl_keygen_names_the_extra(monkeypatch, tmp_path, capsys):
-    from watermark.cli import main
+    from wmark.watermark.cli import main
 
     monkeypatch.setitem(sys.modules, "ezkl", None)
     assert main(["keygen", "--out", str(tmp_path / "keys"), "--zk", "--insecure-plaintext"]) == 2

@@ -1,5 +1,5 @@
 """The verifier's view of the suspect model: it queries the model itself
-(DESIGN.md section 4, "Model access"); the prover never supplies outputs.
+(docs/design.md section 4, "Model access"); the prover never supplies outputs.
 
 * :class:`LocalModel`: a model directory (safetensors + model.json, never a
   pickle), named in the challenge by the digest of its files.
@@ -19,8 +19,8 @@ from typing import Protocol
 import httpx
 import numpy as np
 
-from protocol.errors import ModelOracleError
-from protocol.messages import ModelRef
+from wmark.errors import ModelOracleError
+from wmark.protocol.messages import ModelRef
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 ENDPOINT_BATCH = 64
@@ -41,13 +41,13 @@ class LocalModel:
 
     @classmethod
     def open(cls, model_dir: str) -> "LocalModel":
-        from watermark.modelio import model_file_digest
+        from wmark.watermark.modelio import model_file_digest
 
         return cls(model_dir, ModelRef(sha256=model_file_digest(model_dir)))
 
     def classify(self, images: np.ndarray) -> np.ndarray:
-        from watermark.evaluate import predict
-        from watermark.modelio import load_model, model_file_digest
+        from wmark.watermark.evaluate import predict
+        from wmark.watermark.modelio import load_model, model_file_digest
 
         # Re-digest at query time: the model answering must be the one the challenge names.
         if model_file_digest(self.model_dir) != self.model_ref.sha256:

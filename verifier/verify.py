@@ -12,14 +12,13 @@ from typing import Sequence
 
 import numpy as np
 
-from protocol import dsse
-from protocol.items import OpenedItem
-from protocol.keys import VerificationKey, verify_vk_envelope
-from protocol.margin import QuerySplit
-from protocol.transcript import AuditReport, Transcript, audit
-from protocol.session import RevealAccepted, VerifierSession
-
-from .oracle import ModelOracle
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.items import OpenedItem
+from wmark.protocol.keys import VerificationKey, verify_vk_envelope
+from wmark.protocol.margin import QuerySplit
+from wmark.protocol.session import RevealAccepted, VerifierSession
+from wmark.protocol.transcript import AuditReport, Transcript, audit
+from wmark.verifier.oracle import ModelOracle
 
 DECOYS_PER_ITEM = 3
 
@@ -27,7 +26,7 @@ DECOYS_PER_ITEM = 3
 def item_images(items: Sequence[OpenedItem], vk: VerificationKey) -> np.ndarray:
     """The uint8 images to query: as imported or selected from a margin key's split,
     else rendered from the VRF output."""
-    from watermark.patterns import render_many
+    from wmark.protocol.patterns import render_many
 
     rendered = iter(render_many([item.seed for item in items if item.pixels is None],  # type: ignore[misc]
                                 vk.input_shape))
@@ -40,13 +39,13 @@ def query_split_for(vk: VerificationKey, data_root: str | None) -> QuerySplit | 
     (refused unless it is the data the key was made on); None for other keys."""
     if vk.margin is None:
         return None
-    from watermark.margin import load_split_for_key
+    from wmark.watermark.margin import load_split_for_key
 
     return load_split_for_key(vk.margin, vk.input_shape, data_root)
 
 
 def audit_transcript(transcript: Transcript, data_root: str | None = None) -> AuditReport:
-    """:func:`~protocol.transcript.audit`, with a margin key's query split from ``data_root``."""
+    """:func:`~wmark.protocol.transcript.audit`, with a margin key's query split from ``data_root``."""
     vk = verify_vk_envelope(transcript.vk, what="verification key")
     return audit(transcript, margin=query_split_for(vk, data_root))
 
@@ -55,7 +54,7 @@ def default_decoys(input_shape: tuple[int, int, int]) -> np.ndarray | None:
     """Ordinary inputs to hide trigger queries among: the digits test split when it fits."""
     if input_shape != (1, 8, 8):
         return None
-    from watermark.datasets import load_task
+    from wmark.watermark.datasets import load_task
 
     return load_task("digits").test.images
 

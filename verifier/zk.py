@@ -1,4 +1,4 @@
-"""The verifier's side of zero-knowledge verification (DESIGN.md section 4c).
+"""The verifier's side of zero-knowledge verification (docs/design.md section 4c).
 
 The verifier trusts nothing of the prover's but the proofs: it builds the
 circuit and ezkl's verification key itself, from the suspect model it holds
@@ -15,15 +15,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from protocol import dsse
-from protocol.errors import InvalidInput, InvalidOpening, InvalidProof
-from protocol.keys import VerificationKey
-from protocol.messages import ModelRef
-from protocol.session import VerifierSession, ZkRevealAccepted, zk_results
-from protocol.transcript import AuditReport
-from protocol.zk import SrsOrigin, ZkItem, ZkParameters
-
-from watermark.zkcircuit import Circuit, Keys, Srs, generate_srs, model_circuit, read_srs, setup, verify
+from wmark.errors import InvalidInput, InvalidOpening, InvalidProof
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.keys import VerificationKey
+from wmark.protocol.messages import ModelRef
+from wmark.protocol.session import VerifierSession, ZkRevealAccepted, zk_results
+from wmark.protocol.transcript import AuditReport
+from wmark.protocol.zk import SrsOrigin, ZkItem, ZkParameters
+from wmark.watermark.zkcircuit import Circuit, Keys, Srs, generate_srs, model_circuit, read_srs, setup, verify
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Every data set is held as uint8 ``N x C x H x W`` arrays, the same form as a
 trigger set, so task images and trigger images reach a model through one path
-(the model's preprocessing, :class:`watermark.modelio.Preprocessing`).
+(the model's preprocessing, :class:`wmark.watermark.modelio.Preprocessing`).
 
 Splits, each disjoint from the others and the same on every machine:
 
@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protocol.errors import InvalidInput
+from wmark.errors import InvalidInput
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 SPLITS = ("train", "test", "adversary", "query")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from protocol.errors import InvalidInput
+from wmark.errors import InvalidInput
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

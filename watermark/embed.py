@@ -16,13 +16,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from protocol.errors import InvalidInput
-
-from .datasets import TaskData
-from .evaluate import Evaluation, evaluate
-from .modelio import Classifier, ModelConfig, Preprocessing, check_fits, new_model
-from .train import EpochStats, Recipe, seeded, train
-from .triggers import TriggerSet
+from wmark.errors import InvalidInput
+from wmark.watermark.datasets import TaskData
+from wmark.watermark.evaluate import Evaluation, evaluate
+from wmark.watermark.modelio import Classifier, ModelConfig, Preprocessing, check_fits, new_model
+from wmark.watermark.train import EpochStats, Recipe, seeded, train
+from wmark.watermark.triggers import TriggerSet
 
 DEFAULT_ARCH = {"digits": "small_cnn", "cifar10": "resnet18_cifar", "cifar100": "resnet18_cifar",
                 "imagefolder": "resnet18_cifar"}

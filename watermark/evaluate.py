@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from protocol.errors import InvalidInput
-
-from .datasets import LabelledImages
-from .modelio import Classifier
-from .triggers import TriggerSet
+from wmark.errors import InvalidInput
+from wmark.watermark.datasets import LabelledImages
+from wmark.watermark.modelio import Classifier
+from wmark.watermark.triggers import TriggerSet
 
 PREDICT_BATCH = 500
 TOP_K = 5

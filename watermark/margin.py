@@ -17,7 +17,7 @@ every training step
 Answered with a margin, a query's label holds over a neighbourhood the
 thief's inputs may fall into, so an extracted copy keeps answering it.
 
-The queries are a margin key's items (:mod:`protocol.margin`): images of the
+The queries are a margin key's items (:mod:`wmark.protocol.margin`): images of the
 task's ``query`` split, which the owner never trains on as task data, each
 with a label other than its true class, all fixed by VRF outputs.  The
 authors' values are the defaults of :class:`MarginOptions`; the recipes below
@@ -32,15 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from protocol.errors import InvalidInput
-from protocol.margin import MarginSource, QuerySplit
-
-from .datasets import TaskData, load_task
-from .embed import EmbedResult
-from .evaluate import evaluate
-from .modelio import Classifier, check_fits
-from .train import Recipe, train
-from .triggers import TriggerSet
+from wmark.errors import InvalidInput
+from wmark.protocol.margin import MarginSource, QuerySplit
+from wmark.watermark.datasets import TaskData, load_task
+from wmark.watermark.embed import EmbedResult
+from wmark.watermark.evaluate import evaluate
+from wmark.watermark.modelio import Classifier, check_fits
+from wmark.watermark.train import Recipe, train
+from wmark.watermark.triggers import TriggerSet
 
 PIXEL_RANGE = 255.0
 QUERY_SPLIT = "query"

@@ -30,14 +30,20 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from protocol.encoding import (
-    b64u_decode, b64u_encode, canonical_json, expect_header, field, int_field, only_fields, parse_json,
+from wmark.errors import DecodeError, InvalidInput
+from wmark.files import atomic_write, read_bounded
+from wmark.protocol.hazmat.encoding import (
+    b64u_decode,
+    b64u_encode,
+    canonical_json,
+    expect_header,
+    field,
+    int_field,
+    only_fields,
+    parse_json,
 )
-from protocol.errors import DecodeError, InvalidInput
-from protocol.files import atomic_write, read_bounded
-from protocol.hashing import tagged_hash
-
-from .models import build_model, check_arch
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.watermark.models import build_model, check_arch
 
 CONFIG_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"

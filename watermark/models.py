@@ -5,7 +5,7 @@
   size (an adaptive pool fixes the dense layer's width).
 * ``zk_cnn``: two stride-2 3x3 convolutions and two dense layers, 3.7k
   parameters on digits (94% test accuracy, all 100 triggers): small enough
-  that a zero-knowledge proof of one inference (DESIGN.md section 4c) takes
+  that a zero-knowledge proof of one inference (docs/design.md section 4c) takes
   seconds, where ``small_cnn`` needs 2^20 circuit rows.
 * ``resnet18_cifar``: the ResNet-18 of Adi et al. 2018 (and of the
   WatermarkNN code it ships with) for 32x32 images: torchvision's ResNet-18
@@ -16,7 +16,7 @@
   ``mobilenet_v3_small``, ...), randomly initialised, with ``num_classes``
   outputs; these take 3-channel images.
 
-A network here takes normalised float input; :class:`watermark.modelio.Classifier`
+A network here takes normalised float input; :class:`wmark.watermark.modelio.Classifier`
 puts the preprocessing in front of it.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from protocol.errors import InvalidInput
+from wmark.errors import InvalidInput
 
 TORCHVISION_PREFIX = "torchvision:"
 # The dense layer of small_cnn sees a POOLED x POOLED map whatever the input size.

@@ -27,12 +27,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from protocol.errors import InvalidInput
-
-from .datasets import LabelledImages
-from .evaluate import score
-from .modelio import Classifier
-from .triggers import TriggerSet
+from wmark.errors import InvalidInput
+from wmark.watermark.datasets import LabelledImages
+from wmark.watermark.evaluate import score
+from wmark.watermark.modelio import Classifier
+from wmark.watermark.triggers import TriggerSet
 
 OPTIMIZERS = ("sgd", "adam")
 CROP_PADDING = 4

@@ -1,11 +1,11 @@
-"""Trigger sets (Adi et al. 2018, Section 4: SampleBackdoor; DESIGN.md section 2).
+"""Trigger sets (Adi et al. 2018, Section 4: SampleBackdoor; docs/design.md section 2).
 
-* derived: images rendered from VRF outputs (:mod:`watermark.patterns`);
+* derived: images rendered from VRF outputs (:mod:`wmark.protocol.patterns`);
 * imported: user images, from a folder or the layout of the paper's original
   code (``pics/1.jpg ... pics/N.jpg`` and one numeric label per line), brought
   to the model's input shape by resizing or by a centre crop;
 * margin: images of a public split of the task's data, selected by VRF
-  outputs (:mod:`protocol.margin`; trained by :mod:`watermark.margin`).
+  outputs (:mod:`wmark.protocol.margin`; trained by :mod:`wmark.watermark.margin`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from protocol.errors import InvalidInput
-from protocol.files import read_bounded
-from protocol.items import ItemOpening, TriggerKind, image_header
-from protocol.keys import MarkingKey
-from protocol.margin import MarginItems, QuerySplit
-from protocol.vrf import proof_to_hash
-
-from .patterns import render, render_many
+from wmark.errors import InvalidInput
+from wmark.files import read_bounded
+from wmark.protocol.hazmat.vrf import proof_to_hash
+from wmark.protocol.items import ItemOpening, TriggerKind, image_header
+from wmark.protocol.keys import MarkingKey
+from wmark.protocol.margin import MarginItems, QuerySplit
+from wmark.protocol.patterns import render, render_many
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_IMPORTED = 10_000

@@ -1,4 +1,4 @@
-"""A suspect model as a zero-knowledge circuit, with ezkl (DESIGN.md section 4c).
+"""A suspect model as a zero-knowledge circuit, with ezkl (docs/design.md section 4c).
 
 The statement proven for one trigger item is "this model maps the hidden input
 whose Poseidon hash is ``h`` to class ``c``": the model behind its
@@ -6,7 +6,7 @@ preprocessing, with ``argmax`` inside the circuit so that only the class is
 public, exported to ONNX and compiled by ezkl into a Halo2 circuit whose
 weights are fixed columns (so the verification key binds the weights).  The
 hidden input is the item's pixels followed by its salt (the layout of
-:mod:`protocol.zk`); its visibility is ``hashed``, so the proof's first public
+:mod:`wmark.protocol.zk`); its visibility is ``hashed``, so the proof's first public
 instance is the Poseidon hash of the quantised input and nothing else about it
 leaves the prover.
 
@@ -42,16 +42,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from protocol.errors import DecodeError, InvalidInput, InvalidProof
-from protocol.files import open_input
-from protocol.hashing import tagged_hash
-from protocol.items import ItemOpening, TriggerKind, pixel_count
-from protocol.messages import ModelRef
-from protocol.zk import FELT_BYTES, MAX_LOGROWS, MIN_LOGROWS, SALT_BYTES, ZkStatement
-
-from .modelio import Classifier, load_model, model_file_digest
-from .patterns import render
-from .triggers import item_image
+from wmark.errors import DecodeError, InvalidInput, InvalidProof
+from wmark.files import open_input
+from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.items import ItemOpening, TriggerKind, pixel_count
+from wmark.protocol.messages import ModelRef
+from wmark.protocol.patterns import render
+from wmark.protocol.zk import FELT_BYTES, MAX_LOGROWS, MIN_LOGROWS, SALT_BYTES, ZkStatement
+from wmark.watermark.modelio import Classifier, load_model, model_file_digest
+from wmark.watermark.triggers import item_image
 
 EZKL_VERSION = "23.0.5"
 INSTALL_HINT = "install the zk extra: pip install '.[zk]' (ezkl 23.0.5 and onnx)"
@@ -147,7 +146,7 @@ def input_hash(pixels: np.ndarray, salt: bytes, input_scale: int) -> bytes:
 
 @dataclass(frozen=True)
 class InputCommitter:
-    """KeyGen's hasher (:class:`protocol.zk.InputHasher`): the hidden input of an
+    """KeyGen's hasher (:class:`wmark.protocol.zk.InputHasher`): the hidden input of an
     item is its trigger image, rendered or imported, and its salt."""
 
     kind: TriggerKind

@@ -1,12 +1,11 @@
-"""``wmark-prover``: the owner's side of a verification (DESIGN.md section 6)."""
+"""``wmark-prover``: the owner's side of a verification (docs/design.md section 6)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from protocol.console import run_cli
-
-from . import ledger, prove, serve, zkprove
+from wmark.console import run_cli
+from wmark.prover.cli import ledger, prove, serve, zkprove
 
 DESCRIPTION = """\
 Answer a verifier's challenge with openings of the sampled trigger items.

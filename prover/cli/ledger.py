@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from protocol.console import EXIT_OK, add_command
-
-from ..ledger import NOTHING_SECRET, Ledger, LedgerEntry, LedgerSummary, Outcome, default_ledger_path
+from wmark.console import EXIT_OK, add_command
+from wmark.prover.ledger import NOTHING_SECRET, Ledger, LedgerEntry, LedgerSummary, Outcome, default_ledger_path
 
 EPILOG = """\
 examples:

@@ -7,16 +7,23 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from protocol import dsse
-from protocol.console import EXIT_OK, EXIT_REJECTED, add_command, load_marking_key
-from protocol.errors import InvalidInput
-from protocol.files import atomic_write, read_bounded
-from protocol.identity import SigningKey, load_signing_key
-from protocol.keys import MarkingKey, VerificationKey, load_verification_key
-from protocol.messages import MAX_MESSAGE_BYTES
-from protocol.session import ProverSession
-
-from ..ledger import NOTHING_SECRET, DEFAULT_BUDGET, Ledger, Outcome, Response, default_ledger_path, parse_budget
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, load_marking_key
+from wmark.errors import InvalidInput
+from wmark.files import atomic_write, read_bounded
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import SigningKey, load_signing_key
+from wmark.protocol.keys import MarkingKey, VerificationKey, load_verification_key
+from wmark.protocol.messages import MAX_MESSAGE_BYTES
+from wmark.protocol.session import ProverSession
+from wmark.prover.ledger import (
+    DEFAULT_BUDGET,
+    NOTHING_SECRET,
+    Ledger,
+    Outcome,
+    Response,
+    default_ledger_path,
+    parse_budget,
+)
 
 OWNER_KEY_NAME = "owner.pem"
 

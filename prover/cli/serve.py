@@ -2,14 +2,14 @@
 
 Each connection is one session: challenge frame in, reveal or refusal frame
 out, verdict frame in, close.  The protocol itself is
-:class:`~protocol.session.ProverSession` and :mod:`protocol.framing`; this
+:class:`~wmark.protocol.session.ProverSession` and :mod:`wmark.protocol.framing`; this
 module only moves bytes, bounds the time each message may take, and keeps
 one misbehaving verifier from affecting any other session or the server.
 Work that blocks (signature checks, the ledger's synchronous commit) runs in
 worker threads so a slow disk never stalls the other sessions.
 
 A zero-knowledge challenge is followed by the SRS it pins, as raw frames
-(:class:`~protocol.framing.BlobReceiver` checks its size and hash), and is
+(:class:`~wmark.protocol.framing.BlobReceiver` checks its size and hash), and is
 answered with ezkl proofs about a suspect model the owner holds a copy of
 (``--model``); proofs are made one session at a time, as each takes gigabytes.
 They reveal no item, so the ledger records nothing for them.
@@ -28,20 +28,23 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol.console import EXIT_OK, add_command
-from protocol.errors import InvalidInput, RemoteProtocolError, WmarkError
-from protocol.framing import (
-    BLOB_CHUNK_BYTES, MAX_FRAME_BYTES, BlobReceiver, FrameDecoder, encode_frame, envelope_from_frame,
+from wmark.console import EXIT_OK, add_command
+from wmark.errors import InvalidInput, RemoteProtocolError, WmarkError
+from wmark.protocol.framing import (
+    BLOB_CHUNK_BYTES,
+    MAX_FRAME_BYTES,
+    BlobReceiver,
+    FrameDecoder,
+    encode_frame,
+    envelope_from_frame,
 )
-from protocol.session import ChallengeReceived, ProverSession, VerdictReceived, now
-from protocol.zk import MAX_LOGROWS, MIN_LOGROWS
-
-from watermark.modelio import model_file_digest
-from watermark.zkcircuit import add_circuit_arguments, srs_size
-
-from ..ledger import Outcome
-from ..zk import answer_or_refuse
-from .prove import Prover, add_prover_arguments, describe, load_prover
+from wmark.protocol.session import ChallengeReceived, ProverSession, VerdictReceived, now
+from wmark.protocol.zk import MAX_LOGROWS, MIN_LOGROWS
+from wmark.prover.cli.prove import Prover, add_prover_arguments, describe, load_prover
+from wmark.prover.ledger import Outcome
+from wmark.prover.zk import answer_or_refuse
+from wmark.watermark.modelio import model_file_digest
+from wmark.watermark.zkcircuit import add_circuit_arguments, srs_size
 
 DEFAULT_TIMEOUT = 30.0
 MAX_SESSIONS = 64

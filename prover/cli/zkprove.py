@@ -7,19 +7,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from protocol import dsse
-from protocol.console import EXIT_OK, add_command, load_marking_key
-from protocol.errors import InvalidInput
-from protocol.files import atomic_write, read_bounded
-from protocol.identity import load_signing_key
-from protocol.keys import load_verification_key
-from protocol.messages import MAX_MESSAGE_BYTES
-from protocol.session import ChallengeReceived, ProverSession
-
-from watermark.zkcircuit import add_circuit_arguments, srs_beside
-
-from ..zk import prove_challenge
-from .prove import owner_key_path
+from wmark.console import EXIT_OK, add_command, load_marking_key
+from wmark.errors import InvalidInput
+from wmark.files import atomic_write, read_bounded
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import load_signing_key
+from wmark.protocol.keys import load_verification_key
+from wmark.protocol.messages import MAX_MESSAGE_BYTES
+from wmark.protocol.session import ChallengeReceived, ProverSession
+from wmark.prover.cli.prove import owner_key_path
+from wmark.prover.zk import prove_challenge
+from wmark.watermark.zkcircuit import add_circuit_arguments, srs_beside
 
 EPILOG = """\
 example:

@@ -1,4 +1,4 @@
-"""False claims of ownership (issue 6, item 2): the attackers, and the real tools they face.
+"""False claims of ownership: the attackers, and the real tools they face.
 
 Shared by the tests in this folder, which assert each outcome, and by
 ``benchmarks/false_claims.py``, which runs the same scenarios with larger
@@ -25,32 +25,31 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from protocol import dsse
-from protocol.commitment import commit
-from protocol.files import atomic_write
-from protocol.identity import SigningKey, load_signing_key, save_signing_key
-from protocol.items import ItemCommitments, ItemOpening, encode_image, label_message
-from protocol.keyfile import load_marking_key, save_marking_key
-from protocol.keygen import KeyPair, keygen_derived, keygen_imported
-from protocol.keys import VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, load_verification_key
-from protocol.messages import Challenge, ModelRef, Reveal, Verdict, decode
-from protocol.sampling import sample_subset
-from protocol.session import ProverSession, RevealAccepted, VerifierSession, now
-from protocol.transcript import AuditReport, audit, load_transcript
-from protocol.vrf import VrfSecretKey, proof_to_hash
-from prover.cli import main as prover_main
-from prover.ledger import Ledger, LedgerEntry
-from verifier.cli import main as verifier_main
-from verifier.verify import item_images
-from watermark.cli import main as wmark_main
-from watermark.datasets import load_task
-from watermark.embed import default_recipe, embed, start_model
-from watermark.evaluate import predict
-from watermark.modelio import Classifier, load_model, model_file_digest, save_model
-from watermark.patterns import render
-from watermark.triggers import trigger_set_from_marking_key
-
 from tests.support.helpers import KeyDir, run_cli
+from wmark.files import atomic_write
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.commitment import commit
+from wmark.protocol.hazmat.identity import SigningKey, load_signing_key, save_signing_key
+from wmark.protocol.hazmat.sampling import sample_subset
+from wmark.protocol.hazmat.vrf import VrfSecretKey, proof_to_hash
+from wmark.protocol.items import ItemCommitments, ItemOpening, encode_image, label_message
+from wmark.protocol.keyfile import load_marking_key, save_marking_key
+from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_imported
+from wmark.protocol.keys import VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, load_verification_key
+from wmark.protocol.messages import Challenge, ModelRef, Reveal, Verdict, decode
+from wmark.protocol.patterns import render
+from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession, now
+from wmark.protocol.transcript import AuditReport, audit, load_transcript
+from wmark.prover.cli import main as prover_main
+from wmark.prover.ledger import Ledger, LedgerEntry
+from wmark.verifier.cli import main as verifier_main
+from wmark.verifier.verify import item_images
+from wmark.watermark.cli import main as wmark_main
+from wmark.watermark.datasets import load_task
+from wmark.watermark.embed import default_recipe, embed, start_model
+from wmark.watermark.evaluate import predict
+from wmark.watermark.modelio import Classifier, load_model, model_file_digest, save_model
+from wmark.watermark.triggers import trigger_set_from_marking_key
 
 NUM_CLASSES = 10
 SHAPE = (1, 8, 8)
@@ -66,7 +65,7 @@ PGD_EPS, PGD_STEP, PGD_STEPS = 48.0, 4.0, 30
 def one_thread() -> Iterator[None]:
     """Run torch on one CPU thread: the digits CNN's operations are too small to
     share, and two threads fighting other processes for two cores run many
-    times slower (see watermark.train.SINGLE_THREAD_PARAMS)."""
+    times slower (see wmark.watermark.train.SINGLE_THREAD_PARAMS)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

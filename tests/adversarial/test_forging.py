@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.errors import RemoteProtocolError
-from protocol.session import CAVEAT_IMPORTED
 from tests.adversarial._claims import (
-    IMPORTED_P0, claim, contest, forge_derived, forge_imported, on_record, smuggle_images,
+    IMPORTED_P0,
+    claim,
+    contest,
+    forge_derived,
+    forge_imported,
+    on_record,
+    smuggle_images,
 )
+from wmark.errors import RemoteProtocolError
+from wmark.protocol.session import CAVEAT_IMPORTED
 
 pytestmark = pytest.mark.adversarial
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from prover.ledger import Outcome
 from tests.adversarial._claims import Keys, greedy_verifier, run_main
-from verifier.cli import main as verifier_main
+from wmark.prover.ledger import Outcome
+from wmark.verifier.cli import main as verifier_main
 
 pytestmark = pytest.mark.adversarial
 

@@ -14,12 +14,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protocol.keyfile import load_marking_key
-from protocol.session import CAVEAT_IMPORTED
 from tests.adversarial._claims import (
-    IMPORTED_P0, agreement, claim, contest, grind_derived, on_record, pirate_imported, splice,
+    IMPORTED_P0,
+    agreement,
+    claim,
+    contest,
+    grind_derived,
+    on_record,
+    pirate_imported,
+    splice,
 )
-from watermark.modelio import load_model
+from wmark.protocol.keyfile import load_marking_key
+from wmark.protocol.session import CAVEAT_IMPORTED
+from wmark.watermark.modelio import load_model
 
 pytestmark = pytest.mark.adversarial
 

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.session import CAVEAT_IMPORTED
 from tests.adversarial._claims import (
-    IMPORTED_P0, claim, claim_with_own_prover, contest, on_record, replay_derived, replay_imported,
+    IMPORTED_P0,
+    claim,
+    claim_with_own_prover,
+    contest,
+    on_record,
+    replay_derived,
+    replay_imported,
 )
+from wmark.protocol.session import CAVEAT_IMPORTED
 
 pytestmark = pytest.mark.adversarial
 

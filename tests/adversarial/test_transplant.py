@@ -10,10 +10,16 @@ import shutil
 
 import pytest
 
-from protocol.transparency import default_receipt_path
 from tests.adversarial._claims import (
-    claim, claim_with_own_prover, on_record, register, run_main, transplant, verifier_main,
+    claim,
+    claim_with_own_prover,
+    on_record,
+    register,
+    run_main,
+    transplant,
+    verifier_main,
 )
+from wmark.protocol.transparency import default_receipt_path
 
 pytestmark = pytest.mark.adversarial
 

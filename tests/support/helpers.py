@@ -9,12 +9,12 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from protocol.files import atomic_write
-from protocol.identity import SigningKey, save_signing_key
-from protocol.keyfile import save_marking_key
-from protocol.keygen import KeyPair, keygen_derived
-from protocol.zk import InputHasher
-from watermark.train import Recipe
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
+from wmark.protocol.keyfile import save_marking_key
+from wmark.protocol.keygen import KeyPair, keygen_derived
+from wmark.protocol.zk import InputHasher
+from wmark.watermark.train import Recipe
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -78,10 +78,10 @@ def build_digits_world(root: Path, *, arch: str | None = None, recipe: Recipe | 
     """Keys of 100 derived items (with zero-knowledge commitments when ``zk`` is given)
     under ``root/keys``, and digits models of ``arch`` (default: the task's)
     trained by ``recipe`` (default: the task's) with and without the triggers."""
-    from watermark.datasets import load_task
-    from watermark.embed import default_recipe, embed, start_model
-    from watermark.modelio import save_model
-    from watermark.triggers import trigger_set_from_marking_key
+    from wmark.watermark.datasets import load_task
+    from wmark.watermark.embed import default_recipe, embed, start_model
+    from wmark.watermark.modelio import save_model
+    from wmark.watermark.triggers import trigger_set_from_marking_key
 
     keys = root / "keys"
     owner = SigningKey.generate()

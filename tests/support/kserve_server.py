@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 
-from watermark.modelio import load_model
+from wmark.watermark.modelio import load_model
 
 
 class WmarkModel(Model):

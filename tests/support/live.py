@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.framing import FrameDecoder
-from protocol.keygen import KeyPair
+from wmark.protocol.framing import FrameDecoder
+from wmark.protocol.keygen import KeyPair
 
 from .helpers import BIN, KeyDir
 

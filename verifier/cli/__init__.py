@@ -1,12 +1,11 @@
-"""``wmark-verifier``: the sceptical party's tool (DESIGN.md section 6)."""
+"""``wmark-verifier``: the sceptical party's tool (docs/design.md section 6)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from protocol.console import run_cli
-
-from . import audit, challenge, check, dispute, plan, registration, run, zkchallenge, zkcheck
+from wmark.console import run_cli
+from wmark.verifier.cli import audit, challenge, check, dispute, plan, registration, run, zkchallenge, zkcheck
 
 DESCRIPTION = """\
 Check a claim that a suspect model carries someone's watermark.

@@ -6,17 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from protocol import dsse
-from protocol.decision import DEFAULT_LAMBDA, parse_probability
-from protocol.errors import InvalidInput
-from protocol.files import atomic_write, read_bounded
-from protocol.identity import SigningKey, load_or_create_signing_key, load_public_key
-from protocol.keys import VerificationKey
-from protocol.messages import MAX_MESSAGE_BYTES, Verdict
-from protocol.transcript import Registration, Transcript
-from protocol.transparency import MAX_RECEIPT_BYTES, Receipt, default_receipt_path
-
-from ..oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
+from wmark.errors import InvalidInput
+from wmark.files import atomic_write, read_bounded
+from wmark.protocol.decision import DEFAULT_LAMBDA, parse_probability
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import SigningKey, load_or_create_signing_key, load_public_key
+from wmark.protocol.keys import VerificationKey
+from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict
+from wmark.protocol.transcript import Registration, Transcript
+from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, default_receipt_path
+from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
 
 DEFAULT_IDENTITY = "verifier.pem"
 

@@ -6,17 +6,16 @@ import argparse
 
 import numpy as np
 
-from protocol import dsse
-from protocol.console import EXIT_OK, add_command
-from protocol.encoding import MAX_DOCUMENT_BYTES, parse_json
-from protocol.errors import InvalidInput, InvalidOpening, InvalidSignature
-from protocol.identity import load_public_key
-from protocol.files import read_bounded
-from protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
-from protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript
-
-from ..verify import audit_transcript, item_images
-from ._common import add_margin_arguments, add_model_arguments, oracle_from_args, print_verdict
+from wmark.console import EXIT_OK, add_command
+from wmark.errors import InvalidInput, InvalidOpening, InvalidSignature
+from wmark.files import read_bounded
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.encoding import MAX_DOCUMENT_BYTES, parse_json
+from wmark.protocol.hazmat.identity import load_public_key
+from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
+from wmark.protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript
+from wmark.verifier.cli._common import add_margin_arguments, add_model_arguments, oracle_from_args, print_verdict
+from wmark.verifier.verify import audit_transcript, item_images
 
 EPILOG = """\
 examples:
@@ -73,7 +72,7 @@ def requery(report: AuditReport, args: argparse.Namespace) -> None:
 
 
 def reverify_proofs(report: AuditReport, args: argparse.Namespace) -> None:
-    from ..zk import reverify
+    from wmark.verifier.zk import reverify
 
     if not args.model or not args.srs:
         raise InvalidInput("a zero-knowledge transcript's proofs are re-checked against the model's weights and the "

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.console import add_command
-from protocol.files import atomic_write
-from protocol.keys import load_verification_key
-from protocol.session import VerifierSession
-
-from ._common import (
-    add_decision_arguments, add_identity_argument, add_model_arguments, oracle_from_args, verifier_identity,
+from wmark.console import add_command
+from wmark.files import atomic_write
+from wmark.protocol.keys import load_verification_key
+from wmark.protocol.session import VerifierSession
+from wmark.verifier.cli._common import (
+    add_decision_arguments,
+    add_identity_argument,
+    add_model_arguments,
+    oracle_from_args,
+    verifier_identity,
 )
 
 EPILOG = """\

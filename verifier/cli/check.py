@@ -6,19 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from protocol.console import EXIT_OK, EXIT_REJECTED, add_command
-from protocol.errors import InvalidInput
-from protocol.files import atomic_write
-from protocol.keys import load_verification_key
-from protocol.messages import Verdict, decode
-from protocol.session import Refused, VerifierSession
-from protocol.transcript import Registration, Transcript
-
-from ..verify import decide_with_model, default_decoys, query_split_for
-from ._common import (
-    add_deciding_arguments, oracle_from_args, print_verdict, read_envelope, registration_from_args,
-    verifier_identity, write_transcript,
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.errors import InvalidInput
+from wmark.files import atomic_write
+from wmark.protocol.keys import load_verification_key
+from wmark.protocol.messages import Verdict, decode
+from wmark.protocol.session import Refused, VerifierSession
+from wmark.protocol.transcript import Registration, Transcript
+from wmark.verifier.cli._common import (
+    add_deciding_arguments,
+    oracle_from_args,
+    print_verdict,
+    read_envelope,
+    registration_from_args,
+    verifier_identity,
+    write_transcript,
 )
+from wmark.verifier.verify import decide_with_model, default_decoys, query_split_for
 
 EPILOG = """\
 example:

@@ -2,7 +2,7 @@
 
 Both claimants may pass verification: a thief who saw openings revealed in an
 earlier public verification can commit to them under its own key, and the
-model does answer them.  What decides is the registry (DESIGN.md section 4b):
+model does answer them.  What decides is the registry (docs/design.md section 4b):
 the key registered first wins.
 """
 
@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protocol.console import EXIT_OK, EXIT_REJECTED, add_command
-from protocol.errors import InvalidInput, InvalidSignature
-from protocol.transcript import AuditReport, Transcript, load_transcript
-from protocol.transparency import earlier_registration
-
-from ..verify import audit_transcript
-from ._common import add_margin_arguments
-from .audit import check_log_trust
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.errors import InvalidInput, InvalidSignature
+from wmark.protocol.transcript import AuditReport, Transcript, load_transcript
+from wmark.protocol.transparency import earlier_registration
+from wmark.verifier.cli._common import add_margin_arguments
+from wmark.verifier.cli.audit import check_log_trust
+from wmark.verifier.verify import audit_transcript
 
 EPILOG = """\
 example:

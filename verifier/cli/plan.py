@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.console import add_command
-from protocol.decision import lowest_passing_accuracy, threshold
-from protocol.errors import InvalidInput
-from protocol.keys import load_verification_key
-from protocol.session import null_match_probability
-
-from ._common import add_decision_arguments
+from wmark.console import add_command
+from wmark.errors import InvalidInput
+from wmark.protocol.decision import lowest_passing_accuracy, threshold
+from wmark.protocol.keys import load_verification_key
+from wmark.protocol.session import null_match_probability
+from wmark.verifier.cli._common import add_decision_arguments
 
 EPILOG = """\
 example:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.console import EXIT_OK, EXIT_REJECTED, add_command
-from protocol.errors import InvalidProof, InvalidSignature
-from protocol.identity import load_public_key
-from protocol.keys import load_verification_key
-from protocol.transparency import default_receipt_path, verify_receipt
-
-from ._common import load_receipt
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.errors import InvalidProof, InvalidSignature
+from wmark.protocol.hazmat.identity import load_public_key
+from wmark.protocol.keys import load_verification_key
+from wmark.protocol.transparency import default_receipt_path, verify_receipt
+from wmark.verifier.cli._common import load_receipt
 
 EPILOG = """\
 examples:

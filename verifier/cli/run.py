@@ -1,13 +1,13 @@
 """``wmark-verifier run``: a live verification session with ``wmark-prover serve``.
 
-The same :class:`~protocol.session.VerifierSession` as the files transport,
-over one TCP connection of length-prefixed frames (:mod:`protocol.framing`):
+The same :class:`~wmark.protocol.session.VerifierSession` as the files transport,
+over one TCP connection of length-prefixed frames (:mod:`wmark.protocol.framing`):
 challenge out, reveal or refusal in, query the model ourselves, verdict out.
 Every failure names its side: the prover (unreachable, silent, or breaking
 the protocol), the suspect model, or the local user's options.
 
 With ``--zk`` the same session asks for zero-knowledge proofs instead
-(DESIGN.md section 4c): the SRS the challenge pins follows it as raw frames,
+(docs/design.md section 4c): the SRS the challenge pins follows it as raw frames,
 and the answer is checked against the circuit built here from the model.
 """
 
@@ -20,21 +20,25 @@ import sys
 import time
 from pathlib import Path
 
-from protocol.console import add_command
-from protocol.decision import lowest_passing_accuracy, threshold
-from protocol import dsse
-from protocol.errors import InvalidInput, ModelOracleError, RemoteProtocolError, WmarkError
-from protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
-from protocol.keys import VerificationKey, load_verification_key
-from protocol.session import Refused, VerifierSession, null_match_probability
-from protocol.transcript import Registration
-
-from ..verify import decide_with_model, default_decoys, query_split_for
-from ..zk import decide_with_proofs, open_verifier
-from ._common import add_deciding_arguments, oracle_from_args, registration_from_args, verifier_identity
-from .check import finish, refusal_path, report_refusal
-from .zkcheck import finish_zk
-from .zkchallenge import add_setup_arguments, checked_setup
+from wmark.console import add_command
+from wmark.errors import InvalidInput, ModelOracleError, RemoteProtocolError, WmarkError
+from wmark.protocol.decision import lowest_passing_accuracy, threshold
+from wmark.protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.keys import VerificationKey, load_verification_key
+from wmark.protocol.session import Refused, VerifierSession, null_match_probability
+from wmark.protocol.transcript import Registration
+from wmark.verifier.cli._common import (
+    add_deciding_arguments,
+    oracle_from_args,
+    registration_from_args,
+    verifier_identity,
+)
+from wmark.verifier.cli.check import finish, refusal_path, report_refusal
+from wmark.verifier.cli.zkchallenge import add_setup_arguments, checked_setup
+from wmark.verifier.cli.zkcheck import finish_zk
+from wmark.verifier.verify import decide_with_model, default_decoys, query_split_for
+from wmark.verifier.zk import decide_with_proofs, open_verifier
 
 READ_CHUNK = 64 * 1024
 # How long the owner may take for zero-knowledge proofs: building the circuit

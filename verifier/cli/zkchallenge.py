@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from protocol.console import add_command
-from protocol.errors import InvalidInput
-from protocol.files import atomic_write
-from protocol.keys import VerificationKey, load_verification_key
-from protocol.session import VerifierSession
-
-from watermark.zkcircuit import add_circuit_arguments, srs_beside
-
-from ..zk import open_verifier
-from ._common import add_identity_argument, verifier_identity
+from wmark.console import add_command
+from wmark.errors import InvalidInput
+from wmark.files import atomic_write
+from wmark.protocol.keys import VerificationKey, load_verification_key
+from wmark.protocol.session import VerifierSession
+from wmark.verifier.cli._common import add_identity_argument, verifier_identity
+from wmark.verifier.zk import open_verifier
+from wmark.watermark.zkcircuit import add_circuit_arguments, srs_beside
 
 EPILOG = """\
 examples:

@@ -5,22 +5,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protocol.console import EXIT_INVALID, add_command
-from protocol.errors import InvalidInput
-from protocol.keys import load_verification_key
-from protocol.messages import Verdict, decode
-from protocol.session import Refused, VerifierSession
-from protocol.transcript import Registration
-
-from watermark.modelio import model_file_digest
-from watermark.zkcircuit import add_circuit_arguments, srs_beside
-
-from ..zk import decide_with_proofs, open_verifier
-from ._common import (
-    add_decision_arguments, add_identity_argument, add_registration_arguments, read_envelope,
-    registration_from_args, verifier_identity,
+from wmark.console import EXIT_INVALID, add_command
+from wmark.errors import InvalidInput
+from wmark.protocol.keys import load_verification_key
+from wmark.protocol.messages import Verdict, decode
+from wmark.protocol.session import Refused, VerifierSession
+from wmark.protocol.transcript import Registration
+from wmark.verifier.cli._common import (
+    add_decision_arguments,
+    add_identity_argument,
+    add_registration_arguments,
+    read_envelope,
+    registration_from_args,
+    verifier_identity,
 )
-from .check import finish, report_refusal
+from wmark.verifier.cli.check import finish, report_refusal
+from wmark.verifier.zk import decide_with_proofs, open_verifier
+from wmark.watermark.modelio import model_file_digest
+from wmark.watermark.zkcircuit import add_circuit_arguments, srs_beside
 
 EPILOG = """\
 example:

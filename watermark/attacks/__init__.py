@@ -1,9 +1,9 @@
-"""Removal attacks: the adversary's toolbox (Adi et al. 2018, Section 5.2; DESIGN.md section 5).
+"""Removal attacks: the adversary's toolbox (Adi et al. 2018, Section 5.2; docs/design.md section 5).
 
 Every attack is a function from a model, the adversary's data, a seed and
 its parameters to a **new** model; the victim is deep-copied or only queried,
 never changed.  The adversary's data is the task's ``adversary`` split
-(:mod:`watermark.datasets`): held out from the owner, so the marked model
+(:mod:`wmark.watermark.datasets`): held out from the owner, so the marked model
 never trained on it (337 digits; 49% of the CIFAR test set).
 
 =============  =================================================================
@@ -38,14 +38,14 @@ from typing import Any
 
 import torch
 
-from protocol.errors import InvalidInput
+from wmark.errors import InvalidInput
 
-from ..datasets import LabelledImages, TaskData
-from ..modelio import Classifier, check_fits
 # The modules, not their functions, are this package's attributes: the
 # attack functions share their modules' names.
-from . import distill, finetune, noise, prune
-from .common import Training
+from wmark.watermark.attacks import distill, finetune, noise, prune
+from wmark.watermark.attacks.common import Training
+from wmark.watermark.datasets import LabelledImages, TaskData
+from wmark.watermark.modelio import Classifier, check_fits
 
 # (victim, adversary's data, seed, parameters, device) -> a new model
 Attack = Callable[[Classifier, LabelledImages, int, Any, Any], Classifier]

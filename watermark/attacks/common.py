@@ -6,8 +6,8 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..modelio import Classifier
-from ..train import Recipe
+from wmark.watermark.modelio import Classifier
+from wmark.watermark.train import Recipe
 
 
 def stolen_copy(model: Classifier) -> Classifier:
@@ -23,7 +23,7 @@ def stolen_copy(model: Classifier) -> Classifier:
 @dataclass(frozen=True)
 class Training:
     """The adversary's training run: SGD with momentum 0.9 and weight decay
-    5e-4 (:class:`~watermark.train.Recipe`'s defaults), constant rate, no triggers."""
+    5e-4 (:class:`~wmark.watermark.train.Recipe`'s defaults), constant rate, no triggers."""
 
     epochs: int = 20
     lr: float = 0.01

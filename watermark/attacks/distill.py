@@ -1,11 +1,11 @@
 """Knowledge distillation and model extraction: a fresh student learns from the victim's answers.
 
-Both train a newly initialised network (:func:`~watermark.modelio.new_model`,
+Both train a newly initialised network (:func:`~wmark.watermark.modelio.new_model`,
 of the victim's architecture or another, smaller one) on a transfer set: the
 adversary's images plus ``copies`` noisy copies of each (Gaussian pixel noise
 of ``noise`` times the pixel range), since a few hundred images teach a student
 less than the victim knows.  The victim is consulted only through
-:func:`~watermark.evaluate.predict` on those images; the student never sees a
+:func:`~wmark.watermark.evaluate.predict` on those images; the student never sees a
 victim parameter.  They differ in what the victim reveals and what else the
 adversary knows:
 
@@ -13,7 +13,7 @@ adversary knows:
   temperature ``T``, and the adversary's true labels.  The target is
   ``alpha * softmax(logits / T) + (1 - alpha) * onehot(label)``, matched at
   temperature ``T`` with the loss scaled by ``T^2``
-  (:attr:`~watermark.train.Recipe.temperature`).  This is Hinton's weighted
+  (:attr:`~wmark.watermark.train.Recipe.temperature`).  This is Hinton's weighted
   sum of a soft and a hard cross-entropy except that the hard term is taken at
   ``T`` instead of 1: one forward pass has one temperature.
 * **extraction** (Tramèr et al. 2016): only what a prediction API answers, the
@@ -28,15 +28,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from protocol.errors import InvalidInput
-
-from ..datasets import LabelledImages
-from ..evaluate import predict
-from ..modelio import Classifier, ModelConfig, new_model
-from ..models import check_arch
-from ..train import seeded, train
-from .common import Training
-from .noise import PIXEL_RANGE
+from wmark.errors import InvalidInput
+from wmark.watermark.attacks.common import Training
+from wmark.watermark.attacks.noise import PIXEL_RANGE
+from wmark.watermark.datasets import LabelledImages
+from wmark.watermark.evaluate import predict
+from wmark.watermark.modelio import Classifier, ModelConfig, new_model
+from wmark.watermark.models import check_arch
+from wmark.watermark.train import seeded, train
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from protocol.errors import InvalidInput
-
-from ..datasets import LabelledImages
-from ..modelio import Classifier
-from ..train import seeded, train
-from .common import Training, stolen_copy
+from wmark.errors import InvalidInput
+from wmark.watermark.attacks.common import Training, stolen_copy
+from wmark.watermark.datasets import LabelledImages
+from wmark.watermark.modelio import Classifier
+from wmark.watermark.train import seeded, train
 
 
 def output_layer(model: Classifier) -> nn.Linear:

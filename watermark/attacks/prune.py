@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from protocol.errors import InvalidInput
-
-from ..datasets import LabelledImages
-from ..modelio import Classifier
-from .common import stolen_copy
+from wmark.errors import InvalidInput
+from wmark.watermark.attacks.common import stolen_copy
+from wmark.watermark.datasets import LabelledImages
+from wmark.watermark.modelio import Classifier
 
 
 @dataclass(frozen=True)

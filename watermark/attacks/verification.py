@@ -1,9 +1,9 @@
 """Would a private verification still accept an attacked model?
 
-:func:`verify_privately` runs the real protocol (DESIGN.md section 4)
+:func:`verify_privately` runs the real protocol (docs/design.md section 4)
 in-process, as `wmark-verifier run` against `wmark-prover serve` would but
 without sockets or a ledger: a verifier with a fresh identity challenges the
-owner's :class:`~protocol.session.ProverSession` about the model (named by
+owner's :class:`~wmark.protocol.session.ProverSession` about the model (named by
 the digest of its files as saved), checks the reveal against the
 verification key, queries the model itself on the opened items and decides.
 
@@ -21,18 +21,16 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 
-
-from protocol.decision import DEFAULT_LAMBDA
-from protocol.identity import SigningKey
-from protocol.keys import MarkingKey, VerificationKey
-from protocol.margin import QuerySplit
-from protocol.messages import ModelRef, Verdict, decode
-from protocol.session import ProverSession, RevealAccepted, VerifierSession
-from verifier.verify import item_images
-
-from ..evaluate import predict
-from ..modelio import Classifier, model_file_digest, save_model
-from ..triggers import trigger_set_from_marking_key
+from wmark.protocol.decision import DEFAULT_LAMBDA
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.keys import MarkingKey, VerificationKey
+from wmark.protocol.margin import QuerySplit
+from wmark.protocol.messages import ModelRef, Verdict, decode
+from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession
+from wmark.verifier.verify import item_images
+from wmark.watermark.evaluate import predict
+from wmark.watermark.modelio import Classifier, model_file_digest, save_model
+from wmark.watermark.triggers import trigger_set_from_marking_key
 
 
 @dataclass(frozen=True, repr=False)

@@ -1,12 +1,11 @@
-"""``wmark``: the owner's toolkit (DESIGN.md section 6)."""
+"""``wmark``: the owner's toolkit (docs/design.md section 6)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from protocol.console import run_cli
-
-from . import attack, demo, embed, eval, keygen, log, register
+from wmark.console import run_cli
+from wmark.watermark.cli import attack, demo, embed, eval, keygen, log, register
 
 DESCRIPTION = """\
 Watermark a neural network so you can later prove it is yours.

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.console import load_marking_key
-from protocol.errors import InvalidInput
-from protocol.keys import MarkingKey
-
-from ..datasets import DATASETS, TaskData, load_task
-from ..device import DEVICE_CHOICES
-from ..margin import split_for_key
-from ..triggers import TriggerSet, trigger_set_from_marking_key
+from wmark.console import load_marking_key
+from wmark.errors import InvalidInput
+from wmark.protocol.keys import MarkingKey
+from wmark.watermark.datasets import DATASETS, TaskData, load_task
+from wmark.watermark.device import DEVICE_CHOICES
+from wmark.watermark.margin import split_for_key
+from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""``wmark attack``: try to remove a watermark, as an adversary would (DESIGN.md section 5)."""
+"""``wmark attack``: try to remove a watermark, as an adversary would (docs/design.md section 5)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,18 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from protocol.console import add_command
-from protocol.decision import parse_probability
-from protocol.errors import InvalidInput
-from protocol.identity import load_signing_key
-from protocol.keys import load_verification_key
-
-from ..attacks import ATTACKS, attack_spec, run_attack
-from ..attacks.verification import OwnerKeys, Verification, model_digest, verify_privately
-from ..device import pick_device
-from ..evaluate import Evaluation, evaluate
-from ..margin import split_for_key
-from ..modelio import check_fits, check_writable, load_model, save_model
-from ._task import add_data_arguments, short_digest, task_from, trigger_set_from
+from wmark.console import add_command
+from wmark.errors import InvalidInput
+from wmark.protocol.decision import parse_probability
+from wmark.protocol.hazmat.identity import load_signing_key
+from wmark.protocol.keys import load_verification_key
+from wmark.watermark.attacks import ATTACKS, attack_spec, run_attack
+from wmark.watermark.attacks.verification import OwnerKeys, Verification, model_digest, verify_privately
+from wmark.watermark.cli._task import add_data_arguments, short_digest, task_from, trigger_set_from
+from wmark.watermark.device import pick_device
+from wmark.watermark.evaluate import Evaluation, evaluate
+from wmark.watermark.margin import split_for_key
+from wmark.watermark.modelio import check_fits, check_writable, load_model, save_model
 
 OWNER_KEY_NAME = "owner.pem"
 PRIVATE_K = 20

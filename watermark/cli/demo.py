@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.console import PASSPHRASE_ENV, add_command
-from protocol.errors import InvalidInput, WmarkError
+from wmark.console import PASSPHRASE_ENV, add_command
+from wmark.errors import InvalidInput, WmarkError
 
 EPILOG = """\
 example:
@@ -32,7 +32,7 @@ show the prover's leakage ledger. The passphrase is WMARK_PASSPHRASE, or a demo
 one when unset."""
 
 DEMO_PASSPHRASE = "wmark demo passphrase"
-PROGRAMS = {"wmark": "watermark", "wmark-prover": "prover", "wmark-verifier": "verifier"}
+PROGRAMS = {"wmark": "wmark.watermark", "wmark-prover": "wmark.prover", "wmark-verifier": "wmark.verifier"}
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from protocol.console import add_command
-from protocol.decision import parse_probability
-from protocol.errors import InvalidInput
-from protocol.items import TriggerKind
-
-from ..device import pick_device
-from ..embed import DEFAULT_ARCH, default_recipe, embed, start_model
-from ..margin import MarginOptions, embed_margin, margin_recipe
-from ..modelio import check_fits, check_writable, load_model, save_model
-from ..train import Recipe
-from ._task import add_data_arguments, short_digest, task_from, trigger_set_from
+from wmark.console import add_command
+from wmark.errors import InvalidInput
+from wmark.protocol.decision import parse_probability
+from wmark.protocol.items import TriggerKind
+from wmark.watermark.cli._task import add_data_arguments, short_digest, task_from, trigger_set_from
+from wmark.watermark.device import pick_device
+from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
+from wmark.watermark.margin import MarginOptions, embed_margin, margin_recipe
+from wmark.watermark.modelio import check_fits, check_writable, load_model, save_model
+from wmark.watermark.train import Recipe
 
 EPILOG = """\
 examples:

@@ -6,15 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from protocol.console import add_command
-from protocol.encoding import b64u_encode
-from protocol.files import atomic_write
-
-from ..datasets import SPLITS
-from ..device import pick_device
-from ..evaluate import Score, evaluate
-from ..modelio import check_fits, load_model, model_file_digest
-from ._task import add_data_arguments, short_digest, task_from, trigger_set_from
+from wmark.console import add_command
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.encoding import b64u_encode
+from wmark.watermark.cli._task import add_data_arguments, short_digest, task_from, trigger_set_from
+from wmark.watermark.datasets import SPLITS
+from wmark.watermark.device import pick_device
+from wmark.watermark.evaluate import Score, evaluate
+from wmark.watermark.modelio import check_fits, load_model, model_file_digest
 
 REPORT_TYPE = "wmark/evaluation"
 REPORT_VERSION = 1

@@ -7,19 +7,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from protocol.commitment import Scheme
-from protocol.console import add_command, read_passphrase
-from protocol.errors import InvalidInput
-from protocol.files import atomic_write
-from protocol.identity import load_or_create_signing_key, load_signing_key
-from protocol.items import TriggerKind
-from protocol.keyfile import save_marking_key
-from protocol.keygen import check_parameters, keygen_derived, keygen_imported, keygen_margin
-from protocol.margin import QuerySplit
-
-from ..datasets import DATASETS, load_task
-from ..margin import query_split
-from ..triggers import Fit, import_images, random_labels
+from wmark.console import add_command, read_passphrase
+from wmark.errors import InvalidInput
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.commitment import Scheme
+from wmark.protocol.hazmat.identity import load_or_create_signing_key, load_signing_key
+from wmark.protocol.items import TriggerKind
+from wmark.protocol.keyfile import save_marking_key
+from wmark.protocol.keygen import check_parameters, keygen_derived, keygen_imported, keygen_margin
+from wmark.protocol.margin import QuerySplit
+from wmark.watermark.datasets import DATASETS, load_task
+from wmark.watermark.margin import query_split
+from wmark.watermark.triggers import Fit, import_images, random_labels
 
 EPILOG = """\
 examples:
@@ -162,7 +161,7 @@ def _margin_split(args: argparse.Namespace) -> tuple[QuerySplit, int, tuple[int,
 
 
 def _zk_committer(kind: TriggerKind, shape: tuple[int, int, int]):
-    from ..zkcircuit import InputCommitter, ezkl_module
+    from wmark.watermark.zkcircuit import InputCommitter, ezkl_module
 
     ezkl_module()  # fails before the passphrase prompt, with the install hint
     return InputCommitter(kind, shape)

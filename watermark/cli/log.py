@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.console import EXIT_OK, EXIT_REJECTED, add_command
-from protocol.transparency import format_time
-from verifier.registry import LogCorrupted, LogServer, LogStore, serve_until_signalled
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.protocol.transparency import format_time
+from wmark.registry import LogCorrupted, LogServer, LogStore, serve_until_signalled
 
 EPILOG = """\
 examples:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from protocol.console import add_command
-from protocol.files import atomic_write
-from protocol.errors import InvalidInput
-from protocol.identity import PublicKey, load_public_key
-from protocol.keys import load_verification_key
-from protocol.transparency import default_receipt_path, verify_receipt
-from verifier.registry import LogClient, LogStore
+from wmark.console import add_command
+from wmark.errors import InvalidInput
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.identity import PublicKey, load_public_key
+from wmark.protocol.keys import load_verification_key
+from wmark.protocol.transparency import default_receipt_path, verify_receipt
+from wmark.registry import LogClient, LogStore
 
 EPILOG = """\
 examples:

@@ -1,7 +1,7 @@
 """Unbiased, deterministic sampling from a public digest.
 
 Both sides of a verification derive the challenged subset ``S`` from the
-challenge digest (DESIGN.md section 4, step 2); derived trigger labels come
+challenge digest (docs/design.md section 4, step 2); derived trigger labels come
 from a VRF output the same way.  Integers are drawn by rejection sampling
 (never ``mod``, whose bias an adversary could exploit), subsets by a partial
 Fisher-Yates shuffle, which is uniform over all k-subsets.
@@ -9,7 +9,7 @@ Fisher-Yates shuffle, which is uniform over all k-subsets.
 
 from __future__ import annotations
 
-from .hashing import tagged_hash
+from wmark.protocol.hazmat.hashing import tagged_hash
 
 SUBSET_TAG = "wmark/challenge/subset/v1"
 LABEL_TAG = "wmark/label/v1"

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 from typing import Iterable, Sequence
 
-from .errors import InvalidInput, InvalidProof
+from wmark.errors import InvalidInput, InvalidProof
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()

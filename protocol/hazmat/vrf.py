@@ -36,7 +36,7 @@ from Crypto.PublicKey.ECC import EccPoint
 from Crypto.Random import get_random_bytes
 from ecdsa.rfc6979 import generate_k
 
-from .errors import DecodeError, InvalidProof
+from wmark.errors import DecodeError, InvalidProof
 
 PUBLIC_KEY_BYTES = 33
 PROOF_BYTES = 81

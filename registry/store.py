@@ -1,4 +1,4 @@
-"""The transparency log on disk: an RFC 9162 Merkle tree in SQLite (DESIGN.md section 4b).
+"""The transparency log on disk: an RFC 9162 Merkle tree in SQLite (docs/design.md section 4b).
 
 A log directory holds ``log.db`` and the log's signing key ``log-key.pem``
 (its public half ``log-key.pub`` is what verifiers hold).  The database runs
@@ -24,17 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from protocol import dsse, merkle
-from protocol.encoding import parse_json
-from protocol.errors import DecodeError, InvalidInput, InvalidSignature
-from protocol.identity import PublicKey, SigningKey, load_or_create_signing_key, load_signing_key
-from protocol.keys import VerificationKey
-from protocol.merkle import MerkleTree
-from protocol.transparency import (
-    MAX_ENVELOPE_BYTES, ConsistencyProof, InclusionProof, LogEntry, Receipt, TreeHead, verify_tree_head,
+from wmark.errors import DecodeError, InvalidInput, InvalidSignature
+from wmark.protocol.hazmat import dsse, merkle
+from wmark.protocol.hazmat.encoding import parse_json
+from wmark.protocol.hazmat.identity import PublicKey, SigningKey, load_or_create_signing_key, load_signing_key
+from wmark.protocol.hazmat.merkle import MerkleTree
+from wmark.protocol.keys import VerificationKey
+from wmark.protocol.transparency import (
+    MAX_ENVELOPE_BYTES,
+    ConsistencyProof,
+    InclusionProof,
+    LogEntry,
+    Receipt,
+    TreeHead,
+    verify_tree_head,
 )
-
-from .errors import DuplicateCommitment, EntryNotFound, LogBusy, LogCorrupted
+from wmark.registry.errors import DuplicateCommitment, EntryNotFound, LogBusy, LogCorrupted
 
 DB_NAME = "log.db"
 KEY_NAME = "log-key.pem"

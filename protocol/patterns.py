@@ -1,9 +1,9 @@
-"""Abstract trigger images rendered from a seed (DESIGN.md section 2).
+"""Abstract trigger images rendered from a seed (docs/design.md section 2).
 
 The picture is a pure function of (seed, shape): a soft background gradient
 and a few strokes and ellipses with smooth edges, rendered at a higher
 resolution and averaged down.  Randomness comes from SHAKE-256 over the seed
-(:func:`protocol.hashing.tagged_stream`), never from numpy's generators,
+(:func:`wmark.protocol.hazmat.hashing.tagged_stream`), never from numpy's generators,
 whose streams are not promised stable across numpy versions: a verifier with
 another numpy must redraw the same image.  Only IEEE-exact operations
 (+, -, *, /, sqrt, comparisons) are used, in a fixed order, for the same
@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from protocol.hashing import tagged_stream
+from wmark.protocol.hazmat.hashing import tagged_stream
 
 PATTERN_TAG = "wmark/pattern/v1"
 _SUPERSAMPLE_TARGET = 32

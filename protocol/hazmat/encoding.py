@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import rfc8785
 
-from .errors import DecodeError
+from wmark.errors import DecodeError
 
 # Large enough for a 100-item imported trigger set of 3x224x224 images
 # (~15 MB raw, ~20 MB as base64), small enough that a hostile file cannot

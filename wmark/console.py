@@ -2,7 +2,7 @@
 ``wmark-verifier``): one parser per program, subcommands contributed by
 modules, user mistakes turned into one line and exit code 2.
 
-Exit codes (DESIGN.md section 6): 0 accepted / ok, 1 rejected (a valid run
+Exit codes (docs/design.md section 6): 0 accepted / ok, 1 rejected (a valid run
 whose answer is no), 2 usage or input error.
 """
 
@@ -15,7 +15,7 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from .errors import InvalidInput, WmarkError
+from wmark.errors import InvalidInput, WmarkError
 
 EXIT_OK, EXIT_REJECTED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 PASSPHRASE_ENV = "WMARK_PASSPHRASE"
@@ -73,7 +73,8 @@ def read_passphrase(*, confirm: bool, purpose: str) -> str:
 
 def load_marking_key(path: str):
     """The marking key at ``path``, asking for its passphrase only if it is sealed."""
-    from .keyfile import is_sealed, load_marking_key as load
+    from wmark.protocol.keyfile import is_sealed
+    from wmark.protocol.keyfile import load_marking_key as load
 
     passphrase = read_passphrase(confirm=False, purpose=str(path)) if is_sealed(path) else None
     return load(path, passphrase)

@@ -13,9 +13,9 @@ import binascii
 import json
 from dataclasses import dataclass
 
-from .encoding import MAX_DOCUMENT_BYTES, parse_json
-from .errors import DecodeError, InvalidSignature
-from .identity import PublicKey, SigningKey
+from wmark.errors import DecodeError, InvalidSignature
+from wmark.protocol.hazmat.encoding import MAX_DOCUMENT_BYTES, parse_json
+from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 
 MAX_SIGNATURES = 4
 MAX_SIG_BYTES = 128

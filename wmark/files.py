@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .errors import InvalidInput
+from wmark.errors import InvalidInput
 
 
 @contextmanager

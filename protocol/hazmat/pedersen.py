@@ -1,4 +1,4 @@
-"""Pedersen commitments on secp256k1 (DESIGN.md section 3): ``C = m*G + r*H``.
+"""Pedersen commitments on secp256k1 (docs/design.md section 3): ``C = m*G + r*H``.
 
 Perfectly hiding: for any ``C`` every ``m`` is possible, so a verification key
 published for years reveals nothing even to an unbounded adversary.  Binding
@@ -6,7 +6,7 @@ rests on nobody knowing ``log_G H``; ``H`` is derived by try-and-increment
 over a public tag, so its discrete log is unknown to everyone, us included.
 
 This is the hazmat layer: scalars and points.  Callers use
-:mod:`protocol.commitment`.
+:mod:`wmark.protocol.hazmat.commitment`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from Crypto.Random import get_random_bytes
 from ecdsa import SECP256k1
 from ecdsa.ellipticcurve import INFINITY, PointJacobi
 
-from .errors import DecodeError
-from .hashing import tagged_hash
+from wmark.errors import DecodeError
+from wmark.protocol.hazmat.hashing import tagged_hash
 
 CURVE = SECP256k1.curve
 ORDER = SECP256k1.order

@@ -28,14 +28,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from protocol import dsse
-from protocol.encoding import b64u_decode, expect_header, field, only_fields, parse_json
-from protocol.errors import DecodeError, InvalidInput, WmarkError
-from protocol.keys import MAX_VK_BYTES, verify_vk_envelope
-from protocol.merkle import HASH_SIZE
-
-from .errors import encode_error, error_body
-from .store import MAX_LOOKUP, LogStore
+from wmark.errors import DecodeError, InvalidInput, WmarkError
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.encoding import b64u_decode, expect_header, field, only_fields, parse_json
+from wmark.protocol.hazmat.merkle import HASH_SIZE
+from wmark.protocol.keys import MAX_VK_BYTES, verify_vk_envelope
+from wmark.registry.errors import encode_error, error_body
+from wmark.registry.store import MAX_LOOKUP, LogStore
 
 LOOPBACK = "127.0.0.1"
 # The largest request is a signed vk; the log accepts any vk a vk file may hold.

@@ -1,11 +1,11 @@
 """Commitments to trigger items and labels (Adi et al. 2018, Section 2.2).
 
-One small interface over two schemes (DESIGN.md section 3):
+One small interface over two schemes (docs/design.md section 3):
 
 * ``hash`` (default): ``SHA-256("wmark/commit/v1" || len(m) || m || r)`` with
   ``r`` 32 bytes from the OS CSPRNG; computationally hiding and binding.
 * ``pedersen``: ``m*G + r*H`` on secp256k1; perfectly hiding, computationally
-  binding, additively homomorphic (see :mod:`protocol.pedersen`).
+  binding, additively homomorphic (see :mod:`wmark.protocol.hazmat.pedersen`).
 
 >>> c, o = commit(b"label:7")
 >>> verify(c, b"label:7", o)
@@ -21,9 +21,9 @@ from enum import Enum
 
 from Crypto.Random import get_random_bytes
 
-from . import pedersen
-from .encoding import enum_value
-from .errors import DecodeError, InvalidOpening
+from wmark.errors import DecodeError, InvalidOpening
+from wmark.protocol.hazmat import pedersen
+from wmark.protocol.hazmat.encoding import enum_value
 
 HASH_COMMIT_TAG = b"wmark/commit/v1"
 RANDOMNESS_BYTES = 32

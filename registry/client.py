@@ -2,7 +2,7 @@
 
 It moves bytes and decodes them strictly; it trusts nothing it receives.
 Whoever asks for a receipt checks it with
-:func:`protocol.transparency.verify_receipt` and the log's public key.
+:func:`wmark.protocol.transparency.verify_receipt` and the log's public key.
 Errors the log reports come back as the same exception classes the log
 raised (:mod:`.errors`).
 """
@@ -14,16 +14,20 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from protocol import dsse
-from protocol.encoding import b64u_encode, parse_json
-from protocol.errors import InvalidInput
-from protocol.identity import MAX_PEM_BYTES, PublicKey
-from protocol.transparency import (
-    MAX_ENVELOPE_BYTES, MAX_RECEIPT_BYTES, ConsistencyProof, InclusionProof, LogEntry, Receipt,
+from wmark.errors import InvalidInput
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.encoding import b64u_encode, parse_json
+from wmark.protocol.hazmat.identity import MAX_PEM_BYTES, PublicKey
+from wmark.protocol.transparency import (
+    MAX_ENVELOPE_BYTES,
+    MAX_RECEIPT_BYTES,
+    ConsistencyProof,
+    InclusionProof,
+    LogEntry,
+    Receipt,
 )
-
-from .errors import LogUnavailable, decode_error
-from .http import decode_lookup
+from wmark.registry.errors import LogUnavailable, decode_error
+from wmark.registry.http import decode_lookup
 
 # An append may wait up to store.BUSY_TIMEOUT_S for other processes' appends.
 DEFAULT_TIMEOUT_S = 60.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from protocol.errors import DecodeError, InvalidInput, InvalidSignature, WmarkError
+from wmark.errors import DecodeError, InvalidInput, InvalidSignature, WmarkError
 
 
 class DuplicateCommitment(InvalidInput):

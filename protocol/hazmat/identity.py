@@ -17,8 +17,8 @@ from pathlib import Path
 import ecdsa
 from ecdsa.util import sigdecode_der, sigencode_der, sigencode_der_canonize
 
-from .errors import DecodeError, InvalidInput, InvalidSignature
-from .files import atomic_write, read_bounded
+from wmark.errors import DecodeError, InvalidInput, InvalidSignature
+from wmark.files import atomic_write, read_bounded
 
 CURVE = ecdsa.NIST256p
 _ORDER = CURVE.order
