@@ -60,7 +60,7 @@ class PublicKey:
         return self._der
 
     # Cached: a verifier derives every opened item's VRF input from the
-    # owner's key id, and ecdsa's DER encoding costs ~0.1 ms a time.
+    # owner's key id, and ecdsa re-encodes the DER on every call.
     @cached_property
     def _der(self) -> bytes:
         return self._key.to_der()

@@ -42,8 +42,8 @@ from wmark.verifier.zk import decide_with_proofs, open_verifier
 
 READ_CHUNK = 64 * 1024
 # How long the owner may take for zero-knowledge proofs: building the circuit
-# and keys, then each proof (about 20 s on 2 cores for a digits zk_cnn), with
-# room for a slower or busier machine.
+# and keys, then each proof (benchmarks/zk.py measures them), with room for
+# a slower or busier machine.
 ZK_SETUP_WAIT_S = 300.0
 ZK_WAIT_PER_PROOF_S = 120.0
 
