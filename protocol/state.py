@@ -87,16 +87,17 @@ class Machine(Generic[S, E]):
     table: Mapping[S, Mapping[E, S]]
     messages: frozenset[E]  # the peer's events; every other event is one of this side's calls
     failed: S  # where a message that fails its checks leaves the session
-    reasons: Mapping[tuple[S, E], str] = field(default_factory=dict)  # why a step is missing, where it helps
+    reasons: Mapping[tuple[S, E], str] = field(default_factory=dict)  # why a call is refused, where it helps
 
     def step(self, state: S, event: E) -> S:
-        """The state ``event`` moves ``state`` to; raises, naming both, if the table has no such step."""
+        """The state ``event`` moves ``state`` to; for a call the table has no step
+        for, raises :class:`LocalProtocolError` naming both."""
         following = self.table.get(state, {}).get(event)
         if following is not None:
             return following
+        # incoming() lets in only the messages a state takes, so a message here is a bug in the session.
+        assert event not in self.messages, f"{event} in {state}: a message incoming() did not let in"
         why = self.reasons.get((state, event))
-        if event in self.messages:
-            raise self._out_of_turn(state, str(event.value), why)
         raise LocalProtocolError(f"cannot {event.value} in state {state.value}" + (f": {why}" if why else ""))
 
     def incoming(self, state: S, named: E | None) -> E:
@@ -108,11 +109,8 @@ class Machine(Generic[S, E]):
             return named
         if awaited:
             return awaited[0]
-        raise self._out_of_turn(state, str(named.value) if named is not None else "a message", None)
-
-    def _out_of_turn(self, state: S, what: str, why: str | None) -> RemoteProtocolError:
-        return RemoteProtocolError(f"{self.peer} sent {what} while the {self.role} was in state {state.value}, "
-                                   f"where it has no turn" + (f": {why}" if why else ""))
+        raise RemoteProtocolError(f"{self.peer} sent {named.value if named is not None else 'a message'} while the "
+                                  f"{self.role} was in state {state.value}, where it has no turn")
 
 
 _V, _VE = VerifierState, VerifierEvent
