@@ -31,6 +31,7 @@ from wmark.protocol.session import (
     ProverSession,
     Refused,
     VerifierSession,
+    VerifierState,
     ZkRevealAccepted,
     ZkVerifierSession,
 )
@@ -187,6 +188,19 @@ def test_openings_do_not_answer_a_zk_challenge(keys):
     ps.receive(Challenge(**{**plain.__dict__, "zk": None}).sign(verifier))
     with pytest.raises(RemoteProtocolError, match="zk-reveal"):
         vs.receive(ps.reveal())
+
+
+def test_each_verifier_resumes_only_its_own_kind_of_challenge(keys):
+    pair, _ = keys
+    verifier = SigningKey.generate()
+    zk_challenge = ZkVerifierSession(pair.verification_key, verifier, MODEL, 3, zk=PARAMETERS).challenge()
+    plain_challenge = VerifierSession(pair.verification_key, verifier, MODEL, 3).challenge()
+    with pytest.raises(LocalProtocolError, match="asks for zero-knowledge proofs"):
+        VerifierSession.resume(pair.verification_key, verifier, zk_challenge)
+    with pytest.raises(LocalProtocolError, match="asks for openings"):
+        ZkVerifierSession.resume(pair.verification_key, verifier, plain_challenge)
+    resumed = ZkVerifierSession.resume(pair.verification_key, verifier, zk_challenge)
+    assert resumed.state is VerifierState.AWAIT_REVEAL and resumed.zk == PARAMETERS
 
 
 def test_a_changed_label_is_a_broken_opening(keys):
