@@ -52,8 +52,10 @@ def world(tmp_path_factory) -> World:
     return World(pair, owner, zk_pair, log_key, registration)
 
 
-def make_transcript(world: World, *, matches: int, model: ModelRef = ModelRef(sha256=bytes(range(32))),
-                    registered: bool = True) -> Transcript:
+SUSPECT = ModelRef(sha256=bytes(range(32)))
+
+
+def make_transcript(world: World, *, matches: int, model: ModelRef = SUSPECT, registered: bool = True) -> Transcript:
     """A real signed exchange: the model's answers are given, the first ``matches`` of them right."""
     pair = world.pair
     reg = world.registration if registered else None
@@ -96,8 +98,8 @@ class Page(HTMLParser):
     """Parses the report strictly enough to catch a broken page: every tag closed
     in order, and every resource reference collected."""
 
-    VOID = {"meta", "img", "br", "hr", "input", "link", "circle", "line", "rect", "polyline", "path"}
-    URL_ATTRIBUTES = {"src", "href", "action", "srcset", "poster", "data", "xlink:href", "formaction"}
+    VOID = frozenset({"meta", "img", "br", "hr", "input", "link", "circle", "line", "rect", "polyline", "path"})
+    URL_ATTRIBUTES = frozenset({"src", "href", "action", "srcset", "poster", "data", "xlink:href", "formaction"})
 
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=True)
@@ -275,3 +277,20 @@ def test_a_missing_file_is_a_usage_error_with_no_page(tmp_path, capsys):
     out = tmp_path / "report.html"
     assert main(["report", str(tmp_path / "absent.json"), "--out", str(out)]) == 2
     assert not out.exists() and "absent.json" in capsys.readouterr().err
+
+
+def test_a_receipt_from_a_log_you_do_not_trust_makes_the_page_invalid(world, tmp_path):
+    with LogStore.open(tmp_path / "other-log") as other:
+        other_key = other.public_key_path
+    code, out = report(tmp_path, make_transcript(world, matches=K).to_json(), args=("--log-key", str(other_key)))
+    assert code == 2
+    text = out.read_text()
+    assert '<body><p class="status invalid" id="status">INVALID TRANSCRIPT' in text
+    assert "not from the log key" in text and Page(text).items == []
+
+
+def test_two_transcripts_about_different_models_are_not_a_dispute(world, tmp_path, capsys):
+    code, out = report(tmp_path, make_transcript(world, matches=K).to_json(),
+                       make_transcript(world, matches=K, model=ModelRef(sha256=bytes(32))).to_json())
+    assert code == 2 and "different models" in capsys.readouterr().err
+    assert "Undecided: the two transcripts are about different models" in out.read_text()

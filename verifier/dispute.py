@@ -8,8 +8,8 @@ first wins.  Shared by ``wmark-verifier dispute`` and ``report``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from wmark.errors import InvalidInput
 from wmark.protocol.transcript import AuditReport

@@ -20,8 +20,8 @@ import hashlib
 import html
 import io
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -117,8 +117,8 @@ def status_line(claim: Claim) -> tuple[str, str]:
     if claim.report is None:
         return f"INVALID TRANSCRIPT {claim.name}: {claim.invalid}", "invalid"
     v = claim.report.verdict
-    return (f"{verdict_word(v)}: valid transcript {claim.name}, {v.matches} of {v.k} matches, "
-            f"p-value {v.p_value}", "accepted" if v.accepted else "rejected")
+    line = f"{verdict_word(v)}: valid transcript {claim.name}, {v.matches} of {v.k} matches, p-value {v.p_value}"
+    return line, "accepted" if v.accepted else "rejected"
 
 
 def _items_html(report: AuditReport) -> str:
@@ -218,8 +218,8 @@ def _claim_html(claim: Claim, log_keys: Sequence[str]) -> str:
                 f'<p>File SHA-256 <span class="mono">{claim.sha256.hex()}</span></p>{recheck}</section>')
     v, vk = report.verdict, report.vk
     facts = [("owner key", vk.owner.fingerprint), ("verification key digest", vk.digest.hex()),
-             ("trigger set", f"{vk.n} {vk.kind.value} items, {vk.num_classes} classes, input "
-                             f"{'x'.join(map(str, vk.input_shape))}, {vk.scheme.value} commitments"),
+             ("trigger set", (f"{vk.n} {vk.kind.value} items, {vk.num_classes} classes, input "
+                              f"{'x'.join(map(str, vk.input_shape))}, {vk.scheme.value} commitments")),
              ("suspect model", describe_model(v.model)), ("verifier key", report.challenge.verifier.fingerprint),
              ("challenge issued", report.challenge.issued), ("verdict signed", v.decided),
              ("transcript file", f"{claim.name}, SHA-256 {claim.sha256.hex()}"),

@@ -36,9 +36,9 @@ def tail_svg(k: int, p0: Fraction, lam: int, tau: int | None, matches: int) -> s
     def y(log_p: float) -> float:
         return _TOP + plot_h * (log_p / floor if floor else 0.0)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="tailplot" width="{WIDTH}" height="{HEIGHT}" '
-             f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="binomial tail P[X &gt;= t] for k={k}, '
-             f'p0={p0}">']
+    # Inline SVG in HTML needs no xmlns, and the page names no URL at all.
+    parts = [(f'<svg class="tailplot" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+              f'role="img" aria-label="binomial tail P[X &gt;= t] for k={k}, p0={p0}">')]
     parts.append(f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
                  f'stroke="#999"/>')
     step = max(1, math.ceil(-floor / 6))

@@ -10,6 +10,7 @@ request that slipped through could not leave the machine.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -93,16 +94,21 @@ def open_page(path: Path, *, chromium: str, width: int = 1280, timeout: float = 
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
 
-    def wire() -> None:  # the child reads commands on fd 3 and writes answers on fd 4
-        os.dup2(to_browser_r, 3)
-        os.dup2(from_browser_w, 4)
+    def wire() -> None:
+        """In the child: commands are read on fd 3, answers written on fd 4.  Both ends
+        are first moved above 4, so that neither is overwritten by the other's dup2, and
+        then made inheritable (a dup2 onto itself would leave close-on-exec set)."""
+        read_end, write_end = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_browser_r, from_browser_w))
+        for source, target in ((read_end, 3), (write_end, 4)):
+            os.dup2(source, target)
+            os.set_inheritable(target, True)
 
     proc = subprocess.Popen(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
          "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={profile}", "--remote-debugging-pipe",
          "about:blank"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=wire,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=wire,  # noqa: PLW1509 (wire only dups)
         close_fds=False)  # close_fds would close 3 and 4 again after wire()
     os.close(to_browser_r)
     os.close(from_browser_w)

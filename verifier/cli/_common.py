@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from wmark.errors import InvalidInput, InvalidSignature
 from wmark.files import atomic_write, read_bounded
