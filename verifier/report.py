@@ -44,13 +44,16 @@ body { font: 14px/1.45 system-ui, sans-serif; color: #111; margin: 24px auto; ma
 .status.accepted { color: #075e07; } .status.rejected { color: #8a4b00; } .status.invalid { color: #c00; }
 h2 { font-size: 16px; border-bottom: 1px solid #ccc; margin: 22px 0 8px; }
 .claims { display: flex; gap: 24px; align-items: flex-start; }
-.claim { flex: 1 1 0; min-width: 0; }
+.claim { flex: 1 1 0; min-width: 0; overflow-wrap: anywhere; }
 .grid { display: flex; flex-wrap: wrap; gap: 8px; }
 .item { width: 104px; border: 2px solid #ccc; border-radius: 4px; padding: 4px; text-align: center; font-size: 12px; }
 .item.match { border-color: #2a8a2a; background: #f0faf0; } .item.miss { border-color: #c33; background: #fdf0f0; }
 .item img { width: 72px; height: 72px; image-rendering: pixelated; display: block; margin: 0 auto 2px; }
-table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: 2px 6px; text-align: left;
-  vertical-align: top; font-size: 13px; }
+table { border-collapse: collapse; max-width: 100%; } td, th { border: 1px solid #ddd; padding: 2px 6px;
+  text-align: left; vertical-align: top; font-size: 13px; overflow-wrap: anywhere; }
+th { min-width: 7em; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+svg.tailplot { max-width: 100%; height: auto; }
 code, .mono { font-family: ui-monospace, monospace; font-size: 12px; overflow-wrap: anywhere; }
 .ok { color: #075e07; } .bad { color: #c00; }
 @media print {
@@ -181,8 +184,14 @@ def _checks_html(claim: Claim, report: AuditReport) -> str:
     checks = [(c, True) for c in audit_checks(report.challenge.zk is not None)]
     if claim.log_trust is not None:
         checks.append((claim.log_trust, True))
-    checks.append((claim.model_check or "the model was not re-queried: the answers are those the verifier signed "
-                   "(give --model to ask it again)", claim.model_check is not None))
+    if claim.model_check is not None:
+        checks.append((claim.model_check, True))
+    elif report.challenge.zk is not None:
+        checks.append(("the proofs themselves were not re-checked: which of them failed is the verifier's word "
+                       "(give --model and --srs to verify them again)", False))
+    else:
+        checks.append(("the model was not re-queried: the answers are those the verifier signed (give --model to "
+                       "ask it again)", False))
     return '<ul>' + "".join(f'<li><span class="{"ok" if ran else ""}">{"passed" if ran else "not done"}</span>: '
                            f'{_e(text)}</li>' for text, ran in checks) + "</ul>"
 
@@ -193,7 +202,8 @@ def _caveats_html(claim: Claim, report: AuditReport) -> str:
                    f"receipt proves a time")
     if claim.model_check is None:
         caveats.append("this page re-checks the transcript, not the model: that the suspect gave these answers "
-                       "rests on the verifier's signature until someone re-queries the model")
+                       "rests on the verifier's signature until someone re-queries the model"
+                       + (" and re-checks the proofs" if report.challenge.zk is not None else ""))
     return "<ul>" + "".join(f"<li>{_e(c)}</li>" for c in caveats) + "</ul>"
 
 
@@ -243,7 +253,17 @@ def _dispute_html(claims: Sequence[Claim], dispute: DisputeOutcome | str) -> str
         winner = next(c for c in claims if c.name == dispute.earlier)
         owner = winner.report.vk.owner.fingerprint if winner.report else ""
         text = f"Earlier claim: {dispute.earlier}, owner {owner} ({dispute.reason})."
-    return f'<h2>Which registration came first</h2><p class="dispute">{_e(text)}</p>'
+    rows = "".join(
+        f"<tr><td>{_e(c.name)}</td><td>{_e(c.report.vk.owner.fingerprint)}</td>"
+        f"<td>{verdict_word(c.report.verdict)}</td><td>{_e(_registered(c.report))}</td></tr>"
+        for c in claims if c.report is not None)
+    return (f'<h2>Which registration came first</h2><p class="dispute">{_e(text)}</p>'
+            f"<table><tr><th>transcript</th><th>owner key</th><th>verdict</th><th>registered</th></tr>{rows}</table>")
+
+
+def _registered(report: AuditReport) -> str:
+    reg = report.verdict.registration
+    return reg.describe() if reg is not None else "no registry receipt"
 
 
 def render(claims: Sequence[Claim], *, log_keys: Sequence[str] = (),
@@ -257,8 +277,7 @@ def render(claims: Sequence[Claim], *, log_keys: Sequence[str] = (),
     body = (f'<p class="status {worst}" id="status">{_e(first)}</p>'
             + (_dispute_html(claims, dispute) if dispute is not None else "")
             + '<div class="claims">' + "".join(_claim_html(c, log_keys) for c in claims) + "</div>"
-            + "<footer><p>Written by wmark-verifier report from the transcript alone; it loads nothing and runs no "
-              "script.</p></footer>")
+            + "<footer><p>Written by wmark-verifier report. This page loads nothing and runs no script.</p></footer>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

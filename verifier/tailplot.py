@@ -65,7 +65,7 @@ def tail_svg(k: int, p0: Fraction, lam: int, tau: int | None, matches: int) -> s
                      f'fill="#b00">tau={tau}</text>')
     observed = logs[min(matches, k)]
     parts.append(f'<circle class="observed" cx="{x(matches):.1f}" cy="{y(observed):.1f}" r="5" fill="#05c"/>')
-    parts.append(f'<text x="{x(matches) + (-8 if matches > k / 2 else 8):.1f}" y="{y(observed) + 16:.1f}" '
+    parts.append(f'<text x="{x(matches) + (-8 if matches > k / 2 else 8):.1f}" y="{y(observed) - 8:.1f}" '
                  f'text-anchor="{"end" if matches > k / 2 else "start"}" font-size="11" fill="#05c">'
                  f'observed {matches}</text>')
     parts.append("</svg>")
