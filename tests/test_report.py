@@ -5,25 +5,31 @@ real headless Chromium (skipped, with the reason, when none is installed;
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.support.chromium import find_chromium, open_page
+from tests.test_files_transport import verify_through_files
 from tests.test_zk_protocol import PARAMETERS, FakeHasher, honest
 from wmark.files import atomic_write
 from wmark.protocol.hazmat.encoding import b64u_encode
 from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.items import vrf_alpha
 from wmark.protocol.keygen import KeyPair, keygen_derived
 from wmark.protocol.messages import ModelRef
+from wmark.protocol.patterns import render_many
 from wmark.protocol.session import ProverSession, VerifierSession
 from wmark.protocol.transcript import Registration, Transcript, audit
 from wmark.registry.store import LogStore
 from wmark.verifier.cli import main
+from wmark.verifier.report import png_data_uri
 
 K = 20
 CHROMIUM = find_chromium()
@@ -245,21 +251,25 @@ def test_a_report_holds_no_secret_of_the_marking_key(world, tmp_path):
     code, out = report(tmp_path, transcript.to_json())
     assert code == 0
     text = out.read_text()
-    mk = world.pair.marking_key
+    mk, vk = world.pair.marking_key, world.pair.verification_key
     opened = set(Page(text).items)
-    assert len(opened) == K
-    secrets = [mk.vrf_secret_key.to_bytes()]
-    for o in mk.openings:
-        secrets += [o.item_randomness.randomness, o.label_randomness.randomness]
-        if o.index not in opened:
-            secrets.append(o.vrf_proof)
-    secrets = [s for s in secrets if s]
-    assert len(secrets) > 2 * 100
+    assert opened == {r.index for r in audit(transcript).verdict.results} and len(opened) == K
+    unopened = [o for o in mk.openings if o.index not in opened]
+    seeds = [vk.vrf_key.verify(vrf_alpha(o.index, vk.owner), o.vrf_proof) for o in unopened]
+    # Every commitment's randomness (even the opened items', which the report need not show), the
+    # VRF secret, and the unopened items' proofs and VRF outputs.
+    secrets = [mk.vrf_secret_key.to_bytes(), *seeds, *(o.vrf_proof for o in unopened)]
+    secrets += [r.randomness for o in mk.openings for r in (o.item_randomness, o.label_randomness)]
+    assert len(secrets) == 1 + 2 * len(unopened) + 2 * 100
     for secret in secrets:
         for encoding in (secret.hex(), b64u_encode(secret), base64.b64encode(secret).decode()):
             assert encoding[:24] not in text
-    # The unopened items' pictures are not there either: every image is an opened item's.
-    assert set(Page(text).items) <= {r.index for r in audit(transcript).verdict.results}
+    # Nor are the unopened items' pictures (whose labels a model would give away).
+    for image in render_many(seeds, vk.input_shape):
+        assert png_data_uri(image) not in text
+    assert sum(png_data_uri(image) in text for image in render_many(
+        [vk.vrf_key.verify(vrf_alpha(o.index, vk.owner), o.vrf_proof) for o in mk.openings if o.index in opened],
+        vk.input_shape)) == K  # the same test finds the opened ones
 
 
 def test_two_transcripts_side_by_side_name_the_earlier_registration(world, tmp_path, capsys):
@@ -294,3 +304,36 @@ def test_two_transcripts_about_different_models_are_not_a_dispute(world, tmp_pat
                        make_transcript(world, matches=K, model=ModelRef(sha256=bytes(32))).to_json())
     assert code == 2 and "different models" in capsys.readouterr().err
     assert "Undecided: the two transcripts are about different models" in out.read_text()
+
+
+def test_with_the_model_the_report_re_queries_it(digits_world, tmp_path, capsys):
+    """The README's walk-through in small: a real marked model, checked through files, then reported."""
+    result, verdict = verify_through_files(digits_world, digits_world.marked, tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "report.html"
+    assert main(["report", str(verdict), "--out", str(out), "--model", str(digits_world.marked)]) == 0
+    text = out.read_text()
+    assert "passed</span>: re-queried the model: 20 of 20 answers as recorded; 20 matches now" in text
+    assert len(well_formed(text).items) == K
+    # Another model than the challenged one is the user's mistake: no page, exit 2.
+    again = tmp_path / "again.html"
+    assert main(["report", str(verdict), "--out", str(again), "--model", str(digits_world.plain)]) == 2
+    assert not again.exists() and "is about" in capsys.readouterr().err
+
+
+def test_only_the_first_thumbnails_are_drawn(world, tmp_path, monkeypatch):
+    """The bound on the page's work: beyond MAX_THUMBNAILS, items are listed without pictures."""
+    monkeypatch.setattr("wmark.verifier.report.MAX_THUMBNAILS", 5)
+    code, out = report(tmp_path, make_transcript(world, matches=K).to_json())
+    page = well_formed(out.read_text())
+    assert code == 0 and len(page.items) == K and len(page.refs) == 5
+    assert "Items beyond the first 5 without their pictures" in out.read_text()
+
+
+def test_large_images_are_shrunk_and_small_ones_grown(tmp_path):
+    from PIL import Image
+
+    for shape, size in (((1, 8, 8), (72, 72)), ((3, 512, 256), (36, 72)), ((3, 100, 100), (72, 72))):
+        uri = png_data_uri(np.zeros(shape, dtype=np.uint8))
+        image = Image.open(io.BytesIO(base64.b64decode(uri.removeprefix("data:image/png;base64,"))))
+        assert image.size == size

@@ -37,6 +37,11 @@ from wmark.verifier.verify import item_images
 # itself refuses any request the page might (by a bug of ours) try to make.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 THUMBNAIL_PIXELS = 72
+# A signed transcript may open up to 10,000 items of 3x512x512 (anyone can sign one
+# with a key of their own): the page draws the first MAX_THUMBNAILS, RENDER_BATCH at
+# a time, and lists the rest as text, so its time, memory and size stay bounded.
+MAX_THUMBNAILS = 200
+RENDER_BATCH = 16
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; color: #111; margin: 24px auto; max-width: 1180px; padding: 0 16px; }
@@ -89,9 +94,13 @@ def png_data_uri(image: np.ndarray) -> str:
     channels, height, width = image.shape
     pixels = image[0] if channels == 1 else np.moveaxis(image[:3], 0, -1)
     picture = Image.fromarray(np.ascontiguousarray(pixels), mode="L" if channels == 1 else "RGB")
-    scale = max(1, THUMBNAIL_PIXELS // max(height, width))
-    if scale > 1:
+    side = max(height, width)
+    if side <= THUMBNAIL_PIXELS:  # small images grow by whole pixels, so each stays visible
+        scale = THUMBNAIL_PIXELS // side
         picture = picture.resize((width * scale, height * scale), Image.Resampling.NEAREST)
+    else:  # large ones shrink: the page stays small whatever the key's input shape
+        picture = picture.resize((max(1, width * THUMBNAIL_PIXELS // side), max(1, height * THUMBNAIL_PIXELS // side)),
+                                 Image.Resampling.BOX)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -142,14 +151,21 @@ def _items_html(report: AuditReport) -> str:
                 'the model maps the hidden input whose Poseidon hash the key committed to for that item to the '
                 'class shown.</p><table><tr><th>item</th><th>committed label</th><th>proven class</th>'
                 '<th>hidden input hash</th><th>proof</th><th>result</th></tr>' + "".join(rows) + "</table>")
-    images = item_images(report.items, report.vk)
+    shown = report.items[:MAX_THUMBNAILS]
+    pictures = [png_data_uri(image) for start in range(0, len(shown), RENDER_BATCH)
+                for image in item_images(shown[start:start + RENDER_BATCH], report.vk)]
     cells = []
-    for item, image in zip(report.items, images):
+    for n, item in enumerate(report.items):
         r = results[item.index]
         cls = "match" if r.match else "miss"
-        cells.append(f'<div class="item {cls}" data-index="{item.index}"><img alt="trigger item {item.index}" '
-                     f'src="{png_data_uri(image)}"><div>item {item.index}</div><div>label {item.label}</div>'
+        picture = (f'<img alt="trigger item {item.index}" src="{pictures[n]}">' if n < len(pictures)
+                   else "")
+        cells.append(f'<div class="item {cls}" data-index="{item.index}">{picture}<div>item {item.index}</div>'
+                     f'<div>label {item.label}</div>'
                      f'<div>answer {r.predicted} {"&#10003;" if r.match else "&#10007;"}</div></div>')
+    if len(pictures) < len(report.items):
+        cells.insert(len(pictures), f'<p class="more">Items beyond the first {len(pictures)} without their '
+                                    f'pictures (re-draw them with wmark-verifier audit --model).</p>')
     source = {"derived": "drawn from its VRF output", "margin": "taken from the key's query split"}.get(
         report.vk.kind.value, "the image as opened")
     return (f'<p>Each image is {source}; the border is green where the suspect model answered the committed '
@@ -187,11 +203,11 @@ def _checks_html(claim: Claim, report: AuditReport) -> str:
     if claim.model_check is not None:
         checks.append((claim.model_check, True))
     elif report.challenge.zk is not None:
-        checks.append(("the proofs themselves were not re-checked: which of them failed is the verifier's word "
-                       "(give --model and --srs to verify them again)", False))
+        checks.append((("the proofs themselves were not re-checked: which of them failed is the verifier's word "
+                        "(give --model and --srs to verify them again)"), False))
     else:
-        checks.append(("the model was not re-queried: the answers are those the verifier signed (give --model to "
-                       "ask it again)", False))
+        checks.append((("the model was not re-queried: the answers are those the verifier signed (give --model "
+                        "to ask it again)"), False))
     return '<ul>' + "".join(f'<li><span class="{"ok" if ran else ""}">{"passed" if ran else "not done"}</span>: '
                            f'{_e(text)}</li>' for text, ran in checks) + "</ul>"
 
