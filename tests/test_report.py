@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from tests.support.chromium import find_chromium, open_page
-from tests.test_files_transport import verify_through_files
 from tests.test_zk_protocol import PARAMETERS, FakeHasher, honest
 from wmark.files import atomic_write
 from wmark.protocol.hazmat.encoding import b64u_encode
@@ -29,7 +28,9 @@ from wmark.protocol.session import ProverSession, VerifierSession
 from wmark.protocol.transcript import Registration, Transcript, audit
 from wmark.registry.store import LogStore
 from wmark.verifier.cli import main
+from wmark.verifier.oracle import open_oracle
 from wmark.verifier.report import png_data_uri
+from wmark.verifier.verify import decide_with_model
 
 K = 20
 CHROMIUM = find_chromium()
@@ -307,17 +308,23 @@ def test_two_transcripts_about_different_models_are_not_a_dispute(world, tmp_pat
 
 
 def test_with_the_model_the_report_re_queries_it(digits_world, tmp_path, capsys):
-    """The README's walk-through in small: a real marked model, checked through files, then reported."""
-    result, verdict = verify_through_files(digits_world, digits_world.marked, tmp_path)
-    assert result.returncode == 0, result.stderr
-    out = tmp_path / "report.html"
-    assert main(["report", str(verdict), "--out", str(out), "--model", str(digits_world.marked)]) == 0
+    """The README's walk-through in small: a real marked model, verified, then reported with --model."""
+    oracle = open_oracle(model_dir=str(digits_world.marked))
+    pair = digits_world.pair
+    vs = VerifierSession(pair.verification_key, SigningKey.generate(), oracle.model_ref, K)
+    ps = ProverSession(pair.marking_key, pair.verification_key, digits_world.owner)
+    ps.receive(vs.challenge())
+    verdict = decide_with_model(vs, vs.receive(ps.reveal()), oracle, decoys=None)
+    transcript = Transcript(pair.signed_vk, vs.challenge_envelope, vs.reveal_envelope, verdict)
+    code, out = report(tmp_path, transcript.to_json(), args=("--model", str(digits_world.marked)))
+    assert code == 0, capsys.readouterr().err
     text = out.read_text()
     assert "passed</span>: re-queried the model: 20 of 20 answers as recorded; 20 matches now" in text
     assert len(well_formed(text).items) == K
     # Another model than the challenged one is the user's mistake: no page, exit 2.
     again = tmp_path / "again.html"
-    assert main(["report", str(verdict), "--out", str(again), "--model", str(digits_world.plain)]) == 2
+    assert main(["report", str(tmp_path / "verdict0.json"), "--out", str(again),
+                 "--model", str(digits_world.plain)]) == 2
     assert not again.exists() and "is about" in capsys.readouterr().err
 
 
