@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from wmark.errors import InvalidInput
+from wmark.errors import InvalidInput, InvalidSignature
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.decision import DEFAULT_LAMBDA, parse_probability
 from wmark.protocol.hazmat import dsse
@@ -89,6 +90,25 @@ def registration_from_args(args: argparse.Namespace, vk: VerificationKey) -> Reg
                                 load_public_key(args.log_key))
     registration.verify(vk)
     return registration
+
+
+def trusted_log(transcript: Transcript, log_keys: Sequence[str] | None) -> str | None:
+    """Which log key checked the transcript's receipt, in words; None without a receipt.
+
+    A receipt proves a time only to someone who trusts the log that signed it:
+    with ``log_keys`` (PEM files) the receipt must come from one of them.
+    """
+    if transcript.registration is None:
+        return None
+    used = transcript.registration.log_key
+    if not log_keys:
+        return (f"the registration was checked against the log key in the transcript, {used.fingerprint}; "
+                f"pass --log-key to require a log you trust")
+    for path in log_keys:
+        if load_public_key(path) == used:
+            return f"the registration comes from the log you trust, {path} ({used.fingerprint})"
+    raise InvalidSignature(f"the transcript's receipt comes from log {used.fingerprint}, not from the log "
+                           f"key in {' or '.join(log_keys)}")
 
 
 def read_envelope(path: str, *, what: str) -> dsse.Envelope:

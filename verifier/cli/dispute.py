@@ -1,9 +1,7 @@
 """``wmark-verifier dispute``: two accepted claims on one model; who registered first?
 
-Both claimants may pass verification: a thief who saw openings revealed in an
-earlier public verification can commit to them under its own key, and the
-model does answer them.  What decides is the registry (docs/design.md section 4b):
-the key registered first wins.
+What decides is the registry (docs/design.md section 4b); the rule is
+:func:`wmark.verifier.dispute.order_claims`.
 """
 
 from __future__ import annotations
@@ -14,9 +12,8 @@ import sys
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
 from wmark.errors import InvalidInput, InvalidSignature
 from wmark.protocol.transcript import AuditReport, Transcript, load_transcript
-from wmark.protocol.transparency import earlier_registration
-from wmark.verifier.cli._common import add_margin_arguments
-from wmark.verifier.cli.audit import check_log_trust
+from wmark.verifier.cli._common import add_margin_arguments, trusted_log
+from wmark.verifier.dispute import order_claims
 from wmark.verifier.verify import audit_transcript
 
 EPILOG = """\
@@ -42,43 +39,23 @@ def register(subparsers) -> None:
 def _claim(path: str, log_keys: list[str] | None, data_root: str | None) -> tuple[Transcript, AuditReport]:
     transcript = load_transcript(path)
     report = audit_transcript(transcript, data_root)
-    if log_keys and transcript.registration is not None:
-        errors = []
-        for key in log_keys:
-            try:
-                check_log_trust(transcript, key)
-                break
-            except InvalidSignature as exc:
-                errors.append(str(exc))
-        else:
-            raise InvalidInput(f"{path}: {errors[0]}")
+    try:
+        trusted_log(transcript, log_keys)
+    except InvalidSignature as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
     return transcript, report
 
 
 def run(args: argparse.Namespace) -> int:
     claims = [(path, *_claim(path, args.log_key, args.data_root)) for path in (args.first, args.second)]
-    (_, _, a), (_, _, b) = claims
-    if a.challenge.model != b.challenge.model:
-        raise InvalidInput("the two transcripts are about different models: "
-                           f"{a.challenge.model.describe()} and {b.challenge.model.describe()}")
+    outcome = order_claims([(path, report) for path, _, report in claims])
     for path, _, report in claims:
         reg = report.verdict.registration
         print(f"{path}: owner {report.vk.owner.fingerprint}, {'ACCEPTED' if report.verdict.accepted else 'REJECTED'}"
               f" (p-value {report.verdict.p_value}), {'registered ' + reg.describe() if reg else 'no registry receipt'}")
-    rejected = [path for path, _, report in claims if not report.verdict.accepted]
-    if rejected:
-        print(f"undecided: {', '.join(rejected)} was rejected, so there is no competing claim to order", file=sys.stderr)
+    if outcome.earlier is None:
+        print(f"undecided: {outcome.reason}", file=sys.stderr)
         return EXIT_REJECTED
-    registered = [(path, report) for path, _, report in claims if report.verdict.registration is not None]
-    if not registered:
-        print("undecided: neither claim has a valid registry receipt, so nothing orders them in time", file=sys.stderr)
-        return EXIT_REJECTED
-    if len(registered) == 1:
-        winner_path, winner = registered[0]
-        reason = "the only claim with a registry receipt"
-    else:
-        first = earlier_registration(a.verdict.registration, b.verdict.registration)  # type: ignore[arg-type]
-        winner_path, winner = next((p, r) for p, r in registered if r.verdict.registration == first)
-        reason = "registered first"
-    print(f"EARLIER CLAIM: {winner_path}: owner {winner.vk.owner.fingerprint} ({reason})")
+    winner = next(report for path, _, report in claims if path == outcome.earlier)
+    print(f"EARLIER CLAIM: {outcome.earlier}: owner {winner.vk.owner.fingerprint} ({outcome.reason})")
     return EXIT_OK
