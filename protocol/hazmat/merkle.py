@@ -133,7 +133,7 @@ class MerkleTree:
 
 def inclusion_path(subtree: Callable[[int, int], bytes], index: int, size: int) -> list[bytes]:
     """RFC 9162's PATH(index, D[0:size]), leaf side first, reading ``MTH(D[start:end])``
-    from ``subtree``: the in-memory tree and a reader of tlog-tiles share this walk."""
+    of any range from ``subtree``: the in-memory tree and a reader of tlog-tiles share this walk."""
     siblings: list[bytes] = []
     start, end = 0, size
     while end - start > 1:
