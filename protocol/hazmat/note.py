@@ -21,12 +21,14 @@ import hmac
 import re
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature as _BadSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from wmark.errors import DecodeError, InvalidSignature
+from wmark.files import atomic_write, read_bounded
 
 ED25519 = 0x01
 COSIGNATURE_V1 = 0x04
@@ -255,3 +257,28 @@ class Note:
         if len(mine) > 1:
             raise InvalidSignature(f"signed {len(mine)} times by {verifier.name}: ambiguous")
         return verifier.verify(self.text, mine[0].signature)
+
+
+MAX_KEY_FILE_BYTES = 1024
+
+
+def load_or_create_signer(path: Path, vkey: Path, name: str, sig_type: int) -> Signer:
+    """The note key kept at ``path`` (an skey, mode 0600), created if absent;
+    its verifier key is (re)written to ``vkey`` when that is missing."""
+    if path.exists():
+        signer = Signer.from_skey(read_bounded(path, max_bytes=MAX_KEY_FILE_BYTES, what="note key")
+                                  .decode("ascii", "replace"), what=str(path))
+    else:
+        signer = Signer.generate(name, sig_type)
+        atomic_write(path, signer.to_skey().encode("ascii") + b"\n", mode=0o600)
+    if not vkey.exists():
+        atomic_write(vkey, signer.verifier.encode().encode("ascii") + b"\n")
+    return signer
+
+
+def load_verifier(text_or_path: str, *, what: str = "verifier key") -> Verifier:
+    """A verifier key given inline (NAME+KEYID+BASE64) or as a file holding one."""
+    if "+" in text_or_path and not Path(text_or_path).exists():
+        return Verifier.decode(text_or_path, what=what)
+    data = read_bounded(text_or_path, max_bytes=MAX_KEY_FILE_BYTES, what=what)
+    return Verifier.decode(data.decode("ascii", "replace"), what=f"{text_or_path}")
