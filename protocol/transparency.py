@@ -402,3 +402,49 @@ def earlier_registration(a: RegistrationInfo, b: RegistrationInfo) -> Registrati
     if a.time_ms == b.time_ms:
         raise InvalidInput("two registrations in different logs at the same millisecond cannot be ordered")
     return a if a.time_ms < b.time_ms else b
+
+
+# A witness's clock and the log's may differ by this much before an entry
+# dated after a witness's cosignature of it counts as a lie.
+MAX_CLOCK_SKEW_S = 300
+
+
+def default_proof_path(vk_path: str | os.PathLike[str]) -> Path:
+    """Where a vk's tlog-proof is kept: beside it, ``vk.json`` -> ``vk.tlog-proof``."""
+    return Path(vk_path).with_suffix(".tlog-proof")
+
+
+@dataclass(frozen=True)
+class ProofInfo:
+    """What a checked tlog-proof establishes."""
+
+    entry: LogEntry
+    checkpoint: Checkpoint
+    cosigned_at: dict[str, int]
+
+    def describe(self) -> str:
+        witnesses = ", ".join(f"{name} at {format_time(t * 1000)}" for name, t in sorted(self.cosigned_at.items()))
+        return (f"entry {self.entry.index} of {self.checkpoint.origin} at {format_time(self.entry.time_ms)} "
+                f"(checkpoint size {self.checkpoint.size}; cosigned by {witnesses or 'no witness'})")
+
+
+def verify_tlog_proof(proof: TlogProof, vk: VerificationKey, policy: Policy) -> ProofInfo:
+    """Check offline that the tlog-proof proves ``vk``'s registration under ``policy``.
+
+    :class:`InvalidSignature`: the checkpoint lacks the log's signature or the
+    witness quorum; :class:`InvalidProof`: the entry is not this vk's, not in
+    the checkpointed tree, or dated after a witness already cosigned it.
+    """
+    try:
+        entry = LogEntry.decode(proof.extra, what="tlog-proof extra data")
+    except DecodeError as exc:
+        raise InvalidProof(f"tlog-proof: the extra data is not a log entry ({exc})") from None
+    entry.check_matches(vk, what="tlog-proof")
+    if entry.index != proof.index:
+        raise InvalidProof(f"tlog-proof: index {proof.index}, but the entry claims index {entry.index}")
+    checkpoint, times = proof.verify(policy)
+    for name, seconds in times.items():
+        if entry.time_ms > (seconds + MAX_CLOCK_SKEW_S) * 1000:
+            raise InvalidProof(f"tlog-proof: the entry is dated {format_time(entry.time_ms)}, after witness "
+                               f"{name} cosigned the checkpoint holding it ({format_time(seconds * 1000)})")
+    return ProofInfo(entry, checkpoint, times)

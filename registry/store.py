@@ -292,7 +292,10 @@ class LogStore:
     def tile(self, level: int, index: int, width: int) -> bytes:
         """``tile/L/N[.p/W]`` of tlog-tiles, from the current tree."""
         with self._transaction():
-            return tiles.tile_from_tree(self._tree, level, index, width)
+            try:
+                return tiles.tile_from_tree(self._tree, level, index, width)
+            except InvalidInput as exc:
+                raise EntryNotFound(str(exc)) from None
 
     def entry_bundle(self, index: int, width: int) -> bytes:
         """``tile/entries/N[.p/W]``: the stored entries, each checked against its leaf."""
