@@ -22,8 +22,9 @@ TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 MAX_LEVEL = 63
 _INDEX_PATH = r"((?:x[0-9]{3}/)*[0-9]{3})"
-_TILE = re.compile(r"tile/(0|[1-9][0-9]?)/" + _INDEX_PATH + r"(?:\.p/([1-9][0-9]{0,2}))?")
-_BUNDLE = re.compile(r"tile/entries/" + _INDEX_PATH + r"(?:\.p/([1-9][0-9]{0,2}))?")
+_PARTIAL = r"(?:\.p/([1-9][0-9]?|1[0-9]{2}|2[0-4][0-9]|25[0-5]))?"
+_TILE = re.compile(r"tile/(0|[1-9]|[1-5][0-9]|6[0-3])/" + _INDEX_PATH + _PARTIAL)
+_BUNDLE = re.compile(r"tile/entries/" + _INDEX_PATH + _PARTIAL)
 
 
 def encode_index(n: int) -> str:
@@ -54,11 +55,7 @@ def bundle_path(index: int, width: int = TILE_WIDTH) -> str:
 
 
 def _width(text: str | None) -> int:
-    if text is None:
-        return TILE_WIDTH
-    if int(text) >= TILE_WIDTH:
-        raise DecodeError(f"partial tile width {text} is not between 1 and 255")
-    return int(text)
+    return TILE_WIDTH if text is None else int(text)
 
 
 def parse_tile_path(path: str) -> tuple[int, int, int] | None:

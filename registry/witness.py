@@ -19,12 +19,13 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import socket
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
 from wmark.files import atomic_write, read_bounded
@@ -181,6 +182,30 @@ class _WitnessHandler(BoundedHandler):
 
 
 class WitnessServer(LoopbackServer):
+    """A stopped witness answers nothing more, not even on kept-alive connections."""
+
     def __init__(self, witness: Witness, port: int = 0, *, verbose: bool = False) -> None:
         self.witness = witness
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(port, _WitnessHandler, verbose=verbose)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        with self._connections_lock:
+            self._connections.add(sock)
+        return sock, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._connections_lock:
+            for sock in self._connections:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
