@@ -87,7 +87,8 @@ def encode_bundle(entries: list[bytes]) -> bytes:
 
 
 def decode_bundle(data: bytes, *, what: str = "entry bundle") -> list[bytes]:
-    entries, at = [], 0
+    entries: list[bytes] = []
+    at = 0
     while at < len(data):
         if at + 2 > len(data):
             raise DecodeError(f"{what}: truncated length prefix")

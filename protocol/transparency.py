@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
+from wmark.protocol.checkpoint import Checkpoint, Policy, TlogProof
 from wmark.protocol.hazmat import dsse, merkle
 from wmark.protocol.hazmat.encoding import (
     b64u_decode,
@@ -35,7 +36,6 @@ from wmark.protocol.hazmat.encoding import (
     only_fields,
     parse_json,
 )
-from wmark.protocol.checkpoint import Checkpoint, Policy, TlogProof
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 from wmark.protocol.hazmat.note import Note
 from wmark.protocol.keys import MAX_ITEMS, VerificationKey

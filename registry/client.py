@@ -18,6 +18,7 @@ from wmark.errors import InvalidInput
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import b64u_encode, parse_json
 from wmark.protocol.hazmat.identity import MAX_PEM_BYTES, PublicKey
+from wmark.protocol.hazmat.note import Note, Verifier
 from wmark.protocol.transparency import (
     MAX_ENVELOPE_BYTES,
     MAX_RECEIPT_BYTES,
@@ -26,7 +27,6 @@ from wmark.protocol.transparency import (
     LogEntry,
     Receipt,
 )
-from wmark.protocol.hazmat.note import Note, Verifier
 from wmark.registry.errors import LogUnavailable, decode_error
 from wmark.registry.http import decode_lookup
 

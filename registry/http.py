@@ -33,11 +33,11 @@ from typing import Any, Callable
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from wmark.errors import DecodeError, InvalidInput, WmarkError
+from wmark.protocol import tiles
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import b64u_decode, expect_header, field, only_fields, parse_json
 from wmark.protocol.hazmat.merkle import HASH_SIZE
 from wmark.protocol.keys import MAX_VK_BYTES, verify_vk_envelope
-from wmark.protocol import tiles
 from wmark.registry.cosigning import WitnessClient
 from wmark.registry.errors import encode_error, error_body
 from wmark.registry.integrator import Integrator
@@ -284,7 +284,7 @@ class LogServer(LoopbackServer):
         self.integrator.close()
 
 
-def serve_until_signalled(server: LogServer) -> signal.Signals:
+def serve_until_signalled(server: LoopbackServer) -> signal.Signals:
     """Serve until SIGTERM or SIGINT; return the signal once no new request can start.
 
     The signals are blocked in every thread and taken by ``sigwait`` here, so

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from wmark.errors import DecodeError, InvalidInput, InvalidSignature
-from wmark.errors import WmarkError
+from wmark.errors import DecodeError, InvalidInput, InvalidSignature, WmarkError
 from wmark.protocol import tiles
 from wmark.protocol.checkpoint import MAX_ENTRY_BYTES, Checkpoint
 from wmark.protocol.hazmat import dsse, merkle

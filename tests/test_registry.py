@@ -24,10 +24,10 @@ from log_worker import make_vk
 
 from wmark.console import run_cli
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
+from wmark.protocol.checkpoint import Policy
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import canonical_json
 from wmark.protocol.hazmat.identity import SigningKey
-from wmark.protocol.checkpoint import Policy
 from wmark.protocol.hazmat.merkle import leaf_hash
 from wmark.protocol.hazmat.note import Verifier
 from wmark.protocol.transparency import (

@@ -7,10 +7,10 @@ import argparse
 from wmark.console import add_command
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
-from wmark.protocol.hazmat.identity import PublicKey, load_public_key
-from wmark.protocol.keys import load_verification_key
 from wmark.protocol.checkpoint import Policy
+from wmark.protocol.hazmat.identity import PublicKey, load_public_key
 from wmark.protocol.hazmat.note import Verifier, load_verifier
+from wmark.protocol.keys import load_verification_key
 from wmark.protocol.transparency import default_proof_path, default_receipt_path, verify_receipt, verify_tlog_proof
 from wmark.registry import LogClient, LogStore
 
