@@ -491,13 +491,15 @@ class LogStore:
 
     @staticmethod
     def _refuse_transplant(conn: sqlite3.Connection, entry: LogEntry) -> None:
-        conflicts = []
-        for item, digest in enumerate(entry.commitments):
-            row = conn.execute("SELECT c.idx, e.owner FROM commitments c JOIN entries e ON e.idx = c.idx "
-                               "WHERE c.digest = ? AND e.owner != ? ORDER BY c.idx LIMIT 1",
-                               (digest, entry.owner)).fetchone()
-            if row is not None:
-                conflicts.append((item, *row))
+        # One query per entry (an entry has at most ~1,400 commitments, far
+        # below SQLite's limit on bound parameters), not one per commitment.
+        marks = ",".join("?" * len(entry.commitments))
+        first: dict[bytes, tuple[int, str]] = {}
+        for digest, idx, owner in conn.execute(
+                f"SELECT c.digest, c.idx, e.owner FROM commitments c JOIN entries e ON e.idx = c.idx "
+                f"WHERE c.digest IN ({marks}) AND e.owner != ? ORDER BY c.idx", (*entry.commitments, entry.owner)):
+            first.setdefault(digest, (idx, owner))
+        conflicts = [(item, *first[d]) for item, d in enumerate(entry.commitments) if d in first]
         if conflicts:
             item, idx, other = conflicts[0]
             raise DuplicateCommitment(

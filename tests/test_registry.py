@@ -568,6 +568,45 @@ def _append_concurrently(tmp_path: Path, processes: int, each: int) -> float:
     return processes * each / elapsed
 
 
+def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys):
+    """Receipts return only after their batch committed: after SIGKILL of the log
+    mid-run every receipt a client got names its own entry, once, and the log checks clean."""
+    log_dir = tmp_path / "log"
+    server, url = _serve(log_dir)
+    workers = [_worker("http-digest", url, "60", f"k{i}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+               for i in range(8)]
+    got: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def read(worker: subprocess.Popen) -> None:
+        for line in worker.stdout:
+            index, digest = line.split()
+            with lock:
+                got.append((int(index), digest))
+
+    readers = [threading.Thread(target=read, args=(w,)) for w in workers]
+    for r in readers:
+        r.start()
+    deadline = time.monotonic() + 120
+    while len(got) < 80 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    for w in workers:
+        w.wait(timeout=120)
+    for r in readers:
+        r.join()
+    assert 80 <= len(got) < 8 * 60, "the kill came mid-run"
+    assert len({index for index, _ in got}) == len(got), "an index was handed out twice"
+    assert _cli("wmark", [log_cli], "log", "check", "--log", str(log_dir)) == 0
+    assert "intact" in capsys.readouterr().out
+    with LogStore.open(log_dir) as s:
+        assert s.size >= len(got)
+        for index, digest in got:
+            assert s.entry(index).vk_digest.hex() == digest
+        assert len({s.entry(i).vk_digest for i in range(s.size)}) == s.size
+
+
 def test_eight_processes_append_through_http(tmp_path):
     rate = _append_concurrently(tmp_path, 8, 50)
     print(f"\n8 processes x 50 appends over HTTP: {rate:.0f} appends/s")
