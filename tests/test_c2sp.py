@@ -438,3 +438,64 @@ def NoteSig(line):
     from wmark.protocol.hazmat.note import NoteSignature
 
     return NoteSignature(line.name, line.key_id, line.signature)
+
+
+# --- The command lines end to end: two witness processes, a log process, register, verify.
+
+def _process(*argv: str):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    code = ("import sys; from wmark.console import run_cli; from wmark.watermark.cli import log; "
+            "sys.exit(run_cli('wmark', '', [log], sys.argv[1:]))")
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    for line in proc.stdout:
+        found = re.search(r"serving at (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            return proc, found.group(1)
+    raise AssertionError(f"{argv[:2]} did not start (exit {proc.wait()})")
+
+
+def test_log_and_witness_command_lines_produce_a_proof_the_verifier_checks(tmp_path, capsys):
+    import signal
+
+    from wmark.watermark.cli import register as register_cli
+
+    log_dir = tmp_path / "log"
+    LogStore.open(log_dir, origin="wmark.test/e2e").close()
+    procs = []
+    try:
+        witnesses = []
+        for i in (1, 2):
+            proc, url = _process("log", "witness", "--dir", str(tmp_path / f"w{i}"), "--log-vkey",
+                                 str(log_dir / "log.vkey"), "--name", f"wmark.test/w{i}")
+            procs.append(proc)
+            witnesses.append((tmp_path / f"w{i}" / "witness.vkey", url))
+        proc, url = _process("log", "serve", "--log", str(log_dir),
+                             *[a for vkey, wurl in witnesses for a in ("--witness", f"{vkey}={wurl}")])
+        procs.append(proc)
+        vk, signed = make_vk(OWNER, b"e2e")
+        vk_path = tmp_path / "keys" / "vk.json"
+        vk_path.parent.mkdir()
+        vk_path.write_bytes(signed.to_json())
+        assert run_cli("wmark", "", [register_cli], ["register", "--vk", str(vk_path), "--log-url", url,
+                                                     "--log-vkey", str(log_dir / "log.vkey")]) == 0
+        assert "2 cosignature(s)" in capsys.readouterr().out
+        base = ["registration", "--vk", str(vk_path), "--log-vkey", str(log_dir / "log.vkey")]
+        ws = [a for vkey, _ in witnesses for a in ("--witness", str(vkey))]
+        assert run_cli("wmark-verifier", "", [registration_cli], base + ws + ["--quorum", "2"]) == 0
+        assert "valid tlog-proof" in capsys.readouterr().out
+        # A proof made for another vk, or a policy naming a witness that never cosigned, is refused.
+        stranger = Signer.generate("wmark.test/w3", COSIGNATURE_V1).verifier.encode()
+        code = run_cli("wmark-verifier", "", [registration_cli], base + ws + ["--witness", stranger,
+                                                                              "--quorum", "3"])
+        assert code == 1 and "cosigned by 2 of the 3 trusted witnesses" in capsys.readouterr().out
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
