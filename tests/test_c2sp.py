@@ -197,8 +197,8 @@ def test_curl_reads_verify_with_the_published_keys_alone(world):
 
 
 def _verify_cli(capsys, vk_path: Path, proof: Path, store: LogStore, witnesses, quorum: int) -> tuple[int, str]:
-    args = ["registration", "--vk", str(vk_path), "--proof", str(proof), "--log-vkey", str(store.directory / "log.vkey"),
-            "--quorum", str(quorum)]
+    args = ["registration", "--vk", str(vk_path), "--proof", str(proof),
+            "--log-vkey", str(store.directory / "log.vkey"), "--quorum", str(quorum)]
     for w in witnesses:
         args += ["--witness", str(w.directory / "witness.vkey")]
     code = run_cli("wmark-verifier", "", [registration_cli], args)
@@ -397,7 +397,8 @@ aics = pytest.importorskip("aics_tlog", reason="aics-tlog (interop tests) is not
 def test_aics_tlog_reads_our_export_and_checkpoints(tmp_path):
     with LogStore.open(tmp_path / "log") as store:
         registered = fill(store, 300)
-    assert run_cli("wmark", "", [log_cli], ["log", "export", "--log", str(tmp_path / "log"), str(tmp_path / "site")]) == 0
+    export = ["log", "export", "--log", str(tmp_path / "log"), str(tmp_path / "site")]
+    assert run_cli("wmark", "", [log_cli], export) == 0
     site = tmp_path / "site"
     log_key = aics.parse_vkey((site / "log.vkey").read_text().strip())
     note = aics.parse_note((site / "checkpoint").read_bytes())
