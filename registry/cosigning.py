@@ -49,13 +49,12 @@ class WitnessClient:
                     proof = consistency(old, checkpoint.size) if 0 < old < checkpoint.size else ()
                     body = (f"old {old}\n" + "".join(base64.b64encode(h).decode("ascii") + "\n" for h in proof)
                             + "\n").encode("ascii") + note.encode()
-                    response = self._http.post(f"{self.url}/add-checkpoint", content=body)
-                    data = response.content[:MAX_ANSWER_BYTES]
-                    if response.status_code == 409 and response.headers.get("content-type", "") == SIZE_TYPE:
+                    status, content_type, data = self._post(body)
+                    if status == 409 and content_type == SIZE_TYPE:
                         self._size = int(data.decode("ascii").strip()[:20] or "0")
                         continue
-                    if response.status_code != 200:
-                        raise InvalidSignature(f"answered HTTP {response.status_code}: "
+                    if status != 200:
+                        raise InvalidSignature(f"answered HTTP {status}: "
                                                f"{data.decode('utf-8', 'replace').strip()[:200]}")
                     signature = self._check(note, data)
                     self._size = checkpoint.size
@@ -65,6 +64,17 @@ class WitnessClient:
                 print(f"wmark log: witness {self.verifier.name} at {self.url} did not cosign size "
                       f"{checkpoint.size}: {exc}", file=sys.stderr, flush=True)
                 return None
+
+    def _post(self, body: bytes) -> tuple[int, str, bytes]:
+        """POST add-checkpoint; the answer is read up to MAX_ANSWER_BYTES and no further."""
+        with self._http.stream("POST", f"{self.url}/add-checkpoint", content=body) as response:
+            chunks, total = [], 0
+            for chunk in response.iter_bytes():
+                total += len(chunk)
+                if total > MAX_ANSWER_BYTES:
+                    raise InvalidSignature(f"answer longer than {MAX_ANSWER_BYTES} bytes")
+                chunks.append(chunk)
+            return response.status_code, response.headers.get("content-type", ""), b"".join(chunks)
 
     def _check(self, note: Note, answer: bytes) -> NoteSignature:
         lines = answer.decode("utf-8").splitlines(keepends=False)

@@ -500,3 +500,16 @@ def test_log_and_witness_command_lines_produce_a_proof_the_verifier_checks(tmp_p
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=30)
+
+
+def test_a_restarted_log_catches_a_witness_up_from_its_409(world):
+    store, log, witnesses, witness_servers = world
+    _register(log.server.url, b"before-restart")
+    fill(store, 3, "direct")  # appended while the witnesses were not asked
+    fresh = WitnessClient(witnesses[0].verifier, witness_servers[0].server.url)  # believes the witness is at 0
+    try:
+        signature = fresh.cosign(store.checkpoint(), lambda a, b: store.consistency_proof(a, b).hashes)
+    finally:
+        fresh.close()
+    assert signature is not None and witnesses[0].state(store.origin)[0] == 4
+    assert Note(store.checkpoint().text, (signature,)).verified_by(witnesses[0].verifier) is not None
