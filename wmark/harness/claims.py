@@ -1,6 +1,6 @@
 """False claims of ownership: the attackers, and the real tools they face.
 
-Shared by the tests in this folder, which assert each outcome, and by
+Shared by the tests in ``tests/adversarial``, which assert each outcome, and by
 ``benchmarks/false_claims.py``, which runs the same scenarios with larger
 parameters and tabulates them, so the report cannot drift from what is tested.
 
@@ -17,16 +17,16 @@ from __future__ import annotations
 import io
 import shutil
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from tests.support.helpers import KeyDir, run_cli
 from wmark.files import atomic_write
+from wmark.harness.programs import KeyDir, run_cli
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import commit
 from wmark.protocol.hazmat.identity import SigningKey, load_signing_key, save_signing_key
