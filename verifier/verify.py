@@ -8,30 +8,18 @@ that wanted to answer trigger queries differently cannot tell which they are.
 from __future__ import annotations
 
 import secrets
-from typing import Sequence
 
 import numpy as np
 
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.items import OpenedItem
 from wmark.protocol.keys import VerificationKey, verify_vk_envelope
 from wmark.protocol.margin import QuerySplit
+from wmark.protocol.patterns import item_images
 from wmark.protocol.session import RevealAccepted, VerifierSession
 from wmark.protocol.transcript import AuditReport, Transcript, audit
 from wmark.verifier.oracle import ModelOracle
 
 DECOYS_PER_ITEM = 3
-
-
-def item_images(items: Sequence[OpenedItem], vk: VerificationKey) -> np.ndarray:
-    """The uint8 images to query: as imported or selected from a margin key's split,
-    else rendered from the VRF output."""
-    from wmark.protocol.patterns import render_many
-
-    rendered = iter(render_many([item.seed for item in items if item.pixels is None],  # type: ignore[misc]
-                                vk.input_shape))
-    return np.stack([np.frombuffer(item.pixels, dtype=np.uint8).reshape(vk.input_shape) if item.pixels is not None
-                     else next(rendered) for item in items])
 
 
 def query_split_for(vk: VerificationKey, data_root: str | None) -> QuerySplit | None:
@@ -78,5 +66,5 @@ def query_shuffled(oracle: ModelOracle, images: np.ndarray, decoys: np.ndarray |
 def decide_with_model(session: VerifierSession, event: RevealAccepted, oracle: ModelOracle, *,
                       decoys: np.ndarray | None) -> dsse.Envelope:
     """Query the model on the opened items and sign the verdict."""
-    classes = query_shuffled(oracle, item_images(event.items, session.vk), decoys)
+    classes = query_shuffled(oracle, item_images(event.items, session.vk.input_shape), decoys)
     return session.decide({item.index: int(c) for item, c in zip(event.items, classes)})

@@ -12,7 +12,7 @@ from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey, load_signing_key
-from wmark.protocol.keys import MarkingKey, VerificationKey, load_verification_key
+from wmark.protocol.keys import MarkingKey, VerificationKey, key_set_mismatch, load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES
 from wmark.protocol.session import ProverSession
 from wmark.prover.ledger import (
@@ -80,12 +80,10 @@ def owner_key_path(args: argparse.Namespace) -> Path:
 def load_prover(args: argparse.Namespace) -> Prover:
     vk, _ = load_verification_key(args.vk)
     owner = load_signing_key(owner_key_path(args))
-    if owner.public_key != vk.owner:
-        raise InvalidInput(f"the owner key {owner.public_key.fingerprint} is not the one that signed {args.vk} "
-                           f"({vk.owner.fingerprint})")
     mk = load_marking_key(args.mk)
-    if mk.vk_digest != vk.digest:
-        raise InvalidInput(f"{args.mk} is the marking key of another verification key than {args.vk}")
+    mismatch = key_set_mismatch(mk, vk, owner.public_key, mk_name=str(args.mk), vk_name=str(args.vk))
+    if mismatch is not None:
+        raise InvalidInput(mismatch)
     ledger = Ledger.open(args.ledger or default_ledger_path(args.mk), vk)
     return Prover(mk, vk, owner, ledger, args.budget)
 

@@ -33,6 +33,7 @@ from wmark.errors import InvalidInput, RemoteProtocolError, WmarkError
 from wmark.protocol.framing import (
     BLOB_CHUNK_BYTES,
     MAX_FRAME_BYTES,
+    READ_CHUNK,
     BlobReceiver,
     FrameDecoder,
     encode_frame,
@@ -53,7 +54,6 @@ DEFAULT_MAX_SRS_LOGROWS = 20
 # How long sessions still running at shutdown may take to finish; their
 # reveals are committed already, so cutting them short loses at most a verdict.
 SHUTDOWN_GRACE_S = 5.0
-READ_CHUNK = 64 * 1024
 
 EPILOG = """\
 example:

@@ -13,9 +13,10 @@ from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import MAX_DOCUMENT_BYTES, parse_json
 from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
+from wmark.protocol.patterns import item_images
 from wmark.protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript
 from wmark.verifier.cli._common import add_margin_arguments, add_model_arguments, oracle_from_args, print_verdict
-from wmark.verifier.verify import audit_transcript, item_images
+from wmark.verifier.verify import audit_transcript
 
 EPILOG = """\
 examples:
@@ -62,7 +63,7 @@ def requery(report: AuditReport, args: argparse.Namespace) -> None:
     if oracle.model_ref != report.challenge.model:
         raise InvalidInput(f"the transcript is about {report.challenge.model.describe()}, not "
                            f"{oracle.model_ref.describe()}")
-    answers = oracle.classify(item_images(report.items, report.vk))
+    answers = oracle.classify(item_images(report.items, report.vk.input_shape))
     recorded = np.array([r.predicted for r in report.verdict.results])
     matches = int(sum(int(a) == r.label for a, r in zip(answers, report.verdict.results)))
     print(f"re-queried the model: {int((answers == recorded).sum())} of {len(recorded)} answers as recorded; "

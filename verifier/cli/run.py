@@ -23,7 +23,14 @@ from pathlib import Path
 from wmark.console import add_command
 from wmark.errors import InvalidInput, ModelOracleError, RemoteProtocolError, WmarkError
 from wmark.protocol.decision import lowest_passing_accuracy, threshold
-from wmark.protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
+from wmark.protocol.framing import (
+    MAX_FRAME_BYTES,
+    READ_CHUNK,
+    FrameDecoder,
+    blob_frames,
+    encode_frame,
+    envelope_from_frame,
+)
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey, load_verification_key
 from wmark.protocol.session import Refused, VerifierSession, null_match_probability
@@ -40,7 +47,6 @@ from wmark.verifier.cli.zkcheck import finish_zk
 from wmark.verifier.verify import decide_with_model, default_decoys, query_split_for
 from wmark.verifier.zk import decide_with_proofs, open_verifier
 
-READ_CHUNK = 64 * 1024
 # How long the owner may take for zero-knowledge proofs: building the circuit
 # and keys, then each proof (about 20 s on 2 cores for a digits zk_cnn), with
 # room for a slower or busier machine.

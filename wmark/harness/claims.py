@@ -37,13 +37,12 @@ from wmark.protocol.keyfile import load_marking_key, save_marking_key
 from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_imported
 from wmark.protocol.keys import VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, load_verification_key
 from wmark.protocol.messages import Challenge, ModelRef, Reveal, Verdict, decode
-from wmark.protocol.patterns import render
+from wmark.protocol.patterns import item_images, render
 from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession, now
 from wmark.protocol.transcript import AuditReport, audit, load_transcript
 from wmark.prover.cli import main as prover_main
 from wmark.prover.ledger import Ledger, LedgerEntry
 from wmark.verifier.cli import main as verifier_main
-from wmark.verifier.verify import item_images
 from wmark.watermark.cli import main as wmark_main
 from wmark.watermark.datasets import load_task
 from wmark.watermark.embed import default_recipe, embed, start_model
@@ -370,7 +369,8 @@ def public_openings(transcript: Path) -> tuple[AuditReport, tuple[ItemOpening, .
 def replay_imported(root: Path, transcript: Path) -> Keys:
     """Replay: commit to the images and labels a public verification revealed, as an imported set."""
     report, _ = public_openings(transcript)
-    return commit_imported(root, item_images(report.items, report.vk), np.array([i.label for i in report.items]))
+    return commit_imported(root, item_images(report.items, report.vk.input_shape),
+                           np.array([i.label for i in report.items]))
 
 
 def _borrowed_marking_key(vk: VerificationKey, openings: tuple[ItemOpening, ...]) -> MarkingKey:
