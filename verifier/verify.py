@@ -11,7 +11,9 @@ import secrets
 
 import numpy as np
 
+from wmark.errors import InvalidSignature
 from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.identity import PublicKey
 from wmark.protocol.keys import VerificationKey, verify_vk_envelope
 from wmark.protocol.margin import QuerySplit
 from wmark.protocol.patterns import item_images
@@ -36,6 +38,16 @@ def audit_transcript(transcript: Transcript, data_root: str | None = None) -> Au
     """:func:`~wmark.protocol.transcript.audit`, with a margin key's query split from ``data_root``."""
     vk = verify_vk_envelope(transcript.vk, what="verification key")
     return audit(transcript, margin=query_split_for(vk, data_root))
+
+
+def check_log_key(transcript: Transcript, log_key: PublicKey, *, name: str) -> None:
+    """Refuse a transcript whose registry receipt comes from a log other than
+    ``log_key`` (named ``name``): a receipt proves a time only to someone who
+    trusts the log that signed it (docs/design.md section 4b)."""
+    used = transcript.registration.log_key if transcript.registration is not None else None
+    if used is not None and used != log_key:
+        raise InvalidSignature(f"the transcript's receipt comes from log {used.fingerprint}, not from the log "
+                               f"key in {name}")
 
 
 def default_decoys(input_shape: tuple[int, int, int]) -> np.ndarray | None:

@@ -78,3 +78,22 @@ def load_marking_key(path: str):
 
     passphrase = read_passphrase(confirm=False, purpose=str(path)) if is_sealed(path) else None
     return load(path, passphrase)
+
+
+def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the commands that build a zero-knowledge circuit (prover and verifier alike)."""
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="where temporary circuits and proving keys (hundreds of MB) go; deleted after use "
+                             "(default: the system's temporary directory)")
+    parser.add_argument("--memory-limit", type=_gigabytes, metavar="GB", dest="memory_limit",
+                        help="refuse a model whose proof would need more memory (default: what is available now)")
+
+
+def _gigabytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of gigabytes") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"{text} GB is not a memory size")
+    return int(value * 1e9)

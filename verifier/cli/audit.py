@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from wmark.console import EXIT_OK, add_command
-from wmark.errors import InvalidInput, InvalidOpening, InvalidSignature
+from wmark.errors import InvalidInput, InvalidOpening
 from wmark.files import read_bounded
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import MAX_DOCUMENT_BYTES, parse_json
@@ -16,7 +16,7 @@ from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_enve
 from wmark.protocol.patterns import item_images
 from wmark.protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript
 from wmark.verifier.cli._common import add_margin_arguments, add_model_arguments, oracle_from_args, print_verdict
-from wmark.verifier.verify import audit_transcript
+from wmark.verifier.verify import audit_transcript, check_log_key
 
 EPILOG = """\
 examples:
@@ -86,13 +86,11 @@ def check_log_trust(transcript: Transcript, log_key_path: str | None) -> None:
     """A receipt proves a time only to someone who trusts the log that signed it."""
     if transcript.registration is None:
         return
-    used = transcript.registration.log_key
     if log_key_path is None:
-        print(f"note: the registration was checked against the log key in the transcript, {used.fingerprint}; "
-              f"pass --log-key to require a log you trust")
-    elif load_public_key(log_key_path) != used:
-        raise InvalidSignature(f"the transcript's receipt comes from log {used.fingerprint}, not from the log "
-                               f"key in {log_key_path}")
+        print(f"note: the registration was checked against the log key in the transcript, "
+              f"{transcript.registration.log_key.fingerprint}; pass --log-key to require a log you trust")
+    else:
+        check_log_key(transcript, load_public_key(log_key_path), name=log_key_path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,11 +13,11 @@ import sys
 
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
 from wmark.errors import InvalidInput, InvalidSignature
+from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.transcript import AuditReport, Transcript, load_transcript
 from wmark.protocol.transparency import earlier_registration
 from wmark.verifier.cli._common import add_margin_arguments
-from wmark.verifier.cli.audit import check_log_trust
-from wmark.verifier.verify import audit_transcript
+from wmark.verifier.verify import audit_transcript, check_log_key
 
 EPILOG = """\
 example:
@@ -46,7 +46,7 @@ def _claim(path: str, log_keys: list[str] | None, data_root: str | None) -> tupl
         errors = []
         for key in log_keys:
             try:
-                check_log_trust(transcript, key)
+                check_log_key(transcript, load_public_key(key), name=key)
                 break
             except InvalidSignature as exc:
                 errors.append(str(exc))
