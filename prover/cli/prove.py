@@ -27,7 +27,7 @@ written to --out and the exit code is 1. Public verification (k = n) needs
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "prove", help="answer a challenge file",
+    p = add_command(subparsers, "prove",
                     description="Open the trigger items a verifier's challenge samples, within the leakage "
                                 "budget, and sign the answer.", epilog=EPILOG, func=run)
     add_prover_arguments(p)

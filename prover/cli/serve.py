@@ -44,7 +44,7 @@ def positive(kind):
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "serve", help="answer live verification sessions over TCP",
+    p = add_command(subparsers, "serve",
                     description="Listen for verifiers (`wmark-verifier run`) and answer each challenge through "
                                 "the leakage ledger.", epilog=EPILOG, func=run)
     add_prover_arguments(p)

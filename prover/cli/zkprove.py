@@ -34,7 +34,7 @@ pip install '.[zk]'."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "zkprove", help="answer a zero-knowledge challenge with proofs",
+    p = add_command(subparsers, "zkprove",
                     description="Prove, in zero knowledge, that the suspect model classifies each challenged "
                                 "trigger image as its committed label.", epilog=EPILOG, func=run)
     p.add_argument("--mk", required=True, metavar="FILE", help="the marking key (mk.wmk, made with --zk)")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from wmark.console import EXIT_OK, add_command
 from wmark.errors import InvalidInput, InvalidOpening
 from wmark.files import read_bounded
@@ -13,10 +11,9 @@ from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import MAX_DOCUMENT_BYTES, parse_json
 from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
-from wmark.protocol.patterns import item_images
 from wmark.protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript
 from wmark.verifier.cli._common import add_margin_arguments, add_model_arguments, oracle_from_args, print_verdict
-from wmark.verifier.verify import audit_transcript, check_log_key
+from wmark.verifier.transcripts import audit_transcript, check_log_key
 
 EPILOG = """\
 examples:
@@ -29,7 +26,7 @@ the message names what is wrong."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "audit", help="re-check a verification key or a transcript offline",
+    p = add_command(subparsers, "audit",
                     description="Check a signed wmark object: a verification key (structure, version, owner "
                                 "signature) or a verification transcript (every signature, commitment opening, "
                                 "the subset derivation and the decision).", epilog=EPILOG, func=run)
@@ -59,6 +56,11 @@ def describe_vk(vk: VerificationKey) -> list[str]:
 
 
 def requery(report: AuditReport, args: argparse.Namespace) -> None:
+    # Imported here: auditing a file without --model loads no numerical code.
+    import numpy as np
+
+    from wmark.protocol.patterns import item_images
+
     oracle = oracle_from_args(args)
     if oracle.model_ref != report.challenge.model:
         raise InvalidInput(f"the transcript is about {report.challenge.model.describe()}, not "

@@ -17,7 +17,8 @@ from wmark.verifier.cli._common import (
     report_refusal,
     verifier_identity,
 )
-from wmark.verifier.verify import decide_with_model, default_decoys, query_split_for
+from wmark.verifier.transcripts import query_split_for
+from wmark.verifier.verify import decide_with_model, default_decoys
 
 EPILOG = """\
 example:
@@ -32,7 +33,7 @@ Exit 0 accepted, 1 rejected (or refused by the owner), 2 invalid input."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "check", help="check a reveal, query the model, sign the verdict",
+    p = add_command(subparsers, "check",
                     description="Verify the owner's reveal against the verification key, query the suspect "
                                 "model, and decide.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")

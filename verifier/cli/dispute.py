@@ -17,7 +17,7 @@ from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.transcript import AuditReport, Transcript, load_transcript
 from wmark.protocol.transparency import earlier_registration
 from wmark.verifier.cli._common import add_margin_arguments
-from wmark.verifier.verify import audit_transcript, check_log_key
+from wmark.verifier.transcripts import audit_transcript, check_log_key
 
 EPILOG = """\
 example:
@@ -29,7 +29,7 @@ valid receipt), 2 when an input is invalid or the claims are about different mod
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "dispute", help="name which of two accepted claims was registered first",
+    p = add_command(subparsers, "dispute",
                     description="Audit two verification transcripts about the same model and name the owner whose "
                                 "verification key was registered first.", epilog=EPILOG, func=run)
     p.add_argument("first", help="a verdict.json (transcript)")

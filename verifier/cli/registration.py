@@ -22,7 +22,7 @@ the log's public key: no network, no access to the log."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "registration", help="check a vk's registration receipt offline",
+    p = add_command(subparsers, "registration",
                     description="Check that a receipt proves the verification key was appended to the "
                                 "log of the given public key, and print when.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner-signed verification key")

@@ -38,7 +38,8 @@ from wmark.verifier.cli._common import (
     verifier_identity,
 )
 from wmark.verifier.client import ZK_SETUP_WAIT_S, ZK_WAIT_PER_PROOF_S, ProverConnection, proof_wait
-from wmark.verifier.verify import decide_with_model, default_decoys, query_split_for
+from wmark.verifier.transcripts import query_split_for
+from wmark.verifier.verify import decide_with_model, default_decoys
 from wmark.verifier.zk import decide_with_proofs, open_verifier
 
 EPILOG = """\
@@ -76,7 +77,7 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "run", help="verify live against `wmark-prover serve`",
+    p = add_command(subparsers, "run",
                     description="Challenge the owner's prover over TCP, check its openings, query the suspect "
                                 "model and sign the verdict.", epilog=EPILOG, func=run)
     p.add_argument("--connect", required=True, type=parse_address, metavar="HOST:PORT",

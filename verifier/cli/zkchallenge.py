@@ -26,7 +26,7 @@ No trigger image is revealed, so k can be n. Needs pip install '.[zk]'."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "zkchallenge", help="write a zero-knowledge challenge (white-box model)",
+    p = add_command(subparsers, "zkchallenge",
                     description="Challenge the owner to prove, in zero knowledge, that the suspect model you hold "
                                 "classifies k committed trigger images as their labels.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key (made with --zk)")

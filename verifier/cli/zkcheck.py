@@ -37,7 +37,7 @@ a non-match and is listed. Exit 0 accepted, 1 rejected, 2 invalid input
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "zkcheck", help="check zero-knowledge proofs, sign the verdict",
+    p = add_command(subparsers, "zkcheck",
                     description="Verify the owner's zero-knowledge proofs against the suspect model you hold, "
                                 "and decide.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")

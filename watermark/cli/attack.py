@@ -83,7 +83,7 @@ served, not its weights, so it writes nothing. Runs are seeded."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "attack", help="try to remove a watermark, as an adversary would",
+    p = add_command(subparsers, "attack",
                     description="Attack a model with the adversary's removal attacks (fine-tuning, re-training, "
                                 "pruning, distillation, extraction, noise, quantisation) using only data the "
                                 "owner never trained on, and report what is left of the watermark.",

@@ -23,7 +23,7 @@ behind the log's back (naming the entry)."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "log", help="serve a transparency log over HTTP, or check one",
+    p = add_command(subparsers, "log",
                     description="Run or audit the append-only Merkle log that fixes verification keys "
                                 "in time (RFC 9162 hashing, SQLite storage).", epilog=EPILOG, func=run)
     actions = p.add_subparsers(dest="log_action", metavar="ACTION", required=True)
