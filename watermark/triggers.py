@@ -67,11 +67,11 @@ class _Drawn:
 
 def _drawn(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, int]) -> _Drawn:
     if kind is TriggerKind.DERIVED:
-        return _Drawn(proof_to_hash(opening.vrf_proof), None)  # type: ignore[arg-type]
+        return _Drawn(proof_to_hash(opening.vrf_proof), None)
     if kind is TriggerKind.MARGIN:
         raise InvalidInput("a margin item's image is an image of its key's query split: see "
                            "trigger_set_from_marking_key")
-    return _Drawn(None, opening.image[len(image_header(shape)):])  # type: ignore[index]
+    return _Drawn(None, opening.image[len(image_header(shape)):])
 
 
 def item_image(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, int]) -> np.ndarray:
