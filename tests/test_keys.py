@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import stat
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +28,7 @@ from wmark.protocol.keys import (
     VK_PAYLOAD_TYPE,
     MarkingKey,
     VerificationKey,
+    key_set_mismatch,
     load_verification_key,
     verify_vk_envelope,
 )
@@ -548,3 +550,20 @@ def test_malformed_plaintext_marking_keys_are_decode_errors(small_mk, edit, matc
     edit(obj)
     with pytest.raises(DecodeError, match=match):
         MarkingKey.from_bytes(canonical_json(obj))
+
+
+# --- one owner's key set ------------------------------------------------------------
+
+
+def test_a_key_set_of_one_owner_has_no_mismatch(pair):
+    assert key_set_mismatch(pair.marking_key, pair.verification_key, OWNER.public_key) is None
+
+
+def test_a_key_set_mismatch_names_the_owner_key_the_marking_key_or_the_vrf_key(derived):
+    mk, vk = derived.marking_key, derived.verification_key
+    other = make_pair("imported", vk.scheme)
+    assert "is not the one that signed vk.json" in key_set_mismatch(mk, vk, SigningKey.generate().public_key,
+                                                                    vk_name="vk.json")
+    assert "mk.wmk is the marking key of another verification key" in key_set_mismatch(
+        other.marking_key, vk, OWNER.public_key, mk_name="mk.wmk")
+    assert "VRF key" in key_set_mismatch(replace(mk, vrf_secret_key=VrfSecretKey.generate()), vk, OWNER.public_key)

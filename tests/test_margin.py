@@ -28,11 +28,11 @@ from wmark.protocol.keygen import keygen_derived, keygen_margin
 from wmark.protocol.keys import MarkingKey, VerificationKey, verify_vk_envelope
 from wmark.protocol.margin import MarginItems, QuerySplit, query_label, query_position, stratum
 from wmark.protocol.messages import ModelRef, Reveal, Verdict, decode
+from wmark.protocol.patterns import item_images
 from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession
 from wmark.protocol.transcript import Transcript, audit
 from wmark.prover import cli as prover_cli
 from wmark.verifier import cli as verifier_cli
-from wmark.verifier.verify import item_images
 from wmark.watermark import cli as wmark_cli
 from wmark.watermark.attacks.verification import OwnerKeys, verify_privately
 from wmark.watermark.datasets import load_task
@@ -198,7 +198,7 @@ def test_margin_items_open_through_the_real_sessions_and_audit(pair, split, digi
     event = verifier.receive(reveal)
     assert isinstance(event, RevealAccepted)
     queries = trigger_set_from_marking_key(pair.marking_key, split)
-    assert np.array_equal(item_images(event.items, pair.verification_key), queries.images)
+    assert np.array_equal(item_images(event.items, pair.verification_key.input_shape), queries.images)
     verdict_env = verifier.decide({item.index: item.label for item in event.items})
     verdict = decode(verdict_env, (Verdict,))
     assert isinstance(verdict, Verdict)
