@@ -41,7 +41,7 @@ from wmark.watermark.margin import MarginLoss, MarginOptions, ascend, embed_marg
 from wmark.watermark.modelio import load_model
 from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
-SETTINGS = settings(derandomize=True, deadline=None, max_examples=200)
+SETTINGS = settings(deadline=None, max_examples=200)
 P_MIN = 0.001
 OWNER = SigningKey.generate()
 

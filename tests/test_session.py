@@ -35,7 +35,7 @@ from wmark.protocol.session import (
 )
 
 N, K = 16, 5
-SETTINGS = settings(derandomize=True, deadline=None, max_examples=60)
+SETTINGS = settings(deadline=None, max_examples=60)
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ def test_any_changed_byte_of_a_signed_reveal_is_refused(world, offset, flip):
     expect_refused(session, replace(envelope, payload=bytes(payload)), "signature")
 
 
-@settings(derandomize=True, deadline=None, max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(st.binary(min_size=32, max_size=32), st.integers(1, 300), st.data())
 def test_the_subset_sampler_is_deterministic_and_uniformly_shaped(digest, n, data):
     k = data.draw(st.integers(1, n))
