@@ -1,0 +1,249 @@
+"""Every check that decides, pinned where it decides (docs/design.md section 4).
+
+Each test here fails when one check of the verifier, the auditor or the
+prover's ledger is removed or weakened: the threshold exactly at ``tau``, the
+label a derived item must carry, the audit of a verdict re-signed with other
+parameters, a reveal with one index too many or too few, and the cumulative
+leakage budget exactly at its limit.  benchmarks/mutation.py runs the mutation
+tester against these tests, among others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wmark.errors import InvalidOpening, RemoteProtocolError
+from wmark.protocol.decision import decide, tail, threshold
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.commitment import Scheme
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.sampling import derive_label
+from wmark.protocol.hazmat.vrf import VrfSecretKey
+from wmark.protocol.items import TriggerKind, open_item
+from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived
+from wmark.protocol.messages import Challenge, ItemResult, ModelRef, Reveal, Verdict, decode
+from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession, build_verdict
+from wmark.protocol.transcript import Transcript, audit
+from wmark.prover.ledger import Ledger, Outcome
+
+N, K, L = 20, 8, 10
+MODEL = ModelRef(sha256=bytes(32))
+P0 = Fraction(1, L)
+
+
+@dataclass(frozen=True)
+class World:
+    pair: KeyPair
+    owner: SigningKey
+    verifier: SigningKey
+
+    def run(self, k: int, correct: int | None = None) -> tuple[dsse.Envelope, dsse.Envelope, dsse.Envelope]:
+        """A challenge, its reveal, and a verdict on a model that answers the first
+        ``correct`` challenged items with their labels (all of them by default)."""
+        verifier = VerifierSession(self.pair.verification_key, self.verifier, MODEL, k)
+        challenge = verifier.challenge()
+        prover = ProverSession(self.pair.marking_key, self.pair.verification_key, self.owner)
+        prover.receive(challenge)
+        reveal = prover.reveal()
+        event = verifier.receive(reveal)
+        assert isinstance(event, RevealAccepted)
+        correct = k if correct is None else correct
+        predictions = {item.index: item.label if rank < correct else (item.label + 1) % L
+                       for rank, item in enumerate(event.items)}
+        return challenge, reveal, verifier.decide(predictions)
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    owner = SigningKey.generate()
+    return World(keygen_derived(owner=owner, n=N, num_classes=L, input_shape=(1, 8, 8)), owner,
+                 SigningKey.generate())
+
+
+# ---- the threshold -------------------------------------------------------------------------------------------
+
+@settings(deadline=None, max_examples=80)
+@given(k=st.integers(1, 120), p0=st.sampled_from([Fraction(1, 2), Fraction(1, 9), Fraction(1, 10), Fraction(1, 100)]),
+       lam=st.integers(1, 64))
+def test_acceptance_starts_exactly_at_tau(k, p0, lam):
+    tau = threshold(k, p0, lam)
+    if tau is None:
+        assert not decide(k, k, p0, lam).accepted
+        return
+    assert decide(tau, k, p0, lam).accepted
+    if tau > 0:
+        assert not decide(tau - 1, k, p0, lam).accepted
+    assert decide(tau, k, p0, lam).p_value == tail(tau, k, p0) <= Fraction(1, 2**lam)
+
+
+def test_tau_is_never_zero_for_a_sensible_lambda():
+    # tau = 0 would accept a model that matches nothing; P[B >= 0] = 1 > 2^-lambda for lambda >= 1.
+    assert all(threshold(k, P0, lam) != 0 for k in (1, 20, 200) for lam in (1, 40))
+
+
+@pytest.mark.parametrize("offset, accepted", [(-1, False), (0, True)])
+def test_a_session_verdict_accepts_from_tau_matches_on(world, offset, accepted):
+    tau = threshold(N, P0)
+    assert tau == 16
+    challenge, reveal, verdict_env = world.run(N, correct=tau + offset)
+    verdict = decode(verdict_env, (Verdict,))
+    assert verdict.matches == tau + offset and verdict.tau == tau and verdict.accepted is accepted
+    assert audit(Transcript(world.pair.signed_vk, challenge, reveal, verdict_env)).verdict.accepted is accepted
+
+
+# ---- labels of derived items ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pirate(world) -> KeyPair:
+    """A derived key whose items are honest VRF outputs but whose committed labels are
+    chosen (here: never the derived one), as a thief would choose the answers its stolen
+    model already gives.  Built from keygen's own steps, with the label rule swapped."""
+    owner = world.owner
+    vrf_sk = VrfSecretKey.generate()
+    pairs = _seeded_items(vrf_sk, owner, N, lambda seed, _: (derive_label(seed, L) + 1) % L, Scheme.HASH, None)
+    return _finish(owner, Scheme.HASH, TriggerKind.DERIVED, (1, 8, 8), L, pairs, vrf_sk, None)
+
+
+def test_an_opening_with_a_chosen_label_is_refused(pirate):
+    vk, mk = pirate.verification_key, pirate.marking_key
+    for opening in mk.openings[:3]:
+        with pytest.raises(InvalidOpening, match="not the one derived from the VRF output"):
+            open_item(opening, vk.commitments[opening.index], kind=vk.kind, num_classes=L,
+                      input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner)
+
+
+def test_a_derived_key_with_chosen_labels_is_never_accepted(world, pirate):
+    verifier = VerifierSession(pirate.verification_key, world.verifier, MODEL, K)
+    challenge = verifier.challenge()
+    prover = ProverSession(pirate.marking_key, pirate.verification_key, world.owner)
+    prover.receive(challenge)
+    with pytest.raises(RemoteProtocolError, match="not the one derived from the VRF output"):
+        verifier.receive(prover.reveal())
+
+
+# ---- the audit of re-signed verdicts -------------------------------------------------------------------------
+
+def resigned(world: World, challenge: dsse.Envelope, reveal: dsse.Envelope, verdict_env: dsse.Envelope, *,
+             results: tuple[ItemResult, ...] | None = None, p0: Fraction | None = None,
+             lam: int | None = None) -> Transcript:
+    """The transcript with its verdict rebuilt by the verifier's own rule from other
+    parameters and signed again: self-consistent, so only the audit's checks of those
+    parameters against the key and the reveal can catch it."""
+    verdict = decode(verdict_env, (Verdict,))
+    rebuilt = build_verdict(world.pair.verification_key, Challenge.digest_of(challenge), Reveal.digest_of(reveal),
+                            verdict.model, verdict.results if results is None else results,
+                            verdict.p0 if p0 is None else p0, verdict.lam if lam is None else lam,
+                            verdict.registration, verdict.decided)
+    return Transcript(world.pair.signed_vk, challenge, reveal, rebuilt.sign(world.verifier))
+
+
+@pytest.fixture(scope="module")
+def honest(world):
+    return world.run(K)
+
+
+def test_the_honest_transcript_audits(world, honest):
+    transcript = resigned(world, *honest)
+    assert audit(transcript).verdict == decode(honest[2], (Verdict,))
+
+
+@pytest.mark.parametrize("p0", [Fraction(1, 2), Fraction(1, 11), Fraction(1, 9)])
+def test_a_verdict_resigned_with_another_p0_is_refused(world, honest, p0):
+    with pytest.raises(InvalidOpening, match="p0="):
+        audit(resigned(world, *honest, p0=p0))
+
+
+@pytest.mark.parametrize("change", ["drop", "add", "other-subset", "relabel"])
+def test_a_verdict_resigned_over_other_items_is_refused(world, honest, change):
+    results = list(decode(honest[2], (Verdict,)).results)
+    mk = world.pair.marking_key
+    others = [o for o in mk.openings if o.index not in {r.index for r in results}]
+    if change == "drop":  # k - 1 items
+        del results[-1]
+    elif change == "add":  # k + 1 items
+        results.append(ItemResult(others[0].index, others[0].label, others[0].label))
+    elif change == "other-subset":
+        results[0] = ItemResult(others[0].index, others[0].label, others[0].label)
+    else:
+        results[0] = ItemResult(results[0].index, (results[0].label + 1) % L, (results[0].label + 1) % L)
+    with pytest.raises(InvalidOpening, match="items or labels are not those of the reveal"):
+        audit(resigned(world, *honest, results=tuple(sorted(results, key=lambda r: r.index))))
+
+
+def test_a_verdict_with_another_lambda_but_the_old_decision_is_refused(world):
+    # Stated lambda and decision must agree: 8 matches of 8 at p0 = 1/10 pass lambda = 20 but
+    # not lambda = 40 (tau would be None), so a verdict claiming acceptance "at 40" is refused.
+    challenge, reveal, verdict_env = world.run(K)
+    verdict = decode(verdict_env, (Verdict,))
+    assert verdict.lam == 40 and not verdict.accepted
+    forged = replace(verdict, tau=threshold(K, P0, 20), accepted=True)
+    with pytest.raises(InvalidOpening, match="decision, digests or caveats"):
+        audit(Transcript(world.pair.signed_vk, challenge, reveal, forged.sign(world.verifier)))
+
+
+def test_a_verdict_with_other_matches_than_its_results_is_refused(world):
+    challenge, reveal, verdict_env = world.run(N, correct=15)
+    verdict = decode(verdict_env, (Verdict,))
+    forged = replace(verdict, matches=16, accepted=True)
+    with pytest.raises(InvalidOpening, match="decision, digests or caveats"):
+        audit(Transcript(world.pair.signed_vk, challenge, reveal, forged.sign(world.verifier)))
+
+
+# ---- reveals with one index too many or too few --------------------------------------------------------------
+
+@pytest.mark.parametrize("change", ["extra", "missing"])
+def test_a_reveal_with_one_extra_or_one_missing_index_is_refused(world, change):
+    session = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K)
+    challenge = session.challenge()
+    indices = list(session.subset)
+    if change == "extra":
+        indices = sorted([*indices, next(i for i in range(N) if i not in indices)])
+    else:
+        del indices[len(indices) // 2]
+    mk, vk = world.pair.marking_key, world.pair.verification_key
+    reveal = Reveal(Challenge.digest_of(challenge), vk.digest, vk.scheme,
+                    tuple(mk.openings[i] for i in indices)).sign(world.owner)
+    with pytest.raises(RemoteProtocolError, match=f"{change} \\[[0-9]"):
+        session.receive(reveal)
+
+
+# ---- the leakage budget, exactly at its limit ----------------------------------------------------------------
+
+def respond(world: World, ledger: Ledger, k: int, budget: Fraction):
+    verifier = VerifierSession(world.pair.verification_key, world.verifier, MODEL, k)
+    challenge = verifier.challenge()
+    prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
+    return set(verifier.subset), ledger.respond(prover, challenge, budget=budget)
+
+
+def test_a_budget_is_spent_up_to_its_limit_and_no_further(world, tmp_path: Path):
+    budget = Fraction(K, N)
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    first, response = respond(world, ledger, K, budget)
+    assert response.outcome is Outcome.REVEALED and response.revealed == K  # exactly at the budget: allowed
+    # Any further challenge that opens even one new item goes past it, however small it is.
+    refused = 0
+    for k in (1, 2, 3, 1, 2, 3):
+        subset, response = respond(world, ledger, k, budget)
+        assert response.outcome is (Outcome.REVEALED if subset <= first else Outcome.REFUSED)
+        refused += response.outcome is Outcome.REFUSED
+    assert refused  # all six inside the first subset has probability below 1e-4
+    assert ledger.revealed_indices() == frozenset(first)
+
+
+def test_a_budget_counts_every_challenge_so_far(world, tmp_path: Path):
+    # Two challenges of 3 each under a budget of 5 of 20: each fits alone, not both together
+    # (unless the second happens to open at most 2 new items).
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    budget = Fraction(5, N)
+    first, response = respond(world, ledger, 3, budget)
+    assert response.outcome is Outcome.REVEALED
+    second, response = respond(world, ledger, 3, budget)
+    assert response.outcome is (Outcome.REVEALED if len(first | second) <= 5 else Outcome.REFUSED)
+    assert len(ledger.revealed_indices()) <= 5
