@@ -14,7 +14,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-
 from tests.support.helpers import DigitsWorld, build_digits_world
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
