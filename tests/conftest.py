@@ -12,22 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
-
+import tests.hypothesis_profiles  # noqa: F401  (registers and loads the "ci"/"random" profiles)
 from tests.support.helpers import DigitsWorld, build_digits_world
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-# Hypothesis profiles.  "ci" (the default, and what CI runs) is derandomised:
-# the same examples on every run, so a red run is reproducible and a green run
-# is not luck.  "random" draws fresh examples each run, for long local hunts:
-# HYPOTHESIS_PROFILE=random python -m pytest tests/test_decision.py  (CI=1 always means "ci")
-# Tests set their own max_examples and deadline, never derandomize, so the
-# profile alone decides whether a run is reproducible.
-settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
-settings.register_profile("random", derandomize=False, deadline=None, max_examples=1000,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
