@@ -15,7 +15,7 @@ which matches neither the import path the package-dir mapping gives
 (wmark.protocol.decision) nor the folder the editable finder resolves to.
 
 Budget (the CPU is shared): only the functions that decide are mutated
-(FOCUS below), and past ``--budget`` mutants per module a deterministic sample
+(each target's focus below), and past ``--budget`` mutants per module a deterministic sample
 (by a hash of the mutation's position and operator) is run; the report says
 how many were sampled out.  Never run this beside other tests of this tree:
 while it runs, the module under test is mutated on disk.
@@ -26,6 +26,7 @@ while it runs, the module under test is mutated on disk.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -83,7 +84,15 @@ TARGETS = (
 # Survivors judged equivalent (the mutant behaves as the original on every
 # input the code can meet), keyed by (target, operator, source line as it
 # stands), with the reason.  Filled in from the report, one by one.
-EQUIVALENT: dict[tuple[str, str, str], str] = {}
+_ENUM = "equivalent: enum members are singletons, so == and `is` (!= and `is not`) agree on them"
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    ("items", "ReplaceComparisonOperator_IsNot_NotEq", "return self is not TriggerKind.IMPORTED"): _ENUM,
+    ("items", "ReplaceComparisonOperator_Is_Eq", "if kind is TriggerKind.MARGIN:"): _ENUM,
+    ("ledger", "ReplaceComparisonOperator_IsNot_NotEq", "if session.state is not ProverState.DECIDE:"): _ENUM,
+    ("ledger", "ReplaceBinaryOperator_Mul_Div",
+     "def answer(self, session: ProverSession, event: ChallengeReceived, challenge: dsse.Envelope, *,"):
+        "equivalent: `/` in place of `*` only lets `budget` be passed by position too; every call names it",
+}
 
 
 def git(*args: str) -> str:
@@ -95,15 +104,40 @@ def sample_key(spec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the type annotations are: with ``from __future__ import annotations``
+    they are never evaluated, so every mutant inside one is equivalent and not run."""
+    spans = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        notes = []
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            notes.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            notes.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+        spans += [((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0)) for n in notes]
+    return spans
+
+
+def in_annotation(spec, spans: list[tuple[tuple[int, int], tuple[int, int]]]) -> bool:
+    return any(start <= tuple(spec.start_pos) and tuple(spec.end_pos) <= end for start, end in spans)
+
+
 def baseline(target: Target) -> float:
     start = time.monotonic()
-    done = subprocess.run([*PYTEST, *target.tests], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([*PYTEST, *target.tests], check=False, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"baseline fails for {target.name}; fix the tests first:\n{done.stdout[-2000:]}")
     return time.monotonic() - start
 
 
-def run_target(target: Target, budget: int, work: Path) -> dict:
+def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, str]] | None = None) -> dict:
+    """Mutate ``target`` and run its tests against each mutant.
+
+    ``recheck``: instead of a sample, exactly the mutants at these (line,
+    operator) pairs, the survivors of an earlier run.
+    """
     seconds = baseline(target)
     config = work / f"{target.name}.toml"
     db_path = work / f"{target.name}.sqlite"
@@ -119,8 +153,15 @@ def run_target(target: Target, budget: int, work: Path) -> dict:
     subprocess.run([*cosmic, "init", str(config), str(db_path)], cwd=ROOT, check=True, capture_output=True)
     with use_db(str(db_path), WorkDB.Mode.open) as db:
         items = db.work_items
-        focus = [i for i in items if i.mutations[0].definition_name in target.focus]
-        keep = {i.job_id for i in sorted(focus, key=lambda i: sample_key(i.mutations[0]))[:budget]}
+        spans = annotation_spans(ROOT / target.path)
+        annotations = [i for i in items if in_annotation(i.mutations[0], spans)]
+        focus = [i for i in items if i.mutations[0].definition_name in target.focus
+                 and not in_annotation(i.mutations[0], spans)]
+        if recheck is None:
+            keep = {i.job_id for i in sorted(focus, key=lambda i: sample_key(i.mutations[0]))[:budget]}
+        else:
+            keep = {i.job_id for i in focus
+                    if (i.mutations[0].start_pos[0], i.mutations[0].operator_name.split("/")[-1]) in recheck}
         skipped = [i.job_id for i in items if i.job_id not in keep]
         if skipped:
             db.set_multiple_results(skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
@@ -148,40 +189,53 @@ def run_target(target: Target, budget: int, work: Path) -> dict:
                 survivors.append({
                     "function": spec.definition_name, "line": spec.start_pos[0], "operator": operator,
                     "source": source, "diff": result.diff or "",
-                    "equivalent": EQUIVALENT.get((target.name, operator, source)),
                 })
     survivors.sort(key=lambda s: (s["line"], s["operator"]))
     return {"target": target.name, "path": target.path, "strict": target.strict, "focus": list(target.focus),
-            "tests": list(target.tests), "generated": len(items), "in_focus": len(focus), "run": len(keep),
-            "sampled_out": len(focus) - len(keep), "baseline_s": round(seconds, 2), "elapsed_s": round(elapsed, 1),
+            "tests": list(target.tests), "generated": len(items), "annotations": len(annotations),
+            "in_focus": len(focus), "run": len(keep),
+            "sampled_out": len(focus) - len(keep), "recheck": recheck is not None, "baseline_s": round(seconds, 2), "elapsed_s": round(elapsed, 1),
             **counts, "survivors": survivors}
 
 
-def write_report(runs: list[dict], meta: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mutation.json").write_text(json.dumps({**meta, "targets": runs}, indent=1) + "\n")
-    out = ["# Mutation testing of the deciding modules", "",
-           f"commit `{meta['commit']}` ({meta['date']}, {meta['machine']}); tool {meta['tool']};",
-           f"command `{meta['command']}`; seeds: hypothesis profile \"ci\" (derandomised), "
-           "sample order sha256 of each mutation's position and operator.", "",
-           "| module | generated | in focus | run | sampled out | killed | timeout | incompetent | survived | "
-           "unexplained | baseline s | time s |",
+def _table(doc: dict) -> list[str]:
+    out = [f"commit `{doc['commit']}` ({doc['date']}, {doc['machine']}); tool {doc['tool']};",
+           (f"command `{doc['command']}`; seeds: hypothesis profile \"ci\" (derandomised), "
+            "sample order sha256 of each mutation's position and operator."), "",
+           ("| module | mode | generated | in focus | run | sampled out | killed | timeout | incompetent | "
+            "survived | baseline s | time s |"),
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        unexplained = sum(1 for s in r["survivors"] if not s["equivalent"])
-        out.append(f"| {r['path']}{' (strict)' if r['strict'] else ''} | {r['generated']} | {r['in_focus']} | "
+    for r in doc["targets"]:
+        out.append(f"| {r['path']}{' (strict)' if r['strict'] else ''} | "
+                   f"{'recheck' if r.get('recheck') else 'sample'} | {r['generated']} | {r['in_focus']} | "
                    f"{r['run']} | {r['sampled_out']} | {r['killed']} | {r['timeout']} | {r['incompetent']} | "
-                   f"{r['survived']} | {unexplained} | {r['baseline_s']} | {r['elapsed_s']} |")
-    out += ["", "Focus: only the functions that decide are mutated; \"sampled out\" mutants of those functions "
-            "were not run (budget). Strict modules must have no unexplained survivor.", ""]
-    for r in runs:
-        if not r["survivors"]:
-            continue
-        out += [f"## Survivors in {r['path']}", ""]
+                   f"{r['survived']} | {r['baseline_s']} | {r['elapsed_s']} |")
+    return out
+
+
+def latest(runs: list[dict]) -> dict[str, dict]:
+    """Per target, its last result: a recheck of a sample's survivors supersedes them."""
+    return {r["target"]: r for doc in runs for r in doc["targets"]}
+
+
+def write_report(runs: list[dict]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "mutation.json").write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    out = ["# Mutation testing of the deciding modules", "",
+           ("Only the functions that decide are mutated (each target's focus in benchmarks/mutation.py); "
+            "\"sampled out\" mutants of those functions were not run (the budget), nor were mutants inside type "
+            "annotations (never evaluated: the modules use `from __future__ import annotations`). A recheck runs a sample's "
+            "survivors again after tests were added for them. Strict modules must end with no unexplained "
+            "survivor."), ""]
+    for number, doc in enumerate(runs, 1):
+        out += [f"## Run {number}", "", *_table(doc), ""]
+    out += ["## Survivors after the last run of each module", ""]
+    for r in latest(runs).values():
         for s in r["survivors"]:
-            why = s["equivalent"] or "NOT EXPLAINED: a missing test"
-            out += [f"- line {s['line']} in `{s['function']}`, {s['operator']}: `{s['source']}` — {why}"]
-        out.append("")
+            why = EQUIVALENT.get((r["target"], s["operator"], s["source"])) or "NOT EXPLAINED: a missing test"
+            out.append(f"- {r['path']} line {s['line']} in `{s['function']}`, {s['operator']}: "
+                       f"`{s['source']}` — {why}")
+    out.append("")
     (RESULTS / "mutation.md").write_text("\n".join(out) + "\n")
 
 
@@ -191,25 +245,40 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=20, help="most mutants run per module (default 20)")
     parser.add_argument("--strict-budget", type=int, default=60,
                         help="most mutants run per strict module (default 60)")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the earlier runs of benchmarks/results/mutation.json in the report")
+    parser.add_argument("--recheck", action="store_true",
+                        help="with --append: run only the last survivors of each chosen module again")
+    parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
     args = parser.parse_args()
+    earlier = json.loads((RESULTS / "mutation.json").read_text())["runs"] if args.append or args.report_only else []
+    if args.report_only:
+        write_report(earlier)
+        return
     chosen = [t for t in TARGETS if not args.only or t.name in args.only.split(",")]
+    last = latest(earlier)
+    if args.recheck:
+        chosen = [t for t in chosen if t.name in last and last[t.name]["survivors"]]
     if git("status", "--porcelain", "--", *(t.path for t in chosen)):
         raise SystemExit("the modules to mutate have uncommitted changes; commit them first")
     meta = {"commit": git("rev-parse", "HEAD"), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python "
                        f"{platform.python_version()}",
             "tool": "cosmic-ray " + __import__("importlib.metadata").metadata.version("cosmic-ray"),
-            "command": "python benchmarks/mutation.py " + " ".join(sys.argv[1:]), "budget": args.budget, "strict_budget": args.strict_budget}
+            "command": "python benchmarks/mutation.py " + " ".join(sys.argv[1:]), "budget": args.budget,
+            "strict_budget": args.strict_budget}
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for target in chosen:
             print(f"{target.name}: mutating {target.path} ...", flush=True)
-            runs.append(run_target(target, args.strict_budget if target.strict else args.budget, Path(tmp)))
+            recheck = ({(s["line"], s["operator"]) for s in last[target.name]["survivors"]} if args.recheck
+                       else None)
+            runs.append(run_target(target, args.strict_budget if target.strict else args.budget, Path(tmp), recheck))
             r = runs[-1]
             print(f"  {r['run']} run of {r['in_focus']} in focus ({r['generated']} generated): "
                   f"{r['killed']} killed, {r['timeout']} timeout, {r['survived']} survived, {r['elapsed_s']} s",
                   flush=True)
-    write_report(runs, meta)
+    write_report([*earlier, {**meta, "targets": runs}])
     print(f"wrote {RESULTS / 'mutation.md'}")
 
 

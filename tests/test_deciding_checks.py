@@ -18,15 +18,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wmark.errors import InvalidOpening, RemoteProtocolError
-from wmark.protocol.decision import decide, tail, threshold
+from wmark.errors import InvalidInput, InvalidOpening, LocalProtocolError, RemoteProtocolError
+from wmark.protocol.decision import MAX_K, decide, tail, threshold
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.identity import SigningKey
-from wmark.protocol.hazmat.sampling import derive_label
+from wmark.protocol.hazmat.sampling import derive_label, sample_subset
 from wmark.protocol.hazmat.vrf import VrfSecretKey
-from wmark.protocol.items import TriggerKind, open_item
-from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived
+from wmark.protocol.items import ItemOpening, TriggerKind, image_header, open_item, vrf_alpha
+from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived, keygen_imported
 from wmark.protocol.messages import Challenge, ItemResult, ModelRef, Reveal, Verdict, decode
 from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession, build_verdict
 from wmark.protocol.transcript import Transcript, audit
@@ -247,3 +247,104 @@ def test_a_budget_counts_every_challenge_so_far(world, tmp_path: Path):
     second, response = respond(world, ledger, 3, budget)
     assert response.outcome is (Outcome.REVEALED if len(first | second) <= 5 else Outcome.REFUSED)
     assert len(ledger.revealed_indices()) <= 5
+
+
+# ---- the sample size, imported items and label ranges (survivors of benchmarks/mutation.py) -------------------
+
+@pytest.mark.parametrize("k", [-1, 0, MAX_K + 1, 2 * MAX_K])
+def test_sample_sizes_outside_one_to_max_k_are_refused(k):
+    with pytest.raises(InvalidInput, match="sample size"):
+        threshold(k, P0)
+
+
+@pytest.fixture(scope="module")
+def imported(world) -> KeyPair:
+    # 3x16x16: canonical images longer than 256 bytes, beyond CPython's small-int cache,
+    # so an identity comparison of lengths would fail on them.
+    return keygen_imported(owner=world.owner, images=[bytes([i]) * 768 for i in range(4)], labels=[3, 1, 4, 1],
+                           num_classes=L, input_shape=(3, 16, 16))
+
+
+def open_imported(pair: KeyPair, opening: ItemOpening):
+    vk = pair.verification_key
+    return open_item(opening, vk.commitments[opening.index], kind=vk.kind, num_classes=L,
+                     input_shape=vk.input_shape, vrf_key=None, owner=vk.owner)
+
+
+def test_an_honest_imported_item_opens_to_its_pixels(imported):
+    item = open_imported(imported, imported.marking_key.openings[2])
+    assert (item.index, item.label, item.seed, item.pixels) == (2, 4, None, bytes([2]) * 768)
+
+
+@pytest.mark.parametrize("bend, fragment", [
+    ("short", "not a canonical 3x16x16 image"), ("long", "not a canonical 3x16x16 image"),
+    ("other-shape", "not a canonical 3x16x16 image"), ("with-proof", "opens with its image"),
+    ("no-image", "opens with its image")])
+def test_an_imported_item_opens_only_with_its_canonical_image(imported, bend, fragment):
+    opening = imported.marking_key.openings[2]
+    image = opening.image
+    assert image is not None
+    bent = {"short": replace(opening, image=image[:-1]), "long": replace(opening, image=image + b"\0"),
+            "other-shape": replace(opening, image=image_header((3, 8, 32)) + image[len(image_header((3, 16, 16))):]),
+            "with-proof": replace(opening, vrf_proof=bytes(80)), "no-image": replace(opening, image=None)}[bend]
+    with pytest.raises(InvalidOpening, match=fragment):
+        open_imported(imported, bent)
+
+
+@pytest.mark.parametrize("label", [-1, L, L + 1])
+def test_a_label_outside_the_classes_is_refused(world, imported, label):
+    for pair in (world.pair, imported):
+        opening = replace(pair.marking_key.openings[0], label=label)
+        with pytest.raises(InvalidOpening, match="outside"):
+            vk = pair.verification_key
+            open_item(opening, vk.commitments[0], kind=vk.kind, num_classes=L, input_shape=vk.input_shape,
+                      vrf_key=vk.vrf_key, owner=vk.owner)
+
+
+def test_derived_and_margin_items_are_seeded_and_imported_ones_are_not():
+    assert TriggerKind.DERIVED.seeded and TriggerKind.MARGIN.seeded and not TriggerKind.IMPORTED.seeded
+
+
+def test_the_vrf_input_of_an_item_is_tag_owner_and_a_four_byte_index(world):
+    # Pinned bytes: keys made before a change of this encoding must keep verifying.
+    owner = world.owner.public_key
+    assert vrf_alpha(258, owner) == b"wmark/trigger/v1" + bytes.fromhex(owner.keyid) + b"\x00\x00\x01\x02"
+
+
+@pytest.mark.parametrize("change", ["other-key", "other-key-ff", "fewer-items", "more-items"])
+def test_an_audit_refuses_a_challenge_that_names_another_key(world, change):
+    # The reveal and verdict follow the challenge faithfully, so only the audit's check of
+    # the challenge against the key can refuse: another key's digest, or another n.
+    vk, mk = world.pair.verification_key, world.pair.marking_key
+    other = {"other-key": bytes(32), "other-key-ff": b"\xff" * 32}.get(change)
+    n = {"fewer-items": N - 1, "more-items": N + 1}.get(change, N)
+    for nonce in range(256):  # the first challenge whose subset has openings (with n = N + 1, none of index N)
+        challenge = Challenge(other or vk.digest, MODEL, n, K, bytes([nonce]) * 32, world.verifier.public_key,
+                              "2026-01-01T00:00:00+00:00").sign(world.verifier)
+        digest = Challenge.digest_of(challenge)
+        subset = sample_subset(digest, n, K)
+        if max(subset) < N:
+            break
+    reveal = Reveal(digest, vk.digest, vk.scheme, tuple(mk.openings[i] for i in subset)).sign(world.owner)
+    results = tuple(ItemResult(i, mk.openings[i].label, mk.openings[i].label) for i in subset)
+    verdict = build_verdict(vk, digest, Reveal.digest_of(reveal), MODEL, results, P0, 40, None, "now")
+    with pytest.raises(InvalidOpening, match="names another verification key"):
+        audit(Transcript(world.pair.signed_vk, challenge, reveal, verdict.sign(world.verifier)))
+
+
+def test_a_ledger_answers_only_for_its_own_key(world, tmp_path: Path):
+    # Other keys on both sides of this key's digest, so that no ordering of digests passes for equality.
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    mine = world.pair.verification_key.digest
+    sides: dict[bool, KeyPair] = {}
+    while len(sides) < 2:
+        other = keygen_derived(owner=world.owner, n=2, num_classes=L, input_shape=(1, 8, 8))
+        sides.setdefault(other.verification_key.digest > mine, other)
+    for other in sides.values():
+        verifier = VerifierSession(other.verification_key, world.verifier, MODEL, 1)
+        challenge = verifier.challenge()
+        session = ProverSession(other.marking_key, other.verification_key, world.owner)
+        event = session.receive(challenge)
+        with pytest.raises(LocalProtocolError, match="another verification key"):
+            ledger.answer(session, event, challenge, budget=Fraction(1))
+    assert ledger.entries() == ()
