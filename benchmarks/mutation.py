@@ -21,6 +21,8 @@ how many were sampled out.  Never run this beside other tests of this tree:
 while it runs, the module under test is mutated on disk.
 
     nice -n 19 python benchmarks/mutation.py [--only decision,items] [--budget 20] [--strict-budget 60]
+    nice -n 19 python benchmarks/mutation.py --append --recheck   # the survivors again, after new tests
+    nice -n 19 python benchmarks/mutation.py --named              # the four named mutations, by hand
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ TARGETS = (
     Target("items", "protocol/items.py", ("open_item", "vrf_alpha", "label_message", "seeded"),
            ("tests/test_deciding_checks.py", "tests/test_session.py"), strict=True),
     Target("sampling", "protocol/hazmat/sampling.py", ("_take", "randbelow", "sample_subset", "derive_label"),
-           ("tests/test_deciding_checks.py", "tests/test_session.py", "tests/test_vrf.py")),
+           ("tests/test_sampling_vectors.py", "tests/test_deciding_checks.py", "tests/test_session.py",
+            "tests/test_vrf.py")),
     Target("session", "protocol/session.py", ("null_match_probability", "_check_answer", "check_reveal",
                                               "check_zk_reveal", "zk_results", "check_challenge", "build_verdict"),
            ("tests/test_deciding_checks.py", "tests/test_session.py")),
@@ -92,7 +95,58 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("ledger", "ReplaceBinaryOperator_Mul_Div",
      "def answer(self, session: ProverSession, event: ChallengeReceived, challenge: dsse.Envelope, *,"):
         "equivalent: `/` in place of `*` only lets `budget` be passed by position too; every call names it",
+    ("session", "NumberReplacer",
+     "f\"{missing[:8]}{', or out of order' if not extra and not missing else ''})\")"):
+        "equivalent for every decision: it changes only how many missing indices the error message lists",
+    ("commitment", "ReplaceComparisonOperator_Is_LtE", "if scheme is Scheme.HASH:"):
+        "equivalent: Scheme has two members, and \"hash\" <= s holds for s = \"hash\" only (\"pedersen\" sorts after)",
+    ("transparency", "NumberReplacer",
+     "raise InvalidSignature(f\"receipt was issued by log SHA256:{receipt.log_keyid[:16]}…, \""):
+        "equivalent for every decision: it changes only how much of a key id the error message shows",
+    ("session", "ReplaceComparisonOperator_LtE_Eq", "if not 0 <= item.label < vk.num_classes:"):
+        "NOT KILLED by the fast tests (a zero-knowledge path; tests/test_zk_protocol.py, not in this module's "
+        "list, sends honest ZK reveals and may kill it: not verified here)",
+    ("session", "ReplaceComparisonOperator_Is_IsNot", "if challenge.zk is None or vk.zk is None:"):
+        "NOT KILLED: no test hands check_zk_reveal a ZK reveal for a key without ZK commitments (the sessions "
+        "refuse such a challenge earlier; the auditor's path is untested): a missing test",
 }
+
+
+# The four mutations the acceptance names, applied by hand: each must make the
+# default test command fail (here: the default tests of the modules concerned).
+NAMED = (
+    ("label re-derivation removed", "protocol/items.py",
+     ("        if label != opening.label:\n"
+      "            raise InvalidOpening(f\"{what}: label is not the one derived from the VRF output\")\n"), "",
+     ("tests/test_deciding_checks.py", "tests/test_session.py")),
+    ("`>=` to `>` at the threshold", "protocol/decision.py", "self.matches >= self.tau", "self.matches > self.tau",
+     ("tests/test_deciding_checks.py", "tests/test_decision.py")),
+    ("audit's p0 check removed", "protocol/transcript.py",
+     "    if vk.kind.seeded and verdict.p0 != null_match_probability(vk, None):", "    if False:",
+     ("tests/test_deciding_checks.py",)),
+    ("ledger's cumulative budget removed", "prover/ledger.py", "Fraction(len(prior) + len(new), self.n) > budget",
+     "Fraction(len(new), self.n) > budget", ("tests/test_deciding_checks.py", "tests/test_ledger.py")),
+)
+
+
+def run_named() -> list[dict]:
+    results = []
+    for name, path, old, new, tests in NAMED:
+        file = ROOT / path
+        original = file.read_text()
+        if original.count(old) != 1:
+            raise SystemExit(f"{name}: the line to mutate is not (once) in {path}")
+        try:
+            file.write_text(original.replace(old, new))
+            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                                  check=False, cwd=ROOT, capture_output=True, text=True)
+        finally:
+            file.write_text(original)
+        summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-200:]
+        results.append({"mutation": name, "path": path, "tests": list(tests), "exit": done.returncode,
+                        "summary": summary, "killed": done.returncode != 0})
+        print(f"{name}: exit {done.returncode}, {summary}", flush=True)
+    return results
 
 
 def git(*args: str) -> str:
@@ -218,9 +272,9 @@ def latest(runs: list[dict]) -> dict[str, dict]:
     return {r["target"]: r for doc in runs for r in doc["targets"]}
 
 
-def write_report(runs: list[dict]) -> None:
+def write_report(runs: list[dict], named: dict | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mutation.json").write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    (RESULTS / "mutation.json").write_text(json.dumps({"runs": runs, "named": named}, indent=1) + "\n")
     out = ["# Mutation testing of the deciding modules", "",
            ("Only the functions that decide are mutated (each target's focus in benchmarks/mutation.py); "
             "\"sampled out\" mutants of those functions were not run (the budget), nor were mutants inside type "
@@ -236,6 +290,13 @@ def write_report(runs: list[dict]) -> None:
             out.append(f"- {r['path']} line {s['line']} in `{s['function']}`, {s['operator']}: "
                        f"`{s['source']}` — {why}")
     out.append("")
+    if named is not None:
+        out += ["## The named mutations, applied by hand", "",
+                f"commit `{named['commit']}` ({named['date']}); command `{named['command']}`", "",
+                "| mutation | file | tests | exit | result |", "|---|---|---|---|---|"]
+        out += [f"| {n['mutation']} | {n['path']} | {' '.join(n['tests'])} | {n['exit']} | "
+                f"{'killed' if n['killed'] else 'SURVIVED'}: {n['summary']} |" for n in named["results"]]
+        out.append("")
     (RESULTS / "mutation.md").write_text("\n".join(out) + "\n")
 
 
@@ -250,10 +311,21 @@ def main() -> None:
     parser.add_argument("--recheck", action="store_true",
                         help="with --append: run only the last survivors of each chosen module again")
     parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
+    parser.add_argument("--named", action="store_true",
+                        help="apply the four named mutations by hand, run their tests, add them to the report")
     args = parser.parse_args()
-    earlier = json.loads((RESULTS / "mutation.json").read_text())["runs"] if args.append or args.report_only else []
+    stored = json.loads((RESULTS / "mutation.json").read_text()) if (RESULTS / "mutation.json").exists() else {}
+    earlier = stored.get("runs", []) if args.append or args.report_only or args.named else []
+    named = stored.get("named") if args.append or args.report_only else None
     if args.report_only:
-        write_report(earlier)
+        write_report(earlier, named)
+        return
+    if args.named:
+        if git("status", "--porcelain", "--", *(n[1] for n in NAMED)):
+            raise SystemExit("the modules to mutate have uncommitted changes; commit them first")
+        write_report(earlier, {"commit": git("rev-parse", "HEAD"),
+                               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "command": "python benchmarks/mutation.py --named", "results": run_named()})
         return
     chosen = [t for t in TARGETS if not args.only or t.name in args.only.split(",")]
     last = latest(earlier)
@@ -278,7 +350,7 @@ def main() -> None:
             print(f"  {r['run']} run of {r['in_focus']} in focus ({r['generated']} generated): "
                   f"{r['killed']} killed, {r['timeout']} timeout, {r['survived']} survived, {r['elapsed_s']} s",
                   flush=True)
-    write_report([*earlier, {**meta, "targets": runs}])
+    write_report([*earlier, {**meta, "targets": runs}], named)
     print(f"wrote {RESULTS / 'mutation.md'}")
 
 

@@ -28,7 +28,7 @@ from wmark.protocol.hazmat.vrf import VrfSecretKey
 from wmark.protocol.items import ItemOpening, TriggerKind, image_header, open_item, vrf_alpha
 from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived, keygen_imported
 from wmark.protocol.messages import Challenge, ItemResult, ModelRef, Reveal, Verdict, decode
-from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession, build_verdict
+from wmark.protocol.session import CAVEAT_IMPORTED, ProverSession, RevealAccepted, VerifierSession, build_verdict
 from wmark.protocol.transcript import Transcript, audit
 from wmark.prover.ledger import Ledger, Outcome
 
@@ -348,3 +348,29 @@ def test_a_ledger_answers_only_for_its_own_key(world, tmp_path: Path):
         with pytest.raises(LocalProtocolError, match="another verification key"):
             ledger.answer(session, event, challenge, budget=Fraction(1))
     assert ledger.entries() == ()
+
+
+def test_a_reveal_for_another_challenge_is_refused_whichever_digest_is_larger(world):
+    # Reveals answering other challenges until one digest of each order is seen, so that no
+    # ordering comparison can stand in for the equality check.
+    seen: set[bool] = set()
+    while len(seen) < 2:
+        session = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K)
+        mine = Challenge.digest_of(session.challenge())
+        other = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K).challenge()
+        prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
+        prover.receive(other)
+        seen.add(Challenge.digest_of(other) > mine)
+        with pytest.raises(RemoteProtocolError, match="another challenge"):
+            session.receive(prover.reveal())
+
+
+def test_only_verdicts_on_imported_sets_carry_the_imported_caveat(world, imported):
+    derived = decode(world.run(K)[2], (Verdict,))
+    verifier = VerifierSession(imported.verification_key, world.verifier, MODEL, 2, p0=P0)
+    prover = ProverSession(imported.marking_key, imported.verification_key, world.owner)
+    prover.receive(verifier.challenge())
+    event = verifier.receive(prover.reveal())
+    assert isinstance(event, RevealAccepted)
+    verdict = decode(verifier.decide({item.index: item.label for item in event.items}), (Verdict,))
+    assert CAVEAT_IMPORTED in verdict.caveats and CAVEAT_IMPORTED not in derived.caveats
