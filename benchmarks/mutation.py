@@ -99,7 +99,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "f\"{missing[:8]}{', or out of order' if not extra and not missing else ''})\")"):
         "equivalent for every decision: it changes only how many missing indices the error message lists",
     ("commitment", "ReplaceComparisonOperator_Is_LtE", "if scheme is Scheme.HASH:"):
-        "equivalent: Scheme has two members, and \"hash\" <= s holds for s = \"hash\" only (\"pedersen\" sorts after)",
+        "equivalent: Scheme has two members, and s <= \"hash\" holds only for s = \"hash\" (\"pedersen\" sorts after)",
     ("transparency", "NumberReplacer",
      "raise InvalidSignature(f\"receipt was issued by log SHA256:{receipt.log_keyid[:16]}…, \""):
         "equivalent for every decision: it changes only how much of a key id the error message shows",
