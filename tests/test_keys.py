@@ -35,7 +35,7 @@ from wmark.protocol.keys import (
 
 OWNER = SigningKey.generate()
 SHAPE = (1, 8, 8)
-FUZZ = settings(derandomize=True, deadline=None, max_examples=150,
+FUZZ = settings(deadline=None, max_examples=150,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -247,7 +247,7 @@ def test_keygen_imported_rejects_bad_inputs():
 TAMPER_PAIRS = [keygen_derived(owner=OWNER, n=4, num_classes=10, input_shape=SHAPE, scheme=s) for s in Scheme]
 
 
-@settings(derandomize=True, deadline=None, max_examples=60)
+@settings(deadline=None, max_examples=60)
 @given(st.data())
 def test_any_changed_commitment_breaks_the_signature(data):
     pair = data.draw(st.sampled_from(TAMPER_PAIRS))
@@ -465,7 +465,7 @@ def _flip_b64_field(doc: dict, name: str, position: int, mask: int) -> None:
     doc[name] = b64u_encode(bytes(data))
 
 
-@settings(derandomize=True, deadline=None, max_examples=80)
+@settings(deadline=None, max_examples=80)
 @given(st.sampled_from(["ciphertext", "tag", "salt", "nonce"]), st.integers(min_value=0),
        st.integers(min_value=1, max_value=255))
 def test_flipped_bits_in_the_sealed_fields_are_wrong_passphrase(cheap_sealed, name, position, mask):
@@ -509,7 +509,7 @@ def test_out_of_bounds_scrypt_parameters_and_fields_are_rejected(cheap_sealed, c
         keyfile.unseal(canonical_json(doc), "correct horse", what="mk")
 
 
-@settings(derandomize=True, deadline=None, max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(st.integers(min_value=0), st.integers(min_value=1, max_value=255))
 def test_any_flipped_byte_of_the_sealed_file_is_refused(cheap_sealed, position, mask):
     position %= len(cheap_sealed)
