@@ -113,7 +113,12 @@ class VerificationKey:
 
     def commitment_digests(self) -> list[bytes]:
         """One digest per item, so the registry can spot a transplanted commitment."""
-        return [tagged_hash("wmark/vk/item/v1", c.item.value, c.label.value) for c in self.commitments]
+        return list(self._commitment_digests)
+
+    @cached_property
+    def _commitment_digests(self) -> tuple[bytes, ...]:
+        # Computed once: the registry reads them twice per append (lookup, entry).
+        return tuple(tagged_hash("wmark/vk/item/v1", c.item.value, c.label.value) for c in self.commitments)
 
     @classmethod
     def from_payload(cls, payload: bytes, *, what: str = "verification key") -> "VerificationKey":
