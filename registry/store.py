@@ -254,7 +254,7 @@ class LogStore:
                 holders.setdefault(digest, {})[owner] = idx
         return holders
 
-    def _append(self, conn: sqlite3.Connection, batch: "_Batch", vk: VerificationKey, time_ms: int) -> LogEntry:
+    def _append(self, conn: sqlite3.Connection, batch: _Batch, vk: VerificationKey, time_ms: int) -> LogEntry:
         known = batch.registered.get(vk.digest)
         if isinstance(known, LogEntry):  # registered earlier in this batch
             return known
