@@ -11,7 +11,9 @@ Three server modes are measured in the same run:
 * ``batched``: requests integrated in batches (one transaction, one head,
   one checkpoint per batch);
 * ``batched+2w``: the same with two witnesses (in the server's process)
-  cosigning every batch before its receipts return.
+  cosigning every batch before its receipts return;
+* ``batched-2proc``: ``wmark log serve --workers 2``, two batching server
+  processes on one port (no witnesses).
 
 Every receipt is counted by index afterwards (none lost, none twice) and a
 sample is checked offline (with the witness quorum for ``batched+2w``).
@@ -54,7 +56,8 @@ from wmark.protocol.transparency import Receipt, verify_receipt
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "registry.json"
-MODES = ("unbatched", "batched", "batched+2w")
+MODES = ("unbatched", "batched", "batched+2w", "batched-2proc")
+WORKERS = 2  # processes of the batched-2proc mode
 ITEMS = 100  # a typical trigger set
 
 
@@ -79,7 +82,13 @@ def serve(mode: str, directory: Path) -> None:
     from wmark.registry import LogServer, LogStore, serve_until_signalled
     from wmark.registry.cosigning import WitnessClient
     from wmark.registry.witness import Witness, WitnessServer
+    from wmark.registry.workers import WorkerPool
 
+    if mode == "batched-2proc":
+        LogStore.open(directory / "log").close()
+        pool = WorkerPool(directory / "log", WORKERS)
+        pool.serve_until_signalled(lambda: print(pool.url, flush=True))
+        return
     with LogStore.open(directory / "log") as store:
         clients: list[WitnessClient] = []
         if mode == "batched+2w":
@@ -109,9 +118,16 @@ def _start(mode: str, directory: Path) -> tuple[subprocess.Popen, str]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process ``pid`` (all its threads) has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time the process ``pid`` and its live children (workers) have used so far."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # a process that ended meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _drive(url: str, bodies: list[bytes], clients: int) -> tuple[float, float, list[bytes]]:
