@@ -14,6 +14,7 @@ from wmark.protocol.transparency import format_time
 from wmark.registry import LogCorrupted, LogServer, LogStore, serve_until_signalled
 from wmark.registry.cosigning import WitnessClient
 from wmark.registry.witness import Witness, WitnessServer
+from wmark.registry.workers import WorkerPool
 
 EPILOG = """\
 examples:
@@ -58,6 +59,9 @@ def register(subparsers) -> None:
     export.add_argument("out", metavar="OUT", help="the directory to write (created if absent)")
     serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 picks a free one")
     serve.add_argument("--verbose", action="store_true", help="print every request")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="server processes sharing the port (Linux; default 1): each verifies and batches "
+                            "appends on its own core; not with --witness yet")
     serve.add_argument("--origin", help="a new log's checkpoint origin (default: wmark.local/log/KEYID)")
     serve.add_argument("--witness", action="append", default=[], metavar="VKEY=URL",
                        help="a witness to collect cosignatures from after each batch (repeat for several): "
@@ -84,6 +88,8 @@ def _witness_client(spec: str) -> WitnessClient:
 
 def _serve(args: argparse.Namespace) -> int:
     witnesses = tuple(_witness_client(spec) for spec in args.witness)
+    if args.workers != 1:
+        return _serve_workers(args, witnesses)
     with LogStore.open(args.log, origin=args.origin) as store:
         server = LogServer(store, args.port, verbose=args.verbose, witnesses=witnesses)
         print(f"wmark log: {store.directory}, {store.size} entries, origin {store.origin}", flush=True)
@@ -91,6 +97,24 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
         print(f"wmark log: {len(witnesses)} witness(es); serving at {server.url}", flush=True)
         stopped_by = serve_until_signalled(server)
+        print(f"wmark log: stopped by {stopped_by.name} with {store.size} entries", flush=True)
+    return EXIT_OK
+
+
+def _serve_workers(args: argparse.Namespace, witnesses: tuple[WitnessClient, ...]) -> int:
+    if witnesses:
+        # Each worker would ask the witnesses to cosign its own checkpoints, and
+        # a witness refuses one older than the newest it cosigned.
+        raise InvalidInput("--workers above 1 cannot collect cosignatures yet: serve a witnessed log with one worker")
+    with LogStore.open(args.log, origin=args.origin) as store:
+        print(f"wmark log: {store.directory}, {store.size} entries, origin {store.origin}", flush=True)
+        print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
+        print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
+    # Opened and checked above, closed before the workers fork.
+    pool = WorkerPool(args.log, args.workers, args.port, verbose=args.verbose)
+    stopped_by = pool.serve_until_signalled(
+        lambda: print(f"wmark log: {args.workers} workers, 0 witness(es); serving at {pool.url}", flush=True))
+    with LogStore.open(args.log, create=False, check=False) as store:
         print(f"wmark log: stopped by {stopped_by.name} with {store.size} entries", flush=True)
     return EXIT_OK
 
