@@ -294,15 +294,18 @@ class LogServer(LoopbackServer):
             self.integrator.close()
 
 
-def serve_until_signalled(server: LoopbackServer) -> signal.Signals:
+def serve_until_signalled(server: LoopbackServer, on_ready: Callable[[], None] = lambda: None) -> signal.Signals:
     """Serve until SIGTERM or SIGINT; return the signal once no new request can start.
 
     The signals are blocked in every thread and taken by ``sigwait`` here, so
-    no handler runs in the middle of a request.
+    no handler runs in the middle of a request.  ``on_ready`` is called once
+    they are blocked: a supervisor that signals as soon as it hears of it
+    stops the server cleanly instead of killing it.
     """
     stop_on = {signal.SIGTERM, signal.SIGINT}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop_on)
     try:
+        on_ready()
         worker = threading.Thread(target=server.serve_forever, name="wmark-log-http")
         worker.start()
         try:

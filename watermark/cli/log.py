@@ -95,8 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"wmark log: {store.directory}, {store.size} entries, origin {store.origin}", flush=True)
         print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
         print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
-        print(f"wmark log: {len(witnesses)} witness(es); serving at {server.url}", flush=True)
-        stopped_by = serve_until_signalled(server)
+        stopped_by = serve_until_signalled(
+            server, lambda: print(f"wmark log: {len(witnesses)} witness(es); serving at {server.url}", flush=True))
         print(f"wmark log: stopped by {stopped_by.name} with {store.size} entries", flush=True)
     return EXIT_OK
 
@@ -125,8 +125,8 @@ def _witness(args: argparse.Namespace) -> int:
     server = WitnessServer(witness, args.port, verbose=args.verbose)
     print(f"wmark witness: verifier key {witness.verifier.encode()} ({Path(args.dir) / 'witness.vkey'})",
           flush=True)
-    print(f"wmark witness: {len(logs)} log(s); serving at {server.url}", flush=True)
-    stopped_by = serve_until_signalled(server)
+    stopped_by = serve_until_signalled(
+        server, lambda: print(f"wmark witness: {len(logs)} log(s); serving at {server.url}", flush=True))
     print(f"wmark witness: stopped by {stopped_by.name}", flush=True)
     return EXIT_OK
 
