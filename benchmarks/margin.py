@@ -50,7 +50,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from _cli import training_parser  # a sibling module: scripts run with this folder on sys.path
+from _cli import (  # a sibling module: scripts run with this folder on sys.path
+    provenance,
+    provenance_markdown,
+    subset,
+    training_parser,
+)
 
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
@@ -82,9 +87,9 @@ CIFAR_TRANSFER = {"epochs": 50, "lr": 0.05, "batch_size": 128, "arch": CIFAR_STU
 
 
 @lru_cache(maxsize=1)
-def load(dataset: str, data_root: str | None) -> TaskData:
+def load(dataset: str, data_root: str | None, cut: int | None = None) -> TaskData:
     """Each worker loads the task once, rather than receiving it with every job."""
-    return load_task(dataset, data_root)
+    return subset(load_task(dataset, data_root), cut)
 
 
 @dataclass(frozen=True, repr=False)
@@ -97,7 +102,7 @@ class World:
 
     @property
     def task(self) -> TaskData:
-        return load(self.args.dataset, self.args.data_root)
+        return load(self.args.dataset, self.args.data_root, self.args.subset)
 
     @cached_property
     def split(self) -> QuerySplit:
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds and --workers must be at least 1")
     try:
         pick_device(args.device)
-        task = load(args.dataset, args.data_root)
+        task = load(args.dataset, args.data_root, args.subset)
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -338,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             "margin": keygen_margin(owner=owner, n=min(ITEMS, len(split)), num_classes=task.num_classes,
                                     split=split)}
     print(f"{task.describe()}; {args.seeds} seeds, {args.workers} workers", flush=True)
+    origin = provenance(list(range(args.seeds)), args.device, args.label)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="wmark-margin-bench-") as work:
         args.work = work
@@ -351,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / "margin"
+    stem = args.out / ("margin" if task.name == "digits" else f"margin-{task.name}")
     atomic_write(stem.with_suffix(".json"), (json.dumps({
+        "provenance": origin,
         "dataset": task.name,
         "seeds": list(range(args.seeds)),
         "items": ITEMS,
@@ -369,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         "functionality_gap_points": functionality(runs),
         "runs": runs,
     }, indent=2) + "\n").encode())
-    atomic_write(stem.with_suffix(".md"), report.encode())
+    atomic_write(stem.with_suffix(".md"), f"{report.rstrip()}\n\n{provenance_markdown(origin)}\n".encode())
     plot(runs, title, stem.with_suffix(".png"))
     print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
     return 0
