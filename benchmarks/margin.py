@@ -59,8 +59,10 @@ from _cli import (  # a sibling module: scripts run with this folder on sys.path
 
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
+from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_margin
+from wmark.protocol.keys import MarkingKey, verify_vk_envelope
 from wmark.protocol.margin import QuerySplit
 from wmark.watermark.attacks import run_attack
 from wmark.watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
@@ -92,13 +94,29 @@ def load(dataset: str, data_root: str | None, cut: int | None = None) -> TaskDat
     return subset(load_task(dataset, data_root), cut)
 
 
+def _pack(pair: KeyPair) -> tuple[bytes, dsse.Envelope]:
+    return pair.marking_key.to_bytes(), pair.signed_vk
+
+
+@lru_cache(maxsize=4)
+def _unpack(mk: bytes, signed_vk: dsse.Envelope) -> KeyPair:
+    return KeyPair(MarkingKey.from_bytes(mk, what="marking key"),
+                   verify_vk_envelope(signed_vk, what="verification key"), signed_vk)
+
+
 @dataclass(frozen=True, repr=False)
 class World:
     """What every worker needs: both key pairs, the owner and the options."""
 
-    keys: dict[str, KeyPair]
+    # Each key pair as its marking key's bytes and its signed vk: a VRF secret
+    # key holds a C object that cannot be pickled across to the workers.
+    sealed: dict[str, tuple[bytes, dsse.Envelope]]
     owner: SigningKey
     args: argparse.Namespace
+
+    @property
+    def keys(self) -> dict[str, KeyPair]:
+        return {scheme: _unpack(*packed) for scheme, packed in self.sealed.items()}
 
     @property
     def task(self) -> TaskData:
@@ -347,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="wmark-margin-bench-") as work:
         args.work = work
-        world = World(keys, owner, args)
+        world = World({scheme: _pack(pair) for scheme, pair in keys.items()}, owner, args)
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
             runs = run_all(world, pool)
     seconds = time.perf_counter() - start
