@@ -62,7 +62,8 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
 def add_margin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="PATH",
                         help="margin keys: the folder holding the key's data set (cifar10, ...), whose query split "
-                             "the queries come from; digits is bundled")
+                             "the queries come from; digits is bundled, fashion-mnist defaults to "
+                             "/usr/share/datasets/fashion-mnist")
 
 
 def add_registration_arguments(parser: argparse.ArgumentParser) -> None:
