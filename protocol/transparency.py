@@ -35,6 +35,7 @@ from wmark.protocol.hazmat.encoding import (
     only_fields,
     parse_json,
 )
+from wmark.protocol.beacon import BETA_BYTES, Beacon
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 from wmark.protocol.keys import MAX_ITEMS, VerificationKey
 
@@ -269,15 +270,19 @@ class RegistrationInfo:
     time_ms: int
     tree_size: int
     vk_digest: bytes
+    # The checked beacon output (docs/design.md section 4b); None for a receipt from a log without a beacon.
+    beta: bytes | None = None
 
     def to_obj(self) -> dict[str, Any]:
         return {"type": REGISTRATION_TYPE, "version": VERSION, "log_keyid": self.log_keyid,
                 "index": self.index, "time_ms": self.time_ms, "tree_size": self.tree_size,
-                "vk_digest": b64u_encode(self.vk_digest)}
+                "vk_digest": b64u_encode(self.vk_digest),
+                # Absent rather than null without a beacon, so older verdicts keep their encoding.
+                **({"beta": b64u_encode(self.beta)} if self.beta is not None else {})}
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "registration") -> "RegistrationInfo":
-        obj = _header(obj, REGISTRATION_TYPE, {"log_keyid", "index", "time_ms", "tree_size", "vk_digest"},
+        obj = _header(obj, REGISTRATION_TYPE, {"log_keyid", "index", "time_ms", "tree_size", "vk_digest", "beta"},
                       what=what)
         return cls(
             log_keyid=_keyid(obj, "log_keyid", what=what),
@@ -285,6 +290,7 @@ class RegistrationInfo:
             time_ms=_time(obj, what=what),
             tree_size=_count(obj, "tree_size", what=what, low=1),
             vk_digest=b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
+            beta=b64u_decode(obj["beta"], what=f"{what}: beta", size=BETA_BYTES) if "beta" in obj else None,
         )
 
     def describe(self) -> str:
@@ -300,11 +306,14 @@ class Receipt:
     entry: LogEntry
     tree_head: dsse.Envelope
     inclusion_proof: InclusionProof
+    # The log's beacon output for this entry's vk (docs/design.md section 4b); None from a log without one.
+    beacon: Beacon | None = None
 
     def to_obj(self) -> dict[str, Any]:
         return {"type": RECEIPT_TYPE, "version": VERSION, "log_keyid": self.log_keyid,
                 "entry": self.entry.to_obj(), "tree_head": envelope_to_obj(self.tree_head),
-                "inclusion_proof": self.inclusion_proof.to_obj()}
+                "inclusion_proof": self.inclusion_proof.to_obj(),
+                **({"beacon": self.beacon.to_obj()} if self.beacon is not None else {})}
 
     def to_json(self) -> bytes:
         return (json.dumps(self.to_obj(), indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -312,12 +321,13 @@ class Receipt:
     @classmethod
     def from_json(cls, data: bytes, *, what: str = "receipt") -> "Receipt":
         obj = _header(parse_json(data, what=what, max_bytes=MAX_RECEIPT_BYTES), RECEIPT_TYPE,
-                      {"log_keyid", "entry", "tree_head", "inclusion_proof"}, what=what)
+                      {"log_keyid", "entry", "tree_head", "inclusion_proof", "beacon"}, what=what)
         return cls(
             log_keyid=_keyid(obj, "log_keyid", what=what),
             entry=LogEntry.from_obj(obj.get("entry"), what=f"{what}: entry"),
             tree_head=envelope_from_obj(obj.get("tree_head"), what=f"{what}: tree head"),
             inclusion_proof=InclusionProof.from_obj(obj.get("inclusion_proof"), what=f"{what}: inclusion proof"),
+            beacon=Beacon.from_obj(obj["beacon"], what=f"{what}: beacon") if "beacon" in obj else None,
         )
 
 
@@ -326,7 +336,8 @@ def verify_receipt(receipt: Receipt, vk: VerificationKey, log_public_key: Public
 
     Raises :class:`InvalidSignature` for a tree head the log did not sign (or a
     receipt from another log) and :class:`InvalidProof` for an entry that is
-    not this vk's or not in the signed tree.
+    not this vk's or not in the signed tree, or a beacon whose ``beta`` its
+    VRF proof does not prove for this vk.
     """
     if receipt.log_keyid != log_public_key.keyid:
         raise InvalidSignature(f"receipt was issued by log SHA256:{receipt.log_keyid[:16]}…, "
@@ -338,7 +349,8 @@ def verify_receipt(receipt: Receipt, vk: VerificationKey, log_public_key: Public
     if entry.time_ms > head.time_ms:
         raise InvalidProof(f"receipt: entry time {format_time(entry.time_ms)} is after its tree head's "
                            f"{format_time(head.time_ms)}")
-    return RegistrationInfo(log_public_key.keyid, entry.index, entry.time_ms, head.size, entry.vk_digest)
+    beta = receipt.beacon.verify(vk.digest, log_public_key) if receipt.beacon is not None else None
+    return RegistrationInfo(log_public_key.keyid, entry.index, entry.time_ms, head.size, entry.vk_digest, beta)
 
 
 def earlier_registration(a: RegistrationInfo, b: RegistrationInfo) -> RegistrationInfo:

@@ -1,7 +1,10 @@
 """The transparency log on disk: an RFC 9162 Merkle tree in SQLite (docs/design.md section 4b).
 
-A log directory holds ``log.db`` and the log's signing key ``log-key.pem``
-(its public half ``log-key.pub`` is what verifiers hold).  The database runs
+A log directory holds ``log.db``, the log's signing key ``log-key.pem``
+(its public half ``log-key.pub`` is what verifiers hold) and its beacon's
+VRF key ``log-vrf.key`` (:mod:`wmark.protocol.beacon`: every receipt carries
+the VRF output on its vk digest, with the log's signed statement of the VRF
+public key, also kept as ``log-beacon.json``).  The database runs
 in WAL mode with ``synchronous=FULL``; every append is one ``BEGIN
 IMMEDIATE`` transaction writing the entry, its commitment digests and the new
 signed tree head, so concurrent processes serialise and a crash leaves the
@@ -25,10 +28,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from wmark.errors import DecodeError, InvalidInput, InvalidSignature
+from wmark.files import atomic_write, read_bounded
+from wmark.protocol.beacon import Beacon, sign_beacon_key
 from wmark.protocol.hazmat import dsse, merkle
 from wmark.protocol.hazmat.encoding import parse_json
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey, load_or_create_signing_key, load_signing_key
 from wmark.protocol.hazmat.merkle import MerkleTree
+from wmark.protocol.hazmat.vrf import VrfSecretKey
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.transparency import (
     MAX_ENVELOPE_BYTES,
@@ -44,6 +50,8 @@ from wmark.registry.errors import DuplicateCommitment, EntryNotFound, LogBusy, L
 DB_NAME = "log.db"
 KEY_NAME = "log-key.pem"
 PUBLIC_KEY_NAME = "log-key.pub"
+VRF_KEY_NAME = "log-vrf.key"
+BEACON_KEY_NAME = "log-beacon.json"
 SCHEMA_VERSION = 1
 # How long an append waits for another process's append before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -80,10 +88,12 @@ class LogStore:
     """One process's handle on a log directory; safe to share between threads."""
 
     def __init__(self, directory: Path, conn: sqlite3.Connection, key: SigningKey,
-                 clock: Callable[[], int]) -> None:
+                 clock: Callable[[], int], vrf_key: VrfSecretKey) -> None:
         self.directory = directory
         self._conn: sqlite3.Connection | None = conn
         self._key = key
+        self._vrf_key = vrf_key
+        self._beacon_statement = sign_beacon_key(vrf_key.public_key, key)
         self._clock = clock
         self._lock = threading.Lock()
         self._tree = MerkleTree()
@@ -114,14 +124,16 @@ class LogStore:
             if mode != "wal":
                 raise LogCorrupted(f"{db}: cannot switch the database to WAL mode (it stays in {mode!r})")
             conn.execute("PRAGMA synchronous=FULL")
-            key = _initialise(conn, d, clock)
+            key, vrf_key = _initialise(conn, d, clock)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise LogCorrupted(f"{db}: not a usable log database ({exc})") from None
         except BaseException:
             conn.close()
             raise
-        store = cls(d, conn, key, clock)
+        store = cls(d, conn, key, clock, vrf_key)
+        if not (d / BEACON_KEY_NAME).exists():
+            atomic_write(d / BEACON_KEY_NAME, store._beacon_statement.to_json())
         if check:
             store.check()
         return store
@@ -337,9 +349,11 @@ class LogStore:
 
     def _receipt(self, entry: LogEntry) -> Receipt:
         latest = self._latest
+        # The beacon is a function of the vk digest alone, so a repeated registration gets the same beta.
         return Receipt(self.public_key.keyid, entry, latest.envelope,
                        InclusionProof(entry.index, latest.head.size,
-                                      tuple(self._tree.inclusion_proof(entry.index, latest.head.size))))
+                                      tuple(self._tree.inclusion_proof(entry.index, latest.head.size))),
+                       Beacon.evaluate(self._vrf_key, self._beacon_statement, entry.vk_digest))
 
     @staticmethod
     def _refuse_transplant(conn: sqlite3.Connection, entry: LogEntry) -> None:
@@ -399,8 +413,32 @@ class LogStore:
             matched = size
 
 
-def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], int]) -> SigningKey:
-    """Create the schema, key and empty signed tree head on first use; check them after.
+def _load_or_create_vrf_key(conn: sqlite3.Connection, directory: Path, meta: dict) -> VrfSecretKey:
+    """The beacon's VRF key; a log made before beacons existed gets one on first open.
+
+    Its public half is recorded in the metadata, so a replaced key file is
+    noticed rather than silently changing every future beta.
+    """
+    path = directory / VRF_KEY_NAME
+    recorded = meta.get("beacon_key")
+    if recorded is None:
+        key = VrfSecretKey.generate()
+        atomic_write(path, key.to_bytes().hex().encode() + b"\n", mode=0o600)
+        conn.execute("INSERT INTO meta (name, value) VALUES (?, ?)", ("beacon_key", key.public_key.to_bytes()))
+        return key
+    try:
+        key = VrfSecretKey.from_bytes(bytes.fromhex(read_bounded(path, max_bytes=128, what="beacon key")
+                                                    .decode("ascii").strip()))
+    except (ValueError, UnicodeDecodeError, InvalidInput):
+        raise LogCorrupted(f"{path}: missing, or not a beacon VRF key (64 hex digits)") from None
+    if key.public_key.to_bytes() != recorded:
+        raise LogCorrupted(f"{path}: not the beacon key this log publishes (the key file was replaced)")
+    return key
+
+
+def _initialise(conn: sqlite3.Connection, directory: Path,
+                clock: Callable[[], int]) -> tuple[SigningKey, VrfSecretKey]:
+    """Create the schema, keys and empty signed tree head on first use; check them after.
 
     Runs under SQLite's write lock, so two processes starting the same new log
     cannot each create a key.
@@ -428,9 +466,10 @@ def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], i
             if key.public_key.to_der() != meta.get("public_key"):
                 raise LogCorrupted(f"{directory / KEY_NAME}: not the key this log signs with "
                                    f"(the key file was replaced)")
+        vrf_key = _load_or_create_vrf_key(conn, directory, meta)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return key
+    return key, vrf_key
