@@ -78,12 +78,21 @@ def sign_beacon_key(vrf_key: VrfPublicKey, log_key: SigningKey) -> dsse.Envelope
     return dsse.sign(BEACON_KEY_PAYLOAD_TYPE, payload, log_key)
 
 
-def verify_beacon_key(statement: dsse.Envelope, log_key: PublicKey, *, what: str) -> VrfPublicKey:
-    """The beacon key a statement names, if the log's signing key signed it."""
-    try:
-        payload = dsse.verify(statement, log_key, payload_type=BEACON_KEY_PAYLOAD_TYPE, what=what)
-    except InvalidSignature as exc:
-        raise InvalidSignature(f"{exc}: the beacon key was not published by this log") from None
+def verify_beacon_key(statement: dsse.Envelope, log_key: PublicKey | None, *, what: str) -> VrfPublicKey:
+    """The beacon key a statement names, if the log's signing key signed it.
+
+    ``log_key=None`` reads the statement unchecked: only for an owner reading
+    the receipt its own ``wmark register`` checked against the log's key.
+    """
+    if log_key is None:
+        if statement.payload_type != BEACON_KEY_PAYLOAD_TYPE:
+            raise DecodeError(f"{what}: not a beacon key statement")
+        payload = statement.payload
+    else:
+        try:
+            payload = dsse.verify(statement, log_key, payload_type=BEACON_KEY_PAYLOAD_TYPE, what=what)
+        except InvalidSignature as exc:
+            raise InvalidSignature(f"{exc}: the beacon key was not published by this log") from None
     obj = expect_header(parse_json(payload, what=what, max_bytes=MAX_STATEMENT_BYTES), type_=BEACON_KEY_TYPE,
                         version=VERSION, what=what)
     only_fields(obj, {"type", "version", "vrf_public_key"}, what=what)
@@ -119,7 +128,7 @@ class Beacon:
             proof=b64u_decode(obj.get("proof"), what=f"{what}: proof", size=PROOF_BYTES),
         )
 
-    def verify(self, vk_digest: bytes, log_key: PublicKey, *, what: str = "receipt's beacon") -> bytes:
+    def verify(self, vk_digest: bytes, log_key: PublicKey | None, *, what: str = "receipt's beacon") -> bytes:
         """``beta`` if the log's beacon key proves it for ``vk_digest``; raise naming the problem."""
         vrf_key = verify_beacon_key(self.key_statement, log_key, what=f"{what} key")
         try:

@@ -40,6 +40,7 @@ from wmark.errors import (
     RemoteProtocolError,
     WmarkError,
 )
+from wmark.protocol.beacon import bound_label
 from wmark.protocol.decision import DEFAULT_LAMBDA, decide
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import check
@@ -89,13 +90,39 @@ def now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
+CAVEAT_NO_BEACON = "a registry-bound key's labels come from its registration receipt"
+
+
+def beacon_beta(vk: VerificationKey, registration: RegistrationInfo | None) -> bytes | None:
+    """The beacon output that fixes a registry-bound key's labels; None for a key with committed labels.
+
+    Without it a registry-bound key cannot be checked at all: its committed
+    labels are not the ones it was trained on (docs/design.md section 2).
+    """
+    if not vk.registry_bound:
+        return None
+    if registration is None or registration.beta is None:
+        raise LocalProtocolError(f"{CAVEAT_NO_BEACON}, from a log with a beacon: give the log's key (--log-key) "
+                                 f"and the receipt (--receipt)")
+    return registration.beta
+
+
 def null_match_probability(vk: VerificationKey, p0: Fraction | None) -> Fraction:
     """``p0``: a derived label is uniform over L classes, a margin label over the L - 1
-    other than the true class; imported sets need an explicit bound."""
-    if vk.kind is TriggerKind.DERIVED:
-        return Fraction(1, vk.num_classes)
+    other than the true class; so is any registry-bound label, whatever the
+    inputs (the beacon shifts it after they were committed); imported sets
+    with committed labels need an explicit bound."""
     if vk.kind is TriggerKind.MARGIN:
-        return Fraction(1, vk.num_classes - 1)
+        exact = Fraction(1, vk.num_classes - 1)
+    elif vk.kind is TriggerKind.DERIVED or vk.registry_bound:
+        exact = Fraction(1, vk.num_classes)
+    else:
+        exact = None
+    if exact is not None:
+        if p0 is not None and p0 != exact and vk.registry_bound:
+            raise LocalProtocolError(f"a registry-bound {vk.kind.value} key has p0 = {exact} exactly; "
+                                     f"leave out --p0")
+        return exact
     if p0 is None:
         raise LocalProtocolError("an imported trigger set needs an explicit p0 (the chance that an unmarked "
                                  "model gives a trigger image its committed label), e.g. --p0 1/10")
@@ -146,10 +173,13 @@ def _check_answer(envelope: dsse.Envelope, kind: type[Answer], vk: VerificationK
 
 
 def check_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Challenge, challenge_digest: bytes, *,
-                 margin: QuerySplit | None = None) -> tuple[Reveal, tuple[OpenedItem, ...]]:
+                 margin: QuerySplit | None = None,
+                 registration: RegistrationInfo | None = None) -> tuple[Reveal, tuple[OpenedItem, ...]]:
     """Everything a verifier or auditor checks in a reveal; raises naming the failure
-    (``margin``: a margin key's query split, as the checker holds it)."""
+    (``margin``: a margin key's query split, as the checker holds it;
+    ``registration``: the checked receipt, whose beacon fixes a registry-bound key's labels)."""
     items_of_key = margin_items(vk, margin)
+    beta = beacon_beta(vk, registration)
     if challenge.zk is not None:
         raise InvalidOpening("reveal: the challenge asked for zero-knowledge proofs, not openings")
     reveal = _check_answer(reveal_env, Reveal, vk, challenge, challenge_digest)
@@ -157,7 +187,8 @@ def check_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Chal
 
     def opened(o):
         return open_item(o, vk.commitments[o.index], kind=vk.kind, num_classes=vk.num_classes,
-                         input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner, margin=items_of_key)
+                         input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner, margin=items_of_key,
+                         beta=beta)
     # A VRF proof's point multiplications are pycryptodome C calls that release
     # the GIL, so threads check openings in parallel; map keeps their order, so
     # the error raised is the first bad opening's, as in a sequential check.
@@ -181,8 +212,13 @@ def check_zk_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: C
     return reveal, reveal.items
 
 
-def zk_results(vk: VerificationKey, items: tuple[ZkItem, ...],
-               proof_errors: Mapping[int, str | None]) -> tuple[tuple[ItemResult, ...], tuple[ZkFailure, ...]]:
+def zk_label(item: ZkItem, vk: VerificationKey, beta: bytes | None) -> int:
+    """The label a hidden item is checked against: its opened label, shifted by the beacon if registry-bound."""
+    return item.label if beta is None else bound_label(beta, item.index, item.label, vk.num_classes)
+
+
+def zk_results(vk: VerificationKey, items: tuple[ZkItem, ...], proof_errors: Mapping[int, str | None],
+               beta: bytes | None = None) -> tuple[tuple[ItemResult, ...], tuple[ZkFailure, ...]]:
     """Per item, the proven class, or None and the reason it does not count.
 
     A proof counts only if it verifies (``proof_errors[i]`` is None, as the
@@ -197,7 +233,8 @@ def zk_results(vk: VerificationKey, items: tuple[ZkItem, ...],
         if not hmac.compare_digest(item.statement.input_hash, vk.zk.hashes[item.index]):
             reason = (f"the proof is about another hidden input than the one committed for item {item.index} "
                       f"(a proof for another item, salt or key)")
-        results.append(ItemResult(item.index, item.label, item.statement.predicted if reason is None else None))
+        results.append(ItemResult(item.index, zk_label(item, vk, beta),
+                                  item.statement.predicted if reason is None else None))
         if reason is not None:
             failures.append(ZkFailure(item.index, reason[:MAX_TEXT]))
     return tuple(results), tuple(failures)
@@ -268,6 +305,8 @@ class VerifierSession:
         self._p0 = null_match_probability(vk, p0)
         self._lam = lam
         self._registration = registration
+        if registration is not None:
+            beacon_beta(vk, registration)  # a receipt without a beacon fails before anything is revealed
         self.state = VerifierState.SEND_CHALLENGE
         self.challenge_envelope: dsse.Envelope | None = None
         self.reveal_envelope: dsse.Envelope | None = None
@@ -339,7 +378,7 @@ class VerifierSession:
                 _, self._zk_items = check_zk_reveal(envelope, self.vk, self._challenge, self._challenge_digest)
             else:
                 _, self._items = check_reveal(envelope, self.vk, self._challenge, self._challenge_digest,
-                                              margin=self._margin)
+                                              margin=self._margin, registration=self._registration)
         except (DecodeError, InvalidSignature, InvalidOpening) as exc:
             self.state = VerifierState.FAILED
             raise RemoteProtocolError(f"prover sent an invalid message: {exc}") from None
@@ -367,7 +406,8 @@ class VerifierSession:
         missing = [item.index for item in self._zk_items if item.index not in proof_errors]
         if missing:
             raise LocalProtocolError(f"no proof check for items {missing[:8]}")
-        results, failures = zk_results(self.vk, self._zk_items, proof_errors)
+        results, failures = zk_results(self.vk, self._zk_items, proof_errors,
+                                       beacon_beta(self.vk, self._registration))
         return self._sign(results, ZkVerdictInfo(self._zk, failures))
 
     def _sign(self, results: tuple[ItemResult, ...], zk: ZkVerdictInfo | None) -> dsse.Envelope:
@@ -387,11 +427,13 @@ def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: b
     """The verdict as a pure function of its inputs, so an auditor can rebuild it."""
     decision = decide(sum(r.match for r in results), len(results), p0, lam)
     caveats = []
+    # A registry-bound key's labels were drawn after its inputs were fixed, so neither
+    # the owner's choice of images nor their hiding matters to p0 (docs/design.md section 2).
     if zk is not None:
-        caveats += [CAVEAT_ZK, CAVEAT_ZK_HIDDEN]
+        caveats += [CAVEAT_ZK] if vk.registry_bound else [CAVEAT_ZK, CAVEAT_ZK_HIDDEN]
         if zk.parameters.srs_origin is SrsOrigin.VERIFIER:
             caveats.append(CAVEAT_DESIGNATED)
-    if vk.kind is TriggerKind.IMPORTED:
+    if vk.kind is TriggerKind.IMPORTED and not vk.registry_bound:
         caveats.append(CAVEAT_IMPORTED)
     if vk.kind is TriggerKind.MARGIN and model.url is not None:
         caveats.append(CAVEAT_MARGIN_ENDPOINT)

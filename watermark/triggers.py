@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from wmark.errors import InvalidInput
 from wmark.files import read_bounded
+from wmark.protocol.beacon import bound_label
 from wmark.protocol.hazmat.vrf import proof_to_hash
 from wmark.protocol.items import ItemOpening, TriggerKind, image_header
 from wmark.protocol.keys import MarkingKey
@@ -69,9 +70,17 @@ def item_image(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, i
     return np.frombuffer(opening.image[skip:], dtype=np.uint8).reshape(shape)  # type: ignore[index]
 
 
-def trigger_set_from_marking_key(mk: MarkingKey, margin: QuerySplit | None = None) -> TriggerSet:
+def trigger_set_from_marking_key(mk: MarkingKey, margin: QuerySplit | None = None, *,
+                                 beta: bytes | None = None) -> TriggerSet:
     """The trigger images and labels a marking key commits to; a margin key's
-    are taken from ``margin``, the query split it was made on."""
+    are taken from ``margin``, the query split it was made on.  A registry-bound
+    key needs ``beta``, its receipt's beacon output, which fixes its labels."""
+    if mk.registry_bound and beta is None:
+        raise InvalidInput("a registry-bound key's trigger labels are drawn by the registry: register its "
+                           "verification key first (wmark register), then use the receipt")
+    if not mk.registry_bound and beta is not None:
+        raise InvalidInput("this key's labels are its committed ones; a beacon does not apply to it")
+    labels = [o.label for o in mk.openings]
     if mk.kind is TriggerKind.MARGIN:
         images = np.stack(_margin_images(mk, margin))
     elif mk.kind is TriggerKind.DERIVED:
@@ -79,16 +88,28 @@ def trigger_set_from_marking_key(mk: MarkingKey, margin: QuerySplit | None = Non
         images = render_many(seeds, mk.input_shape)
     else:
         images = np.stack([item_image(o, mk.kind, mk.input_shape) for o in mk.openings])
-    return TriggerSet(images, np.array([o.label for o in mk.openings], dtype=np.int64), mk.num_classes)
+    if beta is not None:
+        true_classes = (_margin_positions(mk, margin)[1] if mk.kind is TriggerKind.MARGIN
+                        else [None] * mk.n)
+        labels = [bound_label(beta, o.index, o.label, mk.num_classes, true_class=t)
+                  for o, t in zip(mk.openings, true_classes)]
+    return TriggerSet(images, np.array(labels, dtype=np.int64), mk.num_classes)
 
 
-def _margin_images(mk: MarkingKey, split: QuerySplit | None) -> list[np.ndarray]:
+def _margin_positions(mk: MarkingKey, split: QuerySplit | None) -> tuple[list[int], list[int]]:
+    """A margin key's items: their positions in its query split, and those images' true classes."""
     assert mk.margin is not None
     if split is None or split.source != mk.margin:
         raise InvalidInput(f"a margin key's queries are images of {mk.margin.describe()}: "
                            f"{'give that split' if split is None else 'the split given is other data'}")
     items = MarginItems(split, mk.n, mk.num_classes)
     positions = [items.item(proof_to_hash(o.vrf_proof), o.index)[0] for o in mk.openings]  # type: ignore[arg-type]
+    return positions, [split.labels[p] for p in positions]
+
+
+def _margin_images(mk: MarkingKey, split: QuerySplit | None) -> list[np.ndarray]:
+    positions, _ = _margin_positions(mk, split)
+    assert split is not None
     return [np.frombuffer(split.image(p), dtype=np.uint8).reshape(mk.input_shape) for p in positions]
 
 
