@@ -41,7 +41,7 @@ from wmark.errors import (
     WmarkError,
 )
 from wmark.protocol.beacon import bound_label
-from wmark.protocol.decision import DEFAULT_LAMBDA, decide
+from wmark.protocol.decision import DEFAULT_LAMBDA, check_lambda, decide, hopeless
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import check
 from wmark.protocol.hazmat.identity import SigningKey
@@ -240,6 +240,22 @@ def zk_results(vk: VerificationKey, items: tuple[ZkItem, ...], proof_errors: Map
     return tuple(results), tuple(failures)
 
 
+def challenge_problem(challenge: Challenge, vk: VerificationKey) -> str | None:
+    """Why the owner should answer ``challenge`` with nothing; None if it may be answered.
+
+    Its bound ``p0`` must be the key's (for keys where that is fixed) and its
+    ``k`` must be able to reach ``lambda`` at that ``p0``; a challenge made
+    before they were bound is judged by its verdict alone.
+    """
+    if challenge.lam is None or challenge.p0 is None:
+        return None
+    if vk.kind.seeded or vk.registry_bound:
+        exact = null_match_probability(vk, None)
+        if challenge.p0 != exact:
+            return f"the challenge's p0={challenge.p0} is not this key's, {exact}"
+    return hopeless(challenge.k, challenge.p0, challenge.lam)
+
+
 def check_challenge(envelope: dsse.Envelope) -> tuple[Challenge, bytes]:
     """A challenge is self-signed by the verifier key it names."""
     challenge = decode(envelope, (Challenge,))
@@ -282,11 +298,13 @@ class Refused:
 
 class VerifierSession:
     def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
-                 p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+                 p0: Fraction | None = None, lam: int | None = None,
                  registration: RegistrationInfo | None = None, zk: ZkParameters | None = None,
                  margin: QuerySplit | None = None) -> None:
         """``margin``: for a margin key, the verifier's copy of its query split
-        (needed from the reveal on; a challenge can be issued without it)."""
+        (needed from the reveal on; a challenge can be issued without it).
+        ``lam`` None: the default, 40."""
+        lam = DEFAULT_LAMBDA if lam is None else check_lambda(lam)
         if not 1 <= k <= vk.n:
             raise LocalProtocolError(f"k={k} must be between 1 and n={vk.n}")
         if zk is not None and vk.zk is None:
@@ -318,15 +336,25 @@ class VerifierSession:
 
     @classmethod
     def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
-               p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+               p0: Fraction | None = None, lam: int | None = None,
                registration: RegistrationInfo | None = None,
                margin: QuerySplit | None = None) -> "VerifierSession":
-        """A session waiting for the reveal to a challenge issued earlier (files transport)."""
+        """A session waiting for the reveal to a challenge issued earlier (files transport).
+
+        A challenge that binds ``lambda`` and ``p0`` is decided with them: a
+        different value given here is refused rather than used.
+        """
         challenge, digest = check_challenge(challenge_envelope)
         if challenge.verifier != identity.public_key:
             raise LocalProtocolError("the challenge was issued by another verifier key than this one")
         if challenge.vk_digest != vk.digest:
             raise LocalProtocolError("the challenge is for another verification key")
+        if challenge.lam is not None and challenge.p0 is not None:
+            for name, given, bound in (("lambda", lam, challenge.lam), ("p0", p0, challenge.p0)):
+                if given is not None and given != bound:
+                    raise LocalProtocolError(f"the challenge fixed {name}={bound} before anything was revealed; "
+                                             f"it cannot be decided with {name}={given}")
+            lam, p0 = challenge.lam, challenge.p0
         session = cls(vk, identity, challenge.model, challenge.k, p0=p0, lam=lam, registration=registration,
                       zk=challenge.zk, margin=margin)
         session._challenge, session._challenge_digest = challenge, digest
@@ -347,10 +375,14 @@ class VerifierSession:
             raise LocalProtocolError(f"cannot {action} in state {self.state.value}")
 
     def challenge(self) -> dsse.Envelope:
+        """Sign a challenge that binds k, lambda and p0; refused when that k could never be accepted."""
         self._expect(VerifierState.SEND_CHALLENGE, "issue a challenge")
+        problem = hopeless(self._k, self._p0, self._lam)
+        if problem is not None:
+            raise LocalProtocolError(f"{problem} (see wmark-verifier plan)")
         self._challenge = Challenge(vk_digest=self.vk.digest, model=self._model, n=self.vk.n, k=self._k,
                                     nonce=get_random_bytes(NONCE_BYTES), verifier=self._identity.public_key,
-                                    issued=now(), zk=self._zk)
+                                    issued=now(), zk=self._zk, lam=self._lam, p0=self._p0)
         self.challenge_envelope = self._challenge.sign(self._identity)
         self._challenge_digest = Challenge.digest_of(self.challenge_envelope)
         self.state = VerifierState.AWAIT_REVEAL
@@ -464,6 +496,8 @@ class ChallengeReceived:
     challenge: Challenge
     digest: bytes
     indices: tuple[int, ...]
+    # Why the challenge must be refused, revealing nothing (:func:`challenge_problem`); None if answerable.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -509,9 +543,16 @@ class ProverSession:
             self.state = ProverState.FAILED
             raise RemoteProtocolError("verifier asked for zero-knowledge proofs, but this key has no "
                                       "zero-knowledge commitments (made without wmark keygen --zk)")
-        self._received = ChallengeReceived(challenge, digest, subset_of(challenge, digest))
+        self._received = ChallengeReceived(challenge, digest, subset_of(challenge, digest),
+                                           challenge_problem(challenge, self.vk))
         self.state = ProverState.DECIDE
         return self._received
+
+    def _refuse_problem(self) -> None:
+        """The guard of both answers: a challenge with a problem gets a refusal, never items."""
+        assert self._received is not None
+        if self._received.problem is not None:
+            raise LocalProtocolError(f"this challenge must be refused, not answered: {self._received.problem}")
 
     def reveal(self) -> dsse.Envelope:
         """Open exactly the challenged subset."""
@@ -521,6 +562,7 @@ class ProverSession:
             # Opening here would hand over the very images the verifier agreed not to see.
             raise LocalProtocolError("a zero-knowledge challenge is answered with proofs (zk_reveal), never with "
                                      "openings")
+        self._refuse_problem()
         reveal = Reveal(self._received.digest, self.vk.digest, self.vk.scheme,
                         tuple(self._mk.openings[i] for i in self._received.indices))
         self.state = ProverState.AWAIT_VERDICT
@@ -534,6 +576,7 @@ class ProverSession:
         assert self._received is not None
         if self._received.challenge.zk is None:
             raise LocalProtocolError("proofs answer only a zero-knowledge challenge; this one asks for openings")
+        self._refuse_problem()
         missing = [i for i in self._received.indices if i not in statements]
         if missing:
             raise LocalProtocolError(f"no proof for challenged items {missing[:8]}")

@@ -151,6 +151,9 @@ def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditR
     if (vk.kind.seeded or vk.registry_bound) and verdict.p0 != null_match_probability(vk, None):
         raise InvalidOpening(f"verdict: p0={verdict.p0} but a {vk.kind.value} set over {vk.num_classes} classes "
                              f"has p0={null_match_probability(vk, None)}")
+    if challenge.lam is not None and (verdict.lam, verdict.p0) != (challenge.lam, challenge.p0):
+        raise InvalidOpening(f"verdict: decided with lambda={verdict.lam}, p0={verdict.p0}, but the challenge "
+                             f"fixed lambda={challenge.lam}, p0={challenge.p0} before anything was revealed")
     if registration != verdict.registration:
         raise InvalidOpening("verdict: its registration is not what the transcript's receipt proves")
     results, zk = _expected_results(vk, challenge, verdict, zk_items, beta)

@@ -35,6 +35,8 @@ from wmark.protocol.session import (
 )
 
 N, K = 16, 5
+# 5 matches of 5 at p0 = 1/10 have p-value 1e-5 <= 2^-16: a challenge the prover answers.
+LAMBDA = 16
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=60)
 
 
@@ -45,7 +47,8 @@ class World:
     verifier: SigningKey
 
     def verifier_session(self, k: int = K) -> VerifierSession:
-        return VerifierSession(self.pair.verification_key, self.verifier, ModelRef(sha256=bytes(32)), k)
+        return VerifierSession(self.pair.verification_key, self.verifier, ModelRef(sha256=bytes(32)), k,
+                               lam=LAMBDA)
 
     def prover_session(self) -> ProverSession:
         return ProverSession(self.pair.marking_key, self.pair.verification_key, self.owner)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
-from wmark.protocol.decision import DEFAULT_LAMBDA, parse_probability
+from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_LAMBDA, check_lambda, parse_probability
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey, load_or_create_signing_key, load_public_key
 from wmark.protocol.keys import VerificationKey
@@ -45,12 +45,23 @@ def verifier_identity(args: argparse.Namespace) -> SigningKey:
     return key
 
 
+def parse_lambda(text: str) -> int:
+    """``--lambda``, checked when the command line is read, so an invalid one writes nothing."""
+    try:
+        return check_lambda(int(text), what="--lambda")
+    except (ValueError, InvalidInput):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer between 1 and {MAX_LAMBDA}") from None
+
+
 def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p0", type=parse_probability, metavar="P",
-                        help="imported trigger sets only: the chance an unmarked model gives a trigger image its "
-                             "committed label (derived sets use 1/L, margin sets 1/(L-1))")
-    parser.add_argument("--lambda", dest="lam", type=int, default=DEFAULT_LAMBDA, metavar="BITS",
-                        help="accept only if an unmarked model would do as well with probability <= 2^-BITS")
+                        help="imported trigger sets with committed labels only: the chance an unmarked model gives "
+                             "a trigger image its committed label (derived and registry-bound sets use 1/L, margin "
+                             "sets 1/(L-1)); a challenge that binds p0 is decided with its own")
+    parser.add_argument("--lambda", dest="lam", type=parse_lambda, default=None, metavar="BITS",
+                        help=f"accept only if an unmarked model would do as well with probability <= 2^-BITS "
+                             f"(1..{MAX_LAMBDA}, default {DEFAULT_LAMBDA}; a challenge that binds lambda is "
+                             f"decided with its own)")
 
 
 def add_margin_arguments(parser: argparse.ArgumentParser) -> None:

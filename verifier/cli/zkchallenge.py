@@ -8,9 +8,10 @@ from pathlib import Path
 from wmark.console import add_command
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
+from wmark.protocol.decision import DEFAULT_LAMBDA, hopeless
 from wmark.protocol.keys import VerificationKey, load_verification_key
-from wmark.protocol.session import VerifierSession
-from wmark.verifier.cli._common import add_identity_argument, verifier_identity
+from wmark.protocol.session import VerifierSession, null_match_probability
+from wmark.verifier.cli._common import add_decision_arguments, add_identity_argument, verifier_identity
 from wmark.verifier.zk import open_verifier
 from wmark.watermark.zkcircuit import add_circuit_arguments, srs_beside
 
@@ -39,6 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
     add_setup_arguments(p)
     add_identity_argument(p)
+    add_decision_arguments(p)
 
 
 def add_setup_arguments(parser) -> None:
@@ -57,6 +59,10 @@ def checked_setup(args: argparse.Namespace, vk: VerificationKey, *, otherwise: s
                            f"wmark keygen --zk); {otherwise}")
     if not 1 <= args.k <= vk.n:
         raise InvalidInput(f"k={args.k} must be between 1 and n={vk.n}")
+    problem = hopeless(args.k, null_match_probability(vk, getattr(args, "p0", None)),
+                       getattr(args, "lam", None) or DEFAULT_LAMBDA)
+    if problem is not None:  # before the circuit and SRS are built, and before anything is written
+        raise InvalidInput(f"{problem} (see wmark-verifier plan)")
     if args.srs and args.srs_out:
         raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
     return None if args.srs else Path(args.srs_out or srs_beside(args.out))
@@ -68,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     identity = verifier_identity(args)
     with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
                        memory_limit=args.memory_limit) as verifier:
-        session = VerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters)
+        session = VerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters, p0=args.p0,
+                                  lam=args.lam)
         atomic_write(args.out, session.challenge().to_json())
     print(f"wrote {args.out}: prove {args.k} of {vk.n} trigger items in zero knowledge on "
           f"{verifier.model_ref.describe()}")
