@@ -54,6 +54,11 @@ BETA_BYTES = 32
 MAX_STATEMENT_BYTES = 4096
 
 
+class InvalidBeacon(InvalidProof):
+    """A receipt's beacon that does not prove its ``beta``: an edited receipt, never a mere
+    non-registration, so commands report it as invalid input (exit 2)."""
+
+
 class LabelSource(str, Enum):
     """Where a key's trigger labels come from: its commitments alone (the paper), or
     its commitments shifted by the registry's beacon."""
@@ -92,7 +97,7 @@ def verify_beacon_key(statement: dsse.Envelope, log_key: PublicKey | None, *, wh
         try:
             payload = dsse.verify(statement, log_key, payload_type=BEACON_KEY_PAYLOAD_TYPE, what=what)
         except InvalidSignature as exc:
-            raise InvalidSignature(f"{exc}: the beacon key was not published by this log") from None
+            raise InvalidBeacon(f"{exc}: the beacon key was not published by this log") from None
     obj = expect_header(parse_json(payload, what=what, max_bytes=MAX_STATEMENT_BYTES), type_=BEACON_KEY_TYPE,
                         version=VERSION, what=what)
     only_fields(obj, {"type", "version", "vrf_public_key"}, what=what)
@@ -134,9 +139,9 @@ class Beacon:
         try:
             proven = vrf_key.verify(beacon_alpha(vk_digest), self.proof)
         except (InvalidProof, DecodeError) as exc:
-            raise InvalidProof(f"{what}: {exc} (a proof edited, or made for another entry's key)") from None
+            raise InvalidBeacon(f"{what}: {exc} (a proof edited, or made for another entry's key)") from None
         if not hmac.compare_digest(proven, self.beta):
-            raise InvalidProof(f"{what}: beta is not the VRF output its proof proves (beta was edited)")
+            raise InvalidBeacon(f"{what}: beta is not the VRF output its proof proves (beta was edited)")
         return self.beta
 
 
