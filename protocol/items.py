@@ -139,6 +139,7 @@ def open_item(
     committed label into the one the model is asked for (:func:`bound_label`).
     """
     what = f"item {opening.index}"
+    true_class: int | None = None  # only a margin item has one
     if not 0 <= opening.label < num_classes:
         raise InvalidOpening(f"{what}: label {opening.label} outside [0, {num_classes})")
     if kind.seeded:
@@ -148,7 +149,7 @@ def open_item(
             seed = vrf_key.verify(vrf_alpha(opening.index, owner), opening.vrf_proof)
         except (InvalidProof, DecodeError) as exc:
             raise InvalidOpening(f"{what}: {exc}") from None
-        pixels, true_class = None, None
+        pixels = None
         if kind is TriggerKind.MARGIN:
             if margin is None:
                 raise LocalProtocolError(f"{what}: a margin item is checked against its key's query split")
