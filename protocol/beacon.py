@@ -67,7 +67,7 @@ class LabelSource(str, Enum):
     REGISTRY = "registry"
 
     @classmethod
-    def parse(cls, value: object) -> "LabelSource":
+    def parse(cls, value: object) -> LabelSource:
         return enum_value(cls, value, name="label source")
 
 
@@ -113,7 +113,7 @@ class Beacon:
     proof: bytes
 
     @classmethod
-    def evaluate(cls, vrf_sk: VrfSecretKey, key_statement: dsse.Envelope, vk_digest: bytes) -> "Beacon":
+    def evaluate(cls, vrf_sk: VrfSecretKey, key_statement: dsse.Envelope, vk_digest: bytes) -> Beacon:
         proof = vrf_sk.prove(beacon_alpha(vk_digest))
         return cls(key_statement, vrf_sk.public_key.verify(beacon_alpha(vk_digest), proof), proof)
 
@@ -122,7 +122,7 @@ class Beacon:
                 "beta": b64u_encode(self.beta), "proof": b64u_encode(self.proof)}
 
     @classmethod
-    def from_obj(cls, obj: Any, *, what: str = "beacon") -> "Beacon":
+    def from_obj(cls, obj: Any, *, what: str = "beacon") -> Beacon:
         obj = expect_header(obj, type_=BEACON_TYPE, version=VERSION, what=what)
         only_fields(obj, {"type", "version", "key", "beta", "proof"}, what=what)
         statement = field(obj, "key", dict, what=what)

@@ -32,8 +32,8 @@ from tests.adversarial._claims import (
     forge_imported,
     innocent_model,
     natural_images,
-    regrind,
     registered,
+    regrind,
     zk_claim,
 )
 from wmark.protocol.beacon import LabelSource
@@ -174,7 +174,7 @@ def load_identity(keys: Keys):
 
 
 def test_bound_trigger_labels_are_not_the_committed_ones(cheater):
-    keys, pair, registration, _ = cheater
+    keys, _, registration, _ = cheater
     mk = load_marking_key(keys.mk, None)
     committed = np.array([o.label for o in mk.openings])
     trained = trigger_set_from_marking_key(mk, beta=registration.beta).labels
