@@ -17,4 +17,7 @@ def training_parser(description: str | None, *, epochs_help: str) -> argparse.Ar
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="run the trainings as Ray tasks: 'local' (a 2-CPU instance here), 'auto' (the "
+                             "cluster this machine is in) or a cluster address; needs .[cluster]")
     return parser
