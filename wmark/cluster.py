@@ -68,10 +68,11 @@ def connect(address: str) -> None:
 
 
 def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: TextIO | None = sys.stderr,
-             what: str = "job") -> list[Any]:
+             what: str = "job", on_done: Callable[[int], object] | None = None) -> list[Any]:
     """Every job's result, in the order of ``jobs``: in this process when
-    ``ray_address`` is None, else as Ray tasks (see the module docstring)."""
-    meter = _Progress(len(jobs), what, progress)
+    ``ray_address`` is None, else as Ray tasks (see the module docstring).
+    ``on_done(1)`` is called as each job finishes (a progress bar's update)."""
+    meter = _Progress(len(jobs), what, progress, on_done)
     if ray_address is None:
         results = []
         for job in jobs:
@@ -80,6 +81,7 @@ def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: T
         return results
     connect(ray_address)
     ray = _ray()
+    _check_feasible(ray, jobs, what)
     for job in jobs:
         _ship_by_value(job.fn)
     pending = {_submit(ray, job): i for i, job in enumerate(jobs)}
@@ -100,11 +102,26 @@ def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: T
     return results
 
 
+def _check_feasible(ray: Any, jobs: Sequence[Job], what: str) -> None:
+    """Ray waits forever for resources no node has: refuse such a job up front."""
+    total = ray.cluster_resources()
+    for job in jobs:
+        if job.num_cpus > total.get("CPU", 0) or (job.memory or 0) > total.get("memory", 0):
+            raise InvalidInput(f"{what} {job.name} needs {job.num_cpus:g} CPUs and {(job.memory or 0) / 1e9:.1f} GB; "
+                               f"the whole Ray cluster has {total.get('CPU', 0):g} CPUs and "
+                               f"{total.get('memory', 0) / 1e9:.1f} GB")
+
+
 def _submit(ray: Any, job: Job) -> Any:
     options: dict[str, Any] = {"num_cpus": job.num_cpus, "max_retries": RETRIES, "retry_exceptions": True}
     if job.memory is not None:
         options["memory"] = job.memory
-    return ray.remote(_in_worker).options(**options).remote(job.fn, job.num_cpus, job.args, job.kwargs)
+    # The job's arguments go top-level, where Ray resolves object references to their values.
+    return ray.remote(_remote).options(**options).remote(job.fn, job.num_cpus, job.kwargs, *job.args)
+
+
+def _remote(fn: Callable[..., Any], num_cpus: float, kwargs: dict[str, Any], *args: Any) -> Any:
+    return _in_worker(fn, num_cpus, args, kwargs)
 
 
 def _in_worker(fn: Callable[..., Any], num_cpus: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -145,13 +162,16 @@ def _ray() -> Any:
 class _Progress:
     """``done/total`` and an ETA from the mean time per job so far, on one line."""
 
-    def __init__(self, total: int, what: str, out: TextIO | None) -> None:
-        self.total, self.what, self.out = total, what, out
+    def __init__(self, total: int, what: str, out: TextIO | None,
+                 on_done: Callable[[int], object] | None = None) -> None:
+        self.total, self.what, self.out, self.on_done = total, what, out, on_done
         self.done = 0
         self.start = time.monotonic()
 
     def tick(self) -> None:
         self.done += 1
+        if self.on_done is not None:
+            self.on_done(1)
         if self.out is None:
             return
         elapsed = time.monotonic() - self.start
