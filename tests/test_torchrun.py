@@ -33,7 +33,7 @@ def test_two_gloo_processes_take_the_steps_one_process_takes(digits_world, tmp_p
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "wmark.watermark", *_embed_args(digits_world, two)],
-        capture_output=True, text=True, env=env, timeout=300)
+        capture_output=True, text=True, env=env, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     # Only rank 0 prints and writes.
     assert run.stdout.count("wrote ") == 1 and "one of 2 torchrun processes" in run.stdout

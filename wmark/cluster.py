@@ -74,11 +74,11 @@ def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: T
     ``on_done(1)`` is called as each job finishes (a progress bar's update)."""
     meter = _Progress(len(jobs), what, progress, on_done)
     if ray_address is None:
-        results = []
+        done = []
         for job in jobs:
-            results.append(_in_worker(job.fn, job.num_cpus, job.args, job.kwargs))
+            done.append(_in_worker(job.fn, job.num_cpus, job.args, job.kwargs))
             meter.tick()
-        return results
+        return done
     connect(ray_address)
     ray = _ray()
     _check_feasible(ray, jobs, what)
