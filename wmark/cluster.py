@@ -127,11 +127,12 @@ def _remote(fn: Callable[..., Any], num_cpus: float, kwargs: dict[str, Any], *ar
 def _in_worker(fn: Callable[..., Any], num_cpus: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run ``fn`` with torch using as many threads as the job declared CPUs (Ray
     does not pin them), here and on a worker alike, so a job computes the same
-    either way; the caller's thread count is restored after."""
-    if "torch" not in sys.modules:
+    either way; the caller's thread count is restored after.  This layer never
+    imports torch: a job that uses it has loaded it (unpickling its arguments
+    does, on a worker) before it runs."""
+    torch = sys.modules.get("torch")
+    if torch is None:
         return fn(*args, **kwargs)
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, int(num_cpus)))
     try:
