@@ -270,6 +270,8 @@ def test_bad_files_end_zkcheck_with_a_precise_error(zk_world, tmp_path):
     assert not (tmp_path / "v2.json").exists() and not (tmp_path / "v3.json").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # two proofs in one process, a Ray start and two proofs on it: minutes on a loaded machine
 def test_proofs_as_ray_tasks_reveal_what_one_process_reveals(zk_world, tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
     vk, mk = zk_world.pair.verification_key, zk_world.pair.marking_key
