@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("--srs", metavar="FILE", help="the challenge's SRS (default: CHALLENGE with suffix .srs)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the proofs (zkreveal.json)")
     add_circuit_arguments(p)
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="prove each item as a Ray task: 'local' (a 2-CPU instance here), 'auto' (the cluster this "
+                        "machine is in) or a cluster address; needs .[cluster]")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,9 +66,11 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"{args.challenge}: asks for openings, not proofs; answer it with wmark-prover prove")
     print(f"challenge from verifier {event.challenge.verifier.fingerprint} on {event.challenge.model.describe()}: "
           f"prove {len(event.indices)} of {vk.n} items")
+    # tqdm shows proofs done / total and the time left.
     with tqdm(total=len(event.indices), desc="proving", unit="proof", leave=False) as bar:
         answer = prove_challenge(session, event, mk, args.model, args.srs or srs_beside(args.challenge),
-                                 workdir=args.workdir, memory_limit=args.memory_limit, progress=bar.update)
+                                 workdir=args.workdir, memory_limit=args.memory_limit, progress=bar.update,
+                                 ray_address=args.ray)
     atomic_write(args.out, answer.to_json())
     print(f"wrote {args.out} ({len(event.indices)} proofs and label openings; no trigger image; send it to the "
           f"verifier)")
