@@ -22,6 +22,8 @@ from wmark.errors import InvalidInput
 
 DEFAULT_LAMBDA = 40
 MAX_K = 10_000
+# 2^-256 is far below any false-accusation risk worth naming; larger would only cost time.
+MAX_LAMBDA = 256
 
 
 _PROBABILITY = re.compile(r"[0-9]{1,12}/[0-9]{1,12}|[0-9]?\.[0-9]{1,12}")

@@ -60,9 +60,19 @@ _KEYID = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")
 
 
-def default_receipt_path(vk_path: str | os.PathLike[str]) -> Path:
-    """Where a vk's receipt is kept: beside it, ``vk.json`` -> ``vk.receipt.json``."""
-    return Path(vk_path).with_suffix(".receipt.json")
+def default_receipt_path(vk_path: str | os.PathLike[str], log_keyid: str | None = None) -> Path:
+    """Where a vk's receipt is kept: beside it, ``vk.json`` -> ``vk.receipt.json``; the
+    receipt of every further log beside that, named by the log's key id
+    (``vk.receipt.<16 hex digits>.json``), so no log's receipt replaces another's."""
+    if log_keyid is None:
+        return Path(vk_path).with_suffix(".receipt.json")
+    return Path(vk_path).with_suffix(f".receipt.{log_keyid[:16]}.json")
+
+
+def receipt_path_for(vk_path: str | os.PathLike[str], log_keyid: str) -> Path:
+    """The receipt of the log ``log_keyid`` beside the vk: its own file if it has one, else the first."""
+    own = default_receipt_path(vk_path, log_keyid)
+    return own if own.exists() else default_receipt_path(vk_path)
 
 
 def format_time(time_ms: int) -> str:

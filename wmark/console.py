@@ -22,6 +22,8 @@ from wmark.files import atomic_write, check_output_path
 
 EXIT_OK, EXIT_REJECTED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 PASSPHRASE_ENV = "WMARK_PASSPHRASE"
+# For a new key: scrypt slows guessing, it does not make "a" a secret (NIST SP 800-63B's minimum).
+MIN_PASSPHRASE_CHARS = 8
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -157,15 +159,24 @@ def read_passphrase(*, confirm: bool, purpose: str) -> str:
     if value is not None:
         if not value:
             raise InvalidInput(f"{PASSPHRASE_ENV} is set but empty")
-        return value
+        return _long_enough(value, confirm, f"the passphrase in {PASSPHRASE_ENV}")
     if not sys.stdin.isatty():
         raise InvalidInput(f"no passphrase for {purpose}: set {PASSPHRASE_ENV} or run in a terminal")
     first = getpass.getpass(f"Passphrase for {purpose}: ")
     if not first:
         raise InvalidInput("empty passphrase")
+    _long_enough(first, confirm, "the passphrase")
     if confirm and getpass.getpass("Repeat the passphrase: ") != first:
         raise InvalidInput("the two passphrases differ")
     return first
+
+
+def _long_enough(passphrase: str, new: bool, what: str) -> str:
+    """A new key's passphrase has at least MIN_PASSPHRASE_CHARS characters (an old key's is what it is)."""
+    if new and len(passphrase) < MIN_PASSPHRASE_CHARS:
+        raise InvalidInput(f"{what} has {len(passphrase)} characters; a new key needs at least "
+                           f"{MIN_PASSPHRASE_CHARS}")
+    return passphrase
 
 
 def load_marking_key(path: str):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, load_marking_key
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_output, load_marking_key
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
@@ -106,14 +106,12 @@ def register(subparsers) -> None:
                                 "budget, and sign the answer.", epilog=EPILOG, func=run)
     add_prover_arguments(p)
     p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge.json")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the reveal (or refusal)")
+    add_output(p, "--out", required=True, what="reveal", help="where to write the reveal (or refusal)")
 
 
 def run(args: argparse.Namespace) -> int:
     challenge = dsse.Envelope.from_json(read_bounded(args.challenge, max_bytes=MAX_MESSAGE_BYTES,
                                                      what="challenge"), what=args.challenge)
-    if Path(args.out).is_dir():
-        raise InvalidInput(f"{args.out}: is a directory; give a file name for the answer")
     prover = load_prover(args)
     response = prover.answer(prover.session(), challenge)
     atomic_write(args.out, response.data)

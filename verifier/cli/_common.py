@@ -7,15 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from wmark.console import int_in_range
 from wmark.errors import InvalidInput, InvalidSignature
 from wmark.files import atomic_write, read_bounded
-from wmark.protocol.decision import DEFAULT_LAMBDA, parse_probability
+from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_LAMBDA, parse_probability
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey, load_or_create_signing_key, load_public_key
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict
 from wmark.protocol.transcript import Registration, Transcript
-from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, default_receipt_path
+from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, receipt_path_for
 from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
 
 DEFAULT_IDENTITY = "verifier.pem"
@@ -39,7 +40,12 @@ def add_identity_argument(parser: argparse.ArgumentParser) -> None:
                         help="the verifier's P-256 signing key (created when absent)")
 
 
-def verifier_identity(args: argparse.Namespace) -> SigningKey:
+def verifier_identity(args: argparse.Namespace, *, create: bool = True) -> SigningKey:
+    """The verifier's key; ``create``: make one when absent (only a command that starts a
+    session may: resuming one needs the key that signed its challenge)."""
+    if not create and not Path(args.identity).exists():
+        raise InvalidInput(f"{args.identity}: no verifier identity here; give --identity the key that signed the "
+                           f"challenge (wmark-verifier challenge created it)")
     key, created = load_or_create_signing_key(args.identity)
     if created:
         print(f"created verifier identity {args.identity} ({key.public_key.fingerprint})", file=sys.stderr)
@@ -50,7 +56,7 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p0", type=parse_probability, metavar="P",
                         help="imported trigger sets only: the chance an unmarked model gives a trigger image its "
                              "committed label (derived sets use 1/L, margin sets 1/(L-1))")
-    parser.add_argument("--lambda", dest="lam", type=int, default=DEFAULT_LAMBDA, metavar="BITS",
+    parser.add_argument("--lambda", dest="lam", type=int_in_range(1, MAX_LAMBDA), default=DEFAULT_LAMBDA, metavar="BITS",
                         help="accept only if an unmarked model would do as well with probability <= 2^-BITS")
 
 
@@ -64,7 +70,8 @@ def add_registration_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registration (non-trivial ownership: the vk existed before the dispute)")
     group.add_argument("--log-key", metavar="PEM", help="public key of the registry log you trust (log-key.pub)")
     group.add_argument("--receipt", metavar="FILE", help="the vk's registration receipt (default with --log-key: "
-                                                         "VK.receipt.json beside the vk)")
+                                                         "the log's receipt beside the vk, as wmark register "
+                                                         "wrote it)")
 
 
 def add_deciding_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +93,8 @@ def registration_from_args(args: argparse.Namespace, vk: VerificationKey) -> Reg
         if args.receipt is not None:
             raise InvalidInput("--receipt needs --log-key: a receipt means nothing without the log's key")
         return None
-    registration = Registration(load_receipt(args.receipt or default_receipt_path(args.vk)),
-                                load_public_key(args.log_key))
+    log_key = load_public_key(args.log_key)
+    registration = Registration(load_receipt(args.receipt or receipt_path_for(args.vk, log_key.keyid)), log_key)
     registration.verify(vk)
     return registration
 
@@ -116,9 +123,7 @@ def read_envelope(path: str, *, what: str) -> dsse.Envelope:
 
 
 def write_transcript(path: str, transcript: Transcript) -> None:
-    if Path(path).is_dir():
-        raise InvalidInput(f"{path}: is a directory; give a file name for the verdict")
-    atomic_write(path, transcript.to_json())
+    atomic_write(path, transcript.to_json())  # checked by wmark.console.check_outputs before any work
 
 
 def print_verdict(verdict: Verdict, *, out=None) -> None:

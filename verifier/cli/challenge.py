@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command
+from wmark.console import add_command, add_output, int_in_range
 from wmark.files import atomic_write
+from wmark.protocol.decision import MAX_K
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import VerifierSession
 from wmark.verifier.cli._common import (
@@ -32,8 +33,9 @@ def register(subparsers) -> None:
                     description="Name the suspect model and sample size k, with a fresh nonce, signed by the "
                                 "verifier.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key (vk.json)")
-    p.add_argument("--k", type=int, required=True, help="how many trigger items to open (k = n: public)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
+    p.add_argument("--k", type=int_in_range(1, MAX_K), required=True,
+                   help="how many trigger items to open (k = n: public)")
+    add_output(p, "--out", required=True, what="challenge", help="where to write the challenge")
     add_model_arguments(p)
     add_identity_argument(p)
     add_decision_arguments(p)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, add_output, write_json_report
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
 from wmark.protocol.keys import load_verification_key
@@ -22,6 +22,7 @@ from wmark.verifier.cli._common import (
     verifier_identity,
     write_transcript,
 )
+from wmark.verifier.reports import verdict_report
 from wmark.verifier.verify import decide_with_model, default_decoys, query_split_for
 
 EPILOG = """\
@@ -43,13 +44,14 @@ def register(subparsers) -> None:
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
     p.add_argument("--challenge", required=True, metavar="FILE", help="the challenge you issued")
     p.add_argument("--reveal", required=True, metavar="FILE", help="the owner's answer")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
+    add_output(p, "--out", required=True, what="signed transcript", help="where to write the signed transcript")
+    add_json_argument(p)
     add_deciding_arguments(p)
 
 
 def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,
-           registration: Registration | None) -> int:
-    """Write the transcript and report; shared by the file and live transports."""
+           registration: Registration | None, args: argparse.Namespace) -> int:
+    """Write the transcript and report (``--json`` too); shared by the file and live transports."""
     assert session.challenge_envelope is not None and session.reveal_envelope is not None
     write_transcript(out, Transcript(vk_envelope, session.challenge_envelope, session.reveal_envelope,
                                      verdict_envelope, registration))
@@ -57,6 +59,7 @@ def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,
     assert isinstance(verdict, Verdict)
     print_verdict(verdict)
     print(f"wrote {out} (signed transcript; anyone can re-check it: wmark-verifier audit {out})")
+    write_json_report(args, verdict_report(verdict, out))
     return EXIT_OK if verdict.accepted else EXIT_REJECTED
 
 
@@ -78,7 +81,7 @@ def refusal_path(out: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     vk, vk_envelope = load_verification_key(args.vk)
     registration = registration_from_args(args, vk)
-    session = VerifierSession.resume(vk, verifier_identity(args), read_envelope(args.challenge, what="challenge"),
+    session = VerifierSession.resume(vk, verifier_identity(args, create=False), read_envelope(args.challenge, what="challenge"),
                                      p0=args.p0, lam=args.lam,
                                      registration=registration.verify(vk) if registration else None,
                                      margin=query_split_for(vk, args.data_root))
@@ -90,4 +93,4 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(event, Refused):
         return report_refusal(event)
     verdict = decide_with_model(session, event, oracle, decoys=default_decoys(vk.input_shape))
-    return finish(session, verdict, vk_envelope, args.out, registration)
+    return finish(session, verdict, vk_envelope, args.out, registration, args)

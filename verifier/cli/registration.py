@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, write_json_report
 from wmark.errors import InvalidProof, InvalidSignature
 from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.keys import load_verification_key
-from wmark.protocol.transparency import default_receipt_path, verify_receipt
+from wmark.protocol.transparency import receipt_path_for, verify_receipt
 from wmark.verifier.cli._common import load_receipt
+from wmark.verifier.reports import registration_report
 
 EPILOG = """\
 examples:
@@ -26,22 +27,26 @@ def register(subparsers) -> None:
                     description="Check that a receipt proves the verification key was appended to the "
                                 "log of the given public key, and print when.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner-signed verification key")
-    p.add_argument("--receipt", metavar="FILE", help="the receipt; without it, VK.receipt.json beside the vk")
+    p.add_argument("--receipt", metavar="FILE", help="the receipt; without it, the log's receipt beside the vk "
+                                                     "(VK.receipt.json, or VK.receipt.<log key id>.json)")
     p.add_argument("--log-key", required=True, metavar="PEM", help="the log's public key (log-key.pub)")
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     vk, _ = load_verification_key(args.vk)
-    path = args.receipt or default_receipt_path(args.vk)
-    receipt = load_receipt(path)
     log_key = load_public_key(args.log_key)
+    path = args.receipt or receipt_path_for(args.vk, log_key.keyid)
+    receipt = load_receipt(path)
     try:
         info = verify_receipt(receipt, vk, log_key)
     except (InvalidProof, InvalidSignature) as exc:
         print(f"{path}: does NOT prove the registration of {args.vk}: {exc}")
+        write_json_report(args, registration_report(str(path), vk, log_key.fingerprint, None, str(exc)))
         return EXIT_REJECTED
     print(f"{path}: valid receipt")
     print(f"  vk          {vk.digest.hex()[:16]}…  owner {vk.owner.fingerprint}")
     print(f"  registered  {info.describe()}")
     print(f"  log key     {log_key.fingerprint}")
+    write_json_report(args, registration_report(str(path), vk, log_key.fingerprint, info, None))
     return EXIT_OK

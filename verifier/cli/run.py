@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from wmark.console import add_command
+from wmark.console import add_command, add_json_argument, add_output, int_in_range
 from wmark.errors import InvalidInput, ModelOracleError, RemoteProtocolError, WmarkError
-from wmark.protocol.decision import lowest_passing_accuracy, threshold
+from wmark.files import check_output_path
+from wmark.protocol.decision import MAX_K, lowest_passing_accuracy, threshold
 from wmark.protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey, load_verification_key
@@ -138,8 +139,10 @@ def register(subparsers) -> None:
     p.add_argument("--connect", required=True, type=parse_address, metavar="HOST:PORT",
                    help="where `wmark-prover serve` listens")
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
-    p.add_argument("--k", type=int, required=True, help="how many trigger items to open (k = n: public)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
+    p.add_argument("--k", type=int_in_range(1, MAX_K), required=True,
+                   help="how many trigger items to open (k = n: public)")
+    add_output(p, "--out", required=True, what="signed transcript", help="where to write the signed transcript")
+    add_json_argument(p)
     add_deciding_arguments(p)
     zk = p.add_argument_group("zero-knowledge verification (a model you hold; pip install '.[zk]')")
     zk.add_argument("--zk", action="store_true", help="ask for zero-knowledge proofs instead of openings")
@@ -158,8 +161,8 @@ def deliver(prover: ProverConnection, verdict: dsse.Envelope) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if Path(args.out).is_dir():
-        raise InvalidInput(f"{args.out}: is a directory; give a file name for the verdict")
+    # Where an owner's refusal would be kept is an output too: checked before any work.
+    check_output_path(refusal_path(args.out), what="owner's refusal", force=args.force, option="--out")
     vk, vk_envelope = load_verification_key(args.vk)
     registration = registration_from_args(args, vk)
     if args.zk:
@@ -190,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
                                    f"{exc}") from None
         # The transcript is ours to keep whatever happens next, so it is
         # written before the verdict goes out over a connection that may fail.
-        code = finish(session, verdict, vk_envelope, args.out, registration)
+        code = finish(session, verdict, vk_envelope, args.out, registration, args)
         deliver(prover, verdict)
         return code
 
@@ -220,7 +223,7 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
             if isinstance(event, Refused):
                 return report_refusal(event, keep=refusal_path(args.out))
             verdict = decide_with_proofs(session, event, verifier)
-            code = finish_zk(session, verdict, vk_envelope, args.out, registration)
+            code = finish_zk(session, verdict, vk_envelope, args.out, registration, args)
             deliver(prover, verdict)
             return code
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wmark.console import add_command
+from wmark.console import add_command, add_output, int_in_range
 from wmark.errors import InvalidInput
-from wmark.files import atomic_write
+from wmark.files import atomic_write, check_output_path
+from wmark.protocol.decision import MAX_K
 from wmark.protocol.keys import VerificationKey, load_verification_key
 from wmark.protocol.session import ZkVerifierSession
 from wmark.verifier.cli._common import add_identity_argument, verifier_identity
@@ -35,8 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key (made with --zk)")
     p.add_argument("--model", required=True, metavar="DIR", help="the suspect model (model.json + "
                                                                  "model.safetensors)")
-    p.add_argument("--k", type=int, required=True, help="how many trigger items to prove (k = n reveals nothing)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
+    p.add_argument("--k", type=int_in_range(1, MAX_K), required=True,
+                   help="how many trigger items to prove (k = n reveals nothing)")
+    add_output(p, "--out", required=True, what="challenge", help="where to write the challenge")
     add_setup_arguments(p)
     add_identity_argument(p)
 
@@ -59,7 +61,11 @@ def checked_setup(args: argparse.Namespace, vk: VerificationKey, *, otherwise: s
         raise InvalidInput(f"k={args.k} must be between 1 and n={vk.n}")
     if args.srs and args.srs_out:
         raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
-    return None if args.srs else Path(args.srs_out or srs_beside(args.out))
+    if args.srs:
+        return None
+    srs_out = Path(args.srs_out or srs_beside(args.out))
+    check_output_path(srs_out, what="generated SRS", force=args.force, option="--srs-out")
+    return srs_out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -82,6 +82,8 @@ def _start_prover(cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen, int
 
 def run(args: argparse.Namespace) -> int:
     work = Path(args.out)
+    if work.exists() and not work.is_dir():
+        raise InvalidInput(f"{work}: exists and is not a directory; give --out a directory for the demo's files")
     if work.exists() and any(work.iterdir()) and not args.force:
         raise InvalidInput(f"{work}: exists and is not empty; choose another --out or pass --force")
     work.mkdir(parents=True, exist_ok=True)
@@ -112,10 +114,10 @@ def run(args: argparse.Namespace) -> int:
         connect = ("--connect", f"127.0.0.1:{port}", "--vk", "keys/vk.json", "--k", k,
                    "--log-key", "registry/log-key.pub", "--identity", "verifier.pem")
         _run(Step("A private verification of the marked model (the verifier queries it itself)",
-                  ("wmark-verifier", "run", *connect, "--model", "models/marked", "--out", "verdict-marked.json")),
+                  ("wmark-verifier", "run", *connect, "--model", "models/marked", "--out", "verdict-marked.json", *force)),
              work, env)
         _run(Step("The same against the innocent model: rejected",
-                  ("wmark-verifier", "run", *connect, "--model", "models/plain", "--out", "verdict-plain.json"),
+                  ("wmark-verifier", "run", *connect, "--model", "models/plain", "--out", "verdict-plain.json", *force),
                   expect=1), work, env)
     finally:
         prover.terminate()

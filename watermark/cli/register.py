@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from wmark.console import add_command
-from wmark.errors import InvalidInput
-from wmark.files import atomic_write
+from wmark.console import add_command, add_output
+from wmark.errors import DecodeError, InvalidInput
+from wmark.files import atomic_write, check_output_path, read_bounded
 from wmark.protocol.hazmat.identity import PublicKey, load_public_key
 from wmark.protocol.keys import load_verification_key
-from wmark.protocol.transparency import default_receipt_path, verify_receipt
+from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, default_receipt_path, verify_receipt
 from wmark.registry import LogClient, LogStore
 
 EPILOG = """\
@@ -17,7 +18,8 @@ examples:
   wmark register --vk keys/vk.json --log registry          # a log directory (created on first use)
   wmark register --vk keys/vk.json --log-url http://127.0.0.1:8470 --log-key log-key.pub
 
-Writes the receipt beside the vk (keys/vk.receipt.json): the entry, the log's
+Writes the receipt beside the vk (keys/vk.receipt.json; a further log's goes
+beside it as keys/vk.receipt.<log key id>.json, never over another log's): the entry, the log's
 signed tree head and the inclusion proof, which anyone holding the log's public
 key checks offline (`wmark-verifier registration`). Registering the same vk
 again returns its first entry. The log refuses a vk that reuses commitments
@@ -36,33 +38,57 @@ def register(subparsers) -> None:
     p.add_argument("--log-key", metavar="PEM",
                    help="the log's public key to check the receipt with; without it, a local log's own key, "
                         "or the key a --log-url log presents (printed for you to compare)")
-    p.add_argument("--receipt", metavar="FILE", help="where to write the receipt; without it, beside the vk "
-                                                     "as VK.receipt.json")
+    add_output(p, "--receipt", what="receipt", help="where to write the receipt; without it, beside the vk as "
+                                                    "VK.receipt.json (a further log's: VK.receipt.<log key id>.json)")
 
 
 def run(args: argparse.Namespace) -> int:
     vk, signed_vk = load_verification_key(args.vk)
     pinned = load_public_key(args.log_key) if args.log_key else None
+    # Before the log is created or asked anything: the receipt's directory must take it.
+    check_output_path(args.receipt or default_receipt_path(args.vk), what="receipt", force=True, option="--receipt")
     if args.log:
         # The quick check (latest signed root against the stored leaves) is
         # enough here; `wmark log check` re-reads every entry.
         with LogStore.open(args.log, check=False) as store:
             log_key = _agree(pinned, store.public_key)
+            path = _receipt_path(args, log_key)
             receipt = store.register(vk)
         print(f"log         {store.directory} (public key {store.public_key_path})")
     else:
         with LogClient(args.log_url) as client:
             log_key = _agree(pinned, client.log_key())
+            path = _receipt_path(args, log_key)
             receipt = client.register(signed_vk)
         print(f"log         {args.log_url}")
     info = verify_receipt(receipt, vk, log_key)
-    path = args.receipt or default_receipt_path(args.vk)
     atomic_write(path, receipt.to_json())
     note = "" if pinned or args.log else " (as the log presents it: compare it out of band, or pass --log-key)"
     print(f"log key     {log_key.fingerprint}{note}")
     print(f"registered  vk {vk.digest.hex()[:16]}… as {info.describe()}")
     print(f"wrote       {path}")
     return 0
+
+
+def _receipt_path(args: argparse.Namespace, log_key: PublicKey) -> Path:
+    """Where this log's receipt goes, decided before anything is appended: --receipt
+    (checked like every output), else beside the vk, where another log's receipt is
+    never replaced and this log's own is renewed."""
+    if args.receipt:
+        return Path(args.receipt)
+    first = default_receipt_path(args.vk)
+    if first.exists() and _receipt_log(first) != log_key.keyid:
+        return check_output_path(default_receipt_path(args.vk, log_key.keyid), what="receipt", force=True)
+    return first
+
+
+def _receipt_log(path: Path) -> str | None:
+    """The log key id of the receipt at ``path``; None for a file that is no receipt."""
+    try:
+        return Receipt.from_json(read_bounded(path, max_bytes=MAX_RECEIPT_BYTES, what="receipt"),
+                                 what=str(path)).log_keyid
+    except DecodeError:
+        return None
 
 
 def _agree(pinned: PublicKey | None, presented: PublicKey) -> PublicKey:
