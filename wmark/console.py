@@ -33,7 +33,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if (action.required or default is None or default is argparse.SUPPRESS or isinstance(default, bool)
+        if (action.required or default in (None, [], ()) or default is argparse.SUPPRESS or isinstance(default, bool)
                 or "default" in text or not action.option_strings or "%(default)" in text):
             return text
         return f"{text} (default: %(default)s)"

@@ -109,8 +109,13 @@ def check_output_path(path: str | os.PathLike[str], *, what: str, force: bool = 
         parent = parent.parent
     if not parent.is_dir():
         raise InvalidInput(f"{p}: {parent} is not a directory; give {option} a path in a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InvalidInput(f"{p}: cannot write in {parent} (permission denied); give {option} another path")
+    try:  # a real probe: os.access says yes to root on a read-only file system
+        fd, probe = tempfile.mkstemp(prefix=".wmark-probe.", dir=parent)
+    except OSError as exc:
+        raise InvalidInput(f"{p}: cannot write in {parent} ({exc.strerror or exc}); give {option} another "
+                           f"path") from None
+    os.close(fd)
+    os.unlink(probe)
     return p
 
 

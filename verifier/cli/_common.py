@@ -13,8 +13,9 @@ from wmark.files import atomic_write, read_bounded
 from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_LAMBDA, parse_probability
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey, load_or_create_signing_key, load_public_key
-from wmark.protocol.keys import VerificationKey
+from wmark.protocol.keys import VerificationKey, load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict
+from wmark.protocol.session import null_match_probability
 from wmark.protocol.transcript import Registration, Transcript
 from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, receipt_path_for
 from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
@@ -58,6 +59,15 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
                              "committed label (derived sets use 1/L, margin sets 1/(L-1))")
     parser.add_argument("--lambda", dest="lam", type=int_in_range(1, MAX_LAMBDA), default=DEFAULT_LAMBDA, metavar="BITS",
                         help="accept only if an unmarked model would do as well with probability <= 2^-BITS")
+
+
+def load_vk_for_decision(args: argparse.Namespace) -> tuple[VerificationKey, dsse.Envelope]:
+    """The vk of --vk, refusing a --p0 it would ignore (derived and margin sets fix their own)."""
+    vk, envelope = load_verification_key(args.vk)
+    if getattr(args, "p0", None) is not None and vk.kind.seeded:
+        raise InvalidInput(f"--p0 applies to imported trigger sets only; {args.vk} is a {vk.kind.value} set, whose "
+                           f"p0 is {null_match_probability(vk, None)} by construction (leave out --p0)")
+    return vk, envelope
 
 
 def add_margin_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,12 +7,12 @@ import argparse
 from wmark.console import add_command, add_output, int_in_range
 from wmark.files import atomic_write
 from wmark.protocol.decision import MAX_K
-from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import VerifierSession
 from wmark.verifier.cli._common import (
     add_decision_arguments,
     add_identity_argument,
     add_model_arguments,
+    load_vk_for_decision,
     oracle_from_args,
     verifier_identity,
 )
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    vk, _ = load_verification_key(args.vk)
+    vk, _ = load_vk_for_decision(args)
     oracle = oracle_from_args(args)
     session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam)
     atomic_write(args.out, session.challenge().to_json())

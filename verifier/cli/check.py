@@ -9,12 +9,12 @@ from pathlib import Path
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, add_output, write_json_report
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
-from wmark.protocol.keys import load_verification_key
 from wmark.protocol.messages import Verdict, decode
 from wmark.protocol.session import AnyVerifierSession, Refused, VerifierSession
 from wmark.protocol.transcript import Registration, Transcript
 from wmark.verifier.cli._common import (
     add_deciding_arguments,
+    load_vk_for_decision,
     oracle_from_args,
     print_verdict,
     read_envelope,
@@ -79,7 +79,7 @@ def refusal_path(out: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    vk, vk_envelope = load_verification_key(args.vk)
+    vk, vk_envelope = load_vk_for_decision(args)
     registration = registration_from_args(args, vk)
     session = VerifierSession.resume(vk, verifier_identity(args, create=False), read_envelope(args.challenge, what="challenge"),
                                      p0=args.p0, lam=args.lam,

@@ -7,9 +7,8 @@ import argparse
 from wmark.console import add_command, add_json_argument, int_in_range, write_json_report
 from wmark.errors import InvalidInput
 from wmark.protocol.decision import MAX_K, lowest_passing_accuracy, threshold
-from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import null_match_probability
-from wmark.verifier.cli._common import add_decision_arguments
+from wmark.verifier.cli._common import add_decision_arguments, load_vk_for_decision
 from wmark.verifier.reports import plan_report
 
 EPILOG = """\
@@ -34,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    vk, _ = load_verification_key(args.vk)
+    vk, _ = load_vk_for_decision(args)
     p0 = null_match_probability(vk, args.p0)
     ks = args.k or sorted({k for k in (10, 20, 30, 50, 100, vk.n) if k <= vk.n})
     for k in ks:

@@ -26,11 +26,12 @@ from wmark.files import check_output_path
 from wmark.protocol.decision import MAX_K, lowest_passing_accuracy, threshold
 from wmark.protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.keys import VerificationKey, load_verification_key
+from wmark.protocol.keys import VerificationKey
 from wmark.protocol.session import Refused, VerifierSession, ZkVerifierSession, null_match_probability
 from wmark.protocol.transcript import Registration
 from wmark.verifier.cli._common import (
     add_deciding_arguments,
+    load_vk_for_decision,
     oracle_from_args,
     registration_from_args,
     verifier_identity,
@@ -163,7 +164,7 @@ def deliver(prover: ProverConnection, verdict: dsse.Envelope) -> None:
 def run(args: argparse.Namespace) -> int:
     # Where an owner's refusal would be kept is an output too: checked before any work.
     check_output_path(refusal_path(args.out), what="owner's refusal", force=args.force, option="--out")
-    vk, vk_envelope = load_verification_key(args.vk)
+    vk, vk_envelope = load_vk_for_decision(args)
     registration = registration_from_args(args, vk)
     if args.zk:
         return run_zk(args, vk, vk_envelope, registration)

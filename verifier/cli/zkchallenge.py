@@ -46,8 +46,8 @@ def register(subparsers) -> None:
 def add_setup_arguments(parser) -> None:
     """The SRS and circuit options of the commands that issue a zero-knowledge challenge."""
     parser.add_argument("--srs", metavar="FILE", help="a public ceremony SRS to use instead of generating one")
-    parser.add_argument("--srs-out", metavar="FILE", help="where to write the generated SRS (default: OUT with "
-                                                          "suffix .srs)")
+    add_output(parser, "--srs-out", what="generated SRS", help="where to write the generated SRS (default: OUT "
+                                                               "with suffix .srs)")
     add_circuit_arguments(parser)
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wmark.console import PASSPHRASE_ENV, add_command
+from wmark.console import PASSPHRASE_ENV, add_command, int_in_range
 from wmark.errors import InvalidInput, WmarkError
 
 EPILOG = """\
@@ -32,6 +32,7 @@ show the prover's leakage ledger. The passphrase is WMARK_PASSPHRASE, or a demo
 one when unset."""
 
 DEMO_PASSPHRASE = "wmark demo passphrase"
+DEMO_N = 100  # wmark keygen's default n: the demo's trigger set
 PROGRAMS = {"wmark": "wmark.watermark", "wmark-prover": "wmark.prover", "wmark-verifier": "wmark.verifier"}
 
 
@@ -48,7 +49,7 @@ def register(subparsers) -> None:
                                 "verifier in a separate process, printing each command as it runs.",
                     epilog=EPILOG, func=run)
     p.add_argument("--out", default="wmark-demo", metavar="DIR", help="working directory for the demo's files")
-    p.add_argument("--k", type=int, default=20, help="trigger items the verifier samples")
+    p.add_argument("--k", type=int_in_range(1, DEMO_N), default=20, help="trigger items the verifier samples")
     p.add_argument("--force", action="store_true", help="reuse a non-empty DIR, replacing what the demo writes")
 
 
