@@ -15,7 +15,7 @@ from typing import Any
 
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.messages import Verdict
-from wmark.protocol.transparency import RegistrationInfo, format_time
+from wmark.protocol.transparency import ProofInfo, RegistrationInfo, format_time
 
 VERSION = 1
 PLAN_TYPE = "wmark/plan-report"
@@ -77,12 +77,16 @@ def audit_report(file: str, vk: VerificationKey, verdict: Verdict | None, *, log
             "recheck": recheck}
 
 
-def registration_report(receipt: str, vk: VerificationKey, log_key: str, info: RegistrationInfo | None,
-                        reason: str | None) -> dict[str, Any]:
-    """``registration``: whether the receipt proves the vk's registration (``info``), or why not."""
-    return {"type": REGISTRATION_TYPE, "version": VERSION, "receipt": receipt, "vk_digest": vk.digest.hex(),
-            "log_key": log_key, "valid": info is not None, "registration": registration_obj(info),
-            "reason": reason}
+def registration_report(evidence: str, file: str, vk: VerificationKey, log: str,
+                        info: RegistrationInfo | ProofInfo | None, reason: str | None) -> dict[str, Any]:
+    """``registration``: whether the ``evidence`` ("tlog-proof" or "receipt") in ``file``
+    proves the vk's registration in ``log`` (its key, as the user named it), or why not."""
+    index, time_ms = ((None, None) if info is None else (info.entry.index, info.entry.time_ms)
+                      if isinstance(info, ProofInfo) else (info.index, info.time_ms))
+    return {"type": REGISTRATION_TYPE, "version": VERSION, "evidence": evidence, "file": file,
+            "vk_digest": vk.digest.hex(), "log": log, "valid": info is not None, "index": index,
+            "time": None if time_ms is None else format_time(time_ms), "time_ms": time_ms,
+            "description": None if info is None else info.describe(), "reason": reason}
 
 
 def dispute_report(claims: list[tuple[str, VerificationKey, Verdict]], earlier: str | None,
