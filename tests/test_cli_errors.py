@@ -10,32 +10,17 @@ untrained digits model, one challenge, reveal and transcript, a local log.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli_world import PROGRAMS, build_cli_world, call
 from wmark.files import IRREPLACEABLE
 from wmark.protocol.keyfile import SEALED_TYPE
 from wmark.protocol.keys import MK_TYPE
-from wmark.prover.cli import main as prover_main
-from wmark.verifier.cli import main as verifier_main
-from wmark.watermark.cli import main as wmark_main
 
-PROGRAMS: dict[str, Callable[[list[str]], int]] = {
-    "wmark": wmark_main, "wmark-prover": prover_main, "wmark-verifier": verifier_main}
 UNWRITABLE = "/proc/wmark-cannot-write-here.json"  # not even root can create a file in /proc
-
-
-def call(capsys, program: str, argv: list[str | Path]) -> tuple[int, str, str]:
-    try:
-        code = PROGRAMS[program]([str(a) for a in argv])
-    except SystemExit as exc:  # argparse
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -45,38 +30,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    """keys/ (plaintext), model/ (untrained), challenge.json, reveal.json, verdict.json, registry/."""
-    from wmark.watermark.datasets import load_task
-    from wmark.watermark.embed import start_model
-    from wmark.watermark.modelio import save_model
-
-    root = tmp_path_factory.mktemp("cli-errors")
-    save_model(root / "model", start_model(load_task("digits")))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        steps = [
-            ("wmark", ["keygen", "--out", "keys", "--insecure-plaintext", "--n", "30"]),
-            ("wmark", ["register", "--vk", "keys/vk.json", "--log", "registry"]),
-            ("wmark-verifier", ["challenge", "--vk", "keys/vk.json", "--model", "model", "--k", "5",
-                                "--out", "challenge.json", "--identity", "verifier.pem"]),
-            ("wmark-prover", ["prove", "--mk", "keys/mk.wmk", "--vk", "keys/vk.json", "--challenge",
-                              "challenge.json", "--out", "reveal.json"]),
-            ("wmark-verifier", ["check", "--vk", "keys/vk.json", "--challenge", "challenge.json", "--reveal",
-                                "reveal.json", "--model", "model", "--out", "verdict.json",
-                                "--identity", "verifier.pem"]),
-        ]
-        for program, argv in steps:
-            try:
-                code = PROGRAMS[program](argv)
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-            assert code in (0, 1), (program, argv)  # an untrained model is rejected: exit 1
-    finally:
-        os.chdir(cwd)
-    (root / "a-directory").mkdir()
-    (root / "existing.json").write_text("{}\n")
-    return root
+    return build_cli_world(tmp_path_factory.mktemp("cli-errors"))
 
 
 # Each command: its program, the argv of a run that gets past parsing (inputs
