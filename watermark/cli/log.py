@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, plural
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
 from wmark.protocol import tiles
@@ -86,12 +86,13 @@ def _serve(args: argparse.Namespace) -> int:
     witnesses = tuple(_witness_client(spec) for spec in args.witness)
     with LogStore.open(args.log, origin=args.origin) as store:
         server = LogServer(store, args.port, verbose=args.verbose, witnesses=witnesses)
-        print(f"wmark log: {store.directory}, {store.size} entries, origin {store.origin}", flush=True)
+        print(f"wmark log: {store.directory}, {plural(store.size, 'entry', 'entries')}, origin {store.origin}",
+              flush=True)
         print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
         print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
-        print(f"wmark log: {len(witnesses)} witness(es); serving at {server.url}", flush=True)
+        print(f"wmark log: {plural(len(witnesses), 'witness', 'witnesses')}; serving at {server.url}", flush=True)
         stopped_by = serve_until_signalled(server)
-        print(f"wmark log: stopped by {stopped_by.name} with {store.size} entries", flush=True)
+        print(f"wmark log: stopped by {stopped_by.name} with {plural(store.size, 'entry', 'entries')}", flush=True)
     return EXIT_OK
 
 
@@ -101,7 +102,7 @@ def _witness(args: argparse.Namespace) -> int:
     server = WitnessServer(witness, args.port, verbose=args.verbose)
     print(f"wmark witness: verifier key {witness.verifier.encode()} ({Path(args.dir) / 'witness.vkey'})",
           flush=True)
-    print(f"wmark witness: {len(logs)} log(s); serving at {server.url}", flush=True)
+    print(f"wmark witness: {plural(len(logs), 'log')}; serving at {server.url}", flush=True)
     stopped_by = serve_until_signalled(server)
     print(f"wmark witness: stopped by {stopped_by.name}", flush=True)
     return EXIT_OK
@@ -151,7 +152,7 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     print(f"{args.log}: intact: every entry matches its leaf, and every signed tree head and checkpoint "
           f"the recomputed tree")
-    print(f"  size     {head.size} entries, latest signed {format_time(head.time_ms)}")
+    print(f"  size     {plural(head.size, 'entry', 'entries')}, latest signed {format_time(head.time_ms)}")
     print(f"  root     {head.root.hex()}")
     print(f"  log key  {fingerprint}")
     print(f"  vkey     {vkey}")

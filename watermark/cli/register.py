@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wmark.console import add_command, add_output
+from wmark.console import add_command, add_output, plural
 from wmark.errors import DecodeError, InvalidInput
 from wmark.files import atomic_write, check_output_path, read_bounded
 from wmark.protocol.checkpoint import Policy
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"log key     {log_key.fingerprint}{note}")
     print(f"registered  vk {vk.digest.hex()[:16]}… as {info.describe()}")
     print(f"checkpoint  {proof.checkpoint.text.decode().splitlines()[0]} size {info.tree_size}, "
-          f"{len(proof.checkpoint.signatures) - 1} cosignature(s)")
+          f"{plural(len(proof.checkpoint.signatures) - 1, 'cosignature')}")
     print(f"wrote       {proof_path}")
     print(f"wrote       {path}")
     return 0
