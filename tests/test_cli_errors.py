@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.cli_world import PROGRAMS, build_cli_world, call
 from wmark.files import IRREPLACEABLE
+from wmark.harness import readme
 from wmark.protocol.keyfile import SEALED_TYPE
 from wmark.protocol.keys import MK_TYPE
 
@@ -212,11 +213,7 @@ def test_a_short_passphrase_for_a_new_key_is_refused(capsys, world, monkeypatch)
 
 def test_every_subcommand_has_cases(capsys):
     """A new subcommand with an output or input file must join the tables above."""
-    listed = set()
-    for program in PROGRAMS:
-        code, out, _ = call(capsys, program, ["--help"])
-        assert code == 0
-        listed |= {m.group(1) for m in re.finditer(r"^    (\w[\w-]*)\s{2,}", out, re.M)}
+    listed = {name for main in PROGRAMS.values() for name in readme.commands(main, [])}
     covered = set(commands(Path("/w"))) | set(INPUTS) | {command for _, command, _, _ in NUMBERS}
     # serve and log take no file outputs; embed and attack write model directories (tests/test_embed.py,
     # tests/test_attacks.py); keygen and demo appear in NUMBERS.
@@ -232,10 +229,11 @@ def test_version(capsys, program):
 
 @pytest.mark.parametrize("program", sorted(PROGRAMS))
 def test_help_shows_no_empty_or_repeated_defaults(capsys, program):
-    _, out, _ = call(capsys, program, ["--help"])
-    names = {m.group(1) for m in re.finditer(r"^    (\w[\w-]*)\s{2,}", out, re.M)}
-    for name in sorted(names):
-        argv = [name, "serve", "--help"] if name == "log" else [name, "--help"]
+    main = PROGRAMS[program]
+    for argv in [[name, *sub] for name in readme.commands(main, []) for sub in
+                 ([[s] for s in readme.commands(main, [name])] or [[]])]:
+        argv = [*argv, "--help"]
+        name = " ".join(argv[:-1])
         code, text, _ = call(capsys, program, argv)
         assert code == 0, (program, name)
         flat = " ".join(text.split())

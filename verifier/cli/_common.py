@@ -36,9 +36,11 @@ def oracle_from_args(args: argparse.Namespace) -> ModelOracle:
                        timeout=args.timeout)
 
 
-def add_identity_argument(parser: argparse.ArgumentParser) -> None:
+def add_identity_argument(parser: argparse.ArgumentParser, *, resumes: bool = False) -> None:
+    """``resumes``: the command continues a session, so the key must be the one that signed its challenge."""
     parser.add_argument("--identity", metavar="PEM", default=DEFAULT_IDENTITY,
-                        help="the verifier's P-256 signing key (created when absent)")
+                        help="the verifier's P-256 signing key that signed the challenge" if resumes else
+                             "the verifier's P-256 signing key (created when absent)")
 
 
 def verifier_identity(args: argparse.Namespace, *, create: bool = True) -> SigningKey:
@@ -84,10 +86,10 @@ def add_registration_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "wrote it)")
 
 
-def add_deciding_arguments(parser: argparse.ArgumentParser) -> None:
+def add_deciding_arguments(parser: argparse.ArgumentParser, *, resumes: bool = False) -> None:
     """The options of a command that queries the suspect model and signs a verdict (check, run)."""
     add_model_arguments(parser)
-    add_identity_argument(parser)
+    add_identity_argument(parser, resumes=resumes)
     add_decision_arguments(parser)
     add_registration_arguments(parser)
     add_margin_arguments(parser)

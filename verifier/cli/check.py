@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--reveal", required=True, metavar="FILE", help="the owner's answer")
     add_output(p, "--out", required=True, what="signed transcript", help="where to write the signed transcript")
     add_json_argument(p)
-    add_deciding_arguments(p)
+    add_deciding_arguments(p, resumes=True)
 
 
 def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,

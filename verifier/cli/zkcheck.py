@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     add_output(p, "--out", required=True, what="signed transcript", help="where to write the signed transcript")
     add_json_argument(p)
     add_circuit_arguments(p)
-    add_identity_argument(p)
+    add_identity_argument(p, resumes=True)
     add_decision_arguments(p)
     add_registration_arguments(p)
 
