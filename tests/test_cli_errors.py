@@ -241,3 +241,36 @@ def test_help_shows_no_empty_or_repeated_defaults(capsys, program):
         assert "(default: [])" not in flat, (program, name)
         for match in re.finditer(r"default[^()]*\(default: ", flat):
             pytest.fail(f"{program} {name}: a default shown twice: ...{flat[match.start() - 60:match.end() + 20]}")
+
+
+def test_an_interrupted_keygen_leaves_no_owner_key(capsys, tmp_path, monkeypatch):
+    import wmark.watermark.cli.keygen as keygen
+
+    def interrupted(**_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keygen, "keygen_derived", interrupted)
+    code, _, err = call(capsys, "wmark", ["keygen", "--out", tmp_path / "keys", "--insecure-plaintext"])
+    assert code == 130 and "interrupted" in err
+    assert not (tmp_path / "keys").exists() or not any((tmp_path / "keys").iterdir())
+
+
+def test_demo_into_a_file_is_refused(capsys, world):
+    assert_refused(capsys, world, "wmark", ["demo", "--out", world / "existing.json"], "is not a directory")
+
+
+def test_a_test_split_too_small_names_the_minimum():
+    import numpy as np
+
+    from wmark.errors import InvalidInput
+    from wmark.watermark.datasets import LabelledImages, _with_held_out
+
+    def images(n: int) -> LabelledImages:
+        return LabelledImages(np.zeros((n, 1, 8, 8), np.uint8), np.arange(n, dtype=np.int64) % 2)
+
+    with pytest.raises(InvalidInput, match=r"has 150 images; .* needs at least (\d+)") as refused:
+        _with_held_out("imagefolder", 2, images(400), images(150))
+    least = int(re.search(r"at least (\d+)", str(refused.value)).group(1))
+    _with_held_out("imagefolder", 2, images(400), images(least))  # the minimum named is enough
+    with pytest.raises(InvalidInput):
+        _with_held_out("imagefolder", 2, images(400), images(least - 1))
