@@ -135,3 +135,13 @@ def test_a_second_log_never_replaces_the_first_logs_registration(capsys, world, 
         code, out, err = call(capsys, "wmark-verifier", ["registration", "--vk", keys / "vk.json",
                                                          "--log-key", tmp_path / log / "log-key.pub"])
         assert code == 0 and "valid receipt" in out, err
+
+
+def test_prove(capsys, world, tmp_path):
+    keys = world / "keys"
+    report, text = report_of(capsys, "wmark-prover", ["prove", "--mk", keys / "mk.wmk", "--vk", keys / "vk.json",
+                                                      "--challenge", world / "challenge.json",
+                                                      "--out", tmp_path / "again.json"])
+    assert_valid_report(report, "wmark/prove-report")
+    assert report["outcome"] == "revealed" and report["repeated"] and report["new_indices"] == []
+    assert report["k"] == 5 and "a repeated challenge" in text

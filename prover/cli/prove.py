@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_output, load_marking_key
+from wmark.console import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    add_command,
+    add_json_argument,
+    add_output,
+    load_marking_key,
+    write_json_report,
+)
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
@@ -107,6 +115,7 @@ def register(subparsers) -> None:
     add_prover_arguments(p)
     p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge.json")
     add_output(p, "--out", required=True, what="reveal", help="where to write the reveal (or refusal)")
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,6 +124,11 @@ def run(args: argparse.Namespace) -> int:
     prover = load_prover(args)
     response = prover.answer(prover.session(), challenge)
     atomic_write(args.out, response.data)
+    write_json_report(args, {
+        "type": "wmark/prove-report", "version": 1, "answer": str(args.out), "outcome": response.outcome.value,
+        "repeated": response.repeated, "verifier": response.verifier, "model": response.model.report_obj(),
+        "k": response.k, "n": response.n, "new_indices": list(response.new_indices), "revealed": response.revealed,
+        "budget": f"{prover.budget.numerator}/{prover.budget.denominator}", "reason": response.reason})
     print(f"challenge from verifier {response.verifier} on {response.model.describe()}")
     print(describe(response, prover.budget))
     if response.outcome is Outcome.REFUSED:
