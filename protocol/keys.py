@@ -311,3 +311,22 @@ class MarkingKey:
             zk=ZkSecrets.from_obj(obj["zk"], n=len(openings), what=what) if "zk" in obj else None,
             margin=_margin(obj, kind, n=len(openings), what=what),
         )
+
+
+def key_set_mismatch(mk: MarkingKey, vk: VerificationKey, owner: PublicKey, *,
+                     mk_name: str = "the marking key", vk_name: str = "the verification key") -> str | None:
+    """Why ``mk``, ``vk`` and the signing key whose public half is ``owner`` are
+    not one owner's key set, or None when they are.
+
+    The one check of that consistency, for the owner's prover session and the
+    commands that load the three files (docs/design.md section 3); each caller
+    raises the error of its own layer with the reason.  ``mk_name`` and
+    ``vk_name`` name the two keys in the reason (a command gives their files).
+    """
+    if owner != vk.owner:
+        return f"the owner key {owner.fingerprint} is not the one that signed {vk_name} ({vk.owner.fingerprint})"
+    if mk.vk_digest != vk.digest:
+        return f"{mk_name} is the marking key of another verification key than {vk_name}"
+    if (mk.vrf_secret_key.public_key if mk.vrf_secret_key else None) != vk.vrf_key:
+        return f"the VRF key of {mk_name} is not the one named in {vk_name}"
+    return None

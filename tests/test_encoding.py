@@ -22,7 +22,7 @@ from wmark.protocol.hazmat.encoding import (
     parse_json,
 )
 
-SETTINGS = settings(derandomize=True, deadline=None, max_examples=100)
+SETTINGS = settings(deadline=None, max_examples=100)
 
 # What signed wmark objects hold: ints inside the I-JSON safe range, strings,
 # bools, null, lists and objects.  Floats are left out of the byte-level
@@ -130,7 +130,7 @@ def test_parse_json_turns_every_malformed_document_into_decode_error(doc):
         parse_json(doc, what="doc")
 
 
-@settings(derandomize=True, deadline=None, max_examples=300)
+@settings(deadline=None, max_examples=300)
 @given(st.binary(max_size=64) | st.text(alphabet='{}[]":,0123456789.eE+-tfnrulasNIy \\', max_size=40).map(str.encode))
 def test_parse_json_raises_only_decode_error(data):
     try:

@@ -22,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from log_worker import make_vk
 
-from wmark.console import run_cli
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
 from wmark.protocol.checkpoint import Policy
 from wmark.protocol.hazmat import dsse
@@ -49,9 +48,8 @@ from wmark.registry import (
     LogUnavailable,
 )
 from wmark.registry.store import DB_NAME, KEY_NAME
-from wmark.verifier.cli import registration as registration_cli
-from wmark.watermark.cli import log as log_cli
-from wmark.watermark.cli import register as register_cli
+from wmark.verifier.cli import main as verifier_main
+from wmark.watermark.cli import main as wmark_main
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "log_worker.py"
@@ -531,8 +529,7 @@ def test_a_log_that_does_not_answer_is_reported(tmp_path):
 
 
 def _serve(log_dir: Path) -> tuple[subprocess.Popen, str]:
-    code = ("import sys; from wmark.console import run_cli; from wmark.watermark.cli import log; "
-            "sys.exit(run_cli('wmark', '', [log], sys.argv[1:]))")
+    code = "import sys; from wmark.watermark.cli import main; sys.exit(main(sys.argv[1:]))"
     server = subprocess.Popen([sys.executable, "-c", code, "log", "serve", "--log", str(log_dir), "--port", "0"],
                               env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for line in server.stdout:
@@ -621,8 +618,8 @@ def test_eight_processes_append_a_thousand_each_through_http(tmp_path):
 
 # --- Command lines.
 
-def _cli(prog: str, modules, *argv: str) -> int:
-    return run_cli(prog, "", modules, list(map(str, argv)))
+def _cli(prog: str, *argv: str) -> int:
+    return {"wmark": wmark_main, "wmark-verifier": verifier_main}[prog](list(map(str, argv)))
 
 
 def test_register_and_check_a_registration_from_the_command_line(tmp_path, capsys):
@@ -630,31 +627,30 @@ def test_register_and_check_a_registration_from_the_command_line(tmp_path, capsy
     vk_path.parent.mkdir()
     _, signed = make_vk(OWNER_A, b"cli")
     vk_path.write_bytes(signed.to_json())
-    assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log", log_dir) == 0
+    assert _cli("wmark", "register", "--vk", vk_path, "--log", log_dir) == 0
     receipt_path = tmp_path / "keys" / "vk.receipt.json"
     assert "as entry 0 of log" in capsys.readouterr().out and receipt_path.exists()
-    verifier = [registration_cli]
     log_pub = log_dir / "log-key.pub"
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", log_pub) == 0
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", log_pub) == 0
     assert "registered  entry 0 of log" in capsys.readouterr().out
 
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", vk_path.parent / "x") == 2
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", vk_path.parent / "x") == 2
     other_log = tmp_path / "other-log-key.pem"
     other_log.write_bytes(SigningKey.generate().to_pem())
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", other_log) == 1
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", other_log) == 1
     assert "does NOT prove the registration" in capsys.readouterr().out
 
     receipt = Receipt.from_json(receipt_path.read_bytes())
     tampered = replace(receipt, entry=replace(receipt.entry, time_ms=receipt.entry.time_ms - 1))
     receipt_path.write_bytes(tampered.to_json())
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", log_pub) == 1
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", log_pub) == 1
     receipt_path.write_bytes(receipt.to_json()[:-40])
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", log_pub) == 2
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", log_pub) == 2
     assert "not valid JSON" in capsys.readouterr().err
 
-    assert _cli("wmark", [log_cli], "log", "check", "--log", log_dir) == 0
+    assert _cli("wmark", "log", "check", "--log", log_dir) == 0
     _edit(log_dir, ("UPDATE entries SET entry = ? WHERE idx = 0", (_redated(log_dir, 0),)))
-    assert _cli("wmark", [log_cli], "log", "check", "--log", log_dir) == 1
+    assert _cli("wmark", "log", "check", "--log", log_dir) == 1
     assert "CORRUPTED" in capsys.readouterr().out
 
 
@@ -664,13 +660,13 @@ def test_register_through_a_served_log_and_stop_it_cleanly(tmp_path, capsys):
     vk_path.write_bytes(signed.to_json())
     server, url = _serve(log_dir)
     try:
-        assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log-url", url,
+        assert _cli("wmark", "register", "--vk", vk_path, "--log-url", url,
                     "--log-key", log_dir / "log-key.pub") == 0
-        assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log-url", url,
+        assert _cli("wmark", "register", "--vk", vk_path, "--log-url", url,
                     "--log-key", tmp_path / "vk.json") == 2  # not a PEM key
         wrong = tmp_path / "wrong.pem"
         wrong.write_bytes(SigningKey.generate().to_pem())
-        assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log-url", url, "--log-key", wrong) == 2
+        assert _cli("wmark", "register", "--vk", vk_path, "--log-url", url, "--log-key", wrong) == 2
         assert "not with the given --log-key" in capsys.readouterr().err
     finally:
         out = _stop(server)

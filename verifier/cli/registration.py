@@ -31,7 +31,7 @@ does not (the message says why), 2 for unreadable input. No network."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "registration", help="check a vk's registration proof offline",
+    p = add_command(subparsers, "registration",
                     description="Check that a tlog-proof (or receipt) proves the verification key was "
                                 "appended to the log, and print when.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner-signed verification key")

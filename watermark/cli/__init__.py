@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from wmark.console import run_cli
-from wmark.watermark.cli import attack, demo, embed, eval, keygen, log, register
+from wmark.console import Command, run_cli
 
 DESCRIPTION = """\
 Watermark a neural network so you can later prove it is yours.
@@ -20,5 +19,16 @@ Watermark a neural network so you can later prove it is yours.
 Run `wmark COMMAND --help` for the options of each command."""
 
 
+COMMANDS = (
+    Command("keygen", "wmark.watermark.cli.keygen", "sample a trigger set and create the key pair"),
+    Command("register", "wmark.watermark.cli.register", "register a verification key in a transparency log"),
+    Command("embed", "wmark.watermark.cli.embed", "train or fine-tune a model that carries the watermark"),
+    Command("eval", "wmark.watermark.cli.eval", "measure test accuracy and trigger-set accuracy"),
+    Command("attack", "wmark.watermark.cli.attack", "try to remove a watermark, as an adversary would"),
+    Command("log", "wmark.watermark.cli.log", "serve, witness, export or check a transparency log"),
+    Command("demo", "wmark.watermark.cli.demo", "run the whole story on the bundled digits data"),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark", DESCRIPTION, [keygen, register, embed, eval, attack, log, demo], argv)
+    return run_cli("wmark", DESCRIPTION, COMMANDS, argv)

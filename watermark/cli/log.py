@@ -35,7 +35,7 @@ database was edited behind the log's back (naming the entry)."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "log", help="serve, witness, export or check a transparency log",
+    p = add_command(subparsers, "log",
                     description="Run or audit the append-only Merkle log that fixes verification keys "
                                 "in time (RFC 9162 hashing, C2SP checkpoints and tiles, SQLite storage).",
                     epilog=EPILOG, func=run)

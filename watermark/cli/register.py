@@ -40,7 +40,7 @@ made the trigger images."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "register", help="register a verification key in a transparency log",
+    p = add_command(subparsers, "register",
                     description="Append the verification key to an RFC 9162 Merkle log and keep the "
                                 "signed receipt beside it.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner-signed verification key (vk.json)")
