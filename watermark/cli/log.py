@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, plural
@@ -82,7 +85,24 @@ def _witness_client(spec: str) -> WitnessClient:
     return WitnessClient(load_verifier(vkey, what="witness key"), url)
 
 
+@contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """SIGTERM and SIGINT blocked before any thread starts (the server's append batcher
+    starts one), so every thread inherits the mask and only serve_until_signalled's
+    sigwait takes them: a signal never kills the process mid-append."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _serve(args: argparse.Namespace) -> int:
+    with _stop_signals_blocked():
+        return _serve_blocked(args)
+
+
+def _serve_blocked(args: argparse.Namespace) -> int:
     witnesses = tuple(_witness_client(spec) for spec in args.witness)
     with LogStore.open(args.log, origin=args.origin) as store:
         server = LogServer(store, args.port, verbose=args.verbose, witnesses=witnesses)
@@ -97,6 +117,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _witness(args: argparse.Namespace) -> int:
+    with _stop_signals_blocked():
+        return _witness_blocked(args)
+
+
+def _witness_blocked(args: argparse.Namespace) -> int:
     logs = [load_verifier(v, what="log key") for v in args.log_vkey]
     witness = Witness(args.dir, logs, name=args.name)
     server = WitnessServer(witness, args.port, verbose=args.verbose)
