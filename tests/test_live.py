@@ -268,3 +268,13 @@ def test_run_says_who_is_at_fault(keys, untrained_model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "prover sent an invalid message" in err and "Traceback" not in err
     assert not (tmp_path / "v.json").exists()
+
+
+def test_run_against_a_prover_of_another_key_says_so(digits_world, keys, untrained_model, tmp_path, capsys):
+    with prover_server(digits_world, tmp_path) as server:
+        code = run_verifier(keys, server.port, tmp_path, untrained_model, 5, "v.json")
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err
+        assert "closed the connection instead of sending its reveal" in err
+        assert f"another verification key than {keys.vk}" in err and keys.pair.verification_key.digest.hex()[:16] in err
+        assert "another verification key" in server.wait_for_log("another verification key")

@@ -127,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
     decoys = default_decoys(vk.input_shape)
     with ProverConnection(args.connect, timeout=args.timeout) as prover:
         prover.send(encode_frame(session.challenge().to_json()), "challenge")
-        answer = envelope_from_frame(prover.receive("reveal"), sender=f"the prover at {prover.name}")
+        # The prover ends a session without a word for a challenge it cannot answer at
+        # all (another key's, or malformed); say what that most likely means.
+        closed = (f"it may serve another verification key than {args.vk} (vk {vk.digest.hex()[:16]}…); the "
+                  f"prover's own log names the reason")
+        answer = envelope_from_frame(prover.receive("reveal", if_closed=closed), sender=f"the prover at {prover.name}")
         event = session.receive(answer)
         if isinstance(event, Refused):
             return report_refusal(event, keep=refusal_path(args.out))
