@@ -251,10 +251,13 @@ class LoopbackServer(ThreadingHTTPServer):
     # Many clients connect at once when a batch of receipts returns.
     request_queue_size = 128
 
-    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], *, verbose: bool = False) -> None:
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], *, verbose: bool = False,
+                 reuse_port: bool = False) -> None:
         if not 0 <= port <= 65535:
             raise InvalidInput(f"port {port} is not between 0 and 65535")
         self.verbose = verbose
+        # Several worker processes listen on one port (registry/workers.py).
+        self.allow_reuse_port = reuse_port
         try:
             super().__init__((LOOPBACK, port), handler)
         except OSError as exc:
@@ -276,9 +279,9 @@ class LogServer(LoopbackServer):
     then cosignatures from ``witnesses``); every read a verifier needs is a tile read."""
 
     def __init__(self, store: LogStore, port: int = 0, *, verbose: bool = False,
-                 witnesses: tuple[WitnessClient, ...] = (), batching: bool = True) -> None:
+                 witnesses: tuple[WitnessClient, ...] = (), batching: bool = True, reuse_port: bool = False) -> None:
         self.store = store
-        super().__init__(port, _Handler, verbose=verbose)
+        super().__init__(port, _Handler, verbose=verbose, reuse_port=reuse_port)
         # batching=False appends each request in its own transaction, as before
         # batches existed: the baseline benchmarks/registry.py measures against.
         if not batching and witnesses:
@@ -291,15 +294,18 @@ class LogServer(LoopbackServer):
             self.integrator.close()
 
 
-def serve_until_signalled(server: LoopbackServer) -> signal.Signals:
+def serve_until_signalled(server: LoopbackServer, on_ready: Callable[[], None] = lambda: None) -> signal.Signals:
     """Serve until SIGTERM or SIGINT; return the signal once no new request can start.
 
     The signals are blocked in every thread and taken by ``sigwait`` here, so
-    no handler runs in the middle of a request.
+    no handler runs in the middle of a request.  ``on_ready`` is called once
+    they are blocked: a supervisor that signals as soon as it hears of it
+    stops the server cleanly instead of killing it.
     """
     stop_on = {signal.SIGTERM, signal.SIGINT}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop_on)
     try:
+        on_ready()
         worker = threading.Thread(target=server.serve_forever, name="wmark-log-http")
         worker.start()
         try:

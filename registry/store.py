@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -61,6 +61,8 @@ MAX_BATCH = 1024
 # How long an append waits for another process's append before giving up.
 BUSY_TIMEOUT_S = 30.0
 MAX_LOOKUP = 1000
+# Bound parameters per commitment lookup (SQLite allows 32,766 since 3.32).
+_LOOKUP_CHUNK = 10_000
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
@@ -209,12 +211,19 @@ class LogStore:
         with self._transaction(write=True) as conn:
             latest = self._latest.head
             time_ms = max(self._clock(), latest.time_ms)
+            batch = _Batch(self._registered(conn, vks), self._holders(conn, vks))
             results: list[LogEntry | WmarkError] = []
             for vk in vks:
                 try:
-                    results.append(self._append(conn, vk, time_ms))
+                    results.append(self._append(conn, batch, vk, time_ms))
                 except (DuplicateCommitment, InvalidInput) as exc:
                     results.append(exc)
+            # One statement per table for the whole batch.
+            conn.executemany("INSERT INTO entries (idx, leaf_hash, entry, vk_digest, owner) VALUES (?, ?, ?, ?, ?)",
+                             batch.entry_rows)
+            # In key order: inserts walk the B-tree forwards instead of at random.
+            conn.executemany("INSERT OR IGNORE INTO commitments (digest, idx) VALUES (?, ?)",
+                             sorted(batch.commitment_rows))
             if len(self._tree) > latest.size:
                 head = TreeHead(len(self._tree), self._tree.root(), time_ms)
                 envelope = head.sign(self._key)
@@ -224,21 +233,47 @@ class LogStore:
                 self._put_checkpoint(conn, head)
             return [r if isinstance(r, WmarkError) else self._receipt(r) for r in results]
 
-    def _append(self, conn: sqlite3.Connection, vk: VerificationKey, time_ms: int) -> LogEntry:
-        row = conn.execute("SELECT idx FROM entries WHERE vk_digest = ?", (vk.digest,)).fetchone()
-        if row is not None:
-            return self._read_entry(conn, row[0])
+    @staticmethod
+    def _registered(conn: sqlite3.Connection, vks: list[VerificationKey]) -> dict[bytes, int | LogEntry]:
+        """The entry index of every vk of the batch already in the log (one query)."""
+        digests = list({vk.digest for vk in vks})
+        marks = ",".join("?" * len(digests))
+        return dict(conn.execute(f"SELECT vk_digest, idx FROM entries WHERE vk_digest IN ({marks})", digests))
+
+    @staticmethod
+    def _holders(conn: sqlite3.Connection, vks: list[VerificationKey]) -> dict[bytes, dict[str, int]]:
+        """For each commitment digest of the batch: the owners whose entries hold it, with
+        the first such entry.  The log refuses a digest to a second owner, so this
+        is about one row per digest, found by the commitments table's primary key."""
+        digests = list({d for vk in vks for d in vk.commitment_digests()})
+        holders: dict[bytes, dict[str, int]] = {}
+        for at in range(0, len(digests), _LOOKUP_CHUNK):
+            chunk = digests[at:at + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for digest, owner, idx in conn.execute(
+                    f"SELECT c.digest, e.owner, MIN(c.idx) FROM commitments c JOIN entries e ON e.idx = c.idx "
+                    f"WHERE c.digest IN ({marks}) GROUP BY c.digest, e.owner", chunk):
+                holders.setdefault(digest, {})[owner] = idx
+        return holders
+
+    def _append(self, conn: sqlite3.Connection, batch: _Batch, vk: VerificationKey, time_ms: int) -> LogEntry:
+        known = batch.registered.get(vk.digest)
+        if isinstance(known, LogEntry):  # registered earlier in this batch
+            return known
+        if known is not None:
+            return self._read_entry(conn, known)
         entry = LogEntry.for_key(vk, index=len(self._tree), time_ms=time_ms)
         data = entry.encode()
         if len(data) > MAX_ENTRY_BYTES:
             raise InvalidInput(f"the log entry of this verification key would be {len(data)} bytes; tlog-tiles "
                                f"entry bundles hold at most {MAX_ENTRY_BYTES} (about 1,400 items)")
-        self._refuse_transplant(conn, entry)
+        _refuse_transplant(batch.holders, entry)
         leaf = merkle.leaf_hash(data)
-        conn.execute("INSERT INTO entries (idx, leaf_hash, entry, vk_digest, owner) VALUES (?, ?, ?, ?, ?)",
-                     (entry.index, leaf, data, entry.vk_digest, entry.owner))
-        conn.executemany("INSERT OR IGNORE INTO commitments (digest, idx) VALUES (?, ?)",
-                         [(d, entry.index) for d in entry.commitments])
+        batch.entry_rows.append((entry.index, leaf, data, entry.vk_digest, entry.owner))
+        batch.commitment_rows.extend((d, entry.index) for d in entry.commitments)
+        for d in entry.commitments:
+            batch.holders.setdefault(d, {}).setdefault(entry.owner, entry.index)
+        batch.registered[vk.digest] = entry
         self._tree.append(leaf)
         return entry
 
@@ -489,24 +524,6 @@ class LogStore:
                                       tuple(self._tree.inclusion_proof(entry.index, latest.head.size))),
                        checkpoint=self._checkpoint)
 
-    @staticmethod
-    def _refuse_transplant(conn: sqlite3.Connection, entry: LogEntry) -> None:
-        # One query per entry (an entry has at most ~1,400 commitments, far
-        # below SQLite's limit on bound parameters), not one per commitment.
-        marks = ",".join("?" * len(entry.commitments))
-        first: dict[bytes, tuple[int, str]] = {}
-        for digest, idx, owner in conn.execute(
-                f"SELECT c.digest, c.idx, e.owner FROM commitments c JOIN entries e ON e.idx = c.idx "
-                f"WHERE c.digest IN ({marks}) AND e.owner != ? ORDER BY c.idx", (*entry.commitments, entry.owner)):
-            first.setdefault(digest, (idx, owner))
-        conflicts = [(item, *first[d]) for item, d in enumerate(entry.commitments) if d in first]
-        if conflicts:
-            item, idx, other = conflicts[0]
-            raise DuplicateCommitment(
-                f"{len(conflicts)} of the {len(entry.commitments)} commitments of this verification key were already "
-                f"registered by another owner (item {item} is in entry {idx}, owner {other[:23]}…): "
-                f"a key cannot reuse another owner's commitments")
-
     def _check_entries(self, conn: sqlite3.Connection) -> tuple[MerkleTree, set[tuple[bytes, int]]]:
         tree, indexed, last_time = MerkleTree(), set(), 0
         for idx, leaf, data, vk_digest, owner in conn.execute(
@@ -547,6 +564,34 @@ class LogStore:
                 raise LogCorrupted(f"{self._db}: the root recomputed from the stored entries no longer matches "
                                    f"the signed {what}: {altered} was edited behind the log's back")
             matched = size
+
+
+@dataclass
+class _Batch:
+    """What :meth:`LogStore.register_many` has read and staged so far: the batch's
+    vks already registered (index in the log, or entry staged in this batch), the
+    owners holding each of its commitment digests, and the rows to insert."""
+
+    registered: dict[bytes, int | LogEntry]
+    holders: dict[bytes, dict[str, int]]
+    entry_rows: list[tuple[int, bytes, bytes, bytes, str]] = field(default_factory=list)
+    commitment_rows: list[tuple[bytes, int]] = field(default_factory=list)
+
+
+def _refuse_transplant(holders: dict[bytes, dict[str, int]], entry: LogEntry) -> None:
+    """Refuse ``entry`` if another owner's earlier entry holds any of its commitments."""
+    first: dict[bytes, tuple[int, str]] = {}
+    for digest in entry.commitments:
+        others = [(idx, owner) for owner, idx in holders.get(digest, {}).items() if owner != entry.owner]
+        if others:
+            first[digest] = min(others)
+    conflicts = [(item, *first[d]) for item, d in enumerate(entry.commitments) if d in first]
+    if conflicts:
+        item, idx, other = conflicts[0]
+        raise DuplicateCommitment(
+            f"{len(conflicts)} of the {len(entry.commitments)} commitments of this verification key were already "
+            f"registered by another owner (item {item} is in entry {idx}, owner {other[:23]}…): "
+            f"a key cannot reuse another owner's commitments")
 
 
 def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], int],

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -48,6 +49,7 @@ from wmark.registry import (
     LogUnavailable,
 )
 from wmark.registry.store import DB_NAME, KEY_NAME
+from wmark.registry.witness import Witness
 from wmark.verifier.cli import main as verifier_main
 from wmark.watermark.cli import main as wmark_main
 
@@ -528,9 +530,10 @@ def test_a_log_that_does_not_answer_is_reported(tmp_path):
         LogClient("ftp://example.org/log")
 
 
-def _serve(log_dir: Path) -> tuple[subprocess.Popen, str]:
+def _serve(log_dir: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
     code = "import sys; from wmark.watermark.cli import main; sys.exit(main(sys.argv[1:]))"
-    server = subprocess.Popen([sys.executable, "-c", code, "log", "serve", "--log", str(log_dir), "--port", "0"],
+    server = subprocess.Popen([sys.executable, "-c", code, "log", "serve", "--log", str(log_dir), "--port", "0",
+                               "--workers", str(workers)],
                               env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for line in server.stdout:
         found = re.search(r"serving at (http://127\.0\.0\.1:\d+)", line)
@@ -546,9 +549,9 @@ def _stop(server: subprocess.Popen) -> str:
     return out
 
 
-def _append_concurrently(tmp_path: Path, processes: int, each: int) -> float:
+def _append_concurrently(tmp_path: Path, processes: int, each: int, workers: int = 1) -> float:
     log_dir = tmp_path / "log"
-    server, url = _serve(log_dir)
+    server, url = _serve(log_dir, workers)
     try:
         started = time.perf_counter()
         workers = [_worker("http", url, str(each), f"p{i}", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -565,12 +568,23 @@ def _append_concurrently(tmp_path: Path, processes: int, each: int) -> float:
     return processes * each / elapsed
 
 
-def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys):
+def _listening(url: str) -> bool:
+    address = urlsplit(url)
+    try:
+        socket.create_connection((address.hostname, address.port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys, workers):
     """Receipts return only after their batch committed: after SIGKILL of the log
-    mid-run every receipt a client got names its own entry, once, and the log checks clean."""
+    mid-run every receipt a client got names its own entry, once, and the log checks clean;
+    with several workers, killing the log's process takes all of them down."""
     log_dir = tmp_path / "log"
-    server, url = _serve(log_dir)
-    workers = [_worker("http-digest", url, "60", f"k{i}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    server, url = _serve(log_dir, workers)
+    clients = [_worker("http-digest", url, "60", f"k{i}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                for i in range(8)]
     got: list[tuple[int, str]] = []
     lock = threading.Lock()
@@ -581,7 +595,7 @@ def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, cap
             with lock:
                 got.append((int(index), digest))
 
-    readers = [threading.Thread(target=read, args=(w,)) for w in workers]
+    readers = [threading.Thread(target=read, args=(w,)) for w in clients]
     for r in readers:
         r.start()
     deadline = time.monotonic() + 120
@@ -589,13 +603,17 @@ def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, cap
         time.sleep(0.01)
     server.send_signal(signal.SIGKILL)
     server.wait()
-    for w in workers:
+    deadline = time.monotonic() + 30
+    while _listening(url) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _listening(url), "a worker outlived the log's process"
+    for w in clients:
         w.wait(timeout=120)
     for r in readers:
         r.join()
     assert 80 <= len(got) < 8 * 60, "the kill came mid-run"
     assert len({index for index, _ in got}) == len(got), "an index was handed out twice"
-    assert _cli("wmark", [log_cli], "log", "check", "--log", str(log_dir)) == 0
+    assert _cli("wmark", "log", "check", "--log", str(log_dir)) == 0
     assert "intact" in capsys.readouterr().out
     with LogStore.open(log_dir) as s:
         assert s.size >= len(got)
@@ -607,6 +625,24 @@ def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, cap
 def test_eight_processes_append_through_http(tmp_path):
     rate = _append_concurrently(tmp_path, 8, 50)
     print(f"\n8 processes x 50 appends over HTTP: {rate:.0f} appends/s")
+
+
+def test_two_server_workers_share_one_log(tmp_path):
+    # Each worker batches its own connections; all batches land in one
+    # consistent log (every index once, `log check` clean: _append_concurrently).
+    rate = _append_concurrently(tmp_path, 8, 40, workers=2)
+    print(f"\n8 processes x 40 appends over HTTP, 2 server workers: {rate:.0f} appends/s")
+
+
+def test_server_workers_refuse_witnesses_and_bad_counts(tmp_path, capsys):
+    log_dir = tmp_path / "log"
+    with LogStore.open(log_dir) as s:
+        witness = Witness(tmp_path / "w", [Verifier.decode(s.vkey)], name="test.local/w")
+    assert _cli("wmark", "log", "serve", "--log", str(log_dir), "--workers", "2",
+                "--witness", f"{witness.verifier.encode()}=http://127.0.0.1:9") == 2
+    assert "cannot collect cosignatures" in capsys.readouterr().err
+    assert _cli("wmark", "log", "serve", "--log", str(log_dir), "--workers", "0") == 2
+    assert "--workers must be between 1 and" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -88,7 +88,8 @@ def load_vk_for_decision(args: argparse.Namespace) -> tuple[VerificationKey, dss
 def add_margin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="PATH",
                         help="margin keys: the folder holding the key's data set (cifar10, ...), whose query split "
-                             "the queries come from; digits is bundled")
+                             "the queries come from; digits is bundled, fashion-mnist defaults to "
+                             "/usr/share/datasets/fashion-mnist")
 
 
 def add_registration_arguments(parser: argparse.ArgumentParser) -> None:

@@ -47,7 +47,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     vk, vk_envelope = load_vk_for_decision(args)
     registration = registration_from_args(args, vk)
-    session = VerifierSession.resume(vk, verifier_identity(args, create=False), read_envelope(args.challenge, what="challenge"),
+    session = VerifierSession.resume(vk, verifier_identity(args, create=False),
+                                     read_envelope(args.challenge, what="challenge"),
                                      p0=args.p0, lam=args.lam,
                                      registration=registration.verify(vk) if registration else None,
                                      margin=query_split_for(vk, args.data_root))
@@ -58,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
     event = session.receive(read_envelope(args.reveal, what="reveal"))
     if isinstance(event, Refused):
         return report_refusal(event)
-    verdict = decide_with_model(session, event, oracle, decoys=default_decoys(vk.input_shape))
+    verdict = decide_with_model(session, event, oracle, decoys=default_decoys(
+        vk.input_shape, dataset=vk.margin.dataset if vk.margin else None, data_root=args.data_root))
     return finish(session, verdict, vk_envelope, args.out, registration, args)

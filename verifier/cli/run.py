@@ -124,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
           + ("no number of matches is significant at this k; see `wmark-verifier plan`" if tau is None else
              f"accept at {tau} matches; a marked model passes w.p. 0.99 from trigger accuracy {low:.3f}"))
     # Loaded before connecting, so the prover is not kept waiting on our disk.
-    decoys = default_decoys(vk.input_shape)
+    decoys = default_decoys(vk.input_shape, dataset=vk.margin.dataset if vk.margin else None,
+                            data_root=args.data_root)
     with ProverConnection(args.connect, timeout=args.timeout) as prover:
         prover.send(encode_frame(session.challenge().to_json()), "challenge")
         # The prover ends a session without a word for a challenge it cannot answer at

@@ -56,7 +56,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     vk, vk_envelope = load_verification_key(args.vk)
     registration = registration_from_args(args, vk)
-    session = ZkVerifierSession.resume(vk, verifier_identity(args, create=False), read_envelope(args.challenge, what="challenge"),
+    session = ZkVerifierSession.resume(vk, verifier_identity(args, create=False),
+                                       read_envelope(args.challenge, what="challenge"),
                                        p0=args.p0, lam=args.lam,
                                        registration=registration.verify(vk) if registration else None)
     if model_file_digest(args.model) != session.model.sha256:

@@ -8,7 +8,7 @@ import argparse
 from wmark.console import load_marking_key
 from wmark.errors import InvalidInput
 from wmark.protocol.keys import MarkingKey
-from wmark.watermark.datasets import DATASETS, TaskData, load_task
+from wmark.watermark.datasets import DATASETS, FASHION_ROOT, INSTALL_HINT, TaskData, load_task
 from wmark.watermark.device import DEVICE_CHOICES
 from wmark.watermark.margin import split_for_key
 from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
@@ -18,8 +18,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="digits",
                         help="the task: digits is bundled; the others are read from --data-root")
     parser.add_argument("--data-root", metavar="PATH",
-                        help="folder holding cifar-10-batches-py/, cifar-100-python/, or train/ and test/ "
-                             "class folders (imagefolder); nothing is downloaded")
+                        help="folder holding Fashion-MNIST's four IDX files (default for fashion-mnist: "
+                             f"{FASHION_ROOT}, from `{INSTALL_HINT}`), cifar-10-batches-py/, "
+                             "cifar-100-python/, or train/ and test/ class folders (imagefolder); "
+                             "nothing is downloaded")
     parser.add_argument("--image-size", type=int, default=32, metavar="PX",
                         help="imagefolder: images are resized to PX x PX")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",

@@ -21,14 +21,17 @@ examples:
   wmark embed --mk keys/mk.wmk --out models/marked             # digits, from scratch (seconds)
   wmark embed --mk keys/mk.wmk --pretrained models/plain --out models/marked-ft
   wmark embed --no-watermark --out models/plain                # the same recipe, no triggers
+  wmark embed --mk keys/mk.wmk --dataset fashion-mnist --out models/fashion   # Debian's files
   wmark embed --mk keys/mk.wmk --dataset cifar10 --data-root ~/data --out models/cifar
   wmark embed --scheme margin --mk margin-keys/mk.wmk --out models/margin   # Kim et al. 2023
 
 Each batch of task images gets --triggers-per-batch trigger images from the
 marking key, cycling through the whole set (the paper adds 2 to each batch
 of 100). Default recipes: digits trains the small CNN for 30 epochs (SGD,
-lr 0.05, x0.1 after 20; fine-tuning: 20 epochs, x0.1 after 10); the other
-data sets train the paper's ResNet-18 (SGD lr 0.1, momentum 0.9, weight
+lr 0.05, x0.1 after 20; fine-tuning: 20 epochs, x0.1 after 10);
+fashion-mnist trains fashion_cnn for 8 epochs (SGD lr 0.05, momentum 0.9,
+weight decay 5e-4, x0.1 at epochs 5 and 7, batches of 100 + 2 triggers;
+fine-tuning: 3 epochs at lr 0.005); the other data sets train the paper's ResNet-18 (SGD lr 0.1, momentum 0.9, weight
 decay 5e-4, x0.1 every 20 epochs, 60 epochs, batches of 100 + 2 triggers,
 random crops and flips; fine-tuning: 20 epochs at lr 0.01).
 

@@ -62,7 +62,8 @@ def register(subparsers) -> None:
                         "margin: in-distribution queries drawn from a VRF (Kim et al. 2023)")
     p.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="margin: the data set whose query split the queries come from")
-    p.add_argument("--data-root", metavar="PATH", help="margin: where --dataset's files are (all but digits)")
+    p.add_argument("--data-root", metavar="PATH", help="margin: where --dataset's files are (all but digits; fashion-mnist defaults to "
+                        "Debian's /usr/share/datasets/fashion-mnist)")
     p.add_argument("--images", metavar="PATH", help="imported: a folder of images, or one holding pics/1.jpg ...")
     p.add_argument("--labels-file", metavar="FILE",
                    help="imported: one numeric label per line (default: a single *.txt in --images, else random)")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, plural
@@ -17,6 +14,7 @@ from wmark.protocol.transparency import format_time
 from wmark.registry import LogCorrupted, LogServer, LogStore, serve_until_signalled
 from wmark.registry.cosigning import WitnessClient
 from wmark.registry.witness import Witness, WitnessServer
+from wmark.registry.workers import WorkerPool
 
 EPILOG = """\
 examples:
@@ -61,6 +59,9 @@ def register(subparsers) -> None:
     export.add_argument("out", metavar="OUT", help="the directory to write (created if absent)")
     serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 picks a free one")
     serve.add_argument("--verbose", action="store_true", help="print every request")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="server processes sharing the port (Linux; default 1): each verifies and batches "
+                            "appends on its own core; not with --witness yet")
     serve.add_argument("--origin", help="a new log's checkpoint origin (default: wmark.local/log/KEYID)")
     serve.add_argument("--witness", action="append", default=[], metavar="VKEY=URL",
                        help="a witness to collect cosignatures from after each batch (repeat for several): "
@@ -85,50 +86,49 @@ def _witness_client(spec: str) -> WitnessClient:
     return WitnessClient(load_verifier(vkey, what="witness key"), url)
 
 
-@contextmanager
-def _stop_signals_blocked() -> Iterator[None]:
-    """SIGTERM and SIGINT blocked before any thread starts (the server's append batcher
-    starts one), so every thread inherits the mask and only serve_until_signalled's
-    sigwait takes them: a signal never kills the process mid-append."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _serve(args: argparse.Namespace) -> int:
-    with _stop_signals_blocked():
-        return _serve_blocked(args)
-
-
-def _serve_blocked(args: argparse.Namespace) -> int:
     witnesses = tuple(_witness_client(spec) for spec in args.witness)
+    if args.workers != 1:
+        return _serve_workers(args, witnesses)
     with LogStore.open(args.log, origin=args.origin) as store:
         server = LogServer(store, args.port, verbose=args.verbose, witnesses=witnesses)
         print(f"wmark log: {store.directory}, {plural(store.size, 'entry', 'entries')}, origin {store.origin}",
               flush=True)
         print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
         print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
-        print(f"wmark log: {plural(len(witnesses), 'witness', 'witnesses')}; serving at {server.url}", flush=True)
-        stopped_by = serve_until_signalled(server)
+        ready = f"wmark log: {plural(len(witnesses), 'witness', 'witnesses')}; serving at {server.url}"
+        stopped_by = serve_until_signalled(server, lambda: print(ready, flush=True))
+        print(f"wmark log: stopped by {stopped_by.name} with {plural(store.size, 'entry', 'entries')}", flush=True)
+    return EXIT_OK
+
+
+def _serve_workers(args: argparse.Namespace, witnesses: tuple[WitnessClient, ...]) -> int:
+    if witnesses:
+        # Each worker would ask the witnesses to cosign its own checkpoints, and
+        # a witness refuses one older than the newest it cosigned.
+        raise InvalidInput("--workers above 1 cannot collect cosignatures yet: serve a witnessed log with one worker")
+    with LogStore.open(args.log, origin=args.origin) as store:
+        print(f"wmark log: {store.directory}, {plural(store.size, 'entry', 'entries')}, origin {store.origin}",
+              flush=True)
+        print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
+        print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
+    # Opened and checked above, closed before the workers fork.
+    pool = WorkerPool(args.log, args.workers, args.port, verbose=args.verbose)
+    stopped_by = pool.serve_until_signalled(
+        lambda: print(f"wmark log: {args.workers} workers, 0 witnesses; serving at {pool.url}", flush=True))
+    with LogStore.open(args.log, create=False, check=False) as store:
         print(f"wmark log: stopped by {stopped_by.name} with {plural(store.size, 'entry', 'entries')}", flush=True)
     return EXIT_OK
 
 
 def _witness(args: argparse.Namespace) -> int:
-    with _stop_signals_blocked():
-        return _witness_blocked(args)
-
-
-def _witness_blocked(args: argparse.Namespace) -> int:
     logs = [load_verifier(v, what="log key") for v in args.log_vkey]
     witness = Witness(args.dir, logs, name=args.name)
     server = WitnessServer(witness, args.port, verbose=args.verbose)
     print(f"wmark witness: verifier key {witness.verifier.encode()} ({Path(args.dir) / 'witness.vkey'})",
           flush=True)
-    print(f"wmark witness: {plural(len(logs), 'log')}; serving at {server.url}", flush=True)
-    stopped_by = serve_until_signalled(server)
+    stopped_by = serve_until_signalled(
+        server, lambda: print(f"wmark witness: {plural(len(logs), 'log')}; serving at {server.url}", flush=True))
     print(f"wmark witness: stopped by {stopped_by.name}", flush=True)
     return EXIT_OK
 
