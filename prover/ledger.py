@@ -299,8 +299,10 @@ class Ledger:
             new = tuple(sorted(set(event.indices) - prior))
             # Items already public cost nothing to show again, so only a
             # challenge that opens new ones can break the budget.
-            reason: str | None = None
-            if new and Fraction(len(prior) + len(new), self.n) > budget:
+            reason: str | None = event.problem
+            if reason is not None:
+                outcome, new, envelope = Outcome.REFUSED, (), session.refuse(reason)
+            elif new and Fraction(len(prior) + len(new), self.n) > budget:
                 reason = _refusal_reason(len(prior), len(new), self.n, event.challenge.k, budget)
                 outcome, new, envelope = Outcome.REFUSED, (), session.refuse(reason)
             else:

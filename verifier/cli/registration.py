@@ -8,6 +8,7 @@ import argparse
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, write_json_report
 from wmark.errors import InvalidInput, InvalidProof, InvalidSignature
 from wmark.files import read_bounded
+from wmark.protocol.beacon import InvalidBeacon
 from wmark.protocol.checkpoint import MAX_PROOF_BYTES, Policy, TlogProof
 from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.hazmat.note import load_verifier
@@ -80,6 +81,8 @@ def _receipt(args: argparse.Namespace, vk) -> int:
     receipt = load_receipt(path)
     try:
         info = verify_receipt(receipt, vk, log_key)
+    except InvalidBeacon:
+        raise  # an edited receipt: invalid input (exit 2), not a registration that failed
     except (InvalidProof, InvalidSignature) as exc:
         print(f"{path}: does NOT prove the registration of {args.vk}: {exc}")
         write_json_report(args, registration_report("receipt", str(path), vk, log_key.fingerprint, None, str(exc)))
@@ -88,5 +91,7 @@ def _receipt(args: argparse.Namespace, vk) -> int:
     print(f"  vk          {vk.digest.hex()[:16]}…  owner {vk.owner.fingerprint}")
     print(f"  registered  {info.describe()}")
     print(f"  log key     {log_key.fingerprint}")
+    if info.beta is not None:
+        print(f"  beacon      beta {info.beta.hex()[:16]}… (VRF proof checked: it fixes a registry-bound key's labels)")
     write_json_report(args, registration_report("receipt", str(path), vk, log_key.fingerprint, info, None))
     return EXIT_OK

@@ -19,7 +19,7 @@ import sys
 from wmark.console import add_command, add_json_argument, add_output, int_in_range
 from wmark.errors import InvalidInput, ModelOracleError, WmarkError
 from wmark.files import check_output_path
-from wmark.protocol.decision import MAX_K, lowest_passing_accuracy, threshold
+from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_K, hopeless, lowest_passing_accuracy, threshold
 from wmark.protocol.framing import encode_frame, envelope_from_frame
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey
@@ -119,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
                               registration=registration.verify(vk) if registration else None,
                               margin=query_split_for(vk, args.data_root))
     p0 = null_match_probability(vk, args.p0)
-    tau, low = threshold(args.k, p0, args.lam), lowest_passing_accuracy(args.k, p0, args.lam)
+    lam = args.lam or DEFAULT_LAMBDA
+    tau, low = threshold(args.k, p0, lam), lowest_passing_accuracy(args.k, p0, lam)
+    if tau is None:  # refused before connecting: the prover would refuse it too, revealing nothing
+        raise InvalidInput(f"{hopeless(args.k, p0, lam)} (see wmark-verifier plan)")
     print(f"opening {args.k} of {vk.n} trigger items on {oracle.model_ref.describe()}: "
           + ("no number of matches is significant at this k; see `wmark-verifier plan`" if tau is None else
              f"accept at {tau} matches; a marked model passes w.p. 0.99 from trigger accuracy {low:.3f}"))

@@ -66,6 +66,9 @@ def register(subparsers) -> None:
     p.add_argument("--mk", metavar="FILE", help="the marking key from `wmark keygen` (DIR/mk.wmk); "
                                                 "with --no-watermark its triggers are only scored")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory to write the model to")
+    p.add_argument("--receipt", metavar="FILE",
+                   help="registry-bound keys: the key's registration receipt, whose beacon fixes the trigger labels "
+                        "(default: vk.receipt.json beside --mk)")
     p.add_argument("--pretrained", metavar="MODEL_DIR",
                    help="fine-tune this model instead of training from scratch")
     p.add_argument("--no-watermark", action="store_true",
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out, overwrite=args.force)
     device = pick_device(args.device)
     task = task_from(args)
-    triggers, mk = trigger_set_from(args.mk, task) if args.mk else (None, None)
+    triggers, mk = trigger_set_from(args.mk, task, args.receipt) if args.mk else (None, None)
     scheme = scheme_of(args, mk.kind if mk else None)
     recipe = recipe_from(args, scheme)
     options = MarginOptions(**{name: getattr(args, name) for name in MARGIN_OPTIONS if hasattr(args, name)})
