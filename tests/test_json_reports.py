@@ -57,15 +57,15 @@ def test_check_writes_the_verdict_report_beside_the_transcript(capsys, world, tm
     report = json.loads((tmp_path / "v-report.json").read_text())
     assert_valid_report(report, "wmark/verdict-report")
     verdict = report["verdict"]
-    assert verdict["accepted"] is False and verdict["k"] == 5 and report["transcript"] == str(tmp_path / "v.json")
-    assert f"{verdict['matches']} of 5 revealed" in out and verdict["p0"] == "1/10"
+    assert verdict["accepted"] is False and verdict["k"] == 15 and report["transcript"] == str(tmp_path / "v.json")
+    assert f"{verdict['matches']} of 15 revealed" in out and verdict["p0"] == "1/10"
     assert verdict["model"]["sha256"][:16] in out  # the terminal shows the same hex
 
 
 def test_audit_of_a_transcript_and_of_a_vk(capsys, world):
     report, text = report_of(capsys, "wmark-verifier", ["audit", world / "verdict.json"])
     assert_valid_report(report, "wmark/audit-report")
-    assert report["object"] == "transcript" and report["verdict"]["k"] == 5
+    assert report["object"] == "transcript" and report["verdict"]["k"] == 15
     vk, _ = load_verification_key(world / "keys/vk.json")
     assert report["vk"]["digest"] == vk.digest.hex() and vk.digest.hex() in text
     report, _ = report_of(capsys, "wmark-verifier", ["audit", world / "keys/vk.json"])
@@ -87,10 +87,10 @@ def test_registration_receipt_and_tlog_proof(capsys, world):
 
 def test_dispute_of_two_rejected_claims_is_undecided(capsys, world, tmp_path):
     run_steps(world, [
-        ("wmark-verifier", ["challenge", "--vk", "keys/vk.json", "--model", "model", "--k", "5",
+        ("wmark-verifier", ["challenge", "--vk", "keys/vk.json", "--model", "model", "--k", "15",
                             "--out", str(tmp_path / "c2.json"), "--identity", "verifier.pem"]),
         ("wmark-prover", ["prove", "--mk", "keys/mk.wmk", "--vk", "keys/vk.json", "--challenge",
-                          str(tmp_path / "c2.json"), "--out", str(tmp_path / "r2.json")]),
+                          str(tmp_path / "c2.json"), "--out", str(tmp_path / "r2.json"), "--budget", "1"]),
         ("wmark-verifier", ["check", "--vk", "keys/vk.json", "--challenge", str(tmp_path / "c2.json"), "--reveal",
                             str(tmp_path / "r2.json"), "--model", "model", "--out", str(tmp_path / "v2.json"),
                             "--identity", "verifier.pem"]),
@@ -144,4 +144,4 @@ def test_prove(capsys, world, tmp_path):
                                                       "--out", tmp_path / "again.json"])
     assert_valid_report(report, "wmark/prove-report")
     assert report["outcome"] == "revealed" and report["repeated"] and report["new_indices"] == []
-    assert report["k"] == 5 and "a repeated challenge" in text
+    assert report["k"] == 15 and "a repeated challenge" in text

@@ -1,5 +1,5 @@
 """A small world for command-line tests, built in-process in seconds: a 30-item
-plaintext key, an untrained digits model (rejected: exit 1), one challenge,
+plaintext key, an untrained digits model (rejected: exit 1), one challenge (k = 15 of 30),
 reveal and transcript, and a local log the key is registered in."""
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ def build_cli_world(root: Path) -> Path:
     run_steps(root, [
         ("wmark", ["keygen", "--out", "keys", "--insecure-plaintext", "--n", "30"]),
         ("wmark", ["register", "--vk", "keys/vk.json", "--log", "registry"]),
-        ("wmark-verifier", ["challenge", "--vk", "keys/vk.json", "--model", "model", "--k", "5",
+        ("wmark-verifier", ["challenge", "--vk", "keys/vk.json", "--model", "model", "--k", "15",
                             "--out", "challenge.json", "--identity", "verifier.pem"]),
         ("wmark-prover", ["prove", "--mk", "keys/mk.wmk", "--vk", "keys/vk.json", "--challenge",
-                          "challenge.json", "--out", "reveal.json"]),
+                          "challenge.json", "--out", "reveal.json", "--budget", "1"]),
         ("wmark-verifier", ["check", "--vk", "keys/vk.json", "--challenge", "challenge.json", "--reveal",
                             "reveal.json", "--model", "model", "--out", "verdict.json",
                             "--identity", "verifier.pem"]),
