@@ -274,7 +274,7 @@ def test_run_says_who_is_at_fault(keys, untrained_model, tmp_path, capsys):
 
 def test_run_against_a_prover_of_another_key_says_so(digits_world, keys, untrained_model, tmp_path, capsys):
     with prover_server(digits_world, tmp_path) as server:
-        code = run_verifier(keys, server.port, tmp_path, untrained_model, 5, "v.json")
+        code = run_verifier(keys, server.port, tmp_path, untrained_model, 20, "v.json")
         err = capsys.readouterr().err
         assert code == 2 and "Traceback" not in err
         assert "closed the connection instead of sending its reveal" in err
