@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tqdm import tqdm
 
-from wmark.console import EXIT_OK, add_circuit_arguments, add_command, load_marking_key
+from wmark.console import EXIT_OK, add_circuit_arguments, add_command, add_output, load_marking_key
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
@@ -44,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="the suspect model the challenge names")
     p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge.json")
     p.add_argument("--srs", metavar="FILE", help="the challenge's SRS (default: CHALLENGE with suffix .srs)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the proofs (zkreveal.json)")
+    add_output(p, "--out", required=True, what="proofs", help="where to write the proofs (zkreveal.json)")
     add_circuit_arguments(p)
     p.add_argument("--ray", metavar="ADDRESS",
                    help="prove each item as a Ray task: 'local' (a 2-CPU instance here), 'auto' (the cluster this "
@@ -54,8 +53,6 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     challenge = dsse.Envelope.from_json(read_bounded(args.challenge, max_bytes=MAX_MESSAGE_BYTES,
                                                      what="challenge"), what=args.challenge)
-    if Path(args.out).is_dir():
-        raise InvalidInput(f"{args.out}: is a directory; give a file name for the answer")
     vk, _ = load_verification_key(args.vk)
     owner = load_signing_key(owner_key_path(args))
     mk = load_marking_key(args.mk)

@@ -144,6 +144,8 @@ def scheme_of(args: argparse.Namespace, kind: TriggerKind | None) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.mk is None and not args.no_watermark:
         raise InvalidInput("--mk FILE is needed to embed a watermark (or pass --no-watermark)")
+    if args.mk is not None and not args.no_watermark and getattr(args, "triggers_per_batch", None) == 0:
+        raise InvalidInput("--triggers-per-batch 0 embeds no watermark: pass --no-watermark for an unmarked model")
     check_writable(args.out, overwrite=args.force)
     device = local_device(pick_device(args.device))
     with process_group(device) as world:
