@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, plural
@@ -89,24 +86,7 @@ def _witness_client(spec: str) -> WitnessClient:
     return WitnessClient(load_verifier(vkey, what="witness key"), url)
 
 
-@contextmanager
-def _stop_signals_blocked() -> Iterator[None]:
-    """SIGTERM and SIGINT blocked before any thread starts (LogServer starts the
-    integrator's), so every thread inherits the mask and only serve_until_signalled's
-    sigwait takes them: a SIGTERM sent on seeing "serving at" never kills the process."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _serve(args: argparse.Namespace) -> int:
-    with _stop_signals_blocked():
-        return _serve_blocked(args)
-
-
-def _serve_blocked(args: argparse.Namespace) -> int:
     witnesses = tuple(_witness_client(spec) for spec in args.witness)
     if args.workers != 1:
         return _serve_workers(args, witnesses)
