@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wmark.watermark.device import DEVICE_CHOICES
+from wmark.watermark.device import add_device_argument
 
 
 def training_parser(description: str | None, *, epochs_help: str) -> argparse.ArgumentParser:
@@ -14,7 +14,7 @@ def training_parser(description: str | None, *, epochs_help: str) -> argparse.Ar
     parser.add_argument("--data-root", metavar="PATH", help="for cifar10: the folder holding cifar-10-batches-py/")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
     parser.add_argument("--epochs", type=int, help=epochs_help)
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    add_device_argument(parser)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
     return parser

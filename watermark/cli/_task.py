@@ -9,7 +9,7 @@ from wmark.console import load_marking_key
 from wmark.errors import InvalidInput
 from wmark.protocol.keys import MarkingKey
 from wmark.watermark.datasets import DATASETS, TaskData, load_task
-from wmark.watermark.device import DEVICE_CHOICES
+from wmark.watermark.device import add_device_argument
 from wmark.watermark.margin import split_for_key
 from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
@@ -22,8 +22,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "class folders (imagefolder); nothing is downloaded")
     parser.add_argument("--image-size", type=int, default=32, metavar="PX",
                         help="imagefolder: images are resized to PX x PX")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
-                        help="where to compute; auto picks CUDA when a GPU is visible")
+    add_device_argument(parser)
 
 
 def task_from(args: argparse.Namespace) -> TaskData:
