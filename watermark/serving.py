@@ -18,6 +18,7 @@ are bounded before work: the body (``MAX_BODY_BYTES``), the batch
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import uuid
@@ -138,8 +139,8 @@ def serve(model_dir: str | os.PathLike[str], name: str, *, host: str, port: int,
                 kserve.InferOutput(out_name, list(data.shape), datatype, data)])
 
     class BoundModelServer(ModelServer):  # type: ignore[misc]
-        """KServe's single-worker ``start`` with the listening address chosen: KServe 0.21
-        always binds 0.0.0.0, which would expose the model to every network the host is on."""
+        """KServe's single-worker ``start`` (KServe 0.21's, rewritten here) with the listening address
+        chosen: KServe always binds 0.0.0.0, which would expose the model to every network the host is on."""
 
         def start(self, models: list[Any]) -> None:
             self._register_and_check_atleast_one_model_is_ready(models)
@@ -150,9 +151,8 @@ def serve(model_dir: str | os.PathLike[str], name: str, *, host: str, port: int,
             self._rest_server.config.host = host
             self.servers.append(self._rest_server.start())
             self.setup_event_loop()
-            self.register_signal_handler()
-            import asyncio
-
+            # No KServe signal handlers: its stop() leaves a single-worker server running;
+            # uvicorn's own handlers stop it on SIGINT or SIGTERM.
             asyncio.run(self._serve())
 
     app.add_middleware(_BodyLimit)
