@@ -1,7 +1,7 @@
 """False claims of ownership against a watermarked digits model.
 
 Runs every false-claim scenario of tests/adversarial/, with the very code the
-tests run (tests/adversarial/_claims.py), at larger sizes than the default test run:
+tests run (wmark/harness/claims.py), at larger sizes than the default test run:
 
 * random claim: fresh derived keys never embedded, at k = 20 and k = n;
 * ownership piracy: an imported key committing to the stolen model's own
@@ -41,9 +41,11 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
-from tests.adversarial._claims import (  # noqa: E402
+from wmark.errors import RemoteProtocolError
+from wmark.files import atomic_write
+from wmark.harness.claims import (
     IMPORTED_P0,
     NUM_CLASSES,
     SHAPE,
@@ -72,18 +74,16 @@ from tests.adversarial._claims import (  # noqa: E402
     task_accuracy,
     transplant,
 )
-from wmark.errors import RemoteProtocolError  # noqa: E402
-from wmark.files import atomic_write  # noqa: E402
-from wmark.protocol.decision import DEFAULT_LAMBDA, format_probability, tail, threshold  # noqa: E402
-from wmark.protocol.hazmat.identity import SigningKey  # noqa: E402
-from wmark.protocol.keyfile import load_marking_key  # noqa: E402
-from wmark.protocol.keygen import keygen_derived  # noqa: E402
-from wmark.protocol.session import CAVEAT_IMPORTED, CAVEAT_UNREGISTERED  # noqa: E402
-from wmark.prover.ledger import Outcome  # noqa: E402
-from wmark.watermark.datasets import load_task  # noqa: E402
-from wmark.watermark.embed import default_recipe, embed, start_model  # noqa: E402
-from wmark.watermark.modelio import load_model, save_model  # noqa: E402
-from wmark.watermark.triggers import trigger_set_from_marking_key  # noqa: E402
+from wmark.protocol.decision import DEFAULT_LAMBDA, format_probability, tail, threshold
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.keyfile import load_marking_key
+from wmark.protocol.keygen import keygen_derived
+from wmark.protocol.session import CAVEAT_IMPORTED, CAVEAT_UNREGISTERED
+from wmark.prover.ledger import Outcome
+from wmark.watermark.datasets import load_task
+from wmark.watermark.embed import default_recipe, embed, start_model
+from wmark.watermark.modelio import load_model, save_model
+from wmark.watermark.triggers import trigger_set_from_marking_key
 
 N = 100
 K = 20

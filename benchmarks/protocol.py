@@ -45,9 +45,9 @@ from wmark.protocol.keyfile import save_marking_key
 from wmark.protocol.keygen import keygen_derived
 from wmark.protocol.keys import verify_vk_envelope
 from wmark.protocol.messages import ModelRef
+from wmark.protocol.patterns import item_images
 from wmark.protocol.session import ProverSession, VerifierSession
 from wmark.protocol.transcript import Transcript, audit
-from wmark.verifier.verify import item_images
 from wmark.watermark.datasets import load_task
 from wmark.watermark.embed import default_recipe, embed, start_model
 from wmark.watermark.evaluate import predict
@@ -89,7 +89,7 @@ def in_process(vk, vk_env, pair, owner, verifier, model, model_ref, k):
         return prover.reveal()
     reveal, phases["prover"] = timed(prove)
     event, phases["check_reveal"] = timed(lambda: session.receive(reveal))
-    images, phases["render"] = timed(lambda: item_images(event.items, vk))
+    images, phases["render"] = timed(lambda: item_images(event.items, vk.input_shape))
     classes, inference = timed(lambda: predict(model, images).argmax(axis=1))
     verdict, phases["decide"] = timed(lambda: session.decide({i.index: int(c) for i, c in zip(event.items, classes)}))
     transcript = Transcript(vk_env, challenge, reveal, verdict)

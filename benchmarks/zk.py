@@ -54,9 +54,8 @@ from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.items import TriggerKind
 from wmark.protocol.keygen import keygen_derived
 from wmark.protocol.messages import ModelRef
-from wmark.protocol.patterns import render
+from wmark.protocol.patterns import item_images, render
 from wmark.protocol.session import ProverSession, VerifierSession
-from wmark.verifier.verify import item_images
 from wmark.watermark import zkcircuit
 from wmark.watermark.datasets import load_task
 from wmark.watermark.embed import default_recipe, embed, start_model
@@ -149,7 +148,7 @@ def subset_protocol_per_item(model: Classifier, pair, owner, repeat: int = 5) ->
         prover = ProverSession(pair.marking_key, vk, owner)
         prover.receive(verifier.challenge())
         event = verifier.receive(prover.reveal())
-        classes = predict(model, item_images(event.items, vk)).argmax(axis=1)
+        classes = predict(model, item_images(event.items, vk.input_shape)).argmax(axis=1)
         verifier.decide({item.index: int(c) for item, c in zip(event.items, classes)})
         times.append(time.perf_counter() - start)
     return statistics.median(times) / SUBSET_K

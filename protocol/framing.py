@@ -30,6 +30,8 @@ MAX_FRAME_BYTES = MAX_MESSAGE_BYTES
 # Blob frames are small enough for any frame limit a peer may set (serve
 # refuses limits below it): the 4-byte headers cost 0.006% of the bytes.
 BLOB_CHUNK_BYTES = 64 * 1024
+# How much a peer reads from its socket at a time (the prover's server and the verifier's client).
+READ_CHUNK = 64 * 1024
 # The header cannot express more, whatever limit a caller asks for.
 _LENGTH_LIMIT = 2 ** (8 * HEADER_BYTES) - 1
 

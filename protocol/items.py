@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 IMAGE_HEADER = b"wmark/image/v1"
 VRF_ALPHA_TAG = b"wmark/trigger/v1"
-MAX_IMAGE_BYTES = 3 * 512 * 512
 
 
 class TriggerKind(str, Enum):

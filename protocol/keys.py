@@ -46,6 +46,7 @@ MAX_CHANNELS = 4
 MAX_SIDE = 512
 MAX_VK_BYTES = 8 * 1024 * 1024
 MAX_MK_BYTES = 128 * 1024 * 1024
+_ITEM_FIELDS = {"item", "label"}
 
 
 def _shape_to_json(shape: tuple[int, int, int]) -> list[int]:
@@ -112,12 +113,20 @@ class VerificationKey:
 
     def commitment_digests(self) -> list[bytes]:
         """One digest per item, so the registry can spot a transplanted commitment."""
-        return [tagged_hash("wmark/vk/item/v1", c.item.value, c.label.value) for c in self.commitments]
+        return list(self._commitment_digests)
+
+    @cached_property
+    def _commitment_digests(self) -> tuple[bytes, ...]:
+        # Computed once: the registry reads them twice per append (lookup, entry).
+        return tuple(tagged_hash("wmark/vk/item/v1", c.item.value, c.label.value) for c in self.commitments)
 
     @classmethod
     def from_payload(cls, payload: bytes, *, what: str = "verification key") -> "VerificationKey":
-        obj = expect_header(parse_json(payload, what=what, max_bytes=MAX_VK_BYTES),
-                            type_=VK_TYPE, version=VERSION, what=what)
+        return cls._from_json(parse_json(payload, what=what, max_bytes=MAX_VK_BYTES), what=what)
+
+    @classmethod
+    def _from_json(cls, parsed: Any, *, what: str) -> VerificationKey:
+        obj = expect_header(parsed, type_=VK_TYPE, version=VERSION, what=what)
         only_fields(obj, {"type", "version", "scheme", "trigger_kind", "input_shape", "num_classes",
                           "commitments", "owner_public_key", "vrf_public_key", "created", "zk", "margin"},
                     what=what)
@@ -128,11 +137,12 @@ class VerificationKey:
             raise DecodeError(f"{what}: needs 1 to {MAX_ITEMS} commitments, has {len(entries)}")
         commitments = []
         for i, entry in enumerate(entries):
-            if not isinstance(entry, dict) or set(entry) != {"item", "label"}:
+            if not isinstance(entry, dict) or entry.keys() != _ITEM_FIELDS:
                 raise DecodeError(f"{what}: commitment {i} must have exactly 'item' and 'label'")
+            where = f"{what}: commitment {i}"
             commitments.append(ItemCommitments(
-                Commitment(scheme, b64u_decode(entry["item"], what=f"{what}: commitment {i}", max_size=64)),
-                Commitment(scheme, b64u_decode(entry["label"], what=f"{what}: commitment {i}", max_size=64)),
+                Commitment(scheme, b64u_decode(entry["item"], what=where, max_size=64)),
+                Commitment(scheme, b64u_decode(entry["label"], what=where, max_size=64)),
             ))
         vrf_raw = obj.get("vrf_public_key")
         if kind.seeded != (vrf_raw is not None):
@@ -178,7 +188,10 @@ def _created(obj: dict[str, Any], *, what: str) -> str:
 
 def owner_key_of(payload: bytes, *, what: str) -> PublicKey:
     """The owner key named in a vk payload, read before anything else is trusted."""
-    obj = parse_json(payload, what=what, max_bytes=MAX_VK_BYTES)
+    return _owner_key(parse_json(payload, what=what, max_bytes=MAX_VK_BYTES), what=what)
+
+
+def _owner_key(obj: Any, *, what: str) -> PublicKey:
     if not isinstance(obj, dict):
         raise DecodeError(f"{what}: payload is not a JSON object")
     return PublicKey.from_der(b64u_decode(obj.get("owner_public_key"), what=f"{what}: owner key", max_size=256),
@@ -192,12 +205,15 @@ def verify_vk_envelope(envelope: dsse.Envelope, *, what: str) -> VerificationKey
     as what it is, a broken signature, rather than as whatever decoding error
     the edit happens to cause.
     """
-    owner = owner_key_of(envelope.payload, what=what)
+    # Parsed once: the owner key is read from the same (as yet untrusted) object
+    # that is decoded once the signature over the raw bytes holds.
+    obj = parse_json(envelope.payload, what=what, max_bytes=MAX_VK_BYTES)
+    owner = _owner_key(obj, what=what)
     try:
         dsse.verify(envelope, owner, payload_type=VK_PAYLOAD_TYPE, what=what)
     except InvalidSignature as exc:
         raise InvalidSignature(f"{exc}: the verification key was altered after the owner signed it") from None
-    vk = VerificationKey.from_payload(envelope.payload, what=what)
+    vk = VerificationKey._from_json(obj, what=what)
     # The digest that names the key is taken over the canonical encoding, so
     # the signed bytes must be exactly that encoding.
     if vk.payload != envelope.payload:
@@ -311,3 +327,22 @@ class MarkingKey:
             zk=ZkSecrets.from_obj(obj["zk"], n=len(openings), what=what) if "zk" in obj else None,
             margin=_margin(obj, kind, n=len(openings), what=what),
         )
+
+
+def key_set_mismatch(mk: MarkingKey, vk: VerificationKey, owner: PublicKey, *,
+                     mk_name: str = "the marking key", vk_name: str = "the verification key") -> str | None:
+    """Why ``mk``, ``vk`` and the signing key whose public half is ``owner`` are
+    not one owner's key set, or None when they are.
+
+    The one check of that consistency, for the owner's prover session and the
+    commands that load the three files (docs/design.md section 3); each caller
+    raises the error of its own layer with the reason.  ``mk_name`` and
+    ``vk_name`` name the two keys in the reason (a command gives their files).
+    """
+    if owner != vk.owner:
+        return f"the owner key {owner.fingerprint} is not the one that signed {vk_name} ({vk.owner.fingerprint})"
+    if mk.vk_digest != vk.digest:
+        return f"{mk_name} is the marking key of another verification key than {vk_name}"
+    if (mk.vrf_secret_key.public_key if mk.vrf_secret_key else None) != vk.vrf_key:
+        return f"the VRF key of {mk_name} is not the one named in {vk_name}"
+    return None

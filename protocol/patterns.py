@@ -12,7 +12,7 @@ reason.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -27,6 +27,31 @@ _PARAMS_PER_SHAPE = 12
 def _uniforms(seed: bytes, count: int) -> np.ndarray:
     raw = np.frombuffer(tagged_stream(PATTERN_TAG, seed, 4 * count), dtype=">u4")
     return raw.astype(np.float64) / 4294967296.0
+
+
+class Drawable(Protocol):
+    """An item as far as its image goes: the pixels it carries (imported and
+    margin items), else the seed it is rendered from (derived items), as
+    :class:`wmark.protocol.items.OpenedItem` holds them."""
+
+    @property
+    def seed(self) -> bytes | None: ...
+
+    @property
+    def pixels(self) -> bytes | None: ...
+
+
+def item_images(items: Sequence[Drawable], shape: tuple[int, int, int]) -> np.ndarray:
+    """The uint8 N x C x H x W images of ``items``: their pixels where they carry
+    them, else rendered from their seeds (together, as :func:`render_many`).
+
+    The one derivation of an item's image, for the verifier querying a model,
+    the owner training one and the zero-knowledge circuit alike, so that all
+    of them draw the same picture (docs/design.md section 2).
+    """
+    rendered = iter(render_many([item.seed for item in items if item.pixels is None], shape))  # type: ignore[misc]
+    return np.stack([np.frombuffer(item.pixels, dtype=np.uint8).reshape(shape) if item.pixels is not None
+                     else next(rendered) for item in items])
 
 
 def render(seed: bytes, shape: tuple[int, int, int]) -> np.ndarray:

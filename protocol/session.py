@@ -47,7 +47,7 @@ from wmark.protocol.hazmat.commitment import check
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.sampling import sample_subset
 from wmark.protocol.items import OpenedItem, TriggerKind, label_message, open_item
-from wmark.protocol.keys import MarkingKey, VerificationKey
+from wmark.protocol.keys import MarkingKey, VerificationKey, key_set_mismatch
 from wmark.protocol.margin import MarginItems, QuerySplit
 from wmark.protocol.messages import (
     MAX_TEXT,
@@ -509,12 +509,9 @@ class ProverSession:
     has a deciding state for each."""
 
     def __init__(self, mk: MarkingKey, vk: VerificationKey, identity: SigningKey) -> None:
-        if mk.vk_digest != vk.digest:
-            raise LocalProtocolError("the marking key does not belong to this verification key")
-        if identity.public_key != vk.owner:
-            raise LocalProtocolError("the signing key is not the owner key named in the verification key")
-        if (mk.vrf_secret_key.public_key if mk.vrf_secret_key else None) != vk.vrf_key:
-            raise LocalProtocolError("the marking key's VRF key is not the one named in the verification key")
+        mismatch = key_set_mismatch(mk, vk, identity.public_key)
+        if mismatch is not None:
+            raise LocalProtocolError(mismatch)
         self._mk, self.vk, self._identity = mk, vk, identity
         self.state = ProverState.AWAIT_CHALLENGE
         self._received: ChallengeReceived | None = None

@@ -18,8 +18,10 @@ never runs a proof system; the ezkl code that does lives in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any, Protocol
 
 from wmark.errors import DecodeError
@@ -234,3 +236,8 @@ class ZkVerdictInfo:
             failures.append(ZkFailure(entry[0], entry[1]))
         parameters = ZkParameters.from_obj({k: v for k, v in obj.items() if k != "failures"}, what=what)
         return cls(parameters, tuple(failures))
+
+
+def srs_beside(challenge_path: str | os.PathLike[str]) -> Path:
+    """Where a challenge file's SRS travels with it: CHALLENGE.srs."""
+    return Path(challenge_path).with_suffix(".srs")

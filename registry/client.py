@@ -18,6 +18,7 @@ from wmark.errors import InvalidInput
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import b64u_encode, parse_json
 from wmark.protocol.hazmat.identity import MAX_PEM_BYTES, PublicKey
+from wmark.protocol.hazmat.note import Note, Verifier
 from wmark.protocol.transparency import (
     MAX_ENVELOPE_BYTES,
     MAX_RECEIPT_BYTES,
@@ -90,6 +91,18 @@ class LogClient:
         if len(data) > MAX_PEM_BYTES:
             raise LogUnavailable(f"{self.url}: the log's public key is longer than {MAX_PEM_BYTES} bytes")
         return PublicKey.from_pem(data, what=f"log key from {self.url}")
+
+    def vkey(self) -> Verifier:
+        """The checkpoint verifier key the log *says* it has: pin it, or compare it out of band."""
+        return Verifier.decode(self._call("GET", "/log.vkey").decode("ascii", "replace"),
+                               what=f"verifier key from {self.url}")
+
+    def checkpoint(self) -> Note:
+        return Note.decode(self._call("GET", "/checkpoint"), what=f"checkpoint from {self.url}")
+
+    def tile(self, path: str) -> bytes:
+        """A tlog-tiles resource (``tile/...``), unchecked: :class:`TileReader` checks it."""
+        return self._call("GET", "/" + path)
 
     def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               content: bytes | None = None) -> bytes:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
+import tests.hypothesis_profiles  # noqa: F401  (registers and loads the "ci"/"random" profiles)
 from tests.support.helpers import DigitsWorld, build_digits_world
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
 
 
 @pytest.fixture(scope="session")

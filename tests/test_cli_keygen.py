@@ -200,9 +200,9 @@ def test_audit_refuses_missing_and_foreign_files(capsys, tmp_path, plaintext_key
 
 # --- passphrases ----------------------------------------------------------------------------
 
-def _mk_reader() -> types.ModuleType:
+def _mk_reader() -> console.Command:
     """A command that loads a marking key the way the owner's commands do (console.load_marking_key)."""
-    module = types.ModuleType("mk_reader")
+    module = types.ModuleType("wmark_test_mk_reader")
 
     def run(args):
         mk = console.load_marking_key(args.key)
@@ -210,11 +210,12 @@ def _mk_reader() -> types.ModuleType:
         return 0
 
     def register(subparsers):
-        p = console.add_command(subparsers, "read-mk", help="read a marking key", description="", func=run)
+        p = console.add_command(subparsers, "read-mk", description="", func=run)
         p.add_argument("key")
 
     module.register = register
-    return module
+    sys.modules[module.__name__] = module  # run_cli imports a command's module by name
+    return console.Command("read-mk", module.__name__, "read a marking key")
 
 
 def read_mk(capsys, path: Path) -> tuple[int, str, str]:

@@ -27,8 +27,8 @@ from wmark.protocol.hazmat.commitment import (
     verify,
 )
 
-FAST = settings(derandomize=True, deadline=None, max_examples=150)
-SLOW = settings(derandomize=True, deadline=None, max_examples=30)
+FAST = settings(deadline=None, max_examples=150)
+SLOW = settings(deadline=None, max_examples=30)
 
 SCHEMES = st.sampled_from([Scheme.HASH, Scheme.PEDERSEN])
 MESSAGES = st.binary(max_size=3200)
@@ -61,7 +61,7 @@ def test_pedersen_commitment_round_trip(message):
     check(c, message, o, what="item")
 
 
-@settings(derandomize=True, deadline=None, max_examples=40)
+@settings(deadline=None, max_examples=40)
 @given(SCHEMES, MESSAGES, MESSAGES)
 def test_changed_message_never_verifies(scheme, message, other):
     assume(message != other)
@@ -71,7 +71,7 @@ def test_changed_message_never_verifies(scheme, message, other):
         check(c, other, o, what="item 3")
 
 
-@settings(derandomize=True, deadline=None, max_examples=40)
+@settings(deadline=None, max_examples=40)
 @given(SCHEMES, MESSAGES, st.integers(min_value=0), st.integers(min_value=1, max_value=255))
 def test_changed_opening_never_verifies(scheme, message, position, mask):
     c, o = commit(message, scheme)
@@ -85,7 +85,7 @@ def test_changed_opening_never_verifies(scheme, message, position, mask):
     assert not verify(c, message, changed)
 
 
-@settings(derandomize=True, deadline=None, max_examples=40)
+@settings(deadline=None, max_examples=40)
 @given(SCHEMES, MESSAGES, st.integers(min_value=0), st.integers(min_value=1, max_value=255))
 def test_changed_commitment_never_verifies(scheme, message, position, mask):
     c, o = commit(message, scheme)

@@ -1,9 +1,10 @@
 """The decision rule: exact binomial tails, the threshold, and the planning aid."""
 
+import math
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom
 
@@ -32,12 +33,38 @@ def test_threshold_is_the_smallest_significant_count(k, p0, lam):
         assert tau == 0 or tail(tau - 1, k, p0) > bound
 
 
+def exact_tail(m: int, k: int, p0: Fraction) -> Fraction:
+    """``P[Binomial(k, p0) >= m]`` as one minus the lower tail: another formula than the
+    library's upper-tail sum, in exact arithmetic, so the two must agree exactly."""
+    q = 1 - p0
+    return 1 - sum((math.comb(k, j) * p0**j * q ** (k - j) for j in range(min(m, k + 1))), Fraction(0))
+
+
 @settings(max_examples=60, deadline=None)
 @given(k=st.integers(1, 300), p0=p0s, data=st.data())
-def test_exact_tail_agrees_with_scipy(k, p0, data):
+def test_exact_tail_is_the_binomial_tail(k, p0, data):
+    m = data.draw(st.integers(-1, k + 1))
+    assert tail(m, k, p0) == exact_tail(max(m, 0), k, p0)
+
+
+# scipy's binom.sf keeps about 1e-9 relative accuracy only well above the
+# smallest doubles (below ~1e-280 it drifts: k=174, p0=1/100, m=174), so it
+# serves as an outside check of the exact values where it is accurate.
+SCIPY_ACCURATE_ABOVE = 1e-200
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 300), p0=p0s, data=st.data())
+def test_exact_tail_agrees_with_scipy_where_scipy_is_accurate(k, p0, data):
     m = data.draw(st.integers(0, k))
-    exact = float(tail(m, k, p0))
-    assert exact == pytest.approx(binom.sf(m - 1, k, float(p0)), rel=1e-9, abs=1e-300)
+    exact = tail(m, k, p0)
+    assume(exact >= SCIPY_ACCURATE_ABOVE)
+    assert float(exact) == pytest.approx(binom.sf(m - 1, k, float(p0)), rel=1e-9)
+
+
+def test_the_tail_that_fooled_scipy_is_exact():
+    # The falsifying example of the old float comparison: exactly (1/100)^174.
+    assert tail(174, 174, Fraction(1, 100)) == Fraction(1, 100**174)
 
 
 def test_known_values():

@@ -2,7 +2,7 @@
 
 import json
 
-from tests.support.helpers import run_cli
+from wmark.harness.programs import run_cli
 from wmark.protocol.transcript import audit, load_transcript
 
 

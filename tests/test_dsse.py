@@ -17,7 +17,7 @@ from wmark.errors import DecodeError, InvalidSignature, WmarkError
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 
-SETTINGS = settings(derandomize=True, deadline=None, max_examples=60)
+SETTINGS = settings(deadline=None, max_examples=60)
 ORDER = ecdsa.NIST256p.order
 TYPE = "application/vnd.wmark.test+json"
 
@@ -217,7 +217,7 @@ def test_malformed_envelopes_are_decode_errors(edit):
         dsse.Envelope.from_json(json.dumps(doc).encode())
 
 
-@settings(derandomize=True, deadline=None, max_examples=150)
+@settings(deadline=None, max_examples=150)
 @given(st.data())
 def test_envelope_parser_raises_only_wmark_errors(data):
     raw = dsse.sign(TYPE, b'{"a": 1}', ALICE).to_json()

@@ -7,11 +7,13 @@ import json
 import random
 
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wmark.errors import DecodeError, WmarkError
 from wmark.protocol.hazmat.encoding import (
+    _plain,
     b64u_decode,
     b64u_encode,
     canonical_json,
@@ -22,7 +24,7 @@ from wmark.protocol.hazmat.encoding import (
     parse_json,
 )
 
-SETTINGS = settings(derandomize=True, deadline=None, max_examples=100)
+SETTINGS = settings(deadline=None, max_examples=100)
 
 # What signed wmark objects hold: ints inside the I-JSON safe range, strings,
 # bools, null, lists and objects.  Floats are left out of the byte-level
@@ -80,6 +82,56 @@ def test_canonical_json_is_sorted_and_compact(obj):
     assert canonical_json(obj) == expected
 
 
+# Everything rfc8785 takes or refuses: floats, integers beyond 2^53, any
+# Unicode (non-BMP keys sort differently in UTF-16 than by code point), lone
+# surrogates, tuples, bytes.
+ANY_TEXT = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=8)
+ANY_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**60), max_value=2**60) | st.floats() | ANY_TEXT
+    | st.binary(max_size=2),
+    lambda children: (st.lists(children, max_size=5) | st.tuples(children, children)
+                      | st.dictionaries(ANY_TEXT, children, max_size=5)),
+    max_leaves=20,
+)
+
+
+@settings(derandomize=True, deadline=None, max_examples=500)
+@given(ANY_VALUES)
+def test_canonical_json_is_byte_for_byte_rfc8785(obj):
+    # canonical_json writes plain values with json.dumps; whatever it writes or
+    # refuses must be exactly what the rfc8785 package writes or refuses.
+    try:
+        expected = rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        with pytest.raises(DecodeError):
+            canonical_json(obj)
+    else:
+        assert canonical_json(obj) == expected
+
+
+@pytest.mark.parametrize("obj", [
+    {"k\U0001F600": 1, "k\uFFFF": 2},   # UTF-16 order puts the surrogate pair first
+    {"x": 1.0}, {"x": 2**53}, {"x": -(2**53)}, {"x": "\ud800"}, {"x": "\x7f\x00\x1f"},
+    {"x": ("a", 1)}, {"\u00e9": "\u00e9"},
+])
+def test_canonical_json_edges_match_rfc8785(obj):
+    try:
+        expected = rfc8785.dumps(obj)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(DecodeError):
+            canonical_json(obj)
+    else:
+        assert canonical_json(obj) == expected
+
+
+def test_signed_objects_take_the_fast_path():
+    # The registry's per-append encodings are plain: the C encoder writes them.
+    vk_like = {"type": "wmark/verification-key", "version": 1, "input_shape": [1, 8, 8], "vrf_public_key": None,
+               "commitments": [{"item": "AAAA", "label": "BBBB"}] * 3, "zk": {"flag": True}}
+    assert _plain(vk_like)
+    assert not _plain({"x": 0.5}) and not _plain({"x": 2**53}) and not _plain({"\u00e9": 1})
+
+
 def test_canonical_json_known_answer():
     assert canonical_json({"b": [1, True, None], "a": "é\n", "A": {"y": 0, "x": -3}}) == (
         b'{"A":{"x":-3,"y":0},"a":"\xc3\xa9\\n","b":[1,true,null]}'
@@ -130,7 +182,7 @@ def test_parse_json_turns_every_malformed_document_into_decode_error(doc):
         parse_json(doc, what="doc")
 
 
-@settings(derandomize=True, deadline=None, max_examples=300)
+@settings(deadline=None, max_examples=300)
 @given(st.binary(max_size=64) | st.text(alphabet='{}[]":,0123456789.eE+-tfnrulasNIy \\', max_size=40).map(str.encode))
 def test_parse_json_raises_only_decode_error(data):
     try:

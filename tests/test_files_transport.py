@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.helpers import run_cli
 from wmark.errors import WmarkError
+from wmark.harness.programs import run_cli
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.keys import load_verification_key

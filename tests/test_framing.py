@@ -28,7 +28,7 @@ from wmark.protocol.framing import (
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey
 
-SETTINGS = settings(derandomize=True, deadline=None, max_examples=200)
+SETTINGS = settings(deadline=None, max_examples=200)
 bodies = st.lists(st.binary(min_size=1, max_size=300), max_size=8)
 
 

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import stat
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,13 +28,14 @@ from wmark.protocol.keys import (
     VK_PAYLOAD_TYPE,
     MarkingKey,
     VerificationKey,
+    key_set_mismatch,
     load_verification_key,
     verify_vk_envelope,
 )
 
 OWNER = SigningKey.generate()
 SHAPE = (1, 8, 8)
-FUZZ = settings(derandomize=True, deadline=None, max_examples=150,
+FUZZ = settings(deadline=None, max_examples=150,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -245,7 +247,7 @@ def test_keygen_imported_rejects_bad_inputs():
 TAMPER_PAIRS = [keygen_derived(owner=OWNER, n=4, num_classes=10, input_shape=SHAPE, scheme=s) for s in Scheme]
 
 
-@settings(derandomize=True, deadline=None, max_examples=60)
+@settings(deadline=None, max_examples=60)
 @given(st.data())
 def test_any_changed_commitment_breaks_the_signature(data):
     pair = data.draw(st.sampled_from(TAMPER_PAIRS))
@@ -463,7 +465,7 @@ def _flip_b64_field(doc: dict, name: str, position: int, mask: int) -> None:
     doc[name] = b64u_encode(bytes(data))
 
 
-@settings(derandomize=True, deadline=None, max_examples=80)
+@settings(deadline=None, max_examples=80)
 @given(st.sampled_from(["ciphertext", "tag", "salt", "nonce"]), st.integers(min_value=0),
        st.integers(min_value=1, max_value=255))
 def test_flipped_bits_in_the_sealed_fields_are_wrong_passphrase(cheap_sealed, name, position, mask):
@@ -507,7 +509,7 @@ def test_out_of_bounds_scrypt_parameters_and_fields_are_rejected(cheap_sealed, c
         keyfile.unseal(canonical_json(doc), "correct horse", what="mk")
 
 
-@settings(derandomize=True, deadline=None, max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(st.integers(min_value=0), st.integers(min_value=1, max_value=255))
 def test_any_flipped_byte_of_the_sealed_file_is_refused(cheap_sealed, position, mask):
     position %= len(cheap_sealed)
@@ -548,3 +550,20 @@ def test_malformed_plaintext_marking_keys_are_decode_errors(small_mk, edit, matc
     edit(obj)
     with pytest.raises(DecodeError, match=match):
         MarkingKey.from_bytes(canonical_json(obj))
+
+
+# --- one owner's key set ------------------------------------------------------------
+
+
+def test_a_key_set_of_one_owner_has_no_mismatch(pair):
+    assert key_set_mismatch(pair.marking_key, pair.verification_key, OWNER.public_key) is None
+
+
+def test_a_key_set_mismatch_names_the_owner_key_the_marking_key_or_the_vrf_key(derived):
+    mk, vk = derived.marking_key, derived.verification_key
+    other = make_pair("imported", vk.scheme)
+    assert "is not the one that signed vk.json" in key_set_mismatch(mk, vk, SigningKey.generate().public_key,
+                                                                    vk_name="vk.json")
+    assert "mk.wmk is the marking key of another verification key" in key_set_mismatch(
+        other.marking_key, vk, OWNER.public_key, mk_name="mk.wmk")
+    assert "VRF key" in key_set_mismatch(replace(mk, vrf_secret_key=VrfSecretKey.generate()), vk, OWNER.public_key)

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,12 +23,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from log_worker import make_vk
 
-from wmark.console import run_cli
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
+from wmark.protocol.checkpoint import Policy
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import canonical_json
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.merkle import leaf_hash
+from wmark.protocol.hazmat.note import Verifier
 from wmark.protocol.transparency import (
     LogEntry,
     Receipt,
@@ -47,9 +49,9 @@ from wmark.registry import (
     LogUnavailable,
 )
 from wmark.registry.store import DB_NAME, KEY_NAME
-from wmark.verifier.cli import registration as registration_cli
-from wmark.watermark.cli import log as log_cli
-from wmark.watermark.cli import register as register_cli
+from wmark.registry.witness import Witness
+from wmark.verifier.cli import main as verifier_main
+from wmark.watermark.cli import main as wmark_main
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "log_worker.py"
@@ -197,7 +199,10 @@ def test_a_forged_tree_head_is_refused(receipt_case):
 
 def test_a_proof_for_another_tree_size_is_refused(receipt_case):
     store, vk, receipt = receipt_case
-    newer = replace(receipt, tree_head=store.tree_head())
+    with pytest.raises(InvalidProof, match="its checkpoint .size 3. is not of the tree its head describes .size 5"):
+        verify_receipt(replace(receipt, tree_head=store.tree_head(), inclusion_proof=store.inclusion_proof(2)),
+                       vk, store.public_key)
+    newer = replace(receipt, tree_head=store.tree_head(), checkpoint=store.checkpoint().encode())
     with pytest.raises(InvalidProof, match="proof is for a tree of size 3, but the tree head has size 5"):
         verify_receipt(newer, vk, store.public_key)
     relabelled = replace(newer, inclusion_proof=replace(receipt.inclusion_proof, tree_size=5))
@@ -236,13 +241,13 @@ def receipt_file(tmp_path_factory):
     """One receipt for the bit-flip tests: each example only flips a bit of it."""
     with LogStore.open(tmp_path_factory.mktemp("flip"), clock=ticking_clock()) as s:
         vk, _, receipt = fill(s, 6)[3]
-        return vk, s.public_key, receipt.to_json()
+        return vk, s.public_key, receipt.to_json(), Policy(Verifier.decode(s.vkey))
 
 
 @settings(max_examples=200, deadline=None)
 @given(bit=st.integers(min_value=0))
 def test_any_single_bit_flip_in_a_receipt_file_is_refused_or_changes_nothing(receipt_file, bit):
-    vk, store_key, text = receipt_file
+    vk, store_key, text, policy = receipt_file
     bit %= len(text) * 8
     flipped = bytearray(text)
     flipped[bit // 8] ^= 1 << (bit % 8)
@@ -253,14 +258,15 @@ def test_any_single_bit_flip_in_a_receipt_file_is_refused_or_changes_nothing(rec
     original = Receipt.from_json(text)
     if receipt == original:
         return  # the flip only touched encoding slack (e.g. base64 padding bits) the decoder ignores
+    # The checkpoint is signed by the log's note key, which only a policy names.
     with pytest.raises((InvalidProof, InvalidSignature, DecodeError)):
-        verify_receipt(receipt, vk, store_key)
+        verify_receipt(receipt, vk, store_key, policy)
 
 
 @settings(max_examples=100, deadline=None)
 @given(field=st.sampled_from(["payload", "sig"]), bit=st.integers(min_value=0))
 def test_any_single_bit_flip_in_a_signed_tree_head_is_refused(receipt_file, field, bit):
-    vk, store_key, text = receipt_file
+    vk, store_key, text, _ = receipt_file
     receipt = Receipt.from_json(text)
     envelope = receipt.tree_head
     data = bytearray(envelope.payload if field == "payload" else envelope.signatures[0].sig)
@@ -524,10 +530,10 @@ def test_a_log_that_does_not_answer_is_reported(tmp_path):
         LogClient("ftp://example.org/log")
 
 
-def _serve(log_dir: Path) -> tuple[subprocess.Popen, str]:
-    code = ("import sys; from wmark.console import run_cli; from wmark.watermark.cli import log; "
-            "sys.exit(run_cli('wmark', '', [log], sys.argv[1:]))")
-    server = subprocess.Popen([sys.executable, "-c", code, "log", "serve", "--log", str(log_dir), "--port", "0"],
+def _serve(log_dir: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    code = "import sys; from wmark.watermark.cli import main; sys.exit(main(sys.argv[1:]))"
+    server = subprocess.Popen([sys.executable, "-c", code, "log", "serve", "--log", str(log_dir), "--port", "0",
+                               "--workers", str(workers)],
                               env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for line in server.stdout:
         found = re.search(r"serving at (http://127\.0\.0\.1:\d+)", line)
@@ -543,9 +549,9 @@ def _stop(server: subprocess.Popen) -> str:
     return out
 
 
-def _append_concurrently(tmp_path: Path, processes: int, each: int) -> float:
+def _append_concurrently(tmp_path: Path, processes: int, each: int, workers: int = 1) -> float:
     log_dir = tmp_path / "log"
-    server, url = _serve(log_dir)
+    server, url = _serve(log_dir, workers)
     try:
         started = time.perf_counter()
         workers = [_worker("http", url, str(each), f"p{i}", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -562,9 +568,81 @@ def _append_concurrently(tmp_path: Path, processes: int, each: int) -> float:
     return processes * each / elapsed
 
 
+def _listening(url: str) -> bool:
+    address = urlsplit(url)
+    try:
+        socket.create_connection((address.hostname, address.port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys, workers):
+    """Receipts return only after their batch committed: after SIGKILL of the log
+    mid-run every receipt a client got names its own entry, once, and the log checks clean;
+    with several workers, killing the log's process takes all of them down."""
+    log_dir = tmp_path / "log"
+    server, url = _serve(log_dir, workers)
+    clients = [_worker("http-digest", url, "60", f"k{i}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+               for i in range(8)]
+    got: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def read(worker: subprocess.Popen) -> None:
+        for line in worker.stdout:
+            index, digest = line.split()
+            with lock:
+                got.append((int(index), digest))
+
+    readers = [threading.Thread(target=read, args=(w,)) for w in clients]
+    for r in readers:
+        r.start()
+    deadline = time.monotonic() + 120
+    while len(got) < 80 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    deadline = time.monotonic() + 30
+    while _listening(url) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _listening(url), "a worker outlived the log's process"
+    for w in clients:
+        w.wait(timeout=120)
+    for r in readers:
+        r.join()
+    assert 80 <= len(got) < 8 * 60, "the kill came mid-run"
+    assert len({index for index, _ in got}) == len(got), "an index was handed out twice"
+    assert _cli("wmark", "log", "check", "--log", str(log_dir)) == 0
+    assert "intact" in capsys.readouterr().out
+    with LogStore.open(log_dir) as s:
+        assert s.size >= len(got)
+        for index, digest in got:
+            assert s.entry(index).vk_digest.hex() == digest
+        assert len({s.entry(i).vk_digest for i in range(s.size)}) == s.size
+
+
 def test_eight_processes_append_through_http(tmp_path):
     rate = _append_concurrently(tmp_path, 8, 50)
     print(f"\n8 processes x 50 appends over HTTP: {rate:.0f} appends/s")
+
+
+def test_two_server_workers_share_one_log(tmp_path):
+    # Each worker batches its own connections; all batches land in one
+    # consistent log (every index once, `log check` clean: _append_concurrently).
+    rate = _append_concurrently(tmp_path, 8, 40, workers=2)
+    print(f"\n8 processes x 40 appends over HTTP, 2 server workers: {rate:.0f} appends/s")
+
+
+def test_server_workers_refuse_witnesses_and_bad_counts(tmp_path, capsys):
+    log_dir = tmp_path / "log"
+    with LogStore.open(log_dir) as s:
+        witness = Witness(tmp_path / "w", [Verifier.decode(s.vkey)], name="test.local/w")
+    assert _cli("wmark", "log", "serve", "--log", str(log_dir), "--workers", "2",
+                "--witness", f"{witness.verifier.encode()}=http://127.0.0.1:9") == 2
+    assert "cannot collect cosignatures" in capsys.readouterr().err
+    assert _cli("wmark", "log", "serve", "--log", str(log_dir), "--workers", "0") == 2
+    assert "--workers must be between 1 and" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -576,8 +654,8 @@ def test_eight_processes_append_a_thousand_each_through_http(tmp_path):
 
 # --- Command lines.
 
-def _cli(prog: str, modules, *argv: str) -> int:
-    return run_cli(prog, "", modules, list(map(str, argv)))
+def _cli(prog: str, *argv: str) -> int:
+    return {"wmark": wmark_main, "wmark-verifier": verifier_main}[prog](list(map(str, argv)))
 
 
 def test_register_and_check_a_registration_from_the_command_line(tmp_path, capsys):
@@ -585,31 +663,30 @@ def test_register_and_check_a_registration_from_the_command_line(tmp_path, capsy
     vk_path.parent.mkdir()
     _, signed = make_vk(OWNER_A, b"cli")
     vk_path.write_bytes(signed.to_json())
-    assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log", log_dir) == 0
+    assert _cli("wmark", "register", "--vk", vk_path, "--log", log_dir) == 0
     receipt_path = tmp_path / "keys" / "vk.receipt.json"
     assert "as entry 0 of log" in capsys.readouterr().out and receipt_path.exists()
-    verifier = [registration_cli]
     log_pub = log_dir / "log-key.pub"
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", log_pub) == 0
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", log_pub) == 0
     assert "registered  entry 0 of log" in capsys.readouterr().out
 
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", vk_path.parent / "x") == 2
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", vk_path.parent / "x") == 2
     other_log = tmp_path / "other-log-key.pem"
     other_log.write_bytes(SigningKey.generate().to_pem())
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", other_log) == 1
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", other_log) == 1
     assert "does NOT prove the registration" in capsys.readouterr().out
 
     receipt = Receipt.from_json(receipt_path.read_bytes())
     tampered = replace(receipt, entry=replace(receipt.entry, time_ms=receipt.entry.time_ms - 1))
     receipt_path.write_bytes(tampered.to_json())
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", log_pub) == 1
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", log_pub) == 1
     receipt_path.write_bytes(receipt.to_json()[:-40])
-    assert _cli("wmark-verifier", verifier, "registration", "--vk", vk_path, "--log-key", log_pub) == 2
+    assert _cli("wmark-verifier", "registration", "--vk", vk_path, "--log-key", log_pub) == 2
     assert "not valid JSON" in capsys.readouterr().err
 
-    assert _cli("wmark", [log_cli], "log", "check", "--log", log_dir) == 0
+    assert _cli("wmark", "log", "check", "--log", log_dir) == 0
     _edit(log_dir, ("UPDATE entries SET entry = ? WHERE idx = 0", (_redated(log_dir, 0),)))
-    assert _cli("wmark", [log_cli], "log", "check", "--log", log_dir) == 1
+    assert _cli("wmark", "log", "check", "--log", log_dir) == 1
     assert "CORRUPTED" in capsys.readouterr().out
 
 
@@ -619,13 +696,13 @@ def test_register_through_a_served_log_and_stop_it_cleanly(tmp_path, capsys):
     vk_path.write_bytes(signed.to_json())
     server, url = _serve(log_dir)
     try:
-        assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log-url", url,
+        assert _cli("wmark", "register", "--vk", vk_path, "--log-url", url,
                     "--log-key", log_dir / "log-key.pub") == 0
-        assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log-url", url,
+        assert _cli("wmark", "register", "--vk", vk_path, "--log-url", url,
                     "--log-key", tmp_path / "vk.json") == 2  # not a PEM key
         wrong = tmp_path / "wrong.pem"
         wrong.write_bytes(SigningKey.generate().to_pem())
-        assert _cli("wmark", [register_cli], "register", "--vk", vk_path, "--log-url", url, "--log-key", wrong) == 2
+        assert _cli("wmark", "register", "--vk", vk_path, "--log-url", url, "--log-key", wrong) == 2
         assert "not with the given --log-key" in capsys.readouterr().err
     finally:
         out = _stop(server)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.adversarial._claims import Keys, claim, registered_copy
+from wmark.harness.claims import Keys, claim, registered_copy
 from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
 from wmark.protocol.transcript import audit, load_transcript
 from wmark.verifier.cli import main as verifier_main

@@ -24,7 +24,7 @@ from wmark.protocol.items import vrf_alpha
 from wmark.protocol.keygen import KeyPair, keygen_derived
 from wmark.protocol.messages import ModelRef
 from wmark.protocol.patterns import render_many
-from wmark.protocol.session import ProverSession, VerifierSession
+from wmark.protocol.session import ProverSession, VerifierSession, ZkVerifierSession
 from wmark.protocol.transcript import Registration, Transcript, audit
 from wmark.registry.store import LogStore
 from wmark.verifier.cli import main
@@ -81,8 +81,8 @@ def make_zk_transcript(world: World) -> Transcript:
     """A zero-knowledge exchange; the proofs are opaque bytes as in test_zk_protocol (the audit and the
     report never check them: that needs ezkl, the model and the SRS, test_zk.py)."""
     pair = world.zk_pair
-    vs = VerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), K,
-                         zk=PARAMETERS, lam=8)
+    vs = ZkVerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), K,
+                           zk=PARAMETERS, lam=8)
     ps = ProverSession(pair.marking_key, pair.verification_key, world.owner)
     event = ps.receive(vs.challenge())
     reveal = ps.zk_reveal(honest(pair, event.indices, wrong=frozenset(event.indices[:2])))

@@ -49,7 +49,7 @@ from wmark.protocol.state import ProverEvent, VerifierEvent
 from wmark.protocol.zk import SrsOrigin, ZkParameters, ZkStatement
 
 N, K = 16, 5
-SETTINGS = settings(derandomize=True, deadline=None, max_examples=60)
+SETTINGS = settings(deadline=None, max_examples=60)
 ZK_PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
                              circuit_sha256=b"\x02" * 32)
 
@@ -423,7 +423,7 @@ def test_any_changed_byte_of_a_signed_reveal_is_refused(world, offset, flip):
     expect_refused(session, replace(envelope, payload=bytes(payload)), "signature")
 
 
-@settings(derandomize=True, deadline=None, max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(st.binary(min_size=32, max_size=32), st.integers(1, 300), st.data())
 def test_the_subset_sampler_is_deterministic_and_uniformly_shaped(digest, n, data):
     k = data.draw(st.integers(1, n))

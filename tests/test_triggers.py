@@ -25,7 +25,7 @@ from wmark.protocol.keygen import keygen_derived, keygen_imported
 from wmark.protocol.patterns import render, render_many
 from wmark.watermark.triggers import Fit, import_images, random_labels, read_labels_file, trigger_set_from_marking_key
 
-SETTINGS = settings(derandomize=True, deadline=None, max_examples=200)
+SETTINGS = settings(deadline=None, max_examples=200)
 SHAPES = [(1, 8, 8), (3, 32, 32), (3, 64, 64)]
 # The paper's trigger set, in the shared folder beside the repository (tests skip without it).
 WATERMARKNN = REPO.parent / "shared" / "data" / "watermarknn-trigger-set"

@@ -19,9 +19,10 @@ import pytest
 import torch
 from torch import nn
 
-from tests.support.helpers import DigitsWorld, build_digits_world, run_cli
+from tests.support.helpers import DigitsWorld, build_digits_world
 from tests.support.live import prover_server
 from wmark.errors import DecodeError
+from wmark.harness.programs import run_cli
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.vrf import proof_to_hash
 from wmark.protocol.items import TriggerKind

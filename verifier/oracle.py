@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Protocol
-
-import httpx
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from wmark.errors import ModelOracleError
 from wmark.protocol.messages import ModelRef
+
+# numpy and httpx are imported where a model is queried, so that the commands
+# that only name this module's defaults start without them.
+if TYPE_CHECKING:
+    import httpx
+    import numpy as np
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 ENDPOINT_BATCH = 64
@@ -46,6 +49,8 @@ class LocalModel:
         return cls(model_dir, ModelRef(sha256=model_file_digest(model_dir)))
 
     def classify(self, images: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         from wmark.watermark.evaluate import predict
         from wmark.watermark.modelio import load_model, model_file_digest
 
@@ -67,13 +72,20 @@ class InferenceEndpoint:
         self.url = url.rstrip("/")
         self.name = name
         self.model_ref = ModelRef(url=self.url, name=name)
+        import httpx
+
         self._client = httpx.Client(timeout=timeout, transport=transport)
 
     def classify(self, images: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         return np.concatenate([self._infer(images[i:i + ENDPOINT_BATCH])
                                for i in range(0, len(images), ENDPOINT_BATCH)])
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
+        import httpx
+        import numpy as np
+
         where = f"endpoint {self.url} model {self.name}"
         request = {"inputs": [{
             "name": "input-0", "shape": list(batch.shape), "datatype": "FP32",

@@ -27,11 +27,11 @@ import numpy as np
 
 from wmark.protocol.hazmat.encoding import b64u_encode
 from wmark.protocol.messages import ModelRef, Verdict
+from wmark.protocol.patterns import item_images
 from wmark.protocol.transcript import AuditReport, audit_checks
 from wmark.protocol.transparency import format_time
 from wmark.verifier.dispute import DisputeOutcome
 from wmark.verifier.tailplot import tail_svg
-from wmark.verifier.verify import item_images
 
 # img-src data: only, no script at all, nothing else fetched: the browser
 # itself refuses any request the page might (by a bug of ours) try to make.
@@ -153,7 +153,7 @@ def _items_html(report: AuditReport) -> str:
                 '<th>hidden input hash</th><th>proof</th><th>result</th></tr>' + "".join(rows) + "</table>")
     shown = report.items[:MAX_THUMBNAILS]
     pictures = [png_data_uri(image) for start in range(0, len(shown), RENDER_BATCH)
-                for image in item_images(shown[start:start + RENDER_BATCH], report.vk)]
+                for image in item_images(shown[start:start + RENDER_BATCH], report.vk.input_shape)]
     cells = []
     for n, item in enumerate(report.items):
         r = results[item.index]

@@ -8,46 +8,15 @@ that wanted to answer trigger queries differently cannot tell which they are.
 from __future__ import annotations
 
 import secrets
-from typing import Sequence
 
 import numpy as np
 
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.items import OpenedItem
-from wmark.protocol.keys import VerificationKey, verify_vk_envelope
-from wmark.protocol.margin import QuerySplit
+from wmark.protocol.patterns import item_images
 from wmark.protocol.session import RevealAccepted, VerifierSession
-from wmark.protocol.transcript import AuditReport, Transcript, audit
 from wmark.verifier.oracle import ModelOracle
 
 DECOYS_PER_ITEM = 3
-
-
-def item_images(items: Sequence[OpenedItem], vk: VerificationKey) -> np.ndarray:
-    """The uint8 images to query: as imported or selected from a margin key's split,
-    else rendered from the VRF output."""
-    from wmark.protocol.patterns import render_many
-
-    rendered = iter(render_many([item.seed for item in items if item.pixels is None],  # type: ignore[misc]
-                                vk.input_shape))
-    return np.stack([np.frombuffer(item.pixels, dtype=np.uint8).reshape(vk.input_shape) if item.pixels is not None
-                     else next(rendered) for item in items])
-
-
-def query_split_for(vk: VerificationKey, data_root: str | None) -> QuerySplit | None:
-    """A margin key's query split, from the verifier's own copy of the data set
-    (refused unless it is the data the key was made on); None for other keys."""
-    if vk.margin is None:
-        return None
-    from wmark.watermark.margin import load_split_for_key
-
-    return load_split_for_key(vk.margin, vk.input_shape, data_root)
-
-
-def audit_transcript(transcript: Transcript, data_root: str | None = None) -> AuditReport:
-    """:func:`~wmark.protocol.transcript.audit`, with a margin key's query split from ``data_root``."""
-    vk = verify_vk_envelope(transcript.vk, what="verification key")
-    return audit(transcript, margin=query_split_for(vk, data_root))
 
 
 def default_decoys(input_shape: tuple[int, int, int]) -> np.ndarray | None:
@@ -78,5 +47,5 @@ def query_shuffled(oracle: ModelOracle, images: np.ndarray, decoys: np.ndarray |
 def decide_with_model(session: VerifierSession, event: RevealAccepted, oracle: ModelOracle, *,
                       decoys: np.ndarray | None) -> dsse.Envelope:
     """Query the model on the opened items and sign the verdict."""
-    classes = query_shuffled(oracle, item_images(event.items, session.vk), decoys)
+    classes = query_shuffled(oracle, item_images(event.items, session.vk.input_shape), decoys)
     return session.decide({item.index: int(c) for item, c in zip(event.items, classes)})

@@ -47,6 +47,9 @@ from wmark.protocol.hazmat.encoding import (
     parse_json,
 )
 from wmark.protocol.hazmat.hashing import tagged_hash
+
+# A model answers a key's queries, so it takes the shapes and class counts a key may name.
+from wmark.protocol.keys import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
 from wmark.watermark.models import build_model, check_arch
 
 CONFIG_NAME = "model.json"
@@ -56,9 +59,6 @@ CONFIG_VERSION = 1
 MODEL_DIGEST_TAG = "wmark/model/v1"
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_WEIGHTS_BYTES = 4 * 1024 ** 3
-MAX_CHANNELS = 4
-MAX_SIDE = 512
-MAX_CLASSES = 100_000
 MAX_CLASS_NAME = 200
 # A safetensors file opens with the 8-byte little-endian length of its JSON
 # header; more than this is not a header but a file of some other kind.

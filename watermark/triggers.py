@@ -23,12 +23,11 @@ from wmark.errors import InvalidInput
 from wmark.files import read_bounded
 from wmark.protocol.hazmat.vrf import proof_to_hash
 from wmark.protocol.items import ItemOpening, TriggerKind, image_header
-from wmark.protocol.keys import MarkingKey
+from wmark.protocol.keys import MAX_ITEMS, MarkingKey
 from wmark.protocol.margin import MarginItems, QuerySplit
-from wmark.protocol.patterns import render, render_many
+from wmark.protocol.patterns import item_images
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-MAX_IMPORTED = 10_000
 MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024
 MAX_LABEL_FILE_BYTES = 4 * 1024 * 1024
 # PIL's own decompression-bomb guard, made explicit.
@@ -58,38 +57,47 @@ class Fit(str, Enum):
     CENTER_CROP = "center-crop"  # what the paper's code does: transforms.CenterCrop(32)
 
 
-def item_image(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, int]) -> np.ndarray:
-    """The uint8 C x H x W trigger image an opening commits to: rendered from its VRF output, or as imported."""
+@dataclass(frozen=True)
+class _Drawn:
+    """An opening as :func:`wmark.protocol.patterns.item_images` draws it."""
+
+    seed: bytes | None
+    pixels: bytes | None
+
+
+def _drawn(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, int]) -> _Drawn:
     if kind is TriggerKind.DERIVED:
-        return render(proof_to_hash(opening.vrf_proof), shape)  # type: ignore[arg-type]
+        return _Drawn(proof_to_hash(opening.vrf_proof), None)
     if kind is TriggerKind.MARGIN:
         raise InvalidInput("a margin item's image is an image of its key's query split: see "
                            "trigger_set_from_marking_key")
-    skip = len(image_header(shape))
-    return np.frombuffer(opening.image[skip:], dtype=np.uint8).reshape(shape)  # type: ignore[index]
+    return _Drawn(None, opening.image[len(image_header(shape)):])
+
+
+def item_image(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, int]) -> np.ndarray:
+    """The uint8 C x H x W trigger image an opening commits to: rendered from its VRF output, or as imported."""
+    return item_images([_drawn(opening, kind, shape)], shape)[0]
 
 
 def trigger_set_from_marking_key(mk: MarkingKey, margin: QuerySplit | None = None) -> TriggerSet:
     """The trigger images and labels a marking key commits to; a margin key's
     are taken from ``margin``, the query split it was made on."""
     if mk.kind is TriggerKind.MARGIN:
-        images = np.stack(_margin_images(mk, margin))
-    elif mk.kind is TriggerKind.DERIVED:
-        seeds = [proof_to_hash(o.vrf_proof) for o in mk.openings]  # type: ignore[arg-type]
-        images = render_many(seeds, mk.input_shape)
+        drawn = [_Drawn(None, pixels) for pixels in _margin_pixels(mk, margin)]
     else:
-        images = np.stack([item_image(o, mk.kind, mk.input_shape) for o in mk.openings])
-    return TriggerSet(images, np.array([o.label for o in mk.openings], dtype=np.int64), mk.num_classes)
+        drawn = [_drawn(o, mk.kind, mk.input_shape) for o in mk.openings]
+    return TriggerSet(item_images(drawn, mk.input_shape), np.array([o.label for o in mk.openings], dtype=np.int64),
+                      mk.num_classes)
 
 
-def _margin_images(mk: MarkingKey, split: QuerySplit | None) -> list[np.ndarray]:
+def _margin_pixels(mk: MarkingKey, split: QuerySplit | None) -> list[bytes]:
     assert mk.margin is not None
     if split is None or split.source != mk.margin:
         raise InvalidInput(f"a margin key's queries are images of {mk.margin.describe()}: "
                            f"{'give that split' if split is None else 'the split given is other data'}")
     items = MarginItems(split, mk.n, mk.num_classes)
     positions = [items.item(proof_to_hash(o.vrf_proof), o.index)[0] for o in mk.openings]  # type: ignore[arg-type]
-    return [np.frombuffer(split.image(p), dtype=np.uint8).reshape(mk.input_shape) for p in positions]
+    return [split.image(p) for p in positions]
 
 
 @dataclass(frozen=True)
@@ -111,8 +119,8 @@ def _find_images(root: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise InvalidInput(f"{folder}: no images found (expected *.jpg/*.png files, or pics/1.jpg ... pics/N.jpg)")
-    if len(files) > MAX_IMPORTED:
-        raise InvalidInput(f"{folder}: {len(files)} images, more than the limit of {MAX_IMPORTED}")
+    if len(files) > MAX_ITEMS:  # a key holds no more items
+        raise InvalidInput(f"{folder}: {len(files)} images, more than the limit of {MAX_ITEMS}")
     files.sort(key=_numeric_key)
     # Line j of a label file belongs to image j: two names for one number
     # (1.jpg, 01.jpg) would leave the order, and so the labels, to chance.

@@ -24,7 +24,6 @@ Poseidon encodings this module relies on.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -155,25 +154,6 @@ class InputCommitter:
 
     def __call__(self, opening: ItemOpening, salt: bytes) -> bytes:
         return input_hash(item_image(opening, self.kind, self.input_shape), salt, self.input_scale)
-
-
-def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the commands that build a circuit (prover and verifier alike)."""
-    parser.add_argument("--workdir", metavar="DIR",
-                        help="where temporary circuits and proving keys (hundreds of MB) go; deleted after use "
-                             "(default: the system's temporary directory)")
-    parser.add_argument("--memory-limit", type=_gigabytes, metavar="GB", dest="memory_limit",
-                        help="refuse a model whose proof would need more memory (default: what is available now)")
-
-
-def _gigabytes(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of gigabytes") from None
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"{text} GB is not a memory size")
-    return int(value * 1e9)
 
 
 # -- building the circuit ---------------------------------------------------------------------------------------------
@@ -422,11 +402,6 @@ def generate_srs(path: str | os.PathLike[str], logrows: int) -> Srs:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return read_srs(target)
-
-
-def srs_beside(challenge_path: str | os.PathLike[str]) -> Path:
-    """Where a challenge file's SRS travels with it: CHALLENGE.srs."""
-    return Path(challenge_path).with_suffix(".srs")
 
 
 def check_srs(srs: Srs, circuit: Circuit) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import os
 import sys
-from types import ModuleType
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from wmark.errors import InvalidInput, WmarkError
 
@@ -25,19 +26,36 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     """Keep hand-wrapped examples, and show every default."""
 
 
-def add_command(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
+@dataclass(frozen=True)
+class Command:
+    """A subcommand as its program lists it: its name, its line in the
+    program's help, and the module whose ``register(subparsers)`` adds its
+    parser.  The module is imported only when the command runs, so a command
+    that runs no model never imports torch (docs/design.md section 6)."""
+
+    name: str
+    module: str
+    help: str
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, *, description: str,
                 epilog: str = "", func) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(name, help=help, description=description, epilog=epilog,
-                                   formatter_class=_Formatter)
+    parser = subparsers.add_parser(name, description=description, epilog=epilog, formatter_class=_Formatter)
     parser.set_defaults(func=func)
     return parser
 
 
-def run_cli(prog: str, description: str, modules: Sequence[ModuleType], argv: Sequence[str] | None) -> int:
+def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Formatter)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in modules:
-        module.register(subparsers)
+    # The program takes no option but --help, so a command is its first argument.
+    chosen = argv[0] if argv else None
+    for command in commands:
+        if command.name == chosen:
+            importlib.import_module(command.module).register(subparsers)
+        else:  # listed in the program's help, never run
+            subparsers.add_parser(command.name, help=command.help)
     try:
         args = parser.parse_args(argv)
     except WmarkError as exc:  # a type= converter (parse_probability, ...) refusing a value
@@ -78,3 +96,22 @@ def load_marking_key(path: str):
 
     passphrase = read_passphrase(confirm=False, purpose=str(path)) if is_sealed(path) else None
     return load(path, passphrase)
+
+
+def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the commands that build a zero-knowledge circuit (prover and verifier alike)."""
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="where temporary circuits and proving keys (hundreds of MB) go; deleted after use "
+                             "(default: the system's temporary directory)")
+    parser.add_argument("--memory-limit", type=_gigabytes, metavar="GB", dest="memory_limit",
+                        help="refuse a model whose proof would need more memory (default: what is available now)")
+
+
+def _gigabytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of gigabytes") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"{text} GB is not a memory size")
+    return int(value * 1e9)

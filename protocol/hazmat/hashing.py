@@ -7,18 +7,24 @@ tags or different splits of the same bytes can never collide by construction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 TAG_PREFIX = "wmark/"
 
 
-def tagged_hash(tag: str, *parts: bytes) -> bytes:
+@functools.lru_cache(maxsize=256)
+def _tagged(tag: str) -> hashlib._Hash:
+    """SHA-256 having absorbed the tag: copied per hash (the registry hashes a
+    hundred item digests per append under one tag)."""
     if not tag.startswith(TAG_PREFIX):
         raise ValueError(f"hash tag {tag!r} must start with {TAG_PREFIX!r}")
     tag_bytes = tag.encode("ascii")
-    h = hashlib.sha256()
-    h.update(len(tag_bytes).to_bytes(2, "big"))
-    h.update(tag_bytes)
+    return hashlib.sha256(len(tag_bytes).to_bytes(2, "big") + tag_bytes)
+
+
+def tagged_hash(tag: str, *parts: bytes) -> bytes:
+    h = _tagged(tag).copy()
     for part in parts:
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from wmark.console import run_cli
-from wmark.prover.cli import ledger, prove, serve, zkprove
+from wmark.console import Command, run_cli
 
 DESCRIPTION = """\
 Answer a verifier's challenge with openings of the sampled trigger items.
@@ -20,5 +19,13 @@ Exit codes: 0 ok, 1 refused, 2 invalid input or usage.
 Run `wmark-prover COMMAND --help` for the options of each command."""
 
 
+COMMANDS = (
+    Command("prove", "wmark.prover.cli.prove", "answer a challenge file"),
+    Command("serve", "wmark.prover.cli.serve", "answer live verification sessions over TCP"),
+    Command("ledger", "wmark.prover.cli.ledger", "show what has been revealed to whom"),
+    Command("zkprove", "wmark.prover.cli.zkprove", "answer a zero-knowledge challenge with proofs"),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark-prover", DESCRIPTION, [prove, serve, ledger, zkprove], argv)
+    return run_cli("wmark-prover", DESCRIPTION, COMMANDS, argv)

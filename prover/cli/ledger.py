@@ -20,7 +20,7 @@ no passphrase."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "ledger", help="show what has been revealed to whom",
+    p = add_command(subparsers, "ledger",
                     description="List the challenges answered with a marking key and the trigger items they "
                                 "made public.", epilog=EPILOG, func=run)
     where = p.add_mutually_exclusive_group(required=True)

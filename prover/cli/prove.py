@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, load_marking_key
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.hazmat.identity import SigningKey, load_signing_key
-from wmark.protocol.keys import MarkingKey, VerificationKey, load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES
-from wmark.protocol.session import ProverSession
-from wmark.prover.ledger import (
-    DEFAULT_BUDGET,
-    NOTHING_SECRET,
-    Ledger,
-    Outcome,
-    Response,
-    default_ledger_path,
-    parse_budget,
-)
-
-OWNER_KEY_NAME = "owner.pem"
+from wmark.prover.cli._common import add_prover_arguments, load_prover
+from wmark.prover.ledger import NOTHING_SECRET, Outcome
+from wmark.prover.owner import describe
 
 EPILOG = """\
 example:
@@ -39,69 +26,8 @@ written to --out and the exit code is 1. Public verification (k = n) needs
 --budget 1. See what has been revealed with `wmark-prover ledger`."""
 
 
-@dataclass(frozen=True, repr=False)
-class Prover:
-    """Everything that answers challenges for one key: loaded once, shared by ``prove`` and ``serve``."""
-
-    mk: MarkingKey
-    vk: VerificationKey
-    owner: SigningKey
-    ledger: Ledger
-    budget: Fraction
-
-    def session(self) -> ProverSession:
-        return ProverSession(self.mk, self.vk, self.owner)
-
-    def answer(self, session: ProverSession, challenge: dsse.Envelope) -> Response:
-        return self.ledger.respond(session, challenge, budget=self.budget)
-
-
-def add_prover_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mk", required=True, metavar="FILE", help="the marking key (mk.wmk)")
-    parser.add_argument("--vk", required=True, metavar="FILE", help="its verification key (vk.json)")
-    parser.add_argument("--owner-key", metavar="PEM",
-                        help=f"the owner's signing key (default: {OWNER_KEY_NAME} beside the vk, else beside the mk)")
-    parser.add_argument("--ledger", metavar="DB", help="the leakage ledger (default: MK.ledger.sqlite)")
-    parser.add_argument("--budget", type=parse_budget, default=DEFAULT_BUDGET, metavar="FRACTION",
-                        help="the largest fraction of the trigger set that may ever be revealed (1: allow k = n)")
-
-
-def owner_key_path(args: argparse.Namespace) -> Path:
-    if args.owner_key:
-        return Path(args.owner_key)
-    candidates = [Path(args.vk).parent / OWNER_KEY_NAME, Path(args.mk).parent / OWNER_KEY_NAME]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise InvalidInput(f"no owner signing key at {' or '.join(map(str, dict.fromkeys(candidates)))}; "
-                       f"name it with --owner-key")
-
-
-def load_prover(args: argparse.Namespace) -> Prover:
-    vk, _ = load_verification_key(args.vk)
-    owner = load_signing_key(owner_key_path(args))
-    if owner.public_key != vk.owner:
-        raise InvalidInput(f"the owner key {owner.public_key.fingerprint} is not the one that signed {args.vk} "
-                           f"({vk.owner.fingerprint})")
-    mk = load_marking_key(args.mk)
-    if mk.vk_digest != vk.digest:
-        raise InvalidInput(f"{args.mk} is the marking key of another verification key than {args.vk}")
-    ledger = Ledger.open(args.ledger or default_ledger_path(args.mk), vk)
-    return Prover(mk, vk, owner, ledger, args.budget)
-
-
-def describe(response: Response, budget: Fraction) -> str:
-    """One line on what an answer gave away, for ``prove`` and the ``serve`` log."""
-    total = (f"{response.revealed} of {response.n} items ({float(response.fraction):.1%}) revealed in all, "
-             f"budget {float(budget):.0%}")
-    if response.outcome is Outcome.REFUSED:
-        return f"refused to open {response.k} of {response.n} items; {total}"
-    again = ", a repeated challenge: the same answer as before" if response.repeated else ""
-    return f"opened {response.k} of {response.n} items ({len(response.new_indices)} new{again}); {total}"
-
-
 def register(subparsers) -> None:
-    p = add_command(subparsers, "prove", help="answer a challenge file",
+    p = add_command(subparsers, "prove",
                     description="Open the trigger items a verifier's challenge samples, within the leakage "
                                 "budget, and sign the answer.", epilog=EPILOG, func=run)
     add_prover_arguments(p)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from wmark.console import EXIT_OK, add_command, load_marking_key
+from wmark.console import EXIT_OK, add_circuit_arguments, add_command, load_marking_key
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
@@ -15,9 +15,9 @@ from wmark.protocol.hazmat.identity import load_signing_key
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES
 from wmark.protocol.session import ChallengeReceived, ProverSession
-from wmark.prover.cli.prove import owner_key_path
+from wmark.protocol.zk import srs_beside
+from wmark.prover.cli._common import owner_key_path
 from wmark.prover.zk import prove_challenge
-from wmark.watermark.zkcircuit import add_circuit_arguments, srs_beside
 
 EPILOG = """\
 example:
@@ -34,7 +34,7 @@ pip install '.[zk]'."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "zkprove", help="answer a zero-knowledge challenge with proofs",
+    p = add_command(subparsers, "zkprove",
                     description="Prove, in zero knowledge, that the suspect model classifies each challenged "
                                 "trigger image as its committed label.", epilog=EPILOG, func=run)
     p.add_argument("--mk", required=True, metavar="FILE", help="the marking key (mk.wmk, made with --zk)")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial._claims import (
+from wmark.errors import RemoteProtocolError
+from wmark.harness.claims import (
     IMPORTED_P0,
     claim,
     contest,
@@ -17,7 +18,6 @@ from tests.adversarial._claims import (
     on_record,
     smuggle_images,
 )
-from wmark.errors import RemoteProtocolError
 from wmark.protocol.session import CAVEAT_IMPORTED
 
 pytestmark = pytest.mark.adversarial

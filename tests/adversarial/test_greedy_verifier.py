@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial._claims import Keys, greedy_verifier, run_main
+from wmark.harness.claims import Keys, greedy_verifier, run_main
 from wmark.prover.ledger import Outcome
 from wmark.verifier.cli import main as verifier_main
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial._claims import Keys, claim, innocent_model, task_accuracy
+from wmark.harness.claims import Keys, claim, innocent_model, task_accuracy
 
 pytestmark = pytest.mark.adversarial
 

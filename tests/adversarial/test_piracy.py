@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.adversarial._claims import (
+from wmark.harness.claims import (
     IMPORTED_P0,
     agreement,
     claim,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial._claims import claim, fresh_derived
+from wmark.harness.claims import claim, fresh_derived
 
 pytestmark = pytest.mark.adversarial
 

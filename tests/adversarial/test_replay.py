@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial._claims import (
+from wmark.harness.claims import (
     IMPORTED_P0,
     claim,
     claim_with_own_prover,

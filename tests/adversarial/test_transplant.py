@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.adversarial._claims import (
+from wmark.harness.claims import (
     claim,
     claim_with_own_prover,
     on_record,

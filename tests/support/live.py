@@ -10,10 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from wmark.harness.programs import BIN, KeyDir
 from wmark.protocol.framing import FrameDecoder
 from wmark.protocol.keygen import KeyPair
-
-from .helpers import BIN, KeyDir
 
 MAX_FRAME = 64 * 1024
 

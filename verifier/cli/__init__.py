@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from wmark.console import run_cli
-from wmark.verifier.cli import (
-    audit,
-    challenge,
-    check,
-    dispute,
-    plan,
-    registration,
-    report,
-    run,
-    zkchallenge,
-    zkcheck,
-)
+from wmark.console import Command, run_cli
 
 DESCRIPTION = """\
 Check a claim that a suspect model carries someone's watermark.
@@ -31,6 +19,19 @@ Exit codes: 0 accepted / valid, 1 rejected, 2 invalid input or usage.
 Run `wmark-verifier COMMAND --help` for the options of each command."""
 
 
+COMMANDS = (
+    Command("plan", "wmark.verifier.cli.plan", "show the threshold and the accuracy needed for a sample size k"),
+    Command("challenge", "wmark.verifier.cli.challenge", "write a signed challenge for the owner"),
+    Command("check", "wmark.verifier.cli.check", "check a reveal, query the model, sign the verdict"),
+    Command("run", "wmark.verifier.cli.run", "verify live against `wmark-prover serve`"),
+    Command("audit", "wmark.verifier.cli.audit", "re-check a verification key or a transcript offline"),
+    Command("report", "wmark.verifier.cli.report", "write an audited transcript as a self-contained HTML page"),
+    Command("registration", "wmark.verifier.cli.registration", "check a vk's registration receipt offline"),
+    Command("dispute", "wmark.verifier.cli.dispute", "name which of two accepted claims was registered first"),
+    Command("zkchallenge", "wmark.verifier.cli.zkchallenge", "write a zero-knowledge challenge (white-box model)"),
+    Command("zkcheck", "wmark.verifier.cli.zkcheck", "check zero-knowledge proofs, sign the verdict"),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark-verifier", DESCRIPTION, [plan, challenge, check, run, audit, report, registration,
-                                                    dispute, zkchallenge, zkcheck], argv)
+    return run_cli("wmark-verifier", DESCRIPTION, COMMANDS, argv)

@@ -1,4 +1,6 @@
-"""Options and output shared by the verifier's commands."""
+"""Options and output shared by the verifier's commands: the suspect model, the
+verifier's identity, the decision, registration, and how a session ends (the
+transcript written and the verdict or refusal reported)."""
 
 from __future__ import annotations
 
@@ -7,15 +9,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from wmark.console import EXIT_INVALID, EXIT_OK, EXIT_REJECTED, add_circuit_arguments
 from wmark.errors import InvalidInput, InvalidSignature
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.decision import DEFAULT_LAMBDA, parse_probability
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey, load_or_create_signing_key, load_public_key
 from wmark.protocol.keys import VerificationKey
-from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict
+from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict, decode
+from wmark.protocol.session import AnyVerifierSession, Refused, ZkVerifierSession
 from wmark.protocol.transcript import Registration, Transcript
 from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, default_receipt_path
+from wmark.protocol.zk import srs_beside
 from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
 
 DEFAULT_IDENTITY = "verifier.pem"
@@ -134,3 +139,68 @@ def print_verdict(verdict: Verdict, *, out=None) -> None:
         print(f"  registered {verdict.registration.describe()}", file=out)
     for caveat in verdict.caveats:
         print(f"  caveat    {caveat}", file=out)
+
+
+def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,
+           registration: Registration | None) -> int:
+    """Write the transcript and report; shared by the file and live transports."""
+    assert session.challenge_envelope is not None and session.reveal_envelope is not None
+    write_transcript(out, Transcript(vk_envelope, session.challenge_envelope, session.reveal_envelope,
+                                     verdict_envelope, registration))
+    verdict = decode(verdict_envelope, (Verdict,))
+    assert isinstance(verdict, Verdict)
+    print_verdict(verdict)
+    print(f"wrote {out} (signed transcript; anyone can re-check it: wmark-verifier audit {out})")
+    return EXIT_OK if verdict.accepted else EXIT_REJECTED
+
+
+def report_refusal(event: Refused, *, keep: Path | None = None) -> int:
+    """Report the owner's refusal; ``keep``: where to save it, when it exists nowhere else
+    (a live session's: the files transport's is the owner's answer file already)."""
+    print(f"REFUSED by the owner: {event.reason}", file=sys.stderr)
+    if keep is not None:
+        atomic_write(keep, event.envelope.to_json())
+        print(f"wrote {keep} (the owner's signed refusal)", file=sys.stderr)
+    return EXIT_REJECTED
+
+
+def refusal_path(out: str) -> Path:
+    """Where a live session keeps the owner's signed refusal: OUT with suffix .refusal.json."""
+    return Path(out).with_suffix(".refusal.json")
+
+
+def finish_zk(session: ZkVerifierSession, verdict_envelope, vk_envelope, out: str,
+              registration: Registration | None) -> int:
+    """:func:`finish`, listing the proofs not counted; shared by the file and live transports."""
+    code = finish(session, verdict_envelope, vk_envelope, out, registration)
+    decided = decode(verdict_envelope, (Verdict,))
+    assert isinstance(decided, Verdict) and decided.zk is not None
+    for failure in decided.zk.failures:
+        print(f"  item {failure.index}: proof not counted: {failure.reason}")
+    if decided.zk.failures and not decided.accepted:
+        # Invalid proofs are the owner's input error, not a model that failed a fair test.
+        print(f"wmark-verifier: error: {len(decided.zk.failures)} of {decided.k} proofs are invalid (listed above); "
+              f"the rejection is recorded in {out}", file=sys.stderr)
+        return EXIT_INVALID
+    return code
+
+
+def add_setup_arguments(parser) -> None:
+    """The SRS and circuit options of the commands that issue a zero-knowledge challenge."""
+    parser.add_argument("--srs", metavar="FILE", help="a public ceremony SRS to use instead of generating one")
+    parser.add_argument("--srs-out", metavar="FILE", help="where to write the generated SRS (default: OUT with "
+                                                          "suffix .srs)")
+    add_circuit_arguments(parser)
+
+
+def checked_setup(args: argparse.Namespace, vk: VerificationKey, *, otherwise: str) -> Path | None:
+    """Refuse a zero-knowledge challenge the key or options cannot make; where a
+    generated SRS goes (None: --srs names one).  ``otherwise``: what to do instead."""
+    if vk.zk is None:
+        raise InvalidInput(f"{args.vk}: has no zero-knowledge commitments (the owner made it without "
+                           f"wmark keygen --zk); {otherwise}")
+    if not 1 <= args.k <= vk.n:
+        raise InvalidInput(f"k={args.k} must be between 1 and n={vk.n}")
+    if args.srs and args.srs_out:
+        raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
+    return None if args.srs else Path(args.srs_out or srs_beside(args.out))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from wmark.console import EXIT_OK, add_command
 from wmark.errors import InvalidInput, InvalidOpening
 from wmark.files import read_bounded
@@ -20,7 +18,7 @@ from wmark.verifier.cli._common import (
     print_verdict,
     trusted_log,
 )
-from wmark.verifier.verify import audit_transcript, item_images
+from wmark.verifier.transcripts import audit_transcript
 
 EPILOG = """\
 examples:
@@ -33,7 +31,7 @@ the message names what is wrong."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "audit", help="re-check a verification key or a transcript offline",
+    p = add_command(subparsers, "audit",
                     description="Check a signed wmark object: a verification key (structure, version, owner "
                                 "signature) or a verification transcript (every signature, commitment opening, "
                                 "the subset derivation and the decision).", epilog=EPILOG, func=run)
@@ -64,11 +62,16 @@ def describe_vk(vk: VerificationKey) -> list[str]:
 
 def requery(report: AuditReport, args: argparse.Namespace) -> str:
     """Ask the model again; what it said, or raise when it now decides otherwise."""
+    # Imported here: auditing a file without --model loads no numerical code.
+    import numpy as np
+
+    from wmark.protocol.patterns import item_images
+
     oracle = oracle_from_args(args)
     if oracle.model_ref != report.challenge.model:
         raise InvalidInput(f"the transcript is about {report.challenge.model.describe()}, not "
                            f"{oracle.model_ref.describe()}")
-    answers = oracle.classify(item_images(report.items, report.vk))
+    answers = oracle.classify(item_images(report.items, report.vk.input_shape))
     recorded = np.array([r.predicted for r in report.verdict.results])
     matches = int(sum(int(a) == r.label for a, r in zip(answers, report.verdict.results)))
     if matches != report.verdict.matches:

@@ -28,7 +28,7 @@ item is opened); k < n keeps the rest of the watermark secret. Use
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "challenge", help="write a signed challenge for the owner",
+    p = add_command(subparsers, "challenge",
                     description="Name the suspect model and sample size k, with a fresh nonce, signed by the "
                                 "verifier.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key (vk.json)")

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.console import add_command
 from wmark.errors import InvalidInput
-from wmark.files import atomic_write
 from wmark.protocol.keys import load_verification_key
-from wmark.protocol.messages import Verdict, decode
-from wmark.protocol.session import AnyVerifierSession, Refused, VerifierSession
-from wmark.protocol.transcript import Registration, Transcript
+from wmark.protocol.session import Refused, VerifierSession
 from wmark.verifier.cli._common import (
     add_deciding_arguments,
+    finish,
     oracle_from_args,
-    print_verdict,
     read_envelope,
     registration_from_args,
+    report_refusal,
     verifier_identity,
-    write_transcript,
 )
-from wmark.verifier.verify import decide_with_model, default_decoys, query_split_for
+from wmark.verifier.transcripts import query_split_for
+from wmark.verifier.verify import decide_with_model, default_decoys
 
 EPILOG = """\
 example:
@@ -37,7 +33,7 @@ Exit 0 accepted, 1 rejected (or refused by the owner), 2 invalid input."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "check", help="check a reveal, query the model, sign the verdict",
+    p = add_command(subparsers, "check",
                     description="Verify the owner's reveal against the verification key, query the suspect "
                                 "model, and decide.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
@@ -45,34 +41,6 @@ def register(subparsers) -> None:
     p.add_argument("--reveal", required=True, metavar="FILE", help="the owner's answer")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
     add_deciding_arguments(p)
-
-
-def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,
-           registration: Registration | None) -> int:
-    """Write the transcript and report; shared by the file and live transports."""
-    assert session.challenge_envelope is not None and session.reveal_envelope is not None
-    write_transcript(out, Transcript(vk_envelope, session.challenge_envelope, session.reveal_envelope,
-                                     verdict_envelope, registration))
-    verdict = decode(verdict_envelope, (Verdict,))
-    assert isinstance(verdict, Verdict)
-    print_verdict(verdict)
-    print(f"wrote {out} (signed transcript; anyone can re-check it: wmark-verifier audit {out})")
-    return EXIT_OK if verdict.accepted else EXIT_REJECTED
-
-
-def report_refusal(event: Refused, *, keep: Path | None = None) -> int:
-    """Report the owner's refusal; ``keep``: where to save it, when it exists nowhere else
-    (a live session's: the files transport's is the owner's answer file already)."""
-    print(f"REFUSED by the owner: {event.reason}", file=sys.stderr)
-    if keep is not None:
-        atomic_write(keep, event.envelope.to_json())
-        print(f"wrote {keep} (the owner's signed refusal)", file=sys.stderr)
-    return EXIT_REJECTED
-
-
-def refusal_path(out: str) -> Path:
-    """Where a live session keeps the owner's signed refusal: OUT with suffix .refusal.json."""
-    return Path(out).with_suffix(".refusal.json")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from wmark.errors import InvalidInput, InvalidSignature
 from wmark.protocol.transcript import AuditReport, Transcript, load_transcript
 from wmark.verifier.cli._common import add_margin_arguments, trusted_log
 from wmark.verifier.dispute import order_claims
-from wmark.verifier.verify import audit_transcript
+from wmark.verifier.transcripts import audit_transcript
 
 EPILOG = """\
 example:
@@ -26,7 +26,7 @@ valid receipt), 2 when an input is invalid or the claims are about different mod
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "dispute", help="name which of two accepted claims was registered first",
+    p = add_command(subparsers, "dispute",
                     description="Audit two verification transcripts about the same model and name the owner whose "
                                 "verification key was registered first.", epilog=EPILOG, func=run)
     p.add_argument("first", help="a verdict.json (transcript)")

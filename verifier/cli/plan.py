@@ -22,7 +22,7 @@ k tolerates more watermark decay (e.g. after fine-tuning) but reveals more."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "plan", help="show the threshold and the accuracy needed for a sample size k",
+    p = add_command(subparsers, "plan",
                     description="Print the decision threshold for k and the lowest trigger accuracy that "
                                 "still passes with 99% probability.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")

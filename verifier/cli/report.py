@@ -16,7 +16,7 @@ from wmark.verifier.cli._common import add_margin_arguments, add_model_arguments
 from wmark.verifier.cli.audit import recheck_model
 from wmark.verifier.dispute import DisputeOutcome, order_claims
 from wmark.verifier.report import Claim, render
-from wmark.verifier.verify import audit_transcript
+from wmark.verifier.transcripts import audit_transcript
 
 EPILOG = """\
 examples:
@@ -30,7 +30,7 @@ first line says which is invalid and why."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "report", help="write a self-contained HTML report of a transcript",
+    p = add_command(subparsers, "report",
                     description="Audit a verification transcript and write one HTML page that shows the claim, "
                                 "the opened trigger items with the suspect's answers, the statistics, the "
                                 "registration, every check and the caveats. The page loads nothing from the "

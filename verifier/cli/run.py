@@ -14,38 +14,33 @@ and the answer is checked against the circuit built here from the model.
 from __future__ import annotations
 
 import argparse
-import collections
-import socket
 import sys
-import time
 from pathlib import Path
 
 from wmark.console import add_command
-from wmark.errors import InvalidInput, ModelOracleError, RemoteProtocolError, WmarkError
+from wmark.errors import InvalidInput, ModelOracleError, WmarkError
 from wmark.protocol.decision import lowest_passing_accuracy, threshold
-from wmark.protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
+from wmark.protocol.framing import encode_frame, envelope_from_frame
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey, load_verification_key
 from wmark.protocol.session import Refused, VerifierSession, ZkVerifierSession, null_match_probability
 from wmark.protocol.transcript import Registration
 from wmark.verifier.cli._common import (
     add_deciding_arguments,
+    add_setup_arguments,
+    checked_setup,
+    finish,
+    finish_zk,
     oracle_from_args,
+    refusal_path,
     registration_from_args,
+    report_refusal,
     verifier_identity,
 )
-from wmark.verifier.cli.check import finish, refusal_path, report_refusal
-from wmark.verifier.cli.zkchallenge import add_setup_arguments, checked_setup
-from wmark.verifier.cli.zkcheck import finish_zk
-from wmark.verifier.verify import decide_with_model, default_decoys, query_split_for
+from wmark.verifier.client import ZK_SETUP_WAIT_S, ZK_WAIT_PER_PROOF_S, ProverConnection, proof_wait
+from wmark.verifier.transcripts import query_split_for
+from wmark.verifier.verify import decide_with_model, default_decoys
 from wmark.verifier.zk import decide_with_proofs, open_verifier
-
-READ_CHUNK = 64 * 1024
-# How long the owner may take for zero-knowledge proofs: building the circuit
-# and keys, then each proof (benchmarks/zk.py measures them), with room for
-# a slower or busier machine.
-ZK_SETUP_WAIT_S = 300.0
-ZK_WAIT_PER_PROOF_S = 120.0
 
 EPILOG = """\
 examples:
@@ -81,58 +76,8 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class ProverConnection:
-    """A blocking TCP connection to the prover, one frame at a time, each with a deadline."""
-
-    def __init__(self, address: tuple[str, int], *, timeout: float, max_frame: int = MAX_FRAME_BYTES) -> None:
-        self.name = f"{address[0]}:{address[1]}"
-        self._timeout = timeout
-        self._decoder = FrameDecoder(max_frame)
-        self._frames: collections.deque[bytes] = collections.deque()
-        try:
-            self._sock = socket.create_connection(address, timeout=timeout)
-        except OSError as exc:
-            raise InvalidInput(f"cannot connect to the prover at {self.name} ({exc.strerror or exc}); is "
-                               f"`wmark-prover serve` running there?") from None
-
-    def __enter__(self) -> "ProverConnection":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._sock.close()
-
-    def send(self, frame: bytes, what: str) -> None:
-        self._sock.settimeout(self._timeout)
-        try:
-            self._sock.sendall(frame)
-        except OSError as exc:
-            raise RemoteProtocolError(f"the prover at {self.name} did not take the {what} "
-                                      f"({exc.strerror or 'timed out'})") from None
-
-    def receive(self, what: str, *, timeout: float | None = None) -> bytes:
-        """The next frame, within ``timeout`` (default: the connection's)."""
-        # One deadline for the whole message: a prover trickling bytes cannot stall us.
-        limit = self._timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        while not self._frames:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RemoteProtocolError(f"the prover at {self.name} sent no complete {what} within "
-                                          f"{limit:g} s")
-            self._sock.settimeout(remaining)
-            try:
-                data = self._sock.recv(READ_CHUNK)
-            except socket.timeout:
-                continue
-            except OSError as exc:
-                raise RemoteProtocolError(f"connection to the prover at {self.name} lost while waiting for "
-                                          f"its {what} ({exc.strerror or exc})") from None
-            self._frames.extend(self._decoder.receive(data, peer=f"the prover at {self.name}", what=what))
-        return self._frames.popleft()
-
-
 def register(subparsers) -> None:
-    p = add_command(subparsers, "run", help="verify live against `wmark-prover serve`",
+    p = add_command(subparsers, "run",
                     description="Challenge the owner's prover over TCP, check its openings, query the suspect "
                                 "model and sign the verdict.", epilog=EPILOG, func=run)
     p.add_argument("--connect", required=True, type=parse_address, metavar="HOST:PORT",
@@ -203,7 +148,7 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
     srs_out = checked_setup(args, vk, otherwise="verify without --zk")
     if args.zk_timeout is not None and args.zk_timeout <= 0:
         raise InvalidInput(f"--zk-timeout {args.zk_timeout:g} must be positive")
-    wait = args.zk_timeout or ZK_SETUP_WAIT_S + ZK_WAIT_PER_PROOF_S * args.k
+    wait = args.zk_timeout or proof_wait(args.k)
     identity = verifier_identity(args)
     with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
                        memory_limit=args.memory_limit) as verifier:
@@ -214,7 +159,7 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
               f"{wait:g} s for them")
         with ProverConnection(args.connect, timeout=args.timeout) as prover:
             prover.send(encode_frame(session.challenge().to_json()), "challenge")
-            answer = envelope_from_frame(_send_srs_then_receive(prover, verifier.srs.path, wait),
+            answer = envelope_from_frame(prover.send_srs_then_receive(verifier.srs.path, wait),
                                          sender=f"the prover at {prover.name}")
             event = session.receive(answer)
             if isinstance(event, Refused):
@@ -223,18 +168,3 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
             code = finish_zk(session, verdict, vk_envelope, args.out, registration)
             deliver(prover, verdict)
             return code
-
-
-def _send_srs_then_receive(prover: ProverConnection, srs: Path, wait: float) -> bytes:
-    """Send the SRS, then take the answer; a prover that refuses the challenge
-    stops reading the SRS, and its refusal is the answer that explains why."""
-    try:
-        with srs.open("rb") as source:
-            for frame in blob_frames(source):
-                prover.send(frame, "SRS")
-    except RemoteProtocolError as exc:
-        try:
-            return prover.receive("refusal")
-        except RemoteProtocolError:
-            raise exc from None
-    return prover.receive("proofs", timeout=wait)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from wmark.console import add_command
-from wmark.errors import InvalidInput
 from wmark.files import atomic_write
-from wmark.protocol.keys import VerificationKey, load_verification_key
+from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import ZkVerifierSession
-from wmark.verifier.cli._common import add_identity_argument, verifier_identity
+from wmark.verifier.cli._common import add_identity_argument, add_setup_arguments, checked_setup, verifier_identity
 from wmark.verifier.zk import open_verifier
-from wmark.watermark.zkcircuit import add_circuit_arguments, srs_beside
 
 EPILOG = """\
 examples:
@@ -29,7 +26,7 @@ No trigger image is revealed, so k can be n. Needs pip install '.[zk]'."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "zkchallenge", help="write a zero-knowledge challenge (white-box model)",
+    p = add_command(subparsers, "zkchallenge",
                     description="Challenge the owner to prove, in zero knowledge, that the suspect model you hold "
                                 "classifies k committed trigger images as their labels.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key (made with --zk)")
@@ -39,27 +36,6 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
     add_setup_arguments(p)
     add_identity_argument(p)
-
-
-def add_setup_arguments(parser) -> None:
-    """The SRS and circuit options of the commands that issue a zero-knowledge challenge."""
-    parser.add_argument("--srs", metavar="FILE", help="a public ceremony SRS to use instead of generating one")
-    parser.add_argument("--srs-out", metavar="FILE", help="where to write the generated SRS (default: OUT with "
-                                                          "suffix .srs)")
-    add_circuit_arguments(parser)
-
-
-def checked_setup(args: argparse.Namespace, vk: VerificationKey, *, otherwise: str) -> Path | None:
-    """Refuse a zero-knowledge challenge the key or options cannot make; where a
-    generated SRS goes (None: --srs names one).  ``otherwise``: what to do instead."""
-    if vk.zk is None:
-        raise InvalidInput(f"{args.vk}: has no zero-knowledge commitments (the owner made it without "
-                           f"wmark keygen --zk); {otherwise}")
-    if not 1 <= args.k <= vk.n:
-        raise InvalidInput(f"k={args.k} must be between 1 and n={vk.n}")
-    if args.srs and args.srs_out:
-        raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
-    return None if args.srs else Path(args.srs_out or srs_beside(args.out))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from wmark.console import EXIT_INVALID, add_command
+from wmark.console import add_circuit_arguments, add_command
 from wmark.errors import InvalidInput
 from wmark.protocol.keys import load_verification_key
-from wmark.protocol.messages import Verdict, decode
 from wmark.protocol.session import Refused, ZkVerifierSession
-from wmark.protocol.transcript import Registration
+from wmark.protocol.zk import srs_beside
 from wmark.verifier.cli._common import (
     add_decision_arguments,
     add_identity_argument,
     add_registration_arguments,
+    finish_zk,
     read_envelope,
     registration_from_args,
+    report_refusal,
     verifier_identity,
 )
-from wmark.verifier.cli.check import finish, report_refusal
 from wmark.verifier.zk import decide_with_proofs, open_verifier
 from wmark.watermark.modelio import model_file_digest
-from wmark.watermark.zkcircuit import add_circuit_arguments, srs_beside
 
 EPILOG = """\
 example:
@@ -39,7 +37,7 @@ a non-match and is listed. Exit 0 accepted, 1 rejected, 2 invalid input
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "zkcheck", help="check zero-knowledge proofs, sign the verdict",
+    p = add_command(subparsers, "zkcheck",
                     description="Verify the owner's zero-knowledge proofs against the suspect model you hold, "
                                 "and decide.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
@@ -69,19 +67,3 @@ def run(args: argparse.Namespace) -> int:
                        workdir=args.workdir, memory_limit=args.memory_limit) as verifier:
         verdict = decide_with_proofs(session, event, verifier)
     return finish_zk(session, verdict, vk_envelope, args.out, registration)
-
-
-def finish_zk(session: ZkVerifierSession, verdict_envelope, vk_envelope, out: str,
-              registration: Registration | None) -> int:
-    """:func:`finish`, listing the proofs not counted; shared by the file and live transports."""
-    code = finish(session, verdict_envelope, vk_envelope, out, registration)
-    decided = decode(verdict_envelope, (Verdict,))
-    assert isinstance(decided, Verdict) and decided.zk is not None
-    for failure in decided.zk.failures:
-        print(f"  item {failure.index}: proof not counted: {failure.reason}")
-    if decided.zk.failures and not decided.accepted:
-        # Invalid proofs are the owner's input error, not a model that failed a fair test.
-        print(f"wmark-verifier: error: {len(decided.zk.failures)} of {decided.k} proofs are invalid (listed above); "
-              f"the rejection is recorded in {out}", file=sys.stderr)
-        return EXIT_INVALID
-    return code

@@ -26,8 +26,8 @@ from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.keys import MarkingKey, VerificationKey
 from wmark.protocol.margin import QuerySplit
 from wmark.protocol.messages import ModelRef, Verdict, decode
+from wmark.protocol.patterns import item_images
 from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession
-from wmark.verifier.verify import item_images
 from wmark.watermark.evaluate import predict
 from wmark.watermark.modelio import Classifier, model_file_digest, save_model
 from wmark.watermark.triggers import trigger_set_from_marking_key
@@ -83,7 +83,7 @@ def verify_privately(model: Classifier, keys: OwnerKeys, k: int, *, digest: byte
     prover.receive(session.challenge())
     event = session.receive(prover.reveal())
     assert isinstance(event, RevealAccepted)
-    classes = predict(model, item_images(event.items, vk)).argmax(axis=1)
+    classes = predict(model, item_images(event.items, vk.input_shape)).argmax(axis=1)
     envelope = session.decide({item.index: int(c) for item, c in zip(event.items, classes)})
     prover.receive(envelope)
     verdict = decode(envelope, (Verdict,))

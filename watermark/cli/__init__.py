@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from wmark.console import run_cli
-from wmark.watermark.cli import attack, demo, embed, eval, import_model, keygen, log, register, serve_model
+from wmark.console import Command, run_cli
 
 DESCRIPTION = """\
 Watermark a neural network so you can later prove it is yours.
@@ -22,5 +21,18 @@ Watermark a neural network so you can later prove it is yours.
 Run `wmark COMMAND --help` for the options of each command."""
 
 
+COMMANDS = (
+    Command("keygen", "wmark.watermark.cli.keygen", "sample a trigger set and create the key pair"),
+    Command("register", "wmark.watermark.cli.register", "register a verification key in a transparency log"),
+    Command("import-model", "wmark.watermark.cli.import_model", "turn a trained network's weights into a model directory"),
+    Command("embed", "wmark.watermark.cli.embed", "train or fine-tune a model that carries the watermark"),
+    Command("eval", "wmark.watermark.cli.eval", "measure test accuracy and trigger-set accuracy"),
+    Command("attack", "wmark.watermark.cli.attack", "try to remove a watermark, as an adversary would"),
+    Command("serve-model", "wmark.watermark.cli.serve_model", "serve a model over the Open Inference Protocol (KServe)"),
+    Command("log", "wmark.watermark.cli.log", "serve, witness, export or check a transparency log"),
+    Command("demo", "wmark.watermark.cli.demo", "run the whole story on the bundled digits data"),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("wmark", DESCRIPTION, [keygen, register, import_model, embed, eval, attack, serve_model, log, demo], argv)
+    return run_cli("wmark", DESCRIPTION, COMMANDS, argv)

@@ -10,7 +10,7 @@ from wmark.console import add_command
 from wmark.errors import InvalidInput
 from wmark.protocol.decision import parse_probability
 from wmark.protocol.hazmat.identity import load_signing_key
-from wmark.protocol.keys import load_verification_key
+from wmark.protocol.keys import key_set_mismatch, load_verification_key
 from wmark.watermark.attacks import ATTACKS, attack_spec, run_attack
 from wmark.watermark.attacks.verification import OwnerKeys, Verification, model_digest, verify_privately
 from wmark.watermark.cli._task import add_data_arguments, short_digest, task_from, trigger_set_from
@@ -83,7 +83,7 @@ served, not its weights, so it writes nothing. Runs are seeded."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "attack", help="try to remove a watermark, as an adversary would",
+    p = add_command(subparsers, "attack",
                     description="Attack a model with the adversary's removal attacks (fine-tuning, re-training, "
                                 "pruning, distillation, extraction, noise, quantisation) using only data the "
                                 "owner never trained on, and report what is left of the watermark.",
@@ -113,10 +113,9 @@ def _owner_keys(args: argparse.Namespace, mk) -> OwnerKeys | None:
         raise InvalidInput("--vk needs --mk: the owner answers the verifier's challenges with the marking key")
     vk, _ = load_verification_key(args.vk)
     owner = load_signing_key(Path(args.owner_key) if args.owner_key else Path(args.vk).parent / OWNER_KEY_NAME)
-    if owner.public_key != vk.owner:
-        raise InvalidInput(f"the owner key {owner.public_key.fingerprint} did not sign {args.vk}")
-    if mk.vk_digest != vk.digest:
-        raise InvalidInput(f"{args.mk} does not belong to {args.vk}")
+    mismatch = key_set_mismatch(mk, vk, owner.public_key, mk_name=str(args.mk), vk_name=str(args.vk))
+    if mismatch is not None:
+        raise InvalidInput(mismatch)
     return OwnerKeys(mk, vk, owner)
 
 

@@ -43,7 +43,7 @@ class Step:
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "demo", help="run the whole story on the bundled digits data",
+    p = add_command(subparsers, "demo",
                     description="Generate keys, register them, watermark a model, and prove ownership to a "
                                 "verifier in a separate process, printing each command as it runs.",
                     epilog=EPILOG, func=run)

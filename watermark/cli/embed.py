@@ -55,7 +55,7 @@ SCHEMES = ("adi", "margin")
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "embed", help="train or fine-tune a model that carries the watermark",
+    p = add_command(subparsers, "embed",
                     description="Train a model on a task with the marking key's trigger images mixed into "
                                 "every batch, so that it does its task and also answers each trigger image "
                                 "with the trigger label: the watermark (Adi et al. 2018, Mark).",

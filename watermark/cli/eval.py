@@ -33,7 +33,7 @@ proving ownership to someone else is wmark-verifier's job."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "eval", help="measure test accuracy and trigger-set accuracy",
+    p = add_command(subparsers, "eval",
                     description="Measure a model: its accuracy on the task's test data and on the trigger "
                                 "set of a marking key.", epilog=EPILOG, func=run)
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model written by `wmark embed`")

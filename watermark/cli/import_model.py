@@ -38,7 +38,7 @@ does (no watermark recorded), all at once."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "import-model", help="turn a trained network's weights into a model directory",
+    p = add_command(subparsers, "import-model", 
                     description="Bring your own model: check a safetensors file or a PyTorch state_dict "
                                 "against an architecture and write it as a model directory that embed "
                                 "(--pretrained), eval, serve-model and the verifier take.",

@@ -48,7 +48,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "keygen", help="sample a trigger set and create the key pair",
+    p = add_command(subparsers, "keygen",
                     description="Sample a trigger set, commit to every image and label, and sign the "
                                 "verification key (Adi et al. 2018, KeyGen).", epilog=EPILOG, func=run)
     p.add_argument("--out", required=True, metavar="DIR", help="directory for vk.json and mk.wmk")

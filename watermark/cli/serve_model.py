@@ -28,7 +28,7 @@ front of it before exposing it. Stop it with Ctrl-C."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "serve-model", help="serve a model over the Open Inference Protocol (KServe)",
+    p = add_command(subparsers, "serve-model", 
                     description="Serve a model directory as a KServe v2 / Open Inference Protocol REST "
                                 "endpoint, the kind wmark-verifier --endpoint queries.", epilog=EPILOG, func=run)
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="the model directory to serve")

@@ -1,6 +1,6 @@
 """False claims of ownership: the attackers, and the real tools they face.
 
-Shared by the tests in this folder, which assert each outcome, and by
+Shared by the tests in ``tests/adversarial``, which assert each outcome, and by
 ``benchmarks/false_claims.py``, which runs the same scenarios with larger
 parameters and tabulates them, so the report cannot drift from what is tested.
 
@@ -17,16 +17,16 @@ from __future__ import annotations
 import io
 import shutil
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from tests.support.helpers import KeyDir, run_cli
 from wmark.files import atomic_write
+from wmark.harness.programs import KeyDir, run_cli
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import commit
 from wmark.protocol.hazmat.identity import SigningKey, load_signing_key, save_signing_key
@@ -37,13 +37,12 @@ from wmark.protocol.keyfile import load_marking_key, save_marking_key
 from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_imported
 from wmark.protocol.keys import VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, load_verification_key
 from wmark.protocol.messages import Challenge, ModelRef, Reveal, Verdict, decode
-from wmark.protocol.patterns import render
+from wmark.protocol.patterns import item_images, render
 from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession, now
 from wmark.protocol.transcript import AuditReport, audit, load_transcript
 from wmark.prover.cli import main as prover_main
 from wmark.prover.ledger import Ledger, LedgerEntry
 from wmark.verifier.cli import main as verifier_main
-from wmark.verifier.verify import item_images
 from wmark.watermark.cli import main as wmark_main
 from wmark.watermark.datasets import load_task
 from wmark.watermark.embed import default_recipe, embed, start_model
@@ -370,7 +369,8 @@ def public_openings(transcript: Path) -> tuple[AuditReport, tuple[ItemOpening, .
 def replay_imported(root: Path, transcript: Path) -> Keys:
     """Replay: commit to the images and labels a public verification revealed, as an imported set."""
     report, _ = public_openings(transcript)
-    return commit_imported(root, item_images(report.items, report.vk), np.array([i.label for i in report.items]))
+    return commit_imported(root, item_images(report.items, report.vk.input_shape),
+                           np.array([i.label for i in report.items]))
 
 
 def _borrowed_marking_key(vk: VerificationKey, openings: tuple[ItemOpening, ...]) -> MarkingKey:

@@ -1,0 +1,358 @@
+"""Mutation testing of the modules that decide (docs/design.md section 4).
+
+Runs cosmic-ray over each deciding module with that module's fast tests and
+writes benchmarks/results/mutation.md and mutation.json: mutants generated,
+run, killed and surviving per module, each survivor with its diff and, when
+it is an equivalent mutant, why.  The baseline is the same test command on the
+unmutated tree, which must pass (and sets the per-mutant timeout).
+
+Why cosmic-ray, not mutmut 3: cosmic-ray applies each mutation to the file in
+place and runs an arbitrary test command, so the editable install's
+``[tool.setuptools] package-dir`` mapping (protocol/ is wmark.protocol) imports
+the mutant as it would import the original.  mutmut 3 copies the tree into
+``mutants/`` and names its trampolines after the file path (protocol.decision),
+which matches neither the import path the package-dir mapping gives
+(wmark.protocol.decision) nor the folder the editable finder resolves to.
+
+Budget (the CPU is shared): only the functions that decide are mutated
+(each target's focus below), and past ``--budget`` mutants per module a deterministic sample
+(by a hash of the mutation's position and operator) is run; the report says
+how many were sampled out.  Never run this beside other tests of this tree:
+while it runs, the module under test is mutated on disk.
+
+    nice -n 19 python benchmarks/mutation.py [--only decision,items] [--budget 20] [--strict-budget 60]
+    nice -n 19 python benchmarks/mutation.py --append --recheck   # the survivors again, after new tests
+    nice -n 19 python benchmarks/mutation.py --named              # the four named mutations, by hand
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+# The torch-importing conftest would cost seconds per mutant; the profiles
+# plugin keeps hypothesis derandomised without it.
+PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--noconftest",
+          "-p", "tests.hypothesis_profiles"]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str
+    focus: tuple[str, ...]  # the functions (cosmic-ray's definition names) that decide
+    tests: tuple[str, ...]
+    strict: bool = False  # the acceptance asks for 0 surviving non-equivalent mutants here
+
+
+TARGETS = (
+    Target("decision", "protocol/decision.py", ("_tails", "tail", "threshold", "accepted", "decide"),
+           ("tests/test_deciding_checks.py", "tests/test_decision.py"), strict=True),
+    Target("items", "protocol/items.py", ("open_item", "vrf_alpha", "label_message", "seeded"),
+           ("tests/test_deciding_checks.py", "tests/test_session.py"), strict=True),
+    Target("sampling", "protocol/hazmat/sampling.py", ("_take", "randbelow", "sample_subset", "derive_label"),
+           ("tests/test_sampling_vectors.py", "tests/test_deciding_checks.py", "tests/test_session.py",
+            "tests/test_vrf.py")),
+    Target("session", "protocol/session.py", ("null_match_probability", "_check_answer", "check_reveal",
+                                              "check_zk_reveal", "zk_results", "check_challenge", "build_verdict"),
+           ("tests/test_deciding_checks.py", "tests/test_session.py")),
+    Target("transcript", "protocol/transcript.py", ("audit", "_expected_results"),
+           ("tests/test_deciding_checks.py", "tests/test_session.py"), strict=True),
+    Target("dsse", "protocol/hazmat/dsse.py", ("pae", "verify"), ("tests/test_dsse.py",)),
+    Target("commitment", "protocol/hazmat/commitment.py", ("check", "verify", "_compute", "_hash_commit"),
+           ("tests/test_commitment.py",)),
+    Target("vrf", "protocol/hazmat/vrf.py", ("verify", "proof_to_hash", "_challenge", "_decode_proof",
+                                             "_string_to_point", "_gamma_to_hash"), ("tests/test_vrf.py",)),
+    Target("ledger", "prover/ledger.py", ("answer",), ("tests/test_deciding_checks.py", "tests/test_ledger.py"),
+           strict=True),
+    Target("transparency", "protocol/transparency.py", ("verify_receipt",), ("tests/test_registry.py",)),
+)
+
+# Survivors judged equivalent (the mutant behaves as the original on every
+# input the code can meet), keyed by (target, operator, source line as it
+# stands), with the reason.  Filled in from the report, one by one.
+_ENUM = "equivalent: enum members are singletons, so == and `is` (!= and `is not`) agree on them"
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    ("items", "ReplaceComparisonOperator_IsNot_NotEq", "return self is not TriggerKind.IMPORTED"): _ENUM,
+    ("items", "ReplaceComparisonOperator_Is_Eq", "if kind is TriggerKind.MARGIN:"): _ENUM,
+    ("ledger", "ReplaceComparisonOperator_IsNot_NotEq", "if session.state is not ProverState.DECIDE:"): _ENUM,
+    ("ledger", "ReplaceBinaryOperator_Mul_Div",
+     "def answer(self, session: ProverSession, event: ChallengeReceived, challenge: dsse.Envelope, *,"):
+        "equivalent: `/` in place of `*` only lets `budget` be passed by position too; every call names it",
+    ("session", "NumberReplacer",
+     "f\"{missing[:8]}{', or out of order' if not extra and not missing else ''})\")"):
+        "equivalent for every decision: it changes only how many missing indices the error message lists",
+    ("commitment", "ReplaceComparisonOperator_Is_LtE", "if scheme is Scheme.HASH:"):
+        "equivalent: Scheme has two members, and s <= \"hash\" holds only for s = \"hash\" (\"pedersen\" sorts after)",
+    ("transparency", "NumberReplacer",
+     "raise InvalidSignature(f\"receipt was issued by log SHA256:{receipt.log_keyid[:16]}…, \""):
+        "equivalent for every decision: it changes only how much of a key id the error message shows",
+    ("session", "ReplaceComparisonOperator_LtE_Eq", "if not 0 <= item.label < vk.num_classes:"):
+        "NOT KILLED by the fast tests (a zero-knowledge path; tests/test_zk_protocol.py, not in this module's "
+        "list, sends honest ZK reveals and may kill it: not verified here)",
+    ("session", "ReplaceComparisonOperator_Is_IsNot", "if challenge.zk is None or vk.zk is None:"):
+        "NOT KILLED: no test hands check_zk_reveal a ZK reveal for a key without ZK commitments (the sessions "
+        "refuse such a challenge earlier; the auditor's path is untested): a missing test",
+}
+
+
+# The four mutations the acceptance names, applied by hand: each must make the
+# default test command fail (here: the default tests of the modules concerned).
+NAMED = (
+    ("label re-derivation removed", "protocol/items.py",
+     ("        if label != opening.label:\n"
+      "            raise InvalidOpening(f\"{what}: label is not the one derived from the VRF output\")\n"), "",
+     ("tests/test_deciding_checks.py", "tests/test_session.py")),
+    ("`>=` to `>` at the threshold", "protocol/decision.py", "self.matches >= self.tau", "self.matches > self.tau",
+     ("tests/test_deciding_checks.py", "tests/test_decision.py")),
+    ("audit's p0 check removed", "protocol/transcript.py",
+     "    if vk.kind.seeded and verdict.p0 != null_match_probability(vk, None):", "    if False:",
+     ("tests/test_deciding_checks.py",)),
+    ("ledger's cumulative budget removed", "prover/ledger.py", "Fraction(len(prior) + len(new), self.n) > budget",
+     "Fraction(len(new), self.n) > budget", ("tests/test_deciding_checks.py", "tests/test_ledger.py")),
+)
+
+
+def run_named() -> list[dict]:
+    results = []
+    for name, path, old, new, tests in NAMED:
+        file = ROOT / path
+        original = file.read_text()
+        if original.count(old) != 1:
+            raise SystemExit(f"{name}: the line to mutate is not (once) in {path}")
+        try:
+            file.write_text(original.replace(old, new))
+            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                                  check=False, cwd=ROOT, capture_output=True, text=True)
+        finally:
+            file.write_text(original)
+        summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-200:]
+        results.append({"mutation": name, "path": path, "tests": list(tests), "exit": done.returncode,
+                        "summary": summary, "killed": done.returncode != 0})
+        print(f"{name}: exit {done.returncode}, {summary}", flush=True)
+    return results
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def sample_key(spec) -> str:
+    text = f"{spec.module_path}:{spec.start_pos}:{spec.operator_name}:{spec.occurrence}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the type annotations are: with ``from __future__ import annotations``
+    they are never evaluated, so every mutant inside one is equivalent and not run."""
+    spans = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        notes = []
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            notes.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            notes.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+        spans += [((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0)) for n in notes]
+    return spans
+
+
+def in_annotation(spec, spans: list[tuple[tuple[int, int], tuple[int, int]]]) -> bool:
+    return any(start <= tuple(spec.start_pos) and tuple(spec.end_pos) <= end for start, end in spans)
+
+
+def baseline(target: Target) -> float:
+    start = time.monotonic()
+    done = subprocess.run([*PYTEST, *target.tests], check=False, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"baseline fails for {target.name}; fix the tests first:\n{done.stdout[-2000:]}")
+    return time.monotonic() - start
+
+
+def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, str]] | None = None) -> dict:
+    """Mutate ``target`` and run its tests against each mutant.
+
+    ``recheck``: instead of a sample, exactly the mutants at these (line,
+    operator) pairs, the survivors of an earlier run.
+    """
+    seconds = baseline(target)
+    config = work / f"{target.name}.toml"
+    db_path = work / f"{target.name}.sqlite"
+    command = " ".join(PYTEST + list(target.tests))
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{target.path}"\n'
+        f"timeout = {max(30.0, 4 * seconds):.0f}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(command)}\n"
+        '[cosmic-ray.distributor]\nname = "local"\n')
+    cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
+    subprocess.run([*cosmic, "init", str(config), str(db_path)], cwd=ROOT, check=True, capture_output=True)
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        items = db.work_items
+        spans = annotation_spans(ROOT / target.path)
+        annotations = [i for i in items if in_annotation(i.mutations[0], spans)]
+        focus = [i for i in items if i.mutations[0].definition_name in target.focus
+                 and not in_annotation(i.mutations[0], spans)]
+        if recheck is None:
+            keep = {i.job_id for i in sorted(focus, key=lambda i: sample_key(i.mutations[0]))[:budget]}
+        else:
+            keep = {i.job_id for i in focus
+                    if (i.mutations[0].start_pos[0], i.mutations[0].operator_name.split("/")[-1]) in recheck}
+        skipped = [i.job_id for i in items if i.job_id not in keep]
+        if skipped:
+            db.set_multiple_results(skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+    start = time.monotonic()
+    subprocess.run([*cosmic, "exec", str(config), str(db_path)], cwd=ROOT, check=True, capture_output=True)
+    elapsed = time.monotonic() - start
+    dirty = git("status", "--porcelain", "--", target.path)
+    if dirty:
+        raise SystemExit(f"{target.path} was left mutated: {dirty} (restore it with git checkout)")
+    survivors, counts = [], {"killed": 0, "survived": 0, "incompetent": 0, "timeout": 0}
+    lines = (ROOT / target.path).read_text().splitlines()
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.worker_outcome is WorkerOutcome.SKIPPED:
+                continue
+            spec = item.mutations[0]
+            if result.test_outcome is TestOutcome.KILLED:
+                counts["timeout" if result.output and "timeout" in result.output.lower() else "killed"] += 1
+            elif result.test_outcome is TestOutcome.INCOMPETENT:
+                counts["incompetent"] += 1
+            else:
+                counts["survived"] += 1
+                source = lines[spec.start_pos[0] - 1].strip()
+                operator = spec.operator_name.split("/")[-1]
+                survivors.append({
+                    "function": spec.definition_name, "line": spec.start_pos[0], "operator": operator,
+                    "source": source, "diff": result.diff or "",
+                })
+    survivors.sort(key=lambda s: (s["line"], s["operator"]))
+    return {"target": target.name, "path": target.path, "strict": target.strict, "focus": list(target.focus),
+            "tests": list(target.tests), "generated": len(items), "annotations": len(annotations),
+            "in_focus": len(focus), "run": len(keep),
+            "sampled_out": len(focus) - len(keep), "recheck": recheck is not None, "baseline_s": round(seconds, 2), "elapsed_s": round(elapsed, 1),
+            **counts, "survivors": survivors}
+
+
+def _table(doc: dict) -> list[str]:
+    out = [f"commit `{doc['commit']}` ({doc['date']}, {doc['machine']}); tool {doc['tool']};",
+           (f"command `{doc['command']}`; seeds: hypothesis profile \"ci\" (derandomised), "
+            "sample order sha256 of each mutation's position and operator."), "",
+           ("| module | mode | generated | in focus | run | sampled out | killed | timeout | incompetent | "
+            "survived | baseline s | time s |"),
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["targets"]:
+        out.append(f"| {r['path']}{' (strict)' if r['strict'] else ''} | "
+                   f"{'recheck' if r.get('recheck') else 'sample'} | {r['generated']} | {r['in_focus']} | "
+                   f"{r['run']} | {r['sampled_out']} | {r['killed']} | {r['timeout']} | {r['incompetent']} | "
+                   f"{r['survived']} | {r['baseline_s']} | {r['elapsed_s']} |")
+    return out
+
+
+def latest(runs: list[dict]) -> dict[str, dict]:
+    """Per target, its last result: a recheck of a sample's survivors supersedes them."""
+    return {r["target"]: r for doc in runs for r in doc["targets"]}
+
+
+def write_report(runs: list[dict], named: dict | None = None) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "mutation.json").write_text(json.dumps({"runs": runs, "named": named}, indent=1) + "\n")
+    out = ["# Mutation testing of the deciding modules", "",
+           ("Only the functions that decide are mutated (each target's focus in benchmarks/mutation.py); "
+            "\"sampled out\" mutants of those functions were not run (the budget), nor were mutants inside type "
+            "annotations (never evaluated: the modules use `from __future__ import annotations`). A recheck runs a sample's "
+            "survivors again after tests were added for them. Strict modules must end with no unexplained "
+            "survivor."), ""]
+    for number, doc in enumerate(runs, 1):
+        out += [f"## Run {number}", "", *_table(doc), ""]
+    out += ["## Survivors after the last run of each module", ""]
+    for r in latest(runs).values():
+        for s in r["survivors"]:
+            why = EQUIVALENT.get((r["target"], s["operator"], s["source"])) or "NOT EXPLAINED: a missing test"
+            out.append(f"- {r['path']} line {s['line']} in `{s['function']}`, {s['operator']}: "
+                       f"`{s['source']}` — {why}")
+    out.append("")
+    if named is not None:
+        out += ["## The named mutations, applied by hand", "",
+                f"commit `{named['commit']}` ({named['date']}); command `{named['command']}`", "",
+                "| mutation | file | tests | exit | result |", "|---|---|---|---|---|"]
+        out += [f"| {n['mutation']} | {n['path']} | {' '.join(n['tests'])} | {n['exit']} | "
+                f"{'killed' if n['killed'] else 'SURVIVED'}: {n['summary']} |" for n in named["results"]]
+        out.append("")
+    (RESULTS / "mutation.md").write_text("\n".join(out) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated target names (default: all)")
+    parser.add_argument("--budget", type=int, default=20, help="most mutants run per module (default 20)")
+    parser.add_argument("--strict-budget", type=int, default=60,
+                        help="most mutants run per strict module (default 60)")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the earlier runs of benchmarks/results/mutation.json in the report")
+    parser.add_argument("--recheck", action="store_true",
+                        help="with --append: run only the last survivors of each chosen module again")
+    parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
+    parser.add_argument("--named", action="store_true",
+                        help="apply the four named mutations by hand, run their tests, add them to the report")
+    args = parser.parse_args()
+    stored = json.loads((RESULTS / "mutation.json").read_text()) if (RESULTS / "mutation.json").exists() else {}
+    earlier = stored.get("runs", []) if args.append or args.report_only or args.named else []
+    named = stored.get("named") if args.append or args.report_only else None
+    if args.report_only:
+        write_report(earlier, named)
+        return
+    if args.named:
+        if git("status", "--porcelain", "--", *(n[1] for n in NAMED)):
+            raise SystemExit("the modules to mutate have uncommitted changes; commit them first")
+        write_report(earlier, {"commit": git("rev-parse", "HEAD"),
+                               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "command": "python benchmarks/mutation.py --named", "results": run_named()})
+        return
+    chosen = [t for t in TARGETS if not args.only or t.name in args.only.split(",")]
+    last = latest(earlier)
+    if args.recheck:
+        chosen = [t for t in chosen if t.name in last and last[t.name]["survivors"]]
+    if git("status", "--porcelain", "--", *(t.path for t in chosen)):
+        raise SystemExit("the modules to mutate have uncommitted changes; commit them first")
+    meta = {"commit": git("rev-parse", "HEAD"), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python "
+                       f"{platform.python_version()}",
+            "tool": "cosmic-ray " + __import__("importlib.metadata").metadata.version("cosmic-ray"),
+            "command": "python benchmarks/mutation.py " + " ".join(sys.argv[1:]), "budget": args.budget,
+            "strict_budget": args.strict_budget}
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in chosen:
+            print(f"{target.name}: mutating {target.path} ...", flush=True)
+            recheck = ({(s["line"], s["operator"]) for s in last[target.name]["survivors"]} if args.recheck
+                       else None)
+            runs.append(run_target(target, args.strict_budget if target.strict else args.budget, Path(tmp), recheck))
+            r = runs[-1]
+            print(f"  {r['run']} run of {r['in_focus']} in focus ({r['generated']} generated): "
+                  f"{r['killed']} killed, {r['timeout']} timeout, {r['survived']} survived, {r['elapsed_s']} s",
+                  flush=True)
+    write_report([*earlier, {**meta, "targets": runs}], named)
+    print(f"wrote {RESULTS / 'mutation.md'}")
+
+
+if __name__ == "__main__":
+    main()

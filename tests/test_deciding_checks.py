@@ -1,0 +1,376 @@
+"""Every check that decides, pinned where it decides (docs/design.md section 4).
+
+Each test here fails when one check of the verifier, the auditor or the
+prover's ledger is removed or weakened: the threshold exactly at ``tau``, the
+label a derived item must carry, the audit of a verdict re-signed with other
+parameters, a reveal with one index too many or too few, and the cumulative
+leakage budget exactly at its limit.  benchmarks/mutation.py runs the mutation
+tester against these tests, among others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wmark.errors import InvalidInput, InvalidOpening, LocalProtocolError, RemoteProtocolError
+from wmark.protocol.decision import MAX_K, decide, tail, threshold
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat.commitment import Scheme
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.sampling import derive_label, sample_subset
+from wmark.protocol.hazmat.vrf import VrfSecretKey
+from wmark.protocol.items import ItemOpening, TriggerKind, image_header, open_item, vrf_alpha
+from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived, keygen_imported
+from wmark.protocol.messages import Challenge, ItemResult, ModelRef, Reveal, Verdict, decode
+from wmark.protocol.session import CAVEAT_IMPORTED, ProverSession, RevealAccepted, VerifierSession, build_verdict
+from wmark.protocol.transcript import Transcript, audit
+from wmark.prover.ledger import Ledger, Outcome
+
+N, K, L = 20, 8, 10
+MODEL = ModelRef(sha256=bytes(32))
+P0 = Fraction(1, L)
+
+
+@dataclass(frozen=True)
+class World:
+    pair: KeyPair
+    owner: SigningKey
+    verifier: SigningKey
+
+    def run(self, k: int, correct: int | None = None) -> tuple[dsse.Envelope, dsse.Envelope, dsse.Envelope]:
+        """A challenge, its reveal, and a verdict on a model that answers the first
+        ``correct`` challenged items with their labels (all of them by default)."""
+        verifier = VerifierSession(self.pair.verification_key, self.verifier, MODEL, k)
+        challenge = verifier.challenge()
+        prover = ProverSession(self.pair.marking_key, self.pair.verification_key, self.owner)
+        prover.receive(challenge)
+        reveal = prover.reveal()
+        event = verifier.receive(reveal)
+        assert isinstance(event, RevealAccepted)
+        correct = k if correct is None else correct
+        predictions = {item.index: item.label if rank < correct else (item.label + 1) % L
+                       for rank, item in enumerate(event.items)}
+        return challenge, reveal, verifier.decide(predictions)
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    owner = SigningKey.generate()
+    return World(keygen_derived(owner=owner, n=N, num_classes=L, input_shape=(1, 8, 8)), owner,
+                 SigningKey.generate())
+
+
+# ---- the threshold -------------------------------------------------------------------------------------------
+
+@settings(deadline=None, max_examples=80)
+@given(k=st.integers(1, 120), p0=st.sampled_from([Fraction(1, 2), Fraction(1, 9), Fraction(1, 10), Fraction(1, 100)]),
+       lam=st.integers(1, 64))
+def test_acceptance_starts_exactly_at_tau(k, p0, lam):
+    tau = threshold(k, p0, lam)
+    if tau is None:
+        assert not decide(k, k, p0, lam).accepted
+        return
+    assert decide(tau, k, p0, lam).accepted
+    if tau > 0:
+        assert not decide(tau - 1, k, p0, lam).accepted
+    assert decide(tau, k, p0, lam).p_value == tail(tau, k, p0) <= Fraction(1, 2**lam)
+
+
+def test_tau_is_never_zero_for_a_sensible_lambda():
+    # tau = 0 would accept a model that matches nothing; P[B >= 0] = 1 > 2^-lambda for lambda >= 1.
+    assert all(threshold(k, P0, lam) != 0 for k in (1, 20, 200) for lam in (1, 40))
+
+
+@pytest.mark.parametrize("offset, accepted", [(-1, False), (0, True)])
+def test_a_session_verdict_accepts_from_tau_matches_on(world, offset, accepted):
+    tau = threshold(N, P0)
+    assert tau == 16
+    challenge, reveal, verdict_env = world.run(N, correct=tau + offset)
+    verdict = decode(verdict_env, (Verdict,))
+    assert verdict.matches == tau + offset and verdict.tau == tau and verdict.accepted is accepted
+    assert audit(Transcript(world.pair.signed_vk, challenge, reveal, verdict_env)).verdict.accepted is accepted
+
+
+# ---- labels of derived items ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pirate(world) -> KeyPair:
+    """A derived key whose items are honest VRF outputs but whose committed labels are
+    chosen (here: never the derived one), as a thief would choose the answers its stolen
+    model already gives.  Built from keygen's own steps, with the label rule swapped."""
+    owner = world.owner
+    vrf_sk = VrfSecretKey.generate()
+    pairs = _seeded_items(vrf_sk, owner, N, lambda seed, _: (derive_label(seed, L) + 1) % L, Scheme.HASH, None)
+    return _finish(owner, Scheme.HASH, TriggerKind.DERIVED, (1, 8, 8), L, pairs, vrf_sk, None)
+
+
+def test_an_opening_with_a_chosen_label_is_refused(pirate):
+    vk, mk = pirate.verification_key, pirate.marking_key
+    for opening in mk.openings[:3]:
+        with pytest.raises(InvalidOpening, match="not the one derived from the VRF output"):
+            open_item(opening, vk.commitments[opening.index], kind=vk.kind, num_classes=L,
+                      input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner)
+
+
+def test_a_derived_key_with_chosen_labels_is_never_accepted(world, pirate):
+    verifier = VerifierSession(pirate.verification_key, world.verifier, MODEL, K)
+    challenge = verifier.challenge()
+    prover = ProverSession(pirate.marking_key, pirate.verification_key, world.owner)
+    prover.receive(challenge)
+    with pytest.raises(RemoteProtocolError, match="not the one derived from the VRF output"):
+        verifier.receive(prover.reveal())
+
+
+# ---- the audit of re-signed verdicts -------------------------------------------------------------------------
+
+def resigned(world: World, challenge: dsse.Envelope, reveal: dsse.Envelope, verdict_env: dsse.Envelope, *,
+             results: tuple[ItemResult, ...] | None = None, p0: Fraction | None = None,
+             lam: int | None = None) -> Transcript:
+    """The transcript with its verdict rebuilt by the verifier's own rule from other
+    parameters and signed again: self-consistent, so only the audit's checks of those
+    parameters against the key and the reveal can catch it."""
+    verdict = decode(verdict_env, (Verdict,))
+    rebuilt = build_verdict(world.pair.verification_key, Challenge.digest_of(challenge), Reveal.digest_of(reveal),
+                            verdict.model, verdict.results if results is None else results,
+                            verdict.p0 if p0 is None else p0, verdict.lam if lam is None else lam,
+                            verdict.registration, verdict.decided)
+    return Transcript(world.pair.signed_vk, challenge, reveal, rebuilt.sign(world.verifier))
+
+
+@pytest.fixture(scope="module")
+def honest(world):
+    return world.run(K)
+
+
+def test_the_honest_transcript_audits(world, honest):
+    transcript = resigned(world, *honest)
+    assert audit(transcript).verdict == decode(honest[2], (Verdict,))
+
+
+@pytest.mark.parametrize("p0", [Fraction(1, 2), Fraction(1, 11), Fraction(1, 9)])
+def test_a_verdict_resigned_with_another_p0_is_refused(world, honest, p0):
+    with pytest.raises(InvalidOpening, match="p0="):
+        audit(resigned(world, *honest, p0=p0))
+
+
+@pytest.mark.parametrize("change", ["drop", "add", "other-subset", "relabel"])
+def test_a_verdict_resigned_over_other_items_is_refused(world, honest, change):
+    results = list(decode(honest[2], (Verdict,)).results)
+    mk = world.pair.marking_key
+    others = [o for o in mk.openings if o.index not in {r.index for r in results}]
+    if change == "drop":  # k - 1 items
+        del results[-1]
+    elif change == "add":  # k + 1 items
+        results.append(ItemResult(others[0].index, others[0].label, others[0].label))
+    elif change == "other-subset":
+        results[0] = ItemResult(others[0].index, others[0].label, others[0].label)
+    else:
+        results[0] = ItemResult(results[0].index, (results[0].label + 1) % L, (results[0].label + 1) % L)
+    with pytest.raises(InvalidOpening, match="items or labels are not those of the reveal"):
+        audit(resigned(world, *honest, results=tuple(sorted(results, key=lambda r: r.index))))
+
+
+def test_a_verdict_with_another_lambda_but_the_old_decision_is_refused(world):
+    # Stated lambda and decision must agree: 8 matches of 8 at p0 = 1/10 pass lambda = 20 but
+    # not lambda = 40 (tau would be None), so a verdict claiming acceptance "at 40" is refused.
+    challenge, reveal, verdict_env = world.run(K)
+    verdict = decode(verdict_env, (Verdict,))
+    assert verdict.lam == 40 and not verdict.accepted
+    forged = replace(verdict, tau=threshold(K, P0, 20), accepted=True)
+    with pytest.raises(InvalidOpening, match="decision, digests or caveats"):
+        audit(Transcript(world.pair.signed_vk, challenge, reveal, forged.sign(world.verifier)))
+
+
+def test_a_verdict_with_other_matches_than_its_results_is_refused(world):
+    challenge, reveal, verdict_env = world.run(N, correct=15)
+    verdict = decode(verdict_env, (Verdict,))
+    forged = replace(verdict, matches=16, accepted=True)
+    with pytest.raises(InvalidOpening, match="decision, digests or caveats"):
+        audit(Transcript(world.pair.signed_vk, challenge, reveal, forged.sign(world.verifier)))
+
+
+# ---- reveals with one index too many or too few --------------------------------------------------------------
+
+@pytest.mark.parametrize("change", ["extra", "missing"])
+def test_a_reveal_with_one_extra_or_one_missing_index_is_refused(world, change):
+    session = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K)
+    challenge = session.challenge()
+    indices = list(session.subset)
+    if change == "extra":
+        indices = sorted([*indices, next(i for i in range(N) if i not in indices)])
+    else:
+        del indices[len(indices) // 2]
+    mk, vk = world.pair.marking_key, world.pair.verification_key
+    reveal = Reveal(Challenge.digest_of(challenge), vk.digest, vk.scheme,
+                    tuple(mk.openings[i] for i in indices)).sign(world.owner)
+    with pytest.raises(RemoteProtocolError, match=f"{change} \\[[0-9]"):
+        session.receive(reveal)
+
+
+# ---- the leakage budget, exactly at its limit ----------------------------------------------------------------
+
+def respond(world: World, ledger: Ledger, k: int, budget: Fraction):
+    verifier = VerifierSession(world.pair.verification_key, world.verifier, MODEL, k)
+    challenge = verifier.challenge()
+    prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
+    return set(verifier.subset), ledger.respond(prover, challenge, budget=budget)
+
+
+def test_a_budget_is_spent_up_to_its_limit_and_no_further(world, tmp_path: Path):
+    budget = Fraction(K, N)
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    first, response = respond(world, ledger, K, budget)
+    assert response.outcome is Outcome.REVEALED and response.revealed == K  # exactly at the budget: allowed
+    # Any further challenge that opens even one new item goes past it, however small it is.
+    refused = 0
+    for k in (1, 2, 3, 1, 2, 3):
+        subset, response = respond(world, ledger, k, budget)
+        assert response.outcome is (Outcome.REVEALED if subset <= first else Outcome.REFUSED)
+        refused += response.outcome is Outcome.REFUSED
+    assert refused  # all six inside the first subset has probability below 1e-4
+    assert ledger.revealed_indices() == frozenset(first)
+
+
+def test_a_budget_counts_every_challenge_so_far(world, tmp_path: Path):
+    # Two challenges of 3 each under a budget of 5 of 20: each fits alone, not both together
+    # (unless the second happens to open at most 2 new items).
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    budget = Fraction(5, N)
+    first, response = respond(world, ledger, 3, budget)
+    assert response.outcome is Outcome.REVEALED
+    second, response = respond(world, ledger, 3, budget)
+    assert response.outcome is (Outcome.REVEALED if len(first | second) <= 5 else Outcome.REFUSED)
+    assert len(ledger.revealed_indices()) <= 5
+
+
+# ---- the sample size, imported items and label ranges (survivors of benchmarks/mutation.py) -------------------
+
+@pytest.mark.parametrize("k", [-1, 0, MAX_K + 1, 2 * MAX_K])
+def test_sample_sizes_outside_one_to_max_k_are_refused(k):
+    with pytest.raises(InvalidInput, match="sample size"):
+        threshold(k, P0)
+
+
+@pytest.fixture(scope="module")
+def imported(world) -> KeyPair:
+    # 3x16x16: canonical images longer than 256 bytes, beyond CPython's small-int cache,
+    # so an identity comparison of lengths would fail on them.
+    return keygen_imported(owner=world.owner, images=[bytes([i]) * 768 for i in range(4)], labels=[3, 1, 4, 1],
+                           num_classes=L, input_shape=(3, 16, 16))
+
+
+def open_imported(pair: KeyPair, opening: ItemOpening):
+    vk = pair.verification_key
+    return open_item(opening, vk.commitments[opening.index], kind=vk.kind, num_classes=L,
+                     input_shape=vk.input_shape, vrf_key=None, owner=vk.owner)
+
+
+def test_an_honest_imported_item_opens_to_its_pixels(imported):
+    item = open_imported(imported, imported.marking_key.openings[2])
+    assert (item.index, item.label, item.seed, item.pixels) == (2, 4, None, bytes([2]) * 768)
+
+
+@pytest.mark.parametrize("bend, fragment", [
+    ("short", "not a canonical 3x16x16 image"), ("long", "not a canonical 3x16x16 image"),
+    ("other-shape", "not a canonical 3x16x16 image"), ("with-proof", "opens with its image"),
+    ("no-image", "opens with its image")])
+def test_an_imported_item_opens_only_with_its_canonical_image(imported, bend, fragment):
+    opening = imported.marking_key.openings[2]
+    image = opening.image
+    assert image is not None
+    bent = {"short": replace(opening, image=image[:-1]), "long": replace(opening, image=image + b"\0"),
+            "other-shape": replace(opening, image=image_header((3, 8, 32)) + image[len(image_header((3, 16, 16))):]),
+            "with-proof": replace(opening, vrf_proof=bytes(80)), "no-image": replace(opening, image=None)}[bend]
+    with pytest.raises(InvalidOpening, match=fragment):
+        open_imported(imported, bent)
+
+
+@pytest.mark.parametrize("label", [-1, L, L + 1])
+def test_a_label_outside_the_classes_is_refused(world, imported, label):
+    for pair in (world.pair, imported):
+        opening = replace(pair.marking_key.openings[0], label=label)
+        with pytest.raises(InvalidOpening, match="outside"):
+            vk = pair.verification_key
+            open_item(opening, vk.commitments[0], kind=vk.kind, num_classes=L, input_shape=vk.input_shape,
+                      vrf_key=vk.vrf_key, owner=vk.owner)
+
+
+def test_derived_and_margin_items_are_seeded_and_imported_ones_are_not():
+    assert TriggerKind.DERIVED.seeded and TriggerKind.MARGIN.seeded and not TriggerKind.IMPORTED.seeded
+
+
+def test_the_vrf_input_of_an_item_is_tag_owner_and_a_four_byte_index(world):
+    # Pinned bytes: keys made before a change of this encoding must keep verifying.
+    owner = world.owner.public_key
+    assert vrf_alpha(258, owner) == b"wmark/trigger/v1" + bytes.fromhex(owner.keyid) + b"\x00\x00\x01\x02"
+
+
+@pytest.mark.parametrize("change", ["other-key", "other-key-ff", "fewer-items", "more-items"])
+def test_an_audit_refuses_a_challenge_that_names_another_key(world, change):
+    # The reveal and verdict follow the challenge faithfully, so only the audit's check of
+    # the challenge against the key can refuse: another key's digest, or another n.
+    vk, mk = world.pair.verification_key, world.pair.marking_key
+    other = {"other-key": bytes(32), "other-key-ff": b"\xff" * 32}.get(change)
+    n = {"fewer-items": N - 1, "more-items": N + 1}.get(change, N)
+    for nonce in range(256):  # the first challenge whose subset has openings (with n = N + 1, none of index N)
+        challenge = Challenge(other or vk.digest, MODEL, n, K, bytes([nonce]) * 32, world.verifier.public_key,
+                              "2026-01-01T00:00:00+00:00").sign(world.verifier)
+        digest = Challenge.digest_of(challenge)
+        subset = sample_subset(digest, n, K)
+        if max(subset) < N:
+            break
+    reveal = Reveal(digest, vk.digest, vk.scheme, tuple(mk.openings[i] for i in subset)).sign(world.owner)
+    results = tuple(ItemResult(i, mk.openings[i].label, mk.openings[i].label) for i in subset)
+    verdict = build_verdict(vk, digest, Reveal.digest_of(reveal), MODEL, results, P0, 40, None, "now")
+    with pytest.raises(InvalidOpening, match="names another verification key"):
+        audit(Transcript(world.pair.signed_vk, challenge, reveal, verdict.sign(world.verifier)))
+
+
+def test_a_ledger_answers_only_for_its_own_key(world, tmp_path: Path):
+    # Other keys on both sides of this key's digest, so that no ordering of digests passes for equality.
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    mine = world.pair.verification_key.digest
+    sides: dict[bool, KeyPair] = {}
+    while len(sides) < 2:
+        other = keygen_derived(owner=world.owner, n=2, num_classes=L, input_shape=(1, 8, 8))
+        sides.setdefault(other.verification_key.digest > mine, other)
+    for other in sides.values():
+        verifier = VerifierSession(other.verification_key, world.verifier, MODEL, 1)
+        challenge = verifier.challenge()
+        session = ProverSession(other.marking_key, other.verification_key, world.owner)
+        event = session.receive(challenge)
+        with pytest.raises(LocalProtocolError, match="another verification key"):
+            ledger.answer(session, event, challenge, budget=Fraction(1))
+    assert ledger.entries() == ()
+
+
+def test_a_reveal_for_another_challenge_is_refused_whichever_digest_is_larger(world):
+    # Reveals answering other challenges until one digest of each order is seen, so that no
+    # ordering comparison can stand in for the equality check.
+    seen: set[bool] = set()
+    while len(seen) < 2:
+        session = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K)
+        mine = Challenge.digest_of(session.challenge())
+        other = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K).challenge()
+        prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
+        prover.receive(other)
+        seen.add(Challenge.digest_of(other) > mine)
+        with pytest.raises(RemoteProtocolError, match="another challenge"):
+            session.receive(prover.reveal())
+
+
+def test_only_verdicts_on_imported_sets_carry_the_imported_caveat(world, imported):
+    derived = decode(world.run(K)[2], (Verdict,))
+    verifier = VerifierSession(imported.verification_key, world.verifier, MODEL, 2, p0=P0)
+    prover = ProverSession(imported.marking_key, imported.verification_key, world.owner)
+    prover.receive(verifier.challenge())
+    event = verifier.receive(prover.reveal())
+    assert isinstance(event, RevealAccepted)
+    verdict = decode(verifier.decide({item.index: item.label for item in event.items}), (Verdict,))
+    assert CAVEAT_IMPORTED in verdict.caveats and CAVEAT_IMPORTED not in derived.caveats
