@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from wmark.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 DEVICE_HELP = "where to run the model: auto (CUDA when a GPU is visible, else the CPU), cpu, cuda or cuda:N"
 _CUDA_INDEX = re.compile(r"cuda:(\d{1,3})")
 
 
-def pick_device(name: str = "auto") -> torch.device:
+def pick_device(name: str = "auto") -> "torch.device":
     """``auto`` is ``cuda`` when a GPU is visible; asking for a GPU torch cannot see is an error."""
+    import torch  # here, not above: the option alone must not load torch (lazy commands)
+
     indexed = _CUDA_INDEX.fullmatch(name)
     if name not in ("auto", "cpu", "cuda") and indexed is None:
         raise InvalidInput(f"unknown device {name!r} (choose from {', '.join(DEVICE_CHOICES)})")
