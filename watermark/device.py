@@ -16,7 +16,7 @@ DEVICE_HELP = "where to run the model: auto (CUDA when a GPU is visible, else th
 _CUDA_INDEX = re.compile(r"cuda:(\d{1,3})")
 
 
-def pick_device(name: str = "auto") -> "torch.device":
+def pick_device(name: str = "auto") -> torch.device:
     """``auto`` is ``cuda`` when a GPU is visible; asking for a GPU torch cannot see is an error."""
     import torch  # here, not above: the option alone must not load torch (lazy commands)
 

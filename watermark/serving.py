@@ -39,7 +39,7 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
-def _kserve():  # noqa: ANN202 - the module
+def _kserve():
     """Import KServe, which parses ``sys.argv`` when imported (its own flags): hide ours from it."""
     saved = sys.argv
     sys.argv = saved[:1]
@@ -120,7 +120,7 @@ def serve(model_dir: str | os.PathLike[str], name: str, *, host: str, port: int,
 
     classifier = load_model(model_dir).to(device)
 
-    class WmarkModel(kserve.Model):  # type: ignore[misc, name-defined]
+    class WmarkModel(kserve.Model):
         def __init__(self) -> None:
             super().__init__(name)
             self.ready = True
@@ -138,7 +138,7 @@ def serve(model_dir: str | os.PathLike[str], name: str, *, host: str, port: int,
             return kserve.InferResponse(response_id=str(uuid.uuid4()), model_name=name, infer_outputs=[
                 kserve.InferOutput(out_name, list(data.shape), datatype, data)])
 
-    class BoundModelServer(ModelServer):  # type: ignore[misc]
+    class BoundModelServer(ModelServer):
         """KServe's single-worker ``start`` (KServe 0.21's, rewritten here) with the listening address
         chosen: KServe always binds 0.0.0.0, which would expose the model to every network the host is on."""
 
