@@ -120,6 +120,7 @@ def test_imported_resnet18_is_marked_served_and_verified_through_the_endpoint(tm
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 12 ResNet-18 epochs on the CPU: over the default 600 s on a busy two-core machine
 def test_imported_resnet18_fine_tuned_on_an_image_folder_is_accepted_at_k20(tmp_path, monkeypatch):
     code, report = bring_your_own(tmp_path, monkeypatch, train_per_class=40, test_per_class=25, size=32,
                                   epochs=12, lr="0.02", triggers_per_batch=20)
