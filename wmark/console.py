@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import sys
 from types import ModuleType
 from typing import Sequence
@@ -19,6 +20,33 @@ from wmark.errors import InvalidInput, WmarkError
 
 EXIT_OK, EXIT_REJECTED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 PASSPHRASE_ENV = "WMARK_PASSPHRASE"
+
+
+# What must never reach a terminal or a log line raw: C0 and C1 controls (ESC
+# starts terminal commands, CR and LF forge lines), DEL, and the Unicode
+# line separators, zero-width and bidirectional controls that make text read
+# other than it is.  The backslash too, so an escape cannot be faked.
+_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+UNTRUSTED_LIMIT = 2048
+
+
+def untrusted(text: object, *, limit: int = UNTRUSTED_LIMIT) -> str:
+    """``text`` that came from a peer or a file (a refusal reason, an endpoint URL,
+    a model name, a ledger row), safe to print: unsafe characters escaped as
+    ``\\xNN`` / ``\\uNNNN``, and cut to ``limit`` characters.  Every such field
+    goes through here before it reaches a terminal or a log."""
+    value = str(text)
+    cut = len(value) > limit
+    value = _UNSAFE.sub(_escape, value[:limit])
+    return value + ("…" if cut else "")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -45,7 +73,8 @@ def run_cli(prog: str, description: str, modules: Sequence[ModuleType], argv: Se
     try:
         return int(args.func(args))
     except WmarkError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        # An error's text may quote what a peer or a file said.
+        print(f"{prog}: error: {untrusted(exc)}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing half-written was left behind", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from wmark.console import EXIT_OK, add_command
+from wmark.console import EXIT_OK, add_command, untrusted
 from wmark.prover.ledger import NOTHING_SECRET, Ledger, LedgerEntry, LedgerSummary, Outcome, default_ledger_path
 
 EPILOG = """\
@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_to_json(ledger, summary, entries), indent=2))
         return EXIT_OK
-    print(f"ledger {ledger.path}: vk {summary.vk_digest.hex()[:16]}…, n = {summary.n} trigger items")
+    print(f"ledger {untrusted(ledger.path)}: vk {summary.vk_digest.hex()[:16]}…, n = {summary.n} trigger items")
     for e in entries:
-        print(f"{e.received}  verifier {e.verifier[:23]}…  k={e.k:<4} {e.outcome.value:8}  "
-              f"new {len(e.new_indices):<4} verdict {_verdict_text(e)}  on {e.model.describe()}")
+        print(f"{untrusted(e.received)}  verifier {untrusted(e.verifier[:23])}…  k={e.k:<4} {e.outcome.value:8}  "
+              f"new {len(e.new_indices):<4} verdict {_verdict_text(e)}  on {untrusted(e.model.describe())}")
         if e.new_indices:
             print(f"    made public: items {', '.join(map(str, e.new_indices))}")
     print(f"revealed in all: {summary.revealed} of {summary.n} trigger items ({float(summary.fraction):.1%}) "

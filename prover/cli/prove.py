@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, load_marking_key
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, load_marking_key, untrusted
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
@@ -117,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
     prover = load_prover(args)
     response = prover.answer(prover.session(), challenge)
     atomic_write(args.out, response.data)
-    print(f"challenge from verifier {response.verifier} on {response.model.describe()}")
+    print(f"challenge from verifier {response.verifier} on {untrusted(response.model.describe())}")
     print(describe(response, prover.budget))
     if response.outcome is Outcome.REFUSED:
-        print(f"REFUSED: {response.reason}")
+        print(f"REFUSED: {untrusted(response.reason)}")
         print(f"wrote {args.out} (a signed refusal)")
         return EXIT_REJECTED
     if response.new_indices:

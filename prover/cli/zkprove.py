@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from wmark.console import EXIT_OK, add_command, load_marking_key
+from wmark.console import EXIT_OK, add_command, load_marking_key, untrusted
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(event, ChallengeReceived)
     if event.challenge.zk is None:
         raise InvalidInput(f"{args.challenge}: asks for openings, not proofs; answer it with wmark-prover prove")
-    print(f"challenge from verifier {event.challenge.verifier.fingerprint} on {event.challenge.model.describe()}: "
+    print(f"challenge from verifier {event.challenge.verifier.fingerprint} on {untrusted(event.challenge.model.describe())}: "
           f"prove {len(event.indices)} of {vk.n} items")
     with tqdm(total=len(event.indices), desc="proving", unit="proof", leave=False) as bar:
         answer = prove_challenge(session, event, mk, args.model, args.srs or srs_beside(args.challenge),

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from wmark.console import untrusted
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.decision import DEFAULT_LAMBDA, parse_probability
@@ -101,7 +102,9 @@ def write_transcript(path: str, transcript: Transcript) -> None:
     atomic_write(path, transcript.to_json())
 
 
-def print_verdict(verdict: Verdict, *, out=None) -> None:
+def print_verdict(verdict: Verdict, *, out=None, registration_note: str | None = None) -> None:
+    """``registration_note``: what to say instead of the verdict's registration, when
+    the reader has not named the log that vouches for it."""
     out = sys.stdout if out is None else out  # looked up now, so redirect_stdout and capture apply
     tau = "none (k too small for this lambda)" if verdict.tau is None else str(verdict.tau)
     print(f"{'ACCEPTED' if verdict.accepted else 'REJECTED'}: {verdict.matches} of {verdict.k} "
@@ -109,8 +112,10 @@ def print_verdict(verdict: Verdict, *, out=None) -> None:
           f"(threshold {tau}, p0={verdict.p0}, lambda={verdict.lam})", file=out)
     print(f"  p-value   {verdict.p_value} (2^-{verdict.neg_log2_p}): the chance that a model not marked with "
           f"this key does as well", file=out)
-    print(f"  model     {verdict.model.describe()}", file=out)
-    if verdict.registration is not None:
+    print(f"  model     {untrusted(verdict.model.describe())}", file=out)
+    if registration_note is not None:
+        print(f"  {registration_note}", file=out)
+    elif verdict.registration is not None:
         print(f"  registered {verdict.registration.describe()}", file=out)
     for caveat in verdict.caveats:
-        print(f"  caveat    {caveat}", file=out)
+        print(f"  caveat    {untrusted(caveat)}", file=out)

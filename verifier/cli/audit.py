@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from wmark.console import EXIT_OK, add_command
+from wmark.console import EXIT_OK, add_command, untrusted
 from wmark.errors import InvalidInput, InvalidOpening, InvalidSignature
 from wmark.files import read_bounded
 from wmark.protocol.hazmat import dsse
@@ -15,7 +15,7 @@ from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
 from wmark.protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript
 from wmark.verifier.cli._common import add_margin_arguments, add_model_arguments, oracle_from_args, print_verdict
-from wmark.verifier.verify import audit_transcript, item_images
+from wmark.verifier.verify import audit_transcript, item_images, trusted_registration
 
 EPILOG = """\
 examples:
@@ -33,8 +33,9 @@ def register(subparsers) -> None:
                                 "signature) or a verification transcript (every signature, commitment opening, "
                                 "the subset derivation and the decision).", epilog=EPILOG, func=run)
     p.add_argument("file", help="a vk.json, or a verdict.json written by check/run")
-    p.add_argument("--log-key", metavar="PEM", help="the registry log you trust: the transcript's receipt must "
-                                                    "come from it")
+    p.add_argument("--log-key", metavar="PEM", action="append", default=[],
+                   help="a registry log you trust (repeat for several): the transcript's receipt must come from "
+                        "one; without it, the registration is reported unverified")
     add_model_arguments(p)
     add_margin_arguments(p)
     p.add_argument("--srs", metavar="FILE", help="zero-knowledge transcripts: the SRS the challenge names, to "
@@ -48,20 +49,20 @@ def describe_vk(vk: VerificationKey) -> list[str]:
         f"trigger set   {vk.n} {vk.kind.value} items, {vk.num_classes} classes, "
         f"input {'x'.join(map(str, vk.input_shape))}",
         f"commitments   {vk.scheme.value}",
-        f"created       {vk.created} (as claimed by the owner; only a registry receipt proves a time)",
+        f"created       {untrusted(vk.created)} (as claimed by the owner; only a registry receipt proves a time)",
     ]
     if vk.vrf_key is not None:
         lines.append(f"VRF key       {vk.vrf_key.to_bytes().hex()}")
     if vk.margin is not None:
-        lines.append(f"queries       from {vk.margin.describe()}")
+        lines.append(f"queries       from {untrusted(vk.margin.describe())}")
     return lines
 
 
 def requery(report: AuditReport, args: argparse.Namespace) -> None:
     oracle = oracle_from_args(args)
     if oracle.model_ref != report.challenge.model:
-        raise InvalidInput(f"the transcript is about {report.challenge.model.describe()}, not "
-                           f"{oracle.model_ref.describe()}")
+        raise InvalidInput(f"the transcript is about {untrusted(report.challenge.model.describe())}, not "
+                           f"{untrusted(oracle.model_ref.describe())}")
     answers = oracle.classify(item_images(report.items, report.vk))
     recorded = np.array([r.predicted for r in report.verdict.results])
     matches = int(sum(int(a) == r.label for a, r in zip(answers, report.verdict.results)))
@@ -81,17 +82,14 @@ def reverify_proofs(report: AuditReport, args: argparse.Namespace) -> None:
     print(f"re-checked the proofs against the model: {valid} of {len(report.zk_items)} verify, as recorded")
 
 
-def check_log_trust(transcript: Transcript, log_key_path: str | None) -> None:
-    """A receipt proves a time only to someone who trusts the log that signed it."""
-    if transcript.registration is None:
-        return
-    used = transcript.registration.log_key
-    if log_key_path is None:
-        print(f"note: the registration was checked against the log key in the transcript, {used.fingerprint}; "
-              f"pass --log-key to require a log you trust")
-    elif load_public_key(log_key_path) != used:
-        raise InvalidSignature(f"the transcript's receipt comes from log {used.fingerprint}, not from the log "
-                               f"key in {log_key_path}")
+def check_log_trust(transcript: Transcript, report: AuditReport, log_key_paths: list[str]) -> str | None:
+    """A receipt proves a time only to someone who trusts the log that signed it: with
+    --log-key, one from another log is refused; without, the registration is unverified.
+    Returns the line to print in place of the verdict's registration, if any."""
+    info, note = trusted_registration(transcript, report, [load_public_key(p) for p in log_key_paths])
+    if transcript.registration is not None and info is None and log_key_paths:
+        raise InvalidSignature(f"{note}: the receipt must come from a log key in {', '.join(log_key_paths)}")
+    return None if info is not None or transcript.registration is None else note
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,11 +98,11 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(obj, dict) and obj.get("type") == TRANSCRIPT_TYPE:
         transcript = Transcript.from_json(data, what=args.file)
         report = audit_transcript(transcript, args.data_root)
-        check_log_trust(transcript, args.log_key)
+        unverified = check_log_trust(transcript, report, args.log_key)
         print(f"{args.file}: valid transcript: every signature, opening, the subset and the decision check out")
         for line in describe_vk(report.vk):
             print("  " + line)
-        print_verdict(report.verdict)
+        print_verdict(report.verdict, registration_note=unverified)
         if args.model or args.endpoint:
             (reverify_proofs if report.challenge.zk else requery)(report, args)
         return EXIT_OK

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, untrusted
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
 from wmark.protocol.keys import load_verification_key
@@ -63,7 +63,7 @@ def finish(session: VerifierSession, verdict_envelope, vk_envelope, out: str,
 def report_refusal(event: Refused, *, keep: Path | None = None) -> int:
     """Report the owner's refusal; ``keep``: where to save it, when it exists nowhere else
     (a live session's: the files transport's is the owner's answer file already)."""
-    print(f"REFUSED by the owner: {event.reason}", file=sys.stderr)
+    print(f"REFUSED by the owner: {untrusted(event.reason)}", file=sys.stderr)
     if keep is not None:
         atomic_write(keep, event.envelope.to_json())
         print(f"wrote {keep} (the owner's signed refusal)", file=sys.stderr)
@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
                                      margin=query_split_for(vk, args.data_root))
     oracle = oracle_from_args(args)
     if oracle.model_ref != session.model:
-        raise InvalidInput(f"the challenge names {session.model.describe()}, but the model given is "
-                           f"{oracle.model_ref.describe()}")
+        raise InvalidInput(f"the challenge names {untrusted(session.model.describe())}, but the model given is "
+                           f"{untrusted(oracle.model_ref.describe())}")
     event = session.receive(read_envelope(args.reveal, what="reveal"))
     if isinstance(event, Refused):
         return report_refusal(event)

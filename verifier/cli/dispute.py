@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
-from wmark.errors import InvalidInput, InvalidSignature
-from wmark.protocol.transcript import AuditReport, Transcript, load_transcript
-from wmark.protocol.transparency import earlier_registration
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, untrusted
+from wmark.errors import InvalidInput
+from wmark.protocol.hazmat.identity import PublicKey, load_public_key
+from wmark.protocol.transcript import AuditReport, load_transcript
+from wmark.protocol.transparency import RegistrationInfo, earlier_registration
 from wmark.verifier.cli._common import add_margin_arguments
-from wmark.verifier.cli.audit import check_log_trust
-from wmark.verifier.verify import audit_transcript
+from wmark.verifier.verify import audit_transcript, trusted_registration
 
 EPILOG = """\
 example:
   wmark-verifier dispute alice-verdict.json mallory-verdict.json --log-key registry/log-key.pub
 
-Both transcripts are audited in full first. Exit 0 when one claim is named the
-earlier, 1 when it cannot be decided (a claim was rejected, or neither has a
-valid receipt), 2 when an input is invalid or the claims are about different models."""
+Both transcripts are audited in full first. Only receipts from the logs named
+with --log-key count; a receipt from any other log is "registration
+unverified". Exit 0 when one claim is named the earlier, 1 when it cannot be
+decided (a claim was rejected, or neither has a receipt from a trusted log), 2
+when an input is invalid, no --log-key is given, or the claims are about
+different models."""
 
 
 def register(subparsers) -> None:
@@ -34,51 +38,58 @@ def register(subparsers) -> None:
                                 "verification key was registered first.", epilog=EPILOG, func=run)
     p.add_argument("first", help="a verdict.json (transcript)")
     p.add_argument("second", help="another verdict.json about the same model")
-    p.add_argument("--log-key", metavar="PEM", action="append",
-                   help="a registry log you trust (repeat for several); default: trust the logs in the transcripts")
+    p.add_argument("--log-key", metavar="PEM", action="append", default=[],
+                   help="a registry log you trust (repeat for several); required: a receipt from any other log "
+                        "proves nothing about time")
     add_margin_arguments(p)
 
 
-def _claim(path: str, log_keys: list[str] | None, data_root: str | None) -> tuple[Transcript, AuditReport]:
+@dataclass(frozen=True)
+class _Claim:
+    path: str
+    report: AuditReport
+    registration: RegistrationInfo | None  # from a log the user trusts, else None
+    note: str
+
+
+def _claim(path: str, trusted: list[PublicKey], data_root: str | None) -> _Claim:
     transcript = load_transcript(path)
     report = audit_transcript(transcript, data_root)
-    if log_keys and transcript.registration is not None:
-        errors = []
-        for key in log_keys:
-            try:
-                check_log_trust(transcript, key)
-                break
-            except InvalidSignature as exc:
-                errors.append(str(exc))
-        else:
-            raise InvalidInput(f"{path}: {errors[0]}")
-    return transcript, report
+    return _Claim(path, report, *trusted_registration(transcript, report, trusted))
 
 
 def run(args: argparse.Namespace) -> int:
-    claims = [(path, *_claim(path, args.log_key, args.data_root)) for path in (args.first, args.second)]
-    (_, _, a), (_, _, b) = claims
+    if not args.log_key:
+        # Without a log the user trusts, the transcripts' own logs would order
+        # the claims: a thief's log with its clock at 1970 would name the thief.
+        raise InvalidInput("registration unverified: a dispute is decided by registry receipts, which prove a "
+                           "time only from a log you trust; name it with --log-key PEM (repeat for several)")
+    trusted = [load_public_key(key) for key in args.log_key]
+    claims = [_claim(path, trusted, args.data_root) for path in (args.first, args.second)]
+    a, b = (c.report for c in claims)
     if a.challenge.model != b.challenge.model:
         raise InvalidInput("the two transcripts are about different models: "
-                           f"{a.challenge.model.describe()} and {b.challenge.model.describe()}")
-    for path, _, report in claims:
-        reg = report.verdict.registration
-        print(f"{path}: owner {report.vk.owner.fingerprint}, {'ACCEPTED' if report.verdict.accepted else 'REJECTED'}"
-              f" (p-value {report.verdict.p_value}), {'registered ' + reg.describe() if reg else 'no registry receipt'}")
-    rejected = [path for path, _, report in claims if not report.verdict.accepted]
+                           f"{untrusted(a.challenge.model.describe())} and {untrusted(b.challenge.model.describe())}")
+    for c in claims:
+        print(f"{untrusted(c.path)}: owner {c.report.vk.owner.fingerprint}, "
+              f"{'ACCEPTED' if c.report.verdict.accepted else 'REJECTED'} (p-value {c.report.verdict.p_value}), "
+              f"{c.note}")
+    rejected = [c.path for c in claims if not c.report.verdict.accepted]
     if rejected:
-        print(f"undecided: {', '.join(rejected)} was rejected, so there is no competing claim to order", file=sys.stderr)
+        print(f"undecided: {untrusted(', '.join(rejected))} was rejected, so there is no competing claim to order",
+              file=sys.stderr)
         return EXIT_REJECTED
-    registered = [(path, report) for path, _, report in claims if report.verdict.registration is not None]
+    registered = [c for c in claims if c.registration is not None]
     if not registered:
-        print("undecided: neither claim has a valid registry receipt, so nothing orders them in time", file=sys.stderr)
+        print("undecided: neither claim has a registry receipt from a log you trust, so nothing orders them in "
+              "time", file=sys.stderr)
         return EXIT_REJECTED
     if len(registered) == 1:
-        winner_path, winner = registered[0]
-        reason = "the only claim with a registry receipt"
+        winner = registered[0]
+        reason = "the only claim with a receipt from a log you trust"
     else:
-        first = earlier_registration(a.verdict.registration, b.verdict.registration)  # type: ignore[arg-type]
-        winner_path, winner = next((p, r) for p, r in registered if r.verdict.registration == first)
+        first = earlier_registration(*(c.registration for c in registered))  # type: ignore[arg-type]
+        winner = next(c for c in registered if c.registration == first)
         reason = "registered first"
-    print(f"EARLIER CLAIM: {winner_path}: owner {winner.vk.owner.fingerprint} ({reason})")
+    print(f"EARLIER CLAIM: {untrusted(winner.path)}: owner {winner.report.vk.owner.fingerprint} ({reason})")
     return EXIT_OK

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from wmark.console import add_command
+from wmark.console import add_command, untrusted
 from wmark.errors import InvalidInput, ModelOracleError, RemoteProtocolError, WmarkError
 from wmark.protocol.decision import lowest_passing_accuracy, threshold
 from wmark.protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
@@ -154,7 +154,8 @@ def deliver(prover: ProverConnection, verdict: dsse.Envelope) -> None:
     try:
         prover.send(encode_frame(verdict.to_json()), "verdict")
     except WmarkError as exc:
-        print(f"warning: the verdict stands, but could not be delivered to the owner: {exc}", file=sys.stderr)
+        print(f"warning: the verdict stands, but could not be delivered to the owner: {untrusted(exc)}",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                               margin=query_split_for(vk, args.data_root))
     p0 = null_match_probability(vk, args.p0)
     tau, low = threshold(args.k, p0, args.lam), lowest_passing_accuracy(args.k, p0, args.lam)
-    print(f"opening {args.k} of {vk.n} trigger items on {oracle.model_ref.describe()}: "
+    print(f"opening {args.k} of {vk.n} trigger items on {untrusted(oracle.model_ref.describe())}: "
           + ("no number of matches is significant at this k; see `wmark-verifier plan`" if tau is None else
              f"accept at {tau} matches; a marked model passes w.p. 0.99 from trigger accuracy {low:.3f}"))
     # Loaded before connecting, so the prover is not kept waiting on our disk.

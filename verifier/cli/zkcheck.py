@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wmark.console import EXIT_INVALID, add_command
+from wmark.console import EXIT_INVALID, add_command, untrusted
 from wmark.errors import InvalidInput
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.messages import Verdict, decode
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if session.zk is None:
         raise InvalidInput(f"{args.challenge}: asks for openings, not proofs; use wmark-verifier check")
     if model_file_digest(args.model) != session.model.sha256:
-        raise InvalidInput(f"{args.model}: not the model the challenge names ({session.model.describe()})")
+        raise InvalidInput(f"{args.model}: not the model the challenge names ({untrusted(session.model.describe())})")
     event = session.receive(read_envelope(args.reveal, what="reveal"))
     if isinstance(event, Refused):
         return report_refusal(event)
@@ -80,7 +80,7 @@ def finish_zk(session: VerifierSession, verdict_envelope, vk_envelope, out: str,
     decided = decode(verdict_envelope, (Verdict,))
     assert isinstance(decided, Verdict) and decided.zk is not None
     for failure in decided.zk.failures:
-        print(f"  item {failure.index}: proof not counted: {failure.reason}")
+        print(f"  item {failure.index}: proof not counted: {untrusted(failure.reason)}")
     if decided.zk.failures and not decided.accepted:
         # Invalid proofs are the owner's input error, not a model that failed a fair test.
         print(f"wmark-verifier: error: {len(decided.zk.failures)} of {decided.k} proofs are invalid (listed above); "

@@ -1,0 +1,40 @@
+"""wmark.console: untrusted text is escaped before it is printed, and errors
+(which quote peers and files) print as one escaped line."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wmark import console
+from wmark.errors import InvalidInput
+
+
+def test_control_characters_are_escaped():
+    assert console.untrusted("ok\x1b[2J\r\nnext\u202e\\x") == "ok\\x1b[2J\\x0d\\x0anext\\u202e\\\\x"
+
+
+def test_long_text_is_cut():
+    assert console.untrusted("a" * 10, limit=4) == "aaaa…"
+
+
+@given(st.text(max_size=200))
+def test_nothing_unsafe_survives_and_safe_text_is_unchanged(text):
+    shown = console.untrusted(text)
+    assert not any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f or c in "\u2028\u2029\u202e\u2066" for c in shown)
+    if not any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f or c == "\\" or 0x200b <= ord(c) <= 0x206f
+               or c == "\ufeff" for c in text):
+        assert shown == text
+
+
+def test_an_error_quoting_a_peer_is_printed_escaped(capsys):
+    class Module:
+        @staticmethod
+        def register(subparsers):
+            def fail(args):
+                raise InvalidInput("peer said \x1b[2J\nACCEPTED")
+            console.add_command(subparsers, "go", help="", description="", func=fail)
+
+    assert console.run_cli("wmark-test", "", [Module], ["go"]) == console.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert err == "wmark-test: error: peer said \\x1b[2J\\x0aACCEPTED\n"
