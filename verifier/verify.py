@@ -18,7 +18,7 @@ from wmark.protocol.items import OpenedItem
 from wmark.protocol.keys import VerificationKey, verify_vk_envelope
 from wmark.protocol.margin import QuerySplit
 from wmark.protocol.session import RevealAccepted, VerifierSession
-from wmark.protocol.transcript import AuditReport, Transcript, audit
+from wmark.protocol.transcript import AuditReport, Transcript, audit_with_key
 from wmark.protocol.transparency import RegistrationInfo
 from wmark.verifier.oracle import ModelOracle
 
@@ -49,7 +49,7 @@ def query_split_for(vk: VerificationKey, data_root: str | None) -> QuerySplit | 
 def audit_transcript(transcript: Transcript, data_root: str | None = None) -> AuditReport:
     """:func:`~wmark.protocol.transcript.audit`, with a margin key's query split from ``data_root``."""
     vk = verify_vk_envelope(transcript.vk, what="verification key")
-    return audit(transcript, margin=query_split_for(vk, data_root))
+    return audit_with_key(transcript, vk, margin=query_split_for(vk, data_root))
 
 
 def trusted_registration(transcript: Transcript, report: AuditReport,

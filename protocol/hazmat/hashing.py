@@ -8,21 +8,44 @@ tags or different splits of the same bytes can never collide by construction.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 TAG_PREFIX = "wmark/"
 
 
 def tagged_hash(tag: str, *parts: bytes) -> bytes:
-    if not tag.startswith(TAG_PREFIX):
-        raise ValueError(f"hash tag {tag!r} must start with {TAG_PREFIX!r}")
-    tag_bytes = tag.encode("ascii")
-    h = hashlib.sha256()
-    h.update(len(tag_bytes).to_bytes(2, "big"))
-    h.update(tag_bytes)
+    hasher = TaggedHasher(tag)
     for part in parts:
-        h.update(len(part).to_bytes(8, "big"))
-        h.update(part)
-    return h.digest()
+        hasher.part(len(part), (part,))
+    return hasher.digest()
+
+
+class TaggedHasher:
+    """:func:`tagged_hash` fed in pieces, for parts too large to hold in memory
+    (a model's weights): each part's length is announced first, as in the
+    one-shot form, and the chunks that follow must add up to it."""
+
+    def __init__(self, tag: str) -> None:
+        if not tag.startswith(TAG_PREFIX):
+            raise ValueError(f"hash tag {tag!r} must start with {TAG_PREFIX!r}")
+        tag_bytes = tag.encode("ascii")
+        self._h = hashlib.sha256()
+        self._h.update(len(tag_bytes).to_bytes(2, "big"))
+        self._h.update(tag_bytes)
+
+    def part(self, length: int, chunks: Iterable[bytes]) -> None:
+        self._h.update(length.to_bytes(8, "big"))
+        seen = 0
+        for chunk in chunks:
+            seen += len(chunk)
+            if seen > length:
+                break
+            self._h.update(chunk)
+        if seen != length:
+            raise ValueError(f"a part announced as {length} bytes had {'more' if seen > length else seen}")
+
+    def digest(self) -> bytes:
+        return self._h.digest()
 
 
 def tagged_stream(tag: str, seed: bytes, nbytes: int) -> bytes:

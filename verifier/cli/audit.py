@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     data = read_bounded(args.file, max_bytes=MAX_DOCUMENT_BYTES, what="signed object")
     obj = parse_json(data, what=args.file)
     if isinstance(obj, dict) and obj.get("type") == TRANSCRIPT_TYPE:
-        transcript = Transcript.from_json(data, what=args.file)
+        transcript = Transcript.from_obj(obj, what=args.file)
         report = audit_transcript(transcript, args.data_root)
         unverified = check_log_trust(transcript, report, args.log_key)
         print(f"{args.file}: valid transcript: every signature, opening, the subset and the decision check out")
