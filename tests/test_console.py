@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,3 +39,29 @@ def test_an_error_quoting_a_peer_is_printed_escaped(capsys):
     assert console.run_cli("wmark-test", "", [Module], ["go"]) == console.EXIT_INVALID
     err = capsys.readouterr().err
     assert err == "wmark-test: error: peer said \\x1b[2J\\x0aACCEPTED\n"
+
+
+class PanicException(BaseException):
+    """What pyo3 raises when Rust code (ezkl) panics: a BaseException, by that name."""
+
+
+def _failing(exc: BaseException):
+    class Module:
+        @staticmethod
+        def register(subparsers):
+            def fail(args):
+                raise exc
+            console.add_command(subparsers, "go", help="", description="", func=fail)
+    return Module
+
+
+def test_a_library_panic_or_overflow_is_one_line_and_exit_2(capsys):
+    for exc in (PanicException("called `Option::unwrap()` on a `None` value"), OverflowError("int too large")):
+        assert console.run_cli("wmark-test", "", [_failing(exc)], ["go"]) == console.EXIT_INVALID
+        err = capsys.readouterr().err
+        assert err.startswith("wmark-test: error: a library failed on this input") and err.count("\n") == 1, err
+
+
+def test_a_bug_is_not_hidden():
+    with pytest.raises(ZeroDivisionError):
+        console.run_cli("wmark-test", "", [_failing(ZeroDivisionError())], ["go"])

@@ -81,6 +81,21 @@ def run_cli(prog: str, description: str, modules: Sequence[ModuleType], argv: Se
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except BaseException as exc:
+        if not is_library_failure(exc):
+            raise
+        # Input crafted to break a library (an SRS of zeros makes ezkl panic, a
+        # number overflows numpy) is still the input's fault: exit 2, not 1
+        # ("rejected"), and one line, not a traceback.
+        print(f"{prog}: error: a library failed on this input ({type(exc).__name__}: {untrusted(exc, limit=300)})",
+              file=sys.stderr)
+        return EXIT_INVALID
+
+
+def is_library_failure(exc: BaseException) -> bool:
+    """A Rust library's panic (pyo3's PanicException derives from BaseException, so
+    ``except Exception`` misses it) or an arithmetic overflow or stack exhaustion."""
+    return isinstance(exc, (OverflowError, RecursionError)) or type(exc).__name__ == "PanicException"
 
 
 def read_passphrase(*, confirm: bool, purpose: str) -> str:
