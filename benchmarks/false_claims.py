@@ -1,7 +1,7 @@
 """False claims of ownership against a watermarked digits model.
 
 Runs every false-claim scenario of tests/adversarial/, with the very code the
-tests run (tests/adversarial/_claims.py), at the larger sizes of the issue:
+tests run (tests/adversarial/_claims.py), at larger sizes than the default test run:
 
 * random claim: fresh derived keys never embedded, at k = 20 and k = n;
 * ownership piracy: an imported key committing to the stolen model's own

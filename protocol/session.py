@@ -1,34 +1,35 @@
-"""The verification protocol as two sans-IO state machines (docs/design.md section 4).
+"""The verification protocol as sans-IO state machines (docs/design.md section 4).
 
 Like h11's ``Connection``, a session never touches a socket or a file: the
 caller hands it envelopes and gets envelopes and events back.  The same code
 therefore serves the file commands, the TCP server, tests and fuzzers.
 
-Verifier:  challenge() -> receive(reveal) -> [caller queries the model] -> decide(predictions)
-Prover:    receive(challenge) -> [caller consults the ledger] -> reveal() | refuse(reason)
-           -> receive(verdict)
+Verifier:     challenge() -> receive(reveal) -> [caller queries the model] -> decide(predictions)
+ZK verifier:  challenge() -> receive(zk reveal) -> [caller checks the proofs with ezkl] -> decide_zk(proof_errors)
+Prover:       receive(challenge) -> [caller consults the ledger] -> reveal() | refuse(reason)
+              -> receive(verdict); for a zero-knowledge challenge (docs/design.md section 4c),
+              [caller proves] -> zk_reveal(statements) | refuse(reason) instead
 
-A zero-knowledge session (docs/design.md section 4c) is the same machine with
-other messages: the challenge carries ``zk`` parameters, the prover answers
-with ``zk_reveal(statements)`` after proving (the caller runs the prover), the
-verifier gets :class:`ZkRevealAccepted`, checks the proofs (the caller runs
-ezkl) and calls ``decide_zk(proof_errors)``.
-
-A message that breaks the protocol raises :class:`RemoteProtocolError` (the
-peer's fault) and ends the session; calling a method out of turn raises
-:class:`LocalProtocolError` (the caller's fault).
+:class:`VerifierSession` and :class:`ZkVerifierSession` are typed apart, so
+each one's ``receive`` returns its own accepted event or :class:`Refused`.
+Every method steps its role's transition table in :mod:`wmark.protocol.state`,
+which holds the rule for what is out of turn: a call out of turn raises
+:class:`LocalProtocolError` (the caller's fault), a message out of turn
+:class:`RemoteProtocolError` (the peer's), and neither changes the state; a
+message in turn that fails its checks raises :class:`RemoteProtocolError` and
+ends the session in the failed state.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from fractions import Fraction
-from typing import Mapping
+from typing import ClassVar, Generic, TypeVar
 
 from Crypto.Random import get_random_bytes
 
@@ -60,6 +61,16 @@ from wmark.protocol.messages import (
     ZkReveal,
     chain_digest,
     decode,
+)
+from wmark.protocol.state import (
+    PROVER,
+    VERIFIER,
+    ZK_VERIFIER,
+    Machine,
+    ProverEvent,
+    ProverState,
+    VerifierEvent,
+    VerifierState,
 )
 from wmark.protocol.transparency import RegistrationInfo
 from wmark.protocol.zk import (
@@ -211,15 +222,6 @@ def check_challenge(envelope: dsse.Envelope) -> tuple[Challenge, bytes]:
     return challenge, Challenge.digest_of(envelope)
 
 
-class VerifierState(Enum):
-    SEND_CHALLENGE = "send-challenge"
-    AWAIT_REVEAL = "await-reveal"
-    AWAIT_PREDICTIONS = "await-predictions"
-    DONE = "done"
-    REFUSED = "refused"
-    FAILED = "failed"
-
-
 @dataclass(frozen=True)
 class RevealAccepted:
     """Event: the openings check out; query the model on these items."""
@@ -243,25 +245,27 @@ class Refused:
     envelope: dsse.Envelope
 
 
-class VerifierSession:
+Accepted = TypeVar("Accepted", RevealAccepted, ZkRevealAccepted)
+
+# The event a message's payload type names, before its checks (wmark.protocol.state says what is done with it).
+_VERIFIER_MESSAGES = {Reveal.PAYLOAD_TYPE: VerifierEvent.REVEAL, ZkReveal.PAYLOAD_TYPE: VerifierEvent.ZK_REVEAL,
+                      Refusal.PAYLOAD_TYPE: VerifierEvent.REFUSAL}
+
+
+class _Verifier(Generic[Accepted]):
+    """What both verifiers share: the challenge, a refusal, the signed verdict.
+    Each subclass names its machine, the answer it takes and how it checks one."""
+
+    _MACHINE: ClassVar[Machine[VerifierState, VerifierEvent]]
+    _ANSWER: ClassVar[type[Reveal | ZkReveal]]
+
     def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
-                 p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
-                 registration: RegistrationInfo | None = None, zk: ZkParameters | None = None,
-                 margin: QuerySplit | None = None) -> None:
-        """``margin``: for a margin key, the verifier's copy of its query split
-        (needed from the reveal on; a challenge can be issued without it)."""
+                 p0: Fraction | None, lam: int, registration: RegistrationInfo | None,
+                 zk: ZkParameters | None) -> None:
         if not 1 <= k <= vk.n:
             raise LocalProtocolError(f"k={k} must be between 1 and n={vk.n}")
-        if zk is not None and vk.zk is None:
-            raise LocalProtocolError("the verification key has no zero-knowledge commitments (made without "
-                                     "wmark keygen --zk)")
-        if zk is not None and model.sha256 is None:
-            raise LocalProtocolError("zero-knowledge verification needs the model's weights, not an endpoint")
         self.vk = vk
-        self._zk = zk
-        if margin is not None:
-            margin_items(vk, margin)  # the wrong data fails now, not after the prover has revealed
-        self._margin = margin
+        self._zk_parameters = zk
         self._identity = identity
         self._model = model
         self._k = k
@@ -274,47 +278,25 @@ class VerifierSession:
         self.verdict_envelope: dsse.Envelope | None = None
         self._challenge: Challenge | None = None
         self._challenge_digest = b""
-        self._items: tuple[OpenedItem, ...] = ()
-        self._zk_items: tuple[ZkItem, ...] = ()
 
-    @classmethod
-    def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
-               p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
-               registration: RegistrationInfo | None = None,
-               margin: QuerySplit | None = None) -> "VerifierSession":
-        """A session waiting for the reveal to a challenge issued earlier (files transport)."""
-        challenge, digest = check_challenge(challenge_envelope)
-        if challenge.verifier != identity.public_key:
-            raise LocalProtocolError("the challenge was issued by another verifier key than this one")
-        if challenge.vk_digest != vk.digest:
-            raise LocalProtocolError("the challenge is for another verification key")
-        session = cls(vk, identity, challenge.model, challenge.k, p0=p0, lam=lam, registration=registration,
-                      zk=challenge.zk, margin=margin)
-        session._challenge, session._challenge_digest = challenge, digest
-        session.challenge_envelope = challenge_envelope
-        session.state = VerifierState.AWAIT_REVEAL
-        return session
+    def _resume(self, challenge: Challenge, digest: bytes, envelope: dsse.Envelope) -> None:
+        """Take the step a challenge issued earlier took (files transport)."""
+        self.state = self._MACHINE.step(self.state, VerifierEvent.CHALLENGE)
+        self._challenge, self._challenge_digest = challenge, digest
+        self.challenge_envelope = envelope
 
     @property
     def model(self) -> ModelRef:
         return self._model
 
-    @property
-    def zk(self) -> ZkParameters | None:
-        return self._zk
-
-    def _expect(self, state: VerifierState, action: str) -> None:
-        if self.state is not state:
-            raise LocalProtocolError(f"cannot {action} in state {self.state.value}")
-
     def challenge(self) -> dsse.Envelope:
-        self._expect(VerifierState.SEND_CHALLENGE, "issue a challenge")
+        following = self._MACHINE.step(self.state, VerifierEvent.CHALLENGE)
         self._challenge = Challenge(vk_digest=self.vk.digest, model=self._model, n=self.vk.n, k=self._k,
                                     nonce=get_random_bytes(NONCE_BYTES), verifier=self._identity.public_key,
-                                    issued=now(), zk=self._zk)
+                                    issued=now(), zk=self._zk_parameters)
         self.challenge_envelope = self._challenge.sign(self._identity)
         self._challenge_digest = Challenge.digest_of(self.challenge_envelope)
-        self.state = VerifierState.AWAIT_REVEAL
+        self.state = following
         return self.challenge_envelope
 
     @property
@@ -323,61 +305,156 @@ class VerifierSession:
             raise LocalProtocolError("no challenge issued yet")
         return subset_of(self._challenge, self._challenge_digest)
 
-    def receive(self, envelope: dsse.Envelope) -> RevealAccepted | ZkRevealAccepted | Refused:
-        self._expect(VerifierState.AWAIT_REVEAL, "receive a message")
+    def receive(self, envelope: dsse.Envelope) -> Accepted | Refused:
+        """Take the prover's answer: a reveal of this session's kind, or a refusal."""
+        event = self._MACHINE.incoming(self.state, _VERIFIER_MESSAGES.get(envelope.payload_type))
         assert self._challenge is not None
+        result: Accepted | Refused
         try:
-            if envelope.payload_type == Refusal.PAYLOAD_TYPE:
-                dsse.verify(envelope, self.vk.owner, payload_type=Refusal.PAYLOAD_TYPE, what="refusal")
-                refusal = decode(envelope, (Refusal,))
-                assert isinstance(refusal, Refusal)
-                if refusal.challenge_digest != self._challenge_digest:
-                    raise InvalidOpening("refusal: it answers another challenge")
-                self.state = VerifierState.REFUSED
-                return Refused(refusal.reason, envelope)
-            if self._zk is not None:
-                _, self._zk_items = check_zk_reveal(envelope, self.vk, self._challenge, self._challenge_digest)
+            if event is VerifierEvent.REFUSAL:
+                result = self._check_refusal(envelope)
             else:
-                _, self._items = check_reveal(envelope, self.vk, self._challenge, self._challenge_digest,
-                                              margin=self._margin)
+                result = self._check(envelope, self._challenge)
         except (DecodeError, InvalidSignature, InvalidOpening) as exc:
-            self.state = VerifierState.FAILED
+            self.state = self._MACHINE.failed
             raise RemoteProtocolError(f"prover sent an invalid message: {exc}") from None
-        self.reveal_envelope = envelope
-        self.state = VerifierState.AWAIT_PREDICTIONS
-        return ZkRevealAccepted(self._zk_items) if self._zk is not None else RevealAccepted(self._items)
+        self.state = self._MACHINE.step(self.state, event)
+        if event is not VerifierEvent.REFUSAL:
+            self.reveal_envelope = envelope
+        return result
+
+    def _check_refusal(self, envelope: dsse.Envelope) -> Refused:
+        dsse.verify(envelope, self.vk.owner, payload_type=Refusal.PAYLOAD_TYPE, what="refusal")
+        refusal = decode(envelope, (Refusal,))
+        assert isinstance(refusal, Refusal)
+        if refusal.challenge_digest != self._challenge_digest:
+            raise InvalidOpening("refusal: it answers another challenge")
+        return Refused(refusal.reason, envelope)
+
+    def _check(self, envelope: dsse.Envelope, challenge: Challenge) -> Accepted:
+        raise NotImplementedError
+
+    def _sign(self, event: VerifierEvent, results: tuple[ItemResult, ...], zk: ZkVerdictInfo | None) -> dsse.Envelope:
+        following = self._MACHINE.step(self.state, event)
+        assert self.reveal_envelope is not None
+        verdict = build_verdict(self.vk, self._challenge_digest, self._ANSWER.digest_of(self.reveal_envelope),
+                                self._model, results, self._p0, self._lam, self._registration, now(), zk=zk)
+        self.verdict_envelope = verdict.sign(self._identity)
+        self.state = following
+        return self.verdict_envelope
+
+
+def _issued_challenge(vk: VerificationKey, identity: SigningKey,
+                      envelope: dsse.Envelope) -> tuple[Challenge, bytes]:
+    """A challenge this verifier issued earlier about ``vk``, to resume a session from."""
+    challenge, digest = check_challenge(envelope)
+    if challenge.verifier != identity.public_key:
+        raise LocalProtocolError("the challenge was issued by another verifier key than this one")
+    if challenge.vk_digest != vk.digest:
+        raise LocalProtocolError("the challenge is for another verification key")
+    return challenge, digest
+
+
+class VerifierSession(_Verifier[RevealAccepted]):
+    """The verifier of an opening session: the owner opens the challenged items,
+    the verifier queries the suspect model on them and decides."""
+
+    _MACHINE = VERIFIER
+    _ANSWER = Reveal
+
+    def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
+                 p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+                 registration: RegistrationInfo | None = None, margin: QuerySplit | None = None) -> None:
+        """``margin``: for a margin key, the verifier's copy of its query split
+        (needed from the reveal on; a challenge can be issued without it)."""
+        super().__init__(vk, identity, model, k, p0=p0, lam=lam, registration=registration, zk=None)
+        if margin is not None:
+            margin_items(vk, margin)  # the wrong data fails now, not after the prover has revealed
+        self._margin = margin
+        self._items: tuple[OpenedItem, ...] = ()
+
+    @classmethod
+    def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
+               p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+               registration: RegistrationInfo | None = None,
+               margin: QuerySplit | None = None) -> VerifierSession:
+        """A session waiting for the reveal to a challenge issued earlier (files transport)."""
+        challenge, digest = _issued_challenge(vk, identity, challenge_envelope)
+        if challenge.zk is not None:
+            raise LocalProtocolError("the challenge asks for zero-knowledge proofs, not openings")
+        session = cls(vk, identity, challenge.model, challenge.k, p0=p0, lam=lam, registration=registration,
+                      margin=margin)
+        session._resume(challenge, digest, challenge_envelope)
+        return session
+
+    def _check(self, envelope: dsse.Envelope, challenge: Challenge) -> RevealAccepted:
+        _, self._items = check_reveal(envelope, self.vk, challenge, self._challenge_digest, margin=self._margin)
+        return RevealAccepted(self._items)
 
     def decide(self, predictions: Mapping[int, int]) -> dsse.Envelope:
         """Sign the verdict from the model's answers (index -> predicted class)."""
-        self._expect(VerifierState.AWAIT_PREDICTIONS, "decide")
-        if self._zk is not None:
-            raise LocalProtocolError("a zero-knowledge session decides from proofs: call decide_zk")
+        self._MACHINE.step(self.state, VerifierEvent.DECIDE)
         missing = [item.index for item in self._items if item.index not in predictions]
         if missing:
             raise LocalProtocolError(f"no model prediction for items {missing[:8]}")
-        return self._sign(tuple(ItemResult(i.index, i.label, int(predictions[i.index])) for i in self._items),
-                          None)
+        return self._sign(VerifierEvent.DECIDE,
+                          tuple(ItemResult(i.index, i.label, int(predictions[i.index])) for i in self._items), None)
+
+
+class ZkVerifierSession(_Verifier[ZkRevealAccepted]):
+    """The verifier of a zero-knowledge session (docs/design.md section 4c): the
+    owner proves each challenged item's class about the model the verifier
+    holds, and the verifier decides from its checks of those proofs."""
+
+    _MACHINE = ZK_VERIFIER
+    _ANSWER = ZkReveal
+
+    def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
+                 zk: ZkParameters, p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+                 registration: RegistrationInfo | None = None) -> None:
+        """``zk``: the circuit and SRS the proofs are to be made against."""
+        if vk.zk is None:
+            raise LocalProtocolError("the verification key has no zero-knowledge commitments (made without "
+                                     "wmark keygen --zk)")
+        if model.sha256 is None:
+            raise LocalProtocolError("zero-knowledge verification needs the model's weights, not an endpoint")
+        super().__init__(vk, identity, model, k, p0=p0, lam=lam, registration=registration, zk=zk)
+        self._zk = zk
+        self._zk_items: tuple[ZkItem, ...] = ()
+
+    @classmethod
+    def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
+               p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+               registration: RegistrationInfo | None = None) -> ZkVerifierSession:
+        """A session waiting for the proofs answering a challenge issued earlier (files transport)."""
+        challenge, digest = _issued_challenge(vk, identity, challenge_envelope)
+        if challenge.zk is None:
+            raise LocalProtocolError("the challenge asks for openings, not zero-knowledge proofs")
+        session = cls(vk, identity, challenge.model, challenge.k, zk=challenge.zk, p0=p0, lam=lam,
+                      registration=registration)
+        session._resume(challenge, digest, challenge_envelope)
+        return session
+
+    @property
+    def zk(self) -> ZkParameters:
+        return self._zk
+
+    def _check(self, envelope: dsse.Envelope, challenge: Challenge) -> ZkRevealAccepted:
+        _, self._zk_items = check_zk_reveal(envelope, self.vk, challenge, self._challenge_digest)
+        return ZkRevealAccepted(self._zk_items)
 
     def decide_zk(self, proof_errors: Mapping[int, str | None]) -> dsse.Envelope:
         """Sign the verdict from the proof checks (index -> None if the proof
         verified, else why not); a failed proof is a non-match, reported."""
-        self._expect(VerifierState.AWAIT_PREDICTIONS, "decide")
-        if self._zk is None:
-            raise LocalProtocolError("a session that queried the model decides with decide(predictions)")
+        self._MACHINE.step(self.state, VerifierEvent.DECIDE_ZK)
         missing = [item.index for item in self._zk_items if item.index not in proof_errors]
         if missing:
             raise LocalProtocolError(f"no proof check for items {missing[:8]}")
         results, failures = zk_results(self.vk, self._zk_items, proof_errors)
-        return self._sign(results, ZkVerdictInfo(self._zk, failures))
+        return self._sign(VerifierEvent.DECIDE_ZK, results, ZkVerdictInfo(self._zk, failures))
 
-    def _sign(self, results: tuple[ItemResult, ...], zk: ZkVerdictInfo | None) -> dsse.Envelope:
-        assert self.reveal_envelope is not None
-        answer = ZkReveal if zk is not None else Reveal
-        verdict = build_verdict(self.vk, self._challenge_digest, answer.digest_of(self.reveal_envelope),
-                                self._model, results, self._p0, self._lam, self._registration, now(), zk=zk)
-        self.verdict_envelope = verdict.sign(self._identity)
-        self.state = VerifierState.DONE
-        return self.verdict_envelope
+
+AnyVerifierSession = VerifierSession | ZkVerifierSession
 
 
 def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: bytes, model: ModelRef,
@@ -407,17 +484,10 @@ def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: b
     )
 
 
-class ProverState(Enum):
-    AWAIT_CHALLENGE = "await-challenge"
-    DECIDE = "decide"
-    AWAIT_VERDICT = "await-verdict"
-    DONE = "done"
-    FAILED = "failed"
-
-
 @dataclass(frozen=True)
 class ChallengeReceived:
-    """Event: a valid challenge; the caller consults its ledger, then reveals or refuses."""
+    """Event: a valid challenge; the caller consults its ledger, then reveals or
+    refuses (a zero-knowledge challenge: proves, then ``zk_reveal`` or refuses)."""
 
     challenge: Challenge
     digest: bytes
@@ -430,7 +500,14 @@ class VerdictReceived:
     envelope: dsse.Envelope
 
 
+_PROVER_MESSAGES = {Challenge.PAYLOAD_TYPE: ProverEvent.CHALLENGE, Verdict.PAYLOAD_TYPE: ProverEvent.VERDICT}
+
+
 class ProverSession:
+    """The owner's side of both kinds of session: which kind it is in is the
+    challenge's to say, so its state machine (``wmark.protocol.state.PROVER``)
+    has a deciding state for each."""
+
     def __init__(self, mk: MarkingKey, vk: VerificationKey, identity: SigningKey) -> None:
         if mk.vk_digest != vk.digest:
             raise LocalProtocolError("the marking key does not belong to this verification key")
@@ -443,70 +520,62 @@ class ProverSession:
         self._received: ChallengeReceived | None = None
         self._reveal_digest = b""
 
-    def _expect(self, state: ProverState, action: str) -> None:
-        if self.state is not state:
-            raise LocalProtocolError(f"cannot {action} in state {self.state.value}")
-
     def receive(self, envelope: dsse.Envelope) -> ChallengeReceived | VerdictReceived:
-        if self.state is ProverState.AWAIT_CHALLENGE:
-            return self._receive_challenge(envelope)
-        if self.state is ProverState.AWAIT_VERDICT:
+        event = PROVER.incoming(self.state, _PROVER_MESSAGES.get(envelope.payload_type))
+        if event is ProverEvent.VERDICT:
             return self._receive_verdict(envelope)
-        raise RemoteProtocolError(f"verifier sent a message while the prover was in state {self.state.value}")
+        return self._receive_challenge(envelope)
+
+    def _fail(self, message: str) -> RemoteProtocolError:
+        self.state = PROVER.failed
+        return RemoteProtocolError(message)
 
     def _receive_challenge(self, envelope: dsse.Envelope) -> ChallengeReceived:
         try:
             challenge, digest = check_challenge(envelope)
         except WmarkError as exc:
-            self.state = ProverState.FAILED
-            raise RemoteProtocolError(f"verifier sent an invalid challenge: {exc}") from None
+            raise self._fail(f"verifier sent an invalid challenge: {exc}") from None
         if challenge.vk_digest != self.vk.digest or challenge.n != self.vk.n:
-            self.state = ProverState.FAILED
-            raise RemoteProtocolError("verifier sent a challenge for another verification key")
+            raise self._fail("verifier sent a challenge for another verification key")
         if challenge.zk is not None and (self.vk.zk is None or self._mk.zk is None):
-            self.state = ProverState.FAILED
-            raise RemoteProtocolError("verifier asked for zero-knowledge proofs, but this key has no "
-                                      "zero-knowledge commitments (made without wmark keygen --zk)")
+            raise self._fail("verifier asked for zero-knowledge proofs, but this key has no zero-knowledge "
+                             "commitments (made without wmark keygen --zk)")
+        self.state = PROVER.step(self.state,
+                                 ProverEvent.CHALLENGE if challenge.zk is None else ProverEvent.ZK_CHALLENGE)
         self._received = ChallengeReceived(challenge, digest, subset_of(challenge, digest))
-        self.state = ProverState.DECIDE
         return self._received
 
     def reveal(self) -> dsse.Envelope:
         """Open exactly the challenged subset."""
-        self._expect(ProverState.DECIDE, "reveal")
+        following = PROVER.step(self.state, ProverEvent.REVEAL)
         assert self._received is not None
-        if self._received.challenge.zk is not None:
-            # Opening here would hand over the very images the verifier agreed not to see.
-            raise LocalProtocolError("a zero-knowledge challenge is answered with proofs (zk_reveal), never with "
-                                     "openings")
         reveal = Reveal(self._received.digest, self.vk.digest, self.vk.scheme,
                         tuple(self._mk.openings[i] for i in self._received.indices))
-        self.state = ProverState.AWAIT_VERDICT
         envelope = reveal.sign(self._identity)
         self._reveal_digest = Reveal.digest_of(envelope)
+        self.state = following
         return envelope
 
     def zk_reveal(self, statements: Mapping[int, ZkStatement]) -> dsse.Envelope:
         """Answer a zero-knowledge challenge: each sampled item's proof and label opening."""
-        self._expect(ProverState.DECIDE, "reveal")
+        following = PROVER.step(self.state, ProverEvent.ZK_REVEAL)
         assert self._received is not None
-        if self._received.challenge.zk is None:
-            raise LocalProtocolError("proofs answer only a zero-knowledge challenge; this one asks for openings")
         missing = [i for i in self._received.indices if i not in statements]
         if missing:
             raise LocalProtocolError(f"no proof for challenged items {missing[:8]}")
         items = tuple(ZkItem(i, self._mk.openings[i].label, self._mk.openings[i].label_randomness, statements[i])
                       for i in self._received.indices)
-        self.state = ProverState.AWAIT_VERDICT
         envelope = ZkReveal(self._received.digest, self.vk.digest, self.vk.scheme, items).sign(self._identity)
         self._reveal_digest = ZkReveal.digest_of(envelope)
+        self.state = following
         return envelope
 
     def refuse(self, reason: str) -> dsse.Envelope:
-        self._expect(ProverState.DECIDE, "refuse")
+        following = PROVER.step(self.state, ProverEvent.REFUSE)
         assert self._received is not None
-        self.state = ProverState.DONE
-        return Refusal(self._received.digest, reason[:1024]).sign(self._identity)
+        envelope = Refusal(self._received.digest, reason[:1024]).sign(self._identity)
+        self.state = following
+        return envelope
 
     def _receive_verdict(self, envelope: dsse.Envelope) -> VerdictReceived:
         assert self._received is not None
@@ -520,7 +589,6 @@ class ProverSession:
             if verdict.vk_digest != self.vk.digest or verdict.reveal_digest != self._reveal_digest:
                 raise InvalidOpening("verdict: it names another verification key or another reveal than ours")
         except WmarkError as exc:
-            self.state = ProverState.FAILED
-            raise RemoteProtocolError(f"verifier sent an invalid verdict: {exc}") from None
-        self.state = ProverState.DONE
+            raise self._fail(f"verifier sent an invalid verdict: {exc}") from None
+        self.state = PROVER.step(self.state, ProverEvent.VERDICT)
         return VerdictReceived(verdict, envelope)

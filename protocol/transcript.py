@@ -118,6 +118,28 @@ class AuditReport:
     zk_items: tuple[ZkItem, ...] = ()
 
 
+def audit_checks(zk: bool) -> tuple[str, ...]:
+    """What :func:`audit` checks, in its order, in words a report can list
+    (a transcript that audits has passed every one of them)."""
+    opened = (("the reveal opens the label of every selected item (never the image), and each label opening "
+                "matches its commitment") if zk else
+              ("every opened image and label matches its commitment, and each derived item its VRF proof "
+               "under the key's VRF key"))
+    return (
+        "the verification key is well-formed and signed by its owner",
+        "the challenge is signed by the verifier key it names and is about this verification key",
+        ("the reveal is signed by the owner, answers this challenge and key, and answers exactly the items "
+         "the challenge's digest selects"),
+        opened,
+        "the verdict is signed by the verifier who issued the challenge and is about the challenged model",
+        "the verdict's items and labels are the reveal's, and its p0 is the one the trigger kind implies",
+        ("the registry receipt (if any) is signed by its log, includes this verification key, and is the "
+         "registration the verdict records"),
+        ("the matches count only proofs about the hidden inputs the key committed to; " if zk else "")
+        + "the threshold, p-value, decision, digests and caveats follow from the recorded answers",
+    )
+
+
 def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditReport:
     """Re-check a whole transcript offline; raise naming the first failure.
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
+from wmark.protocol.checkpoint import Checkpoint, Policy, TlogProof
 from wmark.protocol.hazmat import dsse, merkle
 from wmark.protocol.hazmat.encoding import (
     b64u_decode,
@@ -36,6 +37,7 @@ from wmark.protocol.hazmat.encoding import (
     parse_json,
 )
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey
+from wmark.protocol.hazmat.note import Note
 from wmark.protocol.keys import MAX_ITEMS, VerificationKey
 
 VERSION = 1
@@ -294,17 +296,35 @@ class RegistrationInfo:
 
 @dataclass(frozen=True)
 class Receipt:
-    """Proof of registration that travels with the vk: entry, signed tree head, audit path."""
+    """Proof of registration that travels with the vk: entry, signed tree head, audit path,
+    and (from logs with checkpoints) the cosigned C2SP checkpoint of the same tree."""
 
     log_keyid: str
     entry: LogEntry
     tree_head: dsse.Envelope
     inclusion_proof: InclusionProof
+    checkpoint: bytes | None = None
 
     def to_obj(self) -> dict[str, Any]:
-        return {"type": RECEIPT_TYPE, "version": VERSION, "log_keyid": self.log_keyid,
-                "entry": self.entry.to_obj(), "tree_head": envelope_to_obj(self.tree_head),
-                "inclusion_proof": self.inclusion_proof.to_obj()}
+        obj = {"type": RECEIPT_TYPE, "version": VERSION, "log_keyid": self.log_keyid,
+               "entry": self.entry.to_obj(), "tree_head": envelope_to_obj(self.tree_head),
+               "inclusion_proof": self.inclusion_proof.to_obj()}
+        if self.checkpoint is not None:
+            obj["checkpoint"] = self.checkpoint.decode("utf-8")
+        return obj
+
+    def note(self) -> Note | None:
+        return None if self.checkpoint is None else Note.decode(self.checkpoint, what="receipt's checkpoint")
+
+    def with_checkpoint(self, note: Note) -> "Receipt":
+        return Receipt(self.log_keyid, self.entry, self.tree_head, self.inclusion_proof, note.encode())
+
+    def tlog_proof(self) -> TlogProof:
+        """The same registration as a c2sp.org/tlog-proof file (our entry as its extra data)."""
+        note = self.note()
+        if note is None:
+            raise InvalidInput("this receipt comes from a log without checkpoints: no tlog-proof can be made")
+        return TlogProof(self.entry.encode(), self.entry.index, self.inclusion_proof.hashes, note)
 
     def to_json(self) -> bytes:
         return (json.dumps(self.to_obj(), indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -312,21 +332,29 @@ class Receipt:
     @classmethod
     def from_json(cls, data: bytes, *, what: str = "receipt") -> "Receipt":
         obj = _header(parse_json(data, what=what, max_bytes=MAX_RECEIPT_BYTES), RECEIPT_TYPE,
-                      {"log_keyid", "entry", "tree_head", "inclusion_proof"}, what=what)
+                      {"log_keyid", "entry", "tree_head", "inclusion_proof", "checkpoint"}, what=what)
+        checkpoint = None
+        if "checkpoint" in obj:
+            checkpoint = field(obj, "checkpoint", str, what=what).encode("utf-8")
+            Note.decode(checkpoint, what=f"{what}: checkpoint")
         return cls(
             log_keyid=_keyid(obj, "log_keyid", what=what),
             entry=LogEntry.from_obj(obj.get("entry"), what=f"{what}: entry"),
             tree_head=envelope_from_obj(obj.get("tree_head"), what=f"{what}: tree head"),
             inclusion_proof=InclusionProof.from_obj(obj.get("inclusion_proof"), what=f"{what}: inclusion proof"),
+            checkpoint=checkpoint,
         )
 
 
-def verify_receipt(receipt: Receipt, vk: VerificationKey, log_public_key: PublicKey) -> RegistrationInfo:
+def verify_receipt(receipt: Receipt, vk: VerificationKey, log_public_key: PublicKey,
+                   policy: Policy | None = None) -> RegistrationInfo:
     """Check offline that ``receipt`` proves ``vk`` was registered in the log of ``log_public_key``.
 
     Raises :class:`InvalidSignature` for a tree head the log did not sign (or a
     receipt from another log) and :class:`InvalidProof` for an entry that is
-    not this vk's or not in the signed tree.
+    not this vk's or not in the signed tree.  A receipt's checkpoint must
+    describe the same tree as its head; with a ``policy`` the checkpoint is
+    required, and must carry the log's note signature and the witness quorum.
     """
     if receipt.log_keyid != log_public_key.keyid:
         raise InvalidSignature(f"receipt was issued by log SHA256:{receipt.log_keyid[:16]}…, "
@@ -335,6 +363,16 @@ def verify_receipt(receipt: Receipt, vk: VerificationKey, log_public_key: Public
     entry = receipt.entry
     entry.check_matches(vk, what="receipt")
     receipt.inclusion_proof.verify(entry, head)
+    note = receipt.note()
+    if policy is not None:
+        if note is None:
+            raise InvalidSignature("receipt: carries no checkpoint, so no witness vouches for it")
+        checkpoint, _ = policy.verify(note, what="receipt's checkpoint")
+    elif note is not None:
+        checkpoint = Checkpoint.parse(note.text, what="receipt's checkpoint")
+    if note is not None and (checkpoint.size, checkpoint.root) != (head.size, head.root):
+        raise InvalidProof(f"receipt: its checkpoint (size {checkpoint.size}) is not of the tree its head "
+                           f"describes (size {head.size})")
     if entry.time_ms > head.time_ms:
         raise InvalidProof(f"receipt: entry time {format_time(entry.time_ms)} is after its tree head's "
                            f"{format_time(head.time_ms)}")
@@ -364,3 +402,49 @@ def earlier_registration(a: RegistrationInfo, b: RegistrationInfo) -> Registrati
     if a.time_ms == b.time_ms:
         raise InvalidInput("two registrations in different logs at the same millisecond cannot be ordered")
     return a if a.time_ms < b.time_ms else b
+
+
+# A witness's clock and the log's may differ by this much before an entry
+# dated after a witness's cosignature of it counts as a lie.
+MAX_CLOCK_SKEW_S = 300
+
+
+def default_proof_path(vk_path: str | os.PathLike[str]) -> Path:
+    """Where a vk's tlog-proof is kept: beside it, ``vk.json`` -> ``vk.tlog-proof``."""
+    return Path(vk_path).with_suffix(".tlog-proof")
+
+
+@dataclass(frozen=True)
+class ProofInfo:
+    """What a checked tlog-proof establishes."""
+
+    entry: LogEntry
+    checkpoint: Checkpoint
+    cosigned_at: dict[str, int]
+
+    def describe(self) -> str:
+        witnesses = ", ".join(f"{name} at {format_time(t * 1000)}" for name, t in sorted(self.cosigned_at.items()))
+        return (f"entry {self.entry.index} of {self.checkpoint.origin} at {format_time(self.entry.time_ms)} "
+                f"(checkpoint size {self.checkpoint.size}; cosigned by {witnesses or 'no witness'})")
+
+
+def verify_tlog_proof(proof: TlogProof, vk: VerificationKey, policy: Policy) -> ProofInfo:
+    """Check offline that the tlog-proof proves ``vk``'s registration under ``policy``.
+
+    :class:`InvalidSignature`: the checkpoint lacks the log's signature or the
+    witness quorum; :class:`InvalidProof`: the entry is not this vk's, not in
+    the checkpointed tree, or dated after a witness already cosigned it.
+    """
+    try:
+        entry = LogEntry.decode(proof.extra, what="tlog-proof extra data")
+    except DecodeError as exc:
+        raise InvalidProof(f"tlog-proof: the extra data is not a log entry ({exc})") from None
+    entry.check_matches(vk, what="tlog-proof")
+    if entry.index != proof.index:
+        raise InvalidProof(f"tlog-proof: index {proof.index}, but the entry claims index {entry.index}")
+    checkpoint, times = proof.verify(policy)
+    for name, seconds in times.items():
+        if entry.time_ms > (seconds + MAX_CLOCK_SKEW_S) * 1000:
+            raise InvalidProof(f"tlog-proof: the entry is dated {format_time(entry.time_ms)}, after witness "
+                               f"{name} cosigned the checkpoint holding it ({format_time(seconds * 1000)})")
+    return ProofInfo(entry, checkpoint, times)

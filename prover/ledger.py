@@ -283,13 +283,13 @@ class Ledger:
     def answer(self, session: ProverSession, event: ChallengeReceived, challenge: dsse.Envelope, *,
                budget: Fraction = DEFAULT_BUDGET) -> Response:
         """:meth:`respond` for a challenge ``session`` has received already (``event``)."""
+        if event.challenge.zk is not None:
+            raise LocalProtocolError("a zero-knowledge challenge is answered with proofs, which reveal no item: "
+                                     "the ledger has nothing to record")
         if session.state is not ProverState.DECIDE:
             raise LocalProtocolError(f"the session is not deciding on a challenge ({session.state.value})")
         if session.vk.digest != self.vk_digest:
             raise LocalProtocolError("this ledger belongs to another verification key than the session's")
-        if event.challenge.zk is not None:
-            raise LocalProtocolError("a zero-knowledge challenge is answered with proofs, which reveal no item: "
-                                     "the ledger has nothing to record")
         with self._transaction(write=True) as conn:
             stored = conn.execute("SELECT response, outcome, reason FROM challenges WHERE digest = ?",
                                   (event.digest,)).fetchone()

@@ -19,6 +19,7 @@ from wmark.net import fetch
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import b64u_encode, parse_json
 from wmark.protocol.hazmat.identity import MAX_PEM_BYTES, PublicKey
+from wmark.protocol.hazmat.note import Note, Verifier
 from wmark.protocol.transparency import (
     MAX_ENVELOPE_BYTES,
     MAX_RECEIPT_BYTES,
@@ -92,10 +93,22 @@ class LogClient:
             raise LogUnavailable(f"{self.url}: the log's public key is longer than {MAX_PEM_BYTES} bytes")
         return PublicKey.from_pem(data, what=f"log key from {self.url}")
 
+    def vkey(self) -> Verifier:
+        """The checkpoint verifier key the log *says* it has: pin it, or compare it out of band."""
+        return Verifier.decode(self._call("GET", "/log.vkey").decode("ascii", "replace"),
+                               what=f"verifier key from {self.url}")
+
+    def checkpoint(self) -> Note:
+        return Note.decode(self._call("GET", "/checkpoint"), what=f"checkpoint from {self.url}")
+
+    def tile(self, path: str) -> bytes:
+        """A tlog-tiles resource (``tile/...``), unchecked: :class:`TileReader` checks it."""
+        return self._call("GET", "/" + path)
+
     def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               content: bytes | None = None) -> bytes:
         headers = {"Content-Type": "application/json"} if content is not None else None
-        status, body = fetch(self._http, method, path, params=params, content=content, headers=headers,
+        status, _, body = fetch(self._http, method, path, params=params, content=content, headers=headers,
                              deadline_s=self._timeout, max_bytes=MAX_ANSWER_BYTES, source=f"the log at {self.url}",
                              error=LogUnavailable)
         if status != 200:

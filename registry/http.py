@@ -7,6 +7,10 @@
     GET  /proof/consistency?first=M[&second=N]  -> consistency proof (to the latest tree by default)
     GET  /tree-head[?size=N]                    -> signed tree head (DSSE JSON)
     GET  /log-key                               -> the log's public key (PEM)
+    GET  /checkpoint                            -> the latest cosigned C2SP checkpoint (signed note)
+    GET  /tile/{L}/{N}[.p/{W}]                  -> a tlog-tiles Merkle tile
+    GET  /tile/entries/{N}[.p/{W}]              -> a tlog-tiles entry bundle
+    GET  /log.vkey                              -> the verifier key of the checkpoints
 
 Answers are JSON; errors are ``{"error": {"code": ..., "message": ...}}``
 with a 4xx status for the client's mistakes (:mod:`.errors`).  Bodies need a
@@ -29,11 +33,14 @@ from typing import Any, Callable
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from wmark.errors import DecodeError, InvalidInput, WmarkError
+from wmark.protocol import tiles
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import b64u_decode, expect_header, field, only_fields, parse_json
 from wmark.protocol.hazmat.merkle import HASH_SIZE
 from wmark.protocol.keys import MAX_VK_BYTES, verify_vk_envelope
+from wmark.registry.cosigning import WitnessClient
 from wmark.registry.errors import encode_error, error_body
+from wmark.registry.integrator import Integrator
 from wmark.registry.store import MAX_LOOKUP, LogStore
 
 LOOPBACK = "127.0.0.1"
@@ -42,6 +49,8 @@ MAX_BODY_BYTES = MAX_VK_BYTES
 IDLE_TIMEOUT_S = 30
 LOOKUP_TYPE = "wmark/commitment-lookup"
 JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+OCTETS = "application/octet-stream"
 _NUMBER = re.compile(r"[0-9]{1,16}")
 _ENTRY_PATH = re.compile(r"/entries/([^/]*)")
 
@@ -61,7 +70,7 @@ def decode_lookup(data: bytes, *, what: str) -> list[int]:
     return indices
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """A request refused at the HTTP level, before the log is asked."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -74,15 +83,15 @@ def _query(url: SplitResult, *, required: frozenset[str] = frozenset(),
     try:
         pairs = parse_qs(url.query, strict_parsing=bool(url.query), max_num_fields=4)
     except ValueError:
-        raise _Refused(400, "bad-query", f"malformed query string {url.query[:200]!r}") from None
+        raise Refused(400, "bad-query", f"malformed query string {url.query[:200]!r}") from None
     unknown = set(pairs) - required - optional
     if unknown:
-        raise _Refused(400, "bad-query", f"{url.path} takes no parameter(s) {sorted(unknown)}")
+        raise Refused(400, "bad-query", f"{url.path} takes no parameter(s) {sorted(unknown)}")
     missing = required - set(pairs)
     if missing:
-        raise _Refused(400, "bad-query", f"{url.path} needs the parameter(s) {sorted(missing)}")
+        raise Refused(400, "bad-query", f"{url.path} needs the parameter(s) {sorted(missing)}")
     if any(len(values) > 1 for values in pairs.values()):
-        raise _Refused(400, "bad-query", f"{url.path}: a parameter is given twice")
+        raise Refused(400, "bad-query", f"{url.path}: a parameter is given twice")
     return {name: values[0] for name, values in pairs.items()}
 
 
@@ -90,7 +99,7 @@ def _number(text: str | None, name: str) -> int | None:
     if text is None:
         return None
     if not _NUMBER.fullmatch(text):
-        raise _Refused(400, "bad-query", f"{name} must be a non-negative decimal integer, got {text[:40]!r}")
+        raise Refused(400, "bad-query", f"{name} must be a non-negative decimal integer, got {text[:40]!r}")
     return int(text)
 
 
@@ -98,13 +107,63 @@ def _json(obj: Any) -> tuple[bytes, str]:
     return json.dumps(obj).encode("utf-8"), JSON
 
 
-class _Handler(BaseHTTPRequestHandler):
+class BoundedHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive with bounded, Content-Length-only bodies; shared by the log and the witness."""
+
     protocol_version = "HTTP/1.1"
-    server_version = "wmark-log/1"
     timeout = IDLE_TIMEOUT_S
     # Headers and body leave in two writes; with Nagle's algorithm the body
     # would wait for the client's delayed ACK (~40 ms) on every request.
     disable_nagle_algorithm = True
+
+    def _body(self, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+        # A body this server does not read would be taken for the next
+        # request, so every refusal here also closes the connection.
+        length = self.headers.get("Content-Length")
+        if "Transfer-Encoding" in self.headers or length is None:
+            self.close_connection = True
+            raise Refused(411, "length-required", "send the body with a Content-Length (no chunked encoding)")
+        if not _NUMBER.fullmatch(length):
+            self.close_connection = True
+            raise Refused(400, "bad-request", f"malformed Content-Length {length[:40]!r}")
+        if int(length) > max_bytes:
+            self.close_connection = True
+            raise Refused(413, "too-large", f"request body of {length} bytes exceeds the limit of {max_bytes}")
+        try:
+            body = self.rfile.read(int(length))
+        except TimeoutError:
+            body = b""
+        if len(body) != int(length):
+            self.close_connection = True
+            raise Refused(400, "bad-request", f"request body ended after {len(body)} of {length} bytes "
+                                               f"(or took longer than {IDLE_TIMEOUT_S} s)")
+        return body
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except ConnectionError:  # the client left; what it asked for is done either way
+            self.close_connection = True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (malformed request line, unknown method,
+        # oversized headers) answer in JSON like everything else.
+        self.close_connection = True
+        self._send(code, error_body("bad-request", message or self.responses.get(code, ("error",))[0]), JSON)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+
+class _Handler(BoundedHandler):
+    server_version = "wmark-log/1"
     server: "LogServer"
 
     def do_GET(self) -> None:
@@ -117,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body, content_type = route(urlsplit(self.path))
             status = 200
-        except _Refused as exc:
+        except Refused as exc:
             status, body, content_type = exc.status, error_body(exc.code, str(exc)), JSON
         except WmarkError as exc:
             (status, body), content_type = encode_error(exc), JSON
@@ -143,6 +202,15 @@ class _Handler(BaseHTTPRequestHandler):
             commitment = _query(url, required=frozenset({"commitment"}))["commitment"]
             digest = b64u_decode(commitment, what="commitment", size=HASH_SIZE)
             return encode_lookup(commitment, store.entries_with_commitment(digest)), JSON
+        if url.path == "/checkpoint":
+            _query(url)
+            return store.checkpoint().encode(), TEXT
+        if url.path == "/log.vkey":
+            _query(url)
+            return store.vkey.encode("ascii") + b"\n", TEXT
+        if url.path.startswith("/tile/"):
+            _query(url)
+            return self._tile(url.path[1:]), OCTETS
         if url.path == "/log-key":
             _query(url)
             return store.public_key.to_pem().encode("ascii"), "application/x-pem-file"
@@ -150,76 +218,45 @@ class _Handler(BaseHTTPRequestHandler):
         if match:
             _query(url)
             return store.entry(_number(match.group(1), "entry index")).encode(), JSON
-        raise _Refused(404, "no-route", f"no endpoint GET {url.path[:200]}")
+        raise Refused(404, "no-route", f"no endpoint GET {url.path[:200]}")
+
+    def _tile(self, path: str) -> bytes:
+        try:
+            bundle, tile = tiles.parse_bundle_path(path), tiles.parse_tile_path(path)
+        except DecodeError as exc:
+            raise Refused(404, "no-route", str(exc)) from None
+        if bundle is not None:
+            return self.server.store.entry_bundle(*bundle)
+        if tile is not None:
+            return self.server.store.tile(*tile)
+        raise Refused(404, "no-route", f"{path[:200]} is not a tlog-tiles path")
 
     def _post(self, url: SplitResult) -> tuple[bytes, str]:
         if url.path != "/entries":
-            raise _Refused(404, "no-route", f"no endpoint POST {url.path[:200]}")
+            raise Refused(404, "no-route", f"no endpoint POST {url.path[:200]}")
         _query(url)
         envelope = dsse.Envelope.from_json(self._body(), what="posted verification key", max_bytes=MAX_BODY_BYTES)
         vk = verify_vk_envelope(envelope, what="posted verification key")
-        return self.server.store.register(vk).to_json(), JSON
+        integrator = self.server.integrator
+        receipt = self.server.store.register(vk) if integrator is None else integrator.submit(vk)
+        return receipt.to_json(), JSON
 
-    def _body(self) -> bytes:
-        # A body this server does not read would be taken for the next
-        # request, so every refusal here also closes the connection.
-        length = self.headers.get("Content-Length")
-        if "Transfer-Encoding" in self.headers or length is None:
-            self.close_connection = True
-            raise _Refused(411, "length-required", "send the body with a Content-Length (no chunked encoding)")
-        if not _NUMBER.fullmatch(length):
-            self.close_connection = True
-            raise _Refused(400, "bad-request", f"malformed Content-Length {length[:40]!r}")
-        if int(length) > MAX_BODY_BYTES:
-            self.close_connection = True
-            raise _Refused(413, "too-large", f"request body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
-        try:
-            body = self.rfile.read(int(length))
-        except TimeoutError:
-            body = b""
-        if len(body) != int(length):
-            self.close_connection = True
-            raise _Refused(400, "bad-request", f"request body ended after {len(body)} of {length} bytes "
-                                               f"(or took longer than {IDLE_TIMEOUT_S} s)")
-        return body
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        try:
-            self.end_headers()
-            self.wfile.write(body)
-        except ConnectionError:  # the client left; what it asked for is done either way
-            self.close_connection = True
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # http.server's own refusals (malformed request line, unknown method,
-        # oversized headers) answer in JSON like everything else.
-        self.close_connection = True
-        self._send(code, error_body("bad-request", message or self.responses.get(code, ("error",))[0]), JSON)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-
-class LogServer(ThreadingHTTPServer):
-    """The HTTP front of ``store``, listening on loopback only (port 0: any free port)."""
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server on loopback only (port 0: any free port)."""
 
     daemon_threads = True
     # Shutting down must not wait for idle keep-alive connections to time out;
     # an append in progress finishes anyway, because closing the store waits for it.
     block_on_close = False
+    # Many clients connect at once when a batch of receipts returns.
+    request_queue_size = 128
 
-    def __init__(self, store: LogStore, port: int = 0, *, verbose: bool = False) -> None:
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], *, verbose: bool = False) -> None:
         if not 0 <= port <= 65535:
             raise InvalidInput(f"port {port} is not between 0 and 65535")
-        self.store, self.verbose = store, verbose
+        self.verbose = verbose
         try:
-            super().__init__((LOOPBACK, port), _Handler)
+            super().__init__((LOOPBACK, port), handler)
         except OSError as exc:
             raise InvalidInput(f"cannot listen on {LOOPBACK}:{port}: {exc.strerror or exc}") from None
 
@@ -234,7 +271,27 @@ class LogServer(ThreadingHTTPServer):
         return f"http://{LOOPBACK}:{self.server_port}"
 
 
-def serve_until_signalled(server: LogServer) -> signal.Signals:
+class LogServer(LoopbackServer):
+    """The HTTP front of ``store``: appends go through an :class:`Integrator` (batches,
+    then cosignatures from ``witnesses``); every read a verifier needs is a tile read."""
+
+    def __init__(self, store: LogStore, port: int = 0, *, verbose: bool = False,
+                 witnesses: tuple[WitnessClient, ...] = (), batching: bool = True) -> None:
+        self.store = store
+        super().__init__(port, _Handler, verbose=verbose)
+        # batching=False appends each request in its own transaction, as before
+        # batches existed: the baseline benchmarks/registry.py measures against.
+        if not batching and witnesses:
+            raise InvalidInput("witnesses cosign batches: they need batching")
+        self.integrator = Integrator(store, witnesses) if batching else None
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.integrator is not None:
+            self.integrator.close()
+
+
+def serve_until_signalled(server: LoopbackServer) -> signal.Signals:
     """Serve until SIGTERM or SIGINT; return the signal once no new request can start.
 
     The signals are blocked in every thread and taken by ``sigwait`` here, so

@@ -1,15 +1,19 @@
 """The transparency log on disk: an RFC 9162 Merkle tree in SQLite (docs/design.md section 4b).
 
-A log directory holds ``log.db`` and the log's signing key ``log-key.pem``
-(its public half ``log-key.pub`` is what verifiers hold).  The database runs
-in WAL mode with ``synchronous=FULL``; every append is one ``BEGIN
-IMMEDIATE`` transaction writing the entry, its commitment digests and the new
-signed tree head, so concurrent processes serialise and a crash leaves the
-whole entry or none of it.
+A log directory holds ``log.db``, the log's ECDSA signing key ``log-key.pem``
+(its public half ``log-key.pub`` checks DSSE tree heads and receipts) and its
+Ed25519 note key ``log-note.key`` (its verifier key ``log.vkey`` checks C2SP
+checkpoints and tlog-proofs).  The database runs in WAL mode with
+``synchronous=FULL``; every batch of appends (:meth:`LogStore.register_many`)
+is one ``BEGIN IMMEDIATE`` transaction writing the entries, their commitment
+digests, one signed tree head and one checkpoint, so concurrent processes
+serialise, a crash leaves the whole batch or none of it, and a receipt is
+only ever built from a committed batch.
 
-Every append signs a tree head, so the database holds one signed head per
-size: :meth:`LogStore.check` recomputes the tree from the stored entries and
-names the first entry that no longer matches what the log signed.  Each
+Every batch signs a tree head: :meth:`LogStore.check` recomputes the tree
+from the stored entries and names the first batch of entries that no longer
+matches what the log signed.  Checkpoints are kept in one table and written
+only by :meth:`LogStore._put_checkpoint` and :meth:`LogStore.add_cosignatures`.  Each
 process keeps the tree's hashes in memory and catches up with rows other
 processes appended at the start of every operation.
 """
@@ -24,11 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from wmark.errors import DecodeError, InvalidInput, InvalidSignature
+from wmark.errors import DecodeError, InvalidInput, InvalidSignature, WmarkError
+from wmark.protocol import tiles
+from wmark.protocol.checkpoint import MAX_ENTRY_BYTES, Checkpoint
 from wmark.protocol.hazmat import dsse, merkle
 from wmark.protocol.hazmat.encoding import parse_json
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey, load_or_create_signing_key, load_signing_key
 from wmark.protocol.hazmat.merkle import MerkleTree
+from wmark.protocol.hazmat.note import ED25519, Note, NoteSignature, Signer, check_name, load_or_create_signer
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.transparency import (
     MAX_ENVELOPE_BYTES,
@@ -44,7 +51,13 @@ from wmark.registry.errors import DuplicateCommitment, EntryNotFound, LogBusy, L
 DB_NAME = "log.db"
 KEY_NAME = "log-key.pem"
 PUBLIC_KEY_NAME = "log-key.pub"
-SCHEMA_VERSION = 1
+NOTE_KEY_NAME = "log-note.key"
+VKEY_NAME = "log.vkey"
+# Version 1 (before checkpoints) is upgraded in place on first open.
+SCHEMA_VERSION = 2
+# The most appends one batch integrates: bounds the transaction and the
+# receipts' wait behind it.
+MAX_BATCH = 1024
 # How long an append waits for another process's append before giving up.
 BUSY_TIMEOUT_S = 30.0
 MAX_LOOKUP = 1000
@@ -62,7 +75,13 @@ _SCHEMA = (
         idx INTEGER NOT NULL REFERENCES entries (idx),
         PRIMARY KEY (digest, idx)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS tree_heads (size INTEGER PRIMARY KEY, envelope BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL)",
 )
+
+
+def default_origin(key: SigningKey) -> str:
+    """A log's checkpoint origin when none is given: unique per log key."""
+    return f"wmark.local/log/{key.public_key.keyid[:16]}"
 
 
 def _now_ms() -> int:
@@ -79,11 +98,13 @@ class _SignedHead:
 class LogStore:
     """One process's handle on a log directory; safe to share between threads."""
 
-    def __init__(self, directory: Path, conn: sqlite3.Connection, key: SigningKey,
+    def __init__(self, directory: Path, conn: sqlite3.Connection, key: SigningKey, note_key: Signer,
                  clock: Callable[[], int]) -> None:
         self.directory = directory
         self._conn: sqlite3.Connection | None = conn
         self._key = key
+        self._note_key = note_key
+        self._checkpoint: bytes | None = None
         self._clock = clock
         self._lock = threading.Lock()
         self._tree = MerkleTree()
@@ -91,8 +112,11 @@ class LogStore:
 
     @classmethod
     def open(cls, directory: str | Path, *, create: bool = True, check: bool = True,
-             clock: Callable[[], int] = _now_ms) -> "LogStore":
+             clock: Callable[[], int] = _now_ms, origin: str | None = None) -> "LogStore":
         """Open (or, with ``create``, start) the log in ``directory``.
+
+        ``origin`` names a new log's checkpoints (default :func:`default_origin`);
+        an existing log keeps its own and refuses a different one.
 
         With ``check`` the whole stored tree is verified first (:meth:`check`);
         without, only the latest signed head is held against the stored leaves.
@@ -114,14 +138,14 @@ class LogStore:
             if mode != "wal":
                 raise LogCorrupted(f"{db}: cannot switch the database to WAL mode (it stays in {mode!r})")
             conn.execute("PRAGMA synchronous=FULL")
-            key = _initialise(conn, d, clock)
+            key, note_key = _initialise(conn, d, clock, origin)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise LogCorrupted(f"{db}: not a usable log database ({exc})") from None
         except BaseException:
             conn.close()
             raise
-        store = cls(d, conn, key, clock)
+        store = cls(d, conn, key, note_key, clock)
         if check:
             store.check()
         return store
@@ -148,6 +172,15 @@ class LogStore:
         return self.directory / PUBLIC_KEY_NAME
 
     @property
+    def origin(self) -> str:
+        return self._note_key.name
+
+    @property
+    def vkey(self) -> str:
+        """The verifier key of the log's checkpoints (``log.vkey``)."""
+        return self._note_key.verifier.encode()
+
+    @property
     def size(self) -> int:
         with self._transaction():
             return len(self._tree)
@@ -158,26 +191,129 @@ class LogStore:
         Registering the same vk again returns a receipt for its first entry.
         A vk reusing any commitment another owner registered is refused.
         """
+        (result,) = self.register_many([vk])
+        if isinstance(result, WmarkError):
+            raise result
+        return result
+
+    def register_many(self, vks: list[VerificationKey]) -> list[Receipt | WmarkError]:
+        """Integrate a batch: one transaction, one signed tree head, one checkpoint.
+
+        Each vk gets its receipt, or the error that refused it alone (a
+        transplant, an entry too large); the others are appended regardless.
+        Receipts exist only once the transaction committed (synchronous=FULL:
+        on disk), because a failed commit raises before any is returned.
+        """
+        if not 0 < len(vks) <= MAX_BATCH:
+            raise InvalidInput(f"a batch holds 1 to {MAX_BATCH} verification keys, got {len(vks)}")
         with self._transaction(write=True) as conn:
-            row = conn.execute("SELECT idx FROM entries WHERE vk_digest = ?", (vk.digest,)).fetchone()
-            if row is not None:
-                return self._receipt(self._read_entry(conn, row[0]))
             latest = self._latest.head
-            entry = LogEntry.for_key(vk, index=latest.size, time_ms=max(self._clock(), latest.time_ms))
-            self._refuse_transplant(conn, entry)
-            data = entry.encode()
-            leaf = merkle.leaf_hash(data)
-            conn.execute("INSERT INTO entries (idx, leaf_hash, entry, vk_digest, owner) VALUES (?, ?, ?, ?, ?)",
-                         (entry.index, leaf, data, entry.vk_digest, entry.owner))
-            conn.executemany("INSERT OR IGNORE INTO commitments (digest, idx) VALUES (?, ?)",
-                             [(d, entry.index) for d in entry.commitments])
-            self._tree.append(leaf)
-            head = TreeHead(len(self._tree), self._tree.root(), entry.time_ms)
-            envelope = head.sign(self._key)
-            stored = envelope.to_json()
-            conn.execute("INSERT INTO tree_heads (size, envelope) VALUES (?, ?)", (head.size, stored))
-            self._head = _SignedHead(stored, envelope, head)
-            return self._receipt(entry)
+            time_ms = max(self._clock(), latest.time_ms)
+            results: list[LogEntry | WmarkError] = []
+            for vk in vks:
+                try:
+                    results.append(self._append(conn, vk, time_ms))
+                except (DuplicateCommitment, InvalidInput) as exc:
+                    results.append(exc)
+            if len(self._tree) > latest.size:
+                head = TreeHead(len(self._tree), self._tree.root(), time_ms)
+                envelope = head.sign(self._key)
+                stored = envelope.to_json()
+                conn.execute("INSERT INTO tree_heads (size, envelope) VALUES (?, ?)", (head.size, stored))
+                self._head = _SignedHead(stored, envelope, head)
+                self._put_checkpoint(conn, head)
+            return [r if isinstance(r, WmarkError) else self._receipt(r) for r in results]
+
+    def _append(self, conn: sqlite3.Connection, vk: VerificationKey, time_ms: int) -> LogEntry:
+        row = conn.execute("SELECT idx FROM entries WHERE vk_digest = ?", (vk.digest,)).fetchone()
+        if row is not None:
+            return self._read_entry(conn, row[0])
+        entry = LogEntry.for_key(vk, index=len(self._tree), time_ms=time_ms)
+        data = entry.encode()
+        if len(data) > MAX_ENTRY_BYTES:
+            raise InvalidInput(f"the log entry of this verification key would be {len(data)} bytes; tlog-tiles "
+                               f"entry bundles hold at most {MAX_ENTRY_BYTES} (about 1,400 items)")
+        self._refuse_transplant(conn, entry)
+        leaf = merkle.leaf_hash(data)
+        conn.execute("INSERT INTO entries (idx, leaf_hash, entry, vk_digest, owner) VALUES (?, ?, ?, ?, ?)",
+                     (entry.index, leaf, data, entry.vk_digest, entry.owner))
+        conn.executemany("INSERT OR IGNORE INTO commitments (digest, idx) VALUES (?, ?)",
+                         [(d, entry.index) for d in entry.commitments])
+        self._tree.append(leaf)
+        return entry
+
+    def _put_checkpoint(self, conn: sqlite3.Connection, head: TreeHead) -> None:
+        """Sign the checkpoint of ``head`` (same size and root) and keep it."""
+        text = Checkpoint(self.origin, head.size, head.root).text()
+        note = Note(text, (self._note_key.sign(text),)).encode()
+        conn.execute("INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?)", (head.size, note))
+        self._checkpoint = note
+
+    def checkpoint(self, size: int | None = None) -> Note:
+        """The latest checkpoint (with the cosignatures collected so far), or the one of ``size``."""
+        with self._transaction() as conn:
+            if size is None:
+                size = len(self._tree)
+            row = conn.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+            if row is None:
+                raise EntryNotFound(f"the log has no checkpoint of size {size} (its size is {len(self._tree)})")
+            return self._note(row[0], size)
+
+    def checkpoint_sizes(self) -> list[int]:
+        with self._transaction() as conn:
+            return [size for (size,) in conn.execute("SELECT size FROM checkpoints ORDER BY size")]
+
+    def add_cosignatures(self, size: int, signatures: tuple[NoteSignature, ...]) -> Note:
+        """Keep witnesses' cosignatures (checked by the caller) on the checkpoint of ``size``."""
+        with self._transaction(write=True) as conn:
+            row = conn.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+            if row is None:
+                raise EntryNotFound(f"the log has no checkpoint of size {size}")
+            note = self._note(row[0], size).with_signatures(signatures)
+            conn.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (note.encode(), size))
+            if size == len(self._tree):
+                self._checkpoint = note.encode()
+            return note
+
+    def _note(self, stored: object, size: int) -> Note:
+        data = self._blob(stored, f"checkpoint of size {size}")
+        try:
+            note = Note.decode(data, what=f"checkpoint of size {size}")
+            note.verified_by(self._note_key.verifier)
+            checkpoint = Checkpoint.parse(note.text)
+        except (DecodeError, InvalidSignature) as exc:
+            raise LogCorrupted(f"{self._db}: {exc} (edited behind the log's back)") from None
+        if (checkpoint.origin, checkpoint.size) != (self.origin, size) or (
+                size <= len(self._tree) and checkpoint.root != self._tree.root(size)):
+            raise LogCorrupted(f"{self._db}: the checkpoint of size {size} does not match the stored tree")
+        return note
+
+    def tile(self, level: int, index: int, width: int) -> bytes:
+        """``tile/L/N[.p/W]`` of tlog-tiles, from the current tree."""
+        with self._transaction():
+            try:
+                return tiles.tile_from_tree(self._tree, level, index, width)
+            except InvalidInput as exc:
+                raise EntryNotFound(str(exc)) from None
+
+    def entry_bundle(self, index: int, width: int) -> bytes:
+        """``tile/entries/N[.p/W]``: the stored entries, each checked against its leaf."""
+        with self._transaction() as conn:
+            first = index * tiles.TILE_WIDTH
+            if not 1 <= width <= tiles.width_at(len(self._tree), 0, index):
+                raise EntryNotFound(f"{tiles.bundle_path(index, width)} is not in the tree of size {len(self._tree)}")
+            rows = conn.execute("SELECT idx, entry FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                                (first, first + width)).fetchall()
+            entries = []
+            for idx, data in rows:
+                data = self._blob(data, f"entry {idx}")
+                if merkle.leaf_hash(data) != self._tree.leaf(idx):
+                    raise LogCorrupted(f"{self._db}: entry {idx} no longer matches its leaf hash "
+                                       f"(edited behind the log's back)")
+                entries.append(data)
+            if len(entries) != width:
+                raise LogCorrupted(f"{self._db}: entries {first}..{first + width - 1} are not all stored")
+            return tiles.encode_bundle(entries)
 
     def tree_head(self, size: int | None = None) -> dsse.Envelope:
         """The latest signed tree head, or the one the log signed at ``size``."""
@@ -225,6 +361,11 @@ class LogStore:
             # Only the latest head's signature needs checking (_sync does it):
             # with every root matching, a forged earlier head changes nothing.
             self._tree, self._head = tree, None
+            for size, note in conn.execute("SELECT size, note FROM checkpoints ORDER BY size"):
+                if size > len(tree):
+                    raise LogCorrupted(f"{self._db}: a checkpoint covers {size} entries, but only {len(tree)} "
+                                       f"are stored: entries were deleted")
+                self._note(note, size)
             self._sync(conn)
             return self._latest.head
 
@@ -296,6 +437,7 @@ class LogStore:
             except (InvalidSignature, DecodeError) as exc:
                 raise LogCorrupted(f"{self._db}: {exc}") from None
             self._head = _SignedHead(row[0], envelope, head)
+            self._checkpoint = None
         head = self._head.head
         if head.size != len(self._tree):
             raise LogCorrupted(f"{self._db}: the latest signed tree head covers {head.size} entries, "
@@ -304,6 +446,11 @@ class LogStore:
             raise LogCorrupted(f"{self._db}: the root recomputed from the stored leaves does not match the "
                                f"latest signed tree head (size {head.size}): the database was edited "
                                f"behind the log's back; run `wmark log check` to find the entry")
+        if self._checkpoint is None:
+            row = conn.execute("SELECT note FROM checkpoints WHERE size = ?", (head.size,)).fetchone()
+            if row is None:
+                raise LogCorrupted(f"{self._db}: no checkpoint for the latest signed tree head (size {head.size})")
+            self._checkpoint = self._note(row[0], head.size).encode()
 
     def _read_entry(self, conn: sqlite3.Connection, index: int) -> LogEntry:
         if not 0 <= index < len(self._tree):
@@ -339,17 +486,20 @@ class LogStore:
         latest = self._latest
         return Receipt(self.public_key.keyid, entry, latest.envelope,
                        InclusionProof(entry.index, latest.head.size,
-                                      tuple(self._tree.inclusion_proof(entry.index, latest.head.size))))
+                                      tuple(self._tree.inclusion_proof(entry.index, latest.head.size))),
+                       checkpoint=self._checkpoint)
 
     @staticmethod
     def _refuse_transplant(conn: sqlite3.Connection, entry: LogEntry) -> None:
-        conflicts = []
-        for item, digest in enumerate(entry.commitments):
-            row = conn.execute("SELECT c.idx, e.owner FROM commitments c JOIN entries e ON e.idx = c.idx "
-                               "WHERE c.digest = ? AND e.owner != ? ORDER BY c.idx LIMIT 1",
-                               (digest, entry.owner)).fetchone()
-            if row is not None:
-                conflicts.append((item, *row))
+        # One query per entry (an entry has at most ~1,400 commitments, far
+        # below SQLite's limit on bound parameters), not one per commitment.
+        marks = ",".join("?" * len(entry.commitments))
+        first: dict[bytes, tuple[int, str]] = {}
+        for digest, idx, owner in conn.execute(
+                f"SELECT c.digest, c.idx, e.owner FROM commitments c JOIN entries e ON e.idx = c.idx "
+                f"WHERE c.digest IN ({marks}) AND e.owner != ? ORDER BY c.idx", (*entry.commitments, entry.owner)):
+            first.setdefault(digest, (idx, owner))
+        conflicts = [(item, *first[d]) for item, d in enumerate(entry.commitments) if d in first]
         if conflicts:
             item, idx, other = conflicts[0]
             raise DuplicateCommitment(
@@ -399,12 +549,16 @@ class LogStore:
             matched = size
 
 
-def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], int]) -> SigningKey:
-    """Create the schema, key and empty signed tree head on first use; check them after.
+def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], int],
+                origin: str | None) -> tuple[SigningKey, Signer]:
+    """Create the schema, keys, empty signed tree head and checkpoint on first use;
+    upgrade a version-1 log (no checkpoints yet) in place; check them after.
 
     Runs under SQLite's write lock, so two processes starting the same new log
     cannot each create a key.
     """
+    if origin is not None:
+        check_name(origin, what="log origin")
     conn.execute("BEGIN IMMEDIATE")
     try:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -417,20 +571,57 @@ def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], i
             # A key file without metadata is left by a crash during creation: reuse it.
             key, _ = load_or_create_signing_key(directory / KEY_NAME)
             conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)",
-                             [("schema", SCHEMA_VERSION), ("public_key", key.public_key.to_der())])
+                             [("schema", 1), ("public_key", key.public_key.to_der())])
             empty = TreeHead(0, merkle.EMPTY_ROOT, clock()).sign(key)
             conn.execute("INSERT INTO tree_heads (size, envelope) VALUES (0, ?)", (empty.to_json(),))
+            meta = {"schema": 1, "public_key": key.public_key.to_der()}
+        if meta.get("schema") not in (1, SCHEMA_VERSION):
+            raise LogCorrupted(f"{directory / DB_NAME}: log schema version {meta.get('schema')!r} "
+                               f"(this tool reads 1 and {SCHEMA_VERSION})")
+        key = load_signing_key(directory / KEY_NAME)
+        if key.public_key.to_der() != meta.get("public_key"):
+            raise LogCorrupted(f"{directory / KEY_NAME}: not the key this log signs with "
+                               f"(the key file was replaced)")
+        if meta.get("schema") == 1:
+            note_key = _upgrade(conn, directory, key, origin or default_origin(key))
         else:
-            if meta.get("schema") != SCHEMA_VERSION:
-                raise LogCorrupted(f"{directory / DB_NAME}: log schema version {meta.get('schema')!r} "
-                                   f"(this tool reads {SCHEMA_VERSION})")
-            key = load_signing_key(directory / KEY_NAME)
-            if key.public_key.to_der() != meta.get("public_key"):
-                raise LogCorrupted(f"{directory / KEY_NAME}: not the key this log signs with "
-                                   f"(the key file was replaced)")
+            name = meta.get("origin")
+            if not isinstance(name, str):
+                raise LogCorrupted(f"{directory / DB_NAME}: the log's origin is missing")
+            note_key = load_or_create_signer(directory / NOTE_KEY_NAME, directory / VKEY_NAME, name, ED25519)
+            if note_key.verifier.encode() != meta.get("note_vkey"):
+                raise LogCorrupted(f"{directory / NOTE_KEY_NAME}: not the note key this log signs checkpoints "
+                                   f"with (the key file was replaced)")
+        if origin is not None and origin != note_key.name:
+            raise InvalidInput(f"{directory}: this log's origin is {note_key.name!r}, not {origin!r}")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return key
+    return key, note_key
+
+
+def _upgrade(conn: sqlite3.Connection, directory: Path, key: SigningKey, origin: str) -> Signer:
+    """Version 1 -> 2: a note key, the origin, and a checkpoint of the latest signed head.
+
+    The latest head's signature is checked first, so the upgrade signs a
+    checkpoint only over a root the log itself signed; `check` compares it
+    with the stored entries afterwards as for any checkpoint.
+    """
+    note_key = load_or_create_signer(directory / NOTE_KEY_NAME, directory / VKEY_NAME, origin, ED25519)
+    row = conn.execute("SELECT envelope FROM tree_heads ORDER BY size DESC LIMIT 1").fetchone()
+    if row is None or not isinstance(row[0], bytes):
+        raise LogCorrupted(f"{directory / DB_NAME}: the log has no signed tree head")
+    try:
+        envelope = dsse.Envelope.from_json(row[0], what="latest tree head", max_bytes=MAX_ENVELOPE_BYTES)
+        head = verify_tree_head(envelope, key.public_key, what="latest tree head")
+    except (DecodeError, InvalidSignature) as exc:
+        raise LogCorrupted(f"{directory / DB_NAME}: {exc}") from None
+    text = Checkpoint(note_key.name, head.size, head.root).text()
+    conn.execute("INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?)",
+                 (head.size, Note(text, (note_key.sign(text),)).encode()))
+    conn.executemany("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                     [("schema", SCHEMA_VERSION), ("origin", note_key.name),
+                      ("note_vkey", note_key.verifier.encode())])
+    return note_key

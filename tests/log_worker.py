@@ -3,6 +3,7 @@ process that appends to a log, directly or through its HTTP front.
 
     python tests/log_worker.py direct LOG_DIR COUNT SEED CLOCK_DELAY_MS
     python tests/log_worker.py http URL COUNT SEED
+    python tests/log_worker.py http-digest URL COUNT SEED   # prints "INDEX VK_DIGEST_HEX"
 
 The worker prints each registered index as soon as its append returned, so a
 test that kills it knows which appends certainly committed; a direct worker
@@ -61,7 +62,7 @@ def _direct(log_dir: str, count: int, seed: str, delay_ms: float) -> None:
             print(store.register(vk).entry.index, flush=True)
 
 
-def _http(url: str, count: int, seed: str) -> None:
+def _http(url: str, count: int, seed: str, *, digests: bool = False) -> None:
     from wmark.protocol.transparency import verify_receipt
     from wmark.registry import LogClient
 
@@ -71,7 +72,7 @@ def _http(url: str, count: int, seed: str) -> None:
         for i in range(count):
             vk, signed = make_vk(owner, f"{seed}-{i}".encode())
             info = verify_receipt(client.register(signed), vk, log_key)
-            print(info.index, flush=True)
+            print(f"{info.index} {vk.digest.hex()}" if digests else info.index, flush=True)
 
 
 if __name__ == "__main__":
@@ -79,4 +80,4 @@ if __name__ == "__main__":
     if mode == "direct":
         _direct(where, int(count), seed, float(rest[0]))
     else:
-        _http(where, int(count), seed)
+        _http(where, int(count), seed, digests=mode == "http-digest")

@@ -141,7 +141,7 @@ def test_imported_folder(capsys, tmp_path):
     assert code == 0 and "3 imported items" in stdout and "VRF key" not in stdout
 
 
-@pytest.mark.skipif(not WATERMARKNN.is_dir(), reason="the WatermarkNN trigger set is not in /work/shared/data")
+@pytest.mark.skipif(not WATERMARKNN.is_dir(), reason="no WatermarkNN trigger set in ../shared/data")
 def test_the_papers_trigger_set(capsys, tmp_path):
     out = tmp_path / "k"
     code, stdout, _ = wmark(capsys, "keygen", "--out", str(out), "--kind", "imported", "--images", str(WATERMARKNN),

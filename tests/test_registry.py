@@ -24,10 +24,12 @@ from log_worker import make_vk
 
 from wmark.console import run_cli
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
+from wmark.protocol.checkpoint import Policy
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import canonical_json
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.merkle import leaf_hash
+from wmark.protocol.hazmat.note import Verifier
 from wmark.protocol.transparency import (
     LogEntry,
     Receipt,
@@ -197,7 +199,10 @@ def test_a_forged_tree_head_is_refused(receipt_case):
 
 def test_a_proof_for_another_tree_size_is_refused(receipt_case):
     store, vk, receipt = receipt_case
-    newer = replace(receipt, tree_head=store.tree_head())
+    with pytest.raises(InvalidProof, match="its checkpoint .size 3. is not of the tree its head describes .size 5"):
+        verify_receipt(replace(receipt, tree_head=store.tree_head(), inclusion_proof=store.inclusion_proof(2)),
+                       vk, store.public_key)
+    newer = replace(receipt, tree_head=store.tree_head(), checkpoint=store.checkpoint().encode())
     with pytest.raises(InvalidProof, match="proof is for a tree of size 3, but the tree head has size 5"):
         verify_receipt(newer, vk, store.public_key)
     relabelled = replace(newer, inclusion_proof=replace(receipt.inclusion_proof, tree_size=5))
@@ -236,13 +241,13 @@ def receipt_file(tmp_path_factory):
     """One receipt for the bit-flip tests: each example only flips a bit of it."""
     with LogStore.open(tmp_path_factory.mktemp("flip"), clock=ticking_clock()) as s:
         vk, _, receipt = fill(s, 6)[3]
-        return vk, s.public_key, receipt.to_json()
+        return vk, s.public_key, receipt.to_json(), Policy(Verifier.decode(s.vkey))
 
 
 @settings(max_examples=200, deadline=None)
 @given(bit=st.integers(min_value=0))
 def test_any_single_bit_flip_in_a_receipt_file_is_refused_or_changes_nothing(receipt_file, bit):
-    vk, store_key, text = receipt_file
+    vk, store_key, text, policy = receipt_file
     bit %= len(text) * 8
     flipped = bytearray(text)
     flipped[bit // 8] ^= 1 << (bit % 8)
@@ -253,14 +258,15 @@ def test_any_single_bit_flip_in_a_receipt_file_is_refused_or_changes_nothing(rec
     original = Receipt.from_json(text)
     if receipt == original:
         return  # the flip only touched encoding slack (e.g. base64 padding bits) the decoder ignores
+    # The checkpoint is signed by the log's note key, which only a policy names.
     with pytest.raises((InvalidProof, InvalidSignature, DecodeError)):
-        verify_receipt(receipt, vk, store_key)
+        verify_receipt(receipt, vk, store_key, policy)
 
 
 @settings(max_examples=100, deadline=None)
 @given(field=st.sampled_from(["payload", "sig"]), bit=st.integers(min_value=0))
 def test_any_single_bit_flip_in_a_signed_tree_head_is_refused(receipt_file, field, bit):
-    vk, store_key, text = receipt_file
+    vk, store_key, text, _ = receipt_file
     receipt = Receipt.from_json(text)
     envelope = receipt.tree_head
     data = bytearray(envelope.payload if field == "payload" else envelope.signatures[0].sig)
@@ -560,6 +566,45 @@ def _append_concurrently(tmp_path: Path, processes: int, each: int) -> float:
     assert indices == list(range(processes * each))
     assert len(_assert_log_intact(log_dir, processes * each)) == processes
     return processes * each / elapsed
+
+
+def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys):
+    """Receipts return only after their batch committed: after SIGKILL of the log
+    mid-run every receipt a client got names its own entry, once, and the log checks clean."""
+    log_dir = tmp_path / "log"
+    server, url = _serve(log_dir)
+    workers = [_worker("http-digest", url, "60", f"k{i}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+               for i in range(8)]
+    got: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def read(worker: subprocess.Popen) -> None:
+        for line in worker.stdout:
+            index, digest = line.split()
+            with lock:
+                got.append((int(index), digest))
+
+    readers = [threading.Thread(target=read, args=(w,)) for w in workers]
+    for r in readers:
+        r.start()
+    deadline = time.monotonic() + 120
+    while len(got) < 80 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    for w in workers:
+        w.wait(timeout=120)
+    for r in readers:
+        r.join()
+    assert 80 <= len(got) < 8 * 60, "the kill came mid-run"
+    assert len({index for index, _ in got}) == len(got), "an index was handed out twice"
+    assert _cli("wmark", [log_cli], "log", "check", "--log", str(log_dir)) == 0
+    assert "intact" in capsys.readouterr().out
+    with LogStore.open(log_dir) as s:
+        assert s.size >= len(got)
+        for index, digest in got:
+            assert s.entry(index).vk_digest.hex() == digest
+        assert len({s.entry(i).vk_digest for i in range(s.size)}) == s.size
 
 
 def test_eight_processes_append_through_http(tmp_path):

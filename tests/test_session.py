@@ -1,23 +1,33 @@
 """The sans-IO sessions (wmark.protocol.session) under attack.
 
-Hypothesis drives both state machines through arbitrary sequences of calls
-and messages and checks each against a transition table: an allowed step
-moves to the expected state, a call out of turn raises LocalProtocolError
-(the caller's fault), a message out of turn RemoteProtocolError (the
-peer's).  Then every way of bending a reveal, correctly signed by the real
-owner key, must be refused: another challenge's reveal, indices outside or
-missing from the subset, reordered, and any changed byte of any opening.
+Hypothesis drives the prover and both verifiers (openings, zero knowledge)
+through arbitrary sequences of calls and messages and checks each step
+against a transition table kept here, apart from the module's, as an oracle:
+an allowed step moves to the expected state; a call out of turn raises
+LocalProtocolError (the caller's fault) and a message out of turn
+RemoteProtocolError (the peer's), both naming the state and changing
+nothing; a message in turn that fails its checks raises RemoteProtocolError
+and fails the session.  A test checks that the module's tables
+(wmark.protocol.state) are these.  Then every way of bending a reveal,
+correctly signed by the real owner key, must be refused: another challenge's
+reveal, indices outside or missing from the subset, reordered, and any
+changed byte of any opening.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from enum import Enum
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.fakes import FakeHasher
 from wmark.errors import LocalProtocolError, RemoteProtocolError
+from wmark.protocol import state
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.sampling import sample_subset
@@ -32,10 +42,25 @@ from wmark.protocol.session import (
     VerdictReceived,
     VerifierSession,
     VerifierState,
+    ZkRevealAccepted,
+    ZkVerifierSession,
 )
+from wmark.protocol.state import ProverEvent, VerifierEvent
+from wmark.protocol.zk import SrsOrigin, ZkParameters, ZkStatement
 
 N, K = 16, 5
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=60)
+ZK_PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
+                             circuit_sha256=b"\x02" * 32)
+
+
+@dataclass(frozen=True)
+class Run:
+    """The messages of one honest session."""
+
+    challenge: dsse.Envelope
+    reveal: dsse.Envelope
+    verdict: dsse.Envelope
 
 
 @dataclass(frozen=True)
@@ -47,8 +72,18 @@ class World:
     def verifier_session(self, k: int = K) -> VerifierSession:
         return VerifierSession(self.pair.verification_key, self.verifier, ModelRef(sha256=bytes(32)), k)
 
+    def zk_verifier_session(self) -> ZkVerifierSession:
+        return ZkVerifierSession(self.pair.verification_key, self.verifier, ModelRef(sha256=bytes(32)), K,
+                                 zk=ZK_PARAMETERS)
+
     def prover_session(self) -> ProverSession:
         return ProverSession(self.pair.marking_key, self.pair.verification_key, self.owner)
+
+    def statements(self) -> dict[int, ZkStatement]:
+        """What an honest prover's proofs claim, for every item (the proof system is not run here)."""
+        vk, mk = self.pair.verification_key, self.pair.marking_key
+        assert vk.zk is not None
+        return {i: ZkStatement(vk.zk.hashes[i], mk.openings[i].label, b"proof-%d" % i) for i in range(N)}
 
     def honest_run(self) -> tuple[dsse.Envelope, dsse.Envelope, dsse.Envelope]:
         """A challenge, its reveal and the verdict on it."""
@@ -60,12 +95,25 @@ class World:
         assert isinstance(event, RevealAccepted)
         return challenge, reveal, verifier.decide({i.index: i.label for i in event.items})
 
+    def honest_zk_run(self) -> Run:
+        verifier, prover = self.zk_verifier_session(), self.prover_session()
+        challenge = verifier.challenge()
+        prover.receive(challenge)
+        reveal = prover.zk_reveal(self.statements())
+        event = verifier.receive(reveal)
+        assert isinstance(event, ZkRevealAccepted)
+        return Run(challenge, reveal, verifier.decide_zk({i.index: None for i in event.items}))
+
+
+def make_world(**zk: FakeHasher) -> World:
+    owner = SigningKey.generate()
+    return World(keygen_derived(owner=owner, n=N, num_classes=10, input_shape=(1, 8, 8), **zk), owner,
+                 SigningKey.generate())
+
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    owner = SigningKey.generate()
-    return World(keygen_derived(owner=owner, n=N, num_classes=10, input_shape=(1, 8, 8)), owner,
-                 SigningKey.generate())
+    return make_world()
 
 
 @pytest.fixture(scope="module")
@@ -73,78 +121,144 @@ def honest(world):
     return world.honest_run()
 
 
-# ---- the prover's state machine -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def zk_world() -> World:
+    """A key with zero-knowledge commitments, which answers both kinds of challenge."""
+    return make_world(zk=FakeHasher())
 
-PROVER_ACTIONS = ("challenge", "verdict", "reveal-message", "reveal", "refuse")
-P = ProverState
-# state -> action -> next state, or the error it raises (the state stays, unless a bad message fails the session)
+
+@pytest.fixture(scope="module")
+def zk_runs(zk_world) -> tuple[Run, Run]:
+    return Run(*zk_world.honest_run()), zk_world.honest_zk_run()
+
+
+# ---- the oracle: state -> action -> the next state, or the error of a message in turn that fails its checks ----
+# An action a row lacks is out of turn: LocalProtocolError for a call, RemoteProtocolError for a message.
+
+P, V = ProverState, VerifierState
+
+PROVER_MESSAGES = frozenset({"challenge", "zk-challenge", "verdict", "reveal-message"})
+PROVER_ACTIONS = tuple(sorted(PROVER_MESSAGES)) + ("reveal", "zk_reveal", "refuse")
 PROVER_TABLE = {
-    P.AWAIT_CHALLENGE: {"challenge": P.DECIDE, "verdict": RemoteProtocolError, "reveal-message": RemoteProtocolError},
+    P.AWAIT_CHALLENGE: {"challenge": P.DECIDE, "zk-challenge": P.DECIDE_ZK, "verdict": RemoteProtocolError,
+                        "reveal-message": RemoteProtocolError},
     P.DECIDE: {"reveal": P.AWAIT_VERDICT, "refuse": P.DONE},
-    P.AWAIT_VERDICT: {"verdict": P.DONE, "challenge": RemoteProtocolError, "reveal-message": RemoteProtocolError},
+    P.DECIDE_ZK: {"zk_reveal": P.AWAIT_VERDICT, "refuse": P.DONE},
+    P.AWAIT_VERDICT: {"verdict": P.DONE, "challenge": RemoteProtocolError, "zk-challenge": RemoteProtocolError,
+                      "reveal-message": RemoteProtocolError},
 }
-
-
 # Every legal path, so that random steps after it start from every state, the final ones included.
 PROVER_PATHS = ((), ("challenge",), ("challenge", "reveal"), ("challenge", "reveal", "verdict"),
-                ("challenge", "refuse"))
+                ("challenge", "refuse"), ("zk-challenge",), ("zk-challenge", "zk_reveal"),
+                ("zk-challenge", "zk_reveal", "verdict"), ("zk-challenge", "refuse"))
 
-
-@SETTINGS
-@given(st.sampled_from(PROVER_PATHS), st.lists(st.sampled_from(PROVER_ACTIONS), max_size=5))
-def test_the_prover_rejects_every_out_of_order_message_and_call(world, honest, path, steps):
-    challenge, reveal, verdict = honest
-    actions = [*path, *steps]
-    messages = {"challenge": challenge, "verdict": verdict, "reveal-message": reveal}
-    session = world.prover_session()
-    for action in actions:
-        before = session.state
-        expected = PROVER_TABLE.get(before, {}).get(action)
-        is_message = action in messages
-        if expected is None:
-            expected = RemoteProtocolError if is_message else LocalProtocolError
-        if isinstance(expected, ProverState):
-            result = session.receive(messages[action]) if is_message else getattr(session, action)(
-                *(("no",) if action == "refuse" else ()))
-            assert session.state is expected
-            if action == "challenge":
-                assert isinstance(result, ChallengeReceived) and result.indices == sample_subset(
-                    Challenge.digest_of(challenge), N, K)
-            if action == "verdict":
-                assert isinstance(result, VerdictReceived)
-            continue
-        with pytest.raises(expected):
-            if is_message:
-                session.receive(messages[action])
-            else:
-                getattr(session, action)(*(("no",) if action == "refuse" else ()))
-        if expected is RemoteProtocolError and before in (P.AWAIT_CHALLENGE, P.AWAIT_VERDICT):
-            assert session.state is P.FAILED
-        else:
-            assert session.state is before
-
-
-# ---- the verifier's state machine -----------------------------------------------------------------------------
-
-VERIFIER_ACTIONS = ("challenge", "reveal", "refusal", "foreign-reveal", "verdict-message", "decide")
-V = VerifierState
+VERIFIER_MESSAGES = frozenset({"reveal", "refusal", "foreign-reveal", "verdict-message"})
+VERIFIER_ACTIONS = ("challenge", *sorted(VERIFIER_MESSAGES), "decide")
 VERIFIER_TABLE = {
     V.SEND_CHALLENGE: {"challenge": V.AWAIT_REVEAL},
     V.AWAIT_REVEAL: {"reveal": V.AWAIT_PREDICTIONS, "refusal": V.REFUSED, "foreign-reveal": RemoteProtocolError,
                      "verdict-message": RemoteProtocolError},
     V.AWAIT_PREDICTIONS: {"decide": V.DONE},
 }
-
-
 VERIFIER_PATHS = ((), ("challenge",), ("challenge", "reveal"), ("challenge", "reveal", "decide"),
                   ("challenge", "refusal"))
 
+# The zero-knowledge verifier: openings are no answer to its challenge.
+ZK_VERIFIER_MESSAGES = frozenset({"zk-reveal", "refusal", "reveal", "verdict-message"})
+ZK_VERIFIER_ACTIONS = ("challenge", *sorted(ZK_VERIFIER_MESSAGES), "decide_zk")
+ZK_VERIFIER_TABLE = {
+    V.SEND_CHALLENGE: {"challenge": V.AWAIT_REVEAL},
+    V.AWAIT_REVEAL: {"zk-reveal": V.AWAIT_PREDICTIONS, "refusal": V.REFUSED, "reveal": RemoteProtocolError,
+                     "verdict-message": RemoteProtocolError},
+    V.AWAIT_PREDICTIONS: {"decide_zk": V.DONE},
+}
+ZK_VERIFIER_PATHS = ((), ("challenge",), ("challenge", "zk-reveal"), ("challenge", "zk-reveal", "decide_zk"),
+                     ("challenge", "refusal"))
+
+# How the oracle's actions are named in wmark.protocol.state (the bent messages are no event of their own).
+PROVER_EVENTS = {"challenge": ProverEvent.CHALLENGE, "zk-challenge": ProverEvent.ZK_CHALLENGE,
+                 "verdict": ProverEvent.VERDICT, "reveal": ProverEvent.REVEAL, "zk_reveal": ProverEvent.ZK_REVEAL,
+                 "refuse": ProverEvent.REFUSE}
+VERIFIER_EVENTS = {"challenge": VerifierEvent.CHALLENGE, "reveal": VerifierEvent.REVEAL,
+                   "refusal": VerifierEvent.REFUSAL, "decide": VerifierEvent.DECIDE}
+ZK_VERIFIER_EVENTS = {"challenge": VerifierEvent.CHALLENGE, "zk-reveal": VerifierEvent.ZK_REVEAL,
+                      "refusal": VerifierEvent.REFUSAL, "decide_zk": VerifierEvent.DECIDE_ZK}
+
+
+@pytest.mark.parametrize("machine, oracle, messages, events", [
+    (state.PROVER, PROVER_TABLE, PROVER_MESSAGES, PROVER_EVENTS),
+    (state.VERIFIER, VERIFIER_TABLE, VERIFIER_MESSAGES, VERIFIER_EVENTS),
+    (state.ZK_VERIFIER, ZK_VERIFIER_TABLE, ZK_VERIFIER_MESSAGES, ZK_VERIFIER_EVENTS),
+], ids=["prover", "verifier", "zk-verifier"])
+def test_the_module_tables_are_the_oracle(machine, oracle, messages, events):
+    steps = {(s, e): following for s, row in machine.table.items() for e, following in row.items()}
+    assert steps == {(s, events[action]): following for s, row in oracle.items()
+                     for action, following in row.items() if isinstance(following, Enum)}
+    assert {e for e in events.values() if e in machine.messages} == {events[a] for a in messages if a in events}
+
+
+def drive(session, table: Mapping, messages: frozenset[str], actions: list[str], step: Callable[[str], object],
+          check: Callable[[str, object], None]) -> None:
+    """Take ``actions`` one by one and hold each to the oracle ``table``."""
+    for action in actions:
+        before = session.state
+        listed = table.get(before, {}).get(action)
+        if isinstance(listed, Enum):
+            result = step(action)
+            assert session.state is listed
+            check(action, result)
+        elif listed is not None:  # a message in turn that fails its checks: the peer's fault, and the end
+            with pytest.raises(listed):
+                step(action)
+            assert session.state is type(before).FAILED
+        else:  # out of turn: nothing is done, and the error names the state
+            error = RemoteProtocolError if action in messages else LocalProtocolError
+            with pytest.raises(error, match=rf"state {re.escape(before.value)}\b"):
+                step(action)
+            assert session.state is before
+
+
+# ---- the prover's state machine -------------------------------------------------------------------------------
+
+@SETTINGS
+@given(st.sampled_from(PROVER_PATHS), st.lists(st.sampled_from(PROVER_ACTIONS), max_size=5))
+def test_the_prover_rejects_every_out_of_order_message_and_call(zk_world, zk_runs, path, steps):
+    plain, zk = zk_runs
+    session = zk_world.prover_session()
+    taken = [plain]  # the run whose challenge the session took last: its verdict and answer are the ones that fit
+
+    def step(action: str):
+        if action in ("challenge", "zk-challenge"):
+            return session.receive((plain if action == "challenge" else zk).challenge)
+        if action == "verdict":
+            return session.receive(taken[-1].verdict)
+        if action == "reveal-message":
+            return session.receive(plain.reveal)
+        if action == "reveal":
+            return session.reveal()
+        if action == "zk_reveal":
+            return session.zk_reveal(zk_world.statements())
+        return session.refuse("no")
+
+    def check(action: str, result) -> None:
+        if action in ("challenge", "zk-challenge"):
+            taken.append(plain if action == "challenge" else zk)
+            assert isinstance(result, ChallengeReceived) and result.indices == sample_subset(
+                Challenge.digest_of(taken[-1].challenge), N, K)
+        if action in ("reveal", "zk_reveal"):
+            assert result == taken[-1].reveal  # signatures are deterministic: the honest answer, byte for byte
+        if action == "verdict":
+            assert isinstance(result, VerdictReceived)
+
+    drive(session, PROVER_TABLE, PROVER_MESSAGES, [*path, *steps], step, check)
+
+
+# ---- the verifiers' state machines ----------------------------------------------------------------------------
 
 @SETTINGS
 @given(st.sampled_from(VERIFIER_PATHS), st.lists(st.sampled_from(VERIFIER_ACTIONS), max_size=5))
 def test_the_verifier_rejects_every_out_of_order_message_and_call(world, honest, path, steps):
     _, foreign_reveal, verdict = honest
-    actions = [*path, *steps]
     session = world.verifier_session()
     answers: dict[str, dsse.Envelope] = {"foreign-reveal": foreign_reveal, "verdict-message": verdict}
 
@@ -164,21 +278,48 @@ def test_the_verifier_rejects_every_out_of_order_message_and_call(world, honest,
             return session.decide({i: 0 for i in range(N)})
         return session.receive(answer(action))
 
-    for action in actions:
-        before = session.state
-        expected = VERIFIER_TABLE.get(before, {}).get(action, LocalProtocolError)
-        if isinstance(expected, VerifierState):
-            result = step(action)
-            assert session.state is expected
-            if action == "reveal":
-                assert isinstance(result, RevealAccepted)
-                assert tuple(i.index for i in result.items) == session.subset
-            if action == "refusal":
-                assert isinstance(result, Refused) and result.reason == "budget"
-            continue
-        with pytest.raises(expected):
-            step(action)
-        assert session.state is (V.FAILED if expected is RemoteProtocolError else before)
+    def check(action: str, result) -> None:
+        if action == "reveal":
+            assert isinstance(result, RevealAccepted)
+            assert tuple(i.index for i in result.items) == session.subset
+        if action == "refusal":
+            assert isinstance(result, Refused) and result.reason == "budget"
+
+    drive(session, VERIFIER_TABLE, VERIFIER_MESSAGES, [*path, *steps], step, check)
+
+
+@SETTINGS
+@given(st.sampled_from(ZK_VERIFIER_PATHS), st.lists(st.sampled_from(ZK_VERIFIER_ACTIONS), max_size=5))
+def test_the_zk_verifier_rejects_every_out_of_order_message_and_call(zk_world, zk_runs, path, steps):
+    _, zk = zk_runs
+    session = zk_world.zk_verifier_session()
+
+    def answer(kind: str) -> dsse.Envelope:
+        if kind == "verdict-message":
+            return zk.verdict
+        if session.challenge_envelope is None:  # nothing to answer yet: any envelope will do
+            return zk.reveal
+        if kind == "reveal":  # openings, correctly signed, of exactly the challenged items
+            return signed_reveal(zk_world, session.challenge_envelope, session.subset)
+        prover = zk_world.prover_session()
+        prover.receive(session.challenge_envelope)
+        return prover.zk_reveal(zk_world.statements()) if kind == "zk-reveal" else prover.refuse("budget")
+
+    def step(action: str):
+        if action == "challenge":
+            return session.challenge()
+        if action == "decide_zk":
+            return session.decide_zk({i: None for i in range(N)})
+        return session.receive(answer(action))
+
+    def check(action: str, result) -> None:
+        if action == "zk-reveal":
+            assert isinstance(result, ZkRevealAccepted)
+            assert tuple(i.index for i in result.items) == session.subset
+        if action == "refusal":
+            assert isinstance(result, Refused) and result.reason == "budget"
+
+    drive(session, ZK_VERIFIER_TABLE, ZK_VERIFIER_MESSAGES, [*path, *steps], step, check)
 
 
 # ---- bent reveals, all correctly signed by the owner ----------------------------------------------------------

@@ -227,7 +227,7 @@ def test_subset_rejects_bad_k(n, k):
 
 # --- imported trigger sets ------------------------------------------------------------------
 
-@pytest.mark.skipif(not WATERMARKNN.is_dir(), reason="the WatermarkNN trigger set is not in /work/shared/data")
+@pytest.mark.skipif(not WATERMARKNN.is_dir(), reason="no WatermarkNN trigger set in ../shared/data")
 @pytest.mark.parametrize("fit", list(Fit))
 def test_watermarknn_trigger_set_imports(fit):
     expected_labels = tuple(int(float(line)) for line in

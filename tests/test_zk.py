@@ -27,7 +27,7 @@ from wmark.protocol.hazmat.vrf import proof_to_hash
 from wmark.protocol.items import TriggerKind
 from wmark.protocol.keygen import KeyPair
 from wmark.protocol.messages import Verdict, ZkReveal, decode
-from wmark.protocol.session import ProverSession, VerifierSession
+from wmark.protocol.session import ProverSession, ZkVerifierSession
 from wmark.protocol.transcript import Transcript, audit, load_transcript
 from wmark.protocol.zk import CAVEAT_ZK, ZkStatement
 from wmark.prover.ledger import Ledger
@@ -113,7 +113,7 @@ def test_one_proof_end_to_end_proves_the_label_and_reveals_nothing(zk_world, tmp
     vk, mk = zk_world.pair.verification_key, zk_world.pair.marking_key
     verifier = SigningKey.generate()
     with open_verifier(zk_world.marked, vk, srs_out=tmp_path / "challenge.srs", workdir=tmp_path) as zv:
-        session = VerifierSession(vk, verifier, zv.model_ref, 1, zk=zv.parameters, lam=3)
+        session = ZkVerifierSession(vk, verifier, zv.model_ref, 1, zk=zv.parameters, lam=3)
         challenge = session.challenge()
         prover = ProverSession(mk, vk, zk_world.owner)
         event = prover.receive(challenge)
@@ -215,7 +215,7 @@ def test_swapped_proofs_are_non_matches_named_in_the_verdict(zk_world, tmp_path)
     reported non-match, and the rest still count."""
     vk, mk, owner = zk_world.pair.verification_key, zk_world.pair.marking_key, zk_world.owner
     with open_verifier(zk_world.marked, vk, srs_out=tmp_path / "c.srs", workdir=tmp_path) as zv:
-        session = VerifierSession(vk, SigningKey.generate(), zv.model_ref, 6, zk=zv.parameters, lam=3)
+        session = ZkVerifierSession(vk, SigningKey.generate(), zv.model_ref, 6, zk=zv.parameters, lam=3)
         prover = ProverSession(mk, vk, owner)
         event = prover.receive(session.challenge())
         honest = decode(prove_challenge(prover, event, mk, zk_world.marked, zv.srs.path, workdir=tmp_path),

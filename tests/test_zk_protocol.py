@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import pytest
 
+from tests.support.fakes import FakeHasher
 from tests.support.live import Keys, Peer, prover_server
 from wmark.errors import DecodeError, InvalidOpening, LocalProtocolError, RemoteProtocolError
 from wmark.files import atomic_write
@@ -26,7 +27,14 @@ from wmark.protocol.keyfile import save_marking_key
 from wmark.protocol.keygen import keygen_derived
 from wmark.protocol.keys import MarkingKey, VerificationKey
 from wmark.protocol.messages import Challenge, ModelRef, Verdict, ZkReveal, decode
-from wmark.protocol.session import ProverSession, Refused, VerifierSession, ZkRevealAccepted
+from wmark.protocol.session import (
+    ProverSession,
+    Refused,
+    VerifierSession,
+    VerifierState,
+    ZkRevealAccepted,
+    ZkVerifierSession,
+)
 from wmark.protocol.transcript import Transcript, audit
 from wmark.protocol.zk import CAVEAT_DESIGNATED, CAVEAT_ZK, MIN_LOGROWS, SrsOrigin, ZkParameters, ZkStatement
 from wmark.prover.ledger import Ledger
@@ -35,15 +43,6 @@ from wmark.watermark.zkcircuit import srs_size
 MODEL = ModelRef(sha256=bytes(range(32)))
 PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
                           circuit_sha256=b"\x02" * 32)
-
-
-class FakeHasher:
-    """Stands in for ezkl's Poseidon: what matters here is that it binds item and salt."""
-
-    input_scale = 8
-
-    def __call__(self, opening, salt: bytes) -> bytes:
-        return hashlib.sha256(opening.vrf_proof + salt).digest()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,7 @@ def honest(pair, indices, *, wrong: frozenset[int] = frozenset()) -> dict[int, Z
 
 def exchange(pair, owner, k, statements=None, *, verifier=None):
     verifier = verifier or SigningKey.generate()
-    vs = VerifierSession(pair.verification_key, verifier, MODEL, k, zk=PARAMETERS, lam=8)
+    vs = ZkVerifierSession(pair.verification_key, verifier, MODEL, k, zk=PARAMETERS, lam=8)
     ps = ProverSession(pair.marking_key, pair.verification_key, owner)
     event = ps.receive(vs.challenge())
     answer = ps.zk_reveal(statements(event.indices) if statements else honest(pair, event.indices))
@@ -173,7 +172,7 @@ def test_wrong_labels_are_counted_not_hidden(keys):
 
 def test_the_prover_never_opens_items_for_a_zk_challenge(keys):
     pair, owner = keys
-    vs = VerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=PARAMETERS)
+    vs = ZkVerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=PARAMETERS)
     ps = ProverSession(pair.marking_key, pair.verification_key, owner)
     ps.receive(vs.challenge())
     with pytest.raises(LocalProtocolError, match="never with openings"):
@@ -183,12 +182,25 @@ def test_the_prover_never_opens_items_for_a_zk_challenge(keys):
 def test_openings_do_not_answer_a_zk_challenge(keys):
     pair, owner = keys
     verifier = SigningKey.generate()
-    vs = VerifierSession(pair.verification_key, verifier, MODEL, 3, zk=PARAMETERS)
+    vs = ZkVerifierSession(pair.verification_key, verifier, MODEL, 3, zk=PARAMETERS)
     plain = Challenge.from_payload(vs.challenge().payload)
     ps = ProverSession(pair.marking_key, pair.verification_key, owner)
     ps.receive(Challenge(**{**plain.__dict__, "zk": None}).sign(verifier))
     with pytest.raises(RemoteProtocolError, match="zk-reveal"):
         vs.receive(ps.reveal())
+
+
+def test_each_verifier_resumes_only_its_own_kind_of_challenge(keys):
+    pair, _ = keys
+    verifier = SigningKey.generate()
+    zk_challenge = ZkVerifierSession(pair.verification_key, verifier, MODEL, 3, zk=PARAMETERS).challenge()
+    plain_challenge = VerifierSession(pair.verification_key, verifier, MODEL, 3).challenge()
+    with pytest.raises(LocalProtocolError, match="asks for zero-knowledge proofs"):
+        VerifierSession.resume(pair.verification_key, verifier, zk_challenge)
+    with pytest.raises(LocalProtocolError, match="asks for openings"):
+        ZkVerifierSession.resume(pair.verification_key, verifier, plain_challenge)
+    resumed = ZkVerifierSession.resume(pair.verification_key, verifier, zk_challenge)
+    assert resumed.state is VerifierState.AWAIT_REVEAL and resumed.zk == PARAMETERS
 
 
 def test_a_changed_label_is_a_broken_opening(keys):
@@ -205,7 +217,7 @@ def test_a_key_without_zk_commitments_cannot_be_challenged_in_zk(keys):
     _, owner = keys
     plain = keygen_derived(owner=owner, n=4, num_classes=10, input_shape=(1, 8, 8))
     with pytest.raises(LocalProtocolError, match="no zero-knowledge commitments"):
-        VerifierSession(plain.verification_key, SigningKey.generate(), MODEL, 2, zk=PARAMETERS)
+        ZkVerifierSession(plain.verification_key, SigningKey.generate(), MODEL, 2, zk=PARAMETERS)
     forged = Challenge(plain.verification_key.digest, MODEL, 4, 2, b"\0" * 32, owner.public_key, "now",
                        zk=PARAMETERS).sign(owner)
     with pytest.raises(RemoteProtocolError, match="no zero-knowledge commitments"):
@@ -215,8 +227,8 @@ def test_a_key_without_zk_commitments_cannot_be_challenged_in_zk(keys):
 def test_an_endpoint_cannot_be_challenged_in_zk(keys):
     pair, _ = keys
     with pytest.raises(LocalProtocolError, match="weights"):
-        VerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(url="http://x", name="m"), 2,
-                        zk=PARAMETERS)
+        ZkVerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(url="http://x", name="m"), 2,
+                          zk=PARAMETERS)
 
 
 def test_zk_messages_cross_the_frame_transport_unchanged(keys):
@@ -251,9 +263,9 @@ def keys_on_disk(keys, tmp_path_factory) -> Keys:
     return Keys(root, pair)
 
 
-def zk_session(pair, srs: bytes, logrows: int) -> VerifierSession:
+def zk_session(pair, srs: bytes, logrows: int) -> ZkVerifierSession:
     parameters = replace(PARAMETERS, srs_sha256=hashlib.sha256(srs).digest(), srs_logrows=logrows)
-    return VerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=parameters)
+    return ZkVerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=parameters)
 
 
 def test_serve_checks_the_srs_and_the_model_before_it_proves(keys_on_disk, tmp_path):

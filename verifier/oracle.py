@@ -84,7 +84,7 @@ class InferenceEndpoint:
             "name": "input-0", "shape": list(batch.shape), "datatype": "FP32",
             "data": (batch.astype(np.float32) / 255.0).ravel().tolist(),
         }]}
-        status, body = fetch(self._client, "POST", f"{self.url}/v2/models/{self.name}/infer", json=request,
+        status, _, body = fetch(self._client, "POST", f"{self.url}/v2/models/{self.name}/infer", json=request,
                              deadline_s=self._timeout, max_bytes=MAX_RESPONSE_BYTES, source=where,
                              error=ModelOracleError)
         if status != 200:

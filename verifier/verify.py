@@ -13,13 +13,11 @@ from typing import Sequence
 import numpy as np
 
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.hazmat.identity import PublicKey
 from wmark.protocol.items import OpenedItem
 from wmark.protocol.keys import VerificationKey, verify_vk_envelope
 from wmark.protocol.margin import QuerySplit
 from wmark.protocol.session import RevealAccepted, VerifierSession
 from wmark.protocol.transcript import AuditReport, Transcript, audit_with_key
-from wmark.protocol.transparency import RegistrationInfo
 from wmark.verifier.oracle import ModelOracle
 
 DECOYS_PER_ITEM = 3
@@ -50,27 +48,6 @@ def audit_transcript(transcript: Transcript, data_root: str | None = None) -> Au
     """:func:`~wmark.protocol.transcript.audit`, with a margin key's query split from ``data_root``."""
     vk = verify_vk_envelope(transcript.vk, what="verification key")
     return audit_with_key(transcript, vk, margin=query_split_for(vk, data_root))
-
-
-def trusted_registration(transcript: Transcript, report: AuditReport,
-                         trusted: Sequence[PublicKey]) -> tuple[RegistrationInfo | None, str]:
-    """The registration a transcript proves, if its log is one the user named, and a line saying so.
-
-    :func:`audit` checks a receipt against the log key the transcript itself
-    carries, which proves only that *some* log signed it: whoever wrote the
-    transcript may run that log, with its clock wherever it likes.  A time of
-    registration counts only from a log the user trusts (docs/design.md section 4b).
-    """
-    if transcript.registration is None or report.verdict.registration is None:
-        return None, "no registry receipt"
-    used = transcript.registration.log_key
-    if not trusted:
-        return None, (f"registration unverified: the receipt comes from log {used.fingerprint}, and no log key "
-                      f"was named (--log-key) to trust")
-    if used not in trusted:
-        return None, (f"registration unverified: the receipt comes from log {used.fingerprint}, which is not a "
-                      f"log you named")
-    return report.verdict.registration, "registered " + report.verdict.registration.describe()
 
 
 def default_decoys(input_shape: tuple[int, int, int]) -> np.ndarray | None:

@@ -19,7 +19,7 @@ from wmark.errors import InvalidInput, InvalidOpening, InvalidProof
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.messages import ModelRef
-from wmark.protocol.session import VerifierSession, ZkRevealAccepted, zk_results
+from wmark.protocol.session import ZkRevealAccepted, ZkVerifierSession, zk_results
 from wmark.protocol.transcript import AuditReport
 from wmark.protocol.zk import SrsOrigin, ZkItem, ZkParameters
 from wmark.watermark.zkcircuit import Circuit, Keys, Srs, generate_srs, model_circuit, read_srs, setup, verify
@@ -92,9 +92,8 @@ def open_verifier(model_dir: str | os.PathLike[str], vk: VerificationKey, *,
         yield ZkVerifier(ref, circuit, srs_file, source, keys)
 
 
-def decide_with_proofs(session: VerifierSession, event: ZkRevealAccepted, verifier: ZkVerifier) -> dsse.Envelope:
+def decide_with_proofs(session: ZkVerifierSession, event: ZkRevealAccepted, verifier: ZkVerifier) -> dsse.Envelope:
     """Check every proof against the verifier's own setup and sign the verdict."""
-    assert session.zk is not None
     verifier.expect(session.zk)
     if verifier.model_ref != session.model:
         raise InvalidInput(f"the challenge names {session.model.describe()}, but the circuit is of "

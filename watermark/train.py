@@ -38,8 +38,8 @@ CROP_PADDING = 4
 LOSS_DISPLAY_EVERY = 10
 # Below this many parameters a network's operations are too small to share
 # between CPU threads: synchronising costs more than it saves, and collapses
-# when other processes hold the cores (small_cnn on digits, 2 cores: 2 threads
-# took 6.5 s idle but 110-200 s under load; 1 thread took 9 s and 20-30 s).
+# when other processes hold the cores (small_cnn on digits with 2 threads on
+# 2 loaded cores ran several times slower than with 1).
 # One thread also makes a small model's training repeatable across machines
 # with different core counts.
 SINGLE_THREAD_PARAMS = 1_000_000

@@ -19,8 +19,9 @@ Embedding
     :func:`embed` trains the trigger set into a model; :func:`load_model`
     reads a model directory.
 Verification
-    :class:`ProverSession` and :class:`VerifierSession` are the sans-IO
-    protocol state machines; :func:`audit` re-checks a :class:`Transcript`
+    :class:`ProverSession`, :class:`VerifierSession` and
+    :class:`ZkVerifierSession` (zero-knowledge) are the sans-IO protocol
+    state machines; :func:`audit` re-checks a :class:`Transcript`
     offline (:func:`load_transcript`).
 Errors
     :class:`WmarkError` and its subclasses; :class:`InvalidInput` is the
@@ -48,6 +49,7 @@ _EXPORTS = {
     "SigningKey": "wmark.protocol.hazmat.identity",
     "ProverSession": "wmark.protocol.session",
     "VerifierSession": "wmark.protocol.session",
+    "ZkVerifierSession": "wmark.protocol.session",
     "Transcript": "wmark.protocol.transcript",
     "load_transcript": "wmark.protocol.transcript",
     "audit": "wmark.protocol.transcript",
@@ -98,7 +100,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from wmark.protocol.keyfile import load_marking_key, save_marking_key
     from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_imported, keygen_margin
     from wmark.protocol.keys import MarkingKey, VerificationKey, load_verification_key
-    from wmark.protocol.session import ProverSession, VerifierSession
+    from wmark.protocol.session import ProverSession, VerifierSession, ZkVerifierSession
     from wmark.protocol.transcript import Transcript, audit, load_transcript
     from wmark.watermark.embed import embed
     from wmark.watermark.modelio import load_model

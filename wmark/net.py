@@ -11,17 +11,23 @@ timeout, so a response takes at most the deadline plus one read timeout.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
 from wmark.errors import WmarkError
 
 
+class Fetched(NamedTuple):
+    status: int
+    content_type: str
+    body: bytes
+
+
 def fetch(client: httpx.Client, method: str, url: str, *, deadline_s: float, max_bytes: int, source: str,
-          error: type[WmarkError], **request: Any) -> tuple[int, bytes]:
-    """``(status, body)`` of one request, or ``error`` naming ``source`` when the
-    answer is late, too large or the connection fails."""
+          error: type[WmarkError], **request: Any) -> Fetched:
+    """The answer to one request, or ``error`` naming ``source`` when it is late,
+    too large or the connection fails."""
     start = time.monotonic()
     chunks: list[bytes] = []
     total = 0
@@ -36,11 +42,11 @@ def fetch(client: httpx.Client, method: str, url: str, *, deadline_s: float, max
                 if time.monotonic() - start > deadline_s:
                     raise error(f"{source}: timed out (no complete answer within {deadline_s:g} s)")
                 chunks.append(chunk)
-            status = response.status_code
+            status, content_type = response.status_code, response.headers.get("content-type", "")
     except httpx.TimeoutException:
         raise error(f"{source}: timed out (no answer within {deadline_s:g} s)") from None
     except httpx.HTTPError as exc:
         raise error(f"{source}: request failed ({type(exc).__name__}: {str(exc)[:200]})") from None
     if time.monotonic() - start > deadline_s:
         raise error(f"{source}: timed out (no complete answer within {deadline_s:g} s)")
-    return status, b"".join(chunks)
+    return Fetched(status, content_type, b"".join(chunks))

@@ -2,7 +2,7 @@
 
 Commitments (hash and Pedersen), tagged hashing, the ECVRF, RFC 9162 Merkle
 trees, DSSE envelopes, ECDSA identities, unbiased sampling and canonical
-encodings (docs/design.md section 2).  They check what they are given and
+encodings (docs/design.md section 3).  They check what they are given and
 raise on any misuse, but they know nothing of trigger sets or sessions:
 callers should reach them through :mod:`wmark.protocol`, which composes them.
 """

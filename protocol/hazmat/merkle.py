@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from wmark.errors import InvalidInput, InvalidProof
 
@@ -92,49 +92,31 @@ class MerkleTree:
         """PATH(index, D[0:size]) (RFC 9162 section 2.1.3.1), leaf side first."""
         size = self._check_size(size)
         self._check_index(index, size)
-        siblings: list[bytes] = []
-        start, end = 0, size
-        while end - start > 1:
-            k = _split(end - start)
-            if index < start + k:
-                siblings.append(self._hash(start + k, end))
-                end = start + k
-            else:
-                siblings.append(self._hash(start, start + k))
-                start += k
-        # The walk went root-down; RFC 9162 lists the path leaf-up.
-        siblings.reverse()
-        return siblings
+        return inclusion_path(self._hash, index, size)
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """PROOF(size1, D[0:size2]) (RFC 9162 section 2.1.4.1)."""
         size2 = self._check_size(size2)
         if not 0 < size1 <= size2:
             raise InvalidInput(f"a consistency proof needs 0 < first <= second, got first={size1}, second={size2}")
-        nodes: list[bytes] = []
-        start, end, m, whole_old_tree = 0, size2, size1, True
-        while m != end - start:
-            k = _split(end - start)
-            if m <= k:
-                nodes.append(self._hash(start + k, end))
-                end = start + k
-            else:
-                nodes.append(self._hash(start, start + k))
-                start, m, whole_old_tree = start + k, m - k, False
-        # SUBPROOF's base case: the old tree's root is left out only when the
-        # old tree is itself the subtree reached (the verifier holds it already).
-        if not whole_old_tree:
-            nodes.append(self._hash(start, end))
-        nodes.reverse()
-        return nodes
+        return consistency_path(self._hash, size1, size2)
+
+    def subtree_hashes(self, height: int, start: int, end: int) -> list[bytes]:
+        """The hashes of the complete subtrees of ``2^height`` leaves numbered ``start``
+        to ``end - 1`` at that height: what a tlog-tiles tile holds (docs/design.md section 4b)."""
+        if height >= len(self._levels) or not 0 <= start <= end <= len(self._levels[height]):
+            raise InvalidInput(f"subtrees {start}..{end - 1} of height {height} are not all complete "
+                               f"in the tree of size {len(self)}")
+        return self._levels[height][start:end]
 
     def _hash(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) for 0 <= start < end <= len(self)."""
+        return range_hash(self._complete, start, end)
+
+    def _complete(self, start: int, end: int) -> bytes:
+        """The cached hash of the complete, aligned subtree over leaves [start, end)."""
         n = end - start
-        if n & (n - 1) == 0 and start % n == 0:
-            return self._levels[n.bit_length() - 1][start // n]
-        k = _split(n)
-        return node_hash(self._hash(start, start + k), self._hash(start + k, end))
+        return self._levels[n.bit_length() - 1][start // n]
 
     def _check_size(self, size: int | None) -> int:
         if size is None:
@@ -147,6 +129,53 @@ class MerkleTree:
     def _check_index(index: int, size: int) -> None:
         if not 0 <= index < size:
             raise InvalidInput(f"leaf index {index} is beyond the tree of size {size}")
+
+
+def inclusion_path(subtree: Callable[[int, int], bytes], index: int, size: int) -> list[bytes]:
+    """RFC 9162's PATH(index, D[0:size]), leaf side first, reading ``MTH(D[start:end])``
+    of any range from ``subtree``: the in-memory tree and a reader of tlog-tiles share this walk."""
+    siblings: list[bytes] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            siblings.append(subtree(start + k, end))
+            end = start + k
+        else:
+            siblings.append(subtree(start, start + k))
+            start += k
+    # The walk went root-down; RFC 9162 lists the path leaf-up.
+    siblings.reverse()
+    return siblings
+
+
+def consistency_path(subtree: Callable[[int, int], bytes], size1: int, size2: int) -> list[bytes]:
+    """RFC 9162's PROOF(size1, D[0:size2]) for 0 < size1 <= size2, from ``subtree`` as above."""
+    nodes: list[bytes] = []
+    start, end, m, whole_old_tree = 0, size2, size1, True
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            nodes.append(subtree(start + k, end))
+            end = start + k
+        else:
+            nodes.append(subtree(start, start + k))
+            start, m, whole_old_tree = start + k, m - k, False
+    # SUBPROOF's base case: the old tree's root is left out only when the
+    # old tree is itself the subtree reached (the verifier holds it already).
+    if not whole_old_tree:
+        nodes.append(subtree(start, end))
+    nodes.reverse()
+    return nodes
+
+
+def range_hash(subtree: Callable[[int, int], bytes], start: int, end: int) -> bytes:
+    """MTH(D[start:end]) built from the complete, aligned subtrees ``subtree`` returns."""
+    n = end - start
+    if n & (n - 1) == 0 and start % n == 0:
+        return subtree(start, end)
+    k = _split(n)
+    return node_hash(range_hash(subtree, start, start + k), range_hash(subtree, start + k, end))
 
 
 def _check_hash(value: bytes, *, what: str) -> None:

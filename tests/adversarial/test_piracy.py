@@ -40,8 +40,8 @@ def record(digits_world, tmp_path_factory):
     return on_record(digits_world.keys, digits_world.marked, tmp_path_factory.mktemp("piracy"))
 
 
-# 200 keys (about 20 s) in the default run; the 1000 of the issue with -m slow
-# and in benchmarks/false_claims.py.
+# 200 keys in the default run; 1000, the count of docs/design.md section 8.3, with
+# -m slow and in benchmarks/false_claims.py.
 @pytest.fixture(scope="module", params=[200, pytest.param(1000, marks=pytest.mark.slow)])
 def grind(request, digits_world):
     return grind_derived(digits_world.marked, keys=request.param, n=GRIND_N)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from wmark.console import untrusted
-from wmark.errors import InvalidInput
+from wmark.errors import InvalidInput, InvalidSignature
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.decision import DEFAULT_LAMBDA, parse_probability
 from wmark.protocol.hazmat import dsse
@@ -16,6 +17,7 @@ from wmark.protocol.keys import VerificationKey
 from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict
 from wmark.protocol.transcript import Registration, Transcript
 from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, default_receipt_path
+from wmark.verifier.dispute import LogTrust
 from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
 
 DEFAULT_IDENTITY = "verifier.pem"
@@ -90,6 +92,26 @@ def registration_from_args(args: argparse.Namespace, vk: VerificationKey) -> Reg
                                 load_public_key(args.log_key))
     registration.verify(vk)
     return registration
+
+
+def trusted_log(transcript: Transcript, log_keys: Sequence[str] | None) -> LogTrust | None:
+    """Which log key checked the transcript's receipt; None without a receipt.
+
+    A receipt proves a time only to someone who trusts the log that signed it
+    (docs/design.md section 4b): with ``log_keys`` (PEM files) the receipt must
+    come from one of them; without, the registration is unverified.
+    """
+    if transcript.registration is None:
+        return None
+    used = transcript.registration.log_key
+    if not log_keys:
+        return LogTrust(False, f"registration unverified: the receipt comes from log {used.fingerprint}, and no "
+                               f"log key was named (--log-key) to trust")
+    for path in log_keys:
+        if load_public_key(path) == used:
+            return LogTrust(True, f"the registration comes from the log you trust, {path} ({used.fingerprint})")
+    raise InvalidSignature(f"the transcript's receipt comes from log {used.fingerprint}, not from the log "
+                           f"key in {' or '.join(log_keys)}")
 
 
 def read_envelope(path: str, *, what: str) -> dsse.Envelope:

@@ -7,15 +7,20 @@ import argparse
 import numpy as np
 
 from wmark.console import EXIT_OK, add_command, untrusted
-from wmark.errors import InvalidInput, InvalidOpening, InvalidSignature
+from wmark.errors import InvalidInput, InvalidOpening
 from wmark.files import read_bounded
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import MAX_DOCUMENT_BYTES, parse_json
-from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, verify_vk_envelope
 from wmark.protocol.transcript import TRANSCRIPT_TYPE, AuditReport, Transcript
-from wmark.verifier.cli._common import add_margin_arguments, add_model_arguments, oracle_from_args, print_verdict
-from wmark.verifier.verify import audit_transcript, item_images, trusted_registration
+from wmark.verifier.cli._common import (
+    add_margin_arguments,
+    add_model_arguments,
+    oracle_from_args,
+    print_verdict,
+    trusted_log,
+)
+from wmark.verifier.verify import audit_transcript, item_images
 
 EPILOG = """\
 examples:
@@ -58,7 +63,8 @@ def describe_vk(vk: VerificationKey) -> list[str]:
     return lines
 
 
-def requery(report: AuditReport, args: argparse.Namespace) -> None:
+def requery(report: AuditReport, args: argparse.Namespace) -> str:
+    """Ask the model again; what it said, or raise when it now decides otherwise."""
     oracle = oracle_from_args(args)
     if oracle.model_ref != report.challenge.model:
         raise InvalidInput(f"the transcript is about {untrusted(report.challenge.model.describe())}, not "
@@ -66,30 +72,25 @@ def requery(report: AuditReport, args: argparse.Namespace) -> None:
     answers = oracle.classify(item_images(report.items, report.vk))
     recorded = np.array([r.predicted for r in report.verdict.results])
     matches = int(sum(int(a) == r.label for a, r in zip(answers, report.verdict.results)))
-    print(f"re-queried the model: {int((answers == recorded).sum())} of {len(recorded)} answers as recorded; "
-          f"{matches} matches now")
     if matches != report.verdict.matches:
         raise InvalidOpening(f"the model now gives {matches} matches, the verdict recorded {report.verdict.matches}")
+    return (f"re-queried the model: {int((answers == recorded).sum())} of {len(recorded)} answers as recorded; "
+            f"{matches} matches now")
 
 
-def reverify_proofs(report: AuditReport, args: argparse.Namespace) -> None:
+def reverify_proofs(report: AuditReport, args: argparse.Namespace) -> str:
     from wmark.verifier.zk import reverify
 
     if not args.model or not args.srs:
         raise InvalidInput("a zero-knowledge transcript's proofs are re-checked against the model's weights and the "
                            "challenge's SRS: give --model DIR and --srs FILE")
     valid = reverify(report, args.model, args.srs)
-    print(f"re-checked the proofs against the model: {valid} of {len(report.zk_items)} verify, as recorded")
+    return f"re-checked the proofs against the model: {valid} of {len(report.zk_items)} verify, as recorded"
 
 
-def check_log_trust(transcript: Transcript, report: AuditReport, log_key_paths: list[str]) -> str | None:
-    """A receipt proves a time only to someone who trusts the log that signed it: with
-    --log-key, one from another log is refused; without, the registration is unverified.
-    Returns the line to print in place of the verdict's registration, if any."""
-    info, note = trusted_registration(transcript, report, [load_public_key(p) for p in log_key_paths])
-    if transcript.registration is not None and info is None and log_key_paths:
-        raise InvalidSignature(f"{note}: the receipt must come from a log key in {', '.join(log_key_paths)}")
-    return None if info is not None or transcript.registration is None else note
+def recheck_model(report: AuditReport, args: argparse.Namespace) -> str:
+    """Re-query the model, or for zero-knowledge re-check the proofs against it."""
+    return (reverify_proofs if report.challenge.zk else requery)(report, args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,13 +99,13 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(obj, dict) and obj.get("type") == TRANSCRIPT_TYPE:
         transcript = Transcript.from_obj(obj, what=args.file)
         report = audit_transcript(transcript, args.data_root)
-        unverified = check_log_trust(transcript, report, args.log_key)
+        trust = trusted_log(transcript, args.log_key)
         print(f"{args.file}: valid transcript: every signature, opening, the subset and the decision check out")
         for line in describe_vk(report.vk):
             print("  " + line)
-        print_verdict(report.verdict, registration_note=unverified)
+        print_verdict(report.verdict, registration_note=trust.text if trust and not trust.trusted else None)
         if args.model or args.endpoint:
-            (reverify_proofs if report.challenge.zk else requery)(report, args)
+            print(recheck_model(report, args))
         return EXIT_OK
     envelope = dsse.Envelope.from_obj(obj, what=args.file)
     if envelope.payload_type == VK_PAYLOAD_TYPE:

@@ -11,7 +11,7 @@ from wmark.errors import InvalidInput
 from wmark.files import atomic_write
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.messages import Verdict, decode
-from wmark.protocol.session import Refused, VerifierSession
+from wmark.protocol.session import AnyVerifierSession, Refused, VerifierSession
 from wmark.protocol.transcript import Registration, Transcript
 from wmark.verifier.cli._common import (
     add_deciding_arguments,
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     add_deciding_arguments(p)
 
 
-def finish(session: VerifierSession, verdict_envelope, vk_envelope, out: str,
+def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,
            registration: Registration | None) -> int:
     """Write the transcript and report; shared by the file and live transports."""
     assert session.challenge_envelope is not None and session.reveal_envelope is not None

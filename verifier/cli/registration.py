@@ -1,37 +1,75 @@
-"""``wmark-verifier registration``: check a registration receipt offline."""
+"""``wmark-verifier registration``: check a registration offline, as a tlog-proof
+against a witness policy, or as a JSON receipt against the log's ECDSA key."""
 
 from __future__ import annotations
 
 import argparse
 
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
-from wmark.errors import InvalidProof, InvalidSignature
+from wmark.errors import InvalidInput, InvalidProof, InvalidSignature
+from wmark.files import read_bounded
+from wmark.protocol.checkpoint import MAX_PROOF_BYTES, Policy, TlogProof
 from wmark.protocol.hazmat.identity import load_public_key
+from wmark.protocol.hazmat.note import load_verifier
 from wmark.protocol.keys import load_verification_key
-from wmark.protocol.transparency import default_receipt_path, verify_receipt
+from wmark.protocol.transparency import default_proof_path, default_receipt_path, verify_receipt, verify_tlog_proof
 from wmark.verifier.cli._common import load_receipt
 
 EPILOG = """\
 examples:
-  wmark-verifier registration --vk keys/vk.json --log-key registry/log-key.pub
-  wmark-verifier registration --vk vk.json --receipt vk.receipt.json --log-key log-key.pub
+  wmark-verifier registration --vk keys/vk.json --log-vkey registry/log.vkey \\
+      --witness w1/witness.vkey --witness w2/witness.vkey --quorum 2
+  wmark-verifier registration --vk keys/vk.json --log-key registry/log-key.pub   # JSON receipt
 
-Exit 0 when the receipt proves the vk was registered (and prints when), 1 when
-it does not (the message says why), 2 for unreadable input. Needs nothing but
-the log's public key: no network, no access to the log."""
+With --log-vkey the tlog-proof (VK.tlog-proof beside the vk, or --proof) is
+checked: the log's Ed25519 signature on its checkpoint, at least QUORUM
+cosignatures from the given witnesses, and the entry's inclusion. With
+--log-key the JSON receipt is checked against the log's own signature only.
+Exit 0 when it proves the vk was registered (and prints when), 1 when it
+does not (the message says why), 2 for unreadable input. No network."""
 
 
 def register(subparsers) -> None:
-    p = add_command(subparsers, "registration", help="check a vk's registration receipt offline",
-                    description="Check that a receipt proves the verification key was appended to the "
-                                "log of the given public key, and print when.", epilog=EPILOG, func=run)
+    p = add_command(subparsers, "registration", help="check a vk's registration proof offline",
+                    description="Check that a tlog-proof (or receipt) proves the verification key was "
+                                "appended to the log, and print when.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner-signed verification key")
-    p.add_argument("--receipt", metavar="FILE", help="the receipt; without it, VK.receipt.json beside the vk")
-    p.add_argument("--log-key", required=True, metavar="PEM", help="the log's public key (log-key.pub)")
+    trust = p.add_mutually_exclusive_group(required=True)
+    trust.add_argument("--log-vkey", metavar="VKEY", help="the log's checkpoint verifier key (log.vkey), file "
+                                                          "or inline: check the tlog-proof")
+    trust.add_argument("--log-key", metavar="PEM", help="the log's public key (log-key.pub): check the JSON receipt")
+    p.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                   help="a trusted witness's verifier key, file or inline (repeat for several)")
+    p.add_argument("--quorum", type=int, default=None,
+                   help="how many of the witnesses must have cosigned (default: all of them)")
+    p.add_argument("--proof", metavar="FILE", help="the tlog-proof; without it, VK.tlog-proof beside the vk")
+    p.add_argument("--receipt", metavar="FILE", help="the JSON receipt; without it, VK.receipt.json beside the vk")
 
 
 def run(args: argparse.Namespace) -> int:
     vk, _ = load_verification_key(args.vk)
+    if args.log_key:
+        if args.witness or args.quorum:
+            raise InvalidInput("--witness and --quorum apply to tlog-proofs: give --log-vkey")
+        return _receipt(args, vk)
+    witnesses = tuple(load_verifier(w, what="witness key") for w in args.witness)
+    policy = Policy(load_verifier(args.log_vkey, what="log key"), witnesses,
+                    len(witnesses) if args.quorum is None else args.quorum)
+    path = args.proof or default_proof_path(args.vk)
+    proof = TlogProof.decode(read_bounded(path, max_bytes=MAX_PROOF_BYTES, what="tlog-proof"), what=str(path))
+    try:
+        info = verify_tlog_proof(proof, vk, policy)
+    except (InvalidProof, InvalidSignature) as exc:
+        print(f"{path}: does NOT prove the registration of {args.vk}: {exc}")
+        return EXIT_REJECTED
+    print(f"{path}: valid tlog-proof (quorum {policy.quorum} of {len(witnesses)} witness(es))")
+    print(f"  vk          {vk.digest.hex()[:16]}…  owner {vk.owner.fingerprint}")
+    print(f"  registered  {info.describe()}")
+    print(f"  log vkey    {policy.log.encode()}")
+    return EXIT_OK
+
+
+def _receipt(args: argparse.Namespace, vk) -> int:
     path = args.receipt or default_receipt_path(args.vk)
     receipt = load_receipt(path)
     log_key = load_public_key(args.log_key)

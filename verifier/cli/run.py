@@ -26,7 +26,7 @@ from wmark.protocol.decision import lowest_passing_accuracy, threshold
 from wmark.protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey, load_verification_key
-from wmark.protocol.session import Refused, VerifierSession, null_match_probability
+from wmark.protocol.session import Refused, VerifierSession, ZkVerifierSession, null_match_probability
 from wmark.protocol.transcript import Registration
 from wmark.verifier.cli._common import (
     add_deciding_arguments,
@@ -42,8 +42,8 @@ from wmark.verifier.zk import decide_with_proofs, open_verifier
 
 READ_CHUNK = 64 * 1024
 # How long the owner may take for zero-knowledge proofs: building the circuit
-# and keys, then each proof (about 20 s on 2 cores for a digits zk_cnn), with
-# room for a slower or busier machine.
+# and keys, then each proof (benchmarks/zk.py measures them), with room for
+# a slower or busier machine.
 ZK_SETUP_WAIT_S = 300.0
 ZK_WAIT_PER_PROOF_S = 120.0
 
@@ -208,8 +208,8 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
     identity = verifier_identity(args)
     with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
                        memory_limit=args.memory_limit) as verifier:
-        session = VerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters, p0=args.p0,
-                                  lam=args.lam, registration=registration.verify(vk) if registration else None)
+        session = ZkVerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters, p0=args.p0,
+                                    lam=args.lam, registration=registration.verify(vk) if registration else None)
         print(f"asking for zero-knowledge proofs of {args.k} of {vk.n} trigger items on "
               f"{verifier.model_ref.describe()} (SRS {verifier.srs.path}, {verifier.origin.value}); waiting up to "
               f"{wait:g} s for them")

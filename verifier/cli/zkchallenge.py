@@ -9,7 +9,7 @@ from wmark.console import add_command, untrusted
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
 from wmark.protocol.keys import VerificationKey, load_verification_key
-from wmark.protocol.session import VerifierSession
+from wmark.protocol.session import ZkVerifierSession
 from wmark.verifier.cli._common import add_identity_argument, verifier_identity
 from wmark.verifier.zk import open_verifier
 from wmark.watermark.zkcircuit import add_circuit_arguments, srs_beside
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     identity = verifier_identity(args)
     with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
                        memory_limit=args.memory_limit) as verifier:
-        session = VerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters)
+        session = ZkVerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters)
         atomic_write(args.out, session.challenge().to_json())
     print(f"wrote {args.out}: prove {args.k} of {vk.n} trigger items in zero knowledge on "
           f"{untrusted(verifier.model_ref.describe())}")

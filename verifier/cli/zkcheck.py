@@ -9,7 +9,7 @@ from wmark.console import EXIT_INVALID, add_command, untrusted
 from wmark.errors import InvalidInput
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.messages import Verdict, decode
-from wmark.protocol.session import Refused, VerifierSession
+from wmark.protocol.session import Refused, ZkVerifierSession
 from wmark.protocol.transcript import Registration
 from wmark.verifier.cli._common import (
     add_decision_arguments,
@@ -57,11 +57,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     vk, vk_envelope = load_verification_key(args.vk)
     registration = registration_from_args(args, vk)
-    session = VerifierSession.resume(vk, verifier_identity(args), read_envelope(args.challenge, what="challenge"),
-                                     p0=args.p0, lam=args.lam,
-                                     registration=registration.verify(vk) if registration else None)
-    if session.zk is None:
-        raise InvalidInput(f"{args.challenge}: asks for openings, not proofs; use wmark-verifier check")
+    session = ZkVerifierSession.resume(vk, verifier_identity(args), read_envelope(args.challenge, what="challenge"),
+                                       p0=args.p0, lam=args.lam,
+                                       registration=registration.verify(vk) if registration else None)
     if model_file_digest(args.model) != session.model.sha256:
         raise InvalidInput(f"{args.model}: not the model the challenge names ({untrusted(session.model.describe())})")
     event = session.receive(read_envelope(args.reveal, what="reveal"))
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     return finish_zk(session, verdict, vk_envelope, args.out, registration)
 
 
-def finish_zk(session: VerifierSession, verdict_envelope, vk_envelope, out: str,
+def finish_zk(session: ZkVerifierSession, verdict_envelope, vk_envelope, out: str,
               registration: Registration | None) -> int:
     """:func:`finish`, listing the proofs not counted; shared by the file and live transports."""
     code = finish(session, verdict_envelope, vk_envelope, out, registration)

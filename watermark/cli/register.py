@@ -7,9 +7,11 @@ import argparse
 from wmark.console import add_command
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
+from wmark.protocol.checkpoint import Policy
 from wmark.protocol.hazmat.identity import PublicKey, load_public_key
+from wmark.protocol.hazmat.note import Verifier, load_verifier
 from wmark.protocol.keys import load_verification_key
-from wmark.protocol.transparency import default_receipt_path, verify_receipt
+from wmark.protocol.transparency import default_proof_path, default_receipt_path, verify_receipt, verify_tlog_proof
 from wmark.registry import LogClient, LogStore
 from wmark.registry.client import DEFAULT_TIMEOUT_S
 
@@ -18,9 +20,11 @@ examples:
   wmark register --vk keys/vk.json --log registry          # a log directory (created on first use)
   wmark register --vk keys/vk.json --log-url http://127.0.0.1:8470 --log-key log-key.pub
 
-Writes the receipt beside the vk (keys/vk.receipt.json): the entry, the log's
-signed tree head and the inclusion proof, which anyone holding the log's public
-key checks offline (`wmark-verifier registration`). Registering the same vk
+Writes the registration beside the vk twice: keys/vk.tlog-proof (c2sp.org/
+tlog-proof: the cosigned checkpoint, the inclusion path and the entry, checked
+offline against the log's log.vkey and a witness quorum) and keys/vk.receipt.json
+(the entry, the log's signed tree head and the same checkpoint, checked with
+log-key.pub). `wmark-verifier registration` checks either. Registering the same vk
 again returns its first entry. The log refuses a vk that reuses commitments
 another owner registered. The receipt proves when the vk was fixed, not who
 made the trigger images."""
@@ -39,33 +43,56 @@ def register(subparsers) -> None:
                         "or the key a --log-url log presents (printed for you to compare)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                    help="--log-url: seconds the log has for each whole answer (an append may wait on other appends)")
+    p.add_argument("--log-vkey", metavar="VKEY",
+                   help="the log's checkpoint verifier key to check the tlog-proof with (file or inline); without "
+                        "it, a local log's own, or the one a --log-url log presents")
     p.add_argument("--receipt", metavar="FILE", help="where to write the receipt; without it, beside the vk "
                                                      "as VK.receipt.json")
+    p.add_argument("--proof", metavar="FILE", help="where to write the tlog-proof; without it, beside the vk "
+                                                   "as VK.tlog-proof")
 
 
 def run(args: argparse.Namespace) -> int:
     vk, signed_vk = load_verification_key(args.vk)
     pinned = load_public_key(args.log_key) if args.log_key else None
+    pinned_vkey = load_verifier(args.log_vkey, what="log key") if args.log_vkey else None
     if args.log:
         # The quick check (latest signed root against the stored leaves) is
         # enough here; `wmark log check` re-reads every entry.
         with LogStore.open(args.log, check=False) as store:
             log_key = _agree(pinned, store.public_key)
+            vkey = _agree_vkey(pinned_vkey, Verifier.decode(store.vkey))
             receipt = store.register(vk)
         print(f"log         {store.directory} (public key {store.public_key_path})")
     else:
         with LogClient(args.log_url, timeout=args.timeout) as client:
             log_key = _agree(pinned, client.log_key())
+            vkey = _agree_vkey(pinned_vkey, client.vkey())
             receipt = client.register(signed_vk)
         print(f"log         {args.log_url}")
-    info = verify_receipt(receipt, vk, log_key)
+    # Witness quorums are the verifier's policy; here only the log's own signature is required.
+    info = verify_receipt(receipt, vk, log_key, Policy(vkey))
+    proof = receipt.tlog_proof()
+    verify_tlog_proof(proof, vk, Policy(vkey))
+    proof_path = args.proof or default_proof_path(args.vk)
     path = args.receipt or default_receipt_path(args.vk)
+    atomic_write(proof_path, proof.encode())
     atomic_write(path, receipt.to_json())
     note = "" if pinned or args.log else " (as the log presents it: compare it out of band, or pass --log-key)"
     print(f"log key     {log_key.fingerprint}{note}")
     print(f"registered  vk {vk.digest.hex()[:16]}… as {info.describe()}")
+    print(f"checkpoint  {proof.checkpoint.text.decode().splitlines()[0]} size {info.tree_size}, "
+          f"{len(proof.checkpoint.signatures) - 1} cosignature(s)")
+    print(f"wrote       {proof_path}")
     print(f"wrote       {path}")
     return 0
+
+
+def _agree_vkey(pinned: Verifier | None, presented: Verifier) -> Verifier:
+    if pinned is not None and pinned != presented:
+        raise InvalidInput(f"the log signs checkpoints with {presented.encode()[:60]}…, not with the given "
+                           f"--log-vkey {pinned.encode()[:60]}…")
+    return presented
 
 
 def _agree(pinned: PublicKey | None, presented: PublicKey) -> PublicKey:
