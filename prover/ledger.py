@@ -111,9 +111,47 @@ def parse_budget(text: str | Fraction) -> Fraction:
     return value
 
 
-def default_ledger_path(mk_path: str | os.PathLike[str]) -> Path:
-    """Beside the marking key, so a key and the record of its leakage travel together."""
-    return Path(f"{os.fspath(mk_path)}.ledger.sqlite")
+LEDGER_HOME_ENV = "WMARK_LEDGER_DIR"
+
+
+def ledger_home() -> Path:
+    """Where ledgers live by default: ``$WMARK_LEDGER_DIR``, else
+    ``$XDG_DATA_HOME/wmark/ledgers`` (``~/.local/share/wmark/ledgers``)."""
+    if os.environ.get(LEDGER_HOME_ENV):
+        return Path(os.environ[LEDGER_HOME_ENV])
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "wmark" / "ledgers"
+
+
+def default_ledger_path(vk_digest: bytes) -> Path:
+    """The ledger of the key with this vk digest, in :func:`ledger_home`.
+
+    Found by the key's identity, not the marking key file's path: a copy of
+    ``mk.wmk`` moved or copied anywhere still answers through the same ledger,
+    so moving the key never resets its leakage budget (docs/design.md section 4).
+    """
+    return ledger_home() / f"{vk_digest.hex()}.sqlite"
+
+
+def _seen_path(vk_digest: bytes) -> Path:
+    return ledger_home() / f"{vk_digest.hex()}.seen"
+
+
+def note_ledger_use(path: Path, vk_digest: bytes) -> list[Path]:
+    """Remember that ``path`` holds a ledger of this key; the other ledgers of it
+    remembered before that still exist and are not ``path``."""
+    seen = _seen_path(vk_digest)
+    here = str(path.resolve())
+    try:
+        known = [line for line in seen.read_text("utf-8").splitlines() if line]
+    except (FileNotFoundError, UnicodeDecodeError):
+        known = []
+    if here not in known:
+        seen.parent.mkdir(parents=True, exist_ok=True)
+        # One short line appended with O_APPEND: concurrent provers cannot interleave it.
+        with open(seen, "a", encoding="utf-8") as fh:
+            fh.write(here + "\n")
+    return [Path(p) for p in dict.fromkeys(known) if p != here and Path(p).is_file()]
 
 
 @dataclass(frozen=True)
@@ -195,8 +233,9 @@ def _refusal_reason(prior: int, new: int, n: int, k: int, budget: Fraction) -> s
 class Ledger:
     """A ledger file bound to one verification key."""
 
-    def __init__(self, path: Path, vk_digest: bytes, n: int) -> None:
+    def __init__(self, path: Path, vk_digest: bytes, n: int, *, created: bool = False) -> None:
         self.path, self.vk_digest, self.n = path, vk_digest, n
+        self.created = created  # made by this open: no challenge answered through it yet
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], vk: VerificationKey) -> "Ledger":
@@ -205,12 +244,14 @@ class Ledger:
         if p.is_dir():
             raise InvalidInput(f"{p}: is a directory, not a ledger file")
         with _guarded(p):
+            p.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(p)
             try:
                 # WAL is a property of the file; setting it needs no transaction open.
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("BEGIN IMMEDIATE")
-                if _is_blank(conn):
+                created = _is_blank(conn)
+                if created:
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     for statement in _SCHEMA.split(";"):
@@ -226,7 +267,13 @@ class Ledger:
             raise InvalidInput(f"{p}: this ledger belongs to another verification key (vk digest "
                                f"{ledger.vk_digest.hex()[:16]}…, this key is {vk.digest.hex()[:16]}…); "
                                f"give each key its own ledger")
+        ledger.created = created
         return ledger
+
+    def others(self) -> list[Path]:
+        """Record this ledger as one of its key's; the other ledgers this key has
+        answered through before (on this machine, as far as it was told), if any."""
+        return note_ledger_use(self.path, self.vk_digest)
 
     @classmethod
     def open_existing(cls, path: str | os.PathLike[str]) -> "Ledger":

@@ -23,6 +23,14 @@ def digits_world(tmp_path_factory) -> DigitsWorld:
     return build_digits_world(tmp_path_factory.mktemp("digits-world"))
 
 
+@pytest.fixture(autouse=True)
+def own_data_home(tmp_path_factory, monkeypatch):
+    """Each test keeps its default ledgers (``$XDG_DATA_HOME/wmark/ledgers``) to itself,
+    and commands it runs as processes inherit that."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+    monkeypatch.delenv("WMARK_LEDGER_DIR", raising=False)
+
+
 @pytest.fixture
 def fresh_copy(tmp_path):
     """Copy a file or directory into this test's tmp_path, so a test can change it."""

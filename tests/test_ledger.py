@@ -259,8 +259,9 @@ def test_prove_answers_challenge_files_through_the_ledger(tmp_path, key_files, p
     assert prove(N, "c.json", "--budget", "1") == 0
     assert "nothing is secret any more" in capsys.readouterr().out
 
-    assert default_ledger_path(key_files / "mk.wmk").is_file()
-    assert prover_main(["ledger", "--mk", str(key_files / "mk.wmk"), "--json"]) == 0
+    assert default_ledger_path(pair.verification_key.digest).is_file()
+    assert not Path(f"{key_files / 'mk.wmk'}.ledger.sqlite").exists()
+    assert prover_main(["ledger", "--vk", str(key_files / "vk.json"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == N and report["revealed"] == N and report["secret"] == 0
     assert [c["outcome"] for c in report["challenges"]] == ["revealed", "refused", "revealed"]

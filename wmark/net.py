@@ -46,7 +46,7 @@ def fetch(client: httpx.Client, method: str, url: str, *, deadline_s: float, max
     except httpx.TimeoutException:
         raise error(f"{source}: timed out (no answer within {deadline_s:g} s)") from None
     except httpx.HTTPError as exc:
-        raise error(f"{source}: request failed ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise error(f"cannot reach {source} ({type(exc).__name__}: {str(exc)[:200]})") from None
     if time.monotonic() - start > deadline_s:
         raise error(f"{source}: timed out (no complete answer within {deadline_s:g} s)")
     return Fetched(status, content_type, b"".join(chunks))

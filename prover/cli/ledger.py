@@ -6,11 +6,12 @@ import argparse
 import json
 
 from wmark.console import EXIT_OK, add_command, untrusted
+from wmark.protocol.keys import load_verification_key
 from wmark.prover.ledger import NOTHING_SECRET, Ledger, LedgerEntry, LedgerSummary, Outcome, default_ledger_path
 
 EPILOG = """\
 examples:
-  wmark-prover ledger --mk keys/mk.wmk          # the ledger beside the marking key
+  wmark-prover ledger --vk keys/vk.json         # the key's own ledger
   wmark-prover ledger --ledger answers.sqlite --json
 
 One line per challenge answered: when, the verifier's key, k, how many items
@@ -25,7 +26,8 @@ def register(subparsers) -> None:
                                 "made public.", epilog=EPILOG, func=run)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--ledger", metavar="DB", help="the ledger file")
-    where.add_argument("--mk", metavar="FILE", help="the marking key whose default ledger (MK.ledger.sqlite) to read")
+    where.add_argument("--vk", metavar="FILE", help="the verification key whose own ledger to read "
+                                                    "($XDG_DATA_HOME/wmark/ledgers/VK_DIGEST.sqlite)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -59,7 +61,7 @@ def _to_json(ledger: Ledger, summary: LedgerSummary, entries: tuple[LedgerEntry,
 
 
 def run(args: argparse.Namespace) -> int:
-    ledger = Ledger.open_existing(args.ledger or default_ledger_path(args.mk))
+    ledger = Ledger.open_existing(args.ledger or default_ledger_path(load_verification_key(args.vk)[0].digest))
     summary, entries = ledger.summary(), ledger.entries()
     if args.json:
         print(json.dumps(_to_json(ledger, summary, entries), indent=2))

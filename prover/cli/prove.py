@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,7 +33,8 @@ example:
   wmark-prover prove --mk keys/mk.wmk --vk keys/vk.json --challenge challenge.json --out reveal.json
 
 Opens exactly the trigger items the challenge samples, after recording them in
-the leakage ledger (default: MK.ledger.sqlite beside the marking key). The
+the leakage ledger (default: the key's own ledger in ~/.local/share/wmark/ledgers,
+found by its vk digest, so a copied or moved mk.wmk keeps one budget). The
 same challenge again gets the identical answer. A challenge that would make
 more than --budget of the trigger set public is refused: a signed refusal is
 written to --out and the exit code is 1. Public verification (k = n) needs
@@ -61,7 +63,9 @@ def add_prover_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vk", required=True, metavar="FILE", help="its verification key (vk.json)")
     parser.add_argument("--owner-key", metavar="PEM",
                         help=f"the owner's signing key (default: {OWNER_KEY_NAME} beside the vk, else beside the mk)")
-    parser.add_argument("--ledger", metavar="DB", help="the leakage ledger (default: MK.ledger.sqlite)")
+    parser.add_argument("--ledger", metavar="DB", help="the leakage ledger (default: the key's own, "
+                                                       "$XDG_DATA_HOME/wmark/ledgers/VK_DIGEST.sqlite, found by the "
+                                                       "key's identity wherever mk.wmk is kept)")
     parser.add_argument("--budget", type=parse_budget, default=DEFAULT_BUDGET, metavar="FRACTION",
                         help="the largest fraction of the trigger set that may ever be revealed (1: allow k = n)")
 
@@ -86,8 +90,20 @@ def load_prover(args: argparse.Namespace) -> Prover:
     mk = load_marking_key(args.mk)
     if mk.vk_digest != vk.digest:
         raise InvalidInput(f"{args.mk} is the marking key of another verification key than {args.vk}")
-    ledger = Ledger.open(args.ledger or default_ledger_path(args.mk), vk)
+    ledger = Ledger.open(args.ledger or default_ledger_path(vk.digest), vk)
+    # Before ledgers were found by the key's identity, they lived beside the marking key.
+    legacy = Path(f"{args.mk}.ledger.sqlite")
+    warn_if_elsewhere(ledger, [legacy] if legacy.is_file() else [])
     return Prover(mk, vk, owner, ledger, args.budget)
+
+
+def warn_if_elsewhere(ledger: Ledger, candidates: list[Path]) -> None:
+    """A fresh ledger for a key that has answered through another: its budget would start from zero."""
+    others = list(dict.fromkeys(p for p in [*ledger.others(), *candidates] if p.resolve() != ledger.path.resolve()))
+    if ledger.created and others:
+        print(f"warning: {untrusted(ledger.path)} is a new ledger, but this key has answered challenges through "
+              f"{', '.join(untrusted(p) for p in others)}; items revealed there are not counted here. Pass "
+              f"--ledger with the existing one to keep one budget", file=sys.stderr)
 
 
 def describe(response: Response, budget: Fraction) -> str:
