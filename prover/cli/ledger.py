@@ -38,7 +38,9 @@ def _verdict_text(entry: LedgerEntry) -> str:
         return "none received"
     last = entry.verdicts[-1]
     more = f" (+{len(entry.verdicts) - 1} earlier)" if len(entry.verdicts) > 1 else ""
-    return f"{'ACCEPTED' if last.accepted else 'REJECTED'} {last.matches}/{last.k}{more}"
+    # The verifier's claim as it signed it; a MISMATCH when its own results say otherwise.
+    mismatch = f" MISMATCH: {untrusted(last.mismatch)}" if last.mismatch else ""
+    return f"{'ACCEPTED' if last.accepted else 'REJECTED'} {last.matches}/{last.k}{more}{mismatch}"
 
 
 def _to_json(ledger: Ledger, summary: LedgerSummary, entries: tuple[LedgerEntry, ...]) -> dict:
@@ -54,9 +56,11 @@ def _to_json(ledger: Ledger, summary: LedgerSummary, entries: tuple[LedgerEntry,
             "seq": e.seq, "received": e.received, "challenge_digest": e.challenge_digest.hex(),
             "verifier": e.verifier, "model": e.model.to_obj(), "k": e.k, "indices": list(e.indices),
             "new_indices": list(e.new_indices), "outcome": e.outcome.value, "reason": e.reason,
-            "verdicts": [{"received": v.received, "accepted": v.accepted, "matches": v.matches, "k": v.k}
-                         for v in e.verdicts],
+            "verdicts": [{"received": v.received, "accepted": v.accepted, "matches": v.matches, "k": v.k,
+                          "mismatch": v.mismatch} for v in e.verdicts],
         } for e in entries],
+        "zk_sessions": [{"received": z.received, "verifier": z.verifier, "k": z.k, "outcome": z.outcome,
+                         "reason": z.reason} for z in ledger.zk_sessions()],
     }
 
 
@@ -72,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
               f"new {len(e.new_indices):<4} verdict {_verdict_text(e)}  on {untrusted(e.model.describe())}")
         if e.new_indices:
             print(f"    made public: items {', '.join(map(str, e.new_indices))}")
+    for z in ledger.zk_sessions():
+        print(f"{untrusted(z.received)}  verifier {untrusted(z.verifier[:23])}…  k={z.k:<4} zero-knowledge "
+              f"{z.outcome} (nothing revealed){': ' + untrusted(z.reason) if z.reason else ''}")
     print(f"revealed in all: {summary.revealed} of {summary.n} trigger items ({float(summary.fraction):.1%}) "
           f"after {summary.challenges} challenges; {summary.secret} still secret")
     if summary.secret == 0:

@@ -12,7 +12,7 @@ from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, load_marking_key,
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.hazmat.identity import SigningKey, load_signing_key
+from wmark.protocol.hazmat.identity import SigningKey, load_public_key, load_signing_key
 from wmark.protocol.keys import MarkingKey, VerificationKey, load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES
 from wmark.protocol.session import ProverSession
@@ -22,6 +22,7 @@ from wmark.prover.ledger import (
     Ledger,
     Outcome,
     Response,
+    VerifierPolicy,
     default_ledger_path,
     parse_budget,
 )
@@ -50,12 +51,13 @@ class Prover:
     owner: SigningKey
     ledger: Ledger
     budget: Fraction
+    policy: VerifierPolicy = VerifierPolicy()
 
     def session(self) -> ProverSession:
         return ProverSession(self.mk, self.vk, self.owner)
 
     def answer(self, session: ProverSession, challenge: dsse.Envelope) -> Response:
-        return self.ledger.respond(session, challenge, budget=self.budget)
+        return self.ledger.respond(session, challenge, budget=self.budget, policy=self.policy)
 
 
 def add_prover_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +70,26 @@ def add_prover_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "key's identity wherever mk.wmk is kept)")
     parser.add_argument("--budget", type=parse_budget, default=DEFAULT_BUDGET, metavar="FRACTION",
                         help="the largest fraction of the trigger set that may ever be revealed (1: allow k = n)")
+    add_policy_arguments(parser)
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("budget policy (who may spend the leakage budget)")
+    group.add_argument("--allow-verifier", metavar="PEM", action="append",
+                       help="answer only challenges signed by this verifier's public key (repeatable); "
+                            "default: any verifier")
+    group.add_argument("--verifier-share", type=parse_budget, metavar="FRACTION",
+                       help="the largest fraction of the trigger set one verifier key's challenges may make public")
+    group.add_argument("--zk-per-hour", type=int, metavar="N",
+                       help="zero-knowledge sessions one verifier key may start per hour")
+
+
+def policy_from_args(args: argparse.Namespace) -> VerifierPolicy:
+    if args.zk_per_hour is not None and args.zk_per_hour < 0:
+        raise InvalidInput(f"--zk-per-hour {args.zk_per_hour} must be 0 or more")
+    allowed = (frozenset(load_public_key(path).fingerprint for path in args.allow_verifier)
+               if args.allow_verifier else None)
+    return VerifierPolicy(allowed=allowed, share=args.verifier_share, zk_per_hour=args.zk_per_hour)
 
 
 def owner_key_path(args: argparse.Namespace) -> Path:
@@ -94,7 +116,7 @@ def load_prover(args: argparse.Namespace) -> Prover:
     # Before ledgers were found by the key's identity, they lived beside the marking key.
     legacy = Path(f"{args.mk}.ledger.sqlite")
     warn_if_elsewhere(ledger, [legacy] if legacy.is_file() else [])
-    return Prover(mk, vk, owner, ledger, args.budget)
+    return Prover(mk, vk, owner, ledger, args.budget, policy_from_args(args))
 
 
 def warn_if_elsewhere(ledger: Ledger, candidates: list[Path]) -> None:

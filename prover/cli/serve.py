@@ -28,7 +28,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wmark.console import EXIT_OK, add_command
+from wmark.console import EXIT_OK, add_command, is_library_failure, untrusted
 from wmark.errors import InvalidInput, RemoteProtocolError, WmarkError
 from wmark.protocol.framing import (
     BLOB_CHUNK_BYTES,
@@ -140,7 +140,9 @@ class Server:
         event = session.receive(envelope_from_frame(body, sender="verifier"))
         assert isinstance(event, VerdictReceived)
         if record:
-            self._prover.ledger.record_verdict(event)
+            mismatch = self._prover.ledger.record_verdict(event, self._prover.vk)
+            if mismatch:
+                log(f"verdict recorded as a MISMATCH: {untrusted(mismatch)}")
         return event
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -156,12 +158,18 @@ class Server:
             self.sessions += 1
             await self._session(FrameStream(reader, writer, max_frame=self._max_frame, timeout=self._timeout), line)
         except WmarkError as exc:
-            line.append(f"ended: {exc}")
+            line.append(f"ended: {untrusted(exc)}")
         except asyncio.CancelledError:
             line.append("cut short by shutdown")
             raise
-        except Exception as exc:  # a bug: report it, and keep serving everyone else
-            line.append(f"internal error {exc!r} (a bug in wmark)\n{traceback.format_exc()}")
+        except BaseException as exc:
+            if is_library_failure(exc):  # ezkl panicking on a verifier's SRS of zeros, say: its session alone ends
+                line.append(f"ended: a library failed on the verifier's input ({type(exc).__name__}: "
+                            f"{untrusted(exc, limit=300)})")
+            elif isinstance(exc, Exception):  # a bug: report it, and keep serving everyone else
+                line.append(f"internal error {untrusted(repr(exc))} (a bug in wmark)\n{traceback.format_exc()}")
+            else:
+                raise
         finally:
             log("; ".join(line))
             self._tasks.discard(task)
@@ -174,13 +182,13 @@ class Server:
         challenge = envelope_from_frame(await stream.receive("challenge"), sender="verifier")
         event = await asyncio.to_thread(session.receive, challenge)
         assert isinstance(event, ChallengeReceived)
-        line.append(f"verifier {event.challenge.verifier.fingerprint} on {event.challenge.model.describe()}")
+        line.append(f"verifier {event.challenge.verifier.fingerprint} on {untrusted(event.challenge.model.describe())}")
         zk = event.challenge.zk is not None
         if zk:
             answered = await self._prove(stream, session, event, line)
         else:
             response = await asyncio.to_thread(self._prover.ledger.answer, session, event, challenge,
-                                               budget=self._prover.budget)
+                                               budget=self._prover.budget, policy=self._prover.policy)
             line.append(describe(response, self._prover.budget))
             answered = response.outcome is Outcome.REVEALED
             await stream.send(encode_frame(response.data, max_frame=self._max_frame),
@@ -197,8 +205,13 @@ class Server:
         """Take the challenge's SRS, then send proofs or a signed refusal; True for proofs."""
         parameters = event.challenge.zk
         assert parameters is not None
-        if parameters.srs_logrows > self._zk.max_srs_logrows:
-            reason: str | None = (f"the challenge's SRS has 2^{parameters.srs_logrows} rows; this prover takes at "
+        # Recorded (and rate-limited) before the SRS is read or anything proved.
+        refused = await asyncio.to_thread(self._prover.ledger.admit_zk, event, policy=self._prover.policy)
+        if refused is not None:
+            reason: str | None = refused
+            answer = session.refuse(refused)
+        elif parameters.srs_logrows > self._zk.max_srs_logrows:
+            reason = (f"the challenge's SRS has 2^{parameters.srs_logrows} rows; this prover takes at "
                                   f"most 2^{self._zk.max_srs_logrows} (--max-srs-logrows)")
             answer = session.refuse(reason)
         else:
@@ -213,7 +226,7 @@ class Server:
                     answer, reason = await asyncio.to_thread(
                         answer_or_refuse, session, event, self._prover.mk, self._zk.models, srs,
                         workdir=tmp, memory_limit=self._zk.memory_limit)
-        line.append(f"refused: {reason}" if reason else
+        line.append(f"refused: {untrusted(reason)}" if reason else
                     f"proved {len(event.indices)} of {event.challenge.n} items in zero knowledge (none revealed)")
         await stream.send(encode_frame(answer.to_json(), max_frame=self._max_frame),
                           "refusal" if reason else "proofs")

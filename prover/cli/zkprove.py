@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from wmark.console import EXIT_OK, add_command, load_marking_key, untrusted
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, load_marking_key, untrusted
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
@@ -15,7 +15,8 @@ from wmark.protocol.hazmat.identity import load_signing_key
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES
 from wmark.protocol.session import ChallengeReceived, ProverSession
-from wmark.prover.cli.prove import owner_key_path
+from wmark.prover.cli.prove import add_policy_arguments, owner_key_path, policy_from_args
+from wmark.prover.ledger import Ledger, default_ledger_path
 from wmark.prover.zk import prove_challenge
 from wmark.watermark.zkcircuit import add_circuit_arguments, srs_beside
 
@@ -27,9 +28,9 @@ example:
 For each trigger item the challenge samples, proves with ezkl that the
 suspect model maps the item's hidden input (image and secret salt, committed
 in vk by wmark keygen --zk) to a class, and opens the item's label. No image,
-seed or salt leaves this machine, so nothing is recorded in the leakage
-ledger. The SRS is the one the challenge names (default: challenge.srs beside
-it). About 20 s and 2 GB per item for a digits zk_cnn on 2 cores. Needs
+seed or salt leaves this machine, so no budget is spent; the session is
+recorded in the ledger (and held to --allow-verifier and --zk-per-hour). The
+SRS is the one the challenge names (default: challenge.srs beside it). About 20 s and 2 GB per item for a digits zk_cnn on 2 cores. Needs
 pip install '.[zk]'."""
 
 
@@ -45,6 +46,8 @@ def register(subparsers) -> None:
     p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge.json")
     p.add_argument("--srs", metavar="FILE", help="the challenge's SRS (default: CHALLENGE with suffix .srs)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the proofs (zkreveal.json)")
+    p.add_argument("--ledger", metavar="DB", help="the ledger that records the session (default: the key's own)")
+    add_policy_arguments(p)
     add_circuit_arguments(p)
 
 
@@ -61,6 +64,14 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(event, ChallengeReceived)
     if event.challenge.zk is None:
         raise InvalidInput(f"{args.challenge}: asks for openings, not proofs; answer it with wmark-prover prove")
+    # Recorded, and held to the owner's policy, before anything is proved.
+    refused = Ledger.open(args.ledger or default_ledger_path(vk.digest), vk).admit_zk(event,
+                                                                                    policy=policy_from_args(args))
+    if refused is not None:
+        atomic_write(args.out, session.refuse(refused).to_json())
+        print(f"REFUSED: {untrusted(refused)}")
+        print(f"wrote {args.out} (a signed refusal)")
+        return EXIT_REJECTED
     print(f"challenge from verifier {event.challenge.verifier.fingerprint} on {untrusted(event.challenge.model.describe())}: "
           f"prove {len(event.indices)} of {vk.n} items")
     with tqdm(total=len(event.indices), desc="proving", unit="proof", leave=False) as bar:
