@@ -13,47 +13,21 @@ or the owner must cost bounded time and memory, refused before the work.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from benchmarks.hostile import HUGE_CONFIG, RED_TEAM_P0, crafted_transcript
 from tests.support.helpers import run_cli
-from wmark.files import atomic_write
-from wmark.protocol.hazmat.identity import SigningKey
-from wmark.protocol.keygen import keygen_imported
-from wmark.protocol.messages import ModelRef, Verdict, decode
-from wmark.protocol.session import ProverSession, VerifierSession
-from wmark.protocol.transcript import Transcript
 
 pytestmark = pytest.mark.adversarial
 
 N = 10_000
-# What the red team used: both numbers prime, so nothing cancels.
-HUGE_P0 = Fraction(123456789011, 999999999989)
-
-
-def crafted_transcript(path: Path, *, p0: Fraction) -> None:
-    """A transcript every signature of which is valid (the attacker owns both keys),
-    about n = k = N imported 1x1 items, re-signed with ``p0`` in its verdict."""
-    owner, verifier = SigningKey.generate(), SigningKey.generate()
-    pair = keygen_imported(owner=owner, images=[bytes([i % 256]) for i in range(N)],
-                           labels=[i % 10 for i in range(N)], num_classes=10, input_shape=(1, 1, 1))
-    session = VerifierSession(pair.verification_key, verifier, ModelRef(sha256=bytes(32)), N, p0=Fraction(1, 10))
-    prover = ProverSession(pair.marking_key, pair.verification_key, owner)
-    challenge = session.challenge()
-    prover.receive(challenge)
-    reveal = prover.reveal()
-    event = session.receive(reveal)
-    honest = decode(session.decide({item.index: item.label for item in event.items}), (Verdict,))
-    forged = replace(honest, p0=p0).sign(verifier)
-    atomic_write(path, Transcript(pair.signed_vk, challenge, reveal, forged).to_json())
 
 
 def test_a_transcript_with_a_huge_p0_denominator_is_refused_before_any_tail(tmp_path):
     path = tmp_path / "crafted.json"
-    crafted_transcript(path, p0=HUGE_P0)
+    crafted_transcript(path, n=N, p0=RED_TEAM_P0)
     assert path.stat().st_size < 10 * 1024 * 1024
     # The old code ran past 15 minutes here; the timeout only stops a hang.
     result = run_cli("wmark-verifier", "audit", str(path), timeout=120)
@@ -84,9 +58,7 @@ def test_weights_that_are_not_a_regular_file_are_refused_unread(digits_world, tm
 def test_a_tiny_config_naming_a_huge_architecture_is_refused_before_it_is_built(digits_world, tmp_path):
     model = tmp_path / "model"
     model.mkdir()
-    (model / "model.json").write_bytes(
-        b'{"arch":"torchvision:vit_h_14","input_shape":[3,224,224],"num_classes":1000,"preprocessing":'
-        b'{"mean":[0.5,0.5,0.5],"std":[0.25,0.25,0.25]},"type":"wmark/model","version":1,"vk_digest":null}')
+    (model / "model.json").write_bytes(HUGE_CONFIG)
     (model / "model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
     result = _challenge(model, tmp_path, digits_world.vk)
     assert result.returncode == 2, result.stdout + result.stderr
