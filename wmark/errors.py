@@ -47,3 +47,7 @@ class RemoteProtocolError(WmarkError):
 
 class ModelOracleError(WmarkError):
     """The suspect model (file or endpoint) could not be queried as promised."""
+
+
+class ProverBusy(WmarkError):
+    """The prover turned the session away unheard, with its signed "busy, retry after N s"."""

@@ -18,15 +18,16 @@ import collections
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from wmark.console import add_command, untrusted
-from wmark.errors import InvalidInput, ModelOracleError, RemoteProtocolError, WmarkError
+from wmark.errors import InvalidInput, ModelOracleError, ProverBusy, RemoteProtocolError, WmarkError
 from wmark.protocol.decision import lowest_passing_accuracy, threshold
 from wmark.protocol.framing import MAX_FRAME_BYTES, FrameDecoder, blob_frames, encode_frame, envelope_from_frame
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey, load_verification_key
-from wmark.protocol.session import Refused, VerifierSession, ZkVerifierSession, null_match_probability
+from wmark.protocol.session import Refused, VerifierSession, ZkVerifierSession, busy_reason, null_match_probability
 from wmark.protocol.transcript import Registration
 from wmark.verifier.cli._common import (
     add_deciding_arguments,
@@ -149,6 +150,32 @@ def register(subparsers) -> None:
     add_setup_arguments(zk)
 
 
+def send_challenge(prover: ProverConnection, challenge: dsse.Envelope, vk: VerificationKey,
+                   answer: Callable[[], bytes]) -> dsse.Envelope:
+    """Send the challenge and take the answer ``answer()`` reads; a prover that turned
+    us away unheard has sent its signed "busy, retry after N s" instead, reported
+    as such (exit 2) rather than as a closed connection."""
+    failure: RemoteProtocolError | None = None
+    try:
+        prover.send(encode_frame(challenge.to_json()), "challenge")
+    except RemoteProtocolError as exc:
+        failure = exc
+    try:
+        envelope = envelope_from_frame(answer() if failure is None else prover.receive("answer"),
+                                       sender=f"the prover at {prover.name}")
+    except RemoteProtocolError:
+        if failure is not None:
+            raise failure from None
+        raise
+    busy = busy_reason(envelope, vk)
+    if busy is not None:
+        raise ProverBusy(f"the prover at {prover.name} turned the session away, in a message its owner signed: "
+                         f"{untrusted(busy)}")
+    if failure is not None:
+        raise failure
+    return envelope
+
+
 def deliver(prover: ProverConnection, verdict: dsse.Envelope) -> None:
     """Send the owner the verdict; the transcript is written already, so a failure only warns."""
     try:
@@ -179,8 +206,7 @@ def run(args: argparse.Namespace) -> int:
     # Loaded before connecting, so the prover is not kept waiting on our disk.
     decoys = default_decoys(vk.input_shape)
     with ProverConnection(args.connect, timeout=args.timeout) as prover:
-        prover.send(encode_frame(session.challenge().to_json()), "challenge")
-        answer = envelope_from_frame(prover.receive("reveal"), sender=f"the prover at {prover.name}")
+        answer = send_challenge(prover, session.challenge(), vk, lambda: prover.receive("reveal"))
         event = session.receive(answer)
         if isinstance(event, Refused):
             return report_refusal(event, keep=refusal_path(args.out))
@@ -214,9 +240,8 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
               f"{verifier.model_ref.describe()} (SRS {verifier.srs.path}, {verifier.origin.value}); waiting up to "
               f"{wait:g} s for them")
         with ProverConnection(args.connect, timeout=args.timeout) as prover:
-            prover.send(encode_frame(session.challenge().to_json()), "challenge")
-            answer = envelope_from_frame(_send_srs_then_receive(prover, verifier.srs.path, wait),
-                                         sender=f"the prover at {prover.name}")
+            answer = send_challenge(prover, session.challenge(), vk,
+                                    lambda: _send_srs_then_receive(prover, verifier.srs.path, wait))
             event = session.receive(answer)
             if isinstance(event, Refused):
                 return report_refusal(event, keep=refusal_path(args.out))
