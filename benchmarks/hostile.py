@@ -9,6 +9,10 @@ the same run:
   keys), with p0 = 123457/999983 (within the limits: audited in full) and with
   the red team's p0 = 123456789011/999999999989 (refused before any tail).
   Baseline: the same audit of a k = 100 transcript.
+* ``serve``: an honest ``wmark-verifier run`` (k = 20) against ``wmark-prover serve``,
+  alone, then while 200 idle connections are kept open (each reopened when
+  the server closes it) and 32 frames of 32 MiB of ``[{},{},...]`` are sent;
+  the peak memory is the server's.
 * ``model-oversized``: ``wmark-verifier challenge --model`` of a directory whose
   188-byte model.json names ViT-H/14 (632 M parameters), refused from its
   architecture's shapes on torch's meta device.  Baseline: importing torch and
@@ -26,9 +30,12 @@ import json
 import os
 import platform
 import re
+import select
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -111,21 +118,121 @@ def measure(work: Path) -> list[dict]:
     return rows
 
 
+def _connect(port: int, source: str) -> socket.socket:
+    sock = socket.socket()
+    sock.bind((source, 0))  # 127.0.0.0/8 is all loopback: the attacker is another peer address
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def _slowloris(port: int, count: int, stop: threading.Event, opened: list[int]) -> None:
+    """Keep ``count`` idle connections open from 127.0.0.2, reopening each one closed."""
+    socks: list[socket.socket] = []
+    while not stop.is_set():
+        while len(socks) < count:
+            try:
+                socks.append(_connect(port, "127.0.0.2"))
+                opened[0] += 1
+            except OSError:
+                break
+        ready, _, _ = select.select(socks, [], [], 0.2)
+        for sock in ready:
+            sock.close()
+            socks.remove(sock)
+    for sock in socks:
+        sock.close()
+
+
+def _flood(port: int, frames: int, size: int) -> None:
+    """``frames`` connections from 127.0.0.3, each sending a frame of ``size`` bytes of ``[{},{},...]``."""
+    body = (b"[" + b"{}," * (size // 3))[:size - 1] + b"]"
+    for _ in range(frames):
+        try:
+            with _connect(port, "127.0.0.3") as sock:
+                sock.sendall(size.to_bytes(4, "big") + body)
+        except OSError:
+            pass  # refused from its header: the server closed the connection
+
+
+def measure_server(work: Path, *, connections: int, frames: int, frame_bytes: int) -> list[dict]:
+    """An honest `wmark-verifier run` against `wmark-prover serve`, alone and under attack."""
+    from wmark.protocol.hazmat.identity import save_signing_key
+    from wmark.protocol.keyfile import save_marking_key
+    from wmark.protocol.keygen import keygen_derived
+    from wmark.watermark.modelio import ModelConfig, Preprocessing, new_model, save_model
+
+    owner = SigningKey.generate()
+    pair = keygen_derived(owner=owner, n=100, num_classes=10, input_shape=(1, 8, 8))
+    keys = work / "keys"
+    save_signing_key(keys / "owner.pem", owner)
+    save_marking_key(keys / "mk.wmk", pair.marking_key, None)
+    atomic_write(keys / "vk.json", pair.signed_vk.to_json())
+    # Any model will do: a session is served when a transcript is written, whatever it decides.
+    save_model(work / "model", new_model(ModelConfig("small_cnn", 10, (1, 8, 8), Preprocessing((0.5,), (0.25,)))))
+    serve_out = (work / "serve.out").open("wb")
+    server = subprocess.Popen([str(BIN / "wmark-prover"), "serve", "--mk", str(keys / "mk.wmk"), "--vk",
+                               str(keys / "vk.json"), "--port", "0", "--budget", "1", "--ledger",
+                               str(work / "ledger.sqlite")], stdout=serve_out, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        while "listening on" not in (work / "serve.out").read_text():
+            assert server.poll() is None, "serve exited"
+            time.sleep(0.1)
+        port = int((work / "serve.out").read_text().split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        for attack in ("none (baseline)", f"slowloris {connections} + flood {frames} x {frame_bytes >> 20} MiB"):
+            stop, opened = threading.Event(), [0]
+            threads = []
+            if attack.startswith("slowloris"):
+                threads = [threading.Thread(target=_slowloris, args=(port, connections, stop, opened), daemon=True),
+                           threading.Thread(target=_flood, args=(port, frames, frame_bytes), daemon=True)]
+                for t in threads:
+                    t.start()
+                time.sleep(3)
+            served, start = 0, time.monotonic()
+            run = timed([str(BIN / "wmark-verifier"), "run", "--connect", f"127.0.0.1:{port}", "--vk",
+                         str(keys / "vk.json"), "--model", str(work / "model"), "--k", "20", "--out",
+                         str(work / "verdict.json"), "--identity", str(work / "v.pem")])
+            took = time.monotonic() - start
+            served += run["exit"] in (0, 1) and (work / "verdict.json").exists()
+            stop.set()
+            for t in threads:
+                t.join(30)
+            (work / "verdict.json").unlink(missing_ok=True)
+            hwm = next((line.split()[1] for line in Path(f"/proc/{server.pid}/status").read_text().splitlines()
+                        if line.startswith("VmHWM")), "0")
+            rows.append({"case": "serve", "variant": attack, "bytes": frames * frame_bytes if threads else 0,
+                         "exit": run["exit"], "wall_s": round(took, 2), "cpu_s": run["cpu_s"],
+                         "peak_rss_mb": round(int(hwm) / 1024, 1), "sessions_served": int(served),
+                         "attacker_connections_opened": opened[0], "message": run["message"],
+                         "command": "wmark-verifier run --k 20 (peak RSS: the server's)"})
+    finally:
+        server.terminate()
+        server.wait(30)
+        serve_out.close()
+    return rows
+
+
 def table(rows: list[dict]) -> str:
-    header = "| case | variant | input bytes | exit | wall s | CPU s | peak RSS MB |"
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|"]
+    header = "| case | variant | input bytes | exit | wall s | CPU s | peak RSS MB | sessions served |"
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['case']} | {r['variant']} | {r['bytes']:,} | {r['exit']} | {r['wall_s']} | {r['cpu_s']} | "
-              f"{r['peak_rss_mb']} |" for r in rows]
+              f"{r['peak_rss_mb']} | {r.get('sessions_served', '-')} |" for r in rows]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (.md beside it)")
+    parser.add_argument("--connections", type=int, default=200, help="slowloris connections kept open")
+    parser.add_argument("--frames", type=int, default=32, help="oversized frames sent")
+    parser.add_argument("--frame-mib", type=int, default=32, help="size of each oversized frame, MiB")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="wmark-hostile-") as tmp:
         rows = measure(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="wmark-hostile-") as tmp:
+        rows += measure_server(Path(tmp), connections=args.connections, frames=args.frames,
+                               frame_bytes=args.frame_mib << 20)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     load = os.getloadavg()
     result = {
