@@ -108,7 +108,7 @@ class FrameStream:
         """The next frame, of at most ``limit`` bytes (refused from its header, before
         it is buffered), within ``timeout`` and what is left of the session's time."""
         self._decoder.max_frame = min(limit or self._max_frame, self._max_frame)
-        wait = min(timeout or self._timeout, self._ends - time.monotonic())
+        wait = min(self._timeout, timeout or self._timeout, self._ends - time.monotonic())
         try:
             if wait <= 0:
                 raise asyncio.TimeoutError
