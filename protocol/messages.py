@@ -13,7 +13,7 @@ from fractions import Fraction
 from typing import Any, ClassVar, Union
 
 from wmark.errors import DecodeError
-from wmark.protocol.decision import MAX_K, parse_probability
+from wmark.protocol.decision import MAX_K, MAX_LAMBDA, parse_probability
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.encoding import (
@@ -376,7 +376,7 @@ class Verdict(Message):
             trigger_kind=TriggerKind.parse(field(obj, "trigger_kind", str, what=what)),
             results=tuple(results),
             p0=parse_probability(_text(obj, "p0", what=what, limit=64), what=f"{what}: p0"),
-            lam=int_field(obj, "lambda", what=what, low=1, high=256),
+            lam=int_field(obj, "lambda", what=what, low=1, high=MAX_LAMBDA),
             tau=tau,
             matches=int_field(obj, "matches", what=what, low=0, high=MAX_K),
             p_value=_text(obj, "p_value", what=what, limit=32),

@@ -85,6 +85,8 @@ def world(tmp_path_factory) -> Path:
     assert session.challenge_envelope is not None and session.reveal_envelope is not None
     (root / "verdict.json").write_bytes(Transcript(pair.signed_vk, session.challenge_envelope,
                                                    session.reveal_envelope, verdict, None).to_json())
+    # dispute counts only receipts from a log the user names (docs/design.md section 4b).
+    (root / "log-key.pem").write_text(SigningKey.generate().public_key.to_pem())
     return root
 
 
@@ -99,7 +101,7 @@ def test_prove_answers_a_challenge_without_torch(world):
     ("wmark-verifier", ["plan", "--vk", "keys/vk.json"], 0),
     ("wmark-verifier", ["audit", "keys/vk.json"], 0),
     ("wmark-verifier", ["audit", "verdict.json"], 0),
-    ("wmark-verifier", ["dispute", "verdict.json", "verdict.json"], 1),  # neither claim registered: undecided
+    ("wmark-verifier", ["dispute", "verdict.json", "verdict.json", "--log-key", "log-key.pem"], 1),  # undecided
     ("wmark", ["--help"], 0),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
 def test_commands_that_run_no_model_import_no_torch(world, program, args, code):

@@ -17,10 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from wmark.console import add_command
+from wmark.console import add_command, untrusted
 from wmark.errors import InvalidInput, ModelOracleError, WmarkError
 from wmark.protocol.decision import lowest_passing_accuracy, threshold
-from wmark.protocol.framing import encode_frame, envelope_from_frame
+from wmark.protocol.framing import encode_frame
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey, load_verification_key
 from wmark.protocol.session import Refused, VerifierSession, ZkVerifierSession, null_match_probability
@@ -37,7 +37,7 @@ from wmark.verifier.cli._common import (
     report_refusal,
     verifier_identity,
 )
-from wmark.verifier.client import ZK_SETUP_WAIT_S, ZK_WAIT_PER_PROOF_S, ProverConnection, proof_wait
+from wmark.verifier.client import ZK_SETUP_WAIT_S, ZK_WAIT_PER_PROOF_S, ProverConnection, proof_wait, send_challenge
 from wmark.verifier.transcripts import query_split_for
 from wmark.verifier.verify import decide_with_model, default_decoys
 from wmark.verifier.zk import decide_with_proofs, open_verifier
@@ -99,7 +99,8 @@ def deliver(prover: ProverConnection, verdict: dsse.Envelope) -> None:
     try:
         prover.send(encode_frame(verdict.to_json()), "verdict")
     except WmarkError as exc:
-        print(f"warning: the verdict stands, but could not be delivered to the owner: {exc}", file=sys.stderr)
+        print(f"warning: the verdict stands, but could not be delivered to the owner: {untrusted(exc)}",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,14 +118,13 @@ def run(args: argparse.Namespace) -> int:
                               margin=query_split_for(vk, args.data_root))
     p0 = null_match_probability(vk, args.p0)
     tau, low = threshold(args.k, p0, args.lam), lowest_passing_accuracy(args.k, p0, args.lam)
-    print(f"opening {args.k} of {vk.n} trigger items on {oracle.model_ref.describe()}: "
+    print(f"opening {args.k} of {vk.n} trigger items on {untrusted(oracle.model_ref.describe())}: "
           + ("no number of matches is significant at this k; see `wmark-verifier plan`" if tau is None else
              f"accept at {tau} matches; a marked model passes w.p. 0.99 from trigger accuracy {low:.3f}"))
     # Loaded before connecting, so the prover is not kept waiting on our disk.
     decoys = default_decoys(vk.input_shape)
     with ProverConnection(args.connect, timeout=args.timeout) as prover:
-        prover.send(encode_frame(session.challenge().to_json()), "challenge")
-        answer = envelope_from_frame(prover.receive("reveal"), sender=f"the prover at {prover.name}")
+        answer = send_challenge(prover, session.challenge(), vk, lambda: prover.receive("reveal"))
         event = session.receive(answer)
         if isinstance(event, Refused):
             return report_refusal(event, keep=refusal_path(args.out))
@@ -158,9 +158,8 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
               f"{verifier.model_ref.describe()} (SRS {verifier.srs.path}, {verifier.origin.value}); waiting up to "
               f"{wait:g} s for them")
         with ProverConnection(args.connect, timeout=args.timeout) as prover:
-            prover.send(encode_frame(session.challenge().to_json()), "challenge")
-            answer = envelope_from_frame(prover.send_srs_then_receive(verifier.srs.path, wait),
-                                         sender=f"the prover at {prover.name}")
+            answer = send_challenge(prover, session.challenge(), vk,
+                                    lambda: prover.send_srs_then_receive(verifier.srs.path, wait))
             event = session.receive(answer)
             if isinstance(event, Refused):
                 return report_refusal(event, keep=refusal_path(args.out))
