@@ -1,20 +1,112 @@
-"""Options shared by the benchmarks that train models (functionality, robustness, margin)."""
+"""Options and provenance shared by the benchmarks that train models (functionality, robustness, margin, evasion)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import torch
+
+from wmark.errors import InvalidInput
+from wmark.watermark.datasets import DATASETS, LabelledImages, TaskData, load_task
 from wmark.watermark.device import DEVICE_CHOICES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def training_parser(description: str | None, *, epochs_help: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=("digits", "cifar10"), default="digits")
-    parser.add_argument("--data-root", metavar="PATH", help="for cifar10: the folder holding cifar-10-batches-py/")
+    parser.add_argument("--dataset", choices=[d for d in DATASETS if d != "imagefolder"], default="digits")
+    parser.add_argument("--data-root", metavar="PATH",
+                        help="cifar10/cifar100: the folder holding their python archives; fashion-mnist: its IDX "
+                             "files (default /usr/share/datasets/fashion-mnist, apt-get install dataset-fashion-mnist)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
     parser.add_argument("--epochs", type=int, help=epochs_help)
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
+    parser.add_argument("--label", metavar="TEXT",
+                        help="what the run is, written into its results (e.g. 'smoke run, not the study')")
+    add_subset_argument(parser)
     return parser
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def provenance(seeds: list[int], device: torch.device | str, label: str | None = None) -> dict[str, Any]:
+    """Where a result came from: commit, command, seeds, machine and date (docs/design.md section 5)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "label": label,
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": None if status is None else bool(status),
+        "command": " ".join(["python", *sys.argv]),
+        "seeds": seeds,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": load,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "device": str(device),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+    }
+
+
+def provenance_markdown(info: dict[str, Any]) -> str:
+    machine = info["machine"]
+    lines = [f"- command: `{info['command']}`",
+             f"- commit: {info['commit']}{' (with uncommitted changes)' if info['dirty'] else ''}",
+             f"- seeds: {', '.join(map(str, info['seeds']))}",
+             f"- machine: {machine['platform']}, {machine['cpus']} CPUs, {machine['device']}"
+             + (f" ({machine['cuda']})" if machine["cuda"] else "")
+             + f", load average {machine['load_average_at_start']} at start",
+             f"- date: {info['date']}"]
+    if info.get("label"):
+        lines.insert(0, f"- **{info['label']}**")
+    return "\n".join(lines)
+
+
+def add_subset_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--subset", type=int, metavar="N",
+                        help="smoke runs only: keep the first N images of the train, adversary and test splits")
+
+
+def subset(task: TaskData, n: int | None) -> TaskData:
+    """``task`` with its train, adversary and test splits cut to their first ``n`` images (None: all).
+
+    For smoke runs that prove a benchmark works end to end; their numbers are not the study's."""
+    if n is None:
+        return task
+    if n < 10:
+        raise InvalidInput("--subset must keep at least 10 images")
+
+    def cut(data: LabelledImages) -> LabelledImages:
+        return LabelledImages(data.images[:n], data.labels[:n])
+
+    return replace(task, train=cut(task.train), adversary=cut(task.adversary), test=cut(task.test))
+
+
+def load_for(args: argparse.Namespace) -> TaskData:
+    return subset(load_task(args.dataset, args.data_root), getattr(args, "subset", None))

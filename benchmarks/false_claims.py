@@ -12,7 +12,13 @@ tests run (wmark/harness/claims.py), at larger sizes than the default test run:
 * a transplanted key (the owner's commitments re-signed);
 * a greedy verifier against the leakage budget;
 * false accusation: --innocent models trained without any watermark, from
-  seeds of their own with the full recipe, challenged at k = 20 and k = n.
+  seeds of their own with the full recipe, challenged at k = 20 and k = n;
+* registry-bound labels (docs/design.md section 2), each beside the same
+  claim under committed labels: (a) a ZK owner Poseidon-committing ordinary
+  digits with their true classes, (b) the same as an imported set without
+  --p0, (c) imported piracy, forging and replay, (d) --regrind re-registrations
+  for a lucky beta, (e) a receipt with one bit of beta or of its proof edited,
+  (f) a log returning another entry's beta (``--registry-only`` runs just these).
 
 The owner's key (n = 100 derived items) is embedded in a fresh digits model,
 registered first in a fresh log, and the owner's own claim rests on it.  Keys
@@ -37,13 +43,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from wmark.errors import RemoteProtocolError
+from wmark.errors import RemoteProtocolError, WmarkError
 from wmark.files import atomic_write
 from wmark.harness.claims import (
     IMPORTED_P0,
@@ -54,18 +61,26 @@ from wmark.harness.claims import (
     Keys,
     OnRecord,
     agreement,
+    attacker_images,
+    bound_replay,
     claim,
     claim_with_own_prover,
+    classify,
+    commit_bound,
     contest,
+    embed_after_registration,
     forge_derived,
     forge_imported,
     fresh_derived,
     greedy_verifier,
     grind_derived,
     innocent_model,
+    natural_images,
     on_record,
     pirate_imported,
     register,
+    registered,
+    regrind,
     replay_derived,
     replay_imported,
     save_pair,
@@ -73,13 +88,17 @@ from wmark.harness.claims import (
     splice,
     task_accuracy,
     transplant,
+    zk_claim,
 )
+from wmark.protocol.beacon import Beacon, LabelSource
 from wmark.protocol.decision import DEFAULT_LAMBDA, format_probability, tail, threshold
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.keyfile import load_marking_key
 from wmark.protocol.keygen import keygen_derived
 from wmark.protocol.session import CAVEAT_IMPORTED, CAVEAT_UNREGISTERED
+from wmark.protocol.transparency import verify_receipt
 from wmark.prover.ledger import Outcome
+from wmark.registry import LogStore
 from wmark.watermark.datasets import load_task
 from wmark.watermark.embed import default_recipe, embed, start_model
 from wmark.watermark.modelio import load_model, save_model
@@ -265,6 +284,115 @@ def innocents(keys: Keys, tmp: Path, count: int, epochs: int) -> tuple[list[Row]
     return rows, runs
 
 
+def _zk_rows(model: Path, innocents: list[Path], tmp: Path) -> list[Row]:
+    from wmark.protocol.hazmat.identity import load_signing_key
+    from wmark.protocol.items import TriggerKind
+    from wmark.watermark.zkcircuit import InputCommitter
+
+    images, labels = natural_images(N, seed=0)
+    rows = []
+    for source in (LabelSource.REGISTRY, LabelSource.COMMITTED):
+        keys, pair = commit_bound(tmp / f"zk-{source.value}", images, labels, label_source=source,
+                                  zk=InputCommitter(TriggerKind.IMPORTED, SHAPE))
+        registration = registered(keys, tmp / f"zk-log-{source.value}") if source is LabelSource.REGISTRY else None
+        identity = load_signing_key(keys.owner)
+        for i, m in enumerate(innocents):
+            d = zk_claim(pair, identity, m, images, registration, k=N,
+                         p0=None if registration else IMPORTED_P0)
+            rows.append(Row(f"(a) cheating ZK owner: {N} ordinary digits with true classes, {source.value} labels, "
+                            f"innocent model {i}, k = n", "ACCEPTED" if d.accepted else "REJECTED", "decision rule",
+                            "rejected" if not d.accepted else "FALSE ACCUSATION", f"{d.matches}/{d.k} (tau {d.tau})",
+                            d.p_value_text))
+        if registration is not None:
+            marked = embed_after_registration(keys, registration.beta, tmp / "zk-honest", epochs=20)
+            d = zk_claim(pair, identity, marked, images, registration, k=N)
+            rows.append(Row("(a) the same key, embedded after registration (honest owner), k = n",
+                            "ACCEPTED" if d.accepted else "REJECTED", "decision rule",
+                            "accepted" if d.accepted else "OWNER NOT ACCEPTED", f"{d.matches}/{d.k} (tau {d.tau})",
+                            d.p_value_text))
+    return rows
+
+
+def _claim_row(scenario: str, result: Claim, *, expect: int = 1) -> Row:
+    text, matches, p = says(result)
+    outcome = {0: "accepted", 1: "rejected"}.get(result.code, f"exit {result.code}")
+    return Row(scenario, text, "decision rule", outcome if result.code == expect else f"UNEXPECTED: {outcome}",
+               matches, p)
+
+
+def registry_bound(marked: Path, innocents: list[Path], tmp: Path, attempts: int) -> tuple[list[Row], dict]:
+    """The scenarios of tests/adversarial/test_registry_labels.py and tests/test_beacon.py, as rows."""
+    rows = _zk_rows(marked, innocents, tmp)
+    images, labels = natural_images(N, seed=0)
+    keys, _ = commit_bound(tmp / "nat", images, labels)
+    registration = registered(keys, tmp / "nat-log")
+    for i, m in enumerate(innocents):
+        rows.append(_claim_row(f"(b) imported: {N} ordinary digits with true classes, registry-bound, no --p0, "
+                               f"innocent model {i}, k = {K}", claim(keys, m, tmp, f"nat-{i}", k=K,
+                                                                   log=tmp / "nat-log")))
+    old, _ = commit_bound(tmp / "nat-old", images, labels, label_source=LabelSource.COMMITTED)
+    rows.append(_claim_row(f"(b) the same, committed labels (the scheme before), --p0 {IMPORTED_P0}, innocent model 0",
+                           claim(old, innocents[0], tmp, "nat-old", k=K, p0=IMPORTED_P0), expect=0))
+    owner_model = embed_after_registration(keys, registration.beta, tmp / "nat-marked", epochs=20)
+    rows.append(_claim_row(f"(b) the same registry-bound key embedded after registration, k = {K}",
+                           claim(keys, owner_model, tmp, "nat-honest", k=K, log=tmp / "nat-log"), expect=0))
+    pirate_images = attacker_images(N, np.random.default_rng(1))
+    pirate, _ = commit_bound(tmp / "b-pirate", pirate_images, classify(load_model(marked), pirate_images))
+    registered(pirate, tmp / "b-pirate-log")
+    rows.append(_claim_row("(c) piracy, imported, registry-bound: the stolen model's answers, then registered",
+                           claim(pirate, marked, tmp, "b-pirate", k=K, log=tmp / "b-pirate-log")))
+    forgery = forge_imported(tmp / "b-forgery", marked, n=N, seed=2)
+    forger, _ = commit_bound(tmp / "b-forger", forgery.images, forgery.labels)
+    registered(forger, tmp / "b-forger-log")
+    rows.append(_claim_row(f"(c) forging, imported, registry-bound: PGD toward chosen labels "
+                           f"({forgery.hit_rate:.0%} hit), then registered",
+                           claim(forger, marked, tmp, "b-forger", k=K, log=tmp / "b-forger-log")))
+    public = claim(keys, owner_model, tmp, "nat-public", k=N, budget="1", log=tmp / "nat-log")
+    thief = bound_replay(tmp / "b-thief", public.transcript)
+    registered(thief, tmp / "b-thief-log")
+    rows.append(_claim_row("(c) replay, imported, registry-bound: a public verification's images and checked "
+                           "labels, re-committed and registered", claim(thief, owner_model, tmp, "b-replay", k=K,
+                                                                          log=tmp / "b-thief-log")))
+    n = 20
+    started = time.perf_counter()
+    grind = regrind(innocents[0], tmp / "regrind-log", tmp, attempts=attempts, n=n)
+    per_attempt_s = (time.perf_counter() - started) / attempts
+    p0 = Fraction(1, NUM_CLASSES)
+    tau = threshold(n, p0)
+    success = tail(tau, n, p0)
+    cost = {"attempts": attempts, "n": n, "tau": tau, "best": int(grind.matches.max()),
+            "accepted": grind.accepted, "success_per_registration": format_probability(success),
+            "expected_registrations": f"{float(1 / success):.3e}", "seconds_per_registration": round(per_attempt_s, 4)}
+    rows.append(Row(f"(d) re-registering {attempts} times for a lucky beta ({n} ordinary digits, k = n)",
+                    f"REJECTED every time (best {cost['best']}/{n}, tau {tau})", "decision rule",
+                    f"success needs ~{cost['expected_registrations']} public registrations "
+                    f"(p = {cost['success_per_registration']} each)", f"{cost['best']}/{n}", "-"))
+    rows += _tampered_rows(tmp)
+    return rows, cost
+
+
+def _tampered_rows(tmp: Path) -> list[Row]:
+    owner = SigningKey.generate()
+    vk = keygen_derived(owner=owner, n=5, num_classes=NUM_CLASSES, input_shape=SHAPE,
+                        label_source=LabelSource.REGISTRY).verification_key
+    other = keygen_derived(owner=owner, n=5, num_classes=NUM_CLASSES, input_shape=SHAPE).verification_key
+    with LogStore.open(tmp / "tamper-log") as store:
+        receipt, stolen, key = store.register(vk), store.register(other).beacon, store.public_key
+    b = receipt.beacon
+    flip = lambda data, i: data[:i] + bytes([data[i] ^ 1]) + data[i + 1:]
+    cases = [("(e) receipt with one bit of beta changed", Beacon(b.key_statement, flip(b.beta, 0), b.proof)),
+             ("(e) receipt with one bit of the VRF proof changed", Beacon(b.key_statement, b.beta, flip(b.proof, 40))),
+             ("(f) a log returning another entry's beta", stolen)]
+    rows = []
+    for scenario, beacon in cases:
+        try:
+            verify_receipt(replace(receipt, beacon=beacon), vk, key)
+            rows.append(Row(scenario, "ACCEPTED", "receipt check", "NOT CAUGHT"))
+        except WmarkError as exc:  # the named error is the result
+            rows.append(Row(scenario, f"invalid: {exc}", "receipt check (offline, log key only)", "refused, exit 2"))
+    return rows
+
+
 def markdown(rows: list[Row]) -> str:
     lines = ["| scenario | the protocol alone | what decides it | outcome | matches / k | p-value |",
              "|---|---|---|---|---|---|"]
@@ -282,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=default_recipe("digits").epochs,
                         help="training epochs of each innocent model")
     parser.add_argument("--greedy-rounds", type=int, default=5, help="challenges the greedy verifier sends")
+    parser.add_argument("--regrind", type=int, default=200, help="re-registrations of the grinding owner (d)")
+    parser.add_argument("--registry-only", action="store_true",
+                        help="run only the registry-bound scenarios (a)-(f), against --innocent models")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
     if min(args.keys, args.grind_n, args.random, args.innocent, args.epochs, args.greedy_rounds) < 1:
@@ -293,25 +424,51 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="false-claims-") as name:
         tmp = Path(name)
         record, model, keys = build_world(tmp)
-        print("random claims", flush=True)
-        random_rows, random_runs = random_claims(model, tmp, args.random)
-        rows += random_rows
-        print("piracy", flush=True)
-        rows.append(contested("piracy, imported: the stolen model's own answers on the attacker's images", record,
-                              contest(record, pirate_imported(tmp / "pirate", model, n=N, seed=1), model, tmp,
-                                      "pirate", p0=IMPORTED_P0)))
-        piracy_rows, grind = derived_piracy(model, tmp, args.keys, args.grind_n)
-        rows += piracy_rows
-        print("forging", flush=True)
-        rows += forging(record, model, tmp)
-        print("replay and transplant", flush=True)
-        rows += replays(record, model, tmp)
-        print("greedy verifier", flush=True)
-        rows.append(greedy(keys, model, tmp, args.greedy_rounds))
-        print("innocent models", flush=True)
-        innocent_rows, innocent_runs = innocents(keys, tmp, args.innocent, args.epochs)
-        rows += innocent_rows
+        random_runs, grind, innocent_runs = [], {}, []
+        if args.registry_only:
+            innocent_models = [innocent_model(tmp / f"bound-innocent-{s}", seed=s, epochs=args.epochs)
+                               for s in range(1, args.innocent + 1)]
+            print("registry-bound labels", flush=True)
+            bound_rows, regrind_cost = registry_bound(model, innocent_models, tmp, args.regrind)
+            rows += bound_rows
+        else:
+            rows, random_runs, grind, innocent_runs, regrind_cost = _all(args, tmp, record, model, keys)
     seconds = time.perf_counter() - start
+    _write(args, command, seconds, rows, random_runs, grind, innocent_runs, regrind_cost)
+    return 0
+
+
+def _all(args, tmp: Path, record: OnRecord, model: Path, keys: Keys):
+    rows: list[Row] = []
+    print("random claims", flush=True)
+    random_rows, random_runs = random_claims(model, tmp, args.random)
+    rows += random_rows
+    print("piracy", flush=True)
+    rows.append(contested("piracy, imported: the stolen model's own answers on the attacker's images", record,
+                          contest(record, pirate_imported(tmp / "pirate", model, n=N, seed=1), model, tmp,
+                                  "pirate", p0=IMPORTED_P0)))
+    piracy_rows, grind = derived_piracy(model, tmp, args.keys, args.grind_n)
+    rows += piracy_rows
+    print("forging", flush=True)
+    rows += forging(record, model, tmp)
+    print("replay and transplant", flush=True)
+    rows += replays(record, model, tmp)
+    print("greedy verifier", flush=True)
+    rows.append(greedy(keys, model, tmp, args.greedy_rounds))
+    print("innocent models", flush=True)
+    innocent_rows, innocent_runs = innocents(keys, tmp, args.innocent, args.epochs)
+    rows += innocent_rows
+    print("registry-bound labels", flush=True)
+    innocent_models = [tmp / f"innocent-{seed}" for seed in range(1, args.innocent + 1)]
+    bound_rows, regrind_cost = registry_bound(model, innocent_models, tmp, args.regrind)
+    rows += bound_rows
+    return rows, random_runs, grind, innocent_runs, regrind_cost
+
+
+def _write(args, command: str, seconds: float, rows: list[Row], random_runs, grind, innocent_runs,
+           regrind_cost) -> None:
+    import datetime
+    import subprocess
 
     table = markdown(rows)
     print()
@@ -322,19 +479,23 @@ def main(argv: list[str] | None = None) -> int:
         "command": command, "seconds": round(seconds, 1), "n": N, "k": K, "lambda": DEFAULT_LAMBDA,
         "parameters": vars(args) | {"out": str(args.out)},
         "rows": [asdict(r) for r in rows], "random_claims": random_runs, "grind": grind, "innocent": innocent_runs,
+        "regrind": regrind_cost,
         "torch": torch.__version__, "platform": platform.platform(), "threads": torch.get_num_threads(),
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True).stdout.strip(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seeds": {"natural_images": 0, "pirate_images": 1, "forger": 2, "innocent_models": "1..--innocent",
+                  "keys": "OS CSPRNG (vary per run)"},
     }
     atomic_write(args.out / "false_claims.json", (json.dumps(report, indent=2) + "\n").encode())
     atomic_write(args.out / "false_claims.md", (
         f"# False claims of ownership (digits, n = {N}, lambda = {DEFAULT_LAMBDA})\n\n{table}\n\n"
-        f"The pirate's {grind['keys']} derived keys of {grind['n']} items cost {grind['ms_per_key']} ms each "
+        + (f"The pirate's {grind['keys']} derived keys of {grind['n']} items cost {grind['ms_per_key']} ms each "
         f"(KeyGen and {grind['n']} queries of the stolen model). Keys per number of matches, observed "
         f"(expected under H0, Binomial({grind['n']}, 1/{NUM_CLASSES})): "
         + ", ".join(f"{m}: {h['observed']} ({h['expected']})" for m, h in grind["matches_histogram"].items())
-        + ".\n\n"
-        f"`{command}`: {seconds:.0f} s on {platform.machine()} ({torch.get_num_threads()} threads)\n").encode())
+        + ".\n\n" if grind else "")
+        + f"`{command}`: {seconds:.0f} s on {platform.machine()} ({torch.get_num_threads()} threads)\n").encode())
     print(f"wrote {args.out / 'false_claims.json'} and {args.out / 'false_claims.md'}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ but from per-seed item seeds instead of a VRF, so a run is repeatable.
     python benchmarks/functionality.py                       # digits, 3 seeds, about a minute
     python benchmarks/functionality.py --dataset cifar10 --data-root ~/data   # the paper's recipe; a GPU
 
-Writes functionality-DATASET.json and functionality-DATASET.png to --out.
+    python benchmarks/functionality.py --dataset fashion-mnist   # fashion_cnn, Debian's files
+
+Writes functionality-DATASET.json, .md and .png to --out.
 """
 
 from __future__ import annotations
@@ -37,14 +39,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _cli import training_parser  # a sibling module: scripts run with this folder on sys.path
+from _cli import (  # a sibling module: scripts run with this folder on sys.path
+    load_for,
+    provenance,
+    provenance_markdown,
+    training_parser,
+)
 
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
 from wmark.protocol.hazmat.hashing import tagged_hash
 from wmark.protocol.hazmat.sampling import derive_label
 from wmark.protocol.patterns import render_many
-from wmark.watermark.datasets import TaskData, load_task
+from wmark.watermark.datasets import TaskData
 from wmark.watermark.device import pick_device
 from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from wmark.watermark.triggers import TriggerSet
@@ -111,6 +118,17 @@ def table(summary: dict[str, dict[str, float]], title: str) -> str:
     return "\n".join(lines)
 
 
+def markdown(summary: dict[str, dict[str, float]], title: str) -> str:
+    lines = [title, "", "| | test accuracy (%) | trigger accuracy (%) | paper, CIFAR-10 (test / trigger) |",
+             "|---|---:|---:|---:|"]
+    for name in ROWS:
+        s = summary[name]
+        lines.append(f"| {name} | {s['test_accuracy_mean']:.2f} ± {s['test_accuracy_std']:.2f} | "
+                     f"{s['trigger_accuracy_mean']:.1f} ± {s['trigger_accuracy_std']:.1f} | "
+                     f"{PAPER[name][0]:.2f} / {PAPER[name][1]:.1f} |")
+    return "\n".join(lines)
+
+
 def bar_chart(summary: dict[str, dict[str, float]], title: str, path: Path) -> None:
     import matplotlib
 
@@ -143,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds must be at least 1")
     try:
         device = pick_device(args.device)
-        task = load_task(args.dataset, args.data_root)
+        task = load_for(args)
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
     print(f"{task.describe()}; {DEFAULT_ARCH[task.name]} on {device}; {args.seeds} seeds", flush=True)
+    origin = provenance(list(range(args.seeds)), device, args.label)
     start = time.perf_counter()
     runs = [r for seed in range(args.seeds) for r in run_seed(task, seed, args, device)]
     summary = summarise(runs)
@@ -162,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"functionality-{task.name}"
     report = {
+        "provenance": origin,
         "dataset": task.name,
+        "subset": args.subset,
         "arch": DEFAULT_ARCH[task.name],
         "triggers": TRIGGERS,
         "seeds": list(range(args.seeds)),
@@ -180,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         "paper_cifar10": {name: {"test_accuracy": t, "trigger_accuracy": w} for name, (t, w) in PAPER.items()},
     }
     atomic_write(stem.with_suffix(".json"), (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write(stem.with_suffix(".md"), f"{markdown(summary, title)}\n\n{provenance_markdown(origin)}\n".encode())
     bar_chart(summary, title, stem.with_suffix(".png"))
-    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+    print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
     return 0
 
 

@@ -50,12 +50,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from _cli import training_parser  # a sibling module: scripts run with this folder on sys.path
+from _cli import (  # a sibling module: scripts run with this folder on sys.path
+    provenance,
+    provenance_markdown,
+    subset,
+    training_parser,
+)
 
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
+from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_margin
+from wmark.protocol.keys import MarkingKey, verify_vk_envelope
 from wmark.protocol.margin import QuerySplit
 from wmark.watermark.attacks import run_attack
 from wmark.watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
@@ -82,22 +89,38 @@ CIFAR_TRANSFER = {"epochs": 50, "lr": 0.05, "batch_size": 128, "arch": CIFAR_STU
 
 
 @lru_cache(maxsize=1)
-def load(dataset: str, data_root: str | None) -> TaskData:
+def load(dataset: str, data_root: str | None, cut: int | None = None) -> TaskData:
     """Each worker loads the task once, rather than receiving it with every job."""
-    return load_task(dataset, data_root)
+    return subset(load_task(dataset, data_root), cut)
+
+
+def _pack(pair: KeyPair) -> tuple[bytes, dsse.Envelope]:
+    return pair.marking_key.to_bytes(), pair.signed_vk
+
+
+@lru_cache(maxsize=4)
+def _unpack(mk: bytes, signed_vk: dsse.Envelope) -> KeyPair:
+    return KeyPair(MarkingKey.from_bytes(mk, what="marking key"),
+                   verify_vk_envelope(signed_vk, what="verification key"), signed_vk)
 
 
 @dataclass(frozen=True, repr=False)
 class World:
     """What every worker needs: both key pairs, the owner and the options."""
 
-    keys: dict[str, KeyPair]
+    # Each key pair as its marking key's bytes and its signed vk: a VRF secret
+    # key holds a C object that cannot be pickled across to the workers.
+    sealed: dict[str, tuple[bytes, dsse.Envelope]]
     owner: SigningKey
     args: argparse.Namespace
 
     @property
+    def keys(self) -> dict[str, KeyPair]:
+        return {scheme: _unpack(*packed) for scheme, packed in self.sealed.items()}
+
+    @property
     def task(self) -> TaskData:
-        return load(self.args.dataset, self.args.data_root)
+        return load(self.args.dataset, self.args.data_root, self.args.subset)
 
     @cached_property
     def split(self) -> QuerySplit:
@@ -327,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds and --workers must be at least 1")
     try:
         pick_device(args.device)
-        task = load(args.dataset, args.data_root)
+        task = load(args.dataset, args.data_root, args.subset)
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -338,10 +361,11 @@ def main(argv: list[str] | None = None) -> int:
             "margin": keygen_margin(owner=owner, n=min(ITEMS, len(split)), num_classes=task.num_classes,
                                     split=split)}
     print(f"{task.describe()}; {args.seeds} seeds, {args.workers} workers", flush=True)
+    origin = provenance(list(range(args.seeds)), args.device, args.label)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="wmark-margin-bench-") as work:
         args.work = work
-        world = World(keys, owner, args)
+        world = World({scheme: _pack(pair) for scheme, pair in keys.items()}, owner, args)
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
             runs = run_all(world, pool)
     seconds = time.perf_counter() - start
@@ -351,8 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / "margin"
+    stem = args.out / ("margin" if task.name == "digits" else f"margin-{task.name}")
     atomic_write(stem.with_suffix(".json"), (json.dumps({
+        "provenance": origin,
         "dataset": task.name,
         "seeds": list(range(args.seeds)),
         "items": ITEMS,
@@ -369,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "functionality_gap_points": functionality(runs),
         "runs": runs,
     }, indent=2) + "\n").encode())
-    atomic_write(stem.with_suffix(".md"), report.encode())
+    atomic_write(stem.with_suffix(".md"), f"{report.rstrip()}\n\n{provenance_markdown(origin)}\n".encode())
     plot(runs, title, stem.with_suffix(".png"))
     print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
     return 0

@@ -30,10 +30,13 @@ threshold as a derived key.  Only the k = 20 verdicts vary between runs (each
 challenge samples its items afresh); their acceptance probability does not.
 
     python benchmarks/robustness.py                       # digits, 3 seeds, 3.5 minutes on 2 idle cores
+    python benchmarks/robustness.py --dataset fashion-mnist   # fashion_cnn on Debian's files
     python benchmarks/robustness.py --dataset cifar10 --data-root ~/data   # the paper's ResNet-18; a GPU
 
-Writes robustness.json, robustness.md and robustness.png to --out (for
-digits; other data sets add their name: robustness-cifar10.json, ...).
+Writes robustness.json, robustness.md, robustness.png (test against trigger
+accuracy) and robustness-FAMILY.png (trigger accuracy against each attack
+family's strength: learning rate, pruning rate, noise, bits, epochs) to --out
+for digits; other data sets add their name: robustness-fashion-mnist.json, ...
 
 What it shows on digits, and what would defend.  Fine-tuning and re-training
 at the paper's rate, pruning up to 90%, int8/int4 weights and mild noise leave
@@ -67,7 +70,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from _cli import training_parser  # a sibling module: scripts run with this folder on sys.path
+from _cli import (  # a sibling module: scripts run with this folder on sys.path
+    load_for,
+    provenance,
+    provenance_markdown,
+    training_parser,
+)
 
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
@@ -79,7 +87,7 @@ from wmark.protocol.keygen import keygen_imported
 from wmark.protocol.patterns import render_many
 from wmark.watermark.attacks import ATTACKS, run_attack
 from wmark.watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
-from wmark.watermark.datasets import TaskData, load_task
+from wmark.watermark.datasets import TaskData
 from wmark.watermark.device import pick_device
 from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from wmark.watermark.evaluate import evaluate
@@ -110,21 +118,26 @@ SETTINGS = (
     Setting("FTLL", "ftll", family="fine-tuning"),
     Setting("FTAL", "ftal", family="fine-tuning"),
     Setting("FTAL, lr 0.05", "ftal", (("lr", 0.05),), family="fine-tuning"),
+    Setting("FTAL, lr 0.1", "ftal", (("lr", 0.1),), family="fine-tuning"),
     Setting("RTLL", "rtll", family="re-training"),
     Setting("RTAL", "rtal", family="re-training"),
     Setting("RTAL, lr 0.05", "rtal", (("lr", 0.05),), family="re-training"),
+    Setting("RTAL, lr 0.1", "rtal", (("lr", 0.1),), family="re-training"),
     *(Setting(f"prune {rate:.0%}", "prune", (("rate", rate),), family="pruning")
       for rate in (0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.98)),
     Setting("distillation, T 4", "distill", family="distillation / extraction"),
     Setting("extraction, soft labels", "extract-soft", family="distillation / extraction"),
     Setting("extraction, hard labels", "extract-hard", family="distillation / extraction"),
-    *(Setting(f"weight noise {sigma:g} sd", "weight-noise", (("sigma", sigma),), family="noise / quantisation")
+    *(Setting(f"weight noise {sigma:g} sd", "weight-noise", (("sigma", sigma),), family="noise")
       for sigma in (0.1, 0.5, 1.0)),
-    *(Setting(f"int{bits} weights", "quantise", (("bits", bits),), family="noise / quantisation")
+    *(Setting(f"int{bits} weights", "quantise", (("bits", bits),), family="quantisation")
       for bits in (8, 4)),
-    *(Setting(f"input noise {sigma:g}", "input-noise", (("sigma", sigma),), family="noise / quantisation")
+    *(Setting(f"input noise {sigma:g}", "input-noise", (("sigma", sigma),), family="noise")
       for sigma in (0.1, 0.3)),
 )
+# The parameter each family's strength plot puts on its x axis.
+STRENGTH = {"fine-tuning": "lr", "re-training": "lr", "pruning": "rate", "noise": "sigma", "quantisation": "bits",
+            "distillation / extraction": "epochs"}
 
 
 def trigger_set(task: TaskData, seed: int) -> TriggerSet:
@@ -292,6 +305,47 @@ def frontier_plot(summaries: list[Summary], title: str, thresholds: dict[str, fl
     plt.close(fig)
 
 
+def strength_plots(records: list[dict[str, Any]], title: str, stem: Path) -> list[Path]:
+    """Per attack family, trigger accuracy (mean ± sd over seeds) against the attack's strength, one line
+    per kind and row (RTLL/RTAL: as deployed and with the original layer), the marked model's accuracy
+    dashed; one PNG per family, ``STEM-FAMILY.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    marked = statistics.fmean(100 * r["trigger_accuracy"] for r in records if r["row"] == MARKED)
+    written = []
+    for family, parameter in STRENGTH.items():
+        members = [s for s in SETTINGS if s.family == family]
+        if not members:
+            continue
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        lines: dict[str, list[tuple[float, float, float]]] = {}
+        for setting in members:
+            x = float(getattr(ATTACKS[setting.kind].make_params(**dict(setting.params)), parameter))
+            for row in rows_of(setting):
+                values = [100 * r["trigger_accuracy"] for r in records if r["row"] == row]
+                name = setting.kind + row[len(setting.label):]
+                lines.setdefault(name, []).append((x, *_mean_sd(values)))
+        for name, points in lines.items():
+            points.sort()
+            ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
+                        capsize=3, label=name)
+        ax.axhline(marked, linestyle="--", linewidth=0.8, color="grey", label="marked model, unattacked")
+        ax.set_xlabel(parameter)
+        ax.set_ylabel("trigger accuracy after the attack (%)")
+        ax.set_ylim(FLOOR, 105)
+        ax.set_title(f"{title}\n{family}", fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = stem.parent / f"{stem.name}-{family.split(' ')[0]}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = training_parser(__doc__, epochs_help="override every training run's epochs (quick checks only)")
     args = parser.parse_args(argv)
@@ -299,13 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds and --epochs must be at least 1")
     try:
         device = pick_device(args.device)
-        task = load_task(args.dataset, args.data_root)
+        task = load_for(args)
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
     arch = DEFAULT_ARCH[task.name]
     print(f"{task.describe()}; {arch} on {device}; {args.seeds} seeds; {len(SETTINGS)} attacks", flush=True)
+    origin = provenance(list(range(args.seeds)), device, args.label)
     start = time.perf_counter()
     records = [r for seed in range(args.seeds) for r in run_seed(task, seed, args, device)]
     seconds = time.perf_counter() - start
@@ -327,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / ("robustness" if task.name == "digits" else f"robustness-{task.name}")
     report = {
+        "provenance": origin,
         "dataset": task.name,
+        "subset": args.subset,
         "arch": arch,
         "triggers": TRIGGERS,
         "adversary_images": len(task.adversary),
@@ -346,11 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         "summary": [asdict(s) for s in summaries],
     }
     atomic_write(stem.with_suffix(".json"), (json.dumps(report, indent=2) + "\n").encode())
-    atomic_write(stem.with_suffix(".md"), f"{title}\n\n{table}\n\n{legend}\n".encode())
+    atomic_write(stem.with_suffix(".md"), f"{title}\n\n{table}\n\n{legend}\n\n{provenance_markdown(origin)}\n".encode())
     thresholds = {f"k={TRIGGERS} accepts from {taus[TRIGGERS]}/{TRIGGERS}": 100 * taus[TRIGGERS] / TRIGGERS,
                   f"k={PRIVATE_K} passes w.p. {SURE} above": 100 * lowest_passing_accuracy(PRIVATE_K, p0)}
     frontier_plot(summaries, title, thresholds, stem.with_suffix(".png"))
-    print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
+    plots = strength_plots(records, title, stem)
+    print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.md')}, {stem.with_suffix('.png')} and "
+          f"{', '.join(p.name for p in plots)}")
     return 0
 
 

@@ -51,6 +51,37 @@ def parse_probability(text: str | Fraction, *, what: str = "p0") -> Fraction:
     return value
 
 
+def check_lambda(lam: int, *, what: str = "lambda") -> int:
+    """``lambda`` in 1..256: a bound on the false accusation probability of 2^-1 to 2^-256."""
+    if isinstance(lam, bool) or not isinstance(lam, int) or not 1 <= lam <= MAX_LAMBDA:
+        raise InvalidInput(f"{what}={lam!r} must be an integer between 1 and {MAX_LAMBDA}")
+    return lam
+
+
+def smallest_k(p0: Fraction, lam: int) -> int | None:
+    """The least k at which k matches of k reach 2^-lambda (``p0^k <= 2^-lambda``), or None beyond MAX_K."""
+    bound, power = Fraction(1, 2**lam), Fraction(1)
+    for k in range(1, MAX_K + 1):
+        power *= p0
+        if power <= bound:
+            return k
+    return None
+
+
+def hopeless(k: int, p0: Fraction, lam: int) -> str | None:
+    """Why a sample of ``k`` items can never be accepted at this ``p0`` and ``lambda``; None if it can.
+
+    A verification that cannot accept would reveal items for nothing, so it is
+    refused before any is revealed (docs/design.md section 4).
+    """
+    if threshold(k, p0, lam) is not None:
+        return None
+    least = smallest_k(p0, lam)
+    need = f"at least k={least} is needed" if least is not None else f"no k up to {MAX_K} suffices"
+    return (f"k={k} can never be accepted at p0={p0}, lambda={lam}: even {k} matches of {k} have p-value "
+            f"{format_probability(tail(k, k, p0))} > 2^-{lam}; {need}")
+
+
 def _check(k: int, p0: Fraction) -> None:
     """Bound the work before doing it: the tails cost k * log2(denominator) bits a term."""
     if not 1 <= k <= MAX_K:

@@ -23,6 +23,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from wmark.errors import DecodeError, InvalidOpening, InvalidProof, LocalProtocolError
+from wmark.protocol.beacon import bound_label
 from wmark.protocol.hazmat.commitment import Commitment, Opening, check
 from wmark.protocol.hazmat.encoding import enum_value
 from wmark.protocol.hazmat.identity import PublicKey
@@ -105,7 +106,11 @@ class ItemOpening:
 @dataclass(frozen=True)
 class OpenedItem:
     """A checked item: derived ones carry the seed, imported ones the pixels,
-    margin ones both (the seed, and the pixels of the split image it selects)."""
+    margin ones both (the seed, and the pixels of the split image it selects).
+
+    ``label`` is what the model must answer: the committed label, or for a
+    registry-bound key the committed label shifted by the beacon.
+    """
 
     index: int
     label: int
@@ -123,13 +128,17 @@ def open_item(
     vrf_key: VrfPublicKey | None,
     owner: PublicKey,
     margin: MarginItems | None = None,
+    beta: bytes | None = None,
 ) -> OpenedItem:
     """Check one opening against the verification key; raise naming the failure.
 
     A margin item is checked against ``margin``, the split it was drawn from
-    (the caller has matched the split's digest with the key's).
+    (the caller has matched the split's digest with the key's).  ``beta``, the
+    checked beacon output of a registry-bound key's receipt, turns the
+    committed label into the one the model is asked for (:func:`bound_label`).
     """
     what = f"item {opening.index}"
+    true_class: int | None = None  # only a margin item has one
     if not 0 <= opening.label < num_classes:
         raise InvalidOpening(f"{what}: label {opening.label} outside [0, {num_classes})")
     if kind.seeded:
@@ -144,7 +153,7 @@ def open_item(
             if margin is None:
                 raise LocalProtocolError(f"{what}: a margin item is checked against its key's query split")
             position, label = margin.item(seed, opening.index)
-            pixels = margin.split.image(position)
+            pixels, true_class = margin.split.image(position), margin.split.labels[position]
         else:
             label = derive_label(seed, num_classes)
         if label != opening.label:
@@ -159,5 +168,8 @@ def open_item(
         seed, pixels = None, message[len(header):]
     check(commitments.item, message, opening.item_randomness, what=f"{what} (image)")
     check(commitments.label, label_message(opening.label), opening.label_randomness, what=f"{what} (label)")
-    return OpenedItem(opening.index, opening.label, seed, pixels)
+    if beta is None:
+        return OpenedItem(opening.index, opening.label, seed, pixels)
+    return OpenedItem(opening.index, bound_label(beta, opening.index, opening.label, num_classes,
+                                                 true_class=true_class), seed, pixels)
 

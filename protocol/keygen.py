@@ -16,6 +16,7 @@ from typing import Sequence
 from Crypto.Random import get_random_bytes
 
 from wmark.errors import InvalidInput
+from wmark.protocol.beacon import LabelSource
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Scheme, commit
 from wmark.protocol.hazmat.identity import SigningKey
@@ -56,7 +57,8 @@ def _zk_commitments(openings: Sequence[ItemOpening], hasher: InputHasher) -> tup
 
 def _finish(owner: SigningKey, scheme: Scheme, kind: TriggerKind, input_shape: tuple[int, int, int],
             num_classes: int, pairs: list[tuple[ItemCommitments, ItemOpening]],
-            vrf_sk: VrfSecretKey | None, zk: InputHasher | None, margin: MarginSource | None = None) -> KeyPair:
+            vrf_sk: VrfSecretKey | None, zk: InputHasher | None, margin: MarginSource | None = None,
+            label_source: LabelSource = LabelSource.COMMITTED) -> KeyPair:
     openings = tuple(o for _, o in pairs)
     zk_public, zk_secret = _zk_commitments(openings, zk) if zk is not None else (None, None)
     vk = VerificationKey(
@@ -64,27 +66,34 @@ def _finish(owner: SigningKey, scheme: Scheme, kind: TriggerKind, input_shape: t
         commitments=tuple(c for c, _ in pairs), owner=owner.public_key,
         vrf_key=vrf_sk.public_key if vrf_sk else None,
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(), zk=zk_public, margin=margin,
+        labels=label_source,
     )
     mk = MarkingKey(vk_digest=vk.digest, scheme=scheme, kind=kind, input_shape=input_shape,
-                    num_classes=num_classes, openings=openings, vrf_secret_key=vrf_sk, zk=zk_secret, margin=margin)
+                    num_classes=num_classes, openings=openings, vrf_secret_key=vrf_sk, zk=zk_secret, margin=margin,
+                    labels=label_source)
     return KeyPair(mk, vk, dsse.sign(VK_PAYLOAD_TYPE, vk.payload, owner))
 
 
 def keygen_derived(*, owner: SigningKey, n: int, num_classes: int, input_shape: tuple[int, int, int],
-                   scheme: Scheme = Scheme.HASH, progress=None, zk: InputHasher | None = None) -> KeyPair:
+                   scheme: Scheme = Scheme.HASH, progress=None, zk: InputHasher | None = None,
+                   label_source: LabelSource = LabelSource.COMMITTED) -> KeyPair:
     """KeyGen for a derived trigger set: items are VRF outputs under a fresh trigger key.
 
     With ``zk``, every item's hidden input is also committed to with a fresh
-    salt, for zero-knowledge verification (docs/design.md section 4c).
+    salt, for zero-knowledge verification (docs/design.md section 4c).  With
+    ``label_source=REGISTRY`` the trained labels are fixed by the registry's beacon
+    once the key is registered (:mod:`wmark.protocol.beacon`).
     """
     check_parameters(n, num_classes, input_shape)
     vrf_sk = VrfSecretKey.generate()
     pairs = _seeded_items(vrf_sk, owner, n, lambda seed, _: derive_label(seed, num_classes), scheme, progress)
-    return _finish(owner, scheme, TriggerKind.DERIVED, input_shape, num_classes, pairs, vrf_sk, zk)
+    return _finish(owner, scheme, TriggerKind.DERIVED, input_shape, num_classes, pairs, vrf_sk, zk,
+                   label_source=label_source)
 
 
 def keygen_margin(*, owner: SigningKey, n: int, num_classes: int, split: QuerySplit,
-                  scheme: Scheme = Scheme.HASH, progress=None) -> KeyPair:
+                  scheme: Scheme = Scheme.HASH, progress=None,
+                  label_source: LabelSource = LabelSource.COMMITTED) -> KeyPair:
     """KeyGen for margin queries (Kim et al. 2023): VRF outputs mapped to images of ``split``
     with labels other than their true ones (:mod:`wmark.protocol.margin`)."""
     check_parameters(n, num_classes, split.shape)
@@ -92,7 +101,7 @@ def keygen_margin(*, owner: SigningKey, n: int, num_classes: int, split: QuerySp
     vrf_sk = VrfSecretKey.generate()
     pairs = _seeded_items(vrf_sk, owner, n, lambda seed, i: items.item(seed, i)[1], scheme, progress)
     return _finish(owner, scheme, TriggerKind.MARGIN, split.shape, num_classes, pairs, vrf_sk, None,
-                   margin=split.source)
+                   margin=split.source, label_source=label_source)
 
 
 def _seeded_items(vrf_sk: VrfSecretKey, owner: SigningKey, n: int, label_of, scheme: Scheme,
@@ -110,7 +119,7 @@ def _seeded_items(vrf_sk: VrfSecretKey, owner: SigningKey, n: int, label_of, sch
 
 def keygen_imported(*, owner: SigningKey, images: Sequence[bytes], labels: Sequence[int], num_classes: int,
                     input_shape: tuple[int, int, int], scheme: Scheme = Scheme.HASH, progress=None,
-                    zk: InputHasher | None = None) -> KeyPair:
+                    zk: InputHasher | None = None, label_source: LabelSource = LabelSource.COMMITTED) -> KeyPair:
     """KeyGen for imported images, given as uint8 CHW pixel bytes at ``input_shape`` (``zk`` as for
     :func:`keygen_derived`)."""
     check_parameters(len(images), num_classes, input_shape)
@@ -124,4 +133,5 @@ def keygen_imported(*, owner: SigningKey, images: Sequence[bytes], labels: Seque
         pairs.append(_commit_item(i, canonical, label, scheme, image=canonical))
         if progress:
             progress(1)
-    return _finish(owner, scheme, TriggerKind.IMPORTED, input_shape, num_classes, pairs, None, zk)
+    return _finish(owner, scheme, TriggerKind.IMPORTED, input_shape, num_classes, pairs, None, zk,
+                   label_source=label_source)

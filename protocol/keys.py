@@ -17,6 +17,7 @@ from typing import Any
 
 from wmark.errors import DecodeError, InvalidSignature
 from wmark.files import read_bounded
+from wmark.protocol.beacon import LabelSource
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Commitment, Opening, Scheme
 from wmark.protocol.hazmat.encoding import (
@@ -79,19 +80,26 @@ class VerificationKey:
     zk: ZkCommitments | None = None
     # Present for, and only for, margin keys: the public split their queries come from.
     margin: MarginSource | None = None
+    # REGISTRY: the labels are the committed ones shifted by the registry's beacon (docs/design.md section 2).
+    labels: LabelSource = LabelSource.COMMITTED
 
     @property
     def n(self) -> int:
         return len(self.commitments)
 
+    @property
+    def registry_bound(self) -> bool:
+        return self.labels is LabelSource.REGISTRY
+
     @cached_property
     def payload(self) -> bytes:
         """The canonical bytes the owner signs (computed once: keys are immutable)."""
-        # "zk" and "margin" are left out rather than null when absent, so keys made before they existed keep
-        # their digests.
+        # "zk", "margin" and "labels" are left out when absent (or committed), so keys made before they
+        # existed keep their digests; a tool that predates one refuses a key that has it (only_fields).
         return canonical_json({
             **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
             **({"margin": self.margin.to_obj()} if self.margin is not None else {}),
+            **_labels_field(self.labels),
             "type": VK_TYPE,
             "version": VERSION,
             "scheme": self.scheme.value,
@@ -128,8 +136,8 @@ class VerificationKey:
     def _from_json(cls, parsed: Any, *, what: str) -> VerificationKey:
         obj = expect_header(parsed, type_=VK_TYPE, version=VERSION, what=what)
         only_fields(obj, {"type", "version", "scheme", "trigger_kind", "input_shape", "num_classes",
-                          "commitments", "owner_public_key", "vrf_public_key", "created", "zk", "margin"},
-                    what=what)
+                          "commitments", "owner_public_key", "vrf_public_key", "created", "zk", "margin",
+                          "labels"}, what=what)
         scheme = Scheme.parse(field(obj, "scheme", str, what=what))
         kind = TriggerKind.parse(field(obj, "trigger_kind", str, what=what))
         entries = field(obj, "commitments", list, what=what)
@@ -161,7 +169,22 @@ class VerificationKey:
             created=_created(obj, what=what),
             zk=ZkCommitments.from_obj(obj["zk"], n=len(commitments), what=what) if "zk" in obj else None,
             margin=_margin(obj, kind, n=len(commitments), what=what),
+            labels=_labels(obj, what=what),
         )
+
+
+def _labels_field(labels: LabelSource) -> dict[str, str]:
+    return {"labels": labels.value} if labels is LabelSource.REGISTRY else {}
+
+
+def _labels(obj: dict[str, Any], *, what: str) -> LabelSource:
+    if "labels" not in obj:
+        return LabelSource.COMMITTED
+    labels = LabelSource.parse(field(obj, "labels", str, what=what))
+    if labels is not LabelSource.REGISTRY:
+        # One encoding per key: committed labels are the absence of the field.
+        raise DecodeError(f"{what}: 'labels' is present only for registry-bound keys")
+    return labels
 
 
 def _margin(obj: dict[str, Any], kind: TriggerKind, *, n: int, what: str) -> MarginSource | None:
@@ -271,10 +294,15 @@ class MarkingKey:
     vrf_secret_key: VrfSecretKey | None
     zk: ZkSecrets | None = None
     margin: MarginSource | None = None
+    labels: LabelSource = LabelSource.COMMITTED
 
     @property
     def n(self) -> int:
         return len(self.openings)
+
+    @property
+    def registry_bound(self) -> bool:
+        return self.labels is LabelSource.REGISTRY
 
     def __repr__(self) -> str:
         return f"MarkingKey(n={self.n}, kind={self.kind.value}, <secret>)"
@@ -283,6 +311,7 @@ class MarkingKey:
         return canonical_json({
             **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
             **({"margin": self.margin.to_obj()} if self.margin is not None else {}),
+            **_labels_field(self.labels),
             "type": MK_TYPE,
             "version": VERSION,
             "vk_digest": b64u_encode(self.vk_digest),
@@ -299,7 +328,7 @@ class MarkingKey:
         obj = expect_header(parse_json(data, what=what, max_bytes=MAX_MK_BYTES), type_=MK_TYPE,
                             version=VERSION, what=what)
         only_fields(obj, {"type", "version", "vk_digest", "scheme", "trigger_kind", "input_shape",
-                          "num_classes", "vrf_secret_key", "openings", "zk", "margin"}, what=what)
+                          "num_classes", "vrf_secret_key", "openings", "zk", "margin", "labels"}, what=what)
         scheme = Scheme.parse(field(obj, "scheme", str, what=what))
         raw_openings = field(obj, "openings", list, what=what)
         if not 1 <= len(raw_openings) <= MAX_ITEMS:
@@ -326,6 +355,7 @@ class MarkingKey:
             if sk_raw is not None else None,
             zk=ZkSecrets.from_obj(obj["zk"], n=len(openings), what=what) if "zk" in obj else None,
             margin=_margin(obj, kind, n=len(openings), what=what),
+            labels=_labels(obj, what=what),
         )
 
 

@@ -124,7 +124,9 @@ class Challenge(Message):
     ``k = n`` asks for public verification (the paper's Verify); ``k < n`` for
     private verification, where the rest of the trigger set stays secret.
     With ``zk`` it asks for zero-knowledge proofs instead of openings (docs/design.md
-    section 4c), about a model file the verifier holds.
+    section 4c), about a model file the verifier holds.  ``lam`` and ``p0`` bind
+    the decision rule before anything is revealed: the verdict must use them, and
+    a prover refuses a challenge whose ``k`` could never be accepted under them.
     """
 
     TYPE: ClassVar[str] = "wmark/challenge"
@@ -139,8 +141,13 @@ class Challenge(Message):
     verifier: PublicKey
     issued: str
     zk: ZkParameters | None = None
+    # Absent only in challenges made before they were bound (docs/design.md section 4).
+    lam: int | None = None
+    p0: Fraction | None = None
 
     def __post_init__(self) -> None:
+        if (self.lam is None) != (self.p0 is None):
+            raise DecodeError("a challenge binds both lambda and p0, or neither")
         if self.zk is not None and self.model.sha256 is None:
             raise DecodeError("a zero-knowledge challenge is about a model file the verifier holds, not an endpoint")
 
@@ -151,12 +158,14 @@ class Challenge(Message):
             "issued": self.issued,
             # Absent rather than null in plain challenges, whose encoding predates it.
             **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
+            **({"lambda": self.lam, "p0": f"{self.p0.numerator}/{self.p0.denominator}"}
+               if self.lam is not None and self.p0 is not None else {}),
         }
 
     @classmethod
     def _from_obj(cls, obj: dict[str, Any], what: str) -> "Challenge":
         only_fields(obj, {"type", "version", "vk_digest", "model", "n", "k", "nonce", "verifier_public_key",
-                          "issued", "zk"}, what=what)
+                          "issued", "zk", "lambda", "p0"}, what=what)
         n = int_field(obj, "n", what=what, low=1, high=MAX_ITEMS)
         return cls(
             vk_digest=_digest(obj, "vk_digest"),
@@ -168,6 +177,9 @@ class Challenge(Message):
                                                     max_size=256), what=f"{what}: verifier key"),
             issued=_text(obj, "issued", what=what, limit=64),
             zk=ZkParameters.from_obj(obj["zk"], what=what) if "zk" in obj else None,
+            lam=int_field(obj, "lambda", what=what, low=1, high=MAX_LAMBDA) if "lambda" in obj else None,
+            p0=(parse_probability(_text(obj, "p0", what=what, limit=64), what=f"{what}: p0")
+                if "p0" in obj else None),
         )
 
 

@@ -41,7 +41,8 @@ from wmark.errors import (
     RemoteProtocolError,
     WmarkError,
 )
-from wmark.protocol.decision import DEFAULT_LAMBDA, decide
+from wmark.protocol.beacon import bound_label
+from wmark.protocol.decision import DEFAULT_LAMBDA, check_lambda, decide, hopeless
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import check
 from wmark.protocol.hazmat.identity import SigningKey
@@ -100,13 +101,39 @@ def now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
+CAVEAT_NO_BEACON = "a registry-bound key's labels come from its registration receipt"
+
+
+def beacon_beta(vk: VerificationKey, registration: RegistrationInfo | None) -> bytes | None:
+    """The beacon output that fixes a registry-bound key's labels; None for a key with committed labels.
+
+    Without it a registry-bound key cannot be checked at all: its committed
+    labels are not the ones it was trained on (docs/design.md section 2).
+    """
+    if not vk.registry_bound:
+        return None
+    if registration is None or registration.beta is None:
+        raise LocalProtocolError(f"{CAVEAT_NO_BEACON}, from a log with a beacon: give the log's key (--log-key) "
+                                 f"and the receipt (--receipt)")
+    return registration.beta
+
+
 def null_match_probability(vk: VerificationKey, p0: Fraction | None) -> Fraction:
     """``p0``: a derived label is uniform over L classes, a margin label over the L - 1
-    other than the true class; imported sets need an explicit bound."""
-    if vk.kind is TriggerKind.DERIVED:
-        return Fraction(1, vk.num_classes)
+    other than the true class; so is any registry-bound label, whatever the
+    inputs (the beacon shifts it after they were committed); imported sets
+    with committed labels need an explicit bound."""
     if vk.kind is TriggerKind.MARGIN:
-        return Fraction(1, vk.num_classes - 1)
+        exact = Fraction(1, vk.num_classes - 1)
+    elif vk.kind is TriggerKind.DERIVED or vk.registry_bound:
+        exact = Fraction(1, vk.num_classes)
+    else:
+        exact = None
+    if exact is not None:
+        if p0 is not None and p0 != exact and vk.registry_bound:
+            raise LocalProtocolError(f"a registry-bound {vk.kind.value} key has p0 = {exact} exactly; "
+                                     f"leave out --p0")
+        return exact
     if p0 is None:
         raise LocalProtocolError("an imported trigger set needs an explicit p0 (the chance that an unmarked "
                                  "model gives a trigger image its committed label), e.g. --p0 1/10")
@@ -157,10 +184,13 @@ def _check_answer(envelope: dsse.Envelope, kind: type[Answer], vk: VerificationK
 
 
 def check_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Challenge, challenge_digest: bytes, *,
-                 margin: QuerySplit | None = None) -> tuple[Reveal, tuple[OpenedItem, ...]]:
+                 margin: QuerySplit | None = None,
+                 registration: RegistrationInfo | None = None) -> tuple[Reveal, tuple[OpenedItem, ...]]:
     """Everything a verifier or auditor checks in a reveal; raises naming the failure
-    (``margin``: a margin key's query split, as the checker holds it)."""
+    (``margin``: a margin key's query split, as the checker holds it;
+    ``registration``: the checked receipt, whose beacon fixes a registry-bound key's labels)."""
     items_of_key = margin_items(vk, margin)
+    beta = beacon_beta(vk, registration)
     if challenge.zk is not None:
         raise InvalidOpening("reveal: the challenge asked for zero-knowledge proofs, not openings")
     reveal = _check_answer(reveal_env, Reveal, vk, challenge, challenge_digest)
@@ -168,7 +198,8 @@ def check_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: Chal
 
     def opened(o):
         return open_item(o, vk.commitments[o.index], kind=vk.kind, num_classes=vk.num_classes,
-                         input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner, margin=items_of_key)
+                         input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner, margin=items_of_key,
+                         beta=beta)
     # A VRF proof's point multiplications are pycryptodome C calls that release
     # the GIL, so threads check openings in parallel; map keeps their order, so
     # the error raised is the first bad opening's, as in a sequential check.
@@ -192,8 +223,13 @@ def check_zk_reveal(reveal_env: dsse.Envelope, vk: VerificationKey, challenge: C
     return reveal, reveal.items
 
 
-def zk_results(vk: VerificationKey, items: tuple[ZkItem, ...],
-               proof_errors: Mapping[int, str | None]) -> tuple[tuple[ItemResult, ...], tuple[ZkFailure, ...]]:
+def zk_label(item: ZkItem, vk: VerificationKey, beta: bytes | None) -> int:
+    """The label a hidden item is checked against: its opened label, shifted by the beacon if registry-bound."""
+    return item.label if beta is None else bound_label(beta, item.index, item.label, vk.num_classes)
+
+
+def zk_results(vk: VerificationKey, items: tuple[ZkItem, ...], proof_errors: Mapping[int, str | None],
+               beta: bytes | None = None) -> tuple[tuple[ItemResult, ...], tuple[ZkFailure, ...]]:
     """Per item, the proven class, or None and the reason it does not count.
 
     A proof counts only if it verifies (``proof_errors[i]`` is None, as the
@@ -208,10 +244,27 @@ def zk_results(vk: VerificationKey, items: tuple[ZkItem, ...],
         if not hmac.compare_digest(item.statement.input_hash, vk.zk.hashes[item.index]):
             reason = (f"the proof is about another hidden input than the one committed for item {item.index} "
                       f"(a proof for another item, salt or key)")
-        results.append(ItemResult(item.index, item.label, item.statement.predicted if reason is None else None))
+        results.append(ItemResult(item.index, zk_label(item, vk, beta),
+                                  item.statement.predicted if reason is None else None))
         if reason is not None:
             failures.append(ZkFailure(item.index, reason[:MAX_TEXT]))
     return tuple(results), tuple(failures)
+
+
+def challenge_problem(challenge: Challenge, vk: VerificationKey) -> str | None:
+    """Why the owner should answer ``challenge`` with nothing; None if it may be answered.
+
+    Its bound ``p0`` must be the key's (for keys where that is fixed) and its
+    ``k`` must be able to reach ``lambda`` at that ``p0``; a challenge made
+    before they were bound is judged by its verdict alone.
+    """
+    if challenge.lam is None or challenge.p0 is None:
+        return None
+    if vk.kind.seeded or vk.registry_bound:
+        exact = null_match_probability(vk, None)
+        if challenge.p0 != exact:
+            return f"the challenge's p0={challenge.p0} is not this key's, {exact}"
+    return hopeless(challenge.k, challenge.p0, challenge.lam)
 
 
 def check_challenge(envelope: dsse.Envelope) -> tuple[Challenge, bytes]:
@@ -260,8 +313,10 @@ class _Verifier(Generic[Accepted]):
     _ANSWER: ClassVar[type[Reveal | ZkReveal]]
 
     def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
-                 p0: Fraction | None, lam: int, registration: RegistrationInfo | None,
+                 p0: Fraction | None, lam: int | None, registration: RegistrationInfo | None,
                  zk: ZkParameters | None) -> None:
+        """``lam`` None: the default, 40."""
+        lam = DEFAULT_LAMBDA if lam is None else check_lambda(lam)
         if not 1 <= k <= vk.n:
             raise LocalProtocolError(f"k={k} must be between 1 and n={vk.n}")
         self.vk = vk
@@ -272,6 +327,8 @@ class _Verifier(Generic[Accepted]):
         self._p0 = null_match_probability(vk, p0)
         self._lam = lam
         self._registration = registration
+        if registration is not None:
+            beacon_beta(vk, registration)  # a receipt without a beacon fails before anything is revealed
         self.state = VerifierState.SEND_CHALLENGE
         self.challenge_envelope: dsse.Envelope | None = None
         self.reveal_envelope: dsse.Envelope | None = None
@@ -290,10 +347,14 @@ class _Verifier(Generic[Accepted]):
         return self._model
 
     def challenge(self) -> dsse.Envelope:
+        """Sign a challenge that binds k, lambda and p0; refused when that k could never be accepted."""
         following = self._MACHINE.step(self.state, VerifierEvent.CHALLENGE)
+        problem = hopeless(self._k, self._p0, self._lam)
+        if problem is not None:
+            raise LocalProtocolError(f"{problem} (see wmark-verifier plan)")
         self._challenge = Challenge(vk_digest=self.vk.digest, model=self._model, n=self.vk.n, k=self._k,
                                     nonce=get_random_bytes(NONCE_BYTES), verifier=self._identity.public_key,
-                                    issued=now(), zk=self._zk_parameters)
+                                    issued=now(), zk=self._zk_parameters, lam=self._lam, p0=self._p0)
         self.challenge_envelope = self._challenge.sign(self._identity)
         self._challenge_digest = Challenge.digest_of(self.challenge_envelope)
         self.state = following
@@ -344,15 +405,26 @@ class _Verifier(Generic[Accepted]):
         return self.verdict_envelope
 
 
-def _issued_challenge(vk: VerificationKey, identity: SigningKey,
-                      envelope: dsse.Envelope) -> tuple[Challenge, bytes]:
-    """A challenge this verifier issued earlier about ``vk``, to resume a session from."""
+def _issued_challenge(vk: VerificationKey, identity: SigningKey, envelope: dsse.Envelope,
+                      p0: Fraction | None, lam: int | None) -> tuple[Challenge, bytes, Fraction | None, int | None]:
+    """A challenge this verifier issued earlier about ``vk``, to resume a session from,
+    and the ``p0`` and ``lambda`` to decide it with.
+
+    A challenge that binds ``lambda`` and ``p0`` is decided with them: a
+    different value given here is refused rather than used.
+    """
     challenge, digest = check_challenge(envelope)
     if challenge.verifier != identity.public_key:
         raise LocalProtocolError("the challenge was issued by another verifier key than this one")
     if challenge.vk_digest != vk.digest:
         raise LocalProtocolError("the challenge is for another verification key")
-    return challenge, digest
+    if challenge.lam is not None and challenge.p0 is not None:
+        for name, given, bound in (("lambda", lam, challenge.lam), ("p0", p0, challenge.p0)):
+            if given is not None and given != bound:
+                raise LocalProtocolError(f"the challenge fixed {name}={bound} before anything was revealed; "
+                                         f"it cannot be decided with {name}={given}")
+        lam, p0 = challenge.lam, challenge.p0
+    return challenge, digest, p0, lam
 
 
 class VerifierSession(_Verifier[RevealAccepted]):
@@ -363,7 +435,7 @@ class VerifierSession(_Verifier[RevealAccepted]):
     _ANSWER = Reveal
 
     def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
-                 p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+                 p0: Fraction | None = None, lam: int | None = None,
                  registration: RegistrationInfo | None = None, margin: QuerySplit | None = None) -> None:
         """``margin``: for a margin key, the verifier's copy of its query split
         (needed from the reveal on; a challenge can be issued without it)."""
@@ -375,11 +447,11 @@ class VerifierSession(_Verifier[RevealAccepted]):
 
     @classmethod
     def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
-               p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+               p0: Fraction | None = None, lam: int | None = None,
                registration: RegistrationInfo | None = None,
                margin: QuerySplit | None = None) -> VerifierSession:
         """A session waiting for the reveal to a challenge issued earlier (files transport)."""
-        challenge, digest = _issued_challenge(vk, identity, challenge_envelope)
+        challenge, digest, p0, lam = _issued_challenge(vk, identity, challenge_envelope, p0, lam)
         if challenge.zk is not None:
             raise LocalProtocolError("the challenge asks for zero-knowledge proofs, not openings")
         session = cls(vk, identity, challenge.model, challenge.k, p0=p0, lam=lam, registration=registration,
@@ -388,7 +460,8 @@ class VerifierSession(_Verifier[RevealAccepted]):
         return session
 
     def _check(self, envelope: dsse.Envelope, challenge: Challenge) -> RevealAccepted:
-        _, self._items = check_reveal(envelope, self.vk, challenge, self._challenge_digest, margin=self._margin)
+        _, self._items = check_reveal(envelope, self.vk, challenge, self._challenge_digest, margin=self._margin,
+                                      registration=self._registration)
         return RevealAccepted(self._items)
 
     def decide(self, predictions: Mapping[int, int]) -> dsse.Envelope:
@@ -410,7 +483,7 @@ class ZkVerifierSession(_Verifier[ZkRevealAccepted]):
     _ANSWER = ZkReveal
 
     def __init__(self, vk: VerificationKey, identity: SigningKey, model: ModelRef, k: int, *,
-                 zk: ZkParameters, p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+                 zk: ZkParameters, p0: Fraction | None = None, lam: int | None = None,
                  registration: RegistrationInfo | None = None) -> None:
         """``zk``: the circuit and SRS the proofs are to be made against."""
         if vk.zk is None:
@@ -424,10 +497,10 @@ class ZkVerifierSession(_Verifier[ZkRevealAccepted]):
 
     @classmethod
     def resume(cls, vk: VerificationKey, identity: SigningKey, challenge_envelope: dsse.Envelope, *,
-               p0: Fraction | None = None, lam: int = DEFAULT_LAMBDA,
+               p0: Fraction | None = None, lam: int | None = None,
                registration: RegistrationInfo | None = None) -> ZkVerifierSession:
         """A session waiting for the proofs answering a challenge issued earlier (files transport)."""
-        challenge, digest = _issued_challenge(vk, identity, challenge_envelope)
+        challenge, digest, p0, lam = _issued_challenge(vk, identity, challenge_envelope, p0, lam)
         if challenge.zk is None:
             raise LocalProtocolError("the challenge asks for openings, not zero-knowledge proofs")
         session = cls(vk, identity, challenge.model, challenge.k, zk=challenge.zk, p0=p0, lam=lam,
@@ -450,7 +523,8 @@ class ZkVerifierSession(_Verifier[ZkRevealAccepted]):
         missing = [item.index for item in self._zk_items if item.index not in proof_errors]
         if missing:
             raise LocalProtocolError(f"no proof check for items {missing[:8]}")
-        results, failures = zk_results(self.vk, self._zk_items, proof_errors)
+        results, failures = zk_results(self.vk, self._zk_items, proof_errors,
+                                       beacon_beta(self.vk, self._registration))
         return self._sign(VerifierEvent.DECIDE_ZK, results, ZkVerdictInfo(self._zk, failures))
 
 
@@ -464,11 +538,13 @@ def build_verdict(vk: VerificationKey, challenge_digest: bytes, reveal_digest: b
     """The verdict as a pure function of its inputs, so an auditor can rebuild it."""
     decision = decide(sum(r.match for r in results), len(results), p0, lam)
     caveats = []
+    # A registry-bound key's labels were drawn after its inputs were fixed, so neither
+    # the owner's choice of images nor their hiding matters to p0 (docs/design.md section 2).
     if zk is not None:
-        caveats += [CAVEAT_ZK, CAVEAT_ZK_HIDDEN]
+        caveats += [CAVEAT_ZK] if vk.registry_bound else [CAVEAT_ZK, CAVEAT_ZK_HIDDEN]
         if zk.parameters.srs_origin is SrsOrigin.VERIFIER:
             caveats.append(CAVEAT_DESIGNATED)
-    if vk.kind is TriggerKind.IMPORTED:
+    if vk.kind is TriggerKind.IMPORTED and not vk.registry_bound:
         caveats.append(CAVEAT_IMPORTED)
     if vk.kind is TriggerKind.MARGIN and model.url is not None:
         caveats.append(CAVEAT_MARGIN_ENDPOINT)
@@ -492,6 +568,8 @@ class ChallengeReceived:
     challenge: Challenge
     digest: bytes
     indices: tuple[int, ...]
+    # Why the challenge must be refused, revealing nothing (:func:`challenge_problem`); None if answerable.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -563,13 +641,21 @@ class ProverSession:
                              "commitments (made without wmark keygen --zk)")
         self.state = PROVER.step(self.state,
                                  ProverEvent.CHALLENGE if challenge.zk is None else ProverEvent.ZK_CHALLENGE)
-        self._received = ChallengeReceived(challenge, digest, subset_of(challenge, digest))
+        self._received = ChallengeReceived(challenge, digest, subset_of(challenge, digest),
+                                           challenge_problem(challenge, self.vk))
         return self._received
+
+    def _refuse_problem(self) -> None:
+        """The guard of both answers: a challenge with a problem gets a refusal, never items."""
+        assert self._received is not None
+        if self._received.problem is not None:
+            raise LocalProtocolError(f"this challenge must be refused, not answered: {self._received.problem}")
 
     def reveal(self) -> dsse.Envelope:
         """Open exactly the challenged subset."""
         following = PROVER.step(self.state, ProverEvent.REVEAL)
         assert self._received is not None
+        self._refuse_problem()
         reveal = Reveal(self._received.digest, self.vk.digest, self.vk.scheme,
                         tuple(self._mk.openings[i] for i in self._received.indices))
         envelope = reveal.sign(self._identity)
@@ -581,6 +667,7 @@ class ProverSession:
         """Answer a zero-knowledge challenge: each sampled item's proof and label opening."""
         following = PROVER.step(self.state, ProverEvent.ZK_REVEAL)
         assert self._received is not None
+        self._refuse_problem()
         missing = [i for i in self._received.indices if i not in statements]
         if missing:
             raise LocalProtocolError(f"no proof for challenged items {missing[:8]}")

@@ -36,11 +36,13 @@ from wmark.protocol.keys import VerificationKey, verify_vk_envelope
 from wmark.protocol.margin import QuerySplit
 from wmark.protocol.messages import Answer, Challenge, ItemResult, Reveal, Verdict, ZkReveal, decode
 from wmark.protocol.session import (
+    beacon_beta,
     build_verdict,
     check_challenge,
     check_reveal,
     check_zk_reveal,
     null_match_probability,
+    zk_label,
     zk_results,
 )
 from wmark.protocol.transparency import Receipt, RegistrationInfo, verify_receipt
@@ -164,22 +166,32 @@ def audit_with_key(transcript: Transcript, vk: VerificationKey, *, margin: Query
         raise InvalidOpening("verdict: it is about another model than the challenge")
     if verdict.challenge_digest != challenge_digest or verdict.k != challenge.k:
         raise InvalidOpening("verdict: it judges another challenge")
+    # The receipt before the reveal: a registry-bound key's labels are re-derived from its beacon.
+    registration = transcript.registration.verify(vk) if transcript.registration else None
+    if vk.registry_bound and (registration is None or registration.beta is None):
+        raise InvalidOpening("transcript: a registry-bound key's labels come from its registration receipt, "
+                             "and the transcript has none with a beacon")
+    beta = beacon_beta(vk, registration)
     if challenge.zk is None:
-        _, items = check_reveal(transcript.reveal, vk, challenge, challenge_digest, margin=margin)
+        _, items = check_reveal(transcript.reveal, vk, challenge, challenge_digest, margin=margin,
+                                registration=registration)
         zk_items: tuple[ZkItem, ...] = ()
         answer: type[Answer] = Reveal
     else:
         _, zk_items = check_zk_reveal(transcript.reveal, vk, challenge, challenge_digest)
         items, answer = (), ZkReveal
-    if [(r.index, r.label) for r in verdict.results] != [(i.index, i.label) for i in items or zk_items]:
+    labelled = [(i.index, i.label) for i in items] or [(i.index, zk_label(i, vk, beta)) for i in zk_items]
+    if [(r.index, r.label) for r in verdict.results] != labelled:
         raise InvalidOpening("verdict: its items or labels are not those of the reveal")
-    if vk.kind.seeded and verdict.p0 != null_match_probability(vk, None):
+    if (vk.kind.seeded or vk.registry_bound) and verdict.p0 != null_match_probability(vk, None):
         raise InvalidOpening(f"verdict: p0={verdict.p0} but a {vk.kind.value} set over {vk.num_classes} classes "
                              f"has p0={null_match_probability(vk, None)}")
-    registration = transcript.registration.verify(vk) if transcript.registration else None
+    if challenge.lam is not None and (verdict.lam, verdict.p0) != (challenge.lam, challenge.p0):
+        raise InvalidOpening(f"verdict: decided with lambda={verdict.lam}, p0={verdict.p0}, but the challenge "
+                             f"fixed lambda={challenge.lam}, p0={challenge.p0} before anything was revealed")
     if registration != verdict.registration:
         raise InvalidOpening("verdict: its registration is not what the transcript's receipt proves")
-    results, zk = _expected_results(vk, challenge, verdict, zk_items)
+    results, zk = _expected_results(vk, challenge, verdict, zk_items, beta)
     rebuilt = build_verdict(vk, challenge_digest, answer.digest_of(transcript.reveal), challenge.model,
                             results, verdict.p0, verdict.lam, verdict.registration, verdict.decided, zk=zk)
     if rebuilt != verdict:
@@ -187,13 +199,13 @@ def audit_with_key(transcript: Transcript, vk: VerificationKey, *, margin: Query
     return AuditReport(vk, challenge, verdict, items, zk_items)
 
 
-def _expected_results(vk: VerificationKey, challenge: Challenge, verdict: Verdict,
-                      zk_items: tuple[ZkItem, ...]) -> tuple[tuple[ItemResult, ...], ZkVerdictInfo | None]:
+def _expected_results(vk: VerificationKey, challenge: Challenge, verdict: Verdict, zk_items: tuple[ZkItem, ...],
+                      beta: bytes | None) -> tuple[tuple[ItemResult, ...], ZkVerdictInfo | None]:
     """The results a verdict must record: the model's answers as recorded, or
     for proofs, the proven classes of the proofs the verifier did not fail."""
     if challenge.zk is None:
         return verdict.results, None
     if verdict.zk is None:
         raise InvalidOpening("verdict: a zero-knowledge challenge needs a zero-knowledge verdict")
-    results, failures = zk_results(vk, zk_items, {f.index: f.reason for f in verdict.zk.failures})
+    results, failures = zk_results(vk, zk_items, {f.index: f.reason for f in verdict.zk.failures}, beta)
     return results, ZkVerdictInfo(challenge.zk, failures)

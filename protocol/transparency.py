@@ -18,12 +18,13 @@ import hmac
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
+from wmark.protocol.beacon import BETA_BYTES, Beacon
 from wmark.protocol.checkpoint import Checkpoint, Policy, TlogProof
 from wmark.protocol.hazmat import dsse, merkle
 from wmark.protocol.hazmat.encoding import (
@@ -271,15 +272,19 @@ class RegistrationInfo:
     time_ms: int
     tree_size: int
     vk_digest: bytes
+    # The checked beacon output (docs/design.md section 4b); None for a receipt from a log without a beacon.
+    beta: bytes | None = None
 
     def to_obj(self) -> dict[str, Any]:
         return {"type": REGISTRATION_TYPE, "version": VERSION, "log_keyid": self.log_keyid,
                 "index": self.index, "time_ms": self.time_ms, "tree_size": self.tree_size,
-                "vk_digest": b64u_encode(self.vk_digest)}
+                "vk_digest": b64u_encode(self.vk_digest),
+                # Absent rather than null without a beacon, so older verdicts keep their encoding.
+                **({"beta": b64u_encode(self.beta)} if self.beta is not None else {})}
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "registration") -> "RegistrationInfo":
-        obj = _header(obj, REGISTRATION_TYPE, {"log_keyid", "index", "time_ms", "tree_size", "vk_digest"},
+        obj = _header(obj, REGISTRATION_TYPE, {"log_keyid", "index", "time_ms", "tree_size", "vk_digest", "beta"},
                       what=what)
         return cls(
             log_keyid=_keyid(obj, "log_keyid", what=what),
@@ -287,6 +292,7 @@ class RegistrationInfo:
             time_ms=_time(obj, what=what),
             tree_size=_count(obj, "tree_size", what=what, low=1),
             vk_digest=b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
+            beta=b64u_decode(obj["beta"], what=f"{what}: beta", size=BETA_BYTES) if "beta" in obj else None,
         )
 
     def describe(self) -> str:
@@ -304,20 +310,25 @@ class Receipt:
     tree_head: dsse.Envelope
     inclusion_proof: InclusionProof
     checkpoint: bytes | None = None
+    # The log's beacon output for this entry's vk (docs/design.md section 4b); None from a log without one.
+    beacon: Beacon | None = None
 
     def to_obj(self) -> dict[str, Any]:
         obj = {"type": RECEIPT_TYPE, "version": VERSION, "log_keyid": self.log_keyid,
                "entry": self.entry.to_obj(), "tree_head": envelope_to_obj(self.tree_head),
                "inclusion_proof": self.inclusion_proof.to_obj()}
+        # Both are absent rather than null when the log has none, so older receipts keep their encoding.
         if self.checkpoint is not None:
             obj["checkpoint"] = self.checkpoint.decode("utf-8")
+        if self.beacon is not None:
+            obj["beacon"] = self.beacon.to_obj()
         return obj
 
     def note(self) -> Note | None:
         return None if self.checkpoint is None else Note.decode(self.checkpoint, what="receipt's checkpoint")
 
     def with_checkpoint(self, note: Note) -> "Receipt":
-        return Receipt(self.log_keyid, self.entry, self.tree_head, self.inclusion_proof, note.encode())
+        return replace(self, checkpoint=note.encode())
 
     def tlog_proof(self) -> TlogProof:
         """The same registration as a c2sp.org/tlog-proof file (our entry as its extra data)."""
@@ -332,7 +343,7 @@ class Receipt:
     @classmethod
     def from_json(cls, data: bytes, *, what: str = "receipt") -> "Receipt":
         obj = _header(parse_json(data, what=what, max_bytes=MAX_RECEIPT_BYTES), RECEIPT_TYPE,
-                      {"log_keyid", "entry", "tree_head", "inclusion_proof", "checkpoint"}, what=what)
+                      {"log_keyid", "entry", "tree_head", "inclusion_proof", "checkpoint", "beacon"}, what=what)
         checkpoint = None
         if "checkpoint" in obj:
             checkpoint = field(obj, "checkpoint", str, what=what).encode("utf-8")
@@ -343,6 +354,7 @@ class Receipt:
             tree_head=envelope_from_obj(obj.get("tree_head"), what=f"{what}: tree head"),
             inclusion_proof=InclusionProof.from_obj(obj.get("inclusion_proof"), what=f"{what}: inclusion proof"),
             checkpoint=checkpoint,
+            beacon=Beacon.from_obj(obj["beacon"], what=f"{what}: beacon") if "beacon" in obj else None,
         )
 
 
@@ -352,7 +364,8 @@ def verify_receipt(receipt: Receipt, vk: VerificationKey, log_public_key: Public
 
     Raises :class:`InvalidSignature` for a tree head the log did not sign (or a
     receipt from another log) and :class:`InvalidProof` for an entry that is
-    not this vk's or not in the signed tree.  A receipt's checkpoint must
+    not this vk's or not in the signed tree, or a beacon whose ``beta`` its
+    VRF proof does not prove for this vk.  A receipt's checkpoint must
     describe the same tree as its head; with a ``policy`` the checkpoint is
     required, and must carry the log's note signature and the witness quorum.
     """
@@ -376,7 +389,8 @@ def verify_receipt(receipt: Receipt, vk: VerificationKey, log_public_key: Public
     if entry.time_ms > head.time_ms:
         raise InvalidProof(f"receipt: entry time {format_time(entry.time_ms)} is after its tree head's "
                            f"{format_time(head.time_ms)}")
-    return RegistrationInfo(log_public_key.keyid, entry.index, entry.time_ms, head.size, entry.vk_digest)
+    beta = receipt.beacon.verify(vk.digest, log_public_key) if receipt.beacon is not None else None
+    return RegistrationInfo(log_public_key.keyid, entry.index, entry.time_ms, head.size, entry.vk_digest, beta)
 
 
 def earlier_registration(a: RegistrationInfo, b: RegistrationInfo) -> RegistrationInfo:

@@ -256,10 +256,19 @@ def verdict_mismatch(verdict: Verdict, vk: VerificationKey, challenge: dsse.Enve
     assert isinstance(reveal, Reveal)
     decided = decode(challenge, (Challenge,))
     assert isinstance(decided, Challenge)
-    if [(r.index, r.label) for r in verdict.results] != [(o.index, o.label) for o in reveal.openings]:
+    # A registry-bound key's labels are the committed ones shifted by the
+    # receipt's beacon, which the owner does not hold here: only its indices
+    # are compared; the decision is recomputed from the results all the same.
+    if vk.registry_bound:
+        if [r.index for r in verdict.results] != [o.index for o in reveal.openings]:
+            return "its items are not those this owner revealed"
+    elif [(r.index, r.label) for r in verdict.results] != [(o.index, o.label) for o in reveal.openings]:
         return "its items or labels are not those this owner revealed"
-    if vk.kind.seeded and verdict.p0 != null_match_probability(vk, None):
+    if (vk.kind.seeded or vk.registry_bound) and verdict.p0 != null_match_probability(vk, None):
         return f"it assumes p0={verdict.p0}, but a {vk.kind.value} set has p0={null_match_probability(vk, None)}"
+    if decided.lam is not None and (verdict.lam, verdict.p0) != (decided.lam, decided.p0):
+        return (f"it was decided with lambda={verdict.lam}, p0={verdict.p0}, but the challenge fixed "
+                f"lambda={decided.lam}, p0={decided.p0}")
     try:
         rebuilt = build_verdict(vk, verdict.challenge_digest, Reveal.digest_of(response), decided.model,
                                 verdict.results, verdict.p0, verdict.lam, verdict.registration, verdict.decided)
@@ -438,7 +447,11 @@ class Ledger:
             # Items already public cost nothing to show again, so only a
             # challenge that opens new ones can break the budget.
             verifier = event.challenge.verifier.fingerprint
-            reason = policy.refuses(verifier)
+            # A challenge that can never be accepted (labels: docs/design.md section 4) is refused
+            # first; then the owner's policy, then the verifier's share, then the whole budget.
+            reason: str | None = event.problem
+            if reason is None:
+                reason = policy.refuses(verifier)
             if reason is None and new and policy.share is not None:
                 (spent,) = conn.execute("SELECT count(*) FROM revealed JOIN challenges USING (seq) "
                                         "WHERE challenges.verifier = ?", (verifier,)).fetchone()

@@ -66,6 +66,8 @@ def answer_or_refuse(session: ProverSession, event: ChallengeReceived, mk: Marki
     SHA-256 of their files), or a signed refusal and its reason when this
     prover cannot make them: a model it holds no copy of, one ezkl cannot
     compile or this machine cannot prove, another SRS or toolchain."""
+    if event.problem is not None:
+        return session.refuse(event.problem), event.problem
     model_dir = models.get(event.challenge.model.sha256)
     if model_dir is None:
         reason = (f"this prover holds no copy of the suspect model ({event.challenge.model.describe()}); its "

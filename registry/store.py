@@ -1,9 +1,12 @@
 """The transparency log on disk: an RFC 9162 Merkle tree in SQLite (docs/design.md section 4b).
 
 A log directory holds ``log.db``, the log's ECDSA signing key ``log-key.pem``
-(its public half ``log-key.pub`` checks DSSE tree heads and receipts) and its
+(its public half ``log-key.pub`` checks DSSE tree heads and receipts), its
 Ed25519 note key ``log-note.key`` (its verifier key ``log.vkey`` checks C2SP
-checkpoints and tlog-proofs).  The database runs in WAL mode with
+checkpoints and tlog-proofs) and its beacon's VRF key ``log-vrf.key``
+(:mod:`wmark.protocol.beacon`: every receipt carries the VRF output on its vk
+digest, with the log's signed statement of the VRF public key, also kept as
+``log-beacon.json``).  The database runs in WAL mode with
 ``synchronous=FULL``; every batch of appends (:meth:`LogStore.register_many`)
 is one ``BEGIN IMMEDIATE`` transaction writing the entries, their commitment
 digests, one signed tree head and one checkpoint, so concurrent processes
@@ -31,12 +34,14 @@ from typing import Callable, Iterator
 from wmark.errors import DecodeError, InvalidInput, InvalidSignature, WmarkError
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol import tiles
+from wmark.protocol.beacon import Beacon, sign_beacon_key
 from wmark.protocol.checkpoint import MAX_ENTRY_BYTES, Checkpoint
 from wmark.protocol.hazmat import dsse, merkle
 from wmark.protocol.hazmat.encoding import canonical_json, expect_header, parse_json
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey, load_or_create_signing_key, load_signing_key
 from wmark.protocol.hazmat.merkle import MerkleTree
 from wmark.protocol.hazmat.note import ED25519, Note, NoteSignature, Signer, check_name, load_or_create_signer
+from wmark.protocol.hazmat.vrf import VrfSecretKey
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.transparency import (
     MAX_ENVELOPE_BYTES,
@@ -63,6 +68,8 @@ VKEY_NAME = "log.vkey"
 STATE_NAME = "latest-head.json"
 STATE_TYPE = "wmark/log-state"
 MAX_STATE_BYTES = 64 * 1024
+VRF_KEY_NAME = "log-vrf.key"
+BEACON_KEY_NAME = "log-beacon.json"
 # Version 1 (before checkpoints) is upgraded in place on first open.
 SCHEMA_VERSION = 2
 # The most appends one batch integrates: bounds the transaction and the
@@ -111,12 +118,14 @@ class LogStore:
     """One process's handle on a log directory; safe to share between threads."""
 
     def __init__(self, directory: Path, conn: sqlite3.Connection, key: SigningKey, note_key: Signer,
-                 clock: Callable[[], int]) -> None:
+                 clock: Callable[[], int], vrf_key: VrfSecretKey) -> None:
         self.directory = directory
         self._conn: sqlite3.Connection | None = conn
         self._key = key
         self._note_key = note_key
         self._checkpoint: bytes | None = None
+        self._vrf_key = vrf_key
+        self._beacon_statement = sign_beacon_key(vrf_key.public_key, key)
         self._clock = clock
         self._lock = threading.Lock()
         self._tree = MerkleTree()
@@ -156,15 +165,17 @@ class LogStore:
             if mode != "wal":
                 raise LogCorrupted(f"{db}: cannot switch the database to WAL mode (it stays in {mode!r})")
             conn.execute("PRAGMA synchronous=FULL")
-            key, note_key = _initialise(conn, d, clock, origin)
+            key, note_key, vrf_key = _initialise(conn, d, clock, origin)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise LogCorrupted(f"{db}: not a usable log database ({exc})") from None
         except BaseException:
             conn.close()
             raise
-        store = cls(d, conn, key, note_key, clock)
+        store = cls(d, conn, key, note_key, clock, vrf_key)
         try:
+            if not (d / BEACON_KEY_NAME).exists():
+                atomic_write(d / BEACON_KEY_NAME, store._beacon_statement.to_json())
             if check:
                 store.check()
             if not (d / STATE_NAME).exists():  # a new log, or one from before the state was kept
@@ -589,10 +600,12 @@ class LogStore:
 
     def _receipt(self, entry: LogEntry) -> Receipt:
         latest = self._latest
+        # The beacon is a function of the vk digest alone, so a repeated registration gets the same beta.
         return Receipt(self.public_key.keyid, entry, latest.envelope,
                        InclusionProof(entry.index, latest.head.size,
                                       tuple(self._tree.inclusion_proof(entry.index, latest.head.size))),
-                       checkpoint=self._checkpoint)
+                       checkpoint=self._checkpoint,
+                       beacon=Beacon.evaluate(self._vrf_key, self._beacon_statement, entry.vk_digest))
 
     def _check_entries(self, conn: sqlite3.Connection) -> tuple[MerkleTree, set[tuple[bytes, int]]]:
         tree, indexed, last_time = MerkleTree(), set(), 0
@@ -664,8 +677,31 @@ def _refuse_transplant(holders: dict[bytes, dict[str, int]], entry: LogEntry) ->
             f"a key cannot reuse another owner's commitments")
 
 
+def _load_or_create_vrf_key(conn: sqlite3.Connection, directory: Path, meta: dict) -> VrfSecretKey:
+    """The beacon's VRF key; a log made before beacons existed gets one on first open.
+
+    Its public half is recorded in the metadata, so a replaced key file is
+    noticed rather than silently changing every future beta.
+    """
+    path = directory / VRF_KEY_NAME
+    recorded = meta.get("beacon_key")
+    if recorded is None:
+        key = VrfSecretKey.generate()
+        atomic_write(path, key.to_bytes().hex().encode() + b"\n", mode=0o600)
+        conn.execute("INSERT INTO meta (name, value) VALUES (?, ?)", ("beacon_key", key.public_key.to_bytes()))
+        return key
+    try:
+        key = VrfSecretKey.from_bytes(bytes.fromhex(read_bounded(path, max_bytes=128, what="beacon key")
+                                                    .decode("ascii").strip()))
+    except (ValueError, UnicodeDecodeError, InvalidInput):
+        raise LogCorrupted(f"{path}: missing, or not a beacon VRF key (64 hex digits)") from None
+    if key.public_key.to_bytes() != recorded:
+        raise LogCorrupted(f"{path}: not the beacon key this log publishes (the key file was replaced)")
+    return key
+
+
 def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], int],
-                origin: str | None) -> tuple[SigningKey, Signer]:
+                origin: str | None) -> tuple[SigningKey, Signer, VrfSecretKey]:
     """Create the schema, keys, empty signed tree head and checkpoint on first use;
     upgrade a version-1 log (no checkpoints yet) in place; check them after.
 
@@ -709,12 +745,13 @@ def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], i
                                    f"with (the key file was replaced)")
         if origin is not None and origin != note_key.name:
             raise InvalidInput(f"{directory}: this log's origin is {note_key.name!r}, not {origin!r}")
+        vrf_key = _load_or_create_vrf_key(conn, directory, meta)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return key, note_key
+    return key, note_key, vrf_key
 
 
 def _upgrade(conn: sqlite3.Connection, directory: Path, key: SigningKey, origin: str) -> Signer:

@@ -200,3 +200,21 @@ def assert_refused(argv: tuple, message: str, capsys) -> None:
     assert wmark(*argv) == 2, argv
     err = capsys.readouterr().err
     assert err.startswith("wmark: error: ") and message in err and err.count("\n") == 1, (argv, err)
+
+
+def test_fashion_commands_without_the_files_exit_2_with_the_install_hint(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    plain = tmp_path / "plain"
+    assert wmark("embed", "--no-watermark", "--out", plain, "--epochs", 1, "--quiet") == 0
+    capsys.readouterr()
+    hint = "apt-get install dataset-fashion-mnist"
+    for argv in (("embed", "--no-watermark", "--dataset", "fashion-mnist", "--data-root", empty,
+                  "--out", tmp_path / "m"),
+                 ("eval", "--model", plain, "--dataset", "fashion-mnist", "--data-root", empty),
+                 ("attack", "--model", plain, "--kind", "ftal", "--dataset", "fashion-mnist",
+                  "--data-root", empty, "--out", tmp_path / "a"),
+                 ("keygen", "--out", tmp_path / "k", "--kind", "margin", "--dataset", "fashion-mnist",
+                  "--data-root", empty, "--insecure-plaintext")):
+        assert_refused(argv, hint, capsys)
+    assert not (tmp_path / "m").exists() and not (tmp_path / "k" / "vk.json").exists()

@@ -55,7 +55,9 @@ def untrained_model(tmp_path_factory) -> Path:
 
 
 def verifier_session(world, k: int) -> VerifierSession:
-    return VerifierSession(world.pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), k)
+    # lambda 6: the small challenges these transport tests send (k = 2 or 3) are still answerable.
+    return VerifierSession(world.pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), k,
+                           lam=6)
 
 
 def honest_session(port: int, world, k: int, *, verdict: bool = True) -> tuple[dsse.Envelope, bytes]:
@@ -238,7 +240,7 @@ def test_sigkill_loses_no_reveal_a_client_received(keys, tmp_path):
 
 def test_run_says_who_is_at_fault(keys, untrained_model, tmp_path, capsys):
     port = free_port()
-    assert run_verifier(keys, port, tmp_path, untrained_model, 5, "v.json") == 2
+    assert run_verifier(keys, port, tmp_path, untrained_model, 20, "v.json") == 2
     assert "cannot connect to the prover" in capsys.readouterr().err
 
     # A "prover" that answers with a well-framed envelope that is no reveal.
@@ -254,7 +256,7 @@ def test_run_says_who_is_at_fault(keys, untrained_model, tmp_path, capsys):
 
     thread = threading.Thread(target=fake_prover)
     thread.start()
-    code = run_verifier(keys, listener.getsockname()[1], tmp_path, untrained_model, 5, "v.json")
+    code = run_verifier(keys, listener.getsockname()[1], tmp_path, untrained_model, 20, "v.json")
     thread.join(timeout=30)
     listener.close()
     assert code == 2

@@ -185,9 +185,9 @@ def test_a_margin_marking_key_needs_its_section_and_proofs(pair):
 
 # --- the protocol ------------------------------------------------------------------------------------------------
 
-def honest_session(pair, split, k: int):
+def honest_session(pair, split, k: int, lam: int | None = None):
     verifier = VerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), k,
-                               margin=split)
+                               margin=split, lam=lam)
     prover = ProverSession(pair.marking_key, pair.verification_key, OWNER)
     prover.receive(verifier.challenge())
     return verifier, prover, prover.reveal()
@@ -217,7 +217,7 @@ def test_a_verifier_needs_the_very_split_the_key_was_made_on(pair, split):
     with pytest.raises(LocalProtocolError, match="derived key"):
         VerifierSession(derived, SigningKey.generate(), ModelRef(sha256=bytes(32)), 1, margin=split)
     # A challenge needs no data; checking the reveal does.
-    verifier = VerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), 5)
+    verifier = VerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), 5, lam=8)
     prover = ProverSession(pair.marking_key, pair.verification_key, OWNER)
     prover.receive(verifier.challenge())
     with pytest.raises(LocalProtocolError, match="not given"):
@@ -225,7 +225,7 @@ def test_a_verifier_needs_the_very_split_the_key_was_made_on(pair, split):
 
 
 def test_a_reveal_claiming_the_true_class_is_refused(pair, split, digits):
-    verifier, prover, reveal = honest_session(pair, split, 5)
+    verifier, prover, reveal = honest_session(pair, split, 5, lam=8)
     honest = decode(reveal, (Reveal,))
     assert isinstance(honest, Reveal)
     items = MarginItems(split, pair.verification_key.n, 10)

@@ -43,6 +43,7 @@ def saved(tmp_path) -> Path:
 
 @pytest.mark.parametrize("arch, shape, classes", [("small_cnn", (1, 8, 8), 10), ("small_cnn", (3, 32, 32), 100),
                                                   ("resnet18_cifar", (3, 32, 32), 10),
+                                                  ("fashion_cnn", (1, 28, 28), 10), ("fashion_cnn", (3, 32, 32), 5),
                                                   ("torchvision:mobilenet_v3_small", (3, 32, 32), 7)])
 def test_registry_builds_networks_with_the_asked_outputs(arch, shape, classes):
     net = build_model(arch, classes, shape).eval()
@@ -52,6 +53,9 @@ def test_registry_builds_networks_with_the_asked_outputs(arch, shape, classes):
         # The paper's CIFAR stem: full resolution into the first block.
         assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
         assert isinstance(net.maxpool, torch.nn.Identity)
+    if arch == "fashion_cnn" and shape == (1, 28, 28):
+        # Sized for two CPU cores (docs/design.md section 5): 0.39M weights.
+        assert sum(p.numel() for p in net.parameters()) == 390_634
 
 
 @pytest.mark.parametrize("arch, shape, message", [("lenet", (1, 8, 8), "unknown architecture"),

@@ -49,6 +49,8 @@ from wmark.protocol.state import ProverEvent, VerifierEvent
 from wmark.protocol.zk import SrsOrigin, ZkParameters, ZkStatement
 
 N, K = 16, 5
+# 5 matches of 5 at p0 = 1/10 have p-value 1e-5 <= 2^-16: a challenge the prover answers.
+LAMBDA = 16
 SETTINGS = settings(deadline=None, max_examples=60)
 ZK_PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
                              circuit_sha256=b"\x02" * 32)
@@ -70,11 +72,12 @@ class World:
     verifier: SigningKey
 
     def verifier_session(self, k: int = K) -> VerifierSession:
-        return VerifierSession(self.pair.verification_key, self.verifier, ModelRef(sha256=bytes(32)), k)
+        return VerifierSession(self.pair.verification_key, self.verifier, ModelRef(sha256=bytes(32)), k,
+                               lam=LAMBDA)
 
     def zk_verifier_session(self) -> ZkVerifierSession:
         return ZkVerifierSession(self.pair.verification_key, self.verifier, ModelRef(sha256=bytes(32)), K,
-                                 zk=ZK_PARAMETERS)
+                                 zk=ZK_PARAMETERS, lam=LAMBDA)
 
     def prover_session(self) -> ProverSession:
         return ProverSession(self.pair.marking_key, self.pair.verification_key, self.owner)

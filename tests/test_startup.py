@@ -72,7 +72,8 @@ def world(tmp_path_factory) -> Path:
     owner = SigningKey.generate()
     pair = keygen_derived(owner=owner, n=20, num_classes=10, input_shape=(1, 8, 8))
     keys = save_pair(root / "keys", owner, pair)
-    session = VerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), 5)
+    # lambda 16: 5 matches of 5 at p0 = 1/10 (p-value 1e-5) can pass it, so the prover answers.
+    session = VerifierSession(pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), 5, lam=16)
     (root / "challenge.json").write_bytes(session.challenge().to_json())
     answered = subprocess.run([sys.executable, "-c", PROBE, PROGRAMS["wmark-prover"], "prove", "--mk", keys.mk,
                                "--vk", keys.vk, "--challenge", "challenge.json", "--out", "reveal.json",

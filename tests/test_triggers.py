@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 from pathlib import Path
 
 import ecdsa
@@ -28,7 +29,7 @@ from wmark.watermark.triggers import Fit, import_images, random_labels, read_lab
 SETTINGS = settings(deadline=None, max_examples=200)
 SHAPES = [(1, 8, 8), (3, 32, 32), (3, 64, 64)]
 # The paper's trigger set, in the shared folder beside the repository (tests skip without it).
-WATERMARKNN = REPO.parent / "shared" / "data" / "watermarknn-trigger-set"
+WATERMARKNN = Path(os.environ.get("WMARK_WATERMARKNN", REPO.parent / "shared" / "data" / "watermarknn-trigger-set"))
 P_MIN = 0.001
 
 
@@ -382,3 +383,19 @@ def test_imported_images_need_one_or_three_channels(pics_folder):
 def test_random_labels_are_in_range_and_vary():
     labels = random_labels(2000, 10)
     assert len(labels) == 2000 and set(labels) == set(range(10))
+
+
+@pytest.mark.skipif(not WATERMARKNN.is_dir(), reason="no WatermarkNN trigger set in ../shared/data")
+def test_watermarknn_trigger_set_imports_grey_at_fashion_mnist_shape():
+    """The paper's 100 colour images, as a Fashion-MNIST key takes them: grey (PIL's L) and resized to 28x28."""
+    imported = import_images(WATERMARKNN, (1, 28, 28), fit=Fit.RESIZE, labels_file=None, num_classes=10)
+    assert len(imported.pixels) == 100 and all(len(p) == 28 * 28 for p in imported.pixels)
+    with Image.open(WATERMARKNN / "pics" / "7.jpg") as img:
+        expected = np.asarray(img.convert("L").resize((28, 28), Image.Resampling.BILINEAR))
+    assert imported.pixels[6] == expected.tobytes()
+    pair = keygen_imported(owner=SigningKey.generate(), images=imported.pixels, labels=imported.labels,
+                           num_classes=10, input_shape=(1, 28, 28))
+    tset = trigger_set_from_marking_key(pair.marking_key)
+    assert tset.images.shape == (100, 1, 28, 28) and np.array_equal(tset.images[6, 0], expected)
+    # Distinct images, not one grey square a hundred times.
+    assert len({image.tobytes() for image in tset.images}) == 100

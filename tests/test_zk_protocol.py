@@ -96,7 +96,7 @@ def test_a_malformed_zk_section_is_refused(keys, edit, message):
 
 def test_plain_messages_keep_their_encoding(keys):
     pair, owner = keys
-    session = VerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3)
+    session = VerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, lam=8)
     assert "zk" not in json.loads(session.challenge().payload)
 
 
@@ -172,7 +172,7 @@ def test_wrong_labels_are_counted_not_hidden(keys):
 
 def test_the_prover_never_opens_items_for_a_zk_challenge(keys):
     pair, owner = keys
-    vs = ZkVerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=PARAMETERS)
+    vs = ZkVerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=PARAMETERS, lam=8)
     ps = ProverSession(pair.marking_key, pair.verification_key, owner)
     ps.receive(vs.challenge())
     with pytest.raises(LocalProtocolError, match="never with openings"):
@@ -182,7 +182,7 @@ def test_the_prover_never_opens_items_for_a_zk_challenge(keys):
 def test_openings_do_not_answer_a_zk_challenge(keys):
     pair, owner = keys
     verifier = SigningKey.generate()
-    vs = ZkVerifierSession(pair.verification_key, verifier, MODEL, 3, zk=PARAMETERS)
+    vs = ZkVerifierSession(pair.verification_key, verifier, MODEL, 3, zk=PARAMETERS, lam=8)
     plain = Challenge.from_payload(vs.challenge().payload)
     ps = ProverSession(pair.marking_key, pair.verification_key, owner)
     ps.receive(Challenge(**{**plain.__dict__, "zk": None}).sign(verifier))
@@ -193,8 +193,8 @@ def test_openings_do_not_answer_a_zk_challenge(keys):
 def test_each_verifier_resumes_only_its_own_kind_of_challenge(keys):
     pair, _ = keys
     verifier = SigningKey.generate()
-    zk_challenge = ZkVerifierSession(pair.verification_key, verifier, MODEL, 3, zk=PARAMETERS).challenge()
-    plain_challenge = VerifierSession(pair.verification_key, verifier, MODEL, 3).challenge()
+    zk_challenge = ZkVerifierSession(pair.verification_key, verifier, MODEL, 3, zk=PARAMETERS, lam=8).challenge()
+    plain_challenge = VerifierSession(pair.verification_key, verifier, MODEL, 3, lam=8).challenge()
     with pytest.raises(LocalProtocolError, match="asks for zero-knowledge proofs"):
         VerifierSession.resume(pair.verification_key, verifier, zk_challenge)
     with pytest.raises(LocalProtocolError, match="asks for openings"):
@@ -265,7 +265,7 @@ def keys_on_disk(keys, tmp_path_factory) -> Keys:
 
 def zk_session(pair, srs: bytes, logrows: int) -> ZkVerifierSession:
     parameters = replace(PARAMETERS, srs_sha256=hashlib.sha256(srs).digest(), srs_logrows=logrows)
-    return ZkVerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=parameters)
+    return ZkVerifierSession(pair.verification_key, SigningKey.generate(), MODEL, 3, zk=parameters, lam=8)
 
 
 def test_serve_checks_the_srs_and_the_model_before_it_proves(keys_on_disk, tmp_path):

@@ -28,6 +28,19 @@ adversary    337
 query        100
 =========  =====
 
+``fashion-mnist`` (Xiao et al. 2017: 70,000 real 28x28 grey photos of
+clothes in 10 classes) is read from its four IDX files (gzipped or not) under
+``data_root``, by default where Debian's ``dataset-fashion-mnist`` package puts
+them (``/usr/share/datasets/fashion-mnist``).  Its official test set is
+``test``, all 10,000 images, untouched; its official training set of 60,000 is
+split, stratified, with ``SPLIT_SEED``:
+
+=========  ======
+query         100
+adversary   9,900
+train      50,000
+=========  ======
+
 ``cifar10``, ``cifar100`` (torchvision's loaders, ``download=False``; the
 files are unpickled by torchvision only after their MD5 sums match the
 published archives) and ``imagefolder`` (``ROOT/train/CLASS/*`` and
@@ -47,8 +60,9 @@ from pathlib import Path
 import numpy as np
 
 from wmark.errors import InvalidInput
+from wmark.files import read_bounded
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
 SPLITS = ("train", "test", "adversary", "query")
 # Fixed forever: changing it changes every split, and with them every result.
 SPLIT_SEED = 20180815
@@ -56,6 +70,18 @@ DIGITS_SIZES = {"query": 100, "test": 360, "adversary": 337, "train": 1000}
 QUERY_SIZE = 100
 STATS_IMAGES = 10_000
 ADVERSARY_FRACTION = 0.49
+FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
+FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+FASHION_SIDE = 28
+# Of the official training set: the owner's share (50,000 of 60,000); the
+# query split takes QUERY_SIZE and the adversary the rest.
+FASHION_OWNER_FRACTION = 5 / 6
+# The largest IDX file read (decompressed): Fashion-MNIST's training images are 47 MB.
+MAX_IDX_BYTES = 64 * 1024 * 1024
+INSTALL_HINT = "apt-get install dataset-fashion-mnist"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -117,6 +143,8 @@ def load_task(name: str, data_root: str | os.PathLike[str] | None = None, *, ima
     """Load a data set by name; see the module docstring for what each needs."""
     if name == "digits":
         return _digits()
+    if name == "fashion-mnist":
+        return _fashion_mnist(Path(data_root if data_root is not None else FASHION_ROOT))
     if name not in DATASETS:
         raise InvalidInput(f"unknown data set {name!r} (choose from {', '.join(DATASETS)})")
     if data_root is None:
@@ -175,6 +203,72 @@ def _digits() -> TaskData:
     everything = LabelledImages(images, bunch.target.astype(np.int64))
     index = stratified_split(everything.labels, DIGITS_SIZES, SPLIT_SEED)
     return _task("digits", 10, {split: _subset(everything, index[split]) for split in SPLITS})
+
+
+def _fashion_mnist(root: Path) -> TaskData:
+    files = {part: [_idx_path(root, name) for name in names] for part, names in FASHION_FILES.items()}
+    missing = [f"{name}.gz" for part, names in FASHION_FILES.items()
+               for name, path in zip(names, files[part]) if path is None]
+    if missing:
+        expected = ", ".join(f"{n}.gz" for names in FASHION_FILES.values() for n in names)
+        raise InvalidInput(f"fashion-mnist: {', '.join(missing)} not found under {root} "
+                           f"(install it with `{INSTALL_HINT}`, or pass --data-root a folder holding {expected})")
+    official = {part: _read_idx_pair(*paths) for part, paths in files.items()}  # type: ignore[arg-type]
+    everything = official["train"]
+    owner = int(round(FASHION_OWNER_FRACTION * len(everything)))
+    sizes = {"query": QUERY_SIZE, "adversary": len(everything) - QUERY_SIZE - owner, "train": owner}
+    if sizes["adversary"] < 1:
+        raise InvalidInput(f"fashion-mnist: its training set has {len(everything)} images, too few to split")
+    index = stratified_split(everything.labels, sizes, SPLIT_SEED)
+    return _task("fashion-mnist", len(FASHION_CLASSES),
+                 {"test": official["test"], **{s: _subset(everything, index[s]) for s in sizes}})
+
+
+def _idx_path(root: Path, name: str) -> Path | None:
+    """``root/name.gz`` (as Debian ships them) or else ``root/name`` (as unpacked), if either is a file."""
+    for candidate in (root / f"{name}.gz", root / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file's array, read by torchvision's MNIST reader (which takes an
+    uncompressed file: a gzipped one is unpacked, bounded, to a temporary file)."""
+    import gzip
+    import tempfile
+
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                data = f.read(MAX_IDX_BYTES + 1)
+        else:
+            data = read_bounded(path, max_bytes=MAX_IDX_BYTES, what="IDX file")
+        if len(data) > MAX_IDX_BYTES:
+            raise InvalidInput(f"{path}: larger than {MAX_IDX_BYTES} bytes unpacked; not a Fashion-MNIST file")
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = Path(tmp) / "idx"
+            plain.write_bytes(data)
+            # The reader's own checks are asserts (gone under python -O), so
+            # the shape and size are checked again by the callers.
+            array = read_sn3_pascalvincent_tensor(str(plain), strict=False).numpy()
+    except (OSError, EOFError, AssertionError, KeyError, ValueError, RuntimeError) as exc:
+        raise InvalidInput(f"{path}: not a readable IDX file ({exc or type(exc).__name__})") from None
+    return array
+
+
+def _read_idx_pair(images_path: Path, labels_path: Path) -> LabelledImages:
+    images, labels = _read_idx(images_path), _read_idx(labels_path)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (FASHION_SIDE, FASHION_SIDE):
+        raise InvalidInput(f"{images_path}: expected uint8 N x {FASHION_SIDE} x {FASHION_SIDE} images, "
+                           f"got {images.dtype} {images.shape}")
+    if labels.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(images):
+        raise InvalidInput(f"{labels_path}: expected {len(images)} uint8 labels, got {labels.dtype} {labels.shape}")
+    if labels.size and int(labels.max()) >= len(FASHION_CLASSES):
+        raise InvalidInput(f"{labels_path}: label {int(labels.max())} outside [0, {len(FASHION_CLASSES)})")
+    return LabelledImages(np.ascontiguousarray(images[:, None, :, :]), labels.astype(np.int64))
 
 
 def _with_held_out(name: str, num_classes: int, train: LabelledImages, test: LabelledImages) -> TaskData:

@@ -175,17 +175,22 @@ def train(
                        disable=not progress, file=sys.stderr, leave=True, dynamic_ncols=True)
             model.train()
             order = torch.randperm(len(data), generator=generator).to(device)
+            # The epoch's trigger picks in one tensor, drawn from the same stream
+            # in the same order as one batch at a time would draw them, so that
+            # a marked batch costs NO-WM's plus the trigger images alone, not a
+            # Python list and a new tensor per batch (docs/design.md section 5).
+            picks = (torch.tensor(list(itertools.islice(trigger_stream, batches * recipe.triggers_per_batch)),
+                                  device=device).view(batches, recipe.triggers_per_batch)
+                     if trigger_stream is not None else None)
             total_loss = torch.zeros((), device=device)
             for b in range(batches):
                 index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
                 x, y = images[index], labels[index]
                 if recipe.augment:
                     x = _augment(x, generator)
-                if trigger_stream is not None:
-                    picked = torch.tensor(list(itertools.islice(trigger_stream, recipe.triggers_per_batch)),
-                                          device=device)
-                    x = torch.cat([x, trigger_images[picked]])
-                    y = torch.cat([y, trigger_labels[picked]])
+                if picks is not None:
+                    x = torch.cat([x, trigger_images[picks[b]]])
+                    y = torch.cat([y, trigger_labels[picks[b]]])
                 loss = (batch_loss(model, x, y) if batch_loss is not None
                         else F.cross_entropy(model(x) / temperature, y) * temperature**2)
                 optimizer.zero_grad(set_to_none=True)

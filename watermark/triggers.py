@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -21,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from wmark.errors import InvalidInput
 from wmark.files import read_bounded
+from wmark.protocol.beacon import bound_label
 from wmark.protocol.hazmat.vrf import proof_to_hash
 from wmark.protocol.items import ItemOpening, TriggerKind, image_header
 from wmark.protocol.keys import MAX_ITEMS, MarkingKey
@@ -79,25 +81,39 @@ def item_image(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, i
     return item_images([_drawn(opening, kind, shape)], shape)[0]
 
 
-def trigger_set_from_marking_key(mk: MarkingKey, margin: QuerySplit | None = None) -> TriggerSet:
+def trigger_set_from_marking_key(mk: MarkingKey, margin: QuerySplit | None = None, *,
+                                 beta: bytes | None = None) -> TriggerSet:
     """The trigger images and labels a marking key commits to; a margin key's
-    are taken from ``margin``, the query split it was made on."""
+    are taken from ``margin``, the query split it was made on.  A registry-bound
+    key needs ``beta``, its receipt's beacon output, which fixes its labels."""
+    if mk.registry_bound and beta is None:
+        raise InvalidInput("a registry-bound key's trigger labels are drawn by the registry: register its "
+                           "verification key first (wmark register), then use the receipt")
+    if not mk.registry_bound and beta is not None:
+        raise InvalidInput("this key's labels are its committed ones; a beacon does not apply to it")
+    labels = [o.label for o in mk.openings]
+    true_classes: Sequence[int | None] = [None] * mk.n  # only a margin item has one
     if mk.kind is TriggerKind.MARGIN:
-        drawn = [_Drawn(None, pixels) for pixels in _margin_pixels(mk, margin)]
+        positions, true_classes = _margin_positions(mk, margin)
+        assert margin is not None
+        drawn = [_Drawn(None, margin.image(p)) for p in positions]
     else:
         drawn = [_drawn(o, mk.kind, mk.input_shape) for o in mk.openings]
-    return TriggerSet(item_images(drawn, mk.input_shape), np.array([o.label for o in mk.openings], dtype=np.int64),
-                      mk.num_classes)
+    if beta is not None:
+        labels = [bound_label(beta, o.index, o.label, mk.num_classes, true_class=t)
+                  for o, t in zip(mk.openings, true_classes)]
+    return TriggerSet(item_images(drawn, mk.input_shape), np.array(labels, dtype=np.int64), mk.num_classes)
 
 
-def _margin_pixels(mk: MarkingKey, split: QuerySplit | None) -> list[bytes]:
+def _margin_positions(mk: MarkingKey, split: QuerySplit | None) -> tuple[list[int], list[int]]:
+    """A margin key's items: their positions in its query split, and those images' true classes."""
     assert mk.margin is not None
     if split is None or split.source != mk.margin:
         raise InvalidInput(f"a margin key's queries are images of {mk.margin.describe()}: "
                            f"{'give that split' if split is None else 'the split given is other data'}")
     items = MarginItems(split, mk.n, mk.num_classes)
     positions = [items.item(proof_to_hash(o.vrf_proof), o.index)[0] for o in mk.openings]  # type: ignore[arg-type]
-    return [split.image(p) for p in positions]
+    return positions, [split.labels[p] for p in positions]
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from pathlib import Path
 from wmark.console import EXIT_INVALID, EXIT_OK, EXIT_REJECTED, add_circuit_arguments, untrusted
 from wmark.errors import InvalidInput, InvalidSignature
 from wmark.files import atomic_write, read_bounded
-from wmark.protocol.decision import DEFAULT_LAMBDA, parse_probability
+from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_LAMBDA, check_lambda, hopeless, parse_probability
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey, load_or_create_signing_key, load_public_key
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict, decode
-from wmark.protocol.session import AnyVerifierSession, Refused, ZkVerifierSession
+from wmark.protocol.session import AnyVerifierSession, Refused, ZkVerifierSession, null_match_probability
 from wmark.protocol.transcript import Registration, Transcript
 from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, default_receipt_path
 from wmark.protocol.zk import srs_beside
@@ -52,18 +52,30 @@ def verifier_identity(args: argparse.Namespace) -> SigningKey:
     return key
 
 
+def parse_lambda(text: str) -> int:
+    """``--lambda``, checked when the command line is read, so an invalid one writes nothing."""
+    try:
+        return check_lambda(int(text), what="--lambda")
+    except (ValueError, InvalidInput):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer between 1 and {MAX_LAMBDA}") from None
+
+
 def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p0", type=parse_probability, metavar="P",
-                        help="imported trigger sets only: the chance an unmarked model gives a trigger image its "
-                             "committed label (derived sets use 1/L, margin sets 1/(L-1))")
-    parser.add_argument("--lambda", dest="lam", type=int, default=DEFAULT_LAMBDA, metavar="BITS",
-                        help="accept only if an unmarked model would do as well with probability <= 2^-BITS")
+                        help="imported trigger sets with committed labels only: the chance an unmarked model gives "
+                             "a trigger image its committed label (derived and registry-bound sets use 1/L, margin "
+                             "sets 1/(L-1)); a challenge that binds p0 is decided with its own")
+    parser.add_argument("--lambda", dest="lam", type=parse_lambda, default=None, metavar="BITS",
+                        help=f"accept only if an unmarked model would do as well with probability <= 2^-BITS "
+                             f"(1..{MAX_LAMBDA}, default {DEFAULT_LAMBDA}; a challenge that binds lambda is "
+                             f"decided with its own)")
 
 
 def add_margin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="PATH",
                         help="margin keys: the folder holding the key's data set (cifar10, ...), whose query split "
-                             "the queries come from; digits is bundled")
+                             "the queries come from; digits is bundled, fashion-mnist defaults to "
+                             "/usr/share/datasets/fashion-mnist")
 
 
 def add_registration_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,6 +220,10 @@ def checked_setup(args: argparse.Namespace, vk: VerificationKey, *, otherwise: s
                            f"wmark keygen --zk); {otherwise}")
     if not 1 <= args.k <= vk.n:
         raise InvalidInput(f"k={args.k} must be between 1 and n={vk.n}")
+    problem = hopeless(args.k, null_match_probability(vk, getattr(args, "p0", None)),
+                       getattr(args, "lam", None) or DEFAULT_LAMBDA)
+    if problem is not None:  # before the circuit and SRS are built, and before anything is written
+        raise InvalidInput(f"{problem} (see wmark-verifier plan)")
     if args.srs and args.srs_out:
         raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
     return None if args.srs else Path(args.srs_out or srs_beside(args.out))

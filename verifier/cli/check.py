@@ -57,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
     event = session.receive(read_envelope(args.reveal, what="reveal"))
     if isinstance(event, Refused):
         return report_refusal(event)
-    verdict = decide_with_model(session, event, oracle, decoys=default_decoys(vk.input_shape))
+    verdict = decide_with_model(session, event, oracle, decoys=default_decoys(
+        vk.input_shape, dataset=vk.margin.dataset if vk.margin else None, data_root=args.data_root))
     return finish(session, verdict, vk_envelope, args.out, registration)

@@ -6,7 +6,7 @@ import argparse
 
 from wmark.console import add_command
 from wmark.errors import InvalidInput
-from wmark.protocol.decision import lowest_passing_accuracy, threshold
+from wmark.protocol.decision import DEFAULT_LAMBDA, lowest_passing_accuracy, threshold
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import null_match_probability
 from wmark.verifier.cli._common import add_decision_arguments
@@ -33,15 +33,16 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     vk, _ = load_verification_key(args.vk)
     p0 = null_match_probability(vk, args.p0)
+    lam = args.lam or DEFAULT_LAMBDA
     ks = args.k or sorted({k for k in (10, 20, 30, 50, 100, vk.n) if k <= vk.n})
     for k in ks:
         if not 1 <= k <= vk.n:
             raise InvalidInput(f"k={k} must be between 1 and n={vk.n}")
-    print(f"n={vk.n} trigger items, p0={p0}, lambda={args.lam} (false accusation probability <= 2^-{args.lam})")
+    print(f"n={vk.n} trigger items, p0={p0}, lambda={lam} (false accusation probability <= 2^-{lam})")
     print(f"{'k':>6} {'tau':>6}  {'lowest trigger accuracy passing w.p. 0.99':>42}  {'reveals':>8}")
     for k in ks:
-        tau = threshold(k, p0, args.lam)
-        low = lowest_passing_accuracy(k, p0, args.lam)
+        tau = threshold(k, p0, lam)
+        low = lowest_passing_accuracy(k, p0, lam)
         need = "never passes: k too small" if low is None else f"{low:.3f}"
         print(f"{k:>6} {tau if tau is not None else '-':>6}  {need:>42}  {k / vk.n:>7.0%}")
     return 0

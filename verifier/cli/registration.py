@@ -8,6 +8,7 @@ import argparse
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
 from wmark.errors import InvalidInput, InvalidProof, InvalidSignature
 from wmark.files import read_bounded
+from wmark.protocol.beacon import InvalidBeacon
 from wmark.protocol.checkpoint import MAX_PROOF_BYTES, Policy, TlogProof
 from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.hazmat.note import load_verifier
@@ -75,6 +76,8 @@ def _receipt(args: argparse.Namespace, vk) -> int:
     log_key = load_public_key(args.log_key)
     try:
         info = verify_receipt(receipt, vk, log_key)
+    except InvalidBeacon:
+        raise  # an edited receipt: invalid input (exit 2), not a registration that failed
     except (InvalidProof, InvalidSignature) as exc:
         print(f"{path}: does NOT prove the registration of {args.vk}: {exc}")
         return EXIT_REJECTED
@@ -82,4 +85,6 @@ def _receipt(args: argparse.Namespace, vk) -> int:
     print(f"  vk          {vk.digest.hex()[:16]}…  owner {vk.owner.fingerprint}")
     print(f"  registered  {info.describe()}")
     print(f"  log key     {log_key.fingerprint}")
+    if info.beta is not None:
+        print(f"  beacon      beta {info.beta.hex()[:16]}… (VRF proof checked: it fixes a registry-bound key's labels)")
     return EXIT_OK

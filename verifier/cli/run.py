@@ -19,7 +19,7 @@ from pathlib import Path
 
 from wmark.console import add_command, untrusted
 from wmark.errors import InvalidInput, ModelOracleError, WmarkError
-from wmark.protocol.decision import lowest_passing_accuracy, threshold
+from wmark.protocol.decision import DEFAULT_LAMBDA, hopeless, lowest_passing_accuracy, threshold
 from wmark.protocol.framing import encode_frame
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey, load_verification_key
@@ -117,12 +117,16 @@ def run(args: argparse.Namespace) -> int:
                               registration=registration.verify(vk) if registration else None,
                               margin=query_split_for(vk, args.data_root))
     p0 = null_match_probability(vk, args.p0)
-    tau, low = threshold(args.k, p0, args.lam), lowest_passing_accuracy(args.k, p0, args.lam)
+    lam = args.lam or DEFAULT_LAMBDA
+    tau, low = threshold(args.k, p0, lam), lowest_passing_accuracy(args.k, p0, lam)
+    if tau is None:  # refused before connecting: the prover would refuse it too, revealing nothing
+        raise InvalidInput(f"{hopeless(args.k, p0, lam)} (see wmark-verifier plan)")
     print(f"opening {args.k} of {vk.n} trigger items on {untrusted(oracle.model_ref.describe())}: "
           + ("no number of matches is significant at this k; see `wmark-verifier plan`" if tau is None else
              f"accept at {tau} matches; a marked model passes w.p. 0.99 from trigger accuracy {low:.3f}"))
     # Loaded before connecting, so the prover is not kept waiting on our disk.
-    decoys = default_decoys(vk.input_shape)
+    decoys = default_decoys(vk.input_shape, dataset=vk.margin.dataset if vk.margin else None,
+                            data_root=args.data_root)
     with ProverConnection(args.connect, timeout=args.timeout) as prover:
         answer = send_challenge(prover, session.challenge(), vk, lambda: prover.receive("reveal"))
         event = session.receive(answer)

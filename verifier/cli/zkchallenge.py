@@ -8,7 +8,13 @@ from wmark.console import add_command, untrusted
 from wmark.files import atomic_write
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import ZkVerifierSession
-from wmark.verifier.cli._common import add_identity_argument, add_setup_arguments, checked_setup, verifier_identity
+from wmark.verifier.cli._common import (
+    add_decision_arguments,
+    add_identity_argument,
+    add_setup_arguments,
+    checked_setup,
+    verifier_identity,
+)
 from wmark.verifier.zk import open_verifier
 
 EPILOG = """\
@@ -36,6 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
     add_setup_arguments(p)
     add_identity_argument(p)
+    add_decision_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     identity = verifier_identity(args)
     with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
                        memory_limit=args.memory_limit) as verifier:
-        session = ZkVerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters)
+        session = ZkVerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters, p0=args.p0,
+                                    lam=args.lam)
         atomic_write(args.out, session.challenge().to_json())
     print(f"wrote {args.out}: prove {args.k} of {vk.n} trigger items in zero knowledge on "
           f"{untrusted(verifier.model_ref.describe())}")

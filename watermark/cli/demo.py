@@ -23,8 +23,9 @@ EPILOG = """\
 example:
   wmark demo                  # writes everything into ./wmark-demo (a few minutes on 2 cores)
 
-Steps: keygen (derived trigger set, encrypted marking key) -> register the vk
-in a local transparency log -> embed the watermark into a digits CNN, and train
+Steps: keygen (derived trigger set, encrypted marking key, registry-bound
+labels) -> register the vk in a local transparency log, whose beacon draws the
+trigger labels -> embed the watermark into a digits CNN, and train
 the same recipe without it -> eval both -> start `wmark-prover serve` ->
 `wmark-verifier run` a private verification (k=20) against the marked model
 (accepted) and the unmarked one (rejected) -> audit the transcript offline ->
@@ -92,10 +93,11 @@ def run(args: argparse.Namespace) -> int:
           f"{'' if PASSPHRASE_ENV in os.environ else f', demo value {DEMO_PASSPHRASE!r}'})")
     for step in (
         Step("KeyGen: sample 100 derived triggers, commit, sign the verification key",
-             ("wmark", "keygen", "--out", "keys", *force)),
-        Step("Register the verification key in an append-only log (fixes when it existed)",
+             ("wmark", "keygen", "--out", "keys", "--labels", "registry", *force)),
+        Step("Register the verification key in an append-only log (fixes when it existed; the log's beacon "
+             "draws the trigger labels, so nobody chose them)",
              ("wmark", "register", "--vk", "keys/vk.json", "--log", "registry")),
-        Step("Mark: train a digits CNN with the trigger set mixed into every batch",
+        Step("Mark: train a digits CNN with the trigger set, labelled as the receipt says, mixed into every batch",
              ("wmark", "embed", "--mk", "keys/mk.wmk", "--out", "models/marked", "--quiet", *force)),
         Step("Baseline: the same recipe without the watermark (an innocent model)",
              ("wmark", "embed", "--no-watermark", "--out", "models/plain", "--quiet", *force)),

@@ -10,6 +10,7 @@ from tqdm import tqdm
 from wmark.console import add_command, read_passphrase
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
+from wmark.protocol.beacon import LabelSource
 from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.identity import load_or_create_signing_key, load_signing_key
 from wmark.protocol.items import TriggerKind
@@ -62,7 +63,8 @@ def register(subparsers) -> None:
                         "margin: in-distribution queries drawn from a VRF (Kim et al. 2023)")
     p.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="margin: the data set whose query split the queries come from")
-    p.add_argument("--data-root", metavar="PATH", help="margin: where --dataset's files are (all but digits)")
+    p.add_argument("--data-root", metavar="PATH", help="margin: where --dataset's files are (all but digits; fashion-mnist defaults to "
+                        "Debian's /usr/share/datasets/fashion-mnist)")
     p.add_argument("--images", metavar="PATH", help="imported: a folder of images, or one holding pics/1.jpg ...")
     p.add_argument("--labels-file", metavar="FILE",
                    help="imported: one numeric label per line (default: a single *.txt in --images, else random)")
@@ -75,6 +77,11 @@ def register(subparsers) -> None:
     p.add_argument("--zk", action="store_true",
                    help="also commit to each trigger image with a salted Poseidon hash, so ownership can be proven "
                         "in zero knowledge to a verifier holding the model (needs pip install '.[zk]')")
+    p.add_argument("--labels", choices=[s.value for s in LabelSource], default=None,
+                   help="registry: the trained labels are the committed ones shifted by the registry's beacon, drawn "
+                        "when the key is registered, so no choice of images makes an innocent model match (register "
+                        "before embedding); committed: the paper's. Default: registry for imported and --zk keys, "
+                        "whose inputs the owner chooses or hides; committed for the others")
     p.add_argument("--insecure-plaintext", action="store_true",
                    help="store mk.wmk unencrypted (for tests and demos only)")
     p.add_argument("--force", action="store_true", help="overwrite an existing key pair in DIR")
@@ -101,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput("--dataset and --data-root only apply to --kind margin")
         args.num_classes, args.input_shape = getattr(args, "num_classes", 10), getattr(args, "input_shape", (1, 8, 8))
     check_parameters(args.n, args.num_classes, args.input_shape)
+    label_source = (LabelSource(args.labels) if args.labels else
+                    LabelSource.REGISTRY if kind is TriggerKind.IMPORTED or args.zk else LabelSource.COMMITTED)
     zk = _zk_committer(kind, args.input_shape) if args.zk else None
     passphrase = None if args.insecure_plaintext else read_passphrase(confirm=True, purpose=f"new key {mk_path}")
 
@@ -123,14 +132,15 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=n, desc="committing", unit="item", leave=False) as bar:
         if kind is TriggerKind.DERIVED:
             pair = keygen_derived(owner=owner, n=args.n, num_classes=args.num_classes,
-                                  input_shape=args.input_shape, scheme=scheme, progress=bar.update, zk=zk)
+                                  input_shape=args.input_shape, scheme=scheme, progress=bar.update, zk=zk,
+                                  label_source=label_source)
         elif kind is TriggerKind.MARGIN:
             pair = keygen_margin(owner=owner, n=args.n, num_classes=args.num_classes, split=split, scheme=scheme,
-                                 progress=bar.update)
+                                 progress=bar.update, label_source=label_source)
         else:
             pair = keygen_imported(owner=owner, images=imported.pixels, labels=labels,
                                    num_classes=args.num_classes, input_shape=args.input_shape,
-                                   scheme=scheme, progress=bar.update, zk=zk)
+                                   scheme=scheme, progress=bar.update, zk=zk, label_source=label_source)
     # The secret goes first: a crash between the two renames leaves an unusable
     # mk.wmk rather than a published vk.json whose openings are lost.
     save_marking_key(mk_path, pair.marking_key, passphrase)
@@ -141,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
           f"{scheme.value} commitments{' + salted Poseidon (zero-knowledge)' if vk.zk else ''}")
     if vk.margin:
         print(f"queries     from {vk.margin.describe()}")
+    if vk.registry_bound:
+        print(f"labels      drawn by the registry: register {vk_path} (wmark register) before wmark embed")
     print(f"wrote       {vk_path} (public)  vk digest {vk.digest.hex()[:16]}…")
     print(f"wrote       {mk_path} (secret, {'PLAINTEXT' if passphrase is None else 'scrypt + AES-256-GCM'})")
     return 0

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ import torch
 
 from wmark.files import atomic_write
 from wmark.harness.programs import KeyDir, run_cli
+from wmark.protocol.beacon import LabelSource, bound_label
+from wmark.protocol.decision import Decision, decide
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import commit
 from wmark.protocol.hazmat.identity import SigningKey, load_signing_key, save_signing_key
@@ -38,10 +41,13 @@ from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_imported
 from wmark.protocol.keys import VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, load_verification_key
 from wmark.protocol.messages import Challenge, ModelRef, Reveal, Verdict, decode
 from wmark.protocol.patterns import item_images, render
-from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession, now
+from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession, ZkVerifierSession, now
 from wmark.protocol.transcript import AuditReport, audit, load_transcript
+from wmark.protocol.transparency import Receipt, RegistrationInfo, verify_receipt
+from wmark.protocol.zk import SrsOrigin, ZkParameters, ZkStatement
 from wmark.prover.cli import main as prover_main
 from wmark.prover.ledger import Ledger, LedgerEntry
+from wmark.registry import LogStore
 from wmark.verifier.cli import main as verifier_main
 from wmark.watermark.cli import main as wmark_main
 from wmark.watermark.datasets import load_task
@@ -460,3 +466,107 @@ def task_accuracy(model_dir: Path) -> float:
     test = load_task("digits").test
     return float((classify(load_model(model_dir), test.images) == test.labels).mean())
 
+
+# --- registry-bound labels (docs/design.md section 2): the owner commits, the log's beacon draws the labels ------
+
+# The circuit and SRS a zero-knowledge challenge names; the scenarios below take
+# every proof as verified, so what they measure is what the labels allow.
+ZK_PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
+                             circuit_sha256=b"\x02" * 32)
+
+
+def natural_images(n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` ordinary digits test images and their true classes: what a cheating owner commits to."""
+    test = load_task("digits").test
+    picks = np.random.default_rng(seed).choice(len(test.images), n, replace=False)
+    return test.images[picks], test.labels[picks]
+
+
+def commit_bound(root: Path, images: np.ndarray, labels: np.ndarray, *, zk=None,
+                 label_source: LabelSource = LabelSource.REGISTRY) -> tuple[Keys, KeyPair]:
+    """An imported key over ``images`` committing ``labels``; registry-bound unless told otherwise."""
+    identity = SigningKey.generate()
+    pair = keygen_imported(owner=identity, images=[im.tobytes() for im in images], labels=[int(x) for x in labels],
+                           num_classes=NUM_CLASSES, input_shape=SHAPE, zk=zk, label_source=label_source)
+    return save_pair(root, identity, pair), pair
+
+
+def registered(keys: Keys, log: Path) -> RegistrationInfo:
+    """Register ``keys`` in ``log`` (`wmark register`) and check the receipt it wrote."""
+    code, out = register(keys, log)
+    assert code == 0, out
+    vk, _ = load_verification_key(keys.vk)
+    receipt = Receipt.from_json((keys.root / "vk.receipt.json").read_bytes())
+    return verify_receipt(receipt, vk, LogStore.open(log, check=False).public_key)
+
+
+def embed_after_registration(keys: Keys, beta: bytes, out: Path, *, epochs: int, seed: int = 0) -> Path:
+    """The honest order: the owner trains with the labels its receipt fixes."""
+    task = load_task("digits")
+    mk = load_marking_key(keys.mk, None)
+    recipe = replace(default_recipe("digits"), epochs=epochs, seed=seed)
+    with one_thread():
+        save_model(out, embed(start_model(task, seed=seed), task, trigger_set_from_marking_key(mk, beta=beta),
+                              recipe).model)
+    return out
+
+
+def zk_claim(pair: KeyPair, identity: SigningKey, model_dir: Path, images: np.ndarray,
+             registration: RegistrationInfo | None, *, k: int, p0: str | None = None) -> Decision:
+    """A zero-knowledge claim through the real sessions, each proof proving what a sound proof
+    must: the class the model gives the hidden input (the verifier never sees the images)."""
+    vk = pair.verification_key
+    verifier = ZkVerifierSession(vk, SigningKey.generate(), ModelRef(sha256=model_file_digest(model_dir)), k,
+                                 zk=ZK_PARAMETERS, registration=registration,
+                                 p0=Fraction(p0) if p0 else None)
+    prover = ProverSession(pair.marking_key, vk, identity)
+    event = prover.receive(verifier.challenge())
+    predicted = classify(load_model(model_dir), images[list(event.indices)])
+    statements = {i: ZkStatement(vk.zk.hashes[i], int(c), b"sound proof of item %d" % i)
+                  for i, c in zip(event.indices, predicted)}
+    verifier.receive(prover.zk_reveal(statements))
+    verdict = decode(verifier.decide_zk({i: None for i in event.indices}), (Verdict,))
+    assert isinstance(verdict, Verdict)
+    return decide(verdict.matches, verdict.k, verdict.p0, verdict.lam)
+
+
+@dataclass(frozen=True)
+class Regrind:
+    """An owner re-registering fresh commitments to the same natural images, hoping for a lucky beta."""
+
+    matches: np.ndarray     # per registration, items whose bound label the model gives
+    decisions: tuple[Decision, ...]
+
+    @property
+    def accepted(self) -> int:
+        return sum(d.accepted for d in self.decisions)
+
+
+def regrind(model_dir: Path, log: Path, tmp: Path, *, attempts: int, n: int, seed: int = 0) -> Regrind:
+    """``attempts`` registrations of ``n`` natural images with their true classes, each a new
+    key (new commitments, so a new vk digest and a new beta), scored at k = n."""
+    images, labels = natural_images(n, seed=seed)
+    answers = classify(load_model(model_dir), images)
+    matches, decisions = [], []
+    with LogStore.open(log) as store:
+        for attempt in range(attempts):
+            identity = SigningKey.generate()
+            pair = keygen_imported(owner=identity, images=[im.tobytes() for im in images],
+                                   labels=[int(x) for x in labels], num_classes=NUM_CLASSES, input_shape=SHAPE,
+                                   label_source=LabelSource.REGISTRY)
+            beta = verify_receipt(store.register(pair.verification_key), pair.verification_key,
+                                  store.public_key).beta
+            bound = [bound_label(beta, i, int(c), NUM_CLASSES) for i, c in enumerate(labels)]
+            hits = int(sum(int(a) == b for a, b in zip(answers, bound)))
+            matches.append(hits)
+            decisions.append(decide(hits, n, Fraction(1, NUM_CLASSES)))
+    return Regrind(np.array(matches), tuple(decisions))
+
+
+def bound_replay(root: Path, transcript: Path) -> Keys:
+    """Replay against a registry-bound owner: commit the images a public verification opened with
+    the very labels the owner's model was checked against, under a key of one's own."""
+    report, _ = public_openings(transcript)
+    labels = np.array([r.label for r in report.verdict.results])
+    keys, _ = commit_bound(root, item_images(report.items, report.vk.input_shape), labels)
+    return keys

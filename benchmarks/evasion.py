@@ -1,0 +1,305 @@
+"""The evasive endpoint: a thief serves the stolen model behind an Open
+Inference Protocol endpoint that tries to spot verification queries.
+
+For each seed and each kind of key (derived triggers; the paper's own 100
+images, imported, when ``--paper-images`` names them; margin queries), the
+owner marks a model; the thief serves it as stolen, behind one of these
+endpoints, each fitted on the thief's own data (the adversary split) only:
+
+* ``plain``: answers every query honestly (the reference);
+* ``msp``: flags an input whose maximum softmax probability is below the
+  value that ``--fpr`` of the thief's own images fall below (Hendrycks and
+  Gimpel 2017);
+* ``pca``: flags an input whose reconstruction error under a principal-
+  component model of the thief's images (a linear autoencoder with
+  ``--components`` components, fitted with numpy's SVD) is above the value
+  that ``--fpr`` of the thief's images exceed.
+
+A flagged input is answered with the model's second most likely class.  The
+verifier runs the real protocol (a VerifierSession against the owner's
+ProverSession, in-process) and queries the endpoint over HTTP with
+:class:`wmark.verifier.oracle.InferenceEndpoint`, the class behind
+``wmark-verifier run --endpoint``, hiding the opened items among decoys from
+:func:`wmark.verifier.verify.default_decoys`, at k = 20 and k = n.  Reported:
+acceptance, matches, the share of the opened items and of the decoys the
+endpoint flagged, and its false-positive rate and test accuracy as served on
+the ordinary test split (what evasion costs the thief's honest customers).
+
+    python benchmarks/evasion.py --dataset fashion-mnist --paper-images DIR   # 3 seeds
+    python benchmarks/evasion.py --dataset fashion-mnist --seeds 1 --epochs 1 --subset 1000 --label 'smoke run'
+
+Writes evasion-DATASET.json and .md to --out.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _cli import load_for, provenance, provenance_markdown, training_parser
+
+from wmark.errors import WmarkError
+from wmark.files import atomic_write
+from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_imported, keygen_margin
+from wmark.protocol.messages import Verdict, decode
+from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession
+from wmark.verifier.oracle import InferenceEndpoint
+from wmark.verifier.verify import decide_with_model, default_decoys, item_images
+from wmark.watermark.datasets import TaskData
+from wmark.watermark.device import pick_device
+from wmark.watermark.embed import default_recipe, embed, start_model
+from wmark.watermark.evaluate import predict
+from wmark.watermark.margin import MarginOptions, embed_margin, margin_recipe, query_split
+from wmark.watermark.modelio import Classifier
+from wmark.watermark.triggers import Fit, import_images, trigger_set_from_marking_key
+
+ITEMS = 100
+PRIVATE_K = 20
+DETECTORS = ("plain", "msp", "pca")
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Detector:
+    """Flags inputs as verification queries: ``score(images) > threshold``."""
+
+    name: str
+    threshold: float
+    mean: np.ndarray | None = None
+    basis: np.ndarray | None = None
+
+    def scores(self, model: Classifier, images: np.ndarray) -> np.ndarray:
+        if self.name == "msp":
+            logits = torch.from_numpy(predict(model, images))
+            return -torch.softmax(logits, dim=1).max(dim=1).values.numpy()  # low confidence = high score
+        if self.name == "pca":
+            assert self.mean is not None and self.basis is not None
+            x = images.reshape(len(images), -1).astype(np.float64) / 255.0 - self.mean
+            return np.linalg.norm(x - (x @ self.basis.T) @ self.basis, axis=1)
+        return np.full(len(images), -np.inf)
+
+    def flags(self, model: Classifier, images: np.ndarray) -> np.ndarray:
+        return self.scores(model, images) > self.threshold
+
+
+def fit_detector(name: str, model: Classifier, own: np.ndarray, fpr: float, components: int) -> Detector:
+    """A detector whose threshold flags ``fpr`` of the thief's own images."""
+    if name == "plain":
+        return Detector(name, np.inf)
+    mean = basis = None
+    if name == "pca":
+        x = own.reshape(len(own), -1).astype(np.float64) / 255.0
+        mean = x.mean(axis=0)
+        basis = np.linalg.svd(x - mean, full_matrices=False)[2][:components]
+    unfitted = Detector(name, np.inf, mean, basis)
+    return Detector(name, float(np.quantile(unfitted.scores(model, own), 1 - fpr)), mean, basis)
+
+
+def answers(model: Classifier, detector: Detector, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The endpoint's classes for ``images`` (flagged ones: the second most likely) and the flags."""
+    ranked = np.argsort(predict(model, images), axis=1)
+    flagged = detector.flags(model, images)
+    return np.where(flagged, ranked[:, -2], ranked[:, -1]).astype(np.int64), flagged
+
+
+class EvasiveServer:
+    """An Open Inference Protocol v2 REST endpoint (``POST /v2/models/NAME/infer``) in a thread,
+    answering class indices; written here (a dozen lines of http.server) rather than with KServe,
+    to keep the benchmark in one process.  Records every image it is asked about."""
+
+    def __init__(self, model: Classifier, detector: Detector, name: str = "stolen") -> None:
+        self.model, self.detector, self.name = model, detector, name
+        self.flagged: list[bool] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                if self.path != f"/v2/models/{server.name}/infer" or not 0 < length <= MAX_REQUEST_BYTES:
+                    self.send_error(404 if length else 400)
+                    return
+                request = json.loads(self.rfile.read(length))["inputs"][0]
+                shape = [int(d) for d in request["shape"]]
+                pixels = np.rint(np.asarray(request["data"], dtype=np.float64).reshape(shape) * 255.0)
+                with server.lock:
+                    classes, flagged = answers(server.model, server.detector, pixels.clip(0, 255).astype(np.uint8))
+                    server.flagged += flagged.tolist()
+                body = json.dumps({"model_name": server.name, "outputs": [
+                    {"name": "classes", "shape": [len(classes)], "datatype": "INT64", "data": classes.tolist()}]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> EvasiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def make_keys(task: TaskData, owner: SigningKey, paper_images: Path | None) -> dict[str, KeyPair]:
+    keys = {"derived": keygen_derived(owner=owner, n=ITEMS, num_classes=task.num_classes,
+                                      input_shape=task.input_shape),
+            "margin": keygen_margin(owner=owner, n=ITEMS, num_classes=task.num_classes, split=query_split(task))}
+    if paper_images is not None:
+        imported = import_images(paper_images, task.input_shape, fit=Fit.RESIZE, labels_file=None,
+                                 num_classes=task.num_classes)
+        if imported.labels is None:
+            raise WmarkError(f"{paper_images}: no labels file (expected the paper's labels-cifar.txt)")
+        keys["imported"] = keygen_imported(owner=owner, images=imported.pixels, labels=imported.labels,
+                                           num_classes=task.num_classes, input_shape=task.input_shape)
+    return keys
+
+
+def mark(task: TaskData, kind: str, pair: KeyPair, seed: int, epochs: int | None, device: torch.device) -> Classifier:
+    items = trigger_set_from_marking_key(pair.marking_key, query_split(task) if kind == "margin" else None)
+    recipe = (margin_recipe if kind == "margin" else default_recipe)(task.name)
+    recipe = replace(recipe, seed=seed, **({"epochs": epochs} if epochs else {}))
+    model = start_model(task, seed=seed)
+    if kind == "margin":
+        return embed_margin(model, task, items, recipe, MarginOptions(), vk_digest=pair.verification_key.digest,
+                            device=device).model.cpu()
+    return embed(model, task, items, recipe, vk_digest=pair.verification_key.digest, device=device).model.cpu()
+
+
+def verify_through(server: EvasiveServer, task: TaskData, kind: str, pair: KeyPair, owner: SigningKey, k: int,
+                   decoys: np.ndarray) -> dict[str, Any]:
+    """One verification over HTTP: the opened items, hidden among decoys, sent to the endpoint."""
+    vk = pair.verification_key
+    oracle = InferenceEndpoint(server.url, server.name)
+    p0 = Fraction(1, task.num_classes) if kind == "imported" else None
+    margin = query_split(task) if kind == "margin" else None
+    session = VerifierSession(vk, SigningKey.generate(), oracle.model_ref, k, p0=p0, margin=margin)
+    prover = ProverSession(pair.marking_key, vk, owner)
+    prover.receive(session.challenge())
+    event = session.receive(prover.reveal())
+    assert isinstance(event, RevealAccepted)
+    # What the endpoint makes of the opened items themselves, outside the shuffled batch.
+    item_flags = server.detector.flags(server.model, item_images(event.items, vk))
+    envelope = decide_with_model(session, event, oracle, decoys=decoys)
+    verdict = decode(envelope, (Verdict,))
+    assert isinstance(verdict, Verdict)
+    return {"k": k, "accepted": verdict.accepted, "matches": verdict.matches, "tau": verdict.tau,
+            "items_flagged": float(item_flags.mean())}
+
+
+def run_seed(task: TaskData, seed: int, args: Any, device: torch.device, decoys: np.ndarray) -> list[dict[str, Any]]:
+    owner = SigningKey.generate()
+    keys = make_keys(task, owner, args.paper_images)
+    rows = []
+    for kind, pair in keys.items():
+        start = time.perf_counter()
+        model = mark(task, kind, pair, seed, args.epochs, device)
+        trained = time.perf_counter() - start
+        items = trigger_set_from_marking_key(pair.marking_key, query_split(task) if kind == "margin" else None)
+        for name in DETECTORS:
+            detector = fit_detector(name, model, task.adversary.images, args.fpr, args.components)
+            served, flagged = answers(model, detector, task.test.images)
+            row = {"seed": seed, "key": kind, "detector": name, "train_seconds": round(trained, 1),
+                   "false_positive_rate": float(flagged.mean()),
+                   "served_test_accuracy": float((served == task.test.labels).mean()),
+                   "honest_test_accuracy": float((predict(model, task.test.images).argmax(1) == task.test.labels).mean()),
+                   "item_accuracy_served": float((answers(model, detector, items.images)[0] == items.labels).mean()),
+                   "decoys_flagged": float(detector.flags(model, decoys).mean())}
+            with EvasiveServer(model, detector) as server:
+                row["verifications"] = [verify_through(server, task, kind, pair, owner, k, decoys)
+                                        for k in (PRIVATE_K, pair.verification_key.n)]
+            rows.append(row)
+            v = {r["k"]: r for r in row["verifications"]}
+            print(f"  seed {seed} {kind:<9} {name:<6} FPR {100 * row['false_positive_rate']:5.1f}%  served test "
+                  f"{100 * row['served_test_accuracy']:5.1f}%  items flagged {100 * v[PRIVATE_K]['items_flagged']:5.1f}%"
+                  f"  k={PRIVATE_K} {'accept' if v[PRIVATE_K]['accepted'] else 'reject'}"
+                  f"  k=n {'accept' if v[ITEMS]['accepted'] else 'reject'} ({v[ITEMS]['matches']}/{ITEMS})", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], title: str) -> str:
+    lines = [title, "", "| key | endpoint | FPR on test (%) | served test acc. (%) | items flagged (%) | "
+             "decoys flagged (%) | k=20 accepted | k=n accepted | k=n matches (mean) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["key"], row["detector"]), []).append(row)
+    for (kind, name), members in groups.items():
+        def mean(f: Any, members: list[dict[str, Any]] = members) -> float:
+            return statistics.fmean(f(r) for r in members)
+
+        private = [next(v for v in r["verifications"] if v["k"] == PRIVATE_K) for r in members]
+        public = [next(v for v in r["verifications"] if v["k"] != PRIVATE_K) for r in members]
+        lines.append(f"| {kind} | {name} | {100 * mean(lambda r: r['false_positive_rate']):.1f} | "
+                     f"{100 * mean(lambda r: r['served_test_accuracy']):.2f} | "
+                     f"{100 * statistics.fmean(v['items_flagged'] for v in private):.1f} | "
+                     f"{100 * mean(lambda r: r['decoys_flagged']):.1f} | "
+                     f"{sum(v['accepted'] for v in private)}/{len(members)} | "
+                     f"{sum(v['accepted'] for v in public)}/{len(members)} | "
+                     f"{statistics.fmean(v['matches'] for v in public):.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = training_parser(__doc__, epochs_help="override the marking recipes' epochs (quick checks only)")
+    parser.add_argument("--paper-images", type=Path, metavar="DIR",
+                        help="the paper's trigger set (pics/1.jpg ... and labels-cifar.txt), imported grey and resized")
+    parser.add_argument("--fpr", type=float, default=0.05, help="the detectors' target false-positive rate")
+    parser.add_argument("--components", type=int, default=32, help="the PCA detector's components")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or not 0 < args.fpr < 1 or args.components < 1:
+        parser.error("--seeds and --components must be at least 1 and --fpr in (0, 1)")
+    try:
+        device = pick_device(args.device)
+        task = load_for(args)
+        decoys = default_decoys(task.input_shape, dataset=task.name, data_root=args.data_root)
+    except WmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    origin = provenance(list(range(args.seeds)), device, args.label)
+    print(f"{task.describe()}; {args.seeds} seeds; endpoints {', '.join(DETECTORS)}", flush=True)
+    start = time.perf_counter()
+    try:
+        rows = [r for seed in range(args.seeds) for r in run_seed(task, seed, args, device, decoys)]
+    except WmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - start
+    title = (f"Evasive endpoints, {task.name}, {args.seeds} seeds, detectors fitted on the adversary split "
+             f"({len(task.adversary)} images) at a target FPR of {args.fpr:g}")
+    table = markdown(rows, title)
+    print()
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"evasion-{task.name}"
+    report = {"provenance": origin, "dataset": task.name, "subset": args.subset, "items": ITEMS,
+              "private_k": PRIVATE_K, "fpr_target": args.fpr, "components": args.components,
+              "epochs_override": args.epochs, "seconds": round(seconds, 1), "rows": rows}
+    atomic_write(stem.with_suffix(".json"), (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write(stem.with_suffix(".md"), f"{table}\n\nRun time {seconds / 60:.1f} min.\n\n"
+                                          f"{provenance_markdown(origin)}\n".encode())
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
