@@ -22,7 +22,8 @@ pytestmark = pytest.mark.adversarial
 
 
 def _challenge(world, verifier: SigningKey, k: int, path):
-    session = VerifierSession(world.pair.verification_key, verifier, ModelRef(sha256=bytes(32)), k)
+    # lambda 3: challenges bind lambda, and one that could never accept is refused (small k here).
+    session = VerifierSession(world.pair.verification_key, verifier, ModelRef(sha256=bytes(32)), k, lam=3)
     atomic_write(path, session.challenge().to_json())
     return session
 

@@ -46,7 +46,8 @@ def test_copies_of_the_marking_key_share_one_budget(digits_world, tmp_path):
 def test_a_fresh_ledger_for_a_key_answered_elsewhere_is_warned_about(digits_world, tmp_path):
     keys = Keys(tmp_path / "keys")
     shutil.copytree(digits_world.keys, keys.root)
-    session = VerifierSession(digits_world.pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)), 5)
+    session = VerifierSession(digits_world.pair.verification_key, SigningKey.generate(), ModelRef(sha256=bytes(32)),
+                              5, lam=3)
     challenge = tmp_path / "challenge.json"
     atomic_write(challenge, session.challenge().to_json())
     code, out = _prove(keys, challenge, tmp_path / "a.json")

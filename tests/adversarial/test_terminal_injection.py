@@ -47,7 +47,7 @@ def test_a_refusal_reason_cannot_paint_the_verifiers_screen(digits_world, tmp_pa
 
 def test_an_endpoint_name_cannot_forge_lines_in_prove_or_the_ledger(digits_world, tmp_path):
     model = ModelRef(url="http://suspect.example/" + PAINT + FORGED_LINE, name="m\u202e" + FORGED_LINE)
-    session = VerifierSession(digits_world.pair.verification_key, SigningKey.generate(), model, 5)
+    session = VerifierSession(digits_world.pair.verification_key, SigningKey.generate(), model, 5, lam=3)
     challenge, ledger = tmp_path / "challenge.json", tmp_path / "ledger.sqlite"
     atomic_write(challenge, session.challenge().to_json())
     code, out = run_main(prover_main, "prove", "--mk", digits_world.mk, "--vk", digits_world.vk,
