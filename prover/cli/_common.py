@@ -33,7 +33,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("budget policy (who may spend the leakage budget)")
     group.add_argument("--allow-verifier", metavar="PEM", action="append",
                        help="answer only challenges signed by this verifier's public key (repeatable); "
-                            "default: any verifier")
+                            "without it, any verifier's")
     group.add_argument("--verifier-share", type=parse_budget, metavar="FRACTION",
                        help="the largest fraction of the trigger set one verifier key's challenges may make public")
     group.add_argument("--zk-per-hour", type=int, metavar="N",
