@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli_world import build_cli_world, call, run_steps
+from tests.support.cli_world import LEDGER, build_cli_world, call, run_steps
 from tests.support.schemas import SCHEMAS, assert_valid_report, schema_for
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.transparency import default_proof_path, default_receipt_path
@@ -96,7 +96,8 @@ def test_dispute_of_two_rejected_claims_is_undecided(capsys, world, tmp_path):
                             "--identity", "verifier.pem"]),
     ])
     capsys.readouterr()
-    report, _ = report_of(capsys, "wmark-verifier", ["dispute", world / "verdict.json", tmp_path / "v2.json"],
+    report, _ = report_of(capsys, "wmark-verifier", ["dispute", world / "verdict.json", tmp_path / "v2.json",
+                                                        "--log-key", world / "registry" / "log-key.pub"],
                           expect=1)
     assert_valid_report(report, "wmark/dispute-report")
     assert report["earlier"] is None and [c["accepted"] for c in report["claims"]] == [False, False]
@@ -110,7 +111,7 @@ def test_eval_and_model_json_agree_on_hex(capsys, world):
 
 
 def test_ledger(capsys, world):
-    report, text = report_of(capsys, "wmark-prover", ["ledger", "--mk", world / "keys/mk.wmk"])
+    report, text = report_of(capsys, "wmark-prover", ["ledger", "--ledger", world / LEDGER])
     assert_valid_report(report, "wmark/ledger-report")
     count = len(report["challenges"])
     assert count >= 1 and f"after {count} challenge{'' if count == 1 else 's'};" in text  # "1 challenges" no more
@@ -141,7 +142,7 @@ def test_prove(capsys, world, tmp_path):
     keys = world / "keys"
     report, text = report_of(capsys, "wmark-prover", ["prove", "--mk", keys / "mk.wmk", "--vk", keys / "vk.json",
                                                       "--challenge", world / "challenge.json",
-                                                      "--out", tmp_path / "again.json"])
+                                                      "--out", tmp_path / "again.json", "--ledger", world / LEDGER])
     assert_valid_report(report, "wmark/prove-report")
     assert report["outcome"] == "revealed" and report["repeated"] and report["new_indices"] == []
     assert report["k"] == 15 and "a repeated challenge" in text

@@ -41,8 +41,13 @@ def run_steps(root: Path, steps: list[tuple[str, list[str]]]) -> None:
         os.chdir(cwd)
 
 
+# The world's own ledger: each test has a data directory of its own, where the
+# key's default ledger would be a fresh one.
+LEDGER = "ledger.sqlite"
+
+
 def build_cli_world(root: Path) -> Path:
-    """keys/ (plaintext), model/ (untrained), challenge.json, reveal.json, verdict.json, registry/,
+    """keys/ (plaintext), model/ (untrained), challenge.json, reveal.json, verdict.json, registry/, ledger.sqlite,
     a-directory/ and existing.json, under ``root``."""
     from wmark.watermark.datasets import load_task
     from wmark.watermark.embed import start_model
@@ -55,7 +60,7 @@ def build_cli_world(root: Path) -> Path:
         ("wmark-verifier", ["challenge", "--vk", "keys/vk.json", "--model", "model", "--k", "15",
                             "--out", "challenge.json", "--identity", "verifier.pem"]),
         ("wmark-prover", ["prove", "--mk", "keys/mk.wmk", "--vk", "keys/vk.json", "--challenge",
-                          "challenge.json", "--out", "reveal.json", "--budget", "1"]),
+                          "challenge.json", "--out", "reveal.json", "--budget", "1", "--ledger", LEDGER]),
         ("wmark-verifier", ["check", "--vk", "keys/vk.json", "--challenge", "challenge.json", "--reveal",
                             "reveal.json", "--model", "model", "--out", "verdict.json",
                             "--identity", "verifier.pem"]),
