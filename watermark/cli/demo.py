@@ -131,6 +131,6 @@ def run(args: argparse.Namespace) -> int:
               ("wmark-verifier", "audit", "verdict-marked.json", "--model", "models/marked",
                "--log-key", "registry/log-key.pub")), work, env)
     _run(Step("What the owner has revealed so far, and to whom",
-              ("wmark-prover", "ledger", "--mk", "keys/mk.wmk")), work, env)
+              ("wmark-prover", "ledger", "--vk", "keys/vk.json")), work, env)
     print(f"\ndemo done: every file is in {work}/")
     return 0
