@@ -120,8 +120,10 @@ def _soft_edge(distance: np.ndarray, half_width: np.ndarray | float, softness: f
     return np.clip((half_width - distance) / softness, 0.0, 1.0)
 
 
-def _stroke(p: list[np.ndarray], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """A thick line segment: distance from each pixel to the segment, softened."""
+def _stroke(p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """A thick line segment: distance from each pixel to the segment, softened.
+
+    ``p`` holds one shape parameter per row (P x N x 1 x 1), as :func:`_ellipse`'s does."""
     x0, y0, x1, y1 = p[1], p[2], p[3], p[4]
     half_width = 0.04 + 0.10 * p[5]
     dx, dy = x1 - x0, y1 - y0
@@ -131,7 +133,7 @@ def _stroke(p: list[np.ndarray], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return _soft_edge(np.sqrt(ex * ex + ey * ey), half_width, 0.03)
 
 
-def _ellipse(p: list[np.ndarray], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+def _ellipse(p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """A filled or ring-shaped rotated ellipse; rotation from a normalised vector, not trig."""
     cx, cy = 0.15 + 0.7 * p[1], 0.15 + 0.7 * p[2]
     ra, rb = 0.08 + 0.30 * p[3], 0.08 + 0.30 * p[4]

@@ -69,10 +69,14 @@ class _Drawn:
 
 def _drawn(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, int]) -> _Drawn:
     if kind is TriggerKind.DERIVED:
+        if opening.vrf_proof is None:
+            raise InvalidInput(f"item {opening.index} of a derived key has no VRF proof")
         return _Drawn(proof_to_hash(opening.vrf_proof), None)
     if kind is TriggerKind.MARGIN:
         raise InvalidInput("a margin item's image is an image of its key's query split: see "
                            "trigger_set_from_marking_key")
+    if opening.image is None:
+        raise InvalidInput(f"item {opening.index} of an imported key has no image")
     return _Drawn(None, opening.image[len(image_header(shape)):])
 
 
@@ -181,8 +185,8 @@ def _fit_image(path: Path, shape: tuple[int, int, int], fit: Fit) -> bytes:
     try:
         if path.stat().st_size > MAX_IMAGE_FILE_BYTES:
             raise InvalidInput(f"{path}: image file too large")
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
+        with Image.open(path) as opened:
+            img = opened.convert("L" if channels == 1 else "RGB")
             if fit is Fit.RESIZE:
                 img = img.resize((width, height), Image.Resampling.BILINEAR)
             else:
