@@ -25,8 +25,14 @@ from wmark.protocol.hazmat.vrf import VrfSecretKey, proof_to_hash
 from wmark.protocol.items import TriggerKind, vrf_alpha
 from wmark.protocol.keygen import keygen_derived, keygen_imported
 from wmark.protocol.patterns import render, render_many
-from wmark.watermark.triggers import (Fit, import_images, item_image, random_labels, read_labels_file,
-                                      trigger_set_from_marking_key)
+from wmark.watermark.triggers import (
+    Fit,
+    import_images,
+    item_image,
+    random_labels,
+    read_labels_file,
+    trigger_set_from_marking_key,
+)
 
 SETTINGS = settings(deadline=None, max_examples=200)
 SHAPES = [(1, 8, 8), (3, 32, 32), (3, 64, 64)]
