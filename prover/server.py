@@ -172,10 +172,11 @@ class Server:
         """Take the challenge's SRS, then send proofs or a signed refusal; True for proofs."""
         parameters = event.challenge.zk
         assert parameters is not None
+        reason: str | None  # None once the proofs are made
         if parameters.srs_logrows > self._zk.max_srs_logrows:
-            reason: str | None = (f"the challenge's SRS has 2^{parameters.srs_logrows} rows; this prover takes at "
-                                  f"most 2^{self._zk.max_srs_logrows} (--max-srs-logrows)")
-            answer = session.refuse(reason)
+            too_large = (f"the challenge's SRS has 2^{parameters.srs_logrows} rows; this prover takes at "
+                         f"most 2^{self._zk.max_srs_logrows} (--max-srs-logrows)")
+            answer, reason = session.refuse(too_large), too_large
         else:
             with tempfile.TemporaryDirectory(prefix="wmark-serve-", dir=self._zk.workdir) as tmp:
                 srs = Path(tmp) / "challenge.srs"

@@ -168,7 +168,7 @@ def train(
     history = []
     with seeded(recipe.seed, device), _cpu_threads(model, device):
         generator = torch.Generator().manual_seed(recipe.seed)
-        trigger_stream = _cycle(len(triggers), generator) if mixing else None
+        trigger_stream = _cycle(len(triggers), generator) if mixing and triggers is not None else None
         for epoch in range(1, recipe.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             bar = tqdm(total=batches, desc=f"{desc} {epoch}/{recipe.epochs}", unit="batch",

@@ -163,11 +163,12 @@ def run(args: argparse.Namespace) -> int:
     _print_scores("before", before)
     for view, attacked in views.items():
         _print_scores(_label("after", view), evaluate(attacked, task.test, triggers))
-    for view, attacked in views.items() if keys is not None else ():
-        digest = model_digest(attacked)
-        for k in dict.fromkeys((min(PRIVATE_K, keys.vk.n), keys.vk.n)):
-            _print_verification(_label("verify", view, f"k={k}"),
-                                verify_privately(attacked, keys, k, digest=digest, p0=args.p0, margin=margin))
+    if keys is not None:
+        for view, attacked in views.items():
+            digest = model_digest(attacked)
+            for k in dict.fromkeys((min(PRIVATE_K, keys.vk.n), keys.vk.n)):
+                _print_verification(_label("verify", view, f"k={k}"),
+                                    verify_privately(attacked, keys, k, digest=digest, p0=args.p0, margin=margin))
     if spec.saveable:
         save_model(args.out, result.attacked, overwrite=args.force)
         print(f"wrote     {args.out} (the model as attacked)")

@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"data      {task.describe()}")
     if mk is not None:
+        assert triggers is not None  # loaded together with the key
         items = f"margin queries from {mk.margin.describe()}" if mk.margin else f"{mk.kind.value} triggers"
         print(f"key       {args.mk}: {len(triggers)} {items}, vk digest "
               f"{short_digest(mk.vk_digest)}{' (scored, not embedded)' if args.no_watermark else ''}")
