@@ -11,6 +11,7 @@ before the commit loses the whole batch, and no request got a receipt for it.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -57,6 +58,10 @@ class Integrator:
                 witness.close()
 
     def _run(self) -> None:
+        # The stop signals belong to serve_until_signalled's sigwait: a thread that
+        # left them unblocked would take a SIGTERM's default action and kill the log
+        # mid-batch.  The cosigning threads, started from this one, inherit the mask.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         stopping = False
         while not stopping:
             first = self._queue.get()

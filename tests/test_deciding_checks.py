@@ -35,6 +35,9 @@ from wmark.prover.ledger import Ledger, Outcome
 N, K, L = 20, 8, 10
 MODEL = ModelRef(sha256=bytes(32))
 P0 = Fraction(1, L)
+# The challenges below are small, and a challenge binds lambda: the verifier refuses to
+# issue one that could never be accepted.  At lambda = 3 even k = 1 can be (p = 1/10 <= 1/8).
+LAM = 3
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,11 @@ class World:
     owner: SigningKey
     verifier: SigningKey
 
-    def run(self, k: int, correct: int | None = None) -> tuple[dsse.Envelope, dsse.Envelope, dsse.Envelope]:
+    def run(self, k: int, correct: int | None = None,
+            lam: int = LAM) -> tuple[dsse.Envelope, dsse.Envelope, dsse.Envelope]:
         """A challenge, its reveal, and a verdict on a model that answers the first
         ``correct`` challenged items with their labels (all of them by default)."""
-        verifier = VerifierSession(self.pair.verification_key, self.verifier, MODEL, k)
+        verifier = VerifierSession(self.pair.verification_key, self.verifier, MODEL, k, lam=lam)
         challenge = verifier.challenge()
         prover = ProverSession(self.pair.marking_key, self.pair.verification_key, self.owner)
         prover.receive(challenge)
@@ -91,7 +95,7 @@ def test_tau_is_never_zero_for_a_sensible_lambda():
 def test_a_session_verdict_accepts_from_tau_matches_on(world, offset, accepted):
     tau = threshold(N, P0)
     assert tau == 16
-    challenge, reveal, verdict_env = world.run(N, correct=tau + offset)
+    challenge, reveal, verdict_env = world.run(N, correct=tau + offset, lam=40)
     verdict = decode(verdict_env, (Verdict,))
     assert verdict.matches == tau + offset and verdict.tau == tau and verdict.accepted is accepted
     assert audit(Transcript(world.pair.signed_vk, challenge, reveal, verdict_env)).verdict.accepted is accepted
@@ -119,7 +123,7 @@ def test_an_opening_with_a_chosen_label_is_refused(pirate):
 
 
 def test_a_derived_key_with_chosen_labels_is_never_accepted(world, pirate):
-    verifier = VerifierSession(pirate.verification_key, world.verifier, MODEL, K)
+    verifier = VerifierSession(pirate.verification_key, world.verifier, MODEL, K, lam=LAM)
     challenge = verifier.challenge()
     prover = ProverSession(pirate.marking_key, pirate.verification_key, world.owner)
     prover.receive(challenge)
@@ -177,12 +181,12 @@ def test_a_verdict_resigned_over_other_items_is_refused(world, honest, change):
 
 
 def test_a_verdict_with_another_lambda_but_the_old_decision_is_refused(world):
-    # Stated lambda and decision must agree: 8 matches of 8 at p0 = 1/10 pass lambda = 20 but
-    # not lambda = 40 (tau would be None), so a verdict claiming acceptance "at 40" is refused.
-    challenge, reveal, verdict_env = world.run(K)
+    # Stated lambda and decision must agree: 2 matches of 8 at p0 = 1/10 pass lambda = 1 but
+    # not lambda = 3 (tau is 3), so a verdict claiming acceptance "at 3" is refused.
+    challenge, reveal, verdict_env = world.run(K, correct=2)
     verdict = decode(verdict_env, (Verdict,))
-    assert verdict.lam == 40 and not verdict.accepted
-    forged = replace(verdict, tau=threshold(K, P0, 20), accepted=True)
+    assert verdict.lam == LAM and verdict.matches == 2 and not verdict.accepted
+    forged = replace(verdict, tau=threshold(K, P0, 1), accepted=True)
     with pytest.raises(InvalidOpening, match="decision, digests or caveats"):
         audit(Transcript(world.pair.signed_vk, challenge, reveal, forged.sign(world.verifier)))
 
@@ -199,7 +203,7 @@ def test_a_verdict_with_other_matches_than_its_results_is_refused(world):
 
 @pytest.mark.parametrize("change", ["extra", "missing"])
 def test_a_reveal_with_one_extra_or_one_missing_index_is_refused(world, change):
-    session = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K)
+    session = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K, lam=LAM)
     challenge = session.challenge()
     indices = list(session.subset)
     if change == "extra":
@@ -216,7 +220,7 @@ def test_a_reveal_with_one_extra_or_one_missing_index_is_refused(world, change):
 # ---- the leakage budget, exactly at its limit ----------------------------------------------------------------
 
 def respond(world: World, ledger: Ledger, k: int, budget: Fraction):
-    verifier = VerifierSession(world.pair.verification_key, world.verifier, MODEL, k)
+    verifier = VerifierSession(world.pair.verification_key, world.verifier, MODEL, k, lam=LAM)
     challenge = verifier.challenge()
     prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
     return set(verifier.subset), ledger.respond(prover, challenge, budget=budget)
@@ -341,7 +345,7 @@ def test_a_ledger_answers_only_for_its_own_key(world, tmp_path: Path):
         other = keygen_derived(owner=world.owner, n=2, num_classes=L, input_shape=(1, 8, 8))
         sides.setdefault(other.verification_key.digest > mine, other)
     for other in sides.values():
-        verifier = VerifierSession(other.verification_key, world.verifier, MODEL, 1)
+        verifier = VerifierSession(other.verification_key, world.verifier, MODEL, 1, lam=LAM)
         challenge = verifier.challenge()
         session = ProverSession(other.marking_key, other.verification_key, world.owner)
         event = session.receive(challenge)
@@ -355,9 +359,9 @@ def test_a_reveal_for_another_challenge_is_refused_whichever_digest_is_larger(wo
     # ordering comparison can stand in for the equality check.
     seen: set[bool] = set()
     while len(seen) < 2:
-        session = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K)
+        session = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K, lam=LAM)
         mine = Challenge.digest_of(session.challenge())
-        other = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K).challenge()
+        other = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K, lam=LAM).challenge()
         prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
         prover.receive(other)
         seen.add(Challenge.digest_of(other) > mine)
@@ -367,7 +371,7 @@ def test_a_reveal_for_another_challenge_is_refused_whichever_digest_is_larger(wo
 
 def test_only_verdicts_on_imported_sets_carry_the_imported_caveat(world, imported):
     derived = decode(world.run(K)[2], (Verdict,))
-    verifier = VerifierSession(imported.verification_key, world.verifier, MODEL, 2, p0=P0)
+    verifier = VerifierSession(imported.verification_key, world.verifier, MODEL, 2, p0=P0, lam=LAM)
     prover = ProverSession(imported.marking_key, imported.verification_key, world.owner)
     prover.receive(verifier.challenge())
     event = verifier.receive(prover.reveal())
