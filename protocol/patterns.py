@@ -16,6 +16,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from wmark.errors import InvalidInput
 from wmark.protocol.hazmat.hashing import tagged_stream
 
 PATTERN_TAG = "wmark/pattern/v1"
@@ -49,9 +50,15 @@ def item_images(items: Sequence[Drawable], shape: tuple[int, int, int]) -> np.nd
     the owner training one and the zero-knowledge circuit alike, so that all
     of them draw the same picture (docs/design.md section 2).
     """
-    rendered = iter(render_many([item.seed for item in items if item.pixels is None], shape))  # type: ignore[misc]
+    rendered = iter(render_many([_seed(item) for item in items if item.pixels is None], shape))
     return np.stack([np.frombuffer(item.pixels, dtype=np.uint8).reshape(shape) if item.pixels is not None
                      else next(rendered) for item in items])
+
+
+def _seed(item: Drawable) -> bytes:
+    if item.seed is None:
+        raise InvalidInput("an item carries neither pixels nor a seed to render them from")
+    return item.seed
 
 
 def render(seed: bytes, shape: tuple[int, int, int]) -> np.ndarray:

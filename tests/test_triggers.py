@@ -22,9 +22,9 @@ from wmark.errors import InvalidInput
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.sampling import LABEL_TAG, SUBSET_TAG, DigestStream, derive_label, sample_subset
 from wmark.protocol.hazmat.vrf import VrfSecretKey, proof_to_hash
-from wmark.protocol.items import TriggerKind, vrf_alpha
+from wmark.protocol.items import OpenedItem, TriggerKind, vrf_alpha
 from wmark.protocol.keygen import keygen_derived, keygen_imported
-from wmark.protocol.patterns import render, render_many
+from wmark.protocol.patterns import item_images, render, render_many
 from wmark.watermark.triggers import (
     Fit,
     import_images,
@@ -104,6 +104,8 @@ def test_an_opening_without_what_its_kind_draws_from_is_invalid_input():
         item_image(replace(derived.openings[0], vrf_proof=None), TriggerKind.DERIVED, (1, 8, 8))
     with pytest.raises(InvalidInput, match="no image"):
         item_image(replace(imported.openings[0], image=None), TriggerKind.IMPORTED, (1, 8, 8))
+    with pytest.raises(InvalidInput, match="neither pixels nor a seed"):
+        item_images([OpenedItem(index=0, label=1, seed=None, pixels=None)], (1, 8, 8))
 
 
 # --- render -------------------------------------------------------------------------

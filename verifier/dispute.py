@@ -38,6 +38,8 @@ def order_claims(claims: Sequence[tuple[str, AuditReport]]) -> DisputeOutcome:
         return DisputeOutcome(None, "neither claim has a valid registry receipt, so nothing orders them in time")
     if len(registered) == 1:
         return DisputeOutcome(registered[0][0], "the only claim with a registry receipt")
-    first = earlier_registration(a.verdict.registration, b.verdict.registration)  # type: ignore[arg-type]
+    registration_a, registration_b = a.verdict.registration, b.verdict.registration
+    assert registration_a is not None and registration_b is not None  # both registered: the cases above returned
+    first = earlier_registration(registration_a, registration_b)
     return DisputeOutcome(next(name for name, report in registered if report.verdict.registration == first),
                           "registered first")

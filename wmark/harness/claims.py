@@ -419,7 +419,8 @@ def replay_derived(root: Path, transcript: Path) -> Keys:
     vk, thief = report.vk, SigningKey.generate()
     commitments, recommitted = [], []
     for o in openings:
-        c_item, r_item = commit(proof_to_hash(o.vrf_proof), vk.scheme)  # type: ignore[arg-type]
+        assert o.vrf_proof is not None  # a derived key's revealed openings carry their VRF proofs
+        c_item, r_item = commit(proof_to_hash(o.vrf_proof), vk.scheme)
         c_label, r_label = commit(label_message(o.label), vk.scheme)
         commitments.append(ItemCommitments(c_item, c_label))
         recommitted.append(ItemOpening(o.index, o.label, r_item, r_label, vrf_proof=o.vrf_proof))
