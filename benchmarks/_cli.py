@@ -35,6 +35,9 @@ def training_parser(description: str | None, *, epochs_help: str) -> argparse.Ar
     parser.add_argument("--label", metavar="TEXT",
                         help="what the run is, written into its results (e.g. 'smoke run, not the study')")
     add_subset_argument(parser)
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="run the trainings as Ray tasks: 'local' (a 2-CPU instance here), 'auto' (the "
+                             "cluster this machine is in) or a cluster address; needs .[cluster]")
     return parser
 
 

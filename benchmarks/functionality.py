@@ -46,6 +46,7 @@ from _cli import (  # a sibling module: scripts run with this folder on sys.path
     training_parser,
 )
 
+from wmark.cluster import Job, run_jobs
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
 from wmark.protocol.hazmat.hashing import tagged_hash
@@ -169,7 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{task.describe()}; {DEFAULT_ARCH[task.name]} on {device}; {args.seeds} seeds", flush=True)
     origin = provenance(list(range(args.seeds)), device, args.label)
     start = time.perf_counter()
-    runs = [r for seed in range(args.seeds) for r in run_seed(task, seed, args, device)]
+    # One job per seed (its three trainings), in this process or as Ray tasks (--ray).
+    try:
+        per_seed = run_jobs([Job(f"seed {seed}", run_seed, (task, seed, args, device)) for seed in range(args.seeds)],
+                            ray_address=args.ray, what="seed")
+    except WmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    runs = [r for rows in per_seed for r in rows]
     summary = summarise(runs)
     title = (f"Functionality, {task.name} ({DEFAULT_ARCH[task.name]}, {TRIGGERS} triggers), "
              f"mean ± sd over {args.seeds} seeds")

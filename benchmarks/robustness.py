@@ -77,6 +77,7 @@ from _cli import (  # a sibling module: scripts run with this folder on sys.path
     training_parser,
 )
 
+from wmark.cluster import Job, run_jobs
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
 from wmark.protocol.decision import DEFAULT_LAMBDA, lowest_passing_accuracy, threshold
@@ -92,7 +93,7 @@ from wmark.watermark.device import pick_device
 from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from wmark.watermark.evaluate import evaluate
 from wmark.watermark.modelio import Classifier
-from wmark.watermark.train import train
+from wmark.watermark.train import Recipe, train
 from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
 TRIGGERS = 100
@@ -182,31 +183,66 @@ def rows_of(setting: Setting) -> list[str]:
     return [f"{setting.label} (original layer)", f"{setting.label} (as deployed)"]
 
 
-def run_seed(task: TaskData, seed: int, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    keys = owner_keys(task, seed)
+def mark(task: TaskData, seed: int, keys: OwnerKeys, epochs: int | None, device: torch.device,
+         progress: bool) -> tuple[Classifier, dict[str, Any]]:
+    """The seed's marked model and its reference row."""
     triggers = trigger_set_from_marking_key(keys.mk)
-    recipe = replace(default_recipe(task.name), seed=seed, **({"epochs": args.epochs} if args.epochs else {}))
     start = time.perf_counter()
-    marked = embed(start_model(task, seed=seed), task, triggers, recipe, vk_digest=keys.vk.digest, device=device,
-                   progress=args.progress).model
-    records = [measure(MARKED, seed, marked, task, keys, triggers, time.perf_counter() - start)]
+    marked = embed(start_model(task, seed=seed), task, triggers, _recipe(task, seed, epochs),
+                   vk_digest=keys.vk.digest, device=device, progress=progress).model
+    return marked, measure(MARKED, seed, marked, task, keys, triggers, time.perf_counter() - start)
 
+
+def own_model(task: TaskData, seed: int, keys: OwnerKeys, epochs: int | None, device: torch.device,
+              progress: bool) -> list[dict[str, Any]]:
+    """The adversary's own model, trained from scratch on the adversary split, and its row."""
     start = time.perf_counter()
     own = start_model(task, seed=seed)
-    train(own, task.adversary, replace(recipe, triggers_per_batch=0), device=device, progress=args.progress)
-    records.append(measure(OWN, seed, own, task, keys, triggers, time.perf_counter() - start))
+    train(own, task.adversary, replace(_recipe(task, seed, epochs), triggers_per_batch=0), device=device,
+          progress=progress)
+    return [measure(OWN, seed, own, task, keys, trigger_set_from_marking_key(keys.mk), time.perf_counter() - start)]
 
-    for setting in SETTINGS:
-        params = dict(setting.params)
-        if args.epochs and "epochs" in {f.name for f in fields(ATTACKS[setting.kind].params)}:
-            params["epochs"] = args.epochs
-        start = time.perf_counter()
-        result = run_attack(marked, setting.kind, task, seed=seed, device=device, **params)
-        seconds = time.perf_counter() - start
-        models = [result.checked, result.attacked] if result.plugged_back else [result.attacked]
-        records += [measure(row, seed, model, task, keys, triggers, seconds)
-                    for row, model in zip(rows_of(setting), models)]
-    return records
+
+def attack(task: TaskData, seed: int, keys: OwnerKeys, marked: Classifier, setting: Setting, epochs: int | None,
+           device: torch.device) -> list[dict[str, Any]]:
+    """One (seed, attack, strength): the attacked model's rows.  Everything it
+    draws is seeded from ``seed`` (run_attack), so it computes the same in any
+    process and any order."""
+    params = dict(setting.params)
+    if epochs and "epochs" in {f.name for f in fields(ATTACKS[setting.kind].params)}:
+        params["epochs"] = epochs
+    start = time.perf_counter()
+    result = run_attack(marked, setting.kind, task, seed=seed, device=device, **params)
+    seconds = time.perf_counter() - start
+    models = [result.checked, result.attacked] if result.plugged_back else [result.attacked]
+    triggers = trigger_set_from_marking_key(keys.mk)
+    return [measure(row, seed, model, task, keys, triggers, seconds) for row, model in zip(rows_of(setting), models)]
+
+
+def _recipe(task: TaskData, seed: int, epochs: int | None) -> Recipe:
+    return replace(default_recipe(task.name), seed=seed, **({"epochs": epochs} if epochs else {}))
+
+
+def run_study(task: TaskData, seeds: int, settings: tuple[Setting, ...], args: argparse.Namespace,
+              device: torch.device) -> list[dict[str, Any]]:
+    """Every seed's rows, seed by seed in the order a sequential run prints them:
+    first the marked and own models of every seed, then one job per (seed,
+    attack, strength), in this process or (``args.ray``) as Ray tasks."""
+    keys = {seed: owner_keys(task, seed) for seed in range(seeds)}
+    progress = args.progress and args.ray is None
+    marks = run_jobs([Job(f"mark seed {s}", mark, (task, s, keys[s], args.epochs, device, progress))
+                      for s in keys] +
+                     [Job(f"own model seed {s}", own_model, (task, s, keys[s], args.epochs, device, progress))
+                      for s in keys], ray_address=args.ray, what="training")
+    marked = dict(zip(keys, marks[:seeds]))
+    owns = dict(zip(keys, marks[seeds:]))
+    attacks = run_jobs([Job(f"seed {s} {setting.label}", attack,
+                            (task, s, keys[s], marked[s][0], setting, args.epochs, device))
+                        for s in keys for setting in settings], ray_address=args.ray, what="attack")
+    by_seed: dict[int, list[dict[str, Any]]] = {s: [marked[s][1], *owns[s]] for s in keys}
+    for (s, _), rows in zip([(s, setting) for s in keys for setting in settings], attacks):
+        by_seed[s] += rows
+    return [row for s in keys for row in by_seed[s]]
 
 
 @dataclass(frozen=True)
@@ -229,9 +265,9 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(records: list[dict[str, Any]]) -> list[Summary]:
+def summarise(records: list[dict[str, Any]], settings: tuple[Setting, ...] = SETTINGS) -> list[Summary]:
     families = {MARKED: "reference", OWN: "reference",
-                **{row: s.family for s in SETTINGS for row in rows_of(s)}}
+                **{row: s.family for s in settings for row in rows_of(s)}}
     own_test = statistics.fmean(r["test_accuracy"] for r in records if r["row"] == OWN)
     summaries = []
     for row in families:
@@ -348,6 +384,9 @@ def strength_plots(records: list[dict[str, Any]], title: str, stem: Path) -> lis
 
 def main(argv: list[str] | None = None) -> int:
     parser = training_parser(__doc__, epochs_help="override every training run's epochs (quick checks only)")
+    parser.add_argument("--attacks", type=lambda text: text.split(","), metavar="KIND,...",
+                        help=f"only these attack kinds ({', '.join(dict.fromkeys(s.kind for s in SETTINGS))}); "
+                             "quick checks only")
     args = parser.parse_args(argv)
     if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
         parser.error("--seeds and --epochs must be at least 1")
@@ -359,12 +398,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     arch = DEFAULT_ARCH[task.name]
-    print(f"{task.describe()}; {arch} on {device}; {args.seeds} seeds; {len(SETTINGS)} attacks", flush=True)
+    print(f"{task.describe()}; {arch} on {device}; {args.seeds} seeds; {len(SETTINGS)} attacks"
+          + (f"; Ray at {args.ray}" if args.ray else ""), flush=True)
     origin = provenance(list(range(args.seeds)), device, args.label)
     start = time.perf_counter()
-    records = [r for seed in range(args.seeds) for r in run_seed(task, seed, args, device)]
+    settings = tuple(s for s in SETTINGS if args.attacks is None or s.kind in args.attacks)
+    if not settings:
+        print(f"error: no attack of kinds {', '.join(args.attacks)}", file=sys.stderr)
+        return 2
+    try:
+        records = run_study(task, args.seeds, settings, args, device)
+    except WmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - start
-    summaries = summarise(records)
+    summaries = summarise(records, settings)
     p0 = Fraction(1, task.num_classes)
     taus = {k: threshold(k, p0) for k in (PRIVATE_K, TRIGGERS)}
     title = (f"Robustness, {task.name} ({arch}, {TRIGGERS} triggers, adversary split of {len(task.adversary)} "
@@ -391,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": list(range(args.seeds)),
         "recipe": asdict(default_recipe(task.name)),
         "attacks": [{"label": s.label, "kind": s.kind, "rows": rows_of(s),
-                     "params": asdict(ATTACKS[s.kind].make_params(**dict(s.params)))} for s in SETTINGS],
+                     "params": asdict(ATTACKS[s.kind].make_params(**dict(s.params)))} for s in settings],
         "epochs_override": args.epochs,
         "thresholds": {str(k): tau for k, tau in taus.items()},
         "lambda": DEFAULT_LAMBDA,

@@ -67,6 +67,12 @@ class ModelRef:
             return {"kind": "file", "sha256": b64u_encode(self.sha256)}
         return {"kind": "endpoint", "url": self.url, "name": self.name}
 
+    def report_obj(self) -> dict[str, Any]:
+        """As JSON reports show it: the digest in hex (docs/design.md section 6); never signed."""
+        if self.sha256 is not None:
+            return {"kind": "file", "sha256": self.sha256.hex()}
+        return {"kind": "endpoint", "url": self.url, "name": self.name}
+
     @classmethod
     def from_obj(cls, obj: Any, *, what: str) -> "ModelRef":
         if not isinstance(obj, dict):

@@ -63,9 +63,19 @@ _KEYID = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{64}")
 
 
-def default_receipt_path(vk_path: str | os.PathLike[str]) -> Path:
-    """Where a vk's receipt is kept: beside it, ``vk.json`` -> ``vk.receipt.json``."""
-    return Path(vk_path).with_suffix(".receipt.json")
+def default_receipt_path(vk_path: str | os.PathLike[str], log_keyid: str | None = None) -> Path:
+    """Where a vk's receipt is kept: beside it, ``vk.json`` -> ``vk.receipt.json``; the
+    receipt of every further log beside that, named by the log's key id
+    (``vk.receipt.<16 hex digits>.json``), so no log's receipt replaces another's."""
+    if log_keyid is None:
+        return Path(vk_path).with_suffix(".receipt.json")
+    return Path(vk_path).with_suffix(f".receipt.{log_keyid[:16]}.json")
+
+
+def receipt_path_for(vk_path: str | os.PathLike[str], log_keyid: str) -> Path:
+    """The receipt of the log ``log_keyid`` beside the vk: its own file if it has one, else the first."""
+    own = default_receipt_path(vk_path, log_keyid)
+    return own if own.exists() else default_receipt_path(vk_path)
 
 
 def format_time(time_ms: int) -> str:
@@ -423,9 +433,12 @@ def earlier_registration(a: RegistrationInfo, b: RegistrationInfo) -> Registrati
 MAX_CLOCK_SKEW_S = 300
 
 
-def default_proof_path(vk_path: str | os.PathLike[str]) -> Path:
-    """Where a vk's tlog-proof is kept: beside it, ``vk.json`` -> ``vk.tlog-proof``."""
-    return Path(vk_path).with_suffix(".tlog-proof")
+def default_proof_path(vk_path: str | os.PathLike[str], log_keyid: str | None = None) -> Path:
+    """Where a vk's tlog-proof is kept: beside it, ``vk.json`` -> ``vk.tlog-proof``; a
+    further log's named by its key id, ``vk.<16 hex digits>.tlog-proof`` (as receipts are)."""
+    if log_keyid is None:
+        return Path(vk_path).with_suffix(".tlog-proof")
+    return Path(vk_path).with_suffix(f".{log_keyid[:16]}.tlog-proof")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import hmac
 import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
+
+import numpy as np
 
 from wmark.errors import InvalidInput, LocalProtocolError
 from wmark.protocol.hazmat import dsse
@@ -21,14 +25,19 @@ from wmark.protocol.session import ChallengeReceived, ProverSession
 from wmark.protocol.zk import ZkStatement
 from wmark.watermark.modelio import model_file_digest
 from wmark.watermark.triggers import item_image
-from wmark.watermark.zkcircuit import model_circuit, prove, read_srs, setup
+from wmark.watermark.zkcircuit import Circuit, Keys, Srs, model_circuit, prove, read_srs, setup
 
 
 def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: MarkingKey,
                     model_dir: str | os.PathLike[str], srs_path: str | os.PathLike[str], *,
                     workdir: str | os.PathLike[str] | None = None, memory_limit: int | None = None,
-                    progress: Callable[[int], object] | None = None) -> dsse.Envelope:
-    """Prove every challenged item about the model in ``model_dir`` and sign the answer."""
+                    progress: Callable[[int], object] | None = None,
+                    ray_address: str | None = None) -> dsse.Envelope:
+    """Prove every challenged item about the model in ``model_dir`` and sign the answer.
+
+    With ``ray_address`` each item's proof is a Ray task (:mod:`wmark.cluster`)
+    reserving the memory the cost model gives the circuit; the answer lists
+    the items in the challenge's order either way."""
     challenge, vk = event.challenge, session.vk
     if challenge.zk is None or vk.zk is None or mk.zk is None:
         raise LocalProtocolError("not a zero-knowledge challenge, or a key without zero-knowledge commitments")
@@ -45,17 +54,72 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
             if keys.circuit_sha256 != challenge.zk.circuit_sha256:
                 raise InvalidInput("the circuit built here from the model differs from the verifier's: both sides "
                                    "need the same ezkl (23.0.5) and torch versions")
-            for index in event.indices:
-                statement = prove(circuit, keys, srs, item_image(mk.openings[index], mk.kind, mk.input_shape),
-                                  mk.zk.salts[index])
-                # A proof the verifier would find about another input is a sign of a broken key, not a non-match.
-                if not hmac.compare_digest(statement.input_hash, vk.zk.hashes[index]):
-                    raise LocalProtocolError(f"item {index}: the proven input is not the one committed in the "
-                                             f"verification key: the marking key does not match it")
-                statements[index] = statement
-                if progress:
-                    progress(1)
+            inputs = {index: (item_image(mk.openings[index], mk.kind, mk.input_shape), mk.zk.salts[index])
+                      for index in event.indices}
+            if ray_address is None:
+                for index in event.indices:
+                    statements[index] = prove(circuit, keys, srs, *inputs[index])
+                    if progress:
+                        progress(1)
+            else:
+                statements = _prove_on_ray(circuit, keys, srs, inputs, ray_address, progress)
+    for index in event.indices:
+        # A proof the verifier would find about another input is a sign of a broken key, not a non-match.
+        if not hmac.compare_digest(statements[index].input_hash, vk.zk.hashes[index]):
+            raise LocalProtocolError(f"item {index}: the proven input is not the one committed in the "
+                                     f"verification key: the marking key does not match it")
     return session.zk_reveal(statements)
+
+
+def _prove_on_ray(circuit: Circuit, keys: Keys, srs: Srs, inputs: Mapping[int, tuple[np.ndarray, bytes]],
+                  ray_address: str, progress: Callable[[int], object] | None) -> dict[int, ZkStatement]:
+    """One Ray task per item.  A worker may be on another machine, so each task
+    gets the circuit, proving key and SRS as bytes (through Ray's object store,
+    put there once) and proves in a directory of its own."""
+    from wmark.cluster import Job, connect, run_jobs
+
+    connect(ray_address)
+    import ray
+
+    shipped = ray.put(_Shipment(circuit.input_shape, circuit.input_scale, circuit.num_rows, circuit.logrows,
+                                circuit.compiled.read_bytes(), circuit.settings.read_bytes(),
+                                keys.proving_key.read_bytes(), keys.circuit_sha256, srs.path.read_bytes(),
+                                srs.logrows, srs.sha256))
+    jobs = [Job(f"item {index}", _prove_shipped, (shipped, pixels, salt), num_cpus=1,
+                memory=circuit.memory_needed) for index, (pixels, salt) in inputs.items()]
+    results = run_jobs(jobs, ray_address=ray_address, what="proof", progress=None, on_done=progress)
+    return dict(zip(inputs, results))
+
+
+@dataclass(frozen=True)
+class _Shipment:
+    """What a worker needs to prove about one circuit: its files and the SRS, as bytes."""
+
+    input_shape: tuple[int, int, int]
+    input_scale: int
+    num_rows: int
+    logrows: int
+    compiled: bytes
+    settings: bytes
+    proving_key: bytes
+    circuit_sha256: bytes
+    srs: bytes
+    srs_logrows: int
+    srs_sha256: bytes
+
+
+def _prove_shipped(shipment: _Shipment, pixels: np.ndarray, salt: bytes) -> ZkStatement:
+    """On a Ray worker: write the shipment to a temporary directory and prove one input."""
+    with tempfile.TemporaryDirectory(prefix="wmark-zk-worker-") as tmp:
+        directory = Path(tmp)
+        circuit = Circuit(directory, shipment.input_shape, shipment.input_scale, shipment.num_rows, shipment.logrows)
+        circuit.compiled.write_bytes(shipment.compiled)
+        circuit.settings.write_bytes(shipment.settings)
+        (directory / "pk.key").write_bytes(shipment.proving_key)
+        (directory / "srs").write_bytes(shipment.srs)
+        keys = Keys(directory / "vk.key", directory / "pk.key", shipment.circuit_sha256)
+        srs = Srs(directory / "srs", shipment.srs_logrows, shipment.srs_sha256)
+        return prove(circuit, keys, srs, pixels, salt)
 
 
 def answer_or_refuse(session: ProverSession, event: ChallengeReceived, mk: MarkingKey,

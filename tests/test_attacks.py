@@ -11,6 +11,7 @@ benchmarks/robustness.py; here training runs are cut to a few epochs.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import torch
 from scipy.stats import hypergeom
 
 import wmark.watermark.attacks.distill as distill_module
+from tests.support.schemas import assert_valid_report
 from wmark.errors import InvalidInput
 from wmark.watermark.attacks import ATTACKS, run_attack
 from wmark.watermark.attacks.finetune import output_layer
@@ -228,9 +230,13 @@ def wmark(capsys, *argv: str) -> tuple[int, str, str]:
 def test_cli_attacks_a_copy_and_verifies_it(digits_world, victim, tmp_path, capsys):
     out_dir = tmp_path / "pruned"
     code, out, err = wmark(capsys, "attack", "--model", str(digits_world.marked), "--kind", "prune", "--rate", "0.9",
-                           "--out", str(out_dir), "--mk", str(digits_world.mk), "--vk", str(digits_world.vk))
+                           "--out", str(out_dir), "--mk", str(digits_world.mk), "--vk", str(digits_world.vk),
+                           "--json", str(tmp_path / "attack.json"))
     assert code == 0, err
     assert_untouched(victim)
+    report = json.loads((tmp_path / "attack.json").read_text())
+    assert_valid_report(report, "wmark/attack-report")
+    assert report["parameters"]["rate"] == 0.9 and [v["accepted"] for v in report["verifications"]] == [True, True]
     pruned = load_model(out_dir)
     weights = torch.cat([w.detach().flatten() for w in prunable(pruned)])
     assert abs(float((weights == 0).float().mean()) - 0.9) < 1e-3

@@ -486,7 +486,7 @@ def test_log_and_witness_command_lines_produce_a_proof_the_verifier_checks(tmp_p
         vk_path.write_bytes(signed.to_json())
         assert run_cli("wmark", "", [register_cli], ["register", "--vk", str(vk_path), "--log-url", url,
                                                      "--log-vkey", str(log_dir / "log.vkey")]) == 0
-        assert "2 cosignature(s)" in capsys.readouterr().out
+        assert "2 cosignatures" in capsys.readouterr().out
         base = ["registration", "--vk", str(vk_path), "--log-vkey", str(log_dir / "log.vkey")]
         ws = [a for vkey, _ in witnesses for a in ("--witness", str(vkey))]
         assert run_cli("wmark-verifier", "", [registration_cli], base + ws + ["--quorum", "2"]) == 0

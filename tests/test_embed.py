@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.schemas import assert_valid_report
 from wmark.errors import InvalidInput
 from wmark.watermark.cli import main as wmark_main
 from wmark.watermark.datasets import LabelledImages, load_task
@@ -171,9 +172,11 @@ def test_cli_embed_then_eval(keys, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "trigger accuracy" in printed
     report = json.loads((tmp_path / "eval.json").read_text())
-    assert report["type"] == "wmark/evaluation" and report["triggers"]["total"] == 20
+    assert_valid_report(report, "wmark/evaluation")
+    assert report["triggers"]["total"] == 20
     assert report["model_vk_digest"] == report["key_vk_digest"]
-    assert report["test"]["total"] == 360 and report["test"]["top5"] is not None
+    assert report["scores"]["total"] == 360 and report["scores"]["top5"] is not None
+    assert report["model_vk_digest"] == load_model(out).config.vk_digest.hex()
 
 
 def test_cli_refuses_bad_input_in_one_line(keys, tmp_path, capsys):

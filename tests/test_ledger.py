@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.schemas import assert_valid_report
 from wmark.errors import InvalidInput, LocalProtocolError, RemoteProtocolError
 from wmark.files import atomic_write
 from wmark.protocol.hazmat import dsse
@@ -261,8 +262,11 @@ def test_prove_answers_challenge_files_through_the_ledger(tmp_path, key_files, p
     assert "nothing is secret any more" in capsys.readouterr().out
 
     assert default_ledger_path(key_files / "mk.wmk").is_file()
-    assert prover_main(["ledger", "--mk", str(key_files / "mk.wmk"), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    assert prover_main(["ledger", "--mk", str(key_files / "mk.wmk"), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # standard output carries the JSON alone ...
+    assert "revealed in all" in captured.err  # ... and the text report goes to stderr
+    assert_valid_report(report, "wmark/ledger-report")
     assert report["n"] == N and report["revealed"] == N and report["secret"] == 0
     assert [c["outcome"] for c in report["challenges"]] == ["revealed", "refused", "revealed"]
     assert report["challenges"][0]["verifier"] == verifier.public_key.fingerprint

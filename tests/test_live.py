@@ -9,6 +9,7 @@ killed outright.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import pytest
 
 from tests.support.helpers import free_port
 from tests.support.live import MAX_FRAME, Keys, Peer, prover_server
+from tests.support.schemas import assert_valid_report
 from wmark.files import atomic_write
 from wmark.protocol.framing import FrameDecoder, encode_frame
 from wmark.protocol.hazmat import dsse
@@ -92,18 +94,23 @@ def wait_for_verdicts(ledger: Path, count: int, timeout: float = 20) -> list:
         time.sleep(0.05)
 
 
-def run_verifier(world, server_port: int, tmp_path: Path, model: Path, k: int, name: str) -> int:
+def run_verifier(world, server_port: int, tmp_path: Path, model: Path, k: int, name: str, *extra: str) -> int:
     return verifier_main(["run", "--connect", f"127.0.0.1:{server_port}", "--vk", str(world.vk),
                           "--model", str(model), "--k", str(k), "--out", str(tmp_path / name),
-                          "--identity", str(tmp_path / "verifier.pem"), "--timeout", "20"])
+                          "--identity", str(tmp_path / "verifier.pem"), "--timeout", "20", *extra])
 
 
 def test_run_accepts_the_marked_model_and_rejects_the_plain_one(digits_world, tmp_path, capsys):
     with prover_server(digits_world, tmp_path) as server:
-        assert run_verifier(digits_world, server.port, tmp_path, digits_world.marked, 20, "marked.json") == 0
-        assert "ACCEPTED" in capsys.readouterr().out
+        assert run_verifier(digits_world, server.port, tmp_path, digits_world.marked, 20, "marked.json",
+                            "--json", "-") == 0
+        captured = capsys.readouterr()
+        assert "ACCEPTED" in captured.err  # with --json -, the text goes to stderr and the report to stdout
+        json_report = json.loads(captured.out)
+        assert_valid_report(json_report, "wmark/verdict-report")
         report = audit(load_transcript(tmp_path / "marked.json"))
         assert report.verdict.accepted and report.verdict.k == 20
+        assert json_report["verdict"]["chain_digest"] == report.verdict.chain_digest.hex()
         assert run_verifier(digits_world, server.port, tmp_path, digits_world.plain, 20, "plain.json") == 1
         assert "REJECTED" in capsys.readouterr().out
 
@@ -263,3 +270,13 @@ def test_run_says_who_is_at_fault(keys, untrained_model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "prover sent an invalid message" in err and "Traceback" not in err
     assert not (tmp_path / "v.json").exists()
+
+
+def test_run_against_a_prover_of_another_key_says_so(digits_world, keys, untrained_model, tmp_path, capsys):
+    with prover_server(digits_world, tmp_path) as server:
+        code = run_verifier(keys, server.port, tmp_path, untrained_model, 20, "v.json")
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err
+        assert "closed the connection instead of sending its reveal" in err
+        assert f"another verification key than {keys.vk}" in err and keys.pair.verification_key.digest.hex()[:16] in err
+        assert "another verification key" in server.wait_for_log("another verification key")

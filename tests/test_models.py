@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from wmark.errors import DecodeError, InvalidInput
+from wmark.protocol.hazmat.encoding import b64u_encode
 from wmark.protocol.hazmat.hashing import tagged_hash
 from wmark.watermark import modelio
 from wmark.watermark.evaluate import predict
@@ -78,12 +79,24 @@ def test_saved_model_reloads_to_identical_outputs(saved):
 def test_config_is_canonical_versioned_json(saved):
     text = (saved / CONFIG_NAME).read_bytes()
     obj = json.loads(text)
-    assert obj["type"] == "wmark/model" and obj["version"] == 1 and obj["input_shape"] == [1, 8, 8]
+    assert obj["type"] == "wmark/model" and obj["version"] == 2 and obj["input_shape"] == [1, 8, 8]
+    assert obj["vk_digest"] == bytes(range(32)).hex()  # hex, as the terminal and the JSON reports show it
     assert text == DIGITS_CONFIG.to_json() and ModelConfig.from_json(text, what="x") == DIGITS_CONFIG
 
 
+def test_version_1_config_with_a_base64url_digest_is_still_read(saved):
+    obj = json.loads((saved / CONFIG_NAME).read_bytes())
+    obj.update(version=1, vk_digest=b64u_encode(bytes(range(32))))
+    assert ModelConfig.from_json(json.dumps(obj).encode(), what="x") == DIGITS_CONFIG
+    obj.update(vk_digest=bytes(range(32)).hex())  # each version reads only its own encoding
+    with pytest.raises(InvalidInput, match="vk_digest"):
+        ModelConfig.from_json(json.dumps(obj).encode(), what="x")
+
+
 @pytest.mark.parametrize("edit, message", [
-    (lambda o: o.update(version=2), "unsupported version"),
+    (lambda o: o.update(version=3), "unsupported version"),
+    (lambda o: o.update(version=True), "unsupported version"),
+    (lambda o: o.update(vk_digest="AB" * 32), "hex"),
     (lambda o: o.update(extra=1), "unknown field"),
     (lambda o: o.update(arch="nonesuch"), "unknown architecture"),
     (lambda o: o.update(input_shape=[1, 8]), "input_shape"),

@@ -706,7 +706,7 @@ def test_register_through_a_served_log_and_stop_it_cleanly(tmp_path, capsys):
         assert "not with the given --log-key" in capsys.readouterr().err
     finally:
         out = _stop(server)
-    assert "stopped by SIGTERM with 1 entries" in out
+    assert "stopped by SIGTERM with 1 entry" in out
     receipt = Receipt.from_json((tmp_path / "vk.receipt.json").read_bytes())
     with LogStore.open(log_dir) as s:
         assert verify_receipt(receipt, vk, s.public_key).index == 0

@@ -86,6 +86,7 @@ def world(tmp_path_factory) -> Path:
     assert session.challenge_envelope is not None and session.reveal_envelope is not None
     (root / "verdict.json").write_bytes(Transcript(pair.signed_vk, session.challenge_envelope,
                                                    session.reveal_envelope, verdict, None).to_json())
+    (root / "copy.json").write_bytes((root / "verdict.json").read_bytes())
     return root
 
 
@@ -100,7 +101,8 @@ def test_prove_answers_a_challenge_without_torch(world):
     ("wmark-verifier", ["plan", "--vk", "keys/vk.json"], 0),
     ("wmark-verifier", ["audit", "keys/vk.json"], 0),
     ("wmark-verifier", ["audit", "verdict.json"], 0),
-    ("wmark-verifier", ["dispute", "verdict.json", "verdict.json"], 1),  # neither claim registered: undecided
+    # Both copies are audited in full, then refused as one claim given twice.
+    ("wmark-verifier", ["dispute", "verdict.json", "copy.json"], 2),
     ("wmark", ["--help"], 0),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
 def test_commands_that_run_no_model_import_no_torch(world, program, args, code):

@@ -268,3 +268,32 @@ def test_bad_files_end_zkcheck_with_a_precise_error(zk_world, tmp_path):
                 str(zk_world.plain))
     assert r.returncode == 2 and "not the model the challenge names" in r.stderr, r.stderr
     assert not (tmp_path / "v2.json").exists() and not (tmp_path / "v3.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # two proofs in one process, a Ray start and two proofs on it: minutes on a loaded machine
+def test_proofs_as_ray_tasks_reveal_what_one_process_reveals(zk_world, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
+    vk, mk = zk_world.pair.verification_key, zk_world.pair.marking_key
+    with open_verifier(zk_world.marked, vk, srs_out=tmp_path / "challenge.srs", workdir=tmp_path) as zv:
+        session = ZkVerifierSession(vk, SigningKey.generate(), zv.model_ref, 2, zk=zv.parameters, lam=3)
+        challenge = session.challenge()
+        answers = {}
+        for how in (None, "local"):
+            prover = ProverSession(mk, vk, zk_world.owner)
+            event = prover.receive(challenge)
+            done: list[int] = []
+            answers[how] = prove_challenge(prover, event, mk, zk_world.marked, zv.srs.path, workdir=tmp_path,
+                                           progress=done.append, ray_address=how)
+            assert done == [1, 1]
+        verdict = decode(decide_with_proofs(session, session.receive(answers["local"]), zv), (Verdict,))
+    # The same reveal but for the proof bytes: each ezkl proof carries fresh
+    # blinding, so two proofs of one statement differ (sequential runs too);
+    # the Ray-made ones verify.
+    def without_proofs(answer):
+        reveal = decode(answer, (ZkReveal,))
+        return replace(reveal, items=tuple(replace(item, statement=replace(item.statement, proof=b""))
+                                           for item in reveal.items))
+    assert without_proofs(answers["local"]) == without_proofs(answers[None])
+    assert [r.index for r in verdict.results] == list(event.indices)
+    assert verdict.accepted and verdict.zk.failures == ()

@@ -55,8 +55,9 @@ class ProverConnection:
             raise RemoteProtocolError(f"the prover at {self.name} did not take the {what} "
                                       f"({exc.strerror or 'timed out'})") from None
 
-    def receive(self, what: str, *, timeout: float | None = None) -> bytes:
-        """The next frame, within ``timeout`` (default: the connection's)."""
+    def receive(self, what: str, *, timeout: float | None = None, if_closed: str | None = None) -> bytes:
+        """The next frame, within ``timeout`` (default: the connection's); ``if_closed``:
+        what a prover that closes the connection instead of answering most likely means."""
         # One deadline for the whole message: a prover trickling bytes cannot stall us.
         limit = self._timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
@@ -73,7 +74,12 @@ class ProverConnection:
             except OSError as exc:
                 raise RemoteProtocolError(f"connection to the prover at {self.name} lost while waiting for "
                                           f"its {what} ({exc.strerror or exc})") from None
-            self._frames.extend(self._decoder.receive(data, peer=f"the prover at {self.name}", what=what))
+            try:
+                self._frames.extend(self._decoder.receive(data, peer=f"the prover at {self.name}", what=what))
+            except RemoteProtocolError as exc:
+                if data or if_closed is None:
+                    raise
+                raise RemoteProtocolError(f"{exc}: {if_closed}") from None
         return self._frames.popleft()
 
     def send_srs_then_receive(self, srs: Path, wait: float) -> bytes:

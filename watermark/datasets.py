@@ -279,7 +279,11 @@ def _with_held_out(name: str, num_classes: int, train: LabelledImages, test: Lab
     adversary = int(round(ADVERSARY_FRACTION * len(test)))
     sizes = {"query": QUERY_SIZE, "adversary": adversary, "test": len(test) - QUERY_SIZE - adversary}
     if sizes["test"] < 1:
-        raise InvalidInput(f"{name}: its test set has {len(test)} images, too few to split")
+        least = next(t for t in range(len(test), 100 * QUERY_SIZE)
+                     if t - QUERY_SIZE - int(round(ADVERSARY_FRACTION * t)) >= 1)
+        raise InvalidInput(f"{name}: its test set has {len(test)} images; {QUERY_SIZE} query images and "
+                           f"{ADVERSARY_FRACTION:.0%} for the adversary are held out of it, so it needs at least "
+                           f"{least} (add images to its test/ folders)")
     index = stratified_split(test.labels, sizes, SPLIT_SEED)
     return _task(name, num_classes, {"train": train, **{s: _subset(test, index[s]) for s in sizes}})
 

@@ -4,7 +4,10 @@
 
     {"arch":"small_cnn","input_shape":[1,8,8],"num_classes":10,
      "preprocessing":{"mean":[0.3052],"std":[0.3758]},
-     "type":"wmark/model","version":1,"vk_digest":"<base64url>" or null}
+     "type":"wmark/model","version":2,"vk_digest":"<64 hex digits>" or null}
+
+Version 1 wrote the digest in base64url; it is still read (docs/design.md
+section 6: digests are hex wherever people or pipelines read them).
 
 ``model.safetensors`` holds the network's tensors under the names of its
 ``state_dict``.  Loading never unpickles: a pickle or ``torch.save`` zip is
@@ -34,10 +37,10 @@ from wmark.errors import DecodeError, InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat.encoding import (
     b64u_decode,
-    b64u_encode,
     canonical_json,
     expect_header,
     field,
+    hex_decode,
     int_field,
     only_fields,
     parse_json,
@@ -51,7 +54,9 @@ from wmark.watermark.models import build_model, check_arch
 CONFIG_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_TYPE = "wmark/model"
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+# Version 1 differs only in the vk digest's encoding (base64url).
+READ_CONFIG_VERSIONS = (1, 2)
 MODEL_DIGEST_TAG = "wmark/model/v1"
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_WEIGHTS_BYTES = 4 * 1024 ** 3
@@ -115,13 +120,15 @@ class ModelConfig:
             "num_classes": self.num_classes,
             "input_shape": list(self.input_shape),
             "preprocessing": {"mean": list(self.preprocessing.mean), "std": list(self.preprocessing.std)},
-            "vk_digest": b64u_encode(self.vk_digest) if self.vk_digest is not None else None,
+            "vk_digest": self.vk_digest.hex() if self.vk_digest is not None else None,
         })
 
     @classmethod
     def from_json(cls, data: bytes, *, what: str) -> "ModelConfig":
-        obj = expect_header(parse_json(data, what=what, max_bytes=MAX_CONFIG_BYTES),
-                            type_=CONFIG_TYPE, version=CONFIG_VERSION, what=what)
+        obj = parse_json(data, what=what, max_bytes=MAX_CONFIG_BYTES)
+        version = obj.get("version") if isinstance(obj, dict) else None
+        obj = expect_header(obj, type_=CONFIG_TYPE, what=what,
+                            version=version if version in READ_CONFIG_VERSIONS else CONFIG_VERSION)
         only_fields(obj, {"type", "version", "arch", "num_classes", "input_shape", "preprocessing", "vk_digest"},
                     what=what)
         arch = field(obj, "arch", str, what=what)
@@ -138,7 +145,9 @@ class ModelConfig:
                 num_classes=int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
                 input_shape=(shape[0], shape[1], shape[2]),
                 preprocessing=Preprocessing(_floats(pre, "mean", what=what), _floats(pre, "std", what=what)),
-                vk_digest=None if digest is None else b64u_decode(digest, what=f"{what}: vk_digest", size=32),
+                vk_digest=None if digest is None else (
+                    b64u_decode(digest, what=f"{what}: vk_digest", size=32) if version == 1
+                    else hex_decode(digest, what=f"{what}: vk_digest", size=32)),
             )
         except DecodeError:
             raise

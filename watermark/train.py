@@ -24,10 +24,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from wmark.errors import InvalidInput
+from wmark.watermark import distributed
 from wmark.watermark.datasets import LabelledImages
 from wmark.watermark.evaluate import score
 from wmark.watermark.modelio import Classifier
@@ -140,8 +143,20 @@ def train(
     shown on the progress bar (on stderr), the latter as ``triggers_name``.
     ``batch_loss`` replaces the cross-entropy of each batch (the margin scheme
     adds its query loss this way).
+
+    Under torchrun (:mod:`wmark.watermark.distributed`) the model is wrapped
+    in DistributedDataParallel and every rank draws the same global batch, as
+    one process would, then trains on its share of it (every ``size``-th
+    image, triggers included): the ranks together take the step one process
+    takes, with the recipe's batch size and learning rate unchanged.  Only
+    rank 0 shows progress.
     """
     device = device or torch.device("cpu")
+    world = distributed.current()
+    if world.size > 1 and batch_loss is not None:
+        raise InvalidInput("a custom batch loss (the margin scheme) does not run under torchrun yet; "
+                           "run it as one process")
+    progress = progress and world.leader
     if not len(data):
         raise InvalidInput("no training images")
     if tuple(data.images.shape[1:]) != model.config.input_shape:
@@ -164,16 +179,29 @@ def train(
     optimizer = _optimizer(model, recipe)
     schedule = _schedule(optimizer, recipe)
     batches = -(-len(data) // recipe.batch_size)
+    if world.size > 1:
+        # A last batch with fewer images than ranks would leave a rank empty
+        # (BatchNorm cannot train on nothing); every rank skips it alike.
+        last = len(data) - (batches - 1) * recipe.batch_size + (recipe.triggers_per_batch if mixing else 0)
+        if last < world.size:
+            batches -= 1
+        if batches < 1:
+            raise InvalidInput(f"a batch must hold at least one image per rank ({world.size} ranks)")
+    net = _data_parallel(model, device) if world.size > 1 else model
     temperature = recipe.temperature if data.soft else 1.0
     history = []
     with seeded(recipe.seed, device), _cpu_threads(model, device):
+        if world.size > 1:
+            # The global RNG draws dropout masks: each rank its own (rank 0 the
+            # stream one process draws), not the same mask on every share.
+            torch.manual_seed(recipe.seed + world.rank)
         generator = torch.Generator().manual_seed(recipe.seed)
         trigger_stream = _cycle(len(triggers), generator) if mixing and triggers is not None else None
         for epoch in range(1, recipe.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             bar = tqdm(total=batches, desc=f"{desc} {epoch}/{recipe.epochs}", unit="batch",
                        disable=not progress, file=sys.stderr, leave=True, dynamic_ncols=True)
-            model.train()
+            net.train()
             order = torch.randperm(len(data), generator=generator).to(device)
             # The epoch's trigger picks in one tensor, drawn from the same stream
             # in the same order as one batch at a time would draw them, so that
@@ -191,8 +219,11 @@ def train(
                 if picks is not None:
                     x = torch.cat([x, trigger_images[picks[b]]])
                     y = torch.cat([y, trigger_labels[picks[b]]])
-                loss = (batch_loss(model, x, y) if batch_loss is not None
-                        else F.cross_entropy(model(x) / temperature, y) * temperature**2)
+                if world.size > 1:
+                    loss = _share_loss(net, x, y, temperature, world)
+                else:
+                    loss = (batch_loss(model, x, y) if batch_loss is not None
+                            else F.cross_entropy(model(x) / temperature, y) * temperature**2)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -203,6 +234,9 @@ def train(
                     bar.set_postfix(loss=f"{total_loss.item() / (b + 1):.4f}", refresh=False)
             if schedule is not None:
                 schedule.step()
+            if world.size > 1:
+                dist.all_reduce(total_loss)
+                total_loss /= world.size
             stats = EpochStats(
                 epoch=epoch,
                 loss=total_loss.item() / batches,
@@ -216,6 +250,23 @@ def train(
             history.append(stats)
     model.eval()
     return history
+
+
+def _data_parallel(model: Classifier, device: torch.device) -> torch.nn.Module:
+    """``model`` wrapped so that backward averages gradients over the ranks
+    (DDP also broadcasts rank 0's weights and buffers, so all ranks start alike)."""
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _share_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float,
+                world: distributed.World) -> torch.Tensor:
+    """This rank's share of the global batch's mean loss, scaled so that DDP's
+    average of the ranks' gradients is the gradient of that mean, even when the
+    shares differ in size by one."""
+    n = len(x)
+    mine = slice(world.rank, None, world.size)
+    total = F.cross_entropy(net(x[mine]) / temperature, y[mine], reduction="sum") * temperature**2
+    return total * world.size / n
 
 
 def _optimizer(model: Classifier, recipe: Recipe) -> torch.optim.Optimizer:

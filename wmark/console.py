@@ -9,21 +9,43 @@ whose answer is no), 2 usage or input error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import importlib
+import json
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from wmark.errors import InvalidInput, WmarkError
+from wmark.files import atomic_write, check_output_path
 
 EXIT_OK, EXIT_REJECTED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 PASSPHRASE_ENV = "WMARK_PASSPHRASE"
+# For a new key: scrypt slows guessing, it does not make "a" a secret (NIST SP 800-63B's minimum).
+MIN_PASSPHRASE_CHARS = 8
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep hand-wrapped examples, and show every default."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep hand-wrapped examples; show a default once, and only where there is one
+    (not for required options, flags, or help that already names its default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (action.required or default in (None, [], ()) or default is argparse.SUPPRESS or isinstance(default, bool)
+                or "default" in text or not action.option_strings or "%(default)" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line naming the option, and where to read more; exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True)
@@ -41,13 +63,85 @@ class Command:
 def add_command(subparsers: argparse._SubParsersAction, name: str, *, description: str,
                 epilog: str = "", func) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, description=description, epilog=epilog, formatter_class=_Formatter)
-    parser.set_defaults(func=func)
+    parser.set_defaults(func=func, outputs=())
     return parser
+
+
+def add_force_argument(parser: argparse.ArgumentParser, help: str = "replace output files that already exist "
+                                                                  "(never a marking or signing key)") -> None:
+    """The one overwrite switch of every command (docs/design.md section 6)."""
+    if "--force" not in parser._option_string_actions:
+        parser.add_argument("--force", action="store_true", help=help)
+
+
+def add_output(parser: argparse.ArgumentParser, option: str, *, what: str, help: str, required: bool = False,
+               kind: str | None = None, metavar: str = "FILE", **extra: Any) -> None:
+    """An output file option, checked by :func:`run_cli` before the command does any
+    work (:func:`wmark.files.check_output_path`); ``kind``: the secret it is, if any."""
+    action = parser.add_argument(option, required=required, metavar=metavar, help=help, **extra)
+    parser.set_defaults(outputs=(*parser.get_default("outputs"), (action.dest, option, what, kind)))
+    add_force_argument(parser)
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    """``--json FILE`` (``-``: standard output, the text report then goes to stderr)."""
+    add_output(parser, "--json", what="JSON report", metavar="FILE",
+               help="also write the result as JSON (schema in wmark/schemas/; '-' for standard output)")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output path of the command, checked before any work or side effect."""
+    for dest, option, what, kind in getattr(args, "outputs", ()):
+        value = getattr(args, dest, None)
+        if value is not None and not (dest == "json" and value == "-"):
+            check_output_path(value, what=what, force=getattr(args, "force", False), option=option, kind=kind)
+
+
+def write_json_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """The command's result as JSON, where ``--json`` says; ``report`` carries its
+    ``type`` and ``version`` (one schema each, wmark/schemas/)."""
+    target = getattr(args, "json", None)
+    if target is None:
+        return
+    assert isinstance(report.get("type"), str) and isinstance(report.get("version"), int)
+    data = json.dumps(report, indent=2, sort_keys=True) + "\n"
+    if target == "-":
+        stdout = getattr(args, "json_stdout", None) or sys.stdout
+        stdout.write(data)
+        stdout.flush()
+    else:
+        atomic_write(target, data.encode("utf-8"))
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 challenge``, ``2 challenges``."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def int_in_range(low: int, high: int):
+    """An argparse type: an integer in [low, high], refused with the range otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _version() -> str:
+    import wmark  # lazy: its public API imports nothing until asked
+
+    return wmark.__version__
 
 
 def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Formatter)
+    parser = _Parser(prog=prog, description=description, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # The program takes no option but --help, so a command is its first argument.
     chosen = argv[0] if argv else None
@@ -61,6 +155,12 @@ def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequ
     except WmarkError as exc:  # a type= converter (parse_probability, ...) refusing a value
         parser.error(str(exc))
     try:
+        check_outputs(args)
+        if getattr(args, "json", None) == "-":
+            # Standard output carries the JSON alone; the text report goes to stderr.
+            args.json_stdout = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                return int(args.func(args))
         return int(args.func(args))
     except WmarkError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -78,15 +178,24 @@ def read_passphrase(*, confirm: bool, purpose: str) -> str:
     if value is not None:
         if not value:
             raise InvalidInput(f"{PASSPHRASE_ENV} is set but empty")
-        return value
+        return _long_enough(value, confirm, f"the passphrase in {PASSPHRASE_ENV}")
     if not sys.stdin.isatty():
         raise InvalidInput(f"no passphrase for {purpose}: set {PASSPHRASE_ENV} or run in a terminal")
     first = getpass.getpass(f"Passphrase for {purpose}: ")
     if not first:
         raise InvalidInput("empty passphrase")
+    _long_enough(first, confirm, "the passphrase")
     if confirm and getpass.getpass("Repeat the passphrase: ") != first:
         raise InvalidInput("the two passphrases differ")
     return first
+
+
+def _long_enough(passphrase: str, new: bool, what: str) -> str:
+    """A new key's passphrase has at least MIN_PASSPHRASE_CHARS characters (an old key's is what it is)."""
+    if new and len(passphrase) < MIN_PASSPHRASE_CHARS:
+        raise InvalidInput(f"{what} has {len(passphrase)} characters; a new key needs at least "
+                           f"{MIN_PASSPHRASE_CHARS}")
+    return passphrase
 
 
 def load_marking_key(path: str):

@@ -149,6 +149,14 @@ def b64u_decode(text: Any, *, what: str, size: int | None = None, max_size: int 
     return data
 
 
+def hex_decode(text: Any, *, what: str, size: int) -> bytes:
+    """Lower-case hex of exactly ``size`` bytes: how digests are shown and reported
+    (docs/design.md section 6: hex everywhere a person or a pipeline reads one)."""
+    if not isinstance(text, str) or len(text) != 2 * size or text.strip("0123456789abcdef"):
+        raise DecodeError(f"{what}: expected {2 * size} lower-case hex digits")
+    return bytes.fromhex(text)
+
+
 def expect_header(obj: Any, *, type_: str, version: int, what: str) -> dict[str, Any]:
     """Check that ``obj`` is a dict of the given ``type`` and ``version``."""
     if not isinstance(obj, dict):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from wmark.console import EXIT_OK, add_command
+from wmark.console import EXIT_OK, add_command, add_json_argument, plural, write_json_report
 from wmark.prover.ledger import NOTHING_SECRET, Ledger, LedgerEntry, LedgerSummary, Outcome, default_ledger_path
 
 EPILOG = """\
 examples:
   wmark-prover ledger --mk keys/mk.wmk          # the ledger beside the marking key
-  wmark-prover ledger --ledger answers.sqlite --json
+  wmark-prover ledger --ledger answers.sqlite --json -      # JSON on standard output
 
 One line per challenge answered: when, the verifier's key, k, how many items
 it made public, revealed or refused, and the verdict the verifier reported;
@@ -26,7 +25,10 @@ def register(subparsers) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--ledger", metavar="DB", help="the ledger file")
     where.add_argument("--mk", metavar="FILE", help="the marking key whose default ledger (MK.ledger.sqlite) to read")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_argument(p)
+
+
+REPORT_TYPE, REPORT_VERSION = "wmark/ledger-report", 1  # schema: wmark/schemas/ledger-report.json
 
 
 def _verdict_text(entry: LedgerEntry) -> str:
@@ -41,6 +43,7 @@ def _verdict_text(entry: LedgerEntry) -> str:
 
 def _to_json(ledger: Ledger, summary: LedgerSummary, entries: tuple[LedgerEntry, ...]) -> dict:
     return {
+        "type": REPORT_TYPE, "version": REPORT_VERSION,
         "ledger": str(ledger.path),
         "vk_digest": summary.vk_digest.hex(),
         "n": summary.n,
@@ -50,7 +53,7 @@ def _to_json(ledger: Ledger, summary: LedgerSummary, entries: tuple[LedgerEntry,
         "revealed_indices": sorted(ledger.revealed_indices()),
         "challenges": [{
             "seq": e.seq, "received": e.received, "challenge_digest": e.challenge_digest.hex(),
-            "verifier": e.verifier, "model": e.model.to_obj(), "k": e.k, "indices": list(e.indices),
+            "verifier": e.verifier, "model": e.model.report_obj(), "k": e.k, "indices": list(e.indices),
             "new_indices": list(e.new_indices), "outcome": e.outcome.value, "reason": e.reason,
             "verdicts": [{"received": v.received, "accepted": v.accepted, "matches": v.matches, "k": v.k}
                          for v in e.verdicts],
@@ -61,9 +64,7 @@ def _to_json(ledger: Ledger, summary: LedgerSummary, entries: tuple[LedgerEntry,
 def run(args: argparse.Namespace) -> int:
     ledger = Ledger.open_existing(args.ledger or default_ledger_path(args.mk))
     summary, entries = ledger.summary(), ledger.entries()
-    if args.json:
-        print(json.dumps(_to_json(ledger, summary, entries), indent=2))
-        return EXIT_OK
+    write_json_report(args, _to_json(ledger, summary, entries))
     print(f"ledger {ledger.path}: vk {summary.vk_digest.hex()[:16]}…, n = {summary.n} trigger items")
     for e in entries:
         print(f"{e.received}  verifier {e.verifier[:23]}…  k={e.k:<4} {e.outcome.value:8}  "
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if e.new_indices:
             print(f"    made public: items {', '.join(map(str, e.new_indices))}")
     print(f"revealed in all: {summary.revealed} of {summary.n} trigger items ({float(summary.fraction):.1%}) "
-          f"after {summary.challenges} challenges; {summary.secret} still secret")
+          f"after {plural(summary.challenges, 'challenge')}; {summary.secret} still secret")
     if summary.secret == 0:
         print(NOTHING_SECRET)
     return EXIT_OK

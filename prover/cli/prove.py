@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
-from wmark.errors import InvalidInput
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, add_output, write_json_report
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.messages import MAX_MESSAGE_BYTES
@@ -32,17 +30,21 @@ def register(subparsers) -> None:
                                 "budget, and sign the answer.", epilog=EPILOG, func=run)
     add_prover_arguments(p)
     p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge.json")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the reveal (or refusal)")
+    add_output(p, "--out", required=True, what="reveal", help="where to write the reveal (or refusal)")
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     challenge = dsse.Envelope.from_json(read_bounded(args.challenge, max_bytes=MAX_MESSAGE_BYTES,
                                                      what="challenge"), what=args.challenge)
-    if Path(args.out).is_dir():
-        raise InvalidInput(f"{args.out}: is a directory; give a file name for the answer")
     prover = load_prover(args)
     response = prover.answer(prover.session(), challenge)
     atomic_write(args.out, response.data)
+    write_json_report(args, {
+        "type": "wmark/prove-report", "version": 1, "answer": str(args.out), "outcome": response.outcome.value,
+        "repeated": response.repeated, "verifier": response.verifier, "model": response.model.report_obj(),
+        "k": response.k, "n": response.n, "new_indices": list(response.new_indices), "revealed": response.revealed,
+        "budget": f"{prover.budget.numerator}/{prover.budget.denominator}", "reason": response.reason})
     print(f"challenge from verifier {response.verifier} on {response.model.describe()}")
     print(describe(response, prover.budget))
     if response.outcome is Outcome.REFUSED:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tqdm import tqdm
 
-from wmark.console import EXIT_OK, add_circuit_arguments, add_command, load_marking_key
+from wmark.console import EXIT_OK, add_circuit_arguments, add_command, add_output, load_marking_key
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
@@ -44,15 +43,16 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="the suspect model the challenge names")
     p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge.json")
     p.add_argument("--srs", metavar="FILE", help="the challenge's SRS (default: CHALLENGE with suffix .srs)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the proofs (zkreveal.json)")
+    add_output(p, "--out", required=True, what="proofs", help="where to write the proofs (zkreveal.json)")
     add_circuit_arguments(p)
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="prove each item as a Ray task: 'local' (a 2-CPU instance here), 'auto' (the cluster this "
+                        "machine is in) or a cluster address; needs .[cluster]")
 
 
 def run(args: argparse.Namespace) -> int:
     challenge = dsse.Envelope.from_json(read_bounded(args.challenge, max_bytes=MAX_MESSAGE_BYTES,
                                                      what="challenge"), what=args.challenge)
-    if Path(args.out).is_dir():
-        raise InvalidInput(f"{args.out}: is a directory; give a file name for the answer")
     vk, _ = load_verification_key(args.vk)
     owner = load_signing_key(owner_key_path(args))
     mk = load_marking_key(args.mk)
@@ -63,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"{args.challenge}: asks for openings, not proofs; answer it with wmark-prover prove")
     print(f"challenge from verifier {event.challenge.verifier.fingerprint} on {event.challenge.model.describe()}: "
           f"prove {len(event.indices)} of {vk.n} items")
+    # tqdm shows proofs done / total and the time left.
     with tqdm(total=len(event.indices), desc="proving", unit="proof", leave=False) as bar:
         answer = prove_challenge(session, event, mk, args.model, args.srs or srs_beside(args.challenge),
-                                 workdir=args.workdir, memory_limit=args.memory_limit, progress=bar.update)
+                                 workdir=args.workdir, memory_limit=args.memory_limit, progress=bar.update,
+                                 ray_address=args.ray)
     atomic_write(args.out, answer.to_json())
     print(f"wrote {args.out} ({len(event.indices)} proofs and label openings; no trigger image; send it to the "
           f"verifier)")

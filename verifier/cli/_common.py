@@ -9,19 +9,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from wmark.console import EXIT_INVALID, EXIT_OK, EXIT_REJECTED, add_circuit_arguments
+from wmark.console import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_REJECTED,
+    add_circuit_arguments,
+    add_output,
+    write_json_report,
+)
 from wmark.errors import InvalidInput, InvalidSignature
-from wmark.files import atomic_write, read_bounded
+from wmark.files import atomic_write, check_output_path, read_bounded
 from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_LAMBDA, check_lambda, hopeless, parse_probability
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey, load_or_create_signing_key, load_public_key
-from wmark.protocol.keys import VerificationKey
+from wmark.protocol.keys import VerificationKey, load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict, decode
 from wmark.protocol.session import AnyVerifierSession, Refused, ZkVerifierSession, null_match_probability
 from wmark.protocol.transcript import Registration, Transcript
-from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, default_receipt_path
+from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, receipt_path_for
 from wmark.protocol.zk import srs_beside
 from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
+from wmark.verifier.reports import verdict_report
 
 DEFAULT_IDENTITY = "verifier.pem"
 
@@ -39,12 +47,19 @@ def oracle_from_args(args: argparse.Namespace) -> ModelOracle:
                        timeout=args.timeout)
 
 
-def add_identity_argument(parser: argparse.ArgumentParser) -> None:
+def add_identity_argument(parser: argparse.ArgumentParser, *, resumes: bool = False) -> None:
+    """``resumes``: the command continues a session, so the key must be the one that signed its challenge."""
     parser.add_argument("--identity", metavar="PEM", default=DEFAULT_IDENTITY,
-                        help="the verifier's P-256 signing key (created when absent)")
+                        help="the verifier's P-256 signing key that signed the challenge" if resumes else
+                             "the verifier's P-256 signing key (created when absent)")
 
 
-def verifier_identity(args: argparse.Namespace) -> SigningKey:
+def verifier_identity(args: argparse.Namespace, *, create: bool = True) -> SigningKey:
+    """The verifier's key; ``create``: make one when absent (only a command that starts a
+    session may: resuming one needs the key that signed its challenge)."""
+    if not create and not Path(args.identity).exists():
+        raise InvalidInput(f"{args.identity}: no verifier identity here; give --identity the key that signed the "
+                           f"challenge (wmark-verifier challenge created it)")
     key, created = load_or_create_signing_key(args.identity)
     if created:
         print(f"created verifier identity {args.identity} ({key.public_key.fingerprint})", file=sys.stderr)
@@ -70,6 +85,15 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
                              f"decided with its own)")
 
 
+def load_vk_for_decision(args: argparse.Namespace) -> tuple[VerificationKey, dsse.Envelope]:
+    """The vk of --vk, refusing a --p0 it would ignore (derived and margin sets fix their own)."""
+    vk, envelope = load_verification_key(args.vk)
+    if getattr(args, "p0", None) is not None and vk.kind.seeded:
+        raise InvalidInput(f"--p0 applies to imported trigger sets only; {args.vk} is a {vk.kind.value} set, whose "
+                           f"p0 is {null_match_probability(vk, None)} by construction (leave out --p0)")
+    return vk, envelope
+
+
 def add_margin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="PATH",
                         help="margin keys: the folder holding the key's data set (cifar10, ...), whose query split "
@@ -81,13 +105,14 @@ def add_registration_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registration (non-trivial ownership: the vk existed before the dispute)")
     group.add_argument("--log-key", metavar="PEM", help="public key of the registry log you trust (log-key.pub)")
     group.add_argument("--receipt", metavar="FILE", help="the vk's registration receipt (default with --log-key: "
-                                                         "VK.receipt.json beside the vk)")
+                                                         "the log's receipt beside the vk, as wmark register "
+                                                         "wrote it)")
 
 
-def add_deciding_arguments(parser: argparse.ArgumentParser) -> None:
+def add_deciding_arguments(parser: argparse.ArgumentParser, *, resumes: bool = False) -> None:
     """The options of a command that queries the suspect model and signs a verdict (check, run)."""
     add_model_arguments(parser)
-    add_identity_argument(parser)
+    add_identity_argument(parser, resumes=resumes)
     add_decision_arguments(parser)
     add_registration_arguments(parser)
     add_margin_arguments(parser)
@@ -103,8 +128,8 @@ def registration_from_args(args: argparse.Namespace, vk: VerificationKey) -> Reg
         if args.receipt is not None:
             raise InvalidInput("--receipt needs --log-key: a receipt means nothing without the log's key")
         return None
-    registration = Registration(load_receipt(args.receipt or default_receipt_path(args.vk)),
-                                load_public_key(args.log_key))
+    log_key = load_public_key(args.log_key)
+    registration = Registration(load_receipt(args.receipt or receipt_path_for(args.vk, log_key.keyid)), log_key)
     registration.verify(vk)
     return registration
 
@@ -133,9 +158,7 @@ def read_envelope(path: str, *, what: str) -> dsse.Envelope:
 
 
 def write_transcript(path: str, transcript: Transcript) -> None:
-    if Path(path).is_dir():
-        raise InvalidInput(f"{path}: is a directory; give a file name for the verdict")
-    atomic_write(path, transcript.to_json())
+    atomic_write(path, transcript.to_json())  # checked by wmark.console.check_outputs before any work
 
 
 def print_verdict(verdict: Verdict, *, out=None) -> None:
@@ -154,8 +177,8 @@ def print_verdict(verdict: Verdict, *, out=None) -> None:
 
 
 def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,
-           registration: Registration | None) -> int:
-    """Write the transcript and report; shared by the file and live transports."""
+           registration: Registration | None, args: argparse.Namespace) -> int:
+    """Write the transcript and report (``--json`` too); shared by the file and live transports."""
     assert session.challenge_envelope is not None and session.reveal_envelope is not None
     write_transcript(out, Transcript(vk_envelope, session.challenge_envelope, session.reveal_envelope,
                                      verdict_envelope, registration))
@@ -163,6 +186,7 @@ def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,
     assert isinstance(verdict, Verdict)
     print_verdict(verdict)
     print(f"wrote {out} (signed transcript; anyone can re-check it: wmark-verifier audit {out})")
+    write_json_report(args, verdict_report(verdict, out))
     return EXIT_OK if verdict.accepted else EXIT_REJECTED
 
 
@@ -182,9 +206,9 @@ def refusal_path(out: str) -> Path:
 
 
 def finish_zk(session: ZkVerifierSession, verdict_envelope, vk_envelope, out: str,
-              registration: Registration | None) -> int:
+              registration: Registration | None, args: argparse.Namespace) -> int:
     """:func:`finish`, listing the proofs not counted; shared by the file and live transports."""
-    code = finish(session, verdict_envelope, vk_envelope, out, registration)
+    code = finish(session, verdict_envelope, vk_envelope, out, registration, args)
     decided = decode(verdict_envelope, (Verdict,))
     assert isinstance(decided, Verdict) and decided.zk is not None
     for failure in decided.zk.failures:
@@ -200,8 +224,8 @@ def finish_zk(session: ZkVerifierSession, verdict_envelope, vk_envelope, out: st
 def add_setup_arguments(parser) -> None:
     """The SRS and circuit options of the commands that issue a zero-knowledge challenge."""
     parser.add_argument("--srs", metavar="FILE", help="a public ceremony SRS to use instead of generating one")
-    parser.add_argument("--srs-out", metavar="FILE", help="where to write the generated SRS (default: OUT with "
-                                                          "suffix .srs)")
+    add_output(parser, "--srs-out", what="generated SRS", help="where to write the generated SRS (default: OUT "
+                                                               "with suffix .srs)")
     add_circuit_arguments(parser)
 
 
@@ -219,4 +243,8 @@ def checked_setup(args: argparse.Namespace, vk: VerificationKey, *, otherwise: s
         raise InvalidInput(f"{problem} (see wmark-verifier plan)")
     if args.srs and args.srs_out:
         raise InvalidInput("--srs uses an existing SRS; --srs-out names where a generated one goes: not both")
-    return None if args.srs else Path(args.srs_out or srs_beside(args.out))
+    if args.srs:
+        return None
+    srs_out = Path(args.srs_out or srs_beside(args.out))
+    check_output_path(srs_out, what="generated SRS", force=args.force, option="--srs-out")
+    return srs_out

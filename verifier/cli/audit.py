@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import EXIT_OK, add_command
+from wmark.console import EXIT_OK, add_command, add_json_argument, write_json_report
 from wmark.errors import InvalidInput, InvalidOpening
 from wmark.files import read_bounded
 from wmark.protocol.hazmat import dsse
@@ -18,6 +18,7 @@ from wmark.verifier.cli._common import (
     print_verdict,
     trusted_log,
 )
+from wmark.verifier.reports import audit_report
 from wmark.verifier.transcripts import audit_transcript
 
 EPILOG = """\
@@ -42,6 +43,7 @@ def register(subparsers) -> None:
     add_margin_arguments(p)
     p.add_argument("--srs", metavar="FILE", help="zero-knowledge transcripts: the SRS the challenge names, to "
                                                  "re-check the proofs against --model")
+    add_json_argument(p)
 
 
 def describe_vk(vk: VerificationKey) -> list[str]:
@@ -108,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
         for line in describe_vk(report.vk):
             print("  " + line)
         print_verdict(report.verdict)
-        if args.model or args.endpoint:
-            print(recheck_model(report, args))
+        recheck = recheck_model(report, args) if args.model or args.endpoint else None
+        if recheck is not None:
+            print(recheck)
+        write_json_report(args, audit_report(args.file, report.vk, report.verdict, log_trust=note, recheck=recheck))
         return EXIT_OK
     envelope = dsse.Envelope.from_obj(obj, what=args.file)
     if envelope.payload_type == VK_PAYLOAD_TYPE:
@@ -117,5 +121,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.file}: valid verification key, signed by its owner")
         for line in describe_vk(vk):
             print("  " + line)
+        write_json_report(args, audit_report(args.file, vk, None))
         return EXIT_OK
     raise InvalidInput(f"{args.file}: cannot audit payloadType {envelope.payload_type!r}")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command
+from wmark.console import add_command, add_output, int_in_range
 from wmark.files import atomic_write
-from wmark.protocol.keys import load_verification_key
+from wmark.protocol.decision import MAX_K
 from wmark.protocol.session import VerifierSession
 from wmark.verifier.cli._common import (
     add_decision_arguments,
     add_identity_argument,
     add_model_arguments,
+    load_vk_for_decision,
     oracle_from_args,
     verifier_identity,
 )
@@ -32,15 +33,16 @@ def register(subparsers) -> None:
                     description="Name the suspect model and sample size k, with a fresh nonce, signed by the "
                                 "verifier.", epilog=EPILOG, func=run)
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key (vk.json)")
-    p.add_argument("--k", type=int, required=True, help="how many trigger items to open (k = n: public)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
+    p.add_argument("--k", type=int_in_range(1, MAX_K), required=True,
+                   help="how many trigger items to open (k = n: public)")
+    add_output(p, "--out", required=True, what="challenge", help="where to write the challenge")
     add_model_arguments(p)
     add_identity_argument(p)
     add_decision_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    vk, _ = load_verification_key(args.vk)
+    vk, _ = load_vk_for_decision(args)
     oracle = oracle_from_args(args)
     session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam)
     atomic_write(args.out, session.challenge().to_json())

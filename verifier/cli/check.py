@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command
+from wmark.console import add_command, add_json_argument, add_output
 from wmark.errors import InvalidInput
-from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import Refused, VerifierSession
 from wmark.verifier.cli._common import (
     add_deciding_arguments,
     finish,
+    load_vk_for_decision,
     oracle_from_args,
     read_envelope,
     registration_from_args,
@@ -39,14 +39,16 @@ def register(subparsers) -> None:
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
     p.add_argument("--challenge", required=True, metavar="FILE", help="the challenge you issued")
     p.add_argument("--reveal", required=True, metavar="FILE", help="the owner's answer")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
-    add_deciding_arguments(p)
+    add_output(p, "--out", required=True, what="signed transcript", help="where to write the signed transcript")
+    add_json_argument(p)
+    add_deciding_arguments(p, resumes=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    vk, vk_envelope = load_verification_key(args.vk)
+    vk, vk_envelope = load_vk_for_decision(args)
     registration = registration_from_args(args, vk)
-    session = VerifierSession.resume(vk, verifier_identity(args), read_envelope(args.challenge, what="challenge"),
+    session = VerifierSession.resume(vk, verifier_identity(args, create=False),
+                                     read_envelope(args.challenge, what="challenge"),
                                      p0=args.p0, lam=args.lam,
                                      registration=registration.verify(vk) if registration else None,
                                      margin=query_split_for(vk, args.data_root))
@@ -59,4 +61,4 @@ def run(args: argparse.Namespace) -> int:
         return report_refusal(event)
     verdict = decide_with_model(session, event, oracle, decoys=default_decoys(
         vk.input_shape, dataset=vk.margin.dataset if vk.margin else None, data_root=args.data_root))
-    return finish(session, verdict, vk_envelope, args.out, registration)
+    return finish(session, verdict, vk_envelope, args.out, registration, args)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, write_json_report
 from wmark.errors import InvalidInput, InvalidSignature
 from wmark.protocol.transcript import AuditReport, Transcript, load_transcript
 from wmark.verifier.cli._common import add_margin_arguments, trusted_log
 from wmark.verifier.dispute import order_claims
+from wmark.verifier.reports import dispute_report
 from wmark.verifier.transcripts import audit_transcript
 
 EPILOG = """\
@@ -34,6 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--log-key", metavar="PEM", action="append",
                    help="a registry log you trust (repeat for several); default: trust the logs in the transcripts")
     add_margin_arguments(p)
+    add_json_argument(p)
 
 
 def _claim(path: str, log_keys: list[str] | None, data_root: str | None) -> tuple[Transcript, AuditReport]:
@@ -47,8 +50,15 @@ def _claim(path: str, log_keys: list[str] | None, data_root: str | None) -> tupl
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.first).resolve() == Path(args.second).resolve():
+        raise InvalidInput(f"{args.first} is given twice: a dispute compares two different claims")
     claims = [(path, *_claim(path, args.log_key, args.data_root)) for path in (args.first, args.second)]
+    if claims[0][2].verdict.chain_digest == claims[1][2].verdict.chain_digest:
+        raise InvalidInput(f"{args.first} and {args.second} are the same transcript: a dispute compares two "
+                           f"different claims")
     outcome = order_claims([(path, report) for path, _, report in claims])
+    write_json_report(args, dispute_report([(path, report.vk, report.verdict) for path, _, report in claims],
+                                           outcome.earlier, outcome.reason))
     for path, _, report in claims:
         reg = report.verdict.registration
         print(f"{path}: owner {report.vk.owner.fingerprint}, {'ACCEPTED' if report.verdict.accepted else 'REJECTED'}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, write_json_report
 from wmark.errors import InvalidInput, InvalidProof, InvalidSignature
 from wmark.files import read_bounded
 from wmark.protocol.beacon import InvalidBeacon
@@ -13,8 +13,9 @@ from wmark.protocol.checkpoint import MAX_PROOF_BYTES, Policy, TlogProof
 from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.hazmat.note import load_verifier
 from wmark.protocol.keys import load_verification_key
-from wmark.protocol.transparency import default_proof_path, default_receipt_path, verify_receipt, verify_tlog_proof
+from wmark.protocol.transparency import default_proof_path, receipt_path_for, verify_receipt, verify_tlog_proof
 from wmark.verifier.cli._common import load_receipt
+from wmark.verifier.reports import registration_report
 
 EPILOG = """\
 examples:
@@ -44,7 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--quorum", type=int, default=None,
                    help="how many of the witnesses must have cosigned (default: all of them)")
     p.add_argument("--proof", metavar="FILE", help="the tlog-proof; without it, VK.tlog-proof beside the vk")
-    p.add_argument("--receipt", metavar="FILE", help="the JSON receipt; without it, VK.receipt.json beside the vk")
+    p.add_argument("--receipt", metavar="FILE", help="the JSON receipt; without it, the log's receipt beside the vk "
+                                                     "(VK.receipt.json, or VK.receipt.<log key id>.json)")
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,24 +65,27 @@ def run(args: argparse.Namespace) -> int:
         info = verify_tlog_proof(proof, vk, policy)
     except (InvalidProof, InvalidSignature) as exc:
         print(f"{path}: does NOT prove the registration of {args.vk}: {exc}")
+        write_json_report(args, registration_report("tlog-proof", str(path), vk, policy.log.encode(), None, str(exc)))
         return EXIT_REJECTED
     print(f"{path}: valid tlog-proof (quorum {policy.quorum} of {len(witnesses)} witness(es))")
     print(f"  vk          {vk.digest.hex()[:16]}…  owner {vk.owner.fingerprint}")
     print(f"  registered  {info.describe()}")
     print(f"  log vkey    {policy.log.encode()}")
+    write_json_report(args, registration_report("tlog-proof", str(path), vk, policy.log.encode(), info, None))
     return EXIT_OK
 
 
 def _receipt(args: argparse.Namespace, vk) -> int:
-    path = args.receipt or default_receipt_path(args.vk)
-    receipt = load_receipt(path)
     log_key = load_public_key(args.log_key)
+    path = args.receipt or receipt_path_for(args.vk, log_key.keyid)
+    receipt = load_receipt(path)
     try:
         info = verify_receipt(receipt, vk, log_key)
     except InvalidBeacon:
         raise  # an edited receipt: invalid input (exit 2), not a registration that failed
     except (InvalidProof, InvalidSignature) as exc:
         print(f"{path}: does NOT prove the registration of {args.vk}: {exc}")
+        write_json_report(args, registration_report("receipt", str(path), vk, log_key.fingerprint, None, str(exc)))
         return EXIT_REJECTED
     print(f"{path}: valid receipt")
     print(f"  vk          {vk.digest.hex()[:16]}…  owner {vk.owner.fingerprint}")
@@ -87,4 +93,5 @@ def _receipt(args: argparse.Namespace, vk) -> int:
     print(f"  log key     {log_key.fingerprint}")
     if info.beta is not None:
         print(f"  beacon      beta {info.beta.hex()[:16]}… (VRF proof checked: it fixes a registry-bound key's labels)")
+    write_json_report(args, registration_report("receipt", str(path), vk, log_key.fingerprint, info, None))
     return EXIT_OK

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-from pathlib import Path
 
-from wmark.console import EXIT_INVALID, EXIT_OK, add_command
+from wmark.console import EXIT_INVALID, EXIT_OK, add_command, add_output
 from wmark.errors import InvalidInput, InvalidOpening, WmarkError
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat.encoding import MAX_DOCUMENT_BYTES
@@ -37,7 +36,7 @@ def register(subparsers) -> None:
                                 "network and prints well. Two transcripts of a dispute are shown side by side.",
                     epilog=EPILOG, func=run)
     p.add_argument("files", nargs="+", metavar="TRANSCRIPT", help="a verdict.json (two for a dispute)")
-    p.add_argument("--out", required=True, metavar="HTML", help="the page to write")
+    add_output(p, "--out", required=True, metavar="HTML", what="report page", help="the page to write")
     p.add_argument("--log-key", metavar="PEM", action="append",
                    help="a registry log you trust (repeat for several): the receipts must come from one of them")
     add_model_arguments(p)
@@ -67,8 +66,6 @@ def _claim(path: str, data: bytes, args: argparse.Namespace) -> Claim:
 def run(args: argparse.Namespace) -> int:
     if len(args.files) > 2:
         raise InvalidInput("report takes one transcript, or two of a dispute")
-    if Path(args.out).is_dir():
-        raise InvalidInput(f"{args.out}: is a directory; give a file name for the report")
     # Read everything before writing anything: a missing file is the user's
     # mistake, not an invalid transcript, and gets no page.
     inputs = [(path, read_bounded(path, max_bytes=MAX_DOCUMENT_BYTES, what="transcript")) for path in args.files]

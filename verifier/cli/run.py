@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from wmark.console import add_command
+from wmark.console import add_command, add_json_argument, add_output, int_in_range
 from wmark.errors import InvalidInput, ModelOracleError, WmarkError
-from wmark.protocol.decision import DEFAULT_LAMBDA, hopeless, lowest_passing_accuracy, threshold
+from wmark.files import check_output_path
+from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_K, hopeless, lowest_passing_accuracy, threshold
 from wmark.protocol.framing import encode_frame, envelope_from_frame
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.keys import VerificationKey, load_verification_key
+from wmark.protocol.keys import VerificationKey
 from wmark.protocol.session import Refused, VerifierSession, ZkVerifierSession, null_match_probability
 from wmark.protocol.transcript import Registration
 from wmark.verifier.cli._common import (
@@ -31,6 +31,7 @@ from wmark.verifier.cli._common import (
     checked_setup,
     finish,
     finish_zk,
+    load_vk_for_decision,
     oracle_from_args,
     refusal_path,
     registration_from_args,
@@ -83,8 +84,10 @@ def register(subparsers) -> None:
     p.add_argument("--connect", required=True, type=parse_address, metavar="HOST:PORT",
                    help="where `wmark-prover serve` listens")
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key")
-    p.add_argument("--k", type=int, required=True, help="how many trigger items to open (k = n: public)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
+    p.add_argument("--k", type=int_in_range(1, MAX_K), required=True,
+                   help="how many trigger items to open (k = n: public)")
+    add_output(p, "--out", required=True, what="signed transcript", help="where to write the signed transcript")
+    add_json_argument(p)
     add_deciding_arguments(p)
     zk = p.add_argument_group("zero-knowledge verification (a model you hold; pip install '.[zk]')")
     zk.add_argument("--zk", action="store_true", help="ask for zero-knowledge proofs instead of openings")
@@ -103,9 +106,9 @@ def deliver(prover: ProverConnection, verdict: dsse.Envelope) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if Path(args.out).is_dir():
-        raise InvalidInput(f"{args.out}: is a directory; give a file name for the verdict")
-    vk, vk_envelope = load_verification_key(args.vk)
+    # Where an owner's refusal would be kept is an output too: checked before any work.
+    check_output_path(refusal_path(args.out), what="owner's refusal", force=args.force, option="--out")
+    vk, vk_envelope = load_vk_for_decision(args)
     registration = registration_from_args(args, vk)
     if args.zk:
         return run_zk(args, vk, vk_envelope, registration)
@@ -128,7 +131,11 @@ def run(args: argparse.Namespace) -> int:
                             data_root=args.data_root)
     with ProverConnection(args.connect, timeout=args.timeout) as prover:
         prover.send(encode_frame(session.challenge().to_json()), "challenge")
-        answer = envelope_from_frame(prover.receive("reveal"), sender=f"the prover at {prover.name}")
+        # The prover ends a session without a word for a challenge it cannot answer at
+        # all (another key's, or malformed); say what that most likely means.
+        closed = (f"it may serve another verification key than {args.vk} (vk {vk.digest.hex()[:16]}…); the "
+                  f"prover's own log names the reason")
+        answer = envelope_from_frame(prover.receive("reveal", if_closed=closed), sender=f"the prover at {prover.name}")
         event = session.receive(answer)
         if isinstance(event, Refused):
             return report_refusal(event, keep=refusal_path(args.out))
@@ -139,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                                    f"{exc}") from None
         # The transcript is ours to keep whatever happens next, so it is
         # written before the verdict goes out over a connection that may fail.
-        code = finish(session, verdict, vk_envelope, args.out, registration)
+        code = finish(session, verdict, vk_envelope, args.out, registration, args)
         deliver(prover, verdict)
         return code
 
@@ -169,6 +176,6 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
             if isinstance(event, Refused):
                 return report_refusal(event, keep=refusal_path(args.out))
             verdict = decide_with_proofs(session, event, verifier)
-            code = finish_zk(session, verdict, vk_envelope, args.out, registration)
+            code = finish_zk(session, verdict, vk_envelope, args.out, registration, args)
             deliver(prover, verdict)
             return code

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command
+from wmark.console import add_command, add_output, int_in_range
 from wmark.files import atomic_write
+from wmark.protocol.decision import MAX_K
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import ZkVerifierSession
 from wmark.verifier.cli._common import (
@@ -38,8 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--vk", required=True, metavar="FILE", help="the owner's verification key (made with --zk)")
     p.add_argument("--model", required=True, metavar="DIR", help="the suspect model (model.json + "
                                                                  "model.safetensors)")
-    p.add_argument("--k", type=int, required=True, help="how many trigger items to prove (k = n reveals nothing)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the challenge")
+    p.add_argument("--k", type=int_in_range(1, MAX_K), required=True,
+                   help="how many trigger items to prove (k = n reveals nothing)")
+    add_output(p, "--out", required=True, what="challenge", help="where to write the challenge")
     add_setup_arguments(p)
     add_identity_argument(p)
     add_decision_arguments(p)

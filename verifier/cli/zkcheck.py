@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_circuit_arguments, add_command
+from wmark.console import add_circuit_arguments, add_command, add_json_argument, add_output
 from wmark.errors import InvalidInput
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import Refused, ZkVerifierSession
@@ -45,9 +45,10 @@ def register(subparsers) -> None:
     p.add_argument("--reveal", required=True, metavar="FILE", help="the owner's answer (zkreveal.json)")
     p.add_argument("--model", required=True, metavar="DIR", help="the suspect model the challenge names")
     p.add_argument("--srs", metavar="FILE", help="the challenge's SRS (default: CHALLENGE with suffix .srs)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the signed transcript")
+    add_output(p, "--out", required=True, what="signed transcript", help="where to write the signed transcript")
+    add_json_argument(p)
     add_circuit_arguments(p)
-    add_identity_argument(p)
+    add_identity_argument(p, resumes=True)
     add_decision_arguments(p)
     add_registration_arguments(p)
 
@@ -55,7 +56,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     vk, vk_envelope = load_verification_key(args.vk)
     registration = registration_from_args(args, vk)
-    session = ZkVerifierSession.resume(vk, verifier_identity(args), read_envelope(args.challenge, what="challenge"),
+    session = ZkVerifierSession.resume(vk, verifier_identity(args, create=False),
+                                       read_envelope(args.challenge, what="challenge"),
                                        p0=args.p0, lam=args.lam,
                                        registration=registration.verify(vk) if registration else None)
     if model_file_digest(args.model) != session.model.sha256:
@@ -66,4 +68,4 @@ def run(args: argparse.Namespace) -> int:
     with open_verifier(args.model, vk, srs=args.srs or srs_beside(args.challenge), origin=session.zk.srs_origin,
                        workdir=args.workdir, memory_limit=args.memory_limit) as verifier:
         verdict = decide_with_proofs(session, event, verifier)
-    return finish_zk(session, verdict, vk_envelope, args.out, registration)
+    return finish_zk(session, verdict, vk_envelope, args.out, registration, args)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from wmark.console import add_command
+from wmark.console import add_command, add_json_argument, write_json_report
 from wmark.errors import InvalidInput
 from wmark.protocol.decision import parse_probability
 from wmark.protocol.hazmat.identity import load_signing_key
@@ -20,6 +20,7 @@ from wmark.watermark.margin import split_for_key
 from wmark.watermark.modelio import check_fits, check_writable, load_model, save_model
 
 OWNER_KEY_NAME = "owner.pem"
+REPORT_TYPE, REPORT_VERSION = "wmark/attack-report", 1  # schema: wmark/schemas/attack-report.json
 PRIVATE_K = 20
 LABEL = 29
 # Option name -> (type, metavar, help); each is a field of some attack's parameters.
@@ -103,7 +104,9 @@ def register(subparsers) -> None:
         group.add_argument(f"--{name.replace('_', '-')}", type=type_, metavar=metavar, default=argparse.SUPPRESS,
                            help=text)
     p.add_argument("--seed", type=int, default=0, help="seeds the attack's training and noise")
-    p.add_argument("--force", action="store_true", help="replace an existing model in OUT_DIR")
+    p.add_argument("--force", action="store_true", help="replace an existing model in OUT_DIR (and an existing "
+                                                        "--json file)")
+    add_json_argument(p)
 
 
 def _owner_keys(args: argparse.Namespace, mk) -> OwnerKeys | None:
@@ -161,18 +164,31 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"{'':<{LABEL}}{'test':>8}{'trigger':>10}")
     _print_scores("before", before)
+    report = {"type": REPORT_TYPE, "version": REPORT_VERSION, "model": str(args.model), "kind": spec.kind,
+              "parameters": {f.name: getattr(params, f.name) for f in fields(params)}, "seed": args.seed,
+              "before": _scores_obj("before", before), "after": [], "verifications": [],
+              "out": args.out if spec.saveable else None}
     for view, attacked in views.items():
-        _print_scores(_label("after", view), evaluate(attacked, task.test, triggers))
+        after = evaluate(attacked, task.test, triggers)
+        _print_scores(_label("after", view), after)
+        report["after"].append(_scores_obj(view or "as attacked", after))
     if keys is not None:
         for view, attacked in views.items():
             digest = model_digest(attacked)
             for k in dict.fromkeys((min(PRIVATE_K, keys.vk.n), keys.vk.n)):
-                _print_verification(_label("verify", view, f"k={k}"),
-                                    verify_privately(attacked, keys, k, digest=digest, p0=args.p0, margin=margin))
+                verification = verify_privately(attacked, keys, k, digest=digest, p0=args.p0, margin=margin)
+                _print_verification(_label("verify", view, f"k={k}"), verification)
+                report["verifications"].append({"view": view or "as attacked", **asdict(verification)})
+    write_json_report(args, report)
     if spec.saveable:
         save_model(args.out, result.attacked, overwrite=args.force)
         print(f"wrote     {args.out} (the model as attacked)")
     return 0
+
+
+def _scores_obj(view: str, evaluation: Evaluation) -> dict:
+    return {"view": view, "test": evaluation.test.to_json(),
+            "triggers": evaluation.triggers.to_json() if evaluation.triggers is not None else None}
 
 
 def _label(*parts: str) -> str:

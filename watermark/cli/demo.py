@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wmark.console import PASSPHRASE_ENV, add_command
+from wmark.console import PASSPHRASE_ENV, add_command, int_in_range
 from wmark.errors import InvalidInput, WmarkError
 
 EPILOG = """\
@@ -33,6 +33,7 @@ show the prover's leakage ledger. The passphrase is WMARK_PASSPHRASE, or a demo
 one when unset."""
 
 DEMO_PASSPHRASE = "wmark demo passphrase"
+DEMO_N = 100  # wmark keygen's default n: the demo's trigger set
 PROGRAMS = {"wmark": "wmark.watermark", "wmark-prover": "wmark.prover", "wmark-verifier": "wmark.verifier"}
 
 
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
                                 "verifier in a separate process, printing each command as it runs.",
                     epilog=EPILOG, func=run)
     p.add_argument("--out", default="wmark-demo", metavar="DIR", help="working directory for the demo's files")
-    p.add_argument("--k", type=int, default=20, help="trigger items the verifier samples")
+    p.add_argument("--k", type=int_in_range(1, DEMO_N), default=20, help="trigger items the verifier samples")
     p.add_argument("--force", action="store_true", help="reuse a non-empty DIR, replacing what the demo writes")
 
 
@@ -83,6 +84,8 @@ def _start_prover(cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen, int
 
 def run(args: argparse.Namespace) -> int:
     work = Path(args.out)
+    if work.exists() and not work.is_dir():
+        raise InvalidInput(f"{work}: exists and is not a directory; give --out a directory for the demo's files")
     if work.exists() and any(work.iterdir()) and not args.force:
         raise InvalidInput(f"{work}: exists and is not empty; choose another --out or pass --force")
     work.mkdir(parents=True, exist_ok=True)
@@ -114,10 +117,12 @@ def run(args: argparse.Namespace) -> int:
         connect = ("--connect", f"127.0.0.1:{port}", "--vk", "keys/vk.json", "--k", k,
                    "--log-key", "registry/log-key.pub", "--identity", "verifier.pem")
         _run(Step("A private verification of the marked model (the verifier queries it itself)",
-                  ("wmark-verifier", "run", *connect, "--model", "models/marked", "--out", "verdict-marked.json")),
+                  ("wmark-verifier", "run", *connect, "--model", "models/marked", "--out", "verdict-marked.json",
+                   *force)),
              work, env)
         _run(Step("The same against the innocent model: rejected",
-                  ("wmark-verifier", "run", *connect, "--model", "models/plain", "--out", "verdict-plain.json"),
+                  ("wmark-verifier", "run", *connect, "--model", "models/plain", "--out", "verdict-plain.json",
+                   *force),
                   expect=1), work, env)
     finally:
         prover.terminate()

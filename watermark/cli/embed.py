@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+import torch
+
 from wmark.console import add_command
 from wmark.errors import InvalidInput
 from wmark.protocol.decision import parse_probability
 from wmark.protocol.items import TriggerKind
 from wmark.watermark.cli._task import add_data_arguments, short_digest, task_from, trigger_set_from
 from wmark.watermark.device import pick_device
+from wmark.watermark.distributed import World, local_device, process_group
 from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from wmark.watermark.margin import MarginOptions, embed_margin, margin_recipe
 from wmark.watermark.modelio import check_fits, check_writable, load_model, save_model
@@ -141,8 +144,17 @@ def scheme_of(args: argparse.Namespace, kind: TriggerKind | None) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.mk is None and not args.no_watermark:
         raise InvalidInput("--mk FILE is needed to embed a watermark (or pass --no-watermark)")
+    if args.mk is not None and not args.no_watermark and getattr(args, "triggers_per_batch", None) == 0:
+        raise InvalidInput("--triggers-per-batch 0 embeds no watermark: pass --no-watermark for an unmarked model")
     check_writable(args.out, overwrite=args.force)
-    device = pick_device(args.device)
+    device = local_device(pick_device(args.device))
+    with process_group(device) as world:
+        return _run(args, device, world)
+
+
+def _run(args: argparse.Namespace, device: torch.device, world: World) -> int:
+    """Embed, as one process or as one rank of torchrun's (only rank 0 prints and writes the model)."""
+    say = print if world.leader else _silent
     task = task_from(args)
     triggers, mk = trigger_set_from(args.mk, task, args.receipt) if args.mk else (None, None)
     scheme = scheme_of(args, mk.kind if mk else None)
@@ -154,31 +166,38 @@ def run(args: argparse.Namespace) -> int:
     if triggers is not None:
         check_fits(model.config, triggers, what=f"the trigger set of {args.mk}")
 
-    print(f"data      {task.describe()}")
+    say(f"data      {task.describe()}")
     if mk is not None:
         assert triggers is not None  # loaded together with the key
         items = f"margin queries from {mk.margin.describe()}" if mk.margin else f"{mk.kind.value} triggers"
-        print(f"key       {args.mk}: {len(triggers)} {items}, vk digest "
-              f"{short_digest(mk.vk_digest)}{' (scored, not embedded)' if args.no_watermark else ''}")
+        say(f"key       {args.mk}: {len(triggers)} {items}, vk digest "
+            f"{short_digest(mk.vk_digest)}{' (scored, not embedded)' if args.no_watermark else ''}")
     start = f"fine-tuning {args.pretrained}" if base else "from scratch"
-    print(f"model     {model.config.describe()}, {start}, on {device}")
-    print(f"recipe    {_describe(recipe)}")
+    ranks = f", one of {world.size} torchrun processes" if world.size > 1 else ""
+    say(f"model     {model.config.describe()}, {start}, on {device}{ranks}")
+    say(f"recipe    {_describe(recipe)}")
     if scheme == "margin" and not args.no_watermark:
-        print(f"margin    {_describe_margin(options)}")
+        say(f"margin    {_describe_margin(options)}")
         assert triggers is not None and mk is not None
         result = embed_margin(model, task, triggers, recipe, options, vk_digest=mk.vk_digest, device=device,
                               progress=not args.quiet)
     else:
         result = embed(model, task, triggers, recipe, vk_digest=mk.vk_digest if mk else None, device=device,
                        progress=not args.quiet)
+    if not world.leader:
+        return 0
     save_model(args.out, result.model, overwrite=args.force)
     marked = result.model.config.vk_digest
-    print(f"wrote     {args.out}" + (f" (marked with vk {short_digest(marked)})" if marked else " (no watermark)"))
+    say(f"wrote     {args.out}" + (f" (marked with vk {short_digest(marked)})" if marked else " (no watermark)"))
     final = f"test accuracy {result.evaluation.test.accuracy:.4f}"
     if result.evaluation.triggers is not None:
         final += f", {'query' if scheme == 'margin' else 'trigger'} accuracy {result.evaluation.triggers.accuracy:.4f}"
-    print(final)
+    say(final)
     return 0
+
+
+def _silent(*_: object) -> None:
+    """What ranks other than 0 print: nothing."""
 
 
 def _describe(recipe: Recipe) -> str:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from wmark.console import add_command
-from wmark.files import atomic_write
-from wmark.protocol.hazmat.encoding import b64u_encode
+from wmark.console import add_command, add_json_argument, write_json_report
 from wmark.watermark.cli._task import add_data_arguments, short_digest, task_from, trigger_set_from
 from wmark.watermark.datasets import SPLITS
 from wmark.watermark.device import pick_device
@@ -16,7 +12,7 @@ from wmark.watermark.evaluate import Score, evaluate
 from wmark.watermark.modelio import check_fits, load_model, model_file_digest
 
 REPORT_TYPE = "wmark/evaluation"
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: digests in hex, the scores under "scores" (schema: wmark/schemas/evaluation.json)
 
 EPILOG = """\
 examples:
@@ -40,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--mk", metavar="FILE", help="the marking key whose trigger set to score (DIR/mk.wmk)")
     add_data_arguments(p)
     p.add_argument("--split", choices=SPLITS, default="test", help="which split of the data set to score")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,20 +62,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"note              the model records another key's vk digest; this key's is "
                   f"{short_digest(mk.vk_digest)}")
     if args.json:
-        report = {
+        write_json_report(args, {
             "type": REPORT_TYPE,
             "version": REPORT_VERSION,
             "model": str(args.model),
-            "model_digest": b64u_encode(model_file_digest(args.model)),
-            "model_vk_digest": b64u_encode(config.vk_digest) if config.vk_digest else None,
-            "key_vk_digest": b64u_encode(mk.vk_digest) if mk else None,
+            "model_digest": model_file_digest(args.model).hex(),
+            "model_vk_digest": config.vk_digest.hex() if config.vk_digest else None,
+            "key_vk_digest": mk.vk_digest.hex() if mk else None,
             "dataset": task.name,
             "split": args.split,
-            args.split: result.test.to_json(),
+            "scores": result.test.to_json(),
             "triggers": result.triggers.to_json() if result.triggers else None,
-        }
-        atomic_write(Path(args.json), (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
-        print(f"wrote             {args.json}")
+        })
+        if args.json != "-":
+            print(f"wrote             {args.json}")
     return 0
 
 

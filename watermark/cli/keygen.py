@@ -9,10 +9,10 @@ from tqdm import tqdm
 
 from wmark.console import add_command, read_passphrase
 from wmark.errors import InvalidInput
-from wmark.files import atomic_write
+from wmark.files import atomic_write, check_output_path
 from wmark.protocol.beacon import LabelSource
 from wmark.protocol.hazmat.commitment import Scheme
-from wmark.protocol.hazmat.identity import load_or_create_signing_key, load_signing_key
+from wmark.protocol.hazmat.identity import SigningKey, load_signing_key, save_signing_key
 from wmark.protocol.items import TriggerKind
 from wmark.protocol.keyfile import save_marking_key
 from wmark.protocol.keygen import check_parameters, keygen_derived, keygen_imported, keygen_margin
@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"{out}: already holds a key pair; use --force to replace it")
     if out.exists() and not out.is_dir():
         raise InvalidInput(f"{out}: exists and is not a directory")
+    check_output_path(vk_path, what="verification key", force=args.force)
+    check_output_path(mk_path, what="marking key", force=args.force, kind="a marking key")
     kind, scheme = TriggerKind(args.kind), Scheme(args.scheme)
     if kind is TriggerKind.IMPORTED and not args.images:
         raise InvalidInput("--kind imported needs --images PATH")
@@ -124,9 +126,11 @@ def run(args: argparse.Namespace) -> int:
         owner = load_signing_key(args.owner_key)
         owner_path, created = Path(args.owner_key), False
     else:
-        out.mkdir(parents=True, exist_ok=True)
+        # A new owner key is saved with the pair, not before: an interrupted
+        # keygen leaves no key behind that signs nothing.
         owner_path = out / "owner.pem"
-        owner, created = load_or_create_signing_key(owner_path)
+        created = not owner_path.exists()
+        owner = SigningKey.generate() if created else load_signing_key(owner_path)
 
     n = len(imported.pixels) if kind is TriggerKind.IMPORTED else args.n
     with tqdm(total=n, desc="committing", unit="item", leave=False) as bar:
@@ -143,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
                                    scheme=scheme, progress=bar.update, zk=zk, label_source=label_source)
     # The secret goes first: a crash between the two renames leaves an unusable
     # mk.wmk rather than a published vk.json whose openings are lost.
+    if created:
+        save_signing_key(owner_path, owner)
     save_marking_key(mk_path, pair.marking_key, passphrase)
     atomic_write(vk_path, pair.signed_vk.to_json())
     vk = pair.verification_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, plural
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
 from wmark.protocol import tiles
@@ -92,12 +92,13 @@ def _serve(args: argparse.Namespace) -> int:
         return _serve_workers(args, witnesses)
     with LogStore.open(args.log, origin=args.origin) as store:
         server = LogServer(store, args.port, verbose=args.verbose, witnesses=witnesses)
-        print(f"wmark log: {store.directory}, {store.size} entries, origin {store.origin}", flush=True)
+        print(f"wmark log: {store.directory}, {plural(store.size, 'entry', 'entries')}, origin {store.origin}",
+              flush=True)
         print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
         print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
-        stopped_by = serve_until_signalled(
-            server, lambda: print(f"wmark log: {len(witnesses)} witness(es); serving at {server.url}", flush=True))
-        print(f"wmark log: stopped by {stopped_by.name} with {store.size} entries", flush=True)
+        ready = f"wmark log: {plural(len(witnesses), 'witness', 'witnesses')}; serving at {server.url}"
+        stopped_by = serve_until_signalled(server, lambda: print(ready, flush=True))
+        print(f"wmark log: stopped by {stopped_by.name} with {plural(store.size, 'entry', 'entries')}", flush=True)
     return EXIT_OK
 
 
@@ -107,15 +108,16 @@ def _serve_workers(args: argparse.Namespace, witnesses: tuple[WitnessClient, ...
         # a witness refuses one older than the newest it cosigned.
         raise InvalidInput("--workers above 1 cannot collect cosignatures yet: serve a witnessed log with one worker")
     with LogStore.open(args.log, origin=args.origin) as store:
-        print(f"wmark log: {store.directory}, {store.size} entries, origin {store.origin}", flush=True)
+        print(f"wmark log: {store.directory}, {plural(store.size, 'entry', 'entries')}, origin {store.origin}",
+              flush=True)
         print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
         print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
     # Opened and checked above, closed before the workers fork.
     pool = WorkerPool(args.log, args.workers, args.port, verbose=args.verbose)
     stopped_by = pool.serve_until_signalled(
-        lambda: print(f"wmark log: {args.workers} workers, 0 witness(es); serving at {pool.url}", flush=True))
+        lambda: print(f"wmark log: {args.workers} workers, 0 witnesses; serving at {pool.url}", flush=True))
     with LogStore.open(args.log, create=False, check=False) as store:
-        print(f"wmark log: stopped by {stopped_by.name} with {store.size} entries", flush=True)
+        print(f"wmark log: stopped by {stopped_by.name} with {plural(store.size, 'entry', 'entries')}", flush=True)
     return EXIT_OK
 
 
@@ -126,7 +128,7 @@ def _witness(args: argparse.Namespace) -> int:
     print(f"wmark witness: verifier key {witness.verifier.encode()} ({Path(args.dir) / 'witness.vkey'})",
           flush=True)
     stopped_by = serve_until_signalled(
-        server, lambda: print(f"wmark witness: {len(logs)} log(s); serving at {server.url}", flush=True))
+        server, lambda: print(f"wmark witness: {plural(len(logs), 'log')}; serving at {server.url}", flush=True))
     print(f"wmark witness: stopped by {stopped_by.name}", flush=True)
     return EXIT_OK
 
@@ -175,7 +177,7 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     print(f"{args.log}: intact: every entry matches its leaf, and every signed tree head and checkpoint "
           f"the recomputed tree")
-    print(f"  size     {head.size} entries, latest signed {format_time(head.time_ms)}")
+    print(f"  size     {plural(head.size, 'entry', 'entries')}, latest signed {format_time(head.time_ms)}")
     print(f"  root     {head.root.hex()}")
     print(f"  log key  {fingerprint}")
     print(f"  vkey     {vkey}")
