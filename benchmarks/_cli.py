@@ -16,7 +16,7 @@ import torch
 
 from wmark.errors import InvalidInput
 from wmark.watermark.datasets import DATASETS, LabelledImages, TaskData, load_task
-from wmark.watermark.device import DEVICE_CHOICES
+from wmark.watermark.device import add_device_argument
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def training_parser(description: str | None, *, epochs_help: str) -> argparse.Ar
                              "files (default /usr/share/datasets/fashion-mnist, apt-get install dataset-fashion-mnist)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
     parser.add_argument("--epochs", type=int, help=epochs_help)
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    add_device_argument(parser)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
     parser.add_argument("--label", metavar="TEXT",

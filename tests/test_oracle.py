@@ -1,5 +1,5 @@
 """The verifier's model oracle: local models, and an Open Inference Protocol
-server that is not our code (KServe's ModelServer on loopback)."""
+server, ``wmark serve-model`` (KServe's ModelServer) on loopback."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from wmark.watermark.triggers import trigger_set_from_marking_key
 def kserve_endpoint(request, digits_world):
     pytest.importorskip("kserve")
     port = free_port()
-    extra = ["--classes"] if request.param == "classes" else []
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.kserve_server", str(digits_world.marked), "m",
-                             str(port), *extra], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "wmark.watermark", "serve-model", "--model", str(digits_world.marked),
+                             "--name", "m", "--port", str(port), "--answer", request.param, "--device", "cpu"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -39,7 +39,7 @@ def kserve_endpoint(request, digits_world):
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"KServe server did not start: {proc.stderr.read().decode()[-2000:]}")
+                pytest.fail(f"wmark serve-model did not start: {proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.3)
         yield url
     finally:
@@ -61,6 +61,27 @@ def test_kserve_endpoint_answers_like_the_local_model(kserve_endpoint, digits_wo
 def test_unknown_model_name_is_an_oracle_error(kserve_endpoint):
     with pytest.raises(ModelOracleError, match="HTTP 404"):
         open_oracle(endpoint=kserve_endpoint, model_name="nope").classify(np.zeros((1, 1, 8, 8), np.uint8))
+
+
+def test_served_model_refuses_requests_outside_the_contract(kserve_endpoint):
+    def infer(shape, data, datatype="FP32"):
+        return httpx.post(f"{kserve_endpoint}/v2/models/m/infer", timeout=30, json={
+            "inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]})
+    assert infer([1, 1, 8, 8], [0.5] * 64).status_code == 200
+    for response, message in [(infer([1, 1, 8, 8], [255.0] * 64), "in [0, 1]"),
+                              (infer([1, 3, 8, 8], [0.5] * 192), "expected shape"),
+                              (infer([1, 1, 8, 8], [0] * 64, "INT64"), "FP32")]:
+        assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_local_model_runs_on_the_device_asked_for(digits_world, monkeypatch):
+    from wmark.watermark import device
+
+    asked = []
+    real = device.pick_device
+    monkeypatch.setattr(device, "pick_device", lambda name="auto": asked.append(name) or real("cpu"))
+    oracle = open_oracle(model_dir=str(digits_world.marked), device="cpu")
+    assert oracle.classify(np.zeros((2, 1, 8, 8), np.uint8)).shape == (2,) and asked == ["cpu"]
 
 
 def fake_endpoint(handler) -> InferenceEndpoint:

@@ -43,23 +43,27 @@ class ModelOracle(Protocol):
 class LocalModel:
     model_dir: str
     model_ref: ModelRef
+    # Where the model runs: a --device name (auto, cpu, cuda, cuda:N), resolved when it is queried.
+    device: str = "auto"
 
     @classmethod
-    def open(cls, model_dir: str) -> "LocalModel":
+    def open(cls, model_dir: str, *, device: str = "auto") -> "LocalModel":
         from wmark.watermark.modelio import model_file_digest
 
-        return cls(model_dir, ModelRef(sha256=model_file_digest(model_dir)))
+        return cls(model_dir, ModelRef(sha256=model_file_digest(model_dir)), device)
 
     def classify(self, images: np.ndarray) -> np.ndarray:
         import numpy as np
 
+        from wmark.watermark.device import pick_device
         from wmark.watermark.evaluate import predict
         from wmark.watermark.modelio import load_model, model_file_digest
 
         # Re-digest at query time: the model answering must be the one the challenge names.
         if model_file_digest(self.model_dir) != self.model_ref.sha256:
             raise ModelOracleError(f"{self.model_dir}: the model files changed since the challenge named them")
-        return predict(load_model(self.model_dir), images).argmax(axis=1).astype(np.int64)
+        model = load_model(self.model_dir).to(pick_device(self.device))
+        return predict(model, images).argmax(axis=1).astype(np.int64)
 
 
 class InferenceEndpoint:
@@ -123,7 +127,7 @@ class InferenceEndpoint:
 
 
 def open_oracle(*, model_dir: str | None = None, endpoint: str | None = None, model_name: str | None = None,
-                timeout: float = DEFAULT_TIMEOUT) -> ModelOracle:
+                timeout: float = DEFAULT_TIMEOUT, device: str = "auto") -> ModelOracle:
     if (model_dir is None) == (endpoint is None):
         raise ModelOracleError("give either a model directory (--model) or an endpoint (--endpoint, --model-name)")
     if endpoint is not None:
@@ -131,4 +135,4 @@ def open_oracle(*, model_dir: str | None = None, endpoint: str | None = None, mo
             raise ModelOracleError("--endpoint needs --model-name")
         return InferenceEndpoint(endpoint, model_name, timeout=timeout)
     assert model_dir is not None  # exactly one of model_dir and endpoint, checked above
-    return LocalModel.open(model_dir)
+    return LocalModel.open(model_dir, device=device)

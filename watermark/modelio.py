@@ -9,6 +9,10 @@
 Version 1 wrote the digest in base64url; it is still read (docs/design.md
 section 6: digests are hex wherever people or pipelines read them).
 
+plus ``"class_names": ["cat", ...]`` when the model's classes have names
+(``wmark import-model --class-names``); without names the field is absent, so
+the files, and with them every model digest, are as before it existed.
+
 ``model.safetensors`` holds the network's tensors under the names of its
 ``state_dict``.  Loading never unpickles: a pickle or ``torch.save`` zip is
 recognised by its first bytes and refused, and every tensor's name, shape and
@@ -60,6 +64,7 @@ READ_CONFIG_VERSIONS = (1, 2)
 MODEL_DIGEST_TAG = "wmark/model/v1"
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_WEIGHTS_BYTES = 4 * 1024 ** 3
+MAX_CLASS_NAME = 200
 # A safetensors file opens with the 8-byte little-endian length of its JSON
 # header; more than this is not a header but a file of some other kind.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -93,6 +98,8 @@ class ModelConfig:
     preprocessing: Preprocessing
     # The digest of the verification key whose trigger set was embedded, if any.
     vk_digest: bytes | None = None
+    # Class i's name, when the owner gave names (import-model --class-names).
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         c, h, w = self.input_shape
@@ -104,6 +111,8 @@ class ModelConfig:
             raise InvalidInput(f"preprocessing is for {len(self.preprocessing.mean)} channels, the input has {c}")
         if self.vk_digest is not None and len(self.vk_digest) != 32:
             raise InvalidInput("a vk digest is 32 bytes")
+        if self.class_names is not None:
+            check_class_names(self.class_names, self.num_classes)
 
     @property
     def shape_text(self) -> str:
@@ -113,7 +122,9 @@ class ModelConfig:
         return f"{self.arch}, {self.num_classes} classes, {self.shape_text} input"
 
     def to_json(self) -> bytes:
+        names = {} if self.class_names is None else {"class_names": list(self.class_names)}
         return canonical_json({
+            **names,
             "type": CONFIG_TYPE,
             "version": CONFIG_VERSION,
             "arch": self.arch,
@@ -129,7 +140,8 @@ class ModelConfig:
         version = obj.get("version") if isinstance(obj, dict) else None
         obj = expect_header(obj, type_=CONFIG_TYPE, what=what,
                             version=version if version in READ_CONFIG_VERSIONS else CONFIG_VERSION)
-        only_fields(obj, {"type", "version", "arch", "num_classes", "input_shape", "preprocessing", "vk_digest"},
+        only_fields(obj, {"type", "version", "arch", "num_classes", "input_shape", "preprocessing", "vk_digest",
+                          "class_names"},
                     what=what)
         arch = field(obj, "arch", str, what=what)
         check_arch(arch)
@@ -139,6 +151,9 @@ class ModelConfig:
         pre = field(obj, "preprocessing", dict, what=what)
         only_fields(pre, {"mean", "std"}, what=f"{what}: preprocessing")
         digest = obj.get("vk_digest")
+        names = obj.get("class_names")
+        if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+            raise DecodeError(f"{what}: class_names must be a list of strings")
         try:
             return cls(
                 arch=arch,
@@ -148,11 +163,24 @@ class ModelConfig:
                 vk_digest=None if digest is None else (
                     b64u_decode(digest, what=f"{what}: vk_digest", size=32) if version == 1
                     else hex_decode(digest, what=f"{what}: vk_digest", size=32)),
+                class_names=None if names is None else tuple(names),
             )
         except DecodeError:
             raise
         except InvalidInput as exc:
             raise DecodeError(f"{what}: {exc}") from None
+
+
+def check_class_names(names: tuple[str, ...], num_classes: int) -> None:
+    """One short, printable, distinct name per class."""
+    if len(names) != num_classes:
+        raise InvalidInput(f"{len(names)} class names for {num_classes} classes")
+    for i, name in enumerate(names):
+        if not name or len(name) > MAX_CLASS_NAME or not name.isprintable() or name != name.strip():
+            raise InvalidInput(f"class name {i} ({name[:40]!r}) must be 1 to {MAX_CLASS_NAME} printable characters "
+                               f"without surrounding spaces")
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"class names repeat: {sorted({n for n in names if names.count(n) > 1})[:3]}")
 
 
 def _floats(obj: dict[str, Any], name: str, *, what: str) -> tuple[float, ...]:
@@ -263,7 +291,8 @@ def load_model(model_dir: str | os.PathLike[str]) -> Classifier:
         tensors = load_tensors(weights)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise DecodeError(f"{root / WEIGHTS_NAME}: not a valid safetensors file ({exc})") from None
-    _check_tensors(tensors, model.net.state_dict(), what=f"{root / WEIGHTS_NAME}", config=config)
+    check_tensors(tensors, model.net.state_dict(), what=f"{root / WEIGHTS_NAME}",
+                  fit=f"the config's {config.describe()}")
     model.net.load_state_dict(tensors, strict=True)
     return model.eval()
 
@@ -282,11 +311,17 @@ def model_file_digest(model_dir: str | os.PathLike[str]) -> bytes:
     return tagged_hash(MODEL_DIGEST_TAG, *_model_files(model_dir))
 
 
+def looks_like_safetensors(data: bytes) -> bool:
+    """Whether ``data`` opens like a safetensors file: a plausible header length, then JSON."""
+    if len(data) < 9:
+        return False
+    header = int.from_bytes(data[:8], "little")
+    return header <= min(MAX_HEADER_BYTES, len(data) - 8) and data[8:9] == b"{"
+
+
 def _check_safetensors(data: bytes, *, what: str) -> None:
-    if len(data) >= 9:
-        header = int.from_bytes(data[:8], "little")
-        if header <= min(MAX_HEADER_BYTES, len(data) - 8) and data[8:9] == b"{":
-            return
+    if looks_like_safetensors(data):
+        return
     for magic, kind in _PICKLE_MAGIC:
         if data.startswith(magic):
             raise DecodeError(
@@ -295,19 +330,24 @@ def _check_safetensors(data: bytes, *, what: str) -> None:
     raise DecodeError(f"{what}: not a safetensors file")
 
 
-def _check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], *,
-                   what: str, config: ModelConfig) -> None:
-    fit = f"the config's {config.describe()}"
+def check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], *,
+                  what: str, fit: str) -> None:
+    """Refuse ``tensors`` unless they have exactly the names, shapes and kinds of
+    ``expected`` (a network's ``state_dict``); the message names the first few misfits."""
+    def first(names: list[str], sep: str = ", ") -> str:
+        return sep.join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
-        parts = [f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-                 for label, names in (("missing", missing), ("unexpected", extra)) if names]
+        parts = [f"{label} {first(names)}" for label, names in (("missing", missing), ("unexpected", extra)) if names]
         raise DecodeError(f"{what}: tensors do not fit {fit}: {'; '.join(parts)}")
+    shapes = [f"{name} has shape {list(tensors[name].shape)}, needs {list(want.shape)}"
+              for name, want in expected.items() if tensors[name].shape != want.shape]
+    if shapes:
+        raise DecodeError(f"{what}: tensor shapes do not fit {fit}: {first(shapes, '; ')}")
     for name, want in expected.items():
         got = tensors[name]
-        if got.shape != want.shape:
-            raise DecodeError(f"{what}: tensor {name} has shape {list(got.shape)}, {fit} needs {list(want.shape)}")
         if got.dtype.is_floating_point != want.dtype.is_floating_point or (
                 not want.dtype.is_floating_point and got.dtype != want.dtype):
             raise DecodeError(f"{what}: tensor {name} is {got.dtype}, {fit} needs {want.dtype}")

@@ -30,6 +30,7 @@ from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, receipt_path
 from wmark.protocol.zk import srs_beside
 from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
 from wmark.verifier.reports import verdict_report
+from wmark.watermark.device import add_device_argument
 
 DEFAULT_IDENTITY = "verifier.pem"
 
@@ -40,11 +41,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--endpoint", metavar="URL", help="KServe v2 / Open Inference Protocol base URL")
     group.add_argument("--model-name", metavar="NAME", help="the model's name at --endpoint")
     group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per endpoint request")
+    add_device_argument(group)  # --model: where the verifier runs the model it holds
 
 
 def oracle_from_args(args: argparse.Namespace) -> ModelOracle:
     return open_oracle(model_dir=args.model, endpoint=args.endpoint, model_name=args.model_name,
-                       timeout=args.timeout)
+                       timeout=args.timeout, device=args.device)
 
 
 def add_identity_argument(parser: argparse.ArgumentParser, *, resumes: bool = False) -> None:

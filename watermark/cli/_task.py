@@ -12,7 +12,7 @@ from wmark.files import read_bounded
 from wmark.protocol.keys import MarkingKey
 from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt
 from wmark.watermark.datasets import DATASETS, FASHION_ROOT, INSTALL_HINT, TaskData, load_task
-from wmark.watermark.device import DEVICE_CHOICES
+from wmark.watermark.device import add_device_argument
 from wmark.watermark.margin import split_for_key
 from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
@@ -27,8 +27,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "nothing is downloaded")
     parser.add_argument("--image-size", type=int, default=32, metavar="PX",
                         help="imagefolder: images are resized to PX x PX")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
-                        help="where to compute; auto picks CUDA when a GPU is visible")
+    add_device_argument(parser)
 
 
 def task_from(args: argparse.Namespace) -> TaskData:
