@@ -12,8 +12,10 @@ recomputes the very same threshold and p-value as the verifier did.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -23,23 +25,29 @@ from wmark.errors import InvalidInput
 DEFAULT_LAMBDA = 40
 MAX_LAMBDA = 256
 MAX_K = 10_000
+# The exact tails are integers of about k * log2(denominator) bits: at k =
+# MAX_K and this denominator (1/L for up to 100,000 classes, six decimals for
+# an imported set's p0), one decision is a few seconds of arithmetic; at
+# 10^12 it was a quarter of a minute, and with the earlier Fractions, hours.
+MAX_P0_DENOMINATOR = 10**6
 
 
-_PROBABILITY = re.compile(r"[0-9]{1,12}/[0-9]{1,12}|[0-9]?\.[0-9]{1,12}")
+_PROBABILITY = re.compile(r"[0-9]{1,7}/[0-9]{1,7}|[0-9]?\.[0-9]{1,6}")
 
 
 def parse_probability(text: str | Fraction, *, what: str = "p0") -> Fraction:
     # A bounded syntax: Fraction() itself would try to build 10**999999999 from "1e-999999999".
     if isinstance(text, str) and not _PROBABILITY.fullmatch(text):
-        raise InvalidInput(f"{what}: {text!r} is not a probability like 1/10 or 0.1")
+        raise InvalidInput(f"{what}: {text[:40]!r} is not a probability like 1/10 or 0.1 (a denominator of at "
+                           f"most {MAX_P0_DENOMINATOR}, at most six decimals)")
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError, TypeError):
         raise InvalidInput(f"{what}: {text!r} is not a probability like 1/10 or 0.1") from None
     if not 0 < value < 1:
         raise InvalidInput(f"{what}: {text} must be strictly between 0 and 1")
-    if value.denominator > 10**12:
-        raise InvalidInput(f"{what}: {text} has an unreasonably large denominator")
+    if value.denominator > MAX_P0_DENOMINATOR:
+        raise InvalidInput(f"{what}: {text} has a denominator above {MAX_P0_DENOMINATOR} (at most six decimals)")
     return value
 
 
@@ -74,32 +82,78 @@ def hopeless(k: int, p0: Fraction, lam: int) -> str | None:
             f"{format_probability(tail(k, k, p0))} > 2^-{lam}; {need}")
 
 
-@lru_cache(maxsize=64)
-def _tails(k: int, p0: Fraction) -> tuple[Fraction, ...]:
-    """``tails[t] = P[Binomial(k, p0) >= t]`` for t = 0..k+1, exactly."""
+def _check(k: int, p0: Fraction) -> None:
+    """Bound the work before doing it: the tails cost k * log2(denominator) bits a term."""
     if not 1 <= k <= MAX_K:
         raise InvalidInput(f"sample size k={k} must be between 1 and {MAX_K}")
-    q = 1 - p0
-    pmf = [Fraction(math.comb(k, j)) * p0**j * q ** (k - j) for j in range(k + 1)]
-    tails = [Fraction(0)] * (k + 2)
-    for t in range(k, -1, -1):
-        tails[t] = tails[t + 1] + pmf[t]
-    return tuple(tails)
+    if not 0 < p0 < 1 or p0.denominator > MAX_P0_DENOMINATOR:
+        raise InvalidInput(f"p0={p0} must be in (0, 1) with a denominator of at most {MAX_P0_DENOMINATOR}")
 
 
+def _terms(k: int, p0: Fraction, *, downward: bool) -> Iterator[tuple[int, int]]:
+    """``(j, C(k, j) a^j b^(k-j))`` for ``p0 = a/d``, ``b = d - a``: the binomial pmf
+    times ``d^k``, from ``j = k`` down or from ``j = 0`` up.
+
+    Integers only (written here: no library has it): each term follows from
+    the last by one multiplication and one *exact* division by small numbers,
+    ``term[j+1] (j+1) b = term[j] (k-j) a``, so a tail over k = 10,000 items
+    costs milliseconds where summing Fractions (a gcd per addition) took minutes.
+    """
+    a, d = p0.numerator, p0.denominator
+    b = d - a
+    if downward:
+        term = a**k
+        for j in range(k, -1, -1):
+            yield j, term
+            if j:
+                term = term * j * b // ((k - j + 1) * a)
+    else:
+        term = b**k
+        for j in range(k + 1):
+            yield j, term
+            if j < k:
+                term = term * (k - j) * a // ((j + 1) * b)
+
+
+@lru_cache(maxsize=256)
 def tail(matches: int, k: int, p0: Fraction) -> Fraction:
     """The exact p-value ``P[Binomial(k, p0) >= matches]``."""
-    return _tails(k, p0)[max(0, min(matches, k + 1))]
+    _check(k, p0)
+    if matches <= 0:
+        return Fraction(1)
+    if matches > k:
+        return Fraction(0)
+    whole = p0.denominator**k
+    if matches > k // 2:  # sum the shorter side
+        upper = sum(term for j, term in itertools.takewhile(lambda jt: jt[0] >= matches,
+                                                             _terms(k, p0, downward=True)))
+    else:
+        upper = whole - sum(term for j, term in itertools.takewhile(lambda jt: jt[0] < matches,
+                                                                     _terms(k, p0, downward=False)))
+    return Fraction(upper, whole)
 
 
+@lru_cache(maxsize=256)
 def threshold(k: int, p0: Fraction, lam: int = DEFAULT_LAMBDA) -> int | None:
     """``tau``, or None when even ``k`` matches out of ``k`` are not significant enough."""
-    bound = Fraction(1, 2**lam)
-    tails = _tails(k, p0)
-    for t in range(k + 1):
-        if tails[t] <= bound:
-            return t
-    return None
+    return _scan(k, p0, lam, None)[0]
+
+
+def _scan(k: int, p0: Fraction, lam: int, matches: int | None) -> tuple[int | None, int | None]:
+    """``tau``, and the tail at ``matches`` times ``d^k`` if the scan for ``tau`` passed it."""
+    _check(k, p0)
+    if not 1 <= lam <= MAX_LAMBDA:
+        raise InvalidInput(f"lambda={lam} must be between 1 and {MAX_LAMBDA}")
+    # tail(t) <= 2^-lam  <=>  upper(t) * 2^lam <= d^k; tails grow as t falls.
+    whole, upper, tau, at_matches = p0.denominator**k, 0, None, None
+    for t, term in _terms(k, p0, downward=True):
+        upper += term
+        if t == matches:
+            at_matches = upper
+        if upper << lam > whole:
+            break
+        tau = t
+    return tau, at_matches
 
 
 def neg_log2(p: Fraction) -> float:
@@ -149,7 +203,11 @@ class Decision:
 def decide(matches: int, k: int, p0: Fraction, lam: int = DEFAULT_LAMBDA) -> Decision:
     if not 0 <= matches <= k:
         raise InvalidInput(f"{matches} matches out of k={k}")
-    return Decision(matches, k, p0, lam, threshold(k, p0, lam), tail(matches, k, p0))
+    tau, upper = _scan(k, p0, lam, matches)
+    # The threshold's scan passes the p-value's tail on its way unless the
+    # matches lie below the threshold; only then is the tail summed apart.
+    p_value = Fraction(upper, p0.denominator**k) if upper is not None else tail(matches, k, p0)
+    return Decision(matches, k, p0, lam, tau, p_value)
 
 
 def _binomial_sf_float(t: int, k: int, a: float) -> float:

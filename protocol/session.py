@@ -581,6 +581,30 @@ class VerdictReceived:
 _PROVER_MESSAGES = {Challenge.PAYLOAD_TYPE: ProverEvent.CHALLENGE, Verdict.PAYLOAD_TYPE: ProverEvent.VERDICT}
 
 
+# A refusal before any challenge was read ("busy, retry later") names no
+# challenge: it carries this digest, which no challenge can have.
+BUSY_DIGEST = bytes(32)
+
+
+def busy_refusal(owner: SigningKey, retry_after_s: int) -> dsse.Envelope:
+    """The owner's signed "busy, retry after N s", for a verifier turned away unheard."""
+    return Refusal(BUSY_DIGEST, f"busy: the prover is serving as many sessions as it takes; retry after "
+                                f"{retry_after_s} s").sign(owner)
+
+
+def busy_reason(envelope: dsse.Envelope, vk: VerificationKey) -> str | None:
+    """The reason of a busy refusal the key's owner signed, or None for any other envelope."""
+    if envelope.payload_type != Refusal.PAYLOAD_TYPE:
+        return None
+    try:
+        dsse.verify(envelope, vk.owner, payload_type=Refusal.PAYLOAD_TYPE, what="refusal")
+        refusal = decode(envelope, (Refusal,))
+    except WmarkError:
+        return None
+    assert isinstance(refusal, Refusal)
+    return refusal.reason if refusal.challenge_digest == BUSY_DIGEST else None
+
+
 class ProverSession:
     """The owner's side of both kinds of session: which kind it is in is the
     challenge's to say, so its state machine (``wmark.protocol.state.PROVER``)

@@ -92,8 +92,11 @@ class Transcript:
 
     @classmethod
     def from_json(cls, data: bytes, *, what: str = "transcript") -> "Transcript":
-        obj = expect_header(parse_json(data, what=what, max_bytes=MAX_DOCUMENT_BYTES), type_=TRANSCRIPT_TYPE,
-                            version=VERSION, what=what)
+        return cls.from_obj(parse_json(data, what=what, max_bytes=MAX_DOCUMENT_BYTES), what=what)
+
+    @classmethod
+    def from_obj(cls, obj: Any, *, what: str = "transcript") -> "Transcript":
+        obj = expect_header(obj, type_=TRANSCRIPT_TYPE, version=VERSION, what=what)
         only_fields(obj, {"type", "version", "verification_key", "challenge", "reveal", "verdict", "registration"},
                     what=what)
         registration = obj.get("registration")
@@ -145,11 +148,26 @@ def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditR
 
     ``margin``: for a margin key, the auditor's copy of its query split.
     """
-    vk = verify_vk_envelope(transcript.vk, what="verification key")
+    return audit_with_key(transcript, verify_vk_envelope(transcript.vk, what="verification key"), margin=margin)
+
+
+def audit_with_key(transcript: Transcript, vk: VerificationKey, *, margin: QuerySplit | None = None) -> AuditReport:
+    """:func:`audit`, for a caller that has checked ``vk = verify_vk_envelope(transcript.vk)``
+    already (to find its query split): a 10,000-item key is not decoded twice."""
     challenge, challenge_digest = check_challenge(transcript.challenge)
     if challenge.vk_digest != vk.digest or challenge.n != vk.n:
         raise InvalidOpening("challenge: it names another verification key")
-    # The receipt first: a registry-bound key's labels are re-derived from its beacon.
+    # Cheap checks first (signatures, structure, the bounds on k and p0 that
+    # decoding enforces), so a crafted transcript is refused before any
+    # opening is checked or any binomial tail computed (docs/design.md section 4).
+    dsse.verify(transcript.verdict, challenge.verifier, payload_type=Verdict.PAYLOAD_TYPE, what="verdict")
+    verdict = decode(transcript.verdict, (Verdict,))
+    assert isinstance(verdict, Verdict)
+    if verdict.model != challenge.model:
+        raise InvalidOpening("verdict: it is about another model than the challenge")
+    if verdict.challenge_digest != challenge_digest or verdict.k != challenge.k:
+        raise InvalidOpening("verdict: it judges another challenge")
+    # The receipt before the reveal: a registry-bound key's labels are re-derived from its beacon.
     registration = transcript.registration.verify(vk) if transcript.registration else None
     if vk.registry_bound and (registration is None or registration.beta is None):
         raise InvalidOpening("transcript: a registry-bound key's labels come from its registration receipt, "
@@ -163,11 +181,6 @@ def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditR
     else:
         _, zk_items = check_zk_reveal(transcript.reveal, vk, challenge, challenge_digest)
         items, answer = (), ZkReveal
-    dsse.verify(transcript.verdict, challenge.verifier, payload_type=Verdict.PAYLOAD_TYPE, what="verdict")
-    verdict = decode(transcript.verdict, (Verdict,))
-    assert isinstance(verdict, Verdict)
-    if verdict.model != challenge.model:
-        raise InvalidOpening("verdict: it is about another model than the challenge")
     labelled = [(i.index, i.label) for i in items] or [(i.index, zk_label(i, vk, beta)) for i in zk_items]
     if [(r.index, r.label) for r in verdict.results] != labelled:
         raise InvalidOpening("verdict: its items or labels are not those of the reveal")

@@ -26,6 +26,8 @@ import json
 import os
 import re
 import sqlite3
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -37,14 +39,22 @@ from wmark.errors import InvalidInput, LocalProtocolError, WmarkError
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import canonical_json, parse_json
 from wmark.protocol.keys import VerificationKey
-from wmark.protocol.messages import ModelRef, Verdict
-from wmark.protocol.session import ChallengeReceived, ProverSession, ProverState, VerdictReceived, now
+from wmark.protocol.messages import Challenge, ModelRef, Reveal, Verdict, decode
+from wmark.protocol.session import (
+    ChallengeReceived,
+    ProverSession,
+    ProverState,
+    VerdictReceived,
+    build_verdict,
+    now,
+    null_match_probability,
+)
 
 DEFAULT_BUDGET = Fraction(1, 2)
 # "wmkl": marks the file as a wmark ledger, so another application's SQLite
 # database is refused rather than written into.
 APPLICATION_ID = 0x776D6B6C
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # How long a transaction waits for another process holding the write lock.
 BUSY_TIMEOUT_S = 60.0
 _BUDGET_SYNTAX = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+|[0-9]+/[0-9]+")
@@ -84,9 +94,28 @@ CREATE TABLE verdicts (
     accepted INTEGER NOT NULL,
     matches INTEGER NOT NULL,
     k INTEGER NOT NULL,
-    envelope BLOB NOT NULL
+    envelope BLOB NOT NULL,
+    consistent INTEGER NOT NULL DEFAULT 1,
+    note TEXT
+);
+""" + "CREATE TABLE zk_sessions (" + """
+    seq INTEGER PRIMARY KEY,
+    digest BLOB NOT NULL,
+    received TEXT NOT NULL,
+    received_s REAL NOT NULL,
+    verifier TEXT NOT NULL,
+    model TEXT NOT NULL,
+    k INTEGER NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('proving', 'refused')),
+    reason TEXT
 );
 """
+# Version 1 ledgers had neither ZK sessions nor checked verdicts.
+_MIGRATE_FROM_1 = """
+ALTER TABLE verdicts ADD COLUMN consistent INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE verdicts ADD COLUMN note TEXT;
+""" + _SCHEMA[_SCHEMA.index("CREATE TABLE zk_sessions"):]
+ZK_WINDOW_S = 3600.0
 
 
 class Outcome(str, Enum):
@@ -111,9 +140,67 @@ def parse_budget(text: str | Fraction) -> Fraction:
     return value
 
 
-def default_ledger_path(mk_path: str | os.PathLike[str]) -> Path:
-    """Beside the marking key, so a key and the record of its leakage travel together."""
-    return Path(f"{os.fspath(mk_path)}.ledger.sqlite")
+@dataclass(frozen=True)
+class VerifierPolicy:
+    """Who may spend the leakage budget, and how much each (docs/design.md section 4).
+
+    ``allowed``: the verifier key fingerprints answered at all (None: any);
+    ``share``: the largest fraction of the trigger set one verifier key's
+    challenges may make public; ``zk_per_hour``: zero-knowledge sessions one
+    verifier key may start per hour (each costs the owner tens of seconds of CPU).
+    """
+
+    allowed: frozenset[str] | None = None
+    share: Fraction | None = None
+    zk_per_hour: int | None = None
+
+    def refuses(self, verifier: str) -> str | None:
+        if self.allowed is not None and verifier not in self.allowed:
+            return f"verifier key {verifier} is not one this prover answers (its allow-list)"
+        return None
+
+
+LEDGER_HOME_ENV = "WMARK_LEDGER_DIR"
+
+
+def ledger_home() -> Path:
+    """Where ledgers live by default: ``$WMARK_LEDGER_DIR``, else
+    ``$XDG_DATA_HOME/wmark/ledgers`` (``~/.local/share/wmark/ledgers``)."""
+    if os.environ.get(LEDGER_HOME_ENV):
+        return Path(os.environ[LEDGER_HOME_ENV])
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "wmark" / "ledgers"
+
+
+def default_ledger_path(vk_digest: bytes) -> Path:
+    """The ledger of the key with this vk digest, in :func:`ledger_home`.
+
+    Found by the key's identity, not the marking key file's path: a copy of
+    ``mk.wmk`` moved or copied anywhere still answers through the same ledger,
+    so moving the key never resets its leakage budget (docs/design.md section 4).
+    """
+    return ledger_home() / f"{vk_digest.hex()}.sqlite"
+
+
+def _seen_path(vk_digest: bytes) -> Path:
+    return ledger_home() / f"{vk_digest.hex()}.seen"
+
+
+def note_ledger_use(path: Path, vk_digest: bytes) -> list[Path]:
+    """Remember that ``path`` holds a ledger of this key; the other ledgers of it
+    remembered before that still exist and are not ``path``."""
+    seen = _seen_path(vk_digest)
+    here = str(path.resolve())
+    try:
+        known = [line for line in seen.read_text("utf-8").splitlines() if line]
+    except (FileNotFoundError, UnicodeDecodeError):
+        known = []
+    if here not in known:
+        seen.parent.mkdir(parents=True, exist_ok=True)
+        # One short line appended with O_APPEND: concurrent provers cannot interleave it.
+        with open(seen, "a", encoding="utf-8") as fh:
+            fh.write(here + "\n")
+    return [Path(p) for p in dict.fromkeys(known) if p != here and Path(p).is_file()]
 
 
 @dataclass(frozen=True)
@@ -143,6 +230,55 @@ class VerdictNote:
     accepted: bool
     matches: int
     k: int
+    mismatch: str | None = None  # why the verdict does not follow from its results, if it does not
+
+
+@dataclass(frozen=True)
+class ZkSessionEntry:
+    """A zero-knowledge session as the ledger remembers it: it revealed nothing."""
+
+    received: str
+    verifier: str
+    k: int
+    outcome: str
+    reason: str | None
+
+
+def verdict_mismatch(verdict: Verdict, vk: VerificationKey, challenge: dsse.Envelope,
+                     response: dsse.Envelope) -> str | None:
+    """Why ``verdict`` does not follow from what the owner revealed, or None.
+
+    The owner knows the items and labels it opened; whether the model answered
+    them is the verifier's word, but the decision must follow from those
+    answers (docs/design.md section 4), so it is recomputed here.
+    """
+    reveal = decode(response, (Reveal,))
+    assert isinstance(reveal, Reveal)
+    decided = decode(challenge, (Challenge,))
+    assert isinstance(decided, Challenge)
+    # A registry-bound key's labels are the committed ones shifted by the
+    # receipt's beacon, which the owner does not hold here: only its indices
+    # are compared; the decision is recomputed from the results all the same.
+    if vk.registry_bound:
+        if [r.index for r in verdict.results] != [o.index for o in reveal.openings]:
+            return "its items are not those this owner revealed"
+    elif [(r.index, r.label) for r in verdict.results] != [(o.index, o.label) for o in reveal.openings]:
+        return "its items or labels are not those this owner revealed"
+    if (vk.kind.seeded or vk.registry_bound) and verdict.p0 != null_match_probability(vk, None):
+        return f"it assumes p0={verdict.p0}, but a {vk.kind.value} set has p0={null_match_probability(vk, None)}"
+    if decided.lam is not None and (verdict.lam, verdict.p0) != (decided.lam, decided.p0):
+        return (f"it was decided with lambda={verdict.lam}, p0={verdict.p0}, but the challenge fixed "
+                f"lambda={decided.lam}, p0={decided.p0}")
+    try:
+        rebuilt = build_verdict(vk, verdict.challenge_digest, Reveal.digest_of(response), decided.model,
+                                verdict.results, verdict.p0, verdict.lam, verdict.registration, verdict.decided)
+    except WmarkError as exc:
+        return f"its decision cannot be recomputed: {exc}"
+    if rebuilt != verdict:
+        return (f"it says {'ACCEPTED' if verdict.accepted else 'REJECTED'} with {verdict.matches} of {verdict.k} "
+                f"matches, but its results give {rebuilt.matches} matches, "
+                f"{'ACCEPTED' if rebuilt.accepted else 'REJECTED'}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -195,8 +331,9 @@ def _refusal_reason(prior: int, new: int, n: int, k: int, budget: Fraction) -> s
 class Ledger:
     """A ledger file bound to one verification key."""
 
-    def __init__(self, path: Path, vk_digest: bytes, n: int) -> None:
+    def __init__(self, path: Path, vk_digest: bytes, n: int, *, created: bool = False) -> None:
         self.path, self.vk_digest, self.n = path, vk_digest, n
+        self.created = created  # made by this open: no challenge answered through it yet
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], vk: VerificationKey) -> "Ledger":
@@ -205,12 +342,14 @@ class Ledger:
         if p.is_dir():
             raise InvalidInput(f"{p}: is a directory, not a ledger file")
         with _guarded(p):
+            p.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(p)
             try:
                 # WAL is a property of the file; setting it needs no transaction open.
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("BEGIN IMMEDIATE")
-                if _is_blank(conn):
+                created = _is_blank(conn)
+                if created:
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     for statement in _SCHEMA.split(";"):
@@ -218,6 +357,8 @@ class Ledger:
                             conn.execute(statement)
                     conn.execute("INSERT INTO binding (id, vk_digest, n, created) VALUES (1, ?, ?, ?)",
                                  (vk.digest, vk.n, now()))
+                else:
+                    _migrate(conn, p)
                 conn.execute("COMMIT")
             finally:
                 conn.close()
@@ -226,7 +367,13 @@ class Ledger:
             raise InvalidInput(f"{p}: this ledger belongs to another verification key (vk digest "
                                f"{ledger.vk_digest.hex()[:16]}…, this key is {vk.digest.hex()[:16]}…); "
                                f"give each key its own ledger")
+        ledger.created = created
         return ledger
+
+    def others(self) -> list[Path]:
+        """Record this ledger as one of its key's; the other ledgers this key has
+        answered through before (on this machine, as far as it was told), if any."""
+        return note_ledger_use(self.path, self.vk_digest)
 
     @classmethod
     def open_existing(cls, path: str | os.PathLike[str]) -> "Ledger":
@@ -268,7 +415,7 @@ class Ledger:
                 conn.close()
 
     def respond(self, session: ProverSession, challenge: dsse.Envelope, *,
-                budget: Fraction = DEFAULT_BUDGET) -> Response:
+                budget: Fraction = DEFAULT_BUDGET, policy: VerifierPolicy = VerifierPolicy()) -> Response:
         """Receive ``challenge`` into ``session`` and return the committed answer to send.
 
         Raises :class:`RemoteProtocolError` for an invalid challenge (nothing
@@ -278,10 +425,10 @@ class Ledger:
             raise LocalProtocolError(f"the session has already received a challenge ({session.state.value})")
         event = session.receive(challenge)
         assert isinstance(event, ChallengeReceived)
-        return self.answer(session, event, challenge, budget=budget)
+        return self.answer(session, event, challenge, budget=budget, policy=policy)
 
     def answer(self, session: ProverSession, event: ChallengeReceived, challenge: dsse.Envelope, *,
-               budget: Fraction = DEFAULT_BUDGET) -> Response:
+               budget: Fraction = DEFAULT_BUDGET, policy: VerifierPolicy = VerifierPolicy()) -> Response:
         """:meth:`respond` for a challenge ``session`` has received already (``event``)."""
         if event.challenge.zk is not None:
             raise LocalProtocolError("a zero-knowledge challenge is answered with proofs, which reveal no item: "
@@ -299,11 +446,22 @@ class Ledger:
             new = tuple(sorted(set(event.indices) - prior))
             # Items already public cost nothing to show again, so only a
             # challenge that opens new ones can break the budget.
+            verifier = event.challenge.verifier.fingerprint
+            # A challenge that can never be accepted (labels: docs/design.md section 4) is refused
+            # first; then the owner's policy, then the verifier's share, then the whole budget.
             reason: str | None = event.problem
-            if reason is not None:
-                outcome, new, envelope = Outcome.REFUSED, (), session.refuse(reason)
-            elif new and Fraction(len(prior) + len(new), self.n) > budget:
+            if reason is None:
+                reason = policy.refuses(verifier)
+            if reason is None and new and policy.share is not None:
+                (spent,) = conn.execute("SELECT count(*) FROM revealed JOIN challenges USING (seq) "
+                                        "WHERE challenges.verifier = ?", (verifier,)).fetchone()
+                if Fraction(spent + len(new), self.n) > policy.share:
+                    reason = (f"this verifier's share of the leakage budget is exceeded: its challenges made "
+                              f"{spent} of {self.n} items public, this one would add {len(new)}, past its share "
+                              f"of {float(policy.share):.1%}")
+            if reason is None and new and Fraction(len(prior) + len(new), self.n) > budget:
                 reason = _refusal_reason(len(prior), len(new), self.n, event.challenge.k, budget)
+            if reason is not None:
                 outcome, new, envelope = Outcome.REFUSED, (), session.refuse(reason)
             else:
                 outcome, envelope = Outcome.REVEALED, session.reveal()
@@ -338,25 +496,60 @@ class Ledger:
                         event.challenge.verifier.fingerprint, event.challenge.model, event.challenge.k, (),
                         revealed, self.n, reason)
 
-    def record_verdict(self, event: VerdictReceived) -> None:
-        """Keep the verifier's signed verdict beside the reveal it judged."""
+    def record_verdict(self, event: VerdictReceived, vk: VerificationKey) -> str | None:
+        """Keep the verifier's signed verdict beside the reveal it judged, checked
+        first against what the owner knows: the items and labels it revealed, and
+        the decision those results imply.  A verdict that does not follow (an
+        "ACCEPTED 20/20" whose results show no match) is kept, marked as a
+        mismatch; the reason is returned (None when it is consistent)."""
         digest = Verdict.digest_of(event.envelope)
         with self._transaction(write=True) as conn:
-            row = conn.execute("SELECT seq FROM challenges WHERE digest = ? AND outcome = 'revealed'",
-                               (event.verdict.challenge_digest,)).fetchone()
+            row = conn.execute("SELECT seq, challenge, response FROM challenges WHERE digest = ? AND "
+                               "outcome = 'revealed'", (event.verdict.challenge_digest,)).fetchone()
             if row is None:
                 raise LocalProtocolError("the ledger holds no reveal for the challenge this verdict judges")
-            conn.execute("INSERT OR IGNORE INTO verdicts (digest, seq, received, accepted, matches, k, envelope) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            note = verdict_mismatch(event.verdict, vk, dsse.Envelope.from_json(bytes(row[1])),
+                                    dsse.Envelope.from_json(bytes(row[2])))
+            conn.execute("INSERT OR IGNORE INTO verdicts (digest, seq, received, accepted, matches, k, envelope, "
+                         "consistent, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (digest, row[0], now(), int(event.verdict.accepted), event.verdict.matches,
-                          event.verdict.k, event.envelope.to_json()))
+                          event.verdict.k, event.envelope.to_json(), int(note is None), note))
+        return note
+
+    def admit_zk(self, event: ChallengeReceived, *, policy: VerifierPolicy = VerifierPolicy(),
+                 clock: Callable[[], float] = time.time) -> str | None:
+        """Record a zero-knowledge session before any proving starts; the reason to
+        refuse it (allow-list, or the verifier's hourly rate), or None to go on.
+        Proofs reveal no item, so they cost no budget, but each is recorded."""
+        verifier = event.challenge.verifier.fingerprint
+        with self._transaction(write=True) as conn:
+            reason = policy.refuses(verifier)
+            if reason is None and policy.zk_per_hour is not None:
+                (recent,) = conn.execute("SELECT count(*) FROM zk_sessions WHERE verifier = ? AND outcome = "
+                                         "'proving' AND received_s > ?", (verifier, clock() - ZK_WINDOW_S)).fetchone()
+                if recent >= policy.zk_per_hour:
+                    reason = (f"verifier key {verifier} has started {recent} zero-knowledge sessions in the last "
+                              f"hour, this prover's limit (each costs it tens of seconds of CPU); retry later")
+            conn.execute("INSERT INTO zk_sessions (digest, received, received_s, verifier, model, k, outcome, "
+                         "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (event.digest, now(), clock(), verifier,
+                          canonical_json(event.challenge.model.to_obj()).decode(), event.challenge.k,
+                          "refused" if reason else "proving", reason))
+        return reason
+
+    def zk_sessions(self) -> tuple[ZkSessionEntry, ...]:
+        with self._transaction(write=False) as conn:
+            rows = conn.execute("SELECT received, verifier, k, outcome, reason FROM zk_sessions ORDER BY seq").fetchall()
+        return tuple(ZkSessionEntry(*row) for row in rows)
 
     def entries(self) -> tuple[LedgerEntry, ...]:
         with self._transaction(write=False) as conn:
             verdicts: dict[int, list[VerdictNote]] = {}
-            for seq, received, accepted, matches, k in conn.execute(
-                    "SELECT seq, received, accepted, matches, k FROM verdicts ORDER BY received, digest"):
-                verdicts.setdefault(seq, []).append(VerdictNote(received, bool(accepted), matches, k))
+            for seq, received, accepted, matches, k, consistent, note in conn.execute(
+                    "SELECT seq, received, accepted, matches, k, consistent, note FROM verdicts "
+                    "ORDER BY received, digest"):
+                verdicts.setdefault(seq, []).append(
+                    VerdictNote(received, bool(accepted), matches, k, None if consistent else (note or "mismatch")))
             rows = conn.execute("SELECT seq, received, digest, verifier, model, k, indices, new_indices, outcome, "
                                 "reason FROM challenges ORDER BY seq").fetchall()
         return tuple(
@@ -391,6 +584,17 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring a wmark ledger of an older schema up to this one, inside the caller's transaction."""
+    (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if app_id == APPLICATION_ID and version == 1:
+        for statement in _MIGRATE_FROM_1.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _is_blank(conn: sqlite3.Connection) -> bool:

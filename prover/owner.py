@@ -16,7 +16,7 @@ from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.keys import MarkingKey, VerificationKey, key_set_mismatch
 from wmark.protocol.session import ProverSession
-from wmark.prover.ledger import Ledger, Outcome, Response
+from wmark.prover.ledger import Ledger, Outcome, Response, VerifierPolicy
 
 
 @dataclass(frozen=True, repr=False)
@@ -28,23 +28,24 @@ class Prover:
     owner: SigningKey
     ledger: Ledger
     budget: Fraction
+    policy: VerifierPolicy = VerifierPolicy()
 
     def session(self) -> ProverSession:
         return ProverSession(self.mk, self.vk, self.owner)
 
     def answer(self, session: ProverSession, challenge: dsse.Envelope) -> Response:
-        return self.ledger.respond(session, challenge, budget=self.budget)
+        return self.ledger.respond(session, challenge, budget=self.budget, policy=self.policy)
 
 
 def open_prover(mk: MarkingKey, vk: VerificationKey, owner: SigningKey, *, ledger: str | os.PathLike[str],
-                budget: Fraction, mk_name: str = "the marking key",
+                budget: Fraction, policy: VerifierPolicy = VerifierPolicy(), mk_name: str = "the marking key",
                 vk_name: str = "the verification key") -> Prover:
     """The prover of one owner's key set, refused (naming ``mk_name`` and ``vk_name``)
     unless the three keys belong together, with the ledger at ``ledger``."""
     mismatch = key_set_mismatch(mk, vk, owner.public_key, mk_name=mk_name, vk_name=vk_name)
     if mismatch is not None:
         raise InvalidInput(mismatch)
-    return Prover(mk, vk, owner, Ledger.open(ledger, vk), budget)
+    return Prover(mk, vk, owner, Ledger.open(ledger, vk), budget, policy)
 
 
 def describe(response: Response, budget: Fraction) -> str:

@@ -12,7 +12,8 @@ A zero-knowledge challenge is followed by the SRS it pins, as raw frames
 (:class:`~wmark.protocol.framing.BlobReceiver` checks its size and hash), and is
 answered with ezkl proofs about a suspect model the owner holds a copy of
 (``--model``); proofs are made one session at a time, as each takes gigabytes.
-They reveal no item, so the ledger records nothing for them.
+They reveal no item, so they spend no budget; the ledger records the session
+and holds it to the owner's policy (allow-list, sessions per hour).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import collections
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wmark.errors import InvalidInput, RemoteProtocolError, WmarkError
+from wmark.errors import InvalidInput, RemoteProtocolError, WmarkError, is_library_failure
 from wmark.protocol.framing import (
     MAX_FRAME_BYTES,
     READ_CHUNK,
@@ -36,41 +38,63 @@ from wmark.protocol.framing import (
     encode_frame,
     envelope_from_frame,
 )
-from wmark.protocol.session import ChallengeReceived, ProverSession, VerdictReceived, now
+from wmark.protocol.session import ChallengeReceived, ProverSession, VerdictReceived, busy_refusal, now
 from wmark.prover.ledger import Outcome
 from wmark.prover.owner import Prover, describe
 from wmark.prover.zk import answer_or_refuse
+from wmark.text import untrusted
 from wmark.watermark.zkcircuit import srs_size
 
 DEFAULT_TIMEOUT = 30.0
 MAX_SESSIONS = 64
+# A verifier that has connected must send its challenge quickly, and finish
+# the whole session (proving aside) within this: a slowloris that opens
+# connections and sends nothing, or a byte at a time, frees its slot in seconds.
+HANDSHAKE_TIMEOUT = 10.0
+DEFAULT_SESSION_TIMEOUT = 120.0
+MAX_PER_PEER = 8
+RETRY_AFTER_S = 10
+# A challenge is a few kilobytes, a verdict of 10,000 results about 2 MB: a
+# frame announcing more is refused from its header, before any of it is read.
+CHALLENGE_FRAME_BYTES = 64 * 1024
+VERDICT_FRAME_BYTES = 4 * 1024 * 1024
 # 2^20 rows: a 128 MiB SRS, for circuits far beyond what proves in a few GB.
 DEFAULT_MAX_SRS_LOGROWS = 20
 # How long sessions still running at shutdown may take to finish; their
 # reveals are committed already, so cutting them short loses at most a verdict.
 SHUTDOWN_GRACE_S = 5.0
 
+
 def log(message: str) -> None:
     print(f"{now()} {message}", file=sys.stderr, flush=True)
 
 
 class FrameStream:
-    """One connection as a sequence of frames, each awaited with a deadline."""
+    """One connection as a sequence of frames, each awaited with a deadline, all
+    within one deadline for the whole session."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, max_frame: int,
-                 timeout: float) -> None:
+                 timeout: float, session_timeout: float = DEFAULT_SESSION_TIMEOUT) -> None:
         self._reader, self._writer = reader, writer
+        self._max_frame = max_frame
         self._decoder = FrameDecoder(max_frame)
         self._frames: collections.deque[bytes] = collections.deque()
         self._timeout = timeout
+        self._ends = time.monotonic() + session_timeout
 
-    async def receive(self, what: str) -> bytes:
+    async def receive(self, what: str, *, limit: int | None = None, timeout: float | None = None) -> bytes:
+        """The next frame, of at most ``limit`` bytes (refused from its header, before
+        it is buffered), within ``timeout`` and what is left of the session's time."""
+        self._decoder.max_frame = min(limit or self._max_frame, self._max_frame)
+        wait = min(self._timeout, timeout or self._timeout, self._ends - time.monotonic())
         try:
+            if wait <= 0:
+                raise asyncio.TimeoutError
             # One deadline for the whole message, not per read: a verifier
             # trickling a byte at a time cannot hold the session open.
-            return await asyncio.wait_for(self._next_frame(what), self._timeout)
+            return await asyncio.wait_for(self._next_frame(what), wait)
         except asyncio.TimeoutError:
-            raise RemoteProtocolError(f"verifier sent no complete {what} within {self._timeout:g} s") from None
+            raise RemoteProtocolError(f"verifier sent no complete {what} within {max(wait, 0):g} s") from None
         except ConnectionError as exc:
             raise RemoteProtocolError(f"connection lost while waiting for the {what} ({exc})") from None
 
@@ -102,10 +126,17 @@ class ZkOptions:
 
 
 class Server:
-    def __init__(self, prover: Prover, *, max_frame: int, timeout: float, zk: ZkOptions | None = None) -> None:
+    def __init__(self, prover: Prover, *, max_frame: int, timeout: float, zk: ZkOptions | None = None,
+                 max_sessions: int = MAX_SESSIONS, max_per_peer: int = MAX_PER_PEER) -> None:
         self._prover, self._max_frame, self._timeout = prover, max_frame, timeout
         self._zk = zk or ZkOptions()
+        self._max_sessions, self._max_per_peer = max_sessions, max_per_peer
         self._tasks: set[asyncio.Task] = set()
+        self._per_peer: collections.Counter[str] = collections.Counter()
+        self._active = 0
+        # Signed once: deterministic signatures, and a flood of turned-away
+        # connections must not cost a signature each.
+        self._busy = encode_frame(busy_refusal(prover.owner, RETRY_AFTER_S).to_json(), max_frame=max_frame)
         # One proof job at a time: each takes gigabytes. (Since Python 3.10 a
         # lock binds to the loop that first waits on it, not to its creator's.)
         self._proving = asyncio.Lock()
@@ -115,7 +146,9 @@ class Server:
         event = session.receive(envelope_from_frame(body, sender="verifier"))
         assert isinstance(event, VerdictReceived)
         if record:
-            self._prover.ledger.record_verdict(event)
+            mismatch = self._prover.ledger.record_verdict(event, self._prover.vk)
+            if mismatch:
+                log(f"verdict recorded as a MISMATCH: {untrusted(mismatch)}")
         return event
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -123,46 +156,75 @@ class Server:
         assert task is not None
         self._tasks.add(task)
         peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) else "?"
         line = [f"session {peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "session"]
+        self._per_peer[host] += 1
         try:
-            if len(self._tasks) > MAX_SESSIONS:
-                line.append(f"turned away: {MAX_SESSIONS} sessions are running already")
+            # Admitted sessions count, not connections being turned away: those
+            # must not fill the server by themselves.
+            if self._active >= self._max_sessions or self._per_peer[host] > self._max_per_peer:
+                line.append(f"turned away (busy: {self._active} sessions running, "
+                            f"{self._per_peer[host] - 1} from this peer); told to retry after {RETRY_AFTER_S} s")
+                writer.write(self._busy)
+                with suppress(Exception):
+                    await asyncio.wait_for(writer.drain(), 1.0)
+                    # Take (and drop) the challenge already on its way, so closing
+                    # does not reset the connection before the answer is read.
+                    await asyncio.wait_for(reader.read(CHALLENGE_FRAME_BYTES), 1.0)
                 return
             self.sessions += 1
-            await self._session(FrameStream(reader, writer, max_frame=self._max_frame, timeout=self._timeout), line)
+            self._active += 1
+            try:
+                await self._session(FrameStream(reader, writer, max_frame=self._max_frame, timeout=self._timeout),
+                                    line)
+            finally:
+                self._active -= 1
         except WmarkError as exc:
-            line.append(f"ended: {exc}")
+            line.append(f"ended: {untrusted(exc)}")
         except asyncio.CancelledError:
             line.append("cut short by shutdown")
             raise
-        except Exception as exc:  # a bug: report it, and keep serving everyone else
-            line.append(f"internal error {exc!r} (a bug in wmark)\n{traceback.format_exc()}")
+        except BaseException as exc:
+            if is_library_failure(exc):  # ezkl panicking on a verifier's SRS of zeros, say: its session alone ends
+                line.append(f"ended: a library failed on the verifier's input ({type(exc).__name__}: "
+                            f"{untrusted(exc, limit=300)})")
+            elif isinstance(exc, Exception):  # a bug: report it, and keep serving everyone else
+                line.append(f"internal error {untrusted(repr(exc))} (a bug in wmark)\n{traceback.format_exc()}")
+            else:
+                raise
         finally:
             log("; ".join(line))
             self._tasks.discard(task)
+            self._per_peer[host] -= 1
+            if not self._per_peer[host]:
+                del self._per_peer[host]
             writer.close()
             with suppress(Exception):
                 await writer.wait_closed()
 
     async def _session(self, stream: FrameStream, line: list[str]) -> None:
         session = self._prover.session()
-        challenge = envelope_from_frame(await stream.receive("challenge"), sender="verifier")
+        body = await stream.receive("challenge", limit=CHALLENGE_FRAME_BYTES, timeout=HANDSHAKE_TIMEOUT)
+        # Parsing and signature checks run on a thread: the event loop only moves bytes.
+        challenge = await asyncio.to_thread(envelope_from_frame, body, sender="verifier")
         event = await asyncio.to_thread(session.receive, challenge)
         assert isinstance(event, ChallengeReceived)
-        line.append(f"verifier {event.challenge.verifier.fingerprint} on {event.challenge.model.describe()}")
+        line.append(f"verifier {event.challenge.verifier.fingerprint} on "
+                    f"{untrusted(event.challenge.model.describe())}")
         zk = event.challenge.zk is not None
         if zk:
             answered = await self._prove(stream, session, event, line)
         else:
             response = await asyncio.to_thread(self._prover.ledger.answer, session, event, challenge,
-                                               budget=self._prover.budget)
+                                               budget=self._prover.budget, policy=self._prover.policy)
             line.append(describe(response, self._prover.budget))
             answered = response.outcome is Outcome.REVEALED
             await stream.send(encode_frame(response.data, max_frame=self._max_frame),
                               "reveal" if answered else "refusal")
         if not answered:
             return
-        verdict = (await asyncio.to_thread(self._judge, session, await stream.receive("verdict"),
+        verdict = (await asyncio.to_thread(self._judge, session,
+                                           await stream.receive("verdict", limit=VERDICT_FRAME_BYTES),
                                            record=not zk)).verdict
         line.append(f"verdict {'ACCEPTED' if verdict.accepted else 'REJECTED'} "
                     f"({verdict.matches} of {verdict.k} match)")
@@ -172,8 +234,12 @@ class Server:
         """Take the challenge's SRS, then send proofs or a signed refusal; True for proofs."""
         parameters = event.challenge.zk
         assert parameters is not None
+        # Recorded (and rate-limited) before the SRS is read or anything proved.
+        refused = await asyncio.to_thread(self._prover.ledger.admit_zk, event, policy=self._prover.policy)
         reason: str | None  # None once the proofs are made
-        if parameters.srs_logrows > self._zk.max_srs_logrows:
+        if refused is not None:
+            answer, reason = session.refuse(refused), refused
+        elif parameters.srs_logrows > self._zk.max_srs_logrows:
             too_large = (f"the challenge's SRS has 2^{parameters.srs_logrows} rows; this prover takes at "
                          f"most 2^{self._zk.max_srs_logrows} (--max-srs-logrows)")
             answer, reason = session.refuse(too_large), too_large
@@ -189,7 +255,7 @@ class Server:
                     answer, reason = await asyncio.to_thread(
                         answer_or_refuse, session, event, self._prover.mk, self._zk.models, srs,
                         workdir=tmp, memory_limit=self._zk.memory_limit)
-        line.append(f"refused: {reason}" if reason else
+        line.append(f"refused: {untrusted(reason)}" if reason else
                     f"proved {len(event.indices)} of {event.challenge.n} items in zero knowledge (none revealed)")
         await stream.send(encode_frame(answer.to_json(), max_frame=self._max_frame),
                           "refusal" if reason else "proofs")

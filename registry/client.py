@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from wmark.errors import InvalidInput
+from wmark.net import fetch
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import b64u_encode, parse_json
 from wmark.protocol.hazmat.identity import MAX_PEM_BYTES, PublicKey
@@ -107,25 +108,12 @@ class LogClient:
     def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               content: bytes | None = None) -> bytes:
         headers = {"Content-Type": "application/json"} if content is not None else None
-        try:
-            with self._http.stream(method, path, params=params, content=content, headers=headers) as response:
-                status, body = response.status_code, self._read(response)
-        except httpx.TimeoutException:
-            raise LogUnavailable(f"the log at {self.url} did not answer within {self._timeout:.0f} s") from None
-        except httpx.HTTPError as exc:
-            raise LogUnavailable(f"cannot reach the log at {self.url} ({exc})") from None
+        status, _, body = fetch(self._http, method, path, params=params, content=content, headers=headers,
+                             deadline_s=self._timeout, max_bytes=MAX_ANSWER_BYTES, source=f"the log at {self.url}",
+                             error=LogUnavailable)
         if status != 200:
             raise decode_error(status, body, source=f"log at {self.url}")
         return body
-
-    def _read(self, response: httpx.Response) -> bytes:
-        chunks, total = [], 0
-        for chunk in response.iter_bytes():
-            total += len(chunk)
-            if total > MAX_ANSWER_BYTES:
-                raise LogUnavailable(f"the log at {self.url} sent an answer larger than {MAX_ANSWER_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
 
 def _sizes(**values: int | None) -> dict[str, int]:

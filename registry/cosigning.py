@@ -17,6 +17,7 @@ from typing import Callable
 import httpx
 
 from wmark.errors import DecodeError, InvalidSignature
+from wmark.net import fetch
 from wmark.protocol.checkpoint import Checkpoint
 from wmark.protocol.hazmat.note import COSIGNATURE_V1, MAX_NOTE_BYTES, Note, NoteSignature, Verifier
 
@@ -32,7 +33,7 @@ class WitnessClient:
         if verifier.sig_type != COSIGNATURE_V1:
             raise DecodeError(f"witness key {verifier.name}: not a cosignature/v1 key (type 0x04)")
         self.verifier, self.url = verifier, url.rstrip("/")
-        self._size = 0
+        self._size, self._timeout = 0, timeout
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False)
 
@@ -66,15 +67,9 @@ class WitnessClient:
                 return None
 
     def _post(self, body: bytes) -> tuple[int, str, bytes]:
-        """POST add-checkpoint; the answer is read up to MAX_ANSWER_BYTES and no further."""
-        with self._http.stream("POST", f"{self.url}/add-checkpoint", content=body) as response:
-            chunks, total = [], 0
-            for chunk in response.iter_bytes():
-                total += len(chunk)
-                if total > MAX_ANSWER_BYTES:
-                    raise InvalidSignature(f"answer longer than {MAX_ANSWER_BYTES} bytes")
-                chunks.append(chunk)
-            return response.status_code, response.headers.get("content-type", ""), b"".join(chunks)
+        """POST add-checkpoint; the answer is read up to MAX_ANSWER_BYTES and within the timeout, whole."""
+        return fetch(self._http, "POST", f"{self.url}/add-checkpoint", content=body, deadline_s=self._timeout,
+                     max_bytes=MAX_ANSWER_BYTES, source="its answer", error=InvalidSignature)
 
     def _check(self, note: Note, answer: bytes) -> NoteSignature:
         lines = answer.decode("utf-8").splitlines(keepends=False)

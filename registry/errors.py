@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 
 from wmark.errors import DecodeError, InvalidInput, InvalidSignature, WmarkError
+from wmark.protocol.hazmat.encoding import parse_json
+
+# An error answer is a code and a message of a few hundred characters.
+MAX_ERROR_BYTES = 64 * 1024
 
 
 class DuplicateCommitment(InvalidInput):
@@ -66,10 +70,10 @@ def error_body(code: str, message: str) -> bytes:
 def decode_error(status: int, body: bytes, *, source: str) -> WmarkError:
     """The exception for an error answer; ``source`` names the log in the message."""
     try:
-        error = json.loads(body.decode("utf-8"))["error"]
+        error = parse_json(body, what=source, max_bytes=MAX_ERROR_BYTES, max_depth=4)["error"]
         code, message = error["code"], error["message"]
         if not isinstance(code, str) or not isinstance(message, str):
             raise TypeError
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (DecodeError, KeyError, TypeError):
         return LogUnavailable(f"{source}: answered HTTP {status} without a wmark error body")
     return _from_wire(status, code, f"{source}: {message[:2000]}")

@@ -37,7 +37,7 @@ from wmark.protocol import tiles
 from wmark.protocol.beacon import Beacon, sign_beacon_key
 from wmark.protocol.checkpoint import MAX_ENTRY_BYTES, Checkpoint
 from wmark.protocol.hazmat import dsse, merkle
-from wmark.protocol.hazmat.encoding import parse_json
+from wmark.protocol.hazmat.encoding import canonical_json, expect_header, parse_json
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey, load_or_create_signing_key, load_signing_key
 from wmark.protocol.hazmat.merkle import MerkleTree
 from wmark.protocol.hazmat.note import ED25519, Note, NoteSignature, Signer, check_name, load_or_create_signer
@@ -50,6 +50,8 @@ from wmark.protocol.transparency import (
     LogEntry,
     Receipt,
     TreeHead,
+    envelope_from_obj,
+    envelope_to_obj,
     verify_tree_head,
 )
 from wmark.registry.errors import DuplicateCommitment, EntryNotFound, LogBusy, LogCorrupted
@@ -59,6 +61,13 @@ KEY_NAME = "log-key.pem"
 PUBLIC_KEY_NAME = "log-key.pub"
 NOTE_KEY_NAME = "log-note.key"
 VKEY_NAME = "log.vkey"
+# The latest signed tree head and how many heads the log has signed, kept
+# beside the database rather than in it: a log.db restored from a backup,
+# truncated, emptied or deleted is then behind it, and refused
+# (docs/design.md section 4b).
+STATE_NAME = "latest-head.json"
+STATE_TYPE = "wmark/log-state"
+MAX_STATE_BYTES = 64 * 1024
 VRF_KEY_NAME = "log-vrf.key"
 BEACON_KEY_NAME = "log-beacon.json"
 # Version 1 (before checkpoints) is upgraded in place on first open.
@@ -137,6 +146,12 @@ class LogStore:
         db = d / DB_NAME
         if d.exists() and not d.is_dir():
             raise InvalidInput(f"{d}: a log directory was expected, found a file")
+        if (d / STATE_NAME).exists() and (not db.exists() or db.stat().st_size == 0):
+            # The log existed: starting it again at entry 0 under the same key
+            # would hand out indices (and times) it has signed for others.
+            raise LogCorrupted(f"{db}: {'missing' if not db.exists() else 'empty'}, but this log has signed "
+                               f"tree heads ({d / STATE_NAME}); restore the database, refusing to start the log "
+                               f"again from entry 0")
         if not db.exists():
             if not create:
                 raise InvalidInput(f"{d}: no log here ({DB_NAME} not found)")
@@ -158,10 +173,19 @@ class LogStore:
             conn.close()
             raise
         store = cls(d, conn, key, note_key, clock, vrf_key)
-        if not (d / BEACON_KEY_NAME).exists():
-            atomic_write(d / BEACON_KEY_NAME, store._beacon_statement.to_json())
-        if check:
-            store.check()
+        try:
+            if not (d / BEACON_KEY_NAME).exists():
+                atomic_write(d / BEACON_KEY_NAME, store._beacon_statement.to_json())
+            if check:
+                store.check()
+            if not (d / STATE_NAME).exists():  # a new log, or one from before the state was kept
+                with store._transaction() as c:
+                    (heads,) = c.execute("SELECT count(*) FROM tree_heads").fetchone()
+                    state = (store._latest.envelope, heads)
+                store._save_state(*state)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def __enter__(self) -> "LogStore":
@@ -243,7 +267,51 @@ class LogStore:
                 conn.execute("INSERT INTO tree_heads (size, envelope) VALUES (?, ?)", (head.size, stored))
                 self._head = _SignedHead(stored, envelope, head)
                 self._put_checkpoint(conn, head)
-            return [r if isinstance(r, WmarkError) else self._receipt(r) for r in results]
+            receipts = [r if isinstance(r, WmarkError) else self._receipt(r) for r in results]
+            (heads,) = conn.execute("SELECT count(*) FROM tree_heads").fetchone()
+            state = (self._latest.envelope, heads)
+        # After the commit: the state never runs ahead of the database.
+        self._save_state(*state)
+        return receipts
+
+    def _save_state(self, envelope: dsse.Envelope, heads: int) -> None:
+        atomic_write(self.directory / STATE_NAME, canonical_json(
+            {"type": STATE_TYPE, "version": 1, "tree_head": envelope_to_obj(envelope), "heads": heads}))
+
+    def _load_state(self) -> tuple[TreeHead, int] | None:
+        """The head and head count last saved beside the database, checked against the log's key."""
+        path = self.directory / STATE_NAME
+        if not path.exists():
+            return None
+        what = str(path)
+        try:
+            obj = expect_header(parse_json(read_bounded(path, max_bytes=MAX_STATE_BYTES, what="log state"),
+                                           what=what), type_=STATE_TYPE, version=1, what=what)
+            head = verify_tree_head(envelope_from_obj(obj.get("tree_head"), what=what), self.public_key, what=what)
+            heads = obj.get("heads")
+            if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+                raise DecodeError(f"{what}: 'heads' must be a positive count")
+        except (DecodeError, InvalidSignature, InvalidInput) as exc:
+            raise LogCorrupted(f"{exc}") from None
+        return head, heads
+
+    def _check_state(self, conn: sqlite3.Connection) -> None:
+        """Refuse a database behind the latest head saved beside it: rolled back, truncated, a head deleted."""
+        state = self._load_state()
+        if state is None:
+            return
+        saved, heads = state
+        if len(self._tree) < saved.size:
+            raise LogCorrupted(f"{self._db}: holds {len(self._tree)} entries, but this log signed a tree of "
+                               f"{saved.size} ({STATE_NAME}): entries were deleted or an old copy restored; "
+                               f"refusing to go on (new entries would reuse their indices)")
+        if self._tree.root(saved.size) != saved.root:
+            raise LogCorrupted(f"{self._db}: its first {saved.size} entries are not those of the tree this log "
+                               f"signed ({STATE_NAME})")
+        (stored,) = conn.execute("SELECT count(*) FROM tree_heads WHERE size <= ?", (saved.size,)).fetchone()
+        if stored < heads:
+            raise LogCorrupted(f"{self._db}: {heads - stored} of the tree heads this log signed up to size "
+                               f"{saved.size} are missing ({STATE_NAME}): they were deleted")
 
     @staticmethod
     def _registered(conn: sqlite3.Connection, vks: list[VerificationKey]) -> dict[bytes, int | LogEntry]:
@@ -498,6 +566,7 @@ class LogStore:
             if row is None:
                 raise LogCorrupted(f"{self._db}: no checkpoint for the latest signed tree head (size {head.size})")
             self._checkpoint = self._note(row[0], head.size).encode()
+        self._check_state(conn)
 
     def _read_entry(self, conn: sqlite3.Connection, index: int) -> LogEntry:
         if not 0 <= index < len(self._tree):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 import tests.hypothesis_profiles  # noqa: F401  (registers and loads the "ci"/"random" profiles)
 from tests.support.helpers import DigitsWorld, build_digits_world
 
@@ -22,6 +23,14 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(scope="session")
 def digits_world(tmp_path_factory) -> DigitsWorld:
     return build_digits_world(tmp_path_factory.mktemp("digits-world"))
+
+
+@pytest.fixture(autouse=True)
+def own_data_home(tmp_path_factory, monkeypatch):
+    """Each test keeps its default ledgers (``$XDG_DATA_HOME/wmark/ledgers``) to itself,
+    and commands it runs as processes inherit that."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+    monkeypatch.delenv("WMARK_LEDGER_DIR", raising=False)
 
 
 @pytest.fixture

@@ -96,3 +96,26 @@ def test_lowest_passing_accuracy_passes_with_99_percent():
 def test_bad_probabilities_are_refused(text):
     with pytest.raises(InvalidInput):
         parse_probability(text)
+
+
+@settings(max_examples=80, deadline=None)
+@given(k=st.integers(1, 60), numerator=st.integers(1, 999), denominator=st.integers(2, 1000), data=st.data())
+def test_integer_tails_equal_the_textbook_sum(k, numerator, denominator, data):
+    p0 = Fraction(min(numerator, denominator - 1), denominator)
+    m = data.draw(st.integers(-1, k + 1))
+    textbook = sum((Fraction(math.comb(k, j)) * p0**j * (1 - p0) ** (k - j) for j in range(max(m, 0), k + 1)),
+                   Fraction(0))
+    assert tail(m, k, p0) == textbook
+
+
+def test_the_work_of_a_decision_is_bounded_before_it_starts():
+    with pytest.raises(InvalidInput, match="denominator"):
+        parse_probability("1/1000001")
+    with pytest.raises(InvalidInput, match="six decimals|is not a probability"):
+        parse_probability("0.1234567")
+    with pytest.raises(InvalidInput, match="denominator"):
+        threshold(10_000, Fraction(123456789011, 999999999989))
+    with pytest.raises(InvalidInput, match="k=10001"):
+        tail(3, 10_001, Fraction(1, 10))
+    with pytest.raises(InvalidInput, match="lambda"):
+        threshold(100, Fraction(1, 10), 10**9)

@@ -1,6 +1,6 @@
 """The import direction of docs/design.md section 1, checked on the source.
 
-Layers, lowest first: wmark.errors, wmark.files and wmark.cluster; the primitives
+Layers, lowest first: wmark.errors, wmark.files, wmark.net, wmark.text and wmark.cluster; the primitives
 (protocol/hazmat); the protocol; the watermarking code and the registry (which
 may not import each other); the prover and the verifier (which may not import
 each other); the commands (every ``cli`` package, ``__main__`` modules,
@@ -37,7 +37,7 @@ def layer_of(module: str) -> Layer | None:
         return None
     if "cli" in parts[1:] or parts[-1] == "__main__" or module == "wmark" or parts[1] in ("console", "harness"):
         return Layer(COMMANDS, "commands")
-    if parts[1] in ("errors", "files", "cluster"):
+    if parts[1] in ("errors", "files", "net", "text", "cluster"):
         return Layer(0, "base")
     if parts[1] == "protocol":
         return Layer(1, "hazmat") if parts[2:3] == ["hazmat"] else Layer(2, "protocol")

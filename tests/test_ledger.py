@@ -188,16 +188,17 @@ def test_verdicts_are_kept_beside_the_reveal_they_judge(tmp_path, pair, owner, v
     event = verifier_session.receive(response.envelope)
     verdict = verifier_session.decide({item.index: item.label for item in event.items})
     received = prover_session.receive(verdict)
-    ledger.record_verdict(received)
-    ledger.record_verdict(received)  # the same verdict twice is one record
+    assert ledger.record_verdict(received, pair.verification_key) is None
+    ledger.record_verdict(received, pair.verification_key)  # the same verdict twice is one record
     [entry] = ledger.entries()
-    assert [(v.accepted, v.matches, v.k) for v in entry.verdicts] == [(True, 3, 3)]  # 3 of 3 at p0 = 1/10 pass lambda 3
+    # 3 of 3 at p0 = 1/10 pass lambda 3; the verdict recomputed agrees, so no mismatch
+    assert [(v.accepted, v.matches, v.k, v.mismatch) for v in entry.verdicts] == [(True, 3, 3, None)]
 
     _, big = fresh_challenge(pair, verifier, N)
     answer(ledger, pair, owner, big)
     stray = replace(received, verdict=replace(received.verdict, challenge_digest=Challenge.digest_of(big)))
     with pytest.raises(LocalProtocolError, match="no reveal"):
-        ledger.record_verdict(stray)
+        ledger.record_verdict(stray, pair.verification_key)
 
 
 def test_concurrent_provers_never_overspend_the_budget(tmp_path, pair, owner, verifier):
@@ -261,8 +262,9 @@ def test_prove_answers_challenge_files_through_the_ledger(tmp_path, key_files, p
     assert prove(N, "c.json", "--budget", "1") == 0
     assert "nothing is secret any more" in capsys.readouterr().out
 
-    assert default_ledger_path(key_files / "mk.wmk").is_file()
-    assert prover_main(["ledger", "--mk", str(key_files / "mk.wmk"), "--json", "-"]) == 0
+    assert default_ledger_path(pair.verification_key.digest).is_file()
+    assert not Path(f"{key_files / 'mk.wmk'}.ledger.sqlite").exists()
+    assert prover_main(["ledger", "--vk", str(key_files / "vk.json"), "--json", "-"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)  # standard output carries the JSON alone ...
     assert "revealed in all" in captured.err  # ... and the text report goes to stderr

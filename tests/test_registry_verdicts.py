@@ -55,13 +55,16 @@ def test_a_receipt_for_another_key_is_refused(registered, digits_world, tmp_path
     assert "receipt" in capsys.readouterr().err
 
 
-def test_dispute_without_receipts_is_undecided(digits_world, tmp_path, capsys):
+def test_dispute_without_receipts_is_undecided(registered, digits_world, tmp_path, capsys):
+    _, _, log = registered
     a, b = (claim(Keys(digits_world.keys), digits_world.marked, tmp_path, name).transcript for name in "ab")
-    assert verifier_main(["dispute", str(a), str(b)]) == 1
-    assert "neither claim has a valid registry receipt" in capsys.readouterr().err
+    assert verifier_main(["dispute", str(a), str(b), "--log-key", str(log / "log-key.pub")]) == 1
+    assert "neither claim has a registry receipt from a log you trust" in capsys.readouterr().err
 
 
-def test_dispute_refuses_transcripts_about_different_models(digits_world, tmp_path):
+def test_dispute_refuses_transcripts_about_different_models(registered, digits_world, tmp_path, capsys):
+    _, _, log = registered
     a, b = (claim(Keys(digits_world.keys), model, tmp_path, name).transcript
             for name, model in (("a", digits_world.marked), ("b", digits_world.plain)))
-    assert verifier_main(["dispute", str(a), str(b)]) == 2
+    assert verifier_main(["dispute", str(a), str(b), "--log-key", str(log / "log-key.pub")]) == 2
+    assert "different models" in capsys.readouterr().err

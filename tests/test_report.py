@@ -276,12 +276,21 @@ def test_a_report_holds_no_secret_of_the_marking_key(world, tmp_path):
 def test_two_transcripts_side_by_side_name_the_earlier_registration(world, tmp_path, capsys):
     first = make_transcript(world, matches=K).to_json()
     second = make_transcript(world, matches=K, registered=False).to_json()
-    code, out = report(tmp_path, first, second)
+    code, out = report(tmp_path, first, second, args=("--log-key", str(world.log_key)))
     assert code == 0, capsys.readouterr().err
     text = out.read_text()
     well_formed(text)
     assert text.count('<section class="claim accepted">') == 2
-    assert f"Earlier claim: {tmp_path / 'verdict0.json'}" in text and "the only claim with a registry receipt" in text
+    assert f"Earlier claim: {tmp_path / 'verdict0.json'}" in text
+    assert "the only claim with a receipt from a log you trust" in text
+
+
+def test_without_a_trusted_log_two_transcripts_name_no_earlier_claim(world, tmp_path, capsys):
+    first = make_transcript(world, matches=K).to_json()
+    second = make_transcript(world, matches=K, registered=False).to_json()
+    code, out = report(tmp_path, first, second)
+    text = out.read_text()
+    assert "Earlier claim:" not in text and "registration unverified" in text, text[-2000:]
 
 
 def test_a_missing_file_is_a_usage_error_with_no_page(tmp_path, capsys):

@@ -87,6 +87,8 @@ def world(tmp_path_factory) -> Path:
     (root / "verdict.json").write_bytes(Transcript(pair.signed_vk, session.challenge_envelope,
                                                    session.reveal_envelope, verdict, None).to_json())
     (root / "copy.json").write_bytes((root / "verdict.json").read_bytes())
+    # dispute counts only receipts from a log the user names (docs/design.md section 4b).
+    (root / "log-key.pem").write_text(SigningKey.generate().public_key.to_pem())
     return root
 
 
@@ -102,7 +104,7 @@ def test_prove_answers_a_challenge_without_torch(world):
     ("wmark-verifier", ["audit", "keys/vk.json"], 0),
     ("wmark-verifier", ["audit", "verdict.json"], 0),
     # Both copies are audited in full, then refused as one claim given twice.
-    ("wmark-verifier", ["dispute", "verdict.json", "copy.json"], 2),
+    ("wmark-verifier", ["dispute", "verdict.json", "copy.json", "--log-key", "log-key.pem"], 2),
     ("wmark", ["--help"], 0),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
 def test_commands_that_run_no_model_import_no_torch(world, program, args, code):

@@ -10,10 +10,22 @@ from __future__ import annotations
 import collections
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from wmark.errors import InvalidInput, RemoteProtocolError
-from wmark.protocol.framing import MAX_FRAME_BYTES, READ_CHUNK, FrameDecoder, blob_frames
+from wmark.errors import InvalidInput, ProverBusy, RemoteProtocolError
+from wmark.protocol.framing import (
+    MAX_FRAME_BYTES,
+    READ_CHUNK,
+    FrameDecoder,
+    blob_frames,
+    encode_frame,
+    envelope_from_frame,
+)
+from wmark.protocol.hazmat import dsse
+from wmark.protocol.keys import VerificationKey
+from wmark.protocol.session import busy_reason
+from wmark.text import untrusted
 
 # How long the owner may take for zero-knowledge proofs: building the circuit
 # and keys, then each proof (about 20 s on 2 cores for a digits zk_cnn), with
@@ -95,3 +107,29 @@ class ProverConnection:
             except RemoteProtocolError:
                 raise exc from None
         return self.receive("proofs", timeout=wait)
+
+
+def send_challenge(prover: ProverConnection, challenge: dsse.Envelope, vk: VerificationKey,
+                   answer: Callable[[], bytes]) -> dsse.Envelope:
+    """Send the challenge and take the answer ``answer()`` reads; a prover that turned
+    us away unheard has sent its signed "busy, retry after N s" instead, reported
+    as such (exit 2) rather than as a closed connection."""
+    failure: RemoteProtocolError | None = None
+    try:
+        prover.send(encode_frame(challenge.to_json()), "challenge")
+    except RemoteProtocolError as exc:
+        failure = exc
+    try:
+        envelope = envelope_from_frame(answer() if failure is None else prover.receive("answer"),
+                                       sender=f"the prover at {prover.name}")
+    except RemoteProtocolError:
+        if failure is not None:
+            raise failure from None
+        raise
+    busy = busy_reason(envelope, vk)
+    if busy is not None:
+        raise ProverBusy(f"the prover at {prover.name} turned the session away, in a message its owner signed: "
+                         f"{untrusted(busy)}")
+    if failure is not None:
+        raise failure
+    return envelope

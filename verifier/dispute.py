@@ -12,8 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wmark.errors import InvalidInput
+from wmark.protocol.hazmat.identity import PublicKey
 from wmark.protocol.transcript import AuditReport
-from wmark.protocol.transparency import earlier_registration
+from wmark.protocol.transparency import RegistrationInfo, earlier_registration
+
+
+@dataclass(frozen=True)
+class LogTrust:
+    """Whether a transcript's receipt comes from a log the user named, in words."""
+
+    trusted: bool
+    text: str
 
 
 @dataclass(frozen=True)
@@ -24,8 +33,37 @@ class DisputeOutcome:
     reason: str
 
 
-def order_claims(claims: Sequence[tuple[str, AuditReport]]) -> DisputeOutcome:
-    """Order two audited claims, each named (a path); raise if they are about different models."""
+def log_trust(log_keyid: str, trusted: Sequence[PublicKey]) -> LogTrust:
+    """The one rule for every command that reads a receipt (dispute, audit,
+    report; docs/design.md section 4b): a receipt proves a time only from a log
+    the user named.
+
+    An audit checks a receipt against the log key the transcript itself
+    carries, which proves only that *some* log signed it: whoever wrote the
+    transcript may run that log, with its clock wherever it likes.
+    """
+    if not trusted:
+        return LogTrust(False, f"registration unverified: the receipt comes from log SHA256:{log_keyid}, and no "
+                               f"log key was named (--log-key) to trust")
+    if log_keyid not in {key.keyid for key in trusted}:
+        return LogTrust(False, f"registration unverified: the receipt comes from log SHA256:{log_keyid}, which is "
+                               f"not a log you named")
+    return LogTrust(True, f"the receipt comes from log SHA256:{log_keyid}, a log you named")
+
+
+def trusted_registration(report: AuditReport, trusted: Sequence[PublicKey]) -> tuple[RegistrationInfo | None, str]:
+    """The registration a claim proves, if its log is one the user named
+    (:func:`log_trust`), and a line saying so."""
+    reg = report.verdict.registration
+    if reg is None:
+        return None, "no registry receipt"
+    trust = log_trust(reg.log_keyid, trusted)
+    return (reg, "registered " + reg.describe()) if trust.trusted else (None, trust.text)
+
+
+def order_claims(claims: Sequence[tuple[str, AuditReport]], trusted: Sequence[PublicKey]) -> DisputeOutcome:
+    """Order two audited claims, each named (a path), by their receipts from the
+    ``trusted`` logs only; raise if they are about different models."""
     (_, a), (_, b) = claims
     if a.challenge.model != b.challenge.model:
         raise InvalidInput("the two transcripts are about different models: "
@@ -33,13 +71,15 @@ def order_claims(claims: Sequence[tuple[str, AuditReport]]) -> DisputeOutcome:
     rejected = [name for name, report in claims if not report.verdict.accepted]
     if rejected:
         return DisputeOutcome(None, f"{', '.join(rejected)} was rejected, so there is no competing claim to order")
-    registered = [(name, report) for name, report in claims if report.verdict.registration is not None]
+    if not trusted:
+        return DisputeOutcome(None, "registration unverified: no log key was named (--log-key), and a receipt "
+                                    "proves a time only from a log you trust")
+    registered = [(name, info) for name, report in claims
+                  if (info := trusted_registration(report, trusted)[0]) is not None]
     if not registered:
-        return DisputeOutcome(None, "neither claim has a valid registry receipt, so nothing orders them in time")
+        return DisputeOutcome(None, "neither claim has a registry receipt from a log you trust, so nothing orders "
+                                    "them in time")
     if len(registered) == 1:
-        return DisputeOutcome(registered[0][0], "the only claim with a registry receipt")
-    registration_a, registration_b = a.verdict.registration, b.verdict.registration
-    assert registration_a is not None and registration_b is not None  # both registered: the cases above returned
-    first = earlier_registration(registration_a, registration_b)
-    return DisputeOutcome(next(name for name, report in registered if report.verdict.registration == first),
-                          "registered first")
+        return DisputeOutcome(registered[0][0], "the only claim with a receipt from a log you trust")
+    first = earlier_registration(registered[0][1], registered[1][1])
+    return DisputeOutcome(next(name for name, info in registered if info == first), "registered first")

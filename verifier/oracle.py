@@ -12,11 +12,12 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from wmark.errors import ModelOracleError
+from wmark.errors import DecodeError, ModelOracleError
+from wmark.protocol.hazmat.encoding import parse_json
 from wmark.protocol.messages import ModelRef
 
 # numpy and httpx are imported where a model is queried, so that the commands
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 ENDPOINT_BATCH = 64
+# Per item: logits for up to this many classes (wmark's own limit on L).
+MAX_OUTPUTS = 100_000
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -78,6 +81,7 @@ class InferenceEndpoint:
         self.url = url.rstrip("/")
         self.name = name
         self.model_ref = ModelRef(url=self.url, name=name)
+        self._timeout = timeout
         import httpx
 
         self._client = httpx.Client(timeout=timeout, transport=transport)
@@ -89,41 +93,53 @@ class InferenceEndpoint:
                                for i in range(0, len(images), ENDPOINT_BATCH)])
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        import httpx
         import numpy as np
+
+        from wmark.net import fetch  # imports httpx
 
         where = f"endpoint {self.url} model {self.name}"
         request = {"inputs": [{
             "name": "input-0", "shape": list(batch.shape), "datatype": "FP32",
             "data": (batch.astype(np.float32) / 255.0).ravel().tolist(),
         }]}
-        try:
-            with self._client.stream("POST", f"{self.url}/v2/models/{self.name}/infer", json=request) as resp:
-                body = b""
-                for chunk in resp.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_RESPONSE_BYTES:
-                        raise ModelOracleError(f"{where}: response larger than {MAX_RESPONSE_BYTES} bytes")
-                status = resp.status_code
-        except httpx.TimeoutException:
-            raise ModelOracleError(f"{where}: timed out") from None
-        except httpx.HTTPError as exc:
-            raise ModelOracleError(f"{where}: request failed ({exc})") from None
+        status, _, body = fetch(self._client, "POST", f"{self.url}/v2/models/{self.name}/infer", json=request,
+                                deadline_s=self._timeout, max_bytes=MAX_RESPONSE_BYTES, source=where,
+                                error=ModelOracleError)
         if status != 200:
             raise ModelOracleError(f"{where}: HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
-        try:
-            output = json.loads(body)["outputs"][0]
-            shape, data = [int(d) for d in output["shape"]], np.asarray(output["data"], dtype=np.float64)
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise ModelOracleError(f"{where}: response is not an Open Inference Protocol answer") from None
+        shape, data = _answer(body, len(batch), where=where)
         n = len(batch)
-        if data.size != int(np.prod(shape)) or not shape or shape[0] != n:
-            raise ModelOracleError(f"{where}: answered shape {shape} for a batch of {n}")
         if len(shape) == 2 and shape[1] > 1:
             return data.reshape(shape).argmax(axis=1).astype(np.int64)
-        if len(shape) in (1, 2) and np.all(data == np.round(data)) and np.all(data >= 0):
+        if len(shape) in (1, 2) and np.all(data == np.round(data)) and np.all(data >= 0) and np.all(data < 2**31):
             return data.reshape(n).astype(np.int64)
         raise ModelOracleError(f"{where}: answered shape {shape}, expected logits [batch, L] or classes [batch]")
+
+
+def _answer(body: bytes, n: int, *, where: str) -> tuple[list[int], np.ndarray]:
+    """The first output's shape and data, each checked before it is used: a shape of
+    [1e400] or 10^400, or data that is not a flat list of numbers, is the endpoint's fault."""
+    import numpy as np
+
+    try:
+        obj = parse_json(body, what=where, max_bytes=MAX_RESPONSE_BYTES, max_depth=8)
+        output = obj["outputs"][0]
+        shape, values = output["shape"], output["data"]
+    except DecodeError as exc:
+        raise ModelOracleError(f"{where}: response is not an Open Inference Protocol answer ({exc})") from None
+    except (KeyError, IndexError, TypeError):
+        raise ModelOracleError(f"{where}: response is not an Open Inference Protocol answer") from None
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_OUTPUTS for d in shape)):
+        raise ModelOracleError(f"{where}: answered shape {str(shape)[:64]}, expected [batch] or [batch, L] of "
+                               f"at most {MAX_OUTPUTS}")
+    if shape[0] != n:
+        raise ModelOracleError(f"{where}: answered shape {shape} for a batch of {n}")
+    if not isinstance(values, list) or len(values) != math.prod(shape) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ModelOracleError(f"{where}: answered shape {shape} with "
+                               f"{len(values) if isinstance(values, list) else 'no list of'} numbers")
+    return shape, np.asarray(values, dtype=np.float64)
 
 
 def open_oracle(*, model_dir: str | None = None, endpoint: str | None = None, model_name: str | None = None,

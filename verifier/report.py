@@ -30,7 +30,7 @@ from wmark.protocol.messages import ModelRef, Verdict
 from wmark.protocol.patterns import item_images
 from wmark.protocol.transcript import AuditReport, audit_checks
 from wmark.protocol.transparency import format_time
-from wmark.verifier.dispute import DisputeOutcome
+from wmark.verifier.dispute import DisputeOutcome, LogTrust
 from wmark.verifier.tailplot import tail_svg
 
 # img-src data: only, no script at all, nothing else fetched: the browser
@@ -79,7 +79,7 @@ class Claim:
     sha256: bytes               # of the file's bytes, so the page names exactly what it was made from
     report: AuditReport | None = None
     invalid: str | None = None
-    log_trust: str | None = None    # which log key checked the receipt, in words
+    log_trust: LogTrust | None = None    # which log key checked the receipt, in words
     model_check: str | None = None  # what re-querying the model (or re-checking proofs) found
 
 
@@ -192,14 +192,14 @@ def _registration_html(claim: Claim, report: AuditReport) -> str:
     rows = [("log key", f"SHA256:{reg.log_keyid}"), ("entry index", reg.index),
             ("registered at", f"{format_time(reg.time_ms)} (the log's signed clock)"),
             ("tree size", reg.tree_size), ("witnesses", "none: the receipt carries only the log's own signature"),
-            ("trusted", claim.log_trust or "")]
+            ("trusted", claim.log_trust.text if claim.log_trust else "")]
     return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
 
 
 def _checks_html(claim: Claim, report: AuditReport) -> str:
     checks = [(c, True) for c in audit_checks(report.challenge.zk is not None)]
     if claim.log_trust is not None:
-        checks.append((claim.log_trust, True))
+        checks.append((claim.log_trust.text, claim.log_trust.trusted))
     if claim.model_check is not None:
         checks.append((claim.model_check, True))
     elif report.challenge.zk is not None:

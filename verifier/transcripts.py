@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from wmark.protocol.keys import VerificationKey, verify_vk_envelope
 from wmark.protocol.margin import QuerySplit
-from wmark.protocol.transcript import AuditReport, Transcript, audit
+from wmark.protocol.transcript import AuditReport, Transcript, audit_with_key
 
 
 def query_split_for(vk: VerificationKey, data_root: str | None) -> QuerySplit | None:
@@ -23,5 +23,5 @@ def query_split_for(vk: VerificationKey, data_root: str | None) -> QuerySplit | 
 def audit_transcript(transcript: Transcript, data_root: str | None = None) -> AuditReport:
     """:func:`~wmark.protocol.transcript.audit`, with a margin key's query split from ``data_root``."""
     vk = verify_vk_envelope(transcript.vk, what="verification key")
-    return audit(transcript, margin=query_split_for(vk, data_root))
+    return audit_with_key(transcript, vk, margin=query_split_for(vk, data_root))
 

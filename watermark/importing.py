@@ -58,7 +58,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
     """The tensors in a safetensors or ``torch.save`` file, and notes on any unwrapping."""
     what = str(path)
     data = read_bounded(path, max_bytes=MAX_WEIGHTS_BYTES, what="weights")
-    if looks_like_safetensors(data):
+    if looks_like_safetensors(data[:9], len(data)):
         try:
             return load_tensors(data), ()
         except (SafetensorError, ValueError, RuntimeError) as exc:

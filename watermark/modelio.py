@@ -37,8 +37,8 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from wmark.errors import DecodeError, InvalidInput
-from wmark.files import atomic_write, read_bounded
+from wmark.errors import DecodeError, InvalidInput, ModelOracleError
+from wmark.files import atomic_write, open_input, read_bounded
 from wmark.protocol.hazmat.encoding import (
     b64u_decode,
     canonical_json,
@@ -49,7 +49,7 @@ from wmark.protocol.hazmat.encoding import (
     only_fields,
     parse_json,
 )
-from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.hashing import TaggedHasher
 
 # A model answers a key's queries, so it takes the shapes and class counts a key may name.
 from wmark.protocol.keys import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
@@ -65,9 +65,14 @@ MODEL_DIGEST_TAG = "wmark/model/v1"
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_WEIGHTS_BYTES = 4 * 1024 ** 3
 MAX_CLASS_NAME = 200
+# ResNet-50 has 25.6 million parameters and ViT-B/16 86.6 million; a network
+# beyond this (ViT-H/14 has 632 million) is refused from its architecture
+# before it is built or its weights read: loading it would need gigabytes.
+MAX_PARAMETERS = 100_000_000
+DIGEST_CHUNK = 1024 * 1024
 # A safetensors file opens with the 8-byte little-endian length of its JSON
 # header; more than this is not a header but a file of some other kind.
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 16 * 1024 * 1024
 _PICKLE_MAGIC = (
     (b"PK\x03\x04", "a zip archive (the format of torch.save) holding a pickle"),
     *((bytes([0x80, protocol]), f"a Python pickle (protocol {protocol})") for protocol in range(2, 6)),
@@ -268,31 +273,100 @@ def save_model(model_dir: str | os.PathLike[str], model: Classifier, *, overwrit
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def _model_files(model_dir: str | os.PathLike[str]) -> tuple[bytes, bytes]:
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model directory that passed the cheap checks: its config parsed, the
+    architecture's size worked out without building it, and the safetensors
+    header read and matched against the architecture's tensors.  No weight
+    has been read yet."""
+
+    root: Path
+    config: ModelConfig
+    config_bytes: bytes
+    weights_size: int  # what the header says the file holds, checked against the file's size
+
+    @property
+    def weights_path(self) -> Path:
+        return self.root / WEIGHTS_NAME
+
+
+def inspect_model(model_dir: str | os.PathLike[str]) -> ModelFiles:
+    """The cheap checks of a model directory (docs/design.md section 5), in order of cost:
+    regular files of bounded size, the config, the architecture's parameter count
+    (on torch's meta device: no memory), the safetensors header against it."""
     root = Path(model_dir)
     if not root.is_dir():
         raise InvalidInput(f"{root}: not a model directory (expected {CONFIG_NAME} and {WEIGHTS_NAME} in it)")
-    config = read_bounded(root / CONFIG_NAME, max_bytes=MAX_CONFIG_BYTES, what="model config")
-    weights = read_bounded(root / WEIGHTS_NAME, max_bytes=MAX_WEIGHTS_BYTES, what="model weights")
-    return config, weights
+    config_bytes = read_bounded(root / CONFIG_NAME, max_bytes=MAX_CONFIG_BYTES, what="model config")
+    config = ModelConfig.from_json(config_bytes, what=str(root / CONFIG_NAME))
+    expected = architecture_shapes(config)
+    parameters = sum(math.prod(shape) for shape in expected.values())
+    if parameters > MAX_PARAMETERS:
+        raise InvalidInput(f"{root / CONFIG_NAME}: {config.describe()} has {parameters:,} parameters, more than "
+                           f"the limit of {MAX_PARAMETERS:,}; refusing to load it")
+    what = str(root / WEIGHTS_NAME)
+    with open_input(root / WEIGHTS_NAME, what="model weights") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_WEIGHTS_BYTES:
+            raise InvalidInput(f"{what}: model weights of {size} bytes exceed the limit of {MAX_WEIGHTS_BYTES}")
+        head = fh.read(9)
+        _check_safetensors(head, size, what=what)
+        header_size = int.from_bytes(head[:8], "little")
+        header = head[8:] + fh.read(header_size - 1)
+    data_size = _check_header(header, expected, what=what, config=config)
+    if 8 + header_size + data_size != size:
+        raise DecodeError(f"{what}: the header describes {8 + header_size + data_size} bytes, the file has {size}")
+    return ModelFiles(root, config, config_bytes, size)
+
+
+def architecture_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor the config's network has, worked out on torch's
+    meta device: no memory and no initialisation, whatever the architecture's size."""
+    with torch.device("meta"):
+        net = build_model(config.arch, config.num_classes, config.input_shape)
+    return {name: tuple(t.shape) for name, t in net.state_dict().items()}
+
+
+def _check_header(header: bytes, expected: dict[str, tuple[int, ...]], *, what: str, config: ModelConfig) -> int:
+    """Check a safetensors header against the architecture's tensors; the size of the data it describes."""
+    obj = parse_json(header, what=f"{what}: header", max_bytes=MAX_HEADER_BYTES)
+    if not isinstance(obj, dict):
+        raise DecodeError(f"{what}: the safetensors header is not an object")
+    obj.pop("__metadata__", None)
+    fit = f"the config's {config.describe()}"
+    missing, extra = sorted(set(expected) - set(obj)), sorted(set(obj) - set(expected))
+    if missing or extra:
+        parts = [f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                 for label, names in (("missing", missing), ("unexpected", extra)) if names]
+        raise DecodeError(f"{what}: tensors do not fit {fit}: {'; '.join(parts)}")
+    end = 0
+    for name, want in expected.items():
+        info = obj[name]
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or tuple(shape) != want:
+            raise DecodeError(f"{what}: tensor {name} has shape {str(shape)[:64]}, {fit} needs {list(want)}")
+        offsets = info.get("data_offsets")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and 0 <= o <= MAX_WEIGHTS_BYTES for o in offsets)):
+            raise DecodeError(f"{what}: tensor {name} has no valid data offsets")
+        end = max(end, offsets[1])
+    return end
 
 
 def load_model(model_dir: str | os.PathLike[str]) -> Classifier:
     """Rebuild a model from its directory (on the CPU, in eval mode)."""
-    config_bytes, weights = _model_files(model_dir)
-    root = Path(model_dir)
-    config = ModelConfig.from_json(config_bytes, what=str(root / CONFIG_NAME))
-    _check_safetensors(weights, what=str(root / WEIGHTS_NAME))
+    files = inspect_model(model_dir)
+    weights = read_bounded(files.weights_path, max_bytes=files.weights_size, what="model weights")
     # The random initial weights are about to be overwritten: draw them
     # without disturbing the caller's random stream.
     with torch.random.fork_rng(devices=[]):
-        model = new_model(config)
+        model = new_model(files.config)
     try:
         tensors = load_tensors(weights)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise DecodeError(f"{root / WEIGHTS_NAME}: not a valid safetensors file ({exc})") from None
-    check_tensors(tensors, model.net.state_dict(), what=f"{root / WEIGHTS_NAME}",
-                  fit=f"the config's {config.describe()}")
+        raise DecodeError(f"{files.weights_path}: not a valid safetensors file ({exc})") from None
+    check_tensors(tensors, model.net.state_dict(), what=str(files.weights_path),
+                  fit=f"the config's {files.config.describe()}")
     model.net.load_state_dict(tensors, strict=True)
     return model.eval()
 
@@ -307,23 +381,39 @@ def check_fits(config: ModelConfig, data: Any, *, what: str) -> None:
 
 
 def model_file_digest(model_dir: str | os.PathLike[str]) -> bytes:
-    """SHA-256 naming a model in a challenge: over model.json and model.safetensors, as stored."""
-    return tagged_hash(MODEL_DIGEST_TAG, *_model_files(model_dir))
+    """SHA-256 naming a model in a challenge: over model.json and model.safetensors, as stored.
+
+    Only a directory that passes :func:`inspect_model` is digested, and the
+    weights are hashed as they stream from the file, never held whole.
+    """
+    files = inspect_model(model_dir)
+    hasher = TaggedHasher(MODEL_DIGEST_TAG)
+    hasher.part(len(files.config_bytes), (files.config_bytes,))
+    with open_input(files.weights_path, what="model weights") as fh:
+        if os.fstat(fh.fileno()).st_size != files.weights_size:
+            raise ModelOracleError(f"{files.weights_path}: changed while it was being read")
+        try:
+            hasher.part(files.weights_size, iter(lambda: fh.read(DIGEST_CHUNK), b""))
+        except ValueError:
+            raise ModelOracleError(f"{files.weights_path}: changed while it was being read") from None
+    return hasher.digest()
 
 
-def looks_like_safetensors(data: bytes) -> bool:
-    """Whether ``data`` opens like a safetensors file: a plausible header length, then JSON."""
-    if len(data) < 9:
+def looks_like_safetensors(head: bytes, size: int) -> bool:
+    """Whether a file of ``size`` bytes whose first 9 bytes are ``head`` opens like
+    a safetensors file: a plausible header length, then JSON."""
+    if len(head) < 9:
         return False
-    header = int.from_bytes(data[:8], "little")
-    return header <= min(MAX_HEADER_BYTES, len(data) - 8) and data[8:9] == b"{"
+    header = int.from_bytes(head[:8], "little")
+    return 1 <= header <= min(MAX_HEADER_BYTES, size - 8) and head[8:9] == b"{"
 
 
-def _check_safetensors(data: bytes, *, what: str) -> None:
-    if looks_like_safetensors(data):
+def _check_safetensors(head: bytes, size: int, *, what: str) -> None:
+    """``head``: the file's first 9 bytes; ``size``: its length."""
+    if looks_like_safetensors(head, size):
         return
     for magic, kind in _PICKLE_MAGIC:
-        if data.startswith(magic):
+        if head.startswith(magic):
             raise DecodeError(
                 f"{what}: is {kind}; wmark never unpickles a model, since unpickling runs code. Convert it "
                 f"where you trust it: safetensors.torch.save_file(net.state_dict(), '{WEIGHTS_NAME}')")

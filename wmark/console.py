@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from wmark.errors import InvalidInput, WmarkError
+from wmark.errors import InvalidInput, WmarkError, is_library_failure
 from wmark.files import atomic_write, check_output_path
+from wmark.text import untrusted
 
 EXIT_OK, EXIT_REJECTED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 PASSPHRASE_ENV = "WMARK_PASSPHRASE"
@@ -163,13 +164,23 @@ def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequ
                 return int(args.func(args))
         return int(args.func(args))
     except WmarkError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        # An error's text may quote what a peer or a file said.
+        print(f"{prog}: error: {untrusted(exc)}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing half-written was left behind", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except BaseException as exc:
+        if not is_library_failure(exc):
+            raise
+        # Input crafted to break a library (an SRS of zeros makes ezkl panic, a
+        # number overflows numpy) is still the input's fault: exit 2, not 1
+        # ("rejected"), and one line, not a traceback.
+        print(f"{prog}: error: a library failed on this input ({type(exc).__name__}: {untrusted(exc, limit=300)})",
+              file=sys.stderr)
+        return EXIT_INVALID
 
 
 def read_passphrase(*, confirm: bool, purpose: str) -> str:

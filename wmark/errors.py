@@ -47,3 +47,13 @@ class RemoteProtocolError(WmarkError):
 
 class ModelOracleError(WmarkError):
     """The suspect model (file or endpoint) could not be queried as promised."""
+
+
+class ProverBusy(WmarkError):
+    """The prover turned the session away unheard, with its signed "busy, retry after N s"."""
+
+
+def is_library_failure(exc: BaseException) -> bool:
+    """A Rust library's panic (pyo3's PanicException derives from BaseException, so
+    ``except Exception`` misses it) or an arithmetic overflow or stack exhaustion."""
+    return isinstance(exc, (OverflowError, RecursionError)) or type(exc).__name__ == "PanicException"

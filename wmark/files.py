@@ -19,22 +19,44 @@ from wmark.errors import InvalidInput
 
 @contextmanager
 def open_input(path: str | os.PathLike[str], *, what: str) -> Iterator[BinaryIO]:
-    """``path`` open for reading; a path that is missing, a directory or unreadable
-    is the user's mistake, named with ``what``."""
+    """``path`` open for reading, if it is a regular file (through symlinks);
+    a path that is missing, a directory, unreadable or anything but a regular
+    file is the user's mistake, named with ``what``.
+
+    Only regular files have a size to check before reading: a FIFO blocks
+    forever and ``/dev/zero`` never ends.  The file is opened non-blocking
+    and checked again through its descriptor, so one swapped in between the
+    two checks cannot hang the open either.
+    """
     p = Path(path)
     try:
-        fh = p.open("rb")
+        _expect_regular(os.stat(p), p, what)
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise InvalidInput(f"{p}: {what} not found") from None
-    except IsADirectoryError:
+    except (IsADirectoryError, NotADirectoryError):
         raise InvalidInput(f"{p}: is a directory; expected the {what} file") from None
     except PermissionError:
         raise InvalidInput(f"{p}: {what} is not readable (permission denied)") from None
+    try:
+        _expect_regular(os.fstat(fd), p, what)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
     with fh:
         yield fh
 
 
+def _expect_regular(st: os.stat_result, p: Path, what: str) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(p)
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidInput(f"{p}: {what} is not a regular file (a FIFO, device or socket); refusing to read it")
+
+
 def read_bounded(path: str | os.PathLike[str], *, max_bytes: int, what: str) -> bytes:
+    """The whole of a regular file, refused from its size before reading when over ``max_bytes``."""
     p = Path(path)
     with open_input(p, what=what) as fh:
         size = os.fstat(fh.fileno()).st_size

@@ -23,6 +23,10 @@ from wmark.errors import DecodeError
 # (~15 MB raw, ~20 MB as base64), small enough that a hostile file cannot
 # exhaust memory.
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+# A transcript nests about eight levels deep; json's own recursion limit
+# (about a thousand) would be reached only after the stack is deep already.
+MAX_DEPTH = 32
+MAX_INT_DIGITS = 20
 
 
 # RFC 8785 writes numbers as IEEE doubles: integers are exact only up to here.
@@ -78,10 +82,31 @@ def canonical_json(obj: Any) -> bytes:
         raise DecodeError(f"object cannot be canonically encoded: {exc}") from exc
 
 
-def parse_json(data: bytes, *, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
-    """Parse untrusted JSON with a size bound; duplicate keys are rejected."""
+def parse_json(data: bytes, *, what: str, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse untrusted JSON with bounds on its size, its nesting and its numbers
+    (integers of at most :data:`MAX_INT_DIGITS` digits, finite floats); duplicate
+    keys are rejected."""
     if len(data) > max_bytes:
         raise DecodeError(f"{what}: {len(data)} bytes exceeds the limit of {max_bytes}")
+    obj = _parse(data, what=what)
+    _check_depth(obj, max_depth, what=what)
+    return obj
+
+
+def _check_depth(obj: Any, max_depth: int, *, what: str) -> None:
+    """Iteratively, so a deep document cannot exhaust the stack of the checker either."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > max_depth:
+            raise DecodeError(f"{what}: JSON nested deeper than {max_depth} levels")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def _parse(data: bytes, *, what: str) -> Any:
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         result = dict(pairs)
@@ -95,7 +120,7 @@ def parse_json(data: bytes, *, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -
 
     try:
         return json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates,
-                          parse_constant=_reject_constant, parse_float=_finite_float)
+                          parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except UnicodeDecodeError as exc:
         raise DecodeError(f"{what}: not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
@@ -108,6 +133,14 @@ def parse_json(data: bytes, *, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -
 
 def _reject_constant(name: str) -> Any:
     raise DecodeError(f"JSON constant {name} is not allowed")
+
+
+def _bounded_int(text: str) -> int:
+    # Every integer wmark reads fits in 64 bits; a 10^400 one would only
+    # overflow whatever uses it (numpy, float()).
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise DecodeError(f"JSON integer of {len(text)} digits is out of range")
+    return int(text)
 
 
 def _finite_float(text: str) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterable
 
 TAG_PREFIX = "wmark/"
 
@@ -24,11 +25,36 @@ def _tagged(tag: str) -> hashlib._Hash:
 
 
 def tagged_hash(tag: str, *parts: bytes) -> bytes:
+    # The same bytes TaggedHasher would absorb, written out: this is the hot
+    # path of the registry's appends, so no per-part generator or length check.
     h = _tagged(tag).copy()
     for part in parts:
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.digest()
+
+
+class TaggedHasher:
+    """:func:`tagged_hash` fed in pieces, for parts too large to hold in memory
+    (a model's weights): each part's length is announced first, as in the
+    one-shot form, and the chunks that follow must add up to it."""
+
+    def __init__(self, tag: str) -> None:
+        self._h = _tagged(tag).copy()
+
+    def part(self, length: int, chunks: Iterable[bytes]) -> None:
+        self._h.update(length.to_bytes(8, "big"))
+        seen = 0
+        for chunk in chunks:
+            seen += len(chunk)
+            if seen > length:
+                break
+            self._h.update(chunk)
+        if seen != length:
+            raise ValueError(f"a part announced as {length} bytes had {'more' if seen > length else seen}")
+
+    def digest(self) -> bytes:
+        return self._h.digest()
 
 
 def tagged_stream(tag: str, seed: bytes, nbytes: int) -> bytes:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, add_output, write_json_report
+from wmark.console import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    add_command,
+    add_json_argument,
+    add_output,
+    untrusted,
+    write_json_report,
+)
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.messages import MAX_MESSAGE_BYTES
@@ -17,7 +25,8 @@ example:
   wmark-prover prove --mk keys/mk.wmk --vk keys/vk.json --challenge challenge.json --out reveal.json
 
 Opens exactly the trigger items the challenge samples, after recording them in
-the leakage ledger (default: MK.ledger.sqlite beside the marking key). The
+the leakage ledger (default: the key's own ledger in ~/.local/share/wmark/ledgers,
+found by its vk digest, so a copied or moved mk.wmk keeps one budget). The
 same challenge again gets the identical answer. A challenge that would make
 more than --budget of the trigger set public is refused: a signed refusal is
 written to --out and the exit code is 1. Public verification (k = n) needs
@@ -45,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
         "repeated": response.repeated, "verifier": response.verifier, "model": response.model.report_obj(),
         "k": response.k, "n": response.n, "new_indices": list(response.new_indices), "revealed": response.revealed,
         "budget": f"{prover.budget.numerator}/{prover.budget.denominator}", "reason": response.reason})
-    print(f"challenge from verifier {response.verifier} on {response.model.describe()}")
+    print(f"challenge from verifier {response.verifier} on {untrusted(response.model.describe())}")
     print(describe(response, prover.budget))
     if response.outcome is Outcome.REFUSED:
-        print(f"REFUSED: {response.reason}")
+        print(f"REFUSED: {untrusted(response.reason)}")
         print(f"wrote {args.out} (a signed refusal)")
         return EXIT_REJECTED
     if response.new_indices:

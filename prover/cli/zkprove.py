@@ -6,7 +6,15 @@ import argparse
 
 from tqdm import tqdm
 
-from wmark.console import EXIT_OK, add_circuit_arguments, add_command, add_output, load_marking_key
+from wmark.console import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    add_circuit_arguments,
+    add_command,
+    add_output,
+    load_marking_key,
+    untrusted,
+)
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
@@ -15,7 +23,8 @@ from wmark.protocol.keys import load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES
 from wmark.protocol.session import ChallengeReceived, ProverSession
 from wmark.protocol.zk import srs_beside
-from wmark.prover.cli._common import owner_key_path
+from wmark.prover.cli._common import add_policy_arguments, owner_key_path, policy_from_args
+from wmark.prover.ledger import Ledger, default_ledger_path
 from wmark.prover.zk import prove_challenge
 
 EPILOG = """\
@@ -26,9 +35,10 @@ example:
 For each trigger item the challenge samples, proves with ezkl that the
 suspect model maps the item's hidden input (image and secret salt, committed
 in vk by wmark keygen --zk) to a class, and opens the item's label. No image,
-seed or salt leaves this machine, so nothing is recorded in the leakage
-ledger. The SRS is the one the challenge names (default: challenge.srs beside
-it). About 20 s and 2 GB per item for a digits zk_cnn on 2 cores. Needs
+seed or salt leaves this machine, so no budget is spent; the session is
+recorded in the ledger (and held to --allow-verifier and --zk-per-hour). The
+SRS is the one the challenge names (default: challenge.srs beside it). About
+20 s and 2 GB per item for a digits zk_cnn on 2 cores. Needs
 pip install '.[zk]'."""
 
 
@@ -44,6 +54,8 @@ def register(subparsers) -> None:
     p.add_argument("--challenge", required=True, metavar="FILE", help="the verifier's challenge.json")
     p.add_argument("--srs", metavar="FILE", help="the challenge's SRS (default: CHALLENGE with suffix .srs)")
     add_output(p, "--out", required=True, what="proofs", help="where to write the proofs (zkreveal.json)")
+    p.add_argument("--ledger", metavar="DB", help="the ledger that records the session (default: the key's own)")
+    add_policy_arguments(p)
     add_circuit_arguments(p)
     p.add_argument("--ray", metavar="ADDRESS",
                    help="prove each item as a Ray task: 'local' (a 2-CPU instance here), 'auto' (the cluster this "
@@ -61,8 +73,16 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(event, ChallengeReceived)
     if event.challenge.zk is None:
         raise InvalidInput(f"{args.challenge}: asks for openings, not proofs; answer it with wmark-prover prove")
-    print(f"challenge from verifier {event.challenge.verifier.fingerprint} on {event.challenge.model.describe()}: "
-          f"prove {len(event.indices)} of {vk.n} items")
+    # Recorded, and held to the owner's policy, before anything is proved.
+    refused = Ledger.open(args.ledger or default_ledger_path(vk.digest), vk).admit_zk(event,
+                                                                                    policy=policy_from_args(args))
+    if refused is not None:
+        atomic_write(args.out, session.refuse(refused).to_json())
+        print(f"REFUSED: {untrusted(refused)}")
+        print(f"wrote {args.out} (a signed refusal)")
+        return EXIT_REJECTED
+    print(f"challenge from verifier {event.challenge.verifier.fingerprint} on "
+          f"{untrusted(event.challenge.model.describe())}: prove {len(event.indices)} of {vk.n} items")
     # tqdm shows proofs done / total and the time left.
     with tqdm(total=len(event.indices), desc="proving", unit="proof", leave=False) as bar:
         answer = prove_challenge(session, event, mk, args.model, args.srs or srs_beside(args.challenge),

@@ -15,6 +15,7 @@ from wmark.console import (
     EXIT_REJECTED,
     add_circuit_arguments,
     add_output,
+    untrusted,
     write_json_report,
 )
 from wmark.errors import InvalidInput, InvalidSignature
@@ -28,6 +29,7 @@ from wmark.protocol.session import AnyVerifierSession, Refused, ZkVerifierSessio
 from wmark.protocol.transcript import Registration, Transcript
 from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, receipt_path_for
 from wmark.protocol.zk import srs_beside
+from wmark.verifier.dispute import LogTrust, log_trust
 from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
 from wmark.verifier.reports import verdict_report
 from wmark.watermark.device import add_device_argument
@@ -136,23 +138,25 @@ def registration_from_args(args: argparse.Namespace, vk: VerificationKey) -> Reg
     return registration
 
 
-def trusted_log(transcript: Transcript, log_keys: Sequence[str] | None) -> str | None:
-    """Which log key checked the transcript's receipt, in words; None without a receipt.
+def trusted_log(transcript: Transcript, log_keys: Sequence[str] | None) -> LogTrust | None:
+    """Which log key checked the transcript's receipt; None without a receipt.
 
-    A receipt proves a time only to someone who trusts the log that signed it:
-    with ``log_keys`` (PEM files) the receipt must come from one of them.
+    The rule is :func:`wmark.verifier.dispute.log_trust`, the one dispute uses:
+    without ``log_keys`` (PEM files) the registration is unverified; with them,
+    a receipt from any other log is refused, as the user asked for those logs.
     """
     if transcript.registration is None:
         return None
     used = transcript.registration.log_key
-    if not log_keys:
-        return (f"the registration was checked against the log key in the transcript, {used.fingerprint}; "
-                f"pass --log-key to require a log you trust")
-    for path in log_keys:
-        if load_public_key(path) == used:
-            return f"the registration comes from the log you trust, {path} ({used.fingerprint})"
-    raise InvalidSignature(f"the transcript's receipt comes from log {used.fingerprint}, not from the log "
-                           f"key in {' or '.join(log_keys)}")
+    named = [(path, load_public_key(path)) for path in log_keys or ()]
+    trust = log_trust(used.keyid, [key for _, key in named])
+    if trust.trusted:
+        path = next(path for path, key in named if key.keyid == used.keyid)
+        return LogTrust(True, f"the registration comes from the log you trust, {path} ({used.fingerprint})")
+    if named:
+        raise InvalidSignature(f"the transcript's receipt comes from log {used.fingerprint}, not from the log "
+                               f"key in {' or '.join(log_keys or ())}")
+    return trust
 
 
 def read_envelope(path: str, *, what: str) -> dsse.Envelope:
@@ -163,7 +167,9 @@ def write_transcript(path: str, transcript: Transcript) -> None:
     atomic_write(path, transcript.to_json())  # checked by wmark.console.check_outputs before any work
 
 
-def print_verdict(verdict: Verdict, *, out=None) -> None:
+def print_verdict(verdict: Verdict, *, out=None, registration_note: str | None = None) -> None:
+    """``registration_note``: what to say instead of the verdict's registration, when
+    the reader has not named the log that vouches for it."""
     out = sys.stdout if out is None else out  # looked up now, so redirect_stdout and capture apply
     tau = "none (k too small for this lambda)" if verdict.tau is None else str(verdict.tau)
     print(f"{'ACCEPTED' if verdict.accepted else 'REJECTED'}: {verdict.matches} of {verdict.k} "
@@ -171,11 +177,13 @@ def print_verdict(verdict: Verdict, *, out=None) -> None:
           f"(threshold {tau}, p0={verdict.p0}, lambda={verdict.lam})", file=out)
     print(f"  p-value   {verdict.p_value} (2^-{verdict.neg_log2_p}): the chance that a model not marked with "
           f"this key does as well", file=out)
-    print(f"  model     {verdict.model.describe()}", file=out)
-    if verdict.registration is not None:
+    print(f"  model     {untrusted(verdict.model.describe())}", file=out)
+    if registration_note is not None:
+        print(f"  {registration_note}", file=out)
+    elif verdict.registration is not None:
         print(f"  registered {verdict.registration.describe()}", file=out)
     for caveat in verdict.caveats:
-        print(f"  caveat    {caveat}", file=out)
+        print(f"  caveat    {untrusted(caveat)}", file=out)
 
 
 def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,
@@ -195,7 +203,7 @@ def finish(session: AnyVerifierSession, verdict_envelope, vk_envelope, out: str,
 def report_refusal(event: Refused, *, keep: Path | None = None) -> int:
     """Report the owner's refusal; ``keep``: where to save it, when it exists nowhere else
     (a live session's: the files transport's is the owner's answer file already)."""
-    print(f"REFUSED by the owner: {event.reason}", file=sys.stderr)
+    print(f"REFUSED by the owner: {untrusted(event.reason)}", file=sys.stderr)
     if keep is not None:
         atomic_write(keep, event.envelope.to_json())
         print(f"wrote {keep} (the owner's signed refusal)", file=sys.stderr)
@@ -214,7 +222,7 @@ def finish_zk(session: ZkVerifierSession, verdict_envelope, vk_envelope, out: st
     decided = decode(verdict_envelope, (Verdict,))
     assert isinstance(decided, Verdict) and decided.zk is not None
     for failure in decided.zk.failures:
-        print(f"  item {failure.index}: proof not counted: {failure.reason}")
+        print(f"  item {failure.index}: proof not counted: {untrusted(failure.reason)}")
     if decided.zk.failures and not decided.accepted:
         # Invalid proofs are the owner's input error, not a model that failed a fair test.
         print(f"wmark-verifier: error: {len(decided.zk.failures)} of {decided.k} proofs are invalid (listed above); "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import EXIT_OK, add_command, add_json_argument, write_json_report
+from wmark.console import EXIT_OK, add_command, add_json_argument, untrusted, write_json_report
 from wmark.errors import InvalidInput, InvalidOpening
 from wmark.files import read_bounded
 from wmark.protocol.hazmat import dsse
@@ -37,8 +37,9 @@ def register(subparsers) -> None:
                                 "signature) or a verification transcript (every signature, commitment opening, "
                                 "the subset derivation and the decision).", epilog=EPILOG, func=run)
     p.add_argument("file", help="a vk.json, or a verdict.json written by check/run")
-    p.add_argument("--log-key", metavar="PEM", help="the registry log you trust: the transcript's receipt must "
-                                                    "come from it")
+    p.add_argument("--log-key", metavar="PEM", action="append", default=[],
+                   help="a registry log you trust (repeat for several): the transcript's receipt must come from "
+                        "one; without it, the registration is reported unverified")
     add_model_arguments(p)
     add_margin_arguments(p)
     p.add_argument("--srs", metavar="FILE", help="zero-knowledge transcripts: the SRS the challenge names, to "
@@ -53,12 +54,12 @@ def describe_vk(vk: VerificationKey) -> list[str]:
         f"trigger set   {vk.n} {vk.kind.value} items, {vk.num_classes} classes, "
         f"input {'x'.join(map(str, vk.input_shape))}",
         f"commitments   {vk.scheme.value}",
-        f"created       {vk.created} (as claimed by the owner; only a registry receipt proves a time)",
+        f"created       {untrusted(vk.created)} (as claimed by the owner; only a registry receipt proves a time)",
     ]
     if vk.vrf_key is not None:
         lines.append(f"VRF key       {vk.vrf_key.to_bytes().hex()}")
     if vk.margin is not None:
-        lines.append(f"queries       from {vk.margin.describe()}")
+        lines.append(f"queries       from {untrusted(vk.margin.describe())}")
     return lines
 
 
@@ -71,8 +72,8 @@ def requery(report: AuditReport, args: argparse.Namespace) -> str:
 
     oracle = oracle_from_args(args)
     if oracle.model_ref != report.challenge.model:
-        raise InvalidInput(f"the transcript is about {report.challenge.model.describe()}, not "
-                           f"{oracle.model_ref.describe()}")
+        raise InvalidInput(f"the transcript is about {untrusted(report.challenge.model.describe())}, not "
+                           f"{untrusted(oracle.model_ref.describe())}")
     answers = oracle.classify(item_images(report.items, report.vk.input_shape))
     recorded = np.array([r.predicted for r in report.verdict.results])
     matches = int(sum(int(a) == r.label for a, r in zip(answers, report.verdict.results)))
@@ -101,19 +102,18 @@ def run(args: argparse.Namespace) -> int:
     data = read_bounded(args.file, max_bytes=MAX_DOCUMENT_BYTES, what="signed object")
     obj = parse_json(data, what=args.file)
     if isinstance(obj, dict) and obj.get("type") == TRANSCRIPT_TYPE:
-        transcript = Transcript.from_json(data, what=args.file)
+        transcript = Transcript.from_obj(obj, what=args.file)
         report = audit_transcript(transcript, args.data_root)
-        note = trusted_log(transcript, [args.log_key] if args.log_key else None)
-        if note is not None and args.log_key is None:
-            print(f"note: {note}")
+        trust = trusted_log(transcript, args.log_key)
         print(f"{args.file}: valid transcript: every signature, opening, the subset and the decision check out")
         for line in describe_vk(report.vk):
             print("  " + line)
-        print_verdict(report.verdict)
+        print_verdict(report.verdict, registration_note=trust.text if trust and not trust.trusted else None)
         recheck = recheck_model(report, args) if args.model or args.endpoint else None
         if recheck is not None:
             print(recheck)
-        write_json_report(args, audit_report(args.file, report.vk, report.verdict, log_trust=note, recheck=recheck))
+        write_json_report(args, audit_report(args.file, report.vk, report.verdict,
+                                             log_trust=trust.text if trust else None, recheck=recheck))
         return EXIT_OK
     envelope = dsse.Envelope.from_obj(obj, what=args.file)
     if envelope.payload_type == VK_PAYLOAD_TYPE:

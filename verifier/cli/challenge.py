@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command, add_output, int_in_range
+from wmark.console import add_command, add_output, int_in_range, untrusted
 from wmark.files import atomic_write
 from wmark.protocol.decision import MAX_K
 from wmark.protocol.session import VerifierSession
@@ -48,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     atomic_write(args.out, session.challenge().to_json())
     print(f"wrote {args.out}: open {args.k} of {vk.n} trigger items "
           f"({'public verification' if args.k == vk.n else 'private verification'}) on "
-          f"{oracle.model_ref.describe()}")
+          f"{untrusted(oracle.model_ref.describe())}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command, add_json_argument, add_output
+from wmark.console import add_command, add_json_argument, add_output, untrusted
 from wmark.errors import InvalidInput
 from wmark.protocol.session import Refused, VerifierSession
 from wmark.verifier.cli._common import (
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
                                      margin=query_split_for(vk, args.data_root))
     oracle = oracle_from_args(args)
     if oracle.model_ref != session.model:
-        raise InvalidInput(f"the challenge names {session.model.describe()}, but the model given is "
-                           f"{oracle.model_ref.describe()}")
+        raise InvalidInput(f"the challenge names {untrusted(session.model.describe())}, but the model given is "
+                           f"{untrusted(oracle.model_ref.describe())}")
     event = session.receive(read_envelope(args.reveal, what="reveal"))
     if isinstance(event, Refused):
         return report_refusal(event)

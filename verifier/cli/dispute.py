@@ -10,11 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, write_json_report
-from wmark.errors import InvalidInput, InvalidSignature
-from wmark.protocol.transcript import AuditReport, Transcript, load_transcript
-from wmark.verifier.cli._common import add_margin_arguments, trusted_log
-from wmark.verifier.dispute import order_claims
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, untrusted, write_json_report
+from wmark.errors import InvalidInput
+from wmark.protocol.hazmat.identity import load_public_key
+from wmark.protocol.transcript import load_transcript
+from wmark.verifier.cli._common import add_margin_arguments
+from wmark.verifier.dispute import order_claims, trusted_registration
 from wmark.verifier.reports import dispute_report
 from wmark.verifier.transcripts import audit_transcript
 
@@ -22,9 +23,12 @@ EPILOG = """\
 example:
   wmark-verifier dispute alice-verdict.json mallory-verdict.json --log-key registry/log-key.pub
 
-Both transcripts are audited in full first. Exit 0 when one claim is named the
-earlier, 1 when it cannot be decided (a claim was rejected, or neither has a
-valid receipt), 2 when an input is invalid or the claims are about different models."""
+Both transcripts are audited in full first. Only receipts from the logs named
+with --log-key count; a receipt from any other log is "registration
+unverified". Exit 0 when one claim is named the earlier, 1 when it cannot be
+decided (a claim was rejected, or neither has a receipt from a trusted log), 2
+when an input is invalid, no --log-key is given, or the claims are about
+different models."""
 
 
 def register(subparsers) -> None:
@@ -33,39 +37,36 @@ def register(subparsers) -> None:
                                 "verification key was registered first.", epilog=EPILOG, func=run)
     p.add_argument("first", help="a verdict.json (transcript)")
     p.add_argument("second", help="another verdict.json about the same model")
-    p.add_argument("--log-key", metavar="PEM", action="append",
-                   help="a registry log you trust (repeat for several); default: trust the logs in the transcripts")
+    p.add_argument("--log-key", metavar="PEM", action="append", default=[],
+                   help="a registry log you trust (repeat for several); required: a receipt from any other log "
+                        "proves nothing about time")
     add_margin_arguments(p)
     add_json_argument(p)
 
 
-def _claim(path: str, log_keys: list[str] | None, data_root: str | None) -> tuple[Transcript, AuditReport]:
-    transcript = load_transcript(path)
-    report = audit_transcript(transcript, data_root)
-    try:
-        trusted_log(transcript, log_keys)
-    except InvalidSignature as exc:
-        raise InvalidInput(f"{path}: {exc}") from None
-    return transcript, report
-
-
 def run(args: argparse.Namespace) -> int:
+    if not args.log_key:
+        # Without a log the user trusts, the transcripts' own logs would order
+        # the claims: a thief's log with its clock at 1970 would name the thief.
+        raise InvalidInput("registration unverified: a dispute is decided by registry receipts, which prove a "
+                           "time only from a log you trust; name it with --log-key PEM (repeat for several)")
     if Path(args.first).resolve() == Path(args.second).resolve():
-        raise InvalidInput(f"{args.first} is given twice: a dispute compares two different claims")
-    claims = [(path, *_claim(path, args.log_key, args.data_root)) for path in (args.first, args.second)]
-    if claims[0][2].verdict.chain_digest == claims[1][2].verdict.chain_digest:
-        raise InvalidInput(f"{args.first} and {args.second} are the same transcript: a dispute compares two "
-                           f"different claims")
-    outcome = order_claims([(path, report) for path, _, report in claims])
-    write_json_report(args, dispute_report([(path, report.vk, report.verdict) for path, _, report in claims],
+        raise InvalidInput(f"{untrusted(args.first)} is given twice: a dispute compares two different claims")
+    trusted = [load_public_key(key) for key in args.log_key]
+    claims = [(path, audit_transcript(load_transcript(path), args.data_root)) for path in (args.first, args.second)]
+    if claims[0][1].verdict.chain_digest == claims[1][1].verdict.chain_digest:
+        raise InvalidInput(f"{untrusted(args.first)} and {untrusted(args.second)} are the same transcript: a "
+                           f"dispute compares two different claims")
+    outcome = order_claims(claims, trusted)
+    write_json_report(args, dispute_report([(path, report.vk, report.verdict) for path, report in claims],
                                            outcome.earlier, outcome.reason))
-    for path, _, report in claims:
-        reg = report.verdict.registration
-        print(f"{path}: owner {report.vk.owner.fingerprint}, {'ACCEPTED' if report.verdict.accepted else 'REJECTED'}"
-              f" (p-value {report.verdict.p_value}), {'registered ' + reg.describe() if reg else 'no registry receipt'}")
+    for path, report in claims:
+        print(f"{untrusted(path)}: owner {report.vk.owner.fingerprint}, "
+              f"{'ACCEPTED' if report.verdict.accepted else 'REJECTED'} (p-value {report.verdict.p_value}), "
+              f"{trusted_registration(report, trusted)[1]}")
     if outcome.earlier is None:
-        print(f"undecided: {outcome.reason}", file=sys.stderr)
+        print(f"undecided: {untrusted(outcome.reason)}", file=sys.stderr)
         return EXIT_REJECTED
-    winner = next(report for path, _, report in claims if path == outcome.earlier)
-    print(f"EARLIER CLAIM: {outcome.earlier}: owner {winner.vk.owner.fingerprint} ({outcome.reason})")
+    winner = next(report for path, report in claims if path == outcome.earlier)
+    print(f"EARLIER CLAIM: {untrusted(outcome.earlier)}: owner {winner.vk.owner.fingerprint} ({outcome.reason})")
     return EXIT_OK

@@ -10,6 +10,7 @@ from wmark.console import EXIT_INVALID, EXIT_OK, add_command, add_output
 from wmark.errors import InvalidInput, InvalidOpening, WmarkError
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat.encoding import MAX_DOCUMENT_BYTES
+from wmark.protocol.hazmat.identity import load_public_key
 from wmark.protocol.transcript import Transcript
 from wmark.verifier.cli._common import add_margin_arguments, add_model_arguments, trusted_log
 from wmark.verifier.cli.audit import recheck_model
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
             dispute = f"{failed[0].name} does not audit"
         else:
             try:
-                dispute = order_claims([(c.name, c.report) for c in claims if c.report is not None])
+                dispute = order_claims([(c.name, c.report) for c in claims if c.report is not None],
+                                       [load_public_key(key) for key in args.log_key or ()])
             except WmarkError as exc:
                 dispute = str(exc)
     atomic_write(args.out, render(claims, log_keys=args.log_key or (), dispute=dispute).encode("utf-8"))

@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wmark.console import add_command, add_json_argument, add_output, int_in_range
+from wmark.console import add_command, add_json_argument, add_output, int_in_range, untrusted
 from wmark.errors import InvalidInput, ModelOracleError, WmarkError
 from wmark.files import check_output_path
 from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_K, hopeless, lowest_passing_accuracy, threshold
-from wmark.protocol.framing import encode_frame, envelope_from_frame
+from wmark.protocol.framing import encode_frame
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.session import Refused, VerifierSession, ZkVerifierSession, null_match_probability
@@ -38,7 +38,7 @@ from wmark.verifier.cli._common import (
     report_refusal,
     verifier_identity,
 )
-from wmark.verifier.client import ZK_SETUP_WAIT_S, ZK_WAIT_PER_PROOF_S, ProverConnection, proof_wait
+from wmark.verifier.client import ZK_SETUP_WAIT_S, ZK_WAIT_PER_PROOF_S, ProverConnection, proof_wait, send_challenge
 from wmark.verifier.transcripts import query_split_for
 from wmark.verifier.verify import decide_with_model, default_decoys
 from wmark.verifier.zk import decide_with_proofs, open_verifier
@@ -102,7 +102,8 @@ def deliver(prover: ProverConnection, verdict: dsse.Envelope) -> None:
     try:
         prover.send(encode_frame(verdict.to_json()), "verdict")
     except WmarkError as exc:
-        print(f"warning: the verdict stands, but could not be delivered to the owner: {exc}", file=sys.stderr)
+        print(f"warning: the verdict stands, but could not be delivered to the owner: {untrusted(exc)}",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,19 +124,18 @@ def run(args: argparse.Namespace) -> int:
     tau, low = threshold(args.k, p0, lam), lowest_passing_accuracy(args.k, p0, lam)
     if tau is None:  # refused before connecting: the prover would refuse it too, revealing nothing
         raise InvalidInput(f"{hopeless(args.k, p0, lam)} (see wmark-verifier plan)")
-    print(f"opening {args.k} of {vk.n} trigger items on {oracle.model_ref.describe()}: "
+    print(f"opening {args.k} of {vk.n} trigger items on {untrusted(oracle.model_ref.describe())}: "
           + ("no number of matches is significant at this k; see `wmark-verifier plan`" if tau is None else
              f"accept at {tau} matches; a marked model passes w.p. 0.99 from trigger accuracy {low:.3f}"))
     # Loaded before connecting, so the prover is not kept waiting on our disk.
     decoys = default_decoys(vk.input_shape, dataset=vk.margin.dataset if vk.margin else None,
                             data_root=args.data_root)
     with ProverConnection(args.connect, timeout=args.timeout) as prover:
-        prover.send(encode_frame(session.challenge().to_json()), "challenge")
         # The prover ends a session without a word for a challenge it cannot answer at
         # all (another key's, or malformed); say what that most likely means.
         closed = (f"it may serve another verification key than {args.vk} (vk {vk.digest.hex()[:16]}…); the "
                   f"prover's own log names the reason")
-        answer = envelope_from_frame(prover.receive("reveal", if_closed=closed), sender=f"the prover at {prover.name}")
+        answer = send_challenge(prover, session.challenge(), vk, lambda: prover.receive("reveal", if_closed=closed))
         event = session.receive(answer)
         if isinstance(event, Refused):
             return report_refusal(event, keep=refusal_path(args.out))
@@ -169,9 +169,8 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
               f"{verifier.model_ref.describe()} (SRS {verifier.srs.path}, {verifier.origin.value}); waiting up to "
               f"{wait:g} s for them")
         with ProverConnection(args.connect, timeout=args.timeout) as prover:
-            prover.send(encode_frame(session.challenge().to_json()), "challenge")
-            answer = envelope_from_frame(prover.send_srs_then_receive(verifier.srs.path, wait),
-                                         sender=f"the prover at {prover.name}")
+            answer = send_challenge(prover, session.challenge(), vk,
+                                    lambda: prover.send_srs_then_receive(verifier.srs.path, wait))
             event = session.receive(answer)
             if isinstance(event, Refused):
                 return report_refusal(event, keep=refusal_path(args.out))

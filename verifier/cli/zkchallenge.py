@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command, add_output, int_in_range
+from wmark.console import add_command, add_output, int_in_range, untrusted
 from wmark.files import atomic_write
 from wmark.protocol.decision import MAX_K
 from wmark.protocol.keys import load_verification_key
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                                     lam=args.lam)
         atomic_write(args.out, session.challenge().to_json())
     print(f"wrote {args.out}: prove {args.k} of {vk.n} trigger items in zero knowledge on "
-          f"{verifier.model_ref.describe()}")
+          f"{untrusted(verifier.model_ref.describe())}")
     print(f"  circuit   2^{verifier.circuit.logrows} rows ({verifier.circuit.num_rows:,} used), input scale "
           f"{verifier.circuit.input_scale}; about {verifier.circuit.memory_needed / 1e9:.1f} GB to prove one image")
     print(f"  SRS       {verifier.srs.path} (2^{verifier.srs.logrows}, sha256 {verifier.srs.sha256.hex()}, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_circuit_arguments, add_command, add_json_argument, add_output
+from wmark.console import add_circuit_arguments, add_command, add_json_argument, add_output, untrusted
 from wmark.errors import InvalidInput
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.session import Refused, ZkVerifierSession
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
                                        p0=args.p0, lam=args.lam,
                                        registration=registration.verify(vk) if registration else None)
     if model_file_digest(args.model) != session.model.sha256:
-        raise InvalidInput(f"{args.model}: not the model the challenge names ({session.model.describe()})")
+        raise InvalidInput(f"{args.model}: not the model the challenge names "
+                           f"({untrusted(session.model.describe())})")
     event = session.receive(read_envelope(args.reveal, what="reveal"))
     if isinstance(event, Refused):
         return report_refusal(event)

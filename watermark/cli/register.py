@@ -21,6 +21,7 @@ from wmark.protocol.transparency import (
     verify_tlog_proof,
 )
 from wmark.registry import LogClient, LogStore
+from wmark.registry.client import DEFAULT_TIMEOUT_S
 
 EPILOG = """\
 examples:
@@ -50,6 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("--log-key", metavar="PEM",
                    help="the log's public key to check the receipt with; without it, a local log's own key, "
                         "or the key a --log-url log presents (printed for you to compare)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help="--log-url: seconds the log has for each whole answer (an append may wait on other appends)")
     p.add_argument("--log-vkey", metavar="VKEY",
                    help="the log's checkpoint verifier key to check the tlog-proof with (file or inline); without "
                         "it, a local log's own, or the one a --log-url log presents")
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             receipt = store.register(vk)
         print(f"log         {store.directory} (public key {store.public_key_path})")
     else:
-        with LogClient(args.log_url) as client:
+        with LogClient(args.log_url, timeout=args.timeout) as client:
             log_key = _agree(pinned, client.log_key())
             vkey = _agree_vkey(pinned_vkey, client.vkey())
             path, proof_path = _paths(args, log_key)
