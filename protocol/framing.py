@@ -76,7 +76,7 @@ class FrameDecoder:
         if self._error is not None:
             raise self._error
         self._buffer += data
-        frames = []
+        frames: list[bytes] = []
         while True:
             if self._expected is None:
                 if len(self._buffer) < HEADER_BYTES:

@@ -37,7 +37,7 @@ SALT_BYTES, NONCE_BYTES = 16, 12
 
 
 def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return scrypt(passphrase.encode("utf-8"), salt, key_len=32, N=n, r=r, p=p)  # type: ignore[return-value]
+    return scrypt(passphrase.encode("utf-8"), salt, key_len=32, N=n, r=r, p=p)
 
 
 def seal(mk: MarkingKey, passphrase: str) -> bytes:

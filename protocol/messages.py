@@ -222,8 +222,10 @@ class Answer(Message):
         raw = field(obj, cls.ENTRIES, list, what=what)
         if not 1 <= len(raw) <= MAX_ITEMS:
             raise DecodeError(f"{what}: 1 to {MAX_ITEMS} {cls.ENTRIES} expected, got {len(raw)}")
-        return cls(_digest(obj, "challenge_digest"), _digest(obj, "vk_digest"), scheme,  # type: ignore[call-arg]
-                   tuple(cls._decode_entry(o, scheme, what=f"{what}: {cls.ENTRY} {i}") for i, o in enumerate(raw)))
+        # The entries are the subclass's own field, named by ENTRIES.
+        return cls(_digest(obj, "challenge_digest"), _digest(obj, "vk_digest"), scheme,
+                   **{cls.ENTRIES: tuple(cls._decode_entry(o, scheme, what=f"{what}: {cls.ENTRY} {i}")
+                                         for i, o in enumerate(raw))})
 
     @staticmethod
     def _encode_entry(entry: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from wmark.errors import InvalidInput
 from wmark.protocol.hazmat.hashing import tagged_stream
 
 PATTERN_TAG = "wmark/pattern/v1"
@@ -49,9 +50,15 @@ def item_images(items: Sequence[Drawable], shape: tuple[int, int, int]) -> np.nd
     the owner training one and the zero-knowledge circuit alike, so that all
     of them draw the same picture (docs/design.md section 2).
     """
-    rendered = iter(render_many([item.seed for item in items if item.pixels is None], shape))  # type: ignore[misc]
+    rendered = iter(render_many([_seed(item) for item in items if item.pixels is None], shape))
     return np.stack([np.frombuffer(item.pixels, dtype=np.uint8).reshape(shape) if item.pixels is not None
                      else next(rendered) for item in items])
+
+
+def _seed(item: Drawable) -> bytes:
+    if item.seed is None:
+        raise InvalidInput("an item carries neither pixels nor a seed to render them from")
+    return item.seed
 
 
 def render(seed: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -120,8 +127,10 @@ def _soft_edge(distance: np.ndarray, half_width: np.ndarray | float, softness: f
     return np.clip((half_width - distance) / softness, 0.0, 1.0)
 
 
-def _stroke(p: list[np.ndarray], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """A thick line segment: distance from each pixel to the segment, softened."""
+def _stroke(p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """A thick line segment: distance from each pixel to the segment, softened.
+
+    ``p`` holds one shape parameter per row (P x N x 1 x 1), as :func:`_ellipse`'s does."""
     x0, y0, x1, y1 = p[1], p[2], p[3], p[4]
     half_width = 0.04 + 0.10 * p[5]
     dx, dy = x1 - x0, y1 - y0
@@ -131,7 +140,7 @@ def _stroke(p: list[np.ndarray], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return _soft_edge(np.sqrt(ex * ex + ey * ey), half_width, 0.03)
 
 
-def _ellipse(p: list[np.ndarray], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+def _ellipse(p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """A filled or ring-shaped rotated ellipse; rotation from a normalised vector, not trig."""
     cx, cy = 0.15 + 0.7 * p[1], 0.15 + 0.7 * p[2]
     ra, rb = 0.08 + 0.30 * p[3], 0.08 + 0.30 * p[4]

@@ -100,8 +100,9 @@ class Transcript:
         only_fields(obj, {"type", "version", "verification_key", "challenge", "reveal", "verdict", "registration"},
                     what=what)
         registration = obj.get("registration")
-        return cls(*(dsse.Envelope.from_obj(obj.get(name), what=f"{what}: {name}")
-                     for name in ("verification_key", "challenge", "reveal", "verdict")),
+        vk, challenge, reveal, verdict = (dsse.Envelope.from_obj(obj.get(name), what=f"{what}: {name}")
+                                          for name in ("verification_key", "challenge", "reveal", "verdict"))
+        return cls(vk, challenge, reveal, verdict,
                    registration=(Registration.from_obj(registration, what=f"{what}: registration")
                                  if registration is not None else None))
 

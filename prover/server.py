@@ -236,13 +236,13 @@ class Server:
         assert parameters is not None
         # Recorded (and rate-limited) before the SRS is read or anything proved.
         refused = await asyncio.to_thread(self._prover.ledger.admit_zk, event, policy=self._prover.policy)
+        reason: str | None  # None once the proofs are made
         if refused is not None:
-            reason: str | None = refused
-            answer = session.refuse(refused)
+            answer, reason = session.refuse(refused), refused
         elif parameters.srs_logrows > self._zk.max_srs_logrows:
-            reason = (f"the challenge's SRS has 2^{parameters.srs_logrows} rows; this prover takes at "
-                      f"most 2^{self._zk.max_srs_logrows} (--max-srs-logrows)")
-            answer = session.refuse(reason)
+            too_large = (f"the challenge's SRS has 2^{parameters.srs_logrows} rows; this prover takes at "
+                         f"most 2^{self._zk.max_srs_logrows} (--max-srs-logrows)")
+            answer, reason = session.refuse(too_large), too_large
         else:
             with tempfile.TemporaryDirectory(prefix="wmark-serve-", dir=self._zk.workdir) as tmp:
                 srs = Path(tmp) / "challenge.srs"

@@ -132,7 +132,8 @@ def answer_or_refuse(session: ProverSession, event: ChallengeReceived, mk: Marki
     compile or this machine cannot prove, another SRS or toolchain."""
     if event.problem is not None:
         return session.refuse(event.problem), event.problem
-    model_dir = models.get(event.challenge.model.sha256)
+    digest = event.challenge.model.sha256  # None: the challenge names an endpoint, not model files
+    model_dir = models.get(digest) if digest is not None else None
     if model_dir is None:
         reason = (f"this prover holds no copy of the suspect model ({event.challenge.model.describe()}); its "
                   f"owner must start wmark-prover serve with --model naming it")

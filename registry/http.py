@@ -29,7 +29,7 @@ import sys
 import threading
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, overload
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from wmark.errors import DecodeError, InvalidInput, WmarkError
@@ -95,6 +95,11 @@ def _query(url: SplitResult, *, required: frozenset[str] = frozenset(),
     return {name: values[0] for name, values in pairs.items()}
 
 
+# A required query parameter always yields a number, an absent optional one None.
+@overload
+def _number(text: str, name: str) -> int: ...
+@overload
+def _number(text: str | None, name: str) -> int | None: ...
 def _number(text: str | None, name: str) -> int | None:
     if text is None:
         return None
@@ -192,12 +197,12 @@ class _Handler(BoundedHandler):
             return store.tree_head(_number(q.get("size"), "size")).to_json(), JSON
         if url.path == "/proof/inclusion":
             q = _query(url, required=frozenset({"index"}), optional=frozenset({"size"}))
-            proof = store.inclusion_proof(_number(q["index"], "index"), _number(q.get("size"), "size"))
-            return _json(proof.to_obj())
+            inclusion = store.inclusion_proof(_number(q["index"], "index"), _number(q.get("size"), "size"))
+            return _json(inclusion.to_obj())
         if url.path == "/proof/consistency":
             q = _query(url, required=frozenset({"first"}), optional=frozenset({"second"}))
-            proof = store.consistency_proof(_number(q["first"], "first"), _number(q.get("second"), "second"))
-            return _json(proof.to_obj())
+            consistency = store.consistency_proof(_number(q["first"], "first"), _number(q.get("second"), "second"))
+            return _json(consistency.to_obj())
         if url.path == "/entries":
             commitment = _query(url, required=frozenset({"commitment"}))["commitment"]
             digest = b64u_decode(commitment, what="commitment", size=HASH_SIZE)
@@ -267,7 +272,10 @@ class LoopbackServer(ThreadingHTTPServer):
         # HTTPServer.server_bind looks the host name up in DNS; a loopback
         # server has no use for it, and an offline machine may stall on it.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, self.server_port = self.server_address[:2]
+        # An AF_INET socket's name is a (str, int) pair; typeshed's type also admits AF_UNIX's bytes paths.
+        assert isinstance(host, str)
+        self.server_name = host
 
     @property
     def url(self) -> str:

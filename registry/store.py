@@ -608,7 +608,8 @@ class LogStore:
                        beacon=Beacon.evaluate(self._vrf_key, self._beacon_statement, entry.vk_digest))
 
     def _check_entries(self, conn: sqlite3.Connection) -> tuple[MerkleTree, set[tuple[bytes, int]]]:
-        tree, indexed, last_time = MerkleTree(), set(), 0
+        tree, last_time = MerkleTree(), 0
+        indexed: set[tuple[bytes, int]] = set()
         for idx, leaf, data, vk_digest, owner in conn.execute(
                 "SELECT idx, leaf_hash, entry, vk_digest, owner FROM entries ORDER BY idx"):
             if idx != len(tree):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import ecdsa
@@ -21,10 +22,17 @@ from wmark.errors import InvalidInput
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.sampling import LABEL_TAG, SUBSET_TAG, DigestStream, derive_label, sample_subset
 from wmark.protocol.hazmat.vrf import VrfSecretKey, proof_to_hash
-from wmark.protocol.items import vrf_alpha
+from wmark.protocol.items import OpenedItem, TriggerKind, vrf_alpha
 from wmark.protocol.keygen import keygen_derived, keygen_imported
-from wmark.protocol.patterns import render, render_many
-from wmark.watermark.triggers import Fit, import_images, random_labels, read_labels_file, trigger_set_from_marking_key
+from wmark.protocol.patterns import item_images, render, render_many
+from wmark.watermark.triggers import (
+    Fit,
+    import_images,
+    item_image,
+    random_labels,
+    read_labels_file,
+    trigger_set_from_marking_key,
+)
 
 SETTINGS = settings(deadline=None, max_examples=200)
 SHAPES = [(1, 8, 8), (3, 32, 32), (3, 64, 64)]
@@ -85,6 +93,19 @@ def test_trigger_set_of_a_marking_key_is_rederived_from_its_trigger_key():
     # ... and what a verifier holding only vk re-derives from an opening is the same item.
     seed = pair.verification_key.vrf_key.verify(vrf_alpha(2, pair.verification_key.owner), mk.openings[2].vrf_proof)
     assert np.array_equal(render(seed, (3, 32, 32)), tset.images[2])
+
+
+
+def test_an_opening_without_what_its_kind_draws_from_is_invalid_input():
+    derived = keygen_derived(owner=SigningKey.generate(), n=1, num_classes=2, input_shape=(1, 8, 8)).marking_key
+    imported = keygen_imported(owner=SigningKey.generate(), images=[bytes(64)], labels=[1], num_classes=2,
+                               input_shape=(1, 8, 8)).marking_key
+    with pytest.raises(InvalidInput, match="no VRF proof"):
+        item_image(replace(derived.openings[0], vrf_proof=None), TriggerKind.DERIVED, (1, 8, 8))
+    with pytest.raises(InvalidInput, match="no image"):
+        item_image(replace(imported.openings[0], image=None), TriggerKind.IMPORTED, (1, 8, 8))
+    with pytest.raises(InvalidInput, match="neither pixels nor a seed"):
+        item_images([OpenedItem(index=0, label=1, seed=None, pixels=None)], (1, 8, 8))
 
 
 # --- render -------------------------------------------------------------------------

@@ -34,7 +34,9 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class ModelOracle(Protocol):
-    model_ref: ModelRef
+    # Read-only: what the challenge names, fixed when the oracle is opened (LocalModel is frozen).
+    @property
+    def model_ref(self) -> ModelRef: ...
 
     def classify(self, images: np.ndarray) -> np.ndarray:
         """Class indices (int64, N) for uint8 images (N x C x H x W)."""
@@ -148,4 +150,5 @@ def open_oracle(*, model_dir: str | None = None, endpoint: str | None = None, mo
         if not model_name:
             raise ModelOracleError("--endpoint needs --model-name")
         return InferenceEndpoint(endpoint, model_name, timeout=timeout)
-    return LocalModel.open(model_dir, device=device)  # type: ignore[arg-type]
+    assert model_dir is not None  # exactly one of model_dir and endpoint, checked above
+    return LocalModel.open(model_dir, device=device)

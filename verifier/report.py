@@ -155,13 +155,13 @@ def _items_html(report: AuditReport) -> str:
     pictures = [png_data_uri(image) for start in range(0, len(shown), RENDER_BATCH)
                 for image in item_images(shown[start:start + RENDER_BATCH], report.vk.input_shape)]
     cells = []
-    for n, item in enumerate(report.items):
-        r = results[item.index]
+    for n, opened in enumerate(report.items):
+        r = results[opened.index]
         cls = "match" if r.match else "miss"
-        picture = (f'<img alt="trigger item {item.index}" src="{pictures[n]}">' if n < len(pictures)
+        picture = (f'<img alt="trigger item {opened.index}" src="{pictures[n]}">' if n < len(pictures)
                    else "")
-        cells.append(f'<div class="item {cls}" data-index="{item.index}">{picture}<div>item {item.index}</div>'
-                     f'<div>label {item.label}</div>'
+        cells.append(f'<div class="item {cls}" data-index="{opened.index}">{picture}<div>item {opened.index}</div>'
+                     f'<div>label {opened.label}</div>'
                      f'<div>answer {r.predicted} {"&#10003;" if r.match else "&#10007;"}</div></div>')
     if len(pictures) < len(report.items):
         cells.insert(len(pictures), f'<p class="more">Items beyond the first {len(pictures)} without their '

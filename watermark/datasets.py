@@ -127,7 +127,8 @@ class TaskData:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(int(d) for d in self.train.images.shape[1:])  # type: ignore[return-value]
+        _, channels, height, width = self.train.images.shape  # N x C x H x W
+        return int(channels), int(height), int(width)
 
     def split(self, name: str) -> LabelledImages:
         if name not in SPLITS:
@@ -213,7 +214,10 @@ def _fashion_mnist(root: Path) -> TaskData:
         expected = ", ".join(f"{n}.gz" for names in FASHION_FILES.values() for n in names)
         raise InvalidInput(f"fashion-mnist: {', '.join(missing)} not found under {root} "
                            f"(install it with `{INSTALL_HINT}`, or pass --data-root a folder holding {expected})")
-    official = {part: _read_idx_pair(*paths) for part, paths in files.items()}  # type: ignore[arg-type]
+    official: dict[str, LabelledImages] = {}
+    for part, (images_path, labels_path) in files.items():
+        assert images_path is not None and labels_path is not None  # none is missing: checked above
+        official[part] = _read_idx_pair(images_path, labels_path)
     everything = official["train"]
     owner = int(round(FASHION_OWNER_FRACTION * len(everything)))
     sizes = {"query": QUERY_SIZE, "adversary": len(everything) - QUERY_SIZE - owner, "train": owner}

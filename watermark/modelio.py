@@ -206,6 +206,11 @@ class Classifier(nn.Module):
     alike.
     """
 
+    # Buffers registered in __init__; declared so that they read as tensors, not as
+    # whatever nn.Module.__getattr__ may return.
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, config: ModelConfig, net: nn.Module) -> None:
         super().__init__()
         self.config = config

@@ -39,21 +39,22 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
-def _kserve():
+def _kserve() -> None:
     """Import KServe, which parses ``sys.argv`` when imported (its own flags): hide ours from it."""
     saved = sys.argv
     sys.argv = saved[:1]
     try:
+        # Imported for their side effect: loaded now, under the hidden flags, they are what
+        # serve's own imports of them find in sys.modules.
         import kserve
         import kserve.model_server
-        import kserve.protocol.rest.server
+        import kserve.protocol.rest.server  # noqa: F401
     except ImportError:
         from wmark.errors import InvalidInput
 
         raise InvalidInput("serve-model needs KServe: pip install 'wmark[serve]'") from None
     finally:
         sys.argv = saved
-    return kserve
 
 
 def answer_batch(model: Classifier, pixels01: np.ndarray, *, answer: str) -> tuple[str, str, np.ndarray]:
@@ -113,14 +114,15 @@ async def _refuse(send) -> None:
 def serve(model_dir: str | os.PathLike[str], name: str, *, host: str, port: int, device: torch.device,
           answer: str = "logits") -> None:
     """Serve ``model_dir`` as model ``name`` until interrupted (blocks)."""
-    kserve = _kserve()
+    _kserve()  # the first import, with our flags hidden; the ones below find it in sys.modules
+    from kserve import InferOutput, InferResponse, Model
     from kserve.errors import InvalidInput as RequestError
     from kserve.model_server import FASTAPI_APP_IMPORT_STRING, ModelServer, app
     from kserve.protocol.rest.server import RESTServer
 
     classifier = load_model(model_dir).to(device)
 
-    class WmarkModel(kserve.Model):
+    class WmarkModel(Model):
         def __init__(self) -> None:
             super().__init__(name)
             self.ready = True
@@ -135,8 +137,8 @@ def serve(model_dir: str | os.PathLike[str], name: str, *, host: str, port: int,
                 out_name, datatype, data = answer_batch(classifier, tensor.as_numpy(), answer=answer)
             except ValueError as exc:
                 raise RequestError(str(exc)) from None
-            return kserve.InferResponse(response_id=str(uuid.uuid4()), model_name=name, infer_outputs=[
-                kserve.InferOutput(out_name, list(data.shape), datatype, data)])
+            return InferResponse(response_id=str(uuid.uuid4()), model_name=name, infer_outputs=[
+                InferOutput(out_name, list(data.shape), datatype, data)])
 
     class BoundModelServer(ModelServer):
         """KServe's single-worker ``start`` (KServe 0.21's, rewritten here) with the listening address

@@ -196,7 +196,7 @@ def train(
             # stream one process draws), not the same mask on every share.
             torch.manual_seed(recipe.seed + world.rank)
         generator = torch.Generator().manual_seed(recipe.seed)
-        trigger_stream = _cycle(len(triggers), generator) if mixing else None
+        trigger_stream = _cycle(len(triggers), generator) if mixing and triggers is not None else None
         for epoch in range(1, recipe.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             bar = tqdm(total=batches, desc=f"{desc} {epoch}/{recipe.epochs}", unit="batch",

@@ -46,7 +46,8 @@ class TriggerSet:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(int(d) for d in self.images.shape[1:])  # type: ignore[return-value]
+        _, channels, height, width = self.images.shape  # N x C x H x W
+        return int(channels), int(height), int(width)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -67,12 +68,21 @@ class _Drawn:
     pixels: bytes | None
 
 
+def _seed(opening: ItemOpening) -> bytes:
+    """The VRF output a seeded (derived or margin) item is drawn from."""
+    if opening.vrf_proof is None:
+        raise InvalidInput(f"item {opening.index} of a seeded key has no VRF proof")
+    return proof_to_hash(opening.vrf_proof)
+
+
 def _drawn(opening: ItemOpening, kind: TriggerKind, shape: tuple[int, int, int]) -> _Drawn:
     if kind is TriggerKind.DERIVED:
-        return _Drawn(proof_to_hash(opening.vrf_proof), None)
+        return _Drawn(_seed(opening), None)
     if kind is TriggerKind.MARGIN:
         raise InvalidInput("a margin item's image is an image of its key's query split: see "
                            "trigger_set_from_marking_key")
+    if opening.image is None:
+        raise InvalidInput(f"item {opening.index} of an imported key has no image")
     return _Drawn(None, opening.image[len(image_header(shape)):])
 
 
@@ -112,7 +122,7 @@ def _margin_positions(mk: MarkingKey, split: QuerySplit | None) -> tuple[list[in
         raise InvalidInput(f"a margin key's queries are images of {mk.margin.describe()}: "
                            f"{'give that split' if split is None else 'the split given is other data'}")
     items = MarginItems(split, mk.n, mk.num_classes)
-    positions = [items.item(proof_to_hash(o.vrf_proof), o.index)[0] for o in mk.openings]  # type: ignore[arg-type]
+    positions = [items.item(_seed(o), o.index)[0] for o in mk.openings]
     return positions, [split.labels[p] for p in positions]
 
 
@@ -181,8 +191,8 @@ def _fit_image(path: Path, shape: tuple[int, int, int], fit: Fit) -> bytes:
     try:
         if path.stat().st_size > MAX_IMAGE_FILE_BYTES:
             raise InvalidInput(f"{path}: image file too large")
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
+        with Image.open(path) as opened:
+            img = opened.convert("L" if channels == 1 else "RGB")
             if fit is Fit.RESIZE:
                 img = img.resize((width, height), Image.Resampling.BILINEAR)
             else:

@@ -218,8 +218,10 @@ def load_marking_key(path: str):
     return load(path, passphrase)
 
 
-def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the commands that build a zero-knowledge circuit (prover and verifier alike)."""
+def add_circuit_arguments(parser: argparse._ActionsContainer) -> None:
+    """Options of the commands that build a zero-knowledge circuit (prover and verifier alike).
+
+    ``parser`` may be a parser or one of its argument groups (argparse's common base of the two)."""
     parser.add_argument("--workdir", metavar="DIR",
                         help="where temporary circuits and proving keys (hundreds of MB) go; deleted after use "
                              "(default: the system's temporary directory)")

@@ -172,12 +172,13 @@ def run(args: argparse.Namespace) -> int:
         after = evaluate(attacked, task.test, triggers)
         _print_scores(_label("after", view), after)
         report["after"].append(_scores_obj(view or "as attacked", after))
-    for view, attacked in views.items() if keys is not None else ():
-        digest = model_digest(attacked)
-        for k in dict.fromkeys((min(PRIVATE_K, keys.vk.n), keys.vk.n)):
-            verification = verify_privately(attacked, keys, k, digest=digest, p0=args.p0, margin=margin)
-            _print_verification(_label("verify", view, f"k={k}"), verification)
-            report["verifications"].append({"view": view or "as attacked", **asdict(verification)})
+    if keys is not None:
+        for view, attacked in views.items():
+            digest = model_digest(attacked)
+            for k in dict.fromkeys((min(PRIVATE_K, keys.vk.n), keys.vk.n)):
+                verification = verify_privately(attacked, keys, k, digest=digest, p0=args.p0, margin=margin)
+                _print_verification(_label("verify", view, f"k={k}"), verification)
+                report["verifications"].append({"view": view or "as attacked", **asdict(verification)})
     write_json_report(args, report)
     if spec.saveable:
         save_model(args.out, result.attacked, overwrite=args.force)

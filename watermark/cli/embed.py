@@ -168,6 +168,7 @@ def _run(args: argparse.Namespace, device: torch.device, world: World) -> int:
 
     say(f"data      {task.describe()}")
     if mk is not None:
+        assert triggers is not None  # loaded together with the key
         items = f"margin queries from {mk.margin.describe()}" if mk.margin else f"{mk.kind.value} triggers"
         say(f"key       {args.mk}: {len(triggers)} {items}, vk digest "
             f"{short_digest(mk.vk_digest)}{' (scored, not embedded)' if args.no_watermark else ''}")

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"data              {task.name} {args.split} split, {len(data)} images")
     _print_score(args.split, result.test)
     if result.triggers is not None:
+        assert mk is not None  # triggers are scored only when a key was given
         _print_score("query" if mk.margin else "trigger", result.triggers, f" of {args.mk}")
         if config.vk_digest not in (None, mk.vk_digest):
             print(f"note              the model records another key's vk digest; this key's is "

@@ -41,7 +41,14 @@ from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_imported
 from wmark.protocol.keys import VK_PAYLOAD_TYPE, MarkingKey, VerificationKey, load_verification_key
 from wmark.protocol.messages import Challenge, ModelRef, Reveal, Verdict, decode
 from wmark.protocol.patterns import item_images, render
-from wmark.protocol.session import ProverSession, RevealAccepted, VerifierSession, ZkVerifierSession, now
+from wmark.protocol.session import (
+    ChallengeReceived,
+    ProverSession,
+    RevealAccepted,
+    VerifierSession,
+    ZkVerifierSession,
+    now,
+)
 from wmark.protocol.transcript import AuditReport, audit, load_transcript
 from wmark.protocol.transparency import Receipt, RegistrationInfo, verify_receipt
 from wmark.protocol.zk import SrsOrigin, ZkParameters, ZkStatement
@@ -412,7 +419,8 @@ def replay_derived(root: Path, transcript: Path) -> Keys:
     vk, thief = report.vk, SigningKey.generate()
     commitments, recommitted = [], []
     for o in openings:
-        c_item, r_item = commit(proof_to_hash(o.vrf_proof), vk.scheme)  # type: ignore[arg-type]
+        assert o.vrf_proof is not None  # a derived key's revealed openings carry their VRF proofs
+        c_item, r_item = commit(proof_to_hash(o.vrf_proof), vk.scheme)
         c_label, r_label = commit(label_message(o.label), vk.scheme)
         commitments.append(ItemCommitments(c_item, c_label))
         recommitted.append(ItemOpening(o.index, o.label, r_item, r_label, vrf_proof=o.vrf_proof))
@@ -521,6 +529,8 @@ def zk_claim(pair: KeyPair, identity: SigningKey, model_dir: Path, images: np.nd
                                  p0=Fraction(p0) if p0 else None)
     prover = ProverSession(pair.marking_key, vk, identity)
     event = prover.receive(verifier.challenge())
+    assert isinstance(event, ChallengeReceived)  # the first message a prover receives: the challenge
+    assert vk.zk is not None  # a zero-knowledge claim needs a key made with zk commitments
     predicted = classify(load_model(model_dir), images[list(event.indices)])
     statements = {i: ZkStatement(vk.zk.hashes[i], int(c), b"sound proof of item %d" % i)
                   for i, c in zip(event.indices, predicted)}
@@ -556,6 +566,7 @@ def regrind(model_dir: Path, log: Path, tmp: Path, *, attempts: int, n: int, see
                                    label_source=LabelSource.REGISTRY)
             beta = verify_receipt(store.register(pair.verification_key), pair.verification_key,
                                   store.public_key).beta
+            assert beta is not None  # LogStore.register always issues a beacon
             bound = [bound_label(beta, i, int(c), NUM_CLASSES) for i, c in enumerate(labels)]
             hits = int(sum(int(a) == b for a, b in zip(answers, bound)))
             matches.append(hits)
