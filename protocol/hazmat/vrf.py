@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import gmpy2
-from Crypto.PublicKey.ECC import EccPoint
+try:
+    # EccPoint's own module: the public Crypto.PublicKey.ECC re-exports it but also loads
+    # the key formats (ASN.1, PEM, PKCS#8), ~80 ms of start-up that every command
+    # reading a vk would pay (docs/design.md section 6: commands start fast).
+    from Crypto.PublicKey._point import EccPoint
+except ImportError:  # pycryptodome before the module split
+    from Crypto.PublicKey.ECC import EccPoint
 from Crypto.Random import get_random_bytes
 from ecdsa.rfc6979 import generate_k
 
