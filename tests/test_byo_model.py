@@ -9,22 +9,15 @@ default run keeps it small (16x16 images, one epoch) and checks the chain;
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
 import torchvision
 from PIL import Image
 
-from tests.support.helpers import REPO, free_port
-from tests.support.live import prover_server
+from tests.support.live import prover_server, served_model
 from wmark.harness.programs import KeyDir
 from wmark.protocol.patterns import item_images
 from wmark.protocol.transcript import AuditReport, audit, load_transcript
@@ -55,29 +48,6 @@ def _concat(a, b):
     return LabelledImages(np.concatenate([a.images, b.images]), np.concatenate([a.labels, b.labels]))
 
 
-@contextlib.contextmanager
-def served(model: Path, log: Path) -> Iterator[str]:
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "wmark.watermark", "serve-model", "--model", str(model),
-                                 "--port", str(port), "--name", "resnet", "--device", "cpu"],
-                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/models/resnet/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve-model did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def bring_your_own(tmp_path: Path, monkeypatch, *, train_per_class: int, test_per_class: int, size: int,
@@ -99,7 +69,7 @@ def bring_your_own(tmp_path: Path, monkeypatch, *, train_per_class: int, test_pe
                        "--batch-size", "20", "--lr", lr, "--triggers-per-batch", str(triggers_per_batch),
                        "--device", "cpu", "--quiet", "--out", "marked"]) == 0
     keys = KeyDir(tmp_path / "keys")
-    with served(tmp_path / "marked", tmp_path / "serve.log") as url, prover_server(keys, tmp_path) as prover:
+    with served_model(tmp_path / "marked", "resnet", tmp_path / "serve.log") as url, prover_server(keys, tmp_path) as prover:
         code = verifier_main(["run", "--connect", f"127.0.0.1:{prover.port}", "--vk", str(keys.vk),
                               "--endpoint", url, "--model-name", "resnet", "--k", "20", "--out", "verdict.json",
                               "--identity", "verifier.pem", "--timeout", "60"])

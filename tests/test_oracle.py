@@ -4,15 +4,12 @@ server, ``wmark serve-model`` (KServe's ModelServer) on loopback."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.support.helpers import REPO, free_port
+from tests.support.live import served_model
 from wmark.errors import ModelOracleError
 from wmark.verifier.oracle import InferenceEndpoint, LocalModel, open_oracle
 from wmark.verifier.verify import query_shuffled
@@ -23,28 +20,11 @@ from wmark.watermark.triggers import trigger_set_from_marking_key
 
 
 @pytest.fixture(scope="module", params=["logits", "classes"])
-def kserve_endpoint(request, digits_world):
+def kserve_endpoint(request, digits_world, tmp_path_factory):
     pytest.importorskip("kserve")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "wmark.watermark", "serve-model", "--model", str(digits_world.marked),
-                             "--name", "m", "--port", str(port), "--answer", request.param, "--device", "cpu"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/models/m/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"wmark serve-model did not start: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.3)
+    with served_model(digits_world.marked, "m", tmp_path_factory.mktemp("serve-model") / "log",
+                      "--answer", request.param, startup_s=60) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_kserve_endpoint_answers_like_the_local_model(kserve_endpoint, digits_world):

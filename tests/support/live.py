@@ -91,3 +91,36 @@ class Peer:
         self.sock.close()
 
 
+
+
+@contextmanager
+def served_model(model: Path, name: str, log: Path, *extra: str, startup_s: float = 90) -> Iterator[str]:
+    """A real ``wmark serve-model`` of ``model`` on loopback, its output in ``log``;
+    yields its base URL once the model answers ready, stops it afterwards."""
+    import sys
+
+    import httpx
+
+    from tests.support.helpers import REPO, free_port
+
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "wmark.watermark", "serve-model", "--model", str(model),
+                                 "--name", name, "--port", str(port), "--device", "cpu", *extra],
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            try:
+                if httpx.get(f"{url}/v2/models/{name}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"wmark serve-model did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
