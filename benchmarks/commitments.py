@@ -37,6 +37,8 @@ import ecdsa
 import ecdsa.ellipticcurve
 from Crypto import __version__ as pycryptodome_version
 
+from _cli import provenance  # a sibling module: scripts run with this folder on sys.path
+
 from wmark.files import atomic_write
 from wmark.protocol.hazmat.commitment import Scheme, commit, verify
 from wmark.protocol.hazmat.hashing import tagged_hash
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     result = {
         "benchmark": "commitments",
+        "provenance": provenance([], "cpu"),  # the messages are fixed bytes; nothing is seeded
         "method": f"best of {args.repeat} batches, each of at least {args.min_time} s; "
                   "ratio = time per op / time of hashlib.sha256 on the same message",
         "environment": env,

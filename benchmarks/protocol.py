@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _cli import provenance  # a sibling module: scripts run with this folder on sys.path
+
 from wmark.files import atomic_write
 from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
 from wmark.protocol.keyfile import save_marking_key
@@ -187,7 +189,9 @@ def main() -> None:
     print(f"process start-up (python -c 'import torch, wmark.watermark.modelio'): {startup:.2f} s each; "
           f"the files round trip starts 3 processes, the TCP one 1 (plus the server, started once)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out, json.dumps({"rows": [asdict(r) for r in rows], "startup_s": startup,
+    # Seed 0: the model's initialisation and the recipe's default; the keys come from the OS CSPRNG.
+    atomic_write(args.out, json.dumps({"provenance": provenance([0], "cpu"),
+                                       "rows": [asdict(r) for r in rows], "startup_s": startup,
                                        "repeat": args.repeat, "numpy": np.__version__,
                                        "torch": torch.__version__}, indent=2).encode())
     print(f"wrote {args.out}")
