@@ -164,6 +164,14 @@ def earlier(dispute_output: str) -> tuple[str, str] | None:
     return None
 
 
+def public_claim(keys: Keys, model: Path, tmp: Path, *, log: Path | None = None) -> Claim:
+    """An accepted public verification (k = n, the whole budget at once): every opening is out, for
+    anyone to replay."""
+    public = claim(keys, model, tmp, "public", k=load_verification_key(keys.vk)[0].n, budget="1", log=log)
+    assert public.code == 0, public.output
+    return public
+
+
 @dataclass(frozen=True)
 class OnRecord:
     """The owner as a dispute finds it: its key registered first in a log, and
