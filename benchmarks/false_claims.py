@@ -78,6 +78,7 @@ from wmark.harness.claims import (
     natural_images,
     on_record,
     pirate_imported,
+    public_claim,
     register,
     registered,
     regrind,
@@ -233,8 +234,7 @@ def forging(record: OnRecord, model: Path, tmp: Path) -> list[Row]:
 
 
 def replays(record: OnRecord, model: Path, tmp: Path) -> list[Row]:
-    public = claim(record.keys, model, tmp, "public", k=N, budget="1", log=record.log)
-    assert public.code == 0, public.output
+    public = public_claim(record.keys, model, tmp, log=record.log)
     rows = [contested("replay, imported: the openings of a public verification, committed by a thief", record,
                       contest(record, replay_imported(tmp / "replay", public.transcript), model, tmp, "replay",
                               p0=IMPORTED_P0))]

@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,6 +58,7 @@ from wmark.protocol.patterns import item_images, render
 from wmark.protocol.session import ProverSession, VerifierSession
 from wmark.watermark import zkcircuit
 from wmark.watermark.datasets import load_task
+from wmark.watermark.device import torch_threads
 from wmark.watermark.embed import default_recipe, embed, start_model
 from wmark.watermark.evaluate import predict
 from wmark.watermark.modelio import Classifier, ModelConfig, Preprocessing, new_model
@@ -164,18 +165,6 @@ def inference_seconds(model: Classifier, image: np.ndarray, repeat: int = 50) ->
     return statistics.median(times)
 
 
-@contextmanager
-def one_thread():
-    """One image is too little work to share: on a loaded machine a second
-    intra-op thread only waits for the scheduler (12 ms a convolution here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def agreement(circuit: zkcircuit.Circuit, model: Classifier, images: np.ndarray) -> tuple[int, int]:
     """On how many images the circuit's class (a witness, no proof) is the model's argmax."""
     ezkl = zkcircuit.ezkl_module()
@@ -205,7 +194,9 @@ def bench_model(name: str, work: Path, args: argparse.Namespace, digits) -> dict
         images = np.stack([render(bytes([i]) * 32, shape) for i in range(100)])
     row: dict = {"model": name, "arch": model.config.arch, "input": "x".join(map(str, shape)),
                  "params": sum(p.numel() for p in model.parameters())}
-    with one_thread():
+    # One image is too little work to share: on a loaded machine a second
+    # intra-op thread only waits for the scheduler (12 ms a convolution here).
+    with torch_threads(1):
         row["inference_s"] = inference_seconds(model, images[0])
         if name == "digits":
             row["subset_protocol_s_per_item"] = subset_protocol_per_item(model, pair, owner)

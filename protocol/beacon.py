@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from wmark.errors import DecodeError, InvalidProof, InvalidSignature
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import (
+    WireEnum,
     b64u_decode,
     b64u_encode,
     canonical_json,
-    enum_value,
     expect_header,
     field,
     only_fields,
@@ -59,16 +58,12 @@ class InvalidBeacon(InvalidProof):
     non-registration, so commands report it as invalid input (exit 2)."""
 
 
-class LabelSource(str, Enum):
+class LabelSource(WireEnum, what="label source"):
     """Where a key's trigger labels come from: its commitments alone (the paper), or
     its commitments shifted by the registry's beacon."""
 
     COMMITTED = "committed"
     REGISTRY = "registry"
-
-    @classmethod
-    def parse(cls, value: object) -> LabelSource:
-        return enum_value(cls, value, name="label source")
 
 
 def beacon_alpha(vk_digest: bytes) -> bytes:

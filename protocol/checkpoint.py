@@ -28,7 +28,8 @@ MAX_PROOF_BYTES = MAX_NOTE_BYTES + 2 * MAX_ENTRY_BYTES
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
-def _decimal(text: str, *, what: str) -> int:
+def decimal_u64(text: str, *, what: str) -> int:
+    """A size or index of the C2SP text formats: decimal, below 2^64, no leading zeroes."""
     if not _DECIMAL.fullmatch(text) or int(text) >= 2**64:
         raise DecodeError(f"{what}: {text[:30]!r} is not a decimal below 2^64 without leading zeroes")
     return int(text)
@@ -52,7 +53,7 @@ class Checkpoint:
         root = b64decode_strict(lines[2], what=f"{what}: root")
         if len(root) != merkle.HASH_SIZE:
             raise DecodeError(f"{what}: the root is not a SHA-256 hash")
-        return cls(lines[0], _decimal(lines[1], what=f"{what}: size"), root)
+        return cls(lines[0], decimal_u64(lines[1], what=f"{what}: size"), root)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class TlogProof:
         extra = b64decode_strict(lines[1][6:], what=f"{what}: extra")
         if not lines[2].startswith("index "):
             raise DecodeError(f"{what}: no index line")
-        index = _decimal(lines[2][6:], what=f"{what}: index")
+        index = decimal_u64(lines[2][6:], what=f"{what}: index")
         hashes = lines[3:]
         if len(hashes) > merkle.MAX_PROOF_HASHES:
             raise DecodeError(f"{what}: more than {merkle.MAX_PROOF_HASHES} inclusion proof hashes")

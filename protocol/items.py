@@ -19,13 +19,12 @@ proof and both commitments and returns what to query the model with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from wmark.errors import DecodeError, InvalidOpening, InvalidProof, LocalProtocolError
 from wmark.protocol.beacon import bound_label
 from wmark.protocol.hazmat.commitment import Commitment, Opening, check
-from wmark.protocol.hazmat.encoding import enum_value
+from wmark.protocol.hazmat.encoding import WireEnum
 from wmark.protocol.hazmat.identity import PublicKey
 from wmark.protocol.hazmat.sampling import derive_label
 from wmark.protocol.hazmat.vrf import VrfPublicKey
@@ -37,7 +36,7 @@ IMAGE_HEADER = b"wmark/image/v1"
 VRF_ALPHA_TAG = b"wmark/trigger/v1"
 
 
-class TriggerKind(str, Enum):
+class TriggerKind(WireEnum, what="trigger kind"):
     DERIVED = "derived"
     IMPORTED = "imported"
     MARGIN = "margin"
@@ -46,10 +45,6 @@ class TriggerKind(str, Enum):
     def seeded(self) -> bool:
         """Whether items are VRF outputs (opened with a proof) rather than committed images."""
         return self is not TriggerKind.IMPORTED
-
-    @classmethod
-    def parse(cls, value: object) -> "TriggerKind":
-        return enum_value(cls, value, name="trigger kind")
 
 
 def vrf_alpha(index: int, owner: PublicKey) -> bytes:

@@ -19,17 +19,8 @@ from wmark.errors import DecodeError, InvalidSignature
 from wmark.files import read_bounded
 from wmark.protocol.beacon import LabelSource
 from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat import encoding as enc
 from wmark.protocol.hazmat.commitment import Commitment, Opening, Scheme
-from wmark.protocol.hazmat.encoding import (
-    b64u_decode,
-    b64u_encode,
-    canonical_json,
-    expect_header,
-    field,
-    int_field,
-    only_fields,
-    parse_json,
-)
 from wmark.protocol.hazmat.hashing import tagged_hash
 from wmark.protocol.hazmat.identity import PublicKey
 from wmark.protocol.hazmat.vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey
@@ -96,7 +87,7 @@ class VerificationKey:
         """The canonical bytes the owner signs (computed once: keys are immutable)."""
         # "zk", "margin" and "labels" are left out when absent (or committed), so keys made before they
         # existed keep their digests; a tool that predates one refuses a key that has it (only_fields).
-        return canonical_json({
+        return enc.canonical_json({
             **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
             **({"margin": self.margin.to_obj()} if self.margin is not None else {}),
             **_labels_field(self.labels),
@@ -107,10 +98,11 @@ class VerificationKey:
             "input_shape": _shape_to_json(self.input_shape),
             "num_classes": self.num_classes,
             "commitments": [
-                {"item": b64u_encode(c.item.value), "label": b64u_encode(c.label.value)} for c in self.commitments
+                {"item": enc.b64u_encode(c.item.value), "label": enc.b64u_encode(c.label.value)}
+                for c in self.commitments
             ],
-            "owner_public_key": b64u_encode(self.owner.to_der()),
-            "vrf_public_key": b64u_encode(self.vrf_key.to_bytes()) if self.vrf_key else None,
+            "owner_public_key": enc.b64u_encode(self.owner.to_der()),
+            "vrf_public_key": enc.b64u_encode(self.vrf_key.to_bytes()) if self.vrf_key else None,
             "created": self.created,
         })
 
@@ -130,17 +122,17 @@ class VerificationKey:
 
     @classmethod
     def from_payload(cls, payload: bytes, *, what: str = "verification key") -> "VerificationKey":
-        return cls._from_json(parse_json(payload, what=what, max_bytes=MAX_VK_BYTES), what=what)
+        return cls._from_json(enc.parse_json(payload, what=what, max_bytes=MAX_VK_BYTES), what=what)
 
     @classmethod
     def _from_json(cls, parsed: Any, *, what: str) -> VerificationKey:
-        obj = expect_header(parsed, type_=VK_TYPE, version=VERSION, what=what)
-        only_fields(obj, {"type", "version", "scheme", "trigger_kind", "input_shape", "num_classes",
-                          "commitments", "owner_public_key", "vrf_public_key", "created", "zk", "margin",
-                          "labels"}, what=what)
-        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
-        kind = TriggerKind.parse(field(obj, "trigger_kind", str, what=what))
-        entries = field(obj, "commitments", list, what=what)
+        obj = enc.expect_header(parsed, type_=VK_TYPE, version=VERSION, what=what)
+        enc.only_fields(obj, {"type", "version", "scheme", "trigger_kind", "input_shape", "num_classes",
+                              "commitments", "owner_public_key", "vrf_public_key", "created", "zk", "margin",
+                              "labels"}, what=what)
+        scheme = Scheme.parse(enc.field(obj, "scheme", str, what=what))
+        kind = TriggerKind.parse(enc.field(obj, "trigger_kind", str, what=what))
+        entries = enc.field(obj, "commitments", list, what=what)
         if not 1 <= len(entries) <= MAX_ITEMS:
             raise DecodeError(f"{what}: needs 1 to {MAX_ITEMS} commitments, has {len(entries)}")
         commitments = []
@@ -149,8 +141,8 @@ class VerificationKey:
                 raise DecodeError(f"{what}: commitment {i} must have exactly 'item' and 'label'")
             where = f"{what}: commitment {i}"
             commitments.append(ItemCommitments(
-                Commitment(scheme, b64u_decode(entry["item"], what=where, max_size=64)),
-                Commitment(scheme, b64u_decode(entry["label"], what=where, max_size=64)),
+                Commitment(scheme, enc.b64u_decode(entry["item"], what=where, max_size=64)),
+                Commitment(scheme, enc.b64u_decode(entry["label"], what=where, max_size=64)),
             ))
         vrf_raw = obj.get("vrf_public_key")
         if kind.seeded != (vrf_raw is not None):
@@ -159,12 +151,12 @@ class VerificationKey:
         return cls(
             scheme=scheme,
             kind=kind,
-            input_shape=parse_shape(field(obj, "input_shape", list, what=what), what=what),
-            num_classes=int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
+            input_shape=parse_shape(enc.field(obj, "input_shape", list, what=what), what=what),
+            num_classes=enc.int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
             commitments=tuple(commitments),
-            owner=PublicKey.from_der(b64u_decode(obj.get("owner_public_key"), what=f"{what}: owner key",
-                                                 max_size=256), what=f"{what}: owner key"),
-            vrf_key=(VrfPublicKey.from_bytes(b64u_decode(vrf_raw, what=f"{what}: VRF key"))
+            owner=PublicKey.from_der(enc.b64u_decode(obj.get("owner_public_key"), what=f"{what}: owner key",
+                                                     max_size=256), what=f"{what}: owner key"),
+            vrf_key=(VrfPublicKey.from_bytes(enc.b64u_decode(vrf_raw, what=f"{what}: VRF key"))
                      if vrf_raw is not None else None),
             created=_created(obj, what=what),
             zk=ZkCommitments.from_obj(obj["zk"], n=len(commitments), what=what) if "zk" in obj else None,
@@ -180,7 +172,7 @@ def _labels_field(labels: LabelSource) -> dict[str, str]:
 def _labels(obj: dict[str, Any], *, what: str) -> LabelSource:
     if "labels" not in obj:
         return LabelSource.COMMITTED
-    labels = LabelSource.parse(field(obj, "labels", str, what=what))
+    labels = LabelSource.parse(enc.field(obj, "labels", str, what=what))
     if labels is not LabelSource.REGISTRY:
         # One encoding per key: committed labels are the absence of the field.
         raise DecodeError(f"{what}: 'labels' is present only for registry-bound keys")
@@ -192,7 +184,7 @@ def _margin(obj: dict[str, Any], kind: TriggerKind, *, n: int, what: str) -> Mar
         raise DecodeError(f"{what}: a 'margin' section is required for, and only for, margin trigger sets")
     if "margin" not in obj:
         return None
-    if int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES) < 3:
+    if enc.int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES) < 3:
         raise DecodeError(f"{what}: a margin trigger set needs at least 3 classes")
     return MarginSource.from_obj(obj["margin"], n=n, what=what)
 
@@ -203,7 +195,7 @@ _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,15}(Z|[+-][0-9]{2
 def _created(obj: dict[str, Any], *, what: str) -> str:
     # An ISO 8601 time and nothing else: the field is printed to terminals,
     # and a hostile signer must not smuggle control characters through it.
-    created = field(obj, "created", str, what=what)
+    created = enc.field(obj, "created", str, what=what)
     if not _TIMESTAMP.fullmatch(created):
         raise DecodeError(f"{what}: field 'created' is not an ISO 8601 time")
     return created
@@ -211,13 +203,13 @@ def _created(obj: dict[str, Any], *, what: str) -> str:
 
 def owner_key_of(payload: bytes, *, what: str) -> PublicKey:
     """The owner key named in a vk payload, read before anything else is trusted."""
-    return _owner_key(parse_json(payload, what=what, max_bytes=MAX_VK_BYTES), what=what)
+    return _owner_key(enc.parse_json(payload, what=what, max_bytes=MAX_VK_BYTES), what=what)
 
 
 def _owner_key(obj: Any, *, what: str) -> PublicKey:
     if not isinstance(obj, dict):
         raise DecodeError(f"{what}: payload is not a JSON object")
-    return PublicKey.from_der(b64u_decode(obj.get("owner_public_key"), what=f"{what}: owner key", max_size=256),
+    return PublicKey.from_der(enc.b64u_decode(obj.get("owner_public_key"), what=f"{what}: owner key", max_size=256),
                               what=f"{what}: owner key")
 
 
@@ -230,7 +222,7 @@ def verify_vk_envelope(envelope: dsse.Envelope, *, what: str) -> VerificationKey
     """
     # Parsed once: the owner key is read from the same (as yet untrusted) object
     # that is decoded once the signature over the raw bytes holds.
-    obj = parse_json(envelope.payload, what=what, max_bytes=MAX_VK_BYTES)
+    obj = enc.parse_json(envelope.payload, what=what, max_bytes=MAX_VK_BYTES)
     owner = _owner_key(obj, what=what)
     try:
         dsse.verify(envelope, owner, payload_type=VK_PAYLOAD_TYPE, what=what)
@@ -255,28 +247,28 @@ def encode_opening(o: ItemOpening) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "index": o.index,
         "label": o.label,
-        "r_item": b64u_encode(o.item_randomness.randomness),
-        "r_label": b64u_encode(o.label_randomness.randomness),
+        "r_item": enc.b64u_encode(o.item_randomness.randomness),
+        "r_label": enc.b64u_encode(o.label_randomness.randomness),
     }
     if o.vrf_proof is not None:
-        obj["vrf_proof"] = b64u_encode(o.vrf_proof)
+        obj["vrf_proof"] = enc.b64u_encode(o.vrf_proof)
     if o.image is not None:
-        obj["image"] = b64u_encode(o.image)
+        obj["image"] = enc.b64u_encode(o.image)
     return obj
 
 
 def decode_opening(obj: Any, scheme: Scheme, *, what: str, max_index: int) -> ItemOpening:
     if not isinstance(obj, dict):
         raise DecodeError(f"{what}: opening must be a JSON object")
-    only_fields(obj, {"index", "label", "r_item", "r_label", "vrf_proof", "image"}, what=what)
+    enc.only_fields(obj, {"index", "label", "r_item", "r_label", "vrf_proof", "image"}, what=what)
     return ItemOpening(
-        index=int_field(obj, "index", what=what, low=0, high=max_index),
-        label=int_field(obj, "label", what=what, low=0, high=MAX_CLASSES),
-        item_randomness=Opening(scheme, b64u_decode(obj.get("r_item"), what=f"{what}: r_item", size=32)),
-        label_randomness=Opening(scheme, b64u_decode(obj.get("r_label"), what=f"{what}: r_label", size=32)),
-        vrf_proof=(b64u_decode(obj["vrf_proof"], what=f"{what}: vrf_proof", size=PROOF_BYTES)
+        index=enc.int_field(obj, "index", what=what, low=0, high=max_index),
+        label=enc.int_field(obj, "label", what=what, low=0, high=MAX_CLASSES),
+        item_randomness=Opening(scheme, enc.b64u_decode(obj.get("r_item"), what=f"{what}: r_item", size=32)),
+        label_randomness=Opening(scheme, enc.b64u_decode(obj.get("r_label"), what=f"{what}: r_label", size=32)),
+        vrf_proof=(enc.b64u_decode(obj["vrf_proof"], what=f"{what}: vrf_proof", size=PROOF_BYTES)
                    if "vrf_proof" in obj else None),
-        image=(b64u_decode(obj["image"], what=f"{what}: image", max_size=64 + MAX_CHANNELS * MAX_SIDE * MAX_SIDE)
+        image=(enc.b64u_decode(obj["image"], what=f"{what}: image", max_size=64 + MAX_CHANNELS * MAX_SIDE * MAX_SIDE)
                if "image" in obj else None),
     )
 
@@ -308,29 +300,29 @@ class MarkingKey:
         return f"MarkingKey(n={self.n}, kind={self.kind.value}, <secret>)"
 
     def to_bytes(self) -> bytes:
-        return canonical_json({
+        return enc.canonical_json({
             **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
             **({"margin": self.margin.to_obj()} if self.margin is not None else {}),
             **_labels_field(self.labels),
             "type": MK_TYPE,
             "version": VERSION,
-            "vk_digest": b64u_encode(self.vk_digest),
+            "vk_digest": enc.b64u_encode(self.vk_digest),
             "scheme": self.scheme.value,
             "trigger_kind": self.kind.value,
             "input_shape": _shape_to_json(self.input_shape),
             "num_classes": self.num_classes,
-            "vrf_secret_key": b64u_encode(self.vrf_secret_key.to_bytes()) if self.vrf_secret_key else None,
+            "vrf_secret_key": enc.b64u_encode(self.vrf_secret_key.to_bytes()) if self.vrf_secret_key else None,
             "openings": [encode_opening(o) for o in self.openings],
         })
 
     @classmethod
     def from_bytes(cls, data: bytes, *, what: str = "marking key") -> "MarkingKey":
-        obj = expect_header(parse_json(data, what=what, max_bytes=MAX_MK_BYTES), type_=MK_TYPE,
-                            version=VERSION, what=what)
-        only_fields(obj, {"type", "version", "vk_digest", "scheme", "trigger_kind", "input_shape",
-                          "num_classes", "vrf_secret_key", "openings", "zk", "margin", "labels"}, what=what)
-        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
-        raw_openings = field(obj, "openings", list, what=what)
+        obj = enc.expect_header(enc.parse_json(data, what=what, max_bytes=MAX_MK_BYTES), type_=MK_TYPE,
+                                version=VERSION, what=what)
+        enc.only_fields(obj, {"type", "version", "vk_digest", "scheme", "trigger_kind", "input_shape",
+                              "num_classes", "vrf_secret_key", "openings", "zk", "margin", "labels"}, what=what)
+        scheme = Scheme.parse(enc.field(obj, "scheme", str, what=what))
+        raw_openings = enc.field(obj, "openings", list, what=what)
         if not 1 <= len(raw_openings) <= MAX_ITEMS:
             raise DecodeError(f"{what}: needs 1 to {MAX_ITEMS} openings")
         openings = tuple(decode_opening(o, scheme, what=f"{what}: opening {i}", max_index=len(raw_openings) - 1)
@@ -338,20 +330,20 @@ class MarkingKey:
         if [o.index for o in openings] != list(range(len(openings))):
             raise DecodeError(f"{what}: openings are not indexed 0..n-1 in order")
         sk_raw = obj.get("vrf_secret_key")
-        kind = TriggerKind.parse(field(obj, "trigger_kind", str, what=what))
+        kind = TriggerKind.parse(enc.field(obj, "trigger_kind", str, what=what))
         seeded = kind.seeded
         if seeded != (sk_raw is not None) or any(
                 (o.vrf_proof is not None) != seeded or (o.image is not None) == seeded for o in openings):
             raise DecodeError(f"{what}: a {kind.value} key needs "
                               f"{'a VRF key and a VRF proof per item' if seeded else 'an image per item'}")
         return cls(
-            vk_digest=b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
+            vk_digest=enc.b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
             scheme=scheme,
             kind=kind,
-            input_shape=parse_shape(field(obj, "input_shape", list, what=what), what=what),
-            num_classes=int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
+            input_shape=parse_shape(enc.field(obj, "input_shape", list, what=what), what=what),
+            num_classes=enc.int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
             openings=openings,
-            vrf_secret_key=VrfSecretKey.from_bytes(b64u_decode(sk_raw, what=f"{what}: VRF key", size=32))
+            vrf_secret_key=VrfSecretKey.from_bytes(enc.b64u_decode(sk_raw, what=f"{what}: VRF key", size=32))
             if sk_raw is not None else None,
             zk=ZkSecrets.from_obj(obj["zk"], n=len(openings), what=what) if "zk" in obj else None,
             margin=_margin(obj, kind, n=len(openings), what=what),

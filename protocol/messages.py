@@ -15,17 +15,8 @@ from typing import Any, ClassVar, Union
 from wmark.errors import DecodeError
 from wmark.protocol.decision import MAX_K, MAX_LAMBDA, parse_probability
 from wmark.protocol.hazmat import dsse
+from wmark.protocol.hazmat import encoding as enc
 from wmark.protocol.hazmat.commitment import Scheme
-from wmark.protocol.hazmat.encoding import (
-    b64u_decode,
-    b64u_encode,
-    canonical_json,
-    expect_header,
-    field,
-    int_field,
-    only_fields,
-    parse_json,
-)
 from wmark.protocol.hazmat.hashing import tagged_hash
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 from wmark.protocol.items import ItemOpening, TriggerKind
@@ -40,11 +31,11 @@ MAX_URL = 2048
 
 
 def _digest(obj: Any, name: str) -> bytes:
-    return b64u_decode(obj.get(name), what=name, size=32)
+    return enc.b64u_decode(obj.get(name), what=name, size=32)
 
 
 def _text(obj: dict[str, Any], name: str, *, what: str, limit: int = MAX_TEXT) -> str:
-    value = field(obj, name, str, what=what)
+    value = enc.field(obj, name, str, what=what)
     if len(value) > limit:
         raise DecodeError(f"{what}: field {name!r} longer than {limit} characters")
     return value
@@ -64,7 +55,7 @@ class ModelRef:
 
     def to_obj(self) -> dict[str, Any]:
         if self.sha256 is not None:
-            return {"kind": "file", "sha256": b64u_encode(self.sha256)}
+            return {"kind": "file", "sha256": enc.b64u_encode(self.sha256)}
         return {"kind": "endpoint", "url": self.url, "name": self.name}
 
     def report_obj(self) -> dict[str, Any]:
@@ -78,10 +69,10 @@ class ModelRef:
         if not isinstance(obj, dict):
             raise DecodeError(f"{what}: model reference must be an object")
         if obj.get("kind") == "file":
-            only_fields(obj, {"kind", "sha256"}, what=what)
-            return cls(sha256=b64u_decode(obj.get("sha256"), what=f"{what}: model sha256", size=32))
+            enc.only_fields(obj, {"kind", "sha256"}, what=what)
+            return cls(sha256=enc.b64u_decode(obj.get("sha256"), what=f"{what}: model sha256", size=32))
         if obj.get("kind") == "endpoint":
-            only_fields(obj, {"kind", "url", "name"}, what=what)
+            enc.only_fields(obj, {"kind", "url", "name"}, what=what)
             return cls(url=_text(obj, "url", what=what, limit=MAX_URL), name=_text(obj, "name", what=what))
         raise DecodeError(f"{what}: model reference kind must be 'file' or 'endpoint'")
 
@@ -99,7 +90,7 @@ class Message:
     DIGEST_TAG: ClassVar[str]
 
     def payload(self) -> bytes:
-        return canonical_json({"type": self.TYPE, "version": VERSION, **self._to_obj()})
+        return enc.canonical_json({"type": self.TYPE, "version": VERSION, **self._to_obj()})
 
     def sign(self, key: SigningKey) -> dsse.Envelope:
         return dsse.sign(self.PAYLOAD_TYPE, self.payload(), key)
@@ -111,8 +102,8 @@ class Message:
     @classmethod
     def from_payload(cls, payload: bytes) -> "Message":
         what = cls.TYPE.split("/")[-1]
-        obj = expect_header(parse_json(payload, what=what, max_bytes=MAX_MESSAGE_BYTES),
-                            type_=cls.TYPE, version=VERSION, what=what)
+        obj = enc.expect_header(enc.parse_json(payload, what=what, max_bytes=MAX_MESSAGE_BYTES),
+                                type_=cls.TYPE, version=VERSION, what=what)
         return cls._from_obj(obj, what)
 
     def _to_obj(self) -> dict[str, Any]:
@@ -159,8 +150,8 @@ class Challenge(Message):
 
     def _to_obj(self) -> dict[str, Any]:
         return {
-            "vk_digest": b64u_encode(self.vk_digest), "model": self.model.to_obj(), "n": self.n, "k": self.k,
-            "nonce": b64u_encode(self.nonce), "verifier_public_key": b64u_encode(self.verifier.to_der()),
+            "vk_digest": enc.b64u_encode(self.vk_digest), "model": self.model.to_obj(), "n": self.n, "k": self.k,
+            "nonce": enc.b64u_encode(self.nonce), "verifier_public_key": enc.b64u_encode(self.verifier.to_der()),
             "issued": self.issued,
             # Absent rather than null in plain challenges, whose encoding predates it.
             **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
@@ -170,20 +161,20 @@ class Challenge(Message):
 
     @classmethod
     def _from_obj(cls, obj: dict[str, Any], what: str) -> "Challenge":
-        only_fields(obj, {"type", "version", "vk_digest", "model", "n", "k", "nonce", "verifier_public_key",
-                          "issued", "zk", "lambda", "p0"}, what=what)
-        n = int_field(obj, "n", what=what, low=1, high=MAX_ITEMS)
+        enc.only_fields(obj, {"type", "version", "vk_digest", "model", "n", "k", "nonce", "verifier_public_key",
+                              "issued", "zk", "lambda", "p0"}, what=what)
+        n = enc.int_field(obj, "n", what=what, low=1, high=MAX_ITEMS)
         return cls(
             vk_digest=_digest(obj, "vk_digest"),
             model=ModelRef.from_obj(obj.get("model"), what=what),
             n=n,
-            k=int_field(obj, "k", what=what, low=1, high=min(n, MAX_K)),
-            nonce=b64u_decode(obj.get("nonce"), what=f"{what}: nonce", size=32),
-            verifier=PublicKey.from_der(b64u_decode(obj.get("verifier_public_key"), what=f"{what}: verifier key",
-                                                    max_size=256), what=f"{what}: verifier key"),
+            k=enc.int_field(obj, "k", what=what, low=1, high=min(n, MAX_K)),
+            nonce=enc.b64u_decode(obj.get("nonce"), what=f"{what}: nonce", size=32),
+            verifier=PublicKey.from_der(enc.b64u_decode(obj.get("verifier_public_key"), what=f"{what}: verifier key",
+                                                        max_size=256), what=f"{what}: verifier key"),
             issued=_text(obj, "issued", what=what, limit=64),
             zk=ZkParameters.from_obj(obj["zk"], what=what) if "zk" in obj else None,
-            lam=int_field(obj, "lambda", what=what, low=1, high=MAX_LAMBDA) if "lambda" in obj else None,
+            lam=enc.int_field(obj, "lambda", what=what, low=1, high=MAX_LAMBDA) if "lambda" in obj else None,
             p0=(parse_probability(_text(obj, "p0", what=what, limit=64), what=f"{what}: p0")
                 if "p0" in obj else None),
         )
@@ -211,15 +202,15 @@ class Answer(Message):
 
     def _to_obj(self) -> dict[str, Any]:
         return {
-            "challenge_digest": b64u_encode(self.challenge_digest), "vk_digest": b64u_encode(self.vk_digest),
+            "challenge_digest": enc.b64u_encode(self.challenge_digest), "vk_digest": enc.b64u_encode(self.vk_digest),
             "scheme": self.scheme.value, self.ENTRIES: [self._encode_entry(e) for e in self.entries],
         }
 
     @classmethod
     def _from_obj(cls, obj: dict[str, Any], what: str) -> "Answer":
-        only_fields(obj, {"type", "version", "challenge_digest", "vk_digest", "scheme", cls.ENTRIES}, what=what)
-        scheme = Scheme.parse(field(obj, "scheme", str, what=what))
-        raw = field(obj, cls.ENTRIES, list, what=what)
+        enc.only_fields(obj, {"type", "version", "challenge_digest", "vk_digest", "scheme", cls.ENTRIES}, what=what)
+        scheme = Scheme.parse(enc.field(obj, "scheme", str, what=what))
+        raw = enc.field(obj, cls.ENTRIES, list, what=what)
         if not 1 <= len(raw) <= MAX_ITEMS:
             raise DecodeError(f"{what}: 1 to {MAX_ITEMS} {cls.ENTRIES} expected, got {len(raw)}")
         # The entries are the subclass's own field, named by ENTRIES.
@@ -291,11 +282,11 @@ class Refusal(Message):
     reason: str
 
     def _to_obj(self) -> dict[str, Any]:
-        return {"challenge_digest": b64u_encode(self.challenge_digest), "reason": self.reason}
+        return {"challenge_digest": enc.b64u_encode(self.challenge_digest), "reason": self.reason}
 
     @classmethod
     def _from_obj(cls, obj: dict[str, Any], what: str) -> "Refusal":
-        only_fields(obj, {"type", "version", "challenge_digest", "reason"}, what=what)
+        enc.only_fields(obj, {"type", "version", "challenge_digest", "reason"}, what=what)
         return cls(_digest(obj, "challenge_digest"), _text(obj, "reason", what=what))
 
 
@@ -357,8 +348,8 @@ class Verdict(Message):
 
     def _to_obj(self) -> dict[str, Any]:
         return {
-            "vk_digest": b64u_encode(self.vk_digest), "challenge_digest": b64u_encode(self.challenge_digest),
-            "reveal_digest": b64u_encode(self.reveal_digest), "chain_digest": b64u_encode(self.chain_digest),
+            "vk_digest": enc.b64u_encode(self.vk_digest), "challenge_digest": enc.b64u_encode(self.challenge_digest),
+            "reveal_digest": enc.b64u_encode(self.reveal_digest), "chain_digest": enc.b64u_encode(self.chain_digest),
             "model": self.model.to_obj(), "trigger_kind": self.trigger_kind.value,
             "results": [[r.index, r.label, r.predicted] for r in self.results],
             "p0": f"{self.p0.numerator}/{self.p0.denominator}", "lambda": self.lam, "tau": self.tau,
@@ -370,19 +361,19 @@ class Verdict(Message):
 
     @classmethod
     def _from_obj(cls, obj: dict[str, Any], what: str) -> "Verdict":
-        only_fields(obj, {"type", "version", "vk_digest", "challenge_digest", "reveal_digest", "chain_digest",
-                          "model", "trigger_kind", "results", "p0", "lambda", "tau", "matches", "p_value",
-                          "neg_log2_p", "accepted", "caveats", "registration", "decided", "zk"}, what=what)
+        enc.only_fields(obj, {"type", "version", "vk_digest", "challenge_digest", "reveal_digest", "chain_digest",
+                              "model", "trigger_kind", "results", "p0", "lambda", "tau", "matches", "p_value",
+                              "neg_log2_p", "accepted", "caveats", "registration", "decided", "zk"}, what=what)
         zk = (ZkVerdictInfo.from_obj(obj["zk"], what=what, max_text=MAX_TEXT, max_items=MAX_ITEMS)
               if "zk" in obj else None)
-        raw_results = field(obj, "results", list, what=what)
+        raw_results = enc.field(obj, "results", list, what=what)
         if not 1 <= len(raw_results) <= MAX_ITEMS:
             raise DecodeError(f"{what}: 1 to {MAX_ITEMS} results expected")
         results = [_result(entry, zk=zk is not None, what=what) for entry in raw_results]
         tau = obj.get("tau")
         if tau is not None and (not isinstance(tau, int) or isinstance(tau, bool) or not 0 <= tau <= MAX_K):
             raise DecodeError(f"{what}: tau must be null or an integer")
-        caveats = field(obj, "caveats", list, what=what)
+        caveats = enc.field(obj, "caveats", list, what=what)
         if len(caveats) > 16 or not all(isinstance(c, str) and len(c) <= MAX_TEXT for c in caveats):
             raise DecodeError(f"{what}: malformed caveats")
         registration = obj.get("registration")
@@ -393,12 +384,12 @@ class Verdict(Message):
             vk_digest=_digest(obj, "vk_digest"), challenge_digest=_digest(obj, "challenge_digest"),
             reveal_digest=_digest(obj, "reveal_digest"), chain_digest=_digest(obj, "chain_digest"),
             model=ModelRef.from_obj(obj.get("model"), what=what),
-            trigger_kind=TriggerKind.parse(field(obj, "trigger_kind", str, what=what)),
+            trigger_kind=TriggerKind.parse(enc.field(obj, "trigger_kind", str, what=what)),
             results=tuple(results),
             p0=parse_probability(_text(obj, "p0", what=what, limit=64), what=f"{what}: p0"),
-            lam=int_field(obj, "lambda", what=what, low=1, high=MAX_LAMBDA),
+            lam=enc.int_field(obj, "lambda", what=what, low=1, high=MAX_LAMBDA),
             tau=tau,
-            matches=int_field(obj, "matches", what=what, low=0, high=MAX_K),
+            matches=enc.int_field(obj, "matches", what=what, low=0, high=MAX_K),
             p_value=_text(obj, "p_value", what=what, limit=32),
             neg_log2_p=_text(obj, "neg_log2_p", what=what, limit=32),
             accepted=accepted,

@@ -27,16 +27,7 @@ from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignatu
 from wmark.protocol.beacon import BETA_BYTES, Beacon
 from wmark.protocol.checkpoint import Checkpoint, Policy, TlogProof
 from wmark.protocol.hazmat import dsse, merkle
-from wmark.protocol.hazmat.encoding import (
-    b64u_decode,
-    b64u_encode,
-    canonical_json,
-    expect_header,
-    field,
-    int_field,
-    only_fields,
-    parse_json,
-)
+from wmark.protocol.hazmat import encoding as enc
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 from wmark.protocol.hazmat.note import Note
 from wmark.protocol.keys import MAX_ITEMS, VerificationKey
@@ -85,31 +76,31 @@ def format_time(time_ms: int) -> str:
 
 
 def _header(obj: Any, type_: str, fields: set[str], *, what: str) -> dict[str, Any]:
-    obj = expect_header(obj, type_=type_, version=VERSION, what=what)
-    only_fields(obj, {"type", "version", *fields}, what=what)
+    obj = enc.expect_header(obj, type_=type_, version=VERSION, what=what)
+    enc.only_fields(obj, {"type", "version", *fields}, what=what)
     return obj
 
 
 def _count(obj: dict[str, Any], name: str, *, what: str, low: int = 0) -> int:
-    return int_field(obj, name, what=what, low=low, high=MAX_JSON_INT)
+    return enc.int_field(obj, name, what=what, low=low, high=MAX_JSON_INT)
 
 
 def _time(obj: dict[str, Any], *, what: str) -> int:
-    return int_field(obj, "time_ms", what=what, low=0, high=MAX_TIME_MS)
+    return enc.int_field(obj, "time_ms", what=what, low=0, high=MAX_TIME_MS)
 
 
 def _keyid(obj: dict[str, Any], name: str, *, what: str) -> str:
-    value = field(obj, name, str, what=what)
+    value = enc.field(obj, name, str, what=what)
     if not _KEYID.fullmatch(value):
         raise DecodeError(f"{what}: {name!r} is not a key id (64 lowercase hex digits)")
     return value
 
 
 def _hashes(obj: dict[str, Any], name: str, *, what: str, max_count: int) -> tuple[bytes, ...]:
-    values = field(obj, name, list, what=what)
+    values = enc.field(obj, name, list, what=what)
     if len(values) > max_count:
         raise DecodeError(f"{what}: {name!r} has {len(values)} hashes, at most {max_count} allowed")
-    return tuple(b64u_decode(v, what=f"{what}: {name}[{i}]", size=merkle.HASH_SIZE) for i, v in enumerate(values))
+    return tuple(enc.b64u_decode(v, what=f"{what}: {name}[{i}]", size=merkle.HASH_SIZE) for i, v in enumerate(values))
 
 
 @dataclass(frozen=True)
@@ -132,15 +123,15 @@ class LogEntry:
             "version": VERSION,
             "index": self.index,
             "time_ms": self.time_ms,
-            "vk_digest": b64u_encode(self.vk_digest),
+            "vk_digest": enc.b64u_encode(self.vk_digest),
             "owner": self.owner,
-            "commitments": [b64u_encode(c) for c in self.commitments],
+            "commitments": [enc.b64u_encode(c) for c in self.commitments],
         }
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "log entry") -> "LogEntry":
         obj = _header(obj, ENTRY_TYPE, {"index", "time_ms", "vk_digest", "owner", "commitments"}, what=what)
-        owner = field(obj, "owner", str, what=what)
+        owner = enc.field(obj, "owner", str, what=what)
         if not _FINGERPRINT.fullmatch(owner):
             raise DecodeError(f"{what}: owner is not a key fingerprint (SHA256: and 64 lowercase hex digits)")
         commitments = _hashes(obj, "commitments", what=what, max_count=MAX_ITEMS)
@@ -149,18 +140,18 @@ class LogEntry:
         return cls(
             index=_count(obj, "index", what=what),
             time_ms=_time(obj, what=what),
-            vk_digest=b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
+            vk_digest=enc.b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
             owner=owner,
             commitments=commitments,
         )
 
     def encode(self) -> bytes:
         """The leaf input: one canonical byte string per entry."""
-        return canonical_json(self.to_obj())
+        return enc.canonical_json(self.to_obj())
 
     @classmethod
     def decode(cls, data: bytes, *, what: str = "log entry") -> "LogEntry":
-        return cls.from_obj(parse_json(data, what=what, max_bytes=MAX_RECEIPT_BYTES), what=what)
+        return cls.from_obj(enc.parse_json(data, what=what, max_bytes=MAX_RECEIPT_BYTES), what=what)
 
     def leaf_hash(self) -> bytes:
         return merkle.leaf_hash(self.encode())
@@ -187,25 +178,25 @@ class TreeHead:
 
     def to_obj(self) -> dict[str, Any]:
         return {"type": TREE_HEAD_TYPE, "version": VERSION, "size": self.size,
-                "root": b64u_encode(self.root), "time_ms": self.time_ms}
+                "root": enc.b64u_encode(self.root), "time_ms": self.time_ms}
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "tree head") -> "TreeHead":
         obj = _header(obj, TREE_HEAD_TYPE, {"size", "root", "time_ms"}, what=what)
         return cls(
             size=_count(obj, "size", what=what),
-            root=b64u_decode(obj.get("root"), what=f"{what}: root", size=merkle.HASH_SIZE),
+            root=enc.b64u_decode(obj.get("root"), what=f"{what}: root", size=merkle.HASH_SIZE),
             time_ms=_time(obj, what=what),
         )
 
     def sign(self, key: SigningKey) -> dsse.Envelope:
-        return dsse.sign(TREE_HEAD_PAYLOAD_TYPE, canonical_json(self.to_obj()), key)
+        return dsse.sign(TREE_HEAD_PAYLOAD_TYPE, enc.canonical_json(self.to_obj()), key)
 
 
 def verify_tree_head(envelope: dsse.Envelope, log_key: PublicKey, *, what: str = "tree head") -> TreeHead:
     """The tree head inside ``envelope`` if the log's key signed it."""
     payload = dsse.verify(envelope, log_key, payload_type=TREE_HEAD_PAYLOAD_TYPE, what=what)
-    return TreeHead.from_obj(parse_json(payload, what=what, max_bytes=MAX_ENVELOPE_BYTES), what=what)
+    return TreeHead.from_obj(enc.parse_json(payload, what=what, max_bytes=MAX_ENVELOPE_BYTES), what=what)
 
 
 def envelope_to_obj(envelope: dsse.Envelope) -> dict[str, Any]:
@@ -216,7 +207,7 @@ def envelope_to_obj(envelope: dsse.Envelope) -> dict[str, Any]:
 def envelope_from_obj(obj: Any, *, what: str) -> dsse.Envelope:
     if not isinstance(obj, dict):
         raise DecodeError(f"{what}: expected a DSSE envelope object")
-    return dsse.Envelope.from_json(canonical_json(obj), what=what, max_bytes=MAX_ENVELOPE_BYTES)
+    return dsse.Envelope.from_json(enc.canonical_json(obj), what=what, max_bytes=MAX_ENVELOPE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -229,7 +220,7 @@ class InclusionProof:
 
     def to_obj(self) -> dict[str, Any]:
         return {"type": INCLUSION_PROOF_TYPE, "version": VERSION, "index": self.index,
-                "tree_size": self.tree_size, "hashes": [b64u_encode(h) for h in self.hashes]}
+                "tree_size": self.tree_size, "hashes": [enc.b64u_encode(h) for h in self.hashes]}
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "inclusion proof") -> "InclusionProof":
@@ -257,7 +248,7 @@ class ConsistencyProof:
 
     def to_obj(self) -> dict[str, Any]:
         return {"type": CONSISTENCY_PROOF_TYPE, "version": VERSION, "first": self.first,
-                "second": self.second, "hashes": [b64u_encode(h) for h in self.hashes]}
+                "second": self.second, "hashes": [enc.b64u_encode(h) for h in self.hashes]}
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "consistency proof") -> "ConsistencyProof":
@@ -288,9 +279,9 @@ class RegistrationInfo:
     def to_obj(self) -> dict[str, Any]:
         return {"type": REGISTRATION_TYPE, "version": VERSION, "log_keyid": self.log_keyid,
                 "index": self.index, "time_ms": self.time_ms, "tree_size": self.tree_size,
-                "vk_digest": b64u_encode(self.vk_digest),
+                "vk_digest": enc.b64u_encode(self.vk_digest),
                 # Absent rather than null without a beacon, so older verdicts keep their encoding.
-                **({"beta": b64u_encode(self.beta)} if self.beta is not None else {})}
+                **({"beta": enc.b64u_encode(self.beta)} if self.beta is not None else {})}
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "registration") -> "RegistrationInfo":
@@ -301,8 +292,8 @@ class RegistrationInfo:
             index=_count(obj, "index", what=what),
             time_ms=_time(obj, what=what),
             tree_size=_count(obj, "tree_size", what=what, low=1),
-            vk_digest=b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
-            beta=b64u_decode(obj["beta"], what=f"{what}: beta", size=BETA_BYTES) if "beta" in obj else None,
+            vk_digest=enc.b64u_decode(obj.get("vk_digest"), what=f"{what}: vk_digest", size=32),
+            beta=enc.b64u_decode(obj["beta"], what=f"{what}: beta", size=BETA_BYTES) if "beta" in obj else None,
         )
 
     def describe(self) -> str:
@@ -352,11 +343,11 @@ class Receipt:
 
     @classmethod
     def from_json(cls, data: bytes, *, what: str = "receipt") -> "Receipt":
-        obj = _header(parse_json(data, what=what, max_bytes=MAX_RECEIPT_BYTES), RECEIPT_TYPE,
+        obj = _header(enc.parse_json(data, what=what, max_bytes=MAX_RECEIPT_BYTES), RECEIPT_TYPE,
                       {"log_keyid", "entry", "tree_head", "inclusion_proof", "checkpoint", "beacon"}, what=what)
         checkpoint = None
         if "checkpoint" in obj:
-            checkpoint = field(obj, "checkpoint", str, what=what).encode("utf-8")
+            checkpoint = enc.field(obj, "checkpoint", str, what=what).encode("utf-8")
             Note.decode(checkpoint, what=f"{what}: checkpoint")
         return cls(
             log_keyid=_keyid(obj, "log_keyid", what=what),

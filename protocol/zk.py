@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
 from wmark.errors import DecodeError
 from wmark.protocol.hazmat.commitment import Opening, Scheme
-from wmark.protocol.hazmat.encoding import b64u_decode, b64u_encode, enum_value, field, int_field, object_with
+from wmark.protocol.hazmat.encoding import WireEnum, b64u_decode, b64u_encode, field, int_field, object_with
 from wmark.protocol.items import ItemOpening
 
 # ezkl 23's Poseidon over BN254, inputs in the layout above; a field element
@@ -49,15 +48,11 @@ CAVEAT_DESIGNATED = ("designated-verifier setup: the verifier generated the SRS 
                      "that verifier only; a third party needs a verdict under a public ceremony SRS")
 
 
-class SrsOrigin(str, Enum):
+class SrsOrigin(WireEnum, what="SRS origin"):
     """Who made the structured reference string, and so whom the proofs convince."""
 
     VERIFIER = "verifier"
     CEREMONY = "ceremony"
-
-    @classmethod
-    def parse(cls, value: object) -> "SrsOrigin":
-        return enum_value(cls, value, name="SRS origin")
 
 
 def _felt(value: Any, *, what: str) -> bytes:

@@ -16,7 +16,6 @@ another root, 422 consistency proof that does not verify.
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import hashlib
 import socket
@@ -29,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
 from wmark.files import atomic_write, read_bounded
-from wmark.protocol.checkpoint import Checkpoint
+from wmark.protocol.checkpoint import Checkpoint, decimal_u64
 from wmark.protocol.hazmat import merkle
 from wmark.protocol.hazmat.note import (
     COSIGNATURE_V1,
@@ -93,11 +92,11 @@ class Witness:
         path = self._state_path(origin)
         if not path.exists():
             return 0, merkle.EMPTY_ROOT
-        lines = read_bounded(path, max_bytes=4096, what="witness state").decode("ascii").split("\n")
-        if len(lines) != 4 or lines[0] != origin:
+        # The state is the last cosigned checkpoint's own text (origin, size, root).
+        state = Checkpoint.parse(read_bounded(path, max_bytes=4096, what="witness state"), what=str(path))
+        if state.origin != origin:
             raise InvalidInput(f"{path}: not this witness's state for {origin!r}")
-        root = b64decode_strict(lines[2], what=f"{path}: root")
-        return int(lines[1]), root
+        return state.size, state.root
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -139,8 +138,7 @@ class Witness:
                     merkle.verify_consistency(old, checkpoint.size, root, checkpoint.root, proof)
                 except InvalidProof as exc:
                     return _refuse(422, f"consistency proof from size {old} does not verify: {exc}")
-            text = f"{checkpoint.origin}\n{checkpoint.size}\n{base64.b64encode(checkpoint.root).decode()}\n"
-            atomic_write(self._state_path(checkpoint.origin), text.encode("ascii"))
+            atomic_write(self._state_path(checkpoint.origin), checkpoint.text())
             timestamp = int(self._clock())
         return Answer(200, self._key.sign(note.text, timestamp=timestamp).line().encode("utf-8"))
 
@@ -152,15 +150,13 @@ def _parse_request(body: bytes) -> tuple[int, tuple[bytes, ...], Note]:
     lines = head.decode("ascii").split("\n")
     if not lines[0].startswith("old "):
         raise DecodeError("the first line is not 'old SIZE'")
-    size_text = lines[0][4:]
-    if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")) or len(size_text) > 20:
-        raise DecodeError(f"old size {size_text[:30]!r} is not a decimal without leading zeroes")
+    old = decimal_u64(lines[0][4:], what="old size")
     if len(lines) - 1 > 63:
         raise DecodeError("more than 63 consistency proof lines")
     proof = tuple(b64decode_strict(line, what="consistency proof line") for line in lines[1:])
     if any(len(h) != merkle.HASH_SIZE for h in proof):
         raise DecodeError("a consistency proof line is not a SHA-256 hash")
-    return int(size_text), proof, Note.decode(rest, what="checkpoint")
+    return old, proof, Note.decode(rest, what="checkpoint")
 
 
 class _WitnessHandler(BoundedHandler):

@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wmark.errors import DecodeError, WmarkError
+from wmark.protocol.beacon import LabelSource
+from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.encoding import (
     _plain,
     b64u_decode,
@@ -23,6 +25,8 @@ from wmark.protocol.hazmat.encoding import (
     only_fields,
     parse_json,
 )
+from wmark.protocol.items import TriggerKind
+from wmark.protocol.zk import SrsOrigin
 
 SETTINGS = settings(deadline=None, max_examples=100)
 
@@ -294,3 +298,14 @@ def test_field_type_checks_never_take_bool_for_int():
 
 def test_decode_error_is_a_wmark_error():
     assert issubclass(DecodeError, WmarkError)
+
+
+@pytest.mark.parametrize("kind, what", [(Scheme, "commitment scheme"), (TriggerKind, "trigger kind"),
+                                        (LabelSource, "label source"), (SrsOrigin, "SRS origin")])
+def test_wire_enums_parse_their_values_and_name_themselves_refusing_others(kind, what):
+    for member in kind:
+        assert kind.parse(member.value) is member
+    with pytest.raises(DecodeError, match=rf"^unknown {what} 'bogus' \(expected .+ or .+\)$"):
+        kind.parse("bogus")
+    with pytest.raises(DecodeError, match=f"unknown {what}"):
+        kind.parse(None)

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from wmark.errors import DecodeError, InvalidInput
 from wmark.watermark.cli import main as wmark_main
-from wmark.watermark.device import device_name, pick_device
+from wmark.watermark.device import device_name, pick_device, torch_threads
 from wmark.watermark.evaluate import predict
 from wmark.watermark.importing import import_weights, parse_channel_values
 from wmark.watermark.modelio import ModelConfig, Preprocessing, load_model
@@ -134,3 +134,13 @@ def test_device_names():
     else:
         with pytest.raises(InvalidInput, match="sees"):
             pick_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_torch_threads_restores_the_callers_count_even_on_error():
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    with pytest.raises(RuntimeError):
+        with torch_threads(wanted):
+            assert torch.get_num_threads() == wanted
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

@@ -155,28 +155,44 @@ PROVER_PATHS = ((), ("challenge",), ("challenge", "reveal"), ("challenge", "reve
                 ("challenge", "refuse"), ("zk-challenge",), ("zk-challenge", "zk_reveal"),
                 ("zk-challenge", "zk_reveal", "verdict"), ("zk-challenge", "refuse"))
 
-VERIFIER_MESSAGES = frozenset({"reveal", "refusal", "foreign-reveal", "verdict-message"})
-VERIFIER_ACTIONS = ("challenge", *sorted(VERIFIER_MESSAGES), "decide")
-VERIFIER_TABLE = {
-    V.SEND_CHALLENGE: {"challenge": V.AWAIT_REVEAL},
-    V.AWAIT_REVEAL: {"reveal": V.AWAIT_PREDICTIONS, "refusal": V.REFUSED, "foreign-reveal": RemoteProtocolError,
-                     "verdict-message": RemoteProtocolError},
-    V.AWAIT_PREDICTIONS: {"decide": V.DONE},
-}
-VERIFIER_PATHS = ((), ("challenge",), ("challenge", "reveal"), ("challenge", "reveal", "decide"),
-                  ("challenge", "refusal"))
 
+
+@dataclass(frozen=True)
+class VerifierOracle:
+    """Both verifiers run one machine, state for state, and differ in names only: ``answer`` is
+    the reveal a verifier waits for, ``other`` a correctly signed reveal that answers its
+    challenge wrongly, and ``decide`` the call that ends it."""
+
+    answer: str
+    other: str
+    decide: str
+
+    @property
+    def messages(self) -> frozenset[str]:
+        return frozenset({self.answer, "refusal", self.other, "verdict-message"})
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return ("challenge", *sorted(self.messages), self.decide)
+
+    @property
+    def table(self) -> dict:
+        return {
+            V.SEND_CHALLENGE: {"challenge": V.AWAIT_REVEAL},
+            V.AWAIT_REVEAL: {self.answer: V.AWAIT_PREDICTIONS, "refusal": V.REFUSED, self.other: RemoteProtocolError,
+                             "verdict-message": RemoteProtocolError},
+            V.AWAIT_PREDICTIONS: {self.decide: V.DONE},
+        }
+
+    @property
+    def paths(self) -> tuple[tuple[str, ...], ...]:
+        return ((), ("challenge",), ("challenge", self.answer), ("challenge", self.answer, self.decide),
+                ("challenge", "refusal"))
+
+
+VERIFIER = VerifierOracle("reveal", "foreign-reveal", "decide")
 # The zero-knowledge verifier: openings are no answer to its challenge.
-ZK_VERIFIER_MESSAGES = frozenset({"zk-reveal", "refusal", "reveal", "verdict-message"})
-ZK_VERIFIER_ACTIONS = ("challenge", *sorted(ZK_VERIFIER_MESSAGES), "decide_zk")
-ZK_VERIFIER_TABLE = {
-    V.SEND_CHALLENGE: {"challenge": V.AWAIT_REVEAL},
-    V.AWAIT_REVEAL: {"zk-reveal": V.AWAIT_PREDICTIONS, "refusal": V.REFUSED, "reveal": RemoteProtocolError,
-                     "verdict-message": RemoteProtocolError},
-    V.AWAIT_PREDICTIONS: {"decide_zk": V.DONE},
-}
-ZK_VERIFIER_PATHS = ((), ("challenge",), ("challenge", "zk-reveal"), ("challenge", "zk-reveal", "decide_zk"),
-                     ("challenge", "refusal"))
+ZK_VERIFIER = VerifierOracle("zk-reveal", "reveal", "decide_zk")
 
 # How the oracle's actions are named in wmark.protocol.state (the bent messages are no event of their own).
 PROVER_EVENTS = {"challenge": ProverEvent.CHALLENGE, "zk-challenge": ProverEvent.ZK_CHALLENGE,
@@ -190,8 +206,8 @@ ZK_VERIFIER_EVENTS = {"challenge": VerifierEvent.CHALLENGE, "zk-reveal": Verifie
 
 @pytest.mark.parametrize("machine, oracle, messages, events", [
     (state.PROVER, PROVER_TABLE, PROVER_MESSAGES, PROVER_EVENTS),
-    (state.VERIFIER, VERIFIER_TABLE, VERIFIER_MESSAGES, VERIFIER_EVENTS),
-    (state.ZK_VERIFIER, ZK_VERIFIER_TABLE, ZK_VERIFIER_MESSAGES, ZK_VERIFIER_EVENTS),
+    (state.VERIFIER, VERIFIER.table, VERIFIER.messages, VERIFIER_EVENTS),
+    (state.ZK_VERIFIER, ZK_VERIFIER.table, ZK_VERIFIER.messages, ZK_VERIFIER_EVENTS),
 ], ids=["prover", "verifier", "zk-verifier"])
 def test_the_module_tables_are_the_oracle(machine, oracle, messages, events):
     steps = {(s, e): following for s, row in machine.table.items() for e, following in row.items()}
@@ -258,8 +274,29 @@ def test_the_prover_rejects_every_out_of_order_message_and_call(zk_world, zk_run
 
 # ---- the verifiers' state machines ----------------------------------------------------------------------------
 
+def drive_verifier(session, oracle: VerifierOracle, actions: list[str], answer: Callable[[str], dsse.Envelope],
+                   decide: Callable[[], object], accepted: type) -> None:
+    """:func:`drive` for a verifier: it sends the challenge, receives what ``answer`` gives for
+    each message, and ``decide`` ends it; an accepted reveal is ``accepted``, of the challenged items."""
+    def step(action: str):
+        if action == "challenge":
+            return session.challenge()
+        if action == oracle.decide:
+            return decide()
+        return session.receive(answer(action))
+
+    def check(action: str, result) -> None:
+        if action == oracle.answer:
+            assert isinstance(result, accepted)
+            assert tuple(i.index for i in result.items) == session.subset
+        if action == "refusal":
+            assert isinstance(result, Refused) and result.reason == "budget"
+
+    drive(session, oracle.table, oracle.messages, actions, step, check)
+
+
 @SETTINGS
-@given(st.sampled_from(VERIFIER_PATHS), st.lists(st.sampled_from(VERIFIER_ACTIONS), max_size=5))
+@given(st.sampled_from(VERIFIER.paths), st.lists(st.sampled_from(VERIFIER.actions), max_size=5))
 def test_the_verifier_rejects_every_out_of_order_message_and_call(world, honest, path, steps):
     _, foreign_reveal, verdict = honest
     session = world.verifier_session()
@@ -274,25 +311,12 @@ def test_the_verifier_rejects_every_out_of_order_message_and_call(world, honest,
         prover.receive(session.challenge_envelope)
         return prover.reveal() if kind == "reveal" else prover.refuse("budget")
 
-    def step(action: str):
-        if action == "challenge":
-            return session.challenge()
-        if action == "decide":
-            return session.decide({i: 0 for i in range(N)})
-        return session.receive(answer(action))
-
-    def check(action: str, result) -> None:
-        if action == "reveal":
-            assert isinstance(result, RevealAccepted)
-            assert tuple(i.index for i in result.items) == session.subset
-        if action == "refusal":
-            assert isinstance(result, Refused) and result.reason == "budget"
-
-    drive(session, VERIFIER_TABLE, VERIFIER_MESSAGES, [*path, *steps], step, check)
+    drive_verifier(session, VERIFIER, [*path, *steps], answer, lambda: session.decide({i: 0 for i in range(N)}),
+                   RevealAccepted)
 
 
 @SETTINGS
-@given(st.sampled_from(ZK_VERIFIER_PATHS), st.lists(st.sampled_from(ZK_VERIFIER_ACTIONS), max_size=5))
+@given(st.sampled_from(ZK_VERIFIER.paths), st.lists(st.sampled_from(ZK_VERIFIER.actions), max_size=5))
 def test_the_zk_verifier_rejects_every_out_of_order_message_and_call(zk_world, zk_runs, path, steps):
     _, zk = zk_runs
     session = zk_world.zk_verifier_session()
@@ -308,21 +332,8 @@ def test_the_zk_verifier_rejects_every_out_of_order_message_and_call(zk_world, z
         prover.receive(session.challenge_envelope)
         return prover.zk_reveal(zk_world.statements()) if kind == "zk-reveal" else prover.refuse("budget")
 
-    def step(action: str):
-        if action == "challenge":
-            return session.challenge()
-        if action == "decide_zk":
-            return session.decide_zk({i: None for i in range(N)})
-        return session.receive(answer(action))
-
-    def check(action: str, result) -> None:
-        if action == "zk-reveal":
-            assert isinstance(result, ZkRevealAccepted)
-            assert tuple(i.index for i in result.items) == session.subset
-        if action == "refusal":
-            assert isinstance(result, Refused) and result.reason == "budget"
-
-    drive(session, ZK_VERIFIER_TABLE, ZK_VERIFIER_MESSAGES, [*path, *steps], step, check)
+    drive_verifier(session, ZK_VERIFIER, [*path, *steps], answer,
+                   lambda: session.decide_zk({i: None for i in range(N)}), ZkRevealAccepted)
 
 
 # ---- bent reveals, all correctly signed by the owner ----------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from wmark.errors import InvalidInput
@@ -45,3 +47,18 @@ def device_name(text: str) -> str:
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--device", type=device_name, default="auto", metavar="DEVICE", help=DEVICE_HELP)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run torch's CPU operations on ``count`` intra-op threads inside the block, restoring the
+    caller's count after: small models run faster on one thread than on threads that wait for
+    cores other processes hold."""
+    import torch  # here, not above: importing this module must not load torch (lazy commands)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

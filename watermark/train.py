@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +32,7 @@ from tqdm import tqdm
 from wmark.errors import InvalidInput
 from wmark.watermark import distributed
 from wmark.watermark.datasets import LabelledImages
+from wmark.watermark.device import torch_threads
 from wmark.watermark.evaluate import score
 from wmark.watermark.modelio import Classifier
 from wmark.watermark.triggers import TriggerSet
@@ -278,17 +279,10 @@ def _optimizer(model: Classifier, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
-@contextmanager
-def _cpu_threads(model: Classifier, device: torch.device) -> Iterator[None]:
+def _cpu_threads(model: Classifier, device: torch.device) -> AbstractContextManager[None]:
     """One intra-op thread for small models on the CPU, restored afterwards."""
-    before = torch.get_num_threads()
     small = sum(p.numel() for p in model.parameters()) < SINGLE_THREAD_PARAMS
-    if device.type == "cpu" and small:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(1) if device.type == "cpu" and small else nullcontext()
 
 
 def _schedule(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LRScheduler | None:

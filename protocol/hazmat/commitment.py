@@ -17,25 +17,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from enum import Enum
 
 from Crypto.Random import get_random_bytes
 
 from wmark.errors import DecodeError, InvalidOpening
 from wmark.protocol.hazmat import pedersen
-from wmark.protocol.hazmat.encoding import enum_value
+from wmark.protocol.hazmat.encoding import WireEnum
 
 HASH_COMMIT_TAG = b"wmark/commit/v1"
 RANDOMNESS_BYTES = 32
 
 
-class Scheme(str, Enum):
+class Scheme(WireEnum, what="commitment scheme"):
     HASH = "hash"
     PEDERSEN = "pedersen"
-
-    @classmethod
-    def parse(cls, value: object) -> "Scheme":
-        return enum_value(cls, value, name="commitment scheme")
 
 
 _COMMITMENT_BYTES = {Scheme.HASH: 32, Scheme.PEDERSEN: pedersen.POINT_BYTES}

@@ -13,7 +13,7 @@ import binascii
 import json
 import math
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import rfc8785
 
@@ -246,3 +246,22 @@ def enum_value(kind: type[E], value: object, *, name: str) -> E:
         choices = [member.value for member in kind]
         raise DecodeError(f"unknown {name} {str(value)[:40]!r} (expected {', '.join(choices[:-1])} or "
                           f"{choices[-1]})") from None
+
+
+W = TypeVar("W", bound="WireEnum")
+
+
+class WireEnum(str, Enum):
+    """A string enum as it travels in JSON: :meth:`parse` takes a wire value and refuses any
+    other with the choices named.  A subclass says what it is called in that message:
+    ``class Scheme(WireEnum, what="commitment scheme")``."""
+
+    _what: ClassVar[str]
+
+    def __init_subclass__(cls, *, what: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._what = what
+
+    @classmethod
+    def parse(cls: type[W], value: object) -> W:
+        return enum_value(cls, value, name=cls._what)

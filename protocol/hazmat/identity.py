@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import ecdsa
 from cryptography.exceptions import InvalidSignature as _OpenSSLBadSignature
@@ -26,9 +28,15 @@ from wmark.files import atomic_write, read_bounded
 CURVE = ecdsa.NIST256p
 _ORDER = CURVE.order
 MAX_PEM_BYTES = 16 * 1024
+_Key = TypeVar("_Key", ecdsa.VerifyingKey, ecdsa.SigningKey)
 
 
-def _on_p256(key, what: str):
+def _load_p256(load: Callable[..., _Key], data: bytes | str, *, what: str, expected: str) -> _Key:
+    """``load(data)`` (an ecdsa ``from_pem``/``from_der``), refused unless it is a P-256 key."""
+    try:
+        key = load(data, hashfunc=hashlib.sha256)
+    except Exception as exc:  # ecdsa raises assorted errors on garbage
+        raise DecodeError(f"{what}: not a {expected}") from exc
     if key.curve != CURVE:
         raise DecodeError(f"{what}: key is on {key.curve.name}, expected NIST P-256")
     return key
@@ -42,19 +50,11 @@ class PublicKey:
 
     @classmethod
     def from_pem(cls, pem: bytes | str, *, what: str = "public key") -> "PublicKey":
-        try:
-            key = ecdsa.VerifyingKey.from_pem(pem, hashfunc=hashlib.sha256)
-        except Exception as exc:  # ecdsa raises assorted errors on garbage
-            raise DecodeError(f"{what}: not a PEM-encoded P-256 public key") from exc
-        return cls(_on_p256(key, what))
+        return cls(_load_p256(ecdsa.VerifyingKey.from_pem, pem, what=what, expected="PEM-encoded P-256 public key"))
 
     @classmethod
     def from_der(cls, der: bytes, *, what: str = "public key") -> "PublicKey":
-        try:
-            key = ecdsa.VerifyingKey.from_der(der, hashfunc=hashlib.sha256)
-        except Exception as exc:
-            raise DecodeError(f"{what}: not a DER-encoded P-256 public key") from exc
-        return cls(_on_p256(key, what))
+        return cls(_load_p256(ecdsa.VerifyingKey.from_der, der, what=what, expected="DER-encoded P-256 public key"))
 
     def to_pem(self) -> str:
         return self._key.to_pem().decode("ascii")
@@ -119,11 +119,7 @@ class SigningKey:
 
     @classmethod
     def from_pem(cls, pem: bytes | str, *, what: str = "private key") -> "SigningKey":
-        try:
-            key = ecdsa.SigningKey.from_pem(pem, hashfunc=hashlib.sha256)
-        except Exception as exc:
-            raise DecodeError(f"{what}: not a PEM-encoded P-256 private key") from exc
-        return cls(_on_p256(key, what))
+        return cls(_load_p256(ecdsa.SigningKey.from_pem, pem, what=what, expected="PEM-encoded P-256 private key"))
 
     def to_pem(self) -> bytes:
         return self._key.to_pem(format="pkcs8")

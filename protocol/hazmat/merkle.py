@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from wmark.errors import InvalidInput, InvalidProof
 
@@ -190,6 +190,25 @@ def _check_proof(proof: Sequence[bytes], *, what: str) -> None:
         _check_hash(node, what=f"{what} hash {i}")
 
 
+def _climb(fn: int, sn: int, path: Sequence[bytes], *, too_long: str,
+           too_short: str) -> Iterator[tuple[bytes, bool]]:
+    """The walk up the tree that both of RFC 9162's proof checks take (sections 2.1.3.2 and
+    2.1.4.2), from node ``fn`` of a level whose last node is ``sn``: each hash of ``path`` with
+    whether it is the left sibling (``fn`` odd, or the level's last node).  Refused, with the
+    message given, when ``path`` is longer or shorter than that climb to the root."""
+    for p in path:
+        if sn == 0:
+            raise InvalidProof(too_long)
+        left = bool(fn & 1) or fn == sn
+        yield p, left
+        if left:
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        fn, sn = fn >> 1, sn >> 1
+    if sn != 0:
+        raise InvalidProof(too_short)
+
+
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
     """Raise :class:`InvalidProof` unless ``proof`` shows leaf ``index`` of the tree
     of ``size`` leaves with ``root`` hashes to ``leaf`` (RFC 9162 section 2.1.3.2)."""
@@ -199,19 +218,10 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
     _check_proof(proof, what=what)
     if not 0 <= index < size:
         raise InvalidProof(f"{what}: leaf index {index} is beyond the tree of size {size}")
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            raise InvalidProof(f"{what}: proof is too long (made for a larger tree?)")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while not fn & 1 and fn != 0:
-                fn, sn = fn >> 1, sn >> 1
-        else:
-            r = node_hash(r, p)
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise InvalidProof(f"{what}: proof is too short (truncated, or made for a smaller tree?)")
+    r = leaf
+    for p, left in _climb(index, size - 1, proof, too_long=f"{what}: proof is too long (made for a larger tree?)",
+                          too_short=f"{what}: proof is too short (truncated, or made for a smaller tree?)"):
+        r = node_hash(p, r) if left else node_hash(r, p)
     if not hmac.compare_digest(r, root):
         raise InvalidProof(f"{what}: proof does not lead to the root hash")
 
@@ -248,18 +258,12 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
     while fn & 1:
         fn, sn = fn >> 1, sn >> 1
     fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            raise InvalidProof(f"{what}: proof is too long")
-        if fn & 1 or fn == sn:
+    for c, left in _climb(fn, sn, path[1:], too_long=f"{what}: proof is too long",
+                          too_short=f"{what}: proof is too short (truncated?)"):
+        if left:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
-            while not fn & 1 and fn != 0:
-                fn, sn = fn >> 1, sn >> 1
         else:
             sr = node_hash(sr, c)
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise InvalidProof(f"{what}: proof is too short (truncated?)")
     if not hmac.compare_digest(fr, root1):
         raise InvalidProof(f"{what}: proof does not lead to the old root hash")
     if not hmac.compare_digest(sr, root2):

@@ -42,7 +42,7 @@ except ImportError:  # pycryptodome before the module split
 from Crypto.Random import get_random_bytes
 from ecdsa.rfc6979 import generate_k
 
-from wmark.errors import DecodeError, InvalidProof
+from wmark.errors import DecodeError, InvalidProof, WmarkError
 
 PUBLIC_KEY_BYTES = 33
 PROOF_BYTES = 81
@@ -127,12 +127,18 @@ def _challenge(*point_strings: bytes) -> bytes:
     return digest[:_C_LEN]
 
 
+def _exact_bytes(data: object, size: int, *, what: str, error: type[WmarkError] = DecodeError) -> bytes:
+    """``data`` as bytes, refused with ``error`` unless it is bytes of exactly ``size``."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise error(f"{what}: expected bytes, got {type(data).__name__}")
+    if len(data) != size:
+        raise error(f"{what}: expected {size} bytes, got {len(data)}")
+    return bytes(data)
+
+
 def _decode_proof(pi: bytes) -> tuple[EccPoint, bytes, int]:
     """§5.4.4 ECVRF_decode_proof; c stays a string for a constant-time compare."""
-    if not isinstance(pi, (bytes, bytearray)):
-        raise InvalidProof(f"VRF proof: expected bytes, got {type(pi).__name__}")
-    if len(pi) != PROOF_BYTES:
-        raise InvalidProof(f"VRF proof: expected {PROOF_BYTES} bytes, got {len(pi)}")
+    pi = _exact_bytes(pi, PROOF_BYTES, what="VRF proof", error=InvalidProof)
     gamma = _string_to_point(bytes(pi[:_PT_LEN]))
     if gamma is None:
         raise InvalidProof("VRF proof: Gamma is not a compressed P-256 point")
@@ -176,11 +182,7 @@ class VrfPublicKey:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "VrfPublicKey":
-        if not isinstance(data, (bytes, bytearray)):
-            raise DecodeError(f"VRF public key: expected bytes, got {type(data).__name__}")
-        if len(data) != PUBLIC_KEY_BYTES:
-            raise DecodeError(f"VRF public key: expected {PUBLIC_KEY_BYTES} bytes, got {len(data)}")
-        return cls(bytes(data))
+        return cls(_exact_bytes(data, PUBLIC_KEY_BYTES, what="VRF public key"))
 
     def to_bytes(self) -> bytes:
         return self._encoded
@@ -229,11 +231,7 @@ class VrfSecretKey:
     @classmethod
     def from_bytes(cls, data: bytes) -> "VrfSecretKey":
         """A 32-byte big-endian scalar in [1, q-1]."""
-        if not isinstance(data, (bytes, bytearray)):
-            raise DecodeError(f"VRF secret key: expected bytes, got {type(data).__name__}")
-        if len(data) != _Q_LEN:
-            raise DecodeError(f"VRF secret key: expected {_Q_LEN} bytes, got {len(data)}")
-        return cls(int.from_bytes(data, "big"))
+        return cls(int.from_bytes(_exact_bytes(data, _Q_LEN, what="VRF secret key"), "big"))
 
     def to_bytes(self) -> bytes:
         return self._x.to_bytes(_Q_LEN, "big")

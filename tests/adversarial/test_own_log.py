@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from wmark.files import atomic_write
-from wmark.harness.claims import IMPORTED_P0, claim, dispute, earlier, on_record, replay_imported, run_main
+from wmark.harness.claims import IMPORTED_P0, claim, dispute, earlier, replay_imported, run_main
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.transparency import default_receipt_path
 from wmark.registry.store import LogStore
@@ -20,12 +20,10 @@ pytestmark = pytest.mark.adversarial
 
 
 @pytest.fixture(scope="module")
-def contest(digits_world, tmp_path_factory):
+def contest(digits_world, public, tmp_path_factory):
+    record, revealed = public
     tmp = tmp_path_factory.mktemp("own-log")
-    record = on_record(digits_world.keys, digits_world.marked, tmp)
-    public = claim(record.keys, digits_world.marked, tmp, "public", k=100, budget="1", log=record.log)
-    assert public.code == 0, public.output
-    thief = replay_imported(tmp / "thief", public.transcript)
+    thief = replay_imported(tmp / "thief", revealed.transcript)
     thief_log = tmp / "thief-log"
     with LogStore.open(thief_log, clock=lambda: 0) as store:  # the thief's clock: 1970-01-01
         receipt = store.register(load_verification_key(thief.vk)[0])

@@ -32,6 +32,7 @@ from wmark.harness.claims import (
     forge_imported,
     innocent_model,
     natural_images,
+    public_claim,
     registered,
     regrind,
     zk_claim,
@@ -137,8 +138,7 @@ def test_c_imported_forging_is_rejected_by_check(digits_world, tmp_path):
 def test_c_imported_replay_is_rejected_by_check(cheater, tmp_path):
     keys, _, registration, log = cheater
     model = embed_after_registration(keys, registration.beta, tmp_path / "owner-model", epochs=20)
-    public = claim(keys, model, tmp_path, "public", k=N, budget="1", log=log)
-    assert public.code == 0, public.output
+    public = public_claim(keys, model, tmp_path, log=log)
     thief = bound_replay(tmp_path / "thief", public.transcript)
     registered(thief, tmp_path / "thief-log")
     result = claim(thief, model, tmp_path, "replay", k=20, log=tmp_path / "thief-log")

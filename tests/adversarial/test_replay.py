@@ -10,26 +10,14 @@ import pytest
 
 from wmark.harness.claims import (
     IMPORTED_P0,
-    claim,
     claim_with_own_prover,
     contest,
-    on_record,
     replay_derived,
     replay_imported,
 )
 from wmark.protocol.session import CAVEAT_IMPORTED
 
 pytestmark = pytest.mark.adversarial
-
-
-@pytest.fixture(scope="module")
-def public(digits_world, tmp_path_factory):
-    """The owner on record, and its public verification (k = n): every opening is out."""
-    tmp = tmp_path_factory.mktemp("replay")
-    record = on_record(digits_world.keys, digits_world.marked, tmp)
-    public = claim(record.keys, digits_world.marked, tmp, "public", k=100, budget="1", log=record.log)
-    assert public.code == 0, public.output
-    return record, public
 
 
 def test_an_imported_replay_is_accepted_alone_and_loses_the_dispute(digits_world, public, tmp_path):

@@ -11,9 +11,9 @@ import shutil
 import pytest
 
 from wmark.harness.claims import (
-    claim,
     claim_with_own_prover,
     on_record,
+    public_claim,
     register,
     run_main,
     transplant,
@@ -26,8 +26,7 @@ pytestmark = pytest.mark.adversarial
 
 def test_a_transplanted_key_is_refused_by_the_registry_and_unproven_without_it(digits_world, tmp_path):
     record = on_record(digits_world.keys, digits_world.marked, tmp_path / "owner")
-    public = claim(record.keys, digits_world.marked, tmp_path, "public", k=100, budget="1")
-    assert public.code == 0, public.output
+    public = public_claim(record.keys, digits_world.marked, tmp_path)
     thief = transplant(tmp_path / "thief", public.transcript)
 
     code, out = register(thief, record.log)

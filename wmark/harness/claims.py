@@ -17,8 +17,8 @@ from __future__ import annotations
 import io
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from collections.abc import Callable, Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -58,6 +58,7 @@ from wmark.registry import LogStore
 from wmark.verifier.cli import main as verifier_main
 from wmark.watermark.cli import main as wmark_main
 from wmark.watermark.datasets import load_task
+from wmark.watermark.device import torch_threads
 from wmark.watermark.embed import default_recipe, embed, start_model
 from wmark.watermark.evaluate import predict
 from wmark.watermark.modelio import Classifier, load_model, model_file_digest, save_model
@@ -71,19 +72,9 @@ IMPORTED_P0 = "1/10"
 # Targeted PGD in grey levels: 30 steps of 4 within 48 of the start image
 # turn every abstract 8x8 start image into the chosen class of the digits CNN.
 PGD_EPS, PGD_STEP, PGD_STEPS = 48.0, 4.0, 30
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread: the digits CNN's operations are too small to
-    share, and two threads fighting other processes for two cores run many
-    times slower (see wmark.watermark.train.SINGLE_THREAD_PARAMS)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+# The digits CNN runs on one CPU thread (torch_threads(1) below): its operations are too small to
+# share, and two threads fighting other processes for two cores run many times slower
+# (see wmark.watermark.train.SINGLE_THREAD_PARAMS).
 
 
 def run_main(main: Callable[[Sequence[str]], int], *args: object) -> tuple[int, str]:
@@ -171,6 +162,14 @@ def earlier(dispute_output: str) -> tuple[str, str] | None:
             path, _, rest = line.removeprefix("EARLIER CLAIM: ").partition(": owner ")
             return path, rest.split()[0]
     return None
+
+
+def public_claim(keys: Keys, model: Path, tmp: Path, *, log: Path | None = None) -> Claim:
+    """An accepted public verification (k = n, the whole budget at once): every opening is out, for
+    anyone to replay."""
+    public = claim(keys, model, tmp, "public", k=load_verification_key(keys.vk)[0].n, budget="1", log=log)
+    assert public.code == 0, public.output
+    return public
 
 
 @dataclass(frozen=True)
@@ -283,7 +282,7 @@ def grind_derived(model_dir: Path, *, keys: int, n: int, progress: Callable[[int
     identity = SigningKey.generate()
     start = time.perf_counter()
     pairs, matched = [], []
-    with one_thread():
+    with torch_threads(1):
         for j in range(keys):
             pair = keygen_derived(owner=identity, n=n, num_classes=NUM_CLASSES, input_shape=SHAPE)
             pairs.append(pair)
@@ -313,7 +312,7 @@ def pgd_targeted(model: Classifier, images: np.ndarray, targets: np.ndarray) -> 
     model.eval()  # dropout off, as when anyone queries the model
     start, goal = torch.from_numpy(images).float(), torch.from_numpy(targets).long()
     x = start.clone()
-    with one_thread():
+    with torch_threads(1):
         for _ in range(PGD_STEPS):
             x.requires_grad_(True)
             (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), goal), x)
@@ -513,7 +512,7 @@ def embed_after_registration(keys: Keys, beta: bytes, out: Path, *, epochs: int,
     task = load_task("digits")
     mk = load_marking_key(keys.mk, None)
     recipe = replace(default_recipe("digits"), epochs=epochs, seed=seed)
-    with one_thread():
+    with torch_threads(1):
         save_model(out, embed(start_model(task, seed=seed), task, trigger_set_from_marking_key(mk, beta=beta),
                               recipe).model)
     return out
