@@ -73,6 +73,8 @@ POSEIDON_ROWS_PER_ELEMENT = 41
 # An SRS file: the 4-byte little-endian log2 of its size, 2^k pairs of
 # uncompressed G1 points (monomial and Lagrange bases), then two G2 points.
 SRS_HEADER_BYTES, SRS_BYTES_PER_ROW, SRS_TRAILER_BYTES = 4, 128, 256
+# ezkl's range-check decompositions (base, legs), its default first; each covers at least 2^28.
+DECOMPOSITIONS = ((1 << 14, 2), (1 << 10, 3))
 SETTINGS_NAME, COMPILED_NAME = "settings.json", "model.compiled"
 
 
@@ -287,15 +289,10 @@ def build_circuit(model: Classifier, directory: str | os.PathLike[str], *, input
                               input_names=["hidden"], output_names=["class"])
     except Exception as exc:  # the exporter raises assorted errors for operators ONNX lacks
         raise UnsupportedModel(f"the suspect model cannot be exported to ONNX: {_ezkl_error(exc)}") from None
-    args = ezkl.PyRunArgs()
-    args.input_visibility, args.output_visibility, args.param_visibility = "hashed", "public", "fixed"
-    args.input_scale, args.param_scale, args.num_inner_cols = input_scale, input_scale, NUM_INNER_COLS
     data_path.write_text(json.dumps({"input_data": _calibration_data(model.config.input_shape)}))
     settings_path, compiled_path = root / SETTINGS_NAME, root / COMPILED_NAME
-    with _compiling():
-        ezkl.gen_settings(str(onnx_path), str(settings_path), py_run_args=args)
     # gen_settings lays the circuit out without proving anything: the exact row count, still cheap.
-    _check_fits(json.loads(settings_path.read_text())["num_rows"], "", limit)
+    _check_fits(_lay_out(ezkl, onnx_path, settings_path, input_scale), "", limit)
     with _compiling():
         ezkl.calibrate_settings(str(data_path), str(onnx_path), str(settings_path), "resources",
                                 scales=[input_scale], scale_rebase_multiplier=[1], max_logrows=MAX_LOGROWS)
@@ -306,6 +303,37 @@ def build_circuit(model: Classifier, directory: str | os.PathLike[str], *, input
         raise UnsupportedModel(f"ezkl calibrated the input scale to {settings['run_args']['input_scale']}, but "
                                f"the commitments are at scale {input_scale}")
     return Circuit(root, model.config.input_shape, input_scale, settings["num_rows"], settings["run_args"]["logrows"])
+
+
+def _lay_out(ezkl: ModuleType, onnx_path: Path, settings_path: Path, input_scale: int) -> int:
+    """Write ezkl's settings for the circuit and return its row count.
+
+    A circuit is at least as tall as its range-check table, ``decomp_base``
+    rows: ezkl's default base 2^14 makes a circuit of a few thousand rows
+    2^15 tall.  When the model's rows are fewer than the table's, a smaller
+    base with one more leg (the same 2^28 range or more) is laid out too, and
+    kept when it gives fewer rows in all; the choice depends on the model
+    alone, so both sides make it alike."""
+    chosen: tuple[int, int] | None = None  # rows, and log2 of the height they and the table need
+    candidate = settings_path.with_suffix(".candidate.json")
+    for base, legs in DECOMPOSITIONS:
+        args = ezkl.PyRunArgs()
+        args.input_visibility, args.output_visibility, args.param_visibility = "hashed", "public", "fixed"
+        args.input_scale, args.param_scale, args.num_inner_cols = input_scale, input_scale, NUM_INNER_COLS
+        args.decomp_base, args.decomp_legs = base, legs
+        with _compiling():
+            ezkl.gen_settings(str(onnx_path), str(candidate), py_run_args=args)
+        rows = json.loads(candidate.read_text())["num_rows"]
+        height = logrows_for(max(rows, base))
+        if chosen is not None and height >= chosen[1]:
+            candidate.unlink()
+            break
+        os.replace(candidate, settings_path)
+        chosen = (rows, height)
+        if rows >= base:  # the model, not the table, sets the height: a smaller base only adds legs
+            break
+    assert chosen is not None
+    return chosen[0]
 
 
 def _canonical_settings(path: Path) -> dict:
