@@ -68,6 +68,12 @@ CALIBRATION_PATTERNS = 4
 # (benchmarks/zk.py) at 1.7 GB for 2^15 rows and 5.0 GB for 2^17.
 BASE_BYTES = 650 * 10**6
 BYTES_PER_ROW = 33 * 1024
+# CPU seconds (all threads) one proof takes per row of the circuit's height:
+# least squares over circuits of 2^11, 2^13 and 2^15 rows, 690 us a row and
+# no fixed part (benchmarks/zk.py --models tiny,zk4,digits-wide, in
+# benchmarks/results/zk-cost.json; that fit puts the peak memory at 0.58 GB
+# plus 32.7 KiB a row, beside the constants above).
+CPU_SECONDS_PER_ROW = 690e-6
 # Rows ezkl spends per hidden input element on its Poseidon hash (measured).
 POSEIDON_ROWS_PER_ELEMENT = 41
 # An SRS file: the 4-byte little-endian log2 of its size, 2^k pairs of
@@ -196,10 +202,55 @@ class Circuit:
     def memory_needed(self) -> int:
         return memory_for(self.logrows)
 
+    @property
+    def cost(self) -> "Cost":
+        return Cost(self.num_rows, self.logrows)
+
 
 def memory_for(logrows: int) -> int:
     """Bytes proving a circuit of 2^logrows rows takes at its peak (ezkl 23)."""
     return BASE_BYTES + (BYTES_PER_ROW << logrows)
+
+
+def cpu_seconds_for(logrows: int) -> float:
+    """CPU seconds one proof of a circuit of 2^logrows rows takes (ezkl 23)."""
+    return CPU_SECONDS_PER_ROW * (1 << logrows)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What proving takes, from the circuit's exact layout (docs/design.md section 4c):
+    ezkl sizes every column to 2^logrows, so memory and time follow the
+    height, not the rows used.  Items are proven one at a time, so the peak
+    memory of k items is one item's and the time k times one's."""
+
+    rows: int
+    logrows: int
+
+    @property
+    def memory_bytes(self) -> int:
+        return memory_for(self.logrows)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return cpu_seconds_for(self.logrows)
+
+    def describe(self, k: int, cores: int | None = None) -> str:
+        """One line: per item and for ``k`` items, the memory and the CPU time, and
+        the least wall time that is on ``cores`` cores (ezkl proves on all of them)."""
+        cores = max(1, cores or os.cpu_count() or 1)
+
+        def both(cpu: float) -> str:
+            return f"{_duration(cpu)} CPU (at least {_duration(cpu / cores)} on {cores} cores)"
+
+        return (f"2^{self.logrows} rows ({self.rows:,} used); per item about {_gb(self.memory_bytes)} of memory "
+                f"and {both(self.cpu_seconds)}; {k} item{'s' if k != 1 else ''} one at a time: "
+                f"{both(k * self.cpu_seconds)}, at most {_gb(self.memory_bytes)} at once")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
 
 
 def logrows_for(rows: int) -> int:
@@ -222,8 +273,9 @@ def _gb(nbytes: int) -> str:
     return f"{nbytes / 1e9:.1f} GB"
 
 
-def _check_fits(rows: int, how: str, memory_limit: int) -> None:
-    logrows = logrows_for(rows)
+def _check_fits(rows: int, how: str, memory_limit: int, logrows: int | None = None) -> None:
+    """Refuse a circuit of ``rows`` rows (2^``logrows`` tall, or as few as hold them) over the memory limit."""
+    logrows = logrows_for(rows) if logrows is None else logrows
     need = memory_for(logrows)
     if logrows > MAX_LOGROWS or need > memory_limit:
         raise CircuitTooLarge(
@@ -297,6 +349,8 @@ def build_circuit(model: Classifier, directory: str | os.PathLike[str], *, input
         ezkl.calibrate_settings(str(data_path), str(onnx_path), str(settings_path), "resources",
                                 scales=[input_scale], scale_rebase_multiplier=[1], max_logrows=MAX_LOGROWS)
     settings = _canonical_settings(settings_path)
+    # Calibration fixes the height (lookup tables and blinding rows included): the memory check that counts.
+    _check_fits(settings["num_rows"], "", limit, settings["run_args"]["logrows"])
     with _compiling():
         ezkl.compile_circuit(str(onnx_path), str(compiled_path), str(settings_path))
     if settings["run_args"]["input_scale"] != input_scale:
