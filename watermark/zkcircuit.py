@@ -359,7 +359,8 @@ def build_circuit(model: Classifier, directory: str | os.PathLike[str], *, input
     return Circuit(root, model.config.input_shape, input_scale, settings["num_rows"], settings["run_args"]["logrows"])
 
 
-def _lay_out(ezkl: ModuleType, onnx_path: Path, settings_path: Path, input_scale: int) -> int:
+def _lay_out(ezkl: ModuleType, onnx_path: Path, settings_path: Path, input_scale: int,
+             visibility: tuple[str, str] = ("hashed", "public")) -> int:
     """Write ezkl's settings for the circuit and return its row count.
 
     A circuit is at least as tall as its range-check table, ``decomp_base``
@@ -372,7 +373,7 @@ def _lay_out(ezkl: ModuleType, onnx_path: Path, settings_path: Path, input_scale
     candidate = settings_path.with_suffix(".candidate.json")
     for base, legs in DECOMPOSITIONS:
         args = ezkl.PyRunArgs()
-        args.input_visibility, args.output_visibility, args.param_visibility = "hashed", "public", "fixed"
+        (args.input_visibility, args.output_visibility), args.param_visibility = visibility, "fixed"
         args.input_scale, args.param_scale, args.num_inner_cols = input_scale, input_scale, NUM_INNER_COLS
         args.decomp_base, args.decomp_legs = base, legs
         with _compiling():
