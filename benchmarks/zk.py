@@ -8,6 +8,9 @@ Models:
 * ``digits-wide``: the same layers twice as wide (9.3k weights), random;
 * ``rgb16``: ``zk_cnn`` on 3x16x16 images (8.2k weights; 9x the hidden
   input), random;
+* ``tiny``: two dense layers on 1x2x2 images (122 weights): the smallest
+  circuit (2^11 rows), the one the default test run proves;
+* ``zk4``: ``zk_cnn`` on 1x4x4 images (2.1k weights, 2^13 rows), random;
 * ``small_cnn``: the repo's default digits network (283k weights): its
   circuit is estimated and, on a machine without ~40 GB, refused.
 
@@ -47,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _cli import provenance
 from torch import nn
 
 from wmark.files import atomic_write
@@ -65,7 +69,7 @@ from wmark.watermark.modelio import Classifier, ModelConfig, Preprocessing, new_
 from wmark.watermark.triggers import trigger_set_from_marking_key
 
 TARGETS = {"prove_s": 20.0, "prove_gb": 2.0, "verify_s": 0.2}
-MODELS = ("digits", "digits-wide", "rgb16", "small_cnn")
+MODELS = ("tiny", "zk4", "digits", "digits-wide", "rgb16", "small_cnn")
 SUBSET_K = 10
 
 
@@ -185,6 +189,11 @@ def bench_model(name: str, work: Path, args: argparse.Namespace, digits) -> dict
         model, pair, owner, images = digits
     elif name == "digits-wide":
         model = random_model("zk_cnn", (1, 8, 8), wide_net(10, (1, 8, 8)))
+    elif name == "tiny":
+        model = random_model("zk_cnn", (1, 2, 2), nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(),
+                                                                nn.Linear(8, 10)))
+    elif name == "zk4":
+        model = random_model("zk_cnn", (1, 4, 4))
     elif name == "rgb16":
         model = random_model("zk_cnn", (3, 16, 16))
     else:
@@ -223,6 +232,21 @@ def bench_model(name: str, work: Path, args: argparse.Namespace, digits) -> dict
 
 def _median(stats: list[dict], key: str) -> float:
     return statistics.median(s[key] for s in stats)
+
+
+def cost_fit(rows: list[dict]) -> dict | None:
+    """Least squares of each proof's CPU seconds and peak memory against its
+    circuit's height 2^logrows: the constants of zkcircuit's cost model."""
+    points = [(1 << r["logrows"], p["cpu_s"], p["peak_bytes"]) for r in rows if "proofs" in r for p in r["proofs"]]
+    if len({height for height, _, _ in points}) < 2:
+        return None
+    heights = np.array([h for h, _, _ in points], dtype=float)
+    design = np.stack([np.ones_like(heights), heights], axis=1)
+    (cpu0, cpu_row), *_ = np.linalg.lstsq(design, np.array([c for _, c, _ in points]), rcond=None)
+    (mem0, mem_row), *_ = np.linalg.lstsq(design, np.array([m for _, _, m in points], dtype=float), rcond=None)
+    return {"points": len(points), "cpu_s_base": round(float(cpu0), 3), "cpu_s_per_row": float(cpu_row),
+            "peak_bytes_base": int(mem0), "peak_bytes_per_row": round(float(mem_row), 1),
+            "model_cpu_s_per_row": zkcircuit.CPU_SECONDS_PER_ROW, "model_bytes_per_row": zkcircuit.BYTES_PER_ROW}
 
 
 def table(rows: list[dict]) -> str:
@@ -275,10 +299,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.proofs} proofs; peak = the proving process's peak RSS")
     print(table(rows))
     report = {
+        "provenance": provenance([0], "cpu"),
         "ezkl": zkcircuit.EZKL_VERSION, "torch": torch.__version__, "platform": platform.platform(),
         "cores": os.cpu_count(), "proofs_per_model": args.proofs, "subset_k": SUBSET_K, "targets": TARGETS,
         "seconds": round(time.perf_counter() - started, 1), "models": rows,
     }
+    fit = cost_fit(rows)
+    if fit:
+        report["cost_fit"] = fit
+        print(f"fit over {fit['points']} proofs: CPU {fit['cpu_s_base']:.1f} s + {1e6 * fit['cpu_s_per_row']:.0f} us "
+              f"per row (cost model: {1e6 * zkcircuit.CPU_SECONDS_PER_ROW:.0f} us); peak "
+              f"{fit['peak_bytes_base'] / 1e9:.2f} GB + {fit['peak_bytes_per_row'] / 1024:.1f} KiB per row "
+              f"(cost model: {zkcircuit.BYTES_PER_ROW / 1024:.0f} KiB)")
     digits_row = next((r for r in rows if r["model"] == "digits" and "proofs" in r), None)
     if digits_row:
         checks = {"prove_s": _median(digits_row["proofs"], "wall_s"),

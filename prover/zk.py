@@ -25,16 +25,19 @@ from wmark.protocol.session import ChallengeReceived, ProverSession
 from wmark.protocol.zk import ZkStatement
 from wmark.watermark.modelio import model_file_digest
 from wmark.watermark.triggers import item_image
-from wmark.watermark.zkcircuit import Circuit, Keys, Srs, model_circuit, prove, read_srs, setup
+from wmark.watermark.zkcircuit import Circuit, Cost, Keys, Srs, model_circuit, prove, read_srs, setup
 
 
 def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: MarkingKey,
                     model_dir: str | os.PathLike[str], srs_path: str | os.PathLike[str], *,
                     workdir: str | os.PathLike[str] | None = None, memory_limit: int | None = None,
                     progress: Callable[[int], object] | None = None,
-                    ray_address: str | None = None) -> dsse.Envelope:
+                    ray_address: str | None = None,
+                    on_cost: Callable[[Cost], object] | None = None) -> dsse.Envelope:
     """Prove every challenged item about the model in ``model_dir`` and sign the answer.
 
+    ``on_cost`` hears what the proofs will take (the circuit laid out, nothing
+    proven yet); a circuit over ``memory_limit`` is refused before that.
     With ``ray_address`` each item's proof is a Ray task (:mod:`wmark.cluster`)
     reserving the memory the cost model gives the circuit; the answer lists
     the items in the challenge's order either way."""
@@ -50,6 +53,8 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
     statements: dict[int, ZkStatement] = {}
     with model_circuit(model_dir, input_shape=vk.input_shape, num_classes=vk.num_classes,
                        input_scale=vk.zk.input_scale, workdir=workdir, memory_limit=memory_limit) as (_, circuit):
+        if on_cost:
+            on_cost(circuit.cost)
         with setup(circuit, srs) as keys:
             if keys.circuit_sha256 != challenge.zk.circuit_sha256:
                 raise InvalidInput("the circuit built here from the model differs from the verifier's: both sides "

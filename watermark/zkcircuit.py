@@ -68,11 +68,19 @@ CALIBRATION_PATTERNS = 4
 # (benchmarks/zk.py) at 1.7 GB for 2^15 rows and 5.0 GB for 2^17.
 BASE_BYTES = 650 * 10**6
 BYTES_PER_ROW = 33 * 1024
+# CPU seconds (all threads) one proof takes per row of the circuit's height:
+# least squares over circuits of 2^11, 2^13 and 2^15 rows, 690 us a row and
+# no fixed part (benchmarks/zk.py --models tiny,zk4,digits-wide, in
+# benchmarks/results/zk-cost.json; that fit puts the peak memory at 0.58 GB
+# plus 32.7 KiB a row, beside the constants above).
+CPU_SECONDS_PER_ROW = 690e-6
 # Rows ezkl spends per hidden input element on its Poseidon hash (measured).
 POSEIDON_ROWS_PER_ELEMENT = 41
 # An SRS file: the 4-byte little-endian log2 of its size, 2^k pairs of
 # uncompressed G1 points (monomial and Lagrange bases), then two G2 points.
 SRS_HEADER_BYTES, SRS_BYTES_PER_ROW, SRS_TRAILER_BYTES = 4, 128, 256
+# ezkl's range-check decompositions (base, legs), its default first; each covers at least 2^28.
+DECOMPOSITIONS = ((1 << 14, 2), (1 << 10, 3))
 SETTINGS_NAME, COMPILED_NAME = "settings.json", "model.compiled"
 
 
@@ -194,10 +202,55 @@ class Circuit:
     def memory_needed(self) -> int:
         return memory_for(self.logrows)
 
+    @property
+    def cost(self) -> "Cost":
+        return Cost(self.num_rows, self.logrows)
+
 
 def memory_for(logrows: int) -> int:
     """Bytes proving a circuit of 2^logrows rows takes at its peak (ezkl 23)."""
     return BASE_BYTES + (BYTES_PER_ROW << logrows)
+
+
+def cpu_seconds_for(logrows: int) -> float:
+    """CPU seconds one proof of a circuit of 2^logrows rows takes (ezkl 23)."""
+    return CPU_SECONDS_PER_ROW * (1 << logrows)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What proving takes, from the circuit's exact layout (docs/design.md section 4c):
+    ezkl sizes every column to 2^logrows, so memory and time follow the
+    height, not the rows used.  Items are proven one at a time, so the peak
+    memory of k items is one item's and the time k times one's."""
+
+    rows: int
+    logrows: int
+
+    @property
+    def memory_bytes(self) -> int:
+        return memory_for(self.logrows)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return cpu_seconds_for(self.logrows)
+
+    def describe(self, k: int, cores: int | None = None) -> str:
+        """One line: per item and for ``k`` items, the memory and the CPU time, and
+        the least wall time that is on ``cores`` cores (ezkl proves on all of them)."""
+        cores = max(1, cores or os.cpu_count() or 1)
+
+        def both(cpu: float) -> str:
+            return f"{_duration(cpu)} CPU (at least {_duration(cpu / cores)} on {cores} cores)"
+
+        return (f"2^{self.logrows} rows ({self.rows:,} used); per item about {_gb(self.memory_bytes)} of memory "
+                f"and {both(self.cpu_seconds)}; {k} item{'s' if k != 1 else ''} one at a time: "
+                f"{both(k * self.cpu_seconds)}, at most {_gb(self.memory_bytes)} at once")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
 
 
 def logrows_for(rows: int) -> int:
@@ -220,8 +273,9 @@ def _gb(nbytes: int) -> str:
     return f"{nbytes / 1e9:.1f} GB"
 
 
-def _check_fits(rows: int, how: str, memory_limit: int) -> None:
-    logrows = logrows_for(rows)
+def _check_fits(rows: int, how: str, memory_limit: int, logrows: int | None = None) -> None:
+    """Refuse a circuit of ``rows`` rows (2^``logrows`` tall, or as few as hold them) over the memory limit."""
+    logrows = logrows_for(rows) if logrows is None else logrows
     need = memory_for(logrows)
     if logrows > MAX_LOGROWS or need > memory_limit:
         raise CircuitTooLarge(
@@ -287,25 +341,54 @@ def build_circuit(model: Classifier, directory: str | os.PathLike[str], *, input
                               input_names=["hidden"], output_names=["class"])
     except Exception as exc:  # the exporter raises assorted errors for operators ONNX lacks
         raise UnsupportedModel(f"the suspect model cannot be exported to ONNX: {_ezkl_error(exc)}") from None
-    args = ezkl.PyRunArgs()
-    args.input_visibility, args.output_visibility, args.param_visibility = "hashed", "public", "fixed"
-    args.input_scale, args.param_scale, args.num_inner_cols = input_scale, input_scale, NUM_INNER_COLS
     data_path.write_text(json.dumps({"input_data": _calibration_data(model.config.input_shape)}))
     settings_path, compiled_path = root / SETTINGS_NAME, root / COMPILED_NAME
-    with _compiling():
-        ezkl.gen_settings(str(onnx_path), str(settings_path), py_run_args=args)
     # gen_settings lays the circuit out without proving anything: the exact row count, still cheap.
-    _check_fits(json.loads(settings_path.read_text())["num_rows"], "", limit)
+    _check_fits(_lay_out(ezkl, onnx_path, settings_path, input_scale), "", limit)
     with _compiling():
         ezkl.calibrate_settings(str(data_path), str(onnx_path), str(settings_path), "resources",
                                 scales=[input_scale], scale_rebase_multiplier=[1], max_logrows=MAX_LOGROWS)
     settings = _canonical_settings(settings_path)
+    # Calibration fixes the height (lookup tables and blinding rows included): the memory check that counts.
+    _check_fits(settings["num_rows"], "", limit, settings["run_args"]["logrows"])
     with _compiling():
         ezkl.compile_circuit(str(onnx_path), str(compiled_path), str(settings_path))
     if settings["run_args"]["input_scale"] != input_scale:
         raise UnsupportedModel(f"ezkl calibrated the input scale to {settings['run_args']['input_scale']}, but "
                                f"the commitments are at scale {input_scale}")
     return Circuit(root, model.config.input_shape, input_scale, settings["num_rows"], settings["run_args"]["logrows"])
+
+
+def _lay_out(ezkl: ModuleType, onnx_path: Path, settings_path: Path, input_scale: int,
+             visibility: tuple[str, str] = ("hashed", "public")) -> int:
+    """Write ezkl's settings for the circuit and return its row count.
+
+    A circuit is at least as tall as its range-check table, ``decomp_base``
+    rows: ezkl's default base 2^14 makes a circuit of a few thousand rows
+    2^15 tall.  When the model's rows are fewer than the table's, a smaller
+    base with one more leg (the same 2^28 range or more) is laid out too, and
+    kept when it gives fewer rows in all; the choice depends on the model
+    alone, so both sides make it alike."""
+    chosen: tuple[int, int] | None = None  # rows, and log2 of the height they and the table need
+    candidate = settings_path.with_suffix(".candidate.json")
+    for base, legs in DECOMPOSITIONS:
+        args = ezkl.PyRunArgs()
+        (args.input_visibility, args.output_visibility), args.param_visibility = visibility, "fixed"
+        args.input_scale, args.param_scale, args.num_inner_cols = input_scale, input_scale, NUM_INNER_COLS
+        args.decomp_base, args.decomp_legs = base, legs
+        with _compiling():
+            ezkl.gen_settings(str(onnx_path), str(candidate), py_run_args=args)
+        rows = json.loads(candidate.read_text())["num_rows"]
+        height = logrows_for(max(rows, base))
+        if chosen is not None and height >= chosen[1]:
+            candidate.unlink()
+            break
+        os.replace(candidate, settings_path)
+        chosen = (rows, height)
+        if rows >= base:  # the model, not the table, sets the height: a smaller base only adds legs
+            break
+    assert chosen is not None
+    return chosen[0]
 
 
 def _canonical_settings(path: Path) -> dict:

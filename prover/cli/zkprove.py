@@ -26,6 +26,7 @@ from wmark.protocol.zk import srs_beside
 from wmark.prover.cli._common import add_policy_arguments, owner_key_path, policy_from_args
 from wmark.prover.ledger import Ledger, default_ledger_path
 from wmark.prover.zk import prove_challenge
+from wmark.watermark.zkcircuit import Cost
 
 EPILOG = """\
 example:
@@ -37,9 +38,11 @@ suspect model maps the item's hidden input (image and secret salt, committed
 in vk by wmark keygen --zk) to a class, and opens the item's label. No image,
 seed or salt leaves this machine, so no budget is spent; the session is
 recorded in the ledger (and held to --allow-verifier and --zk-per-hour). The
-SRS is the one the challenge names (default: challenge.srs beside it). About
-20 s and 2 GB per item for a digits zk_cnn on 2 cores. Needs
-pip install '.[zk]'."""
+SRS is the one the challenge names (default: challenge.srs beside it). Before
+proving it prints the circuit's height and what the proofs will take (memory
+per item, CPU time per item and for all of them), and refuses a circuit whose
+proof would need more than --memory-limit. About 20 s and 2 GB per item for a
+digits zk_cnn on 2 cores. Needs pip install '.[zk]'."""
 
 
 def register(subparsers) -> None:
@@ -83,11 +86,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     print(f"challenge from verifier {event.challenge.verifier.fingerprint} on "
           f"{untrusted(event.challenge.model.describe())}: prove {len(event.indices)} of {vk.n} items")
+    def announce(cost: Cost) -> None:
+        print(f"  cost      {cost.describe(len(event.indices))}", flush=True)
+
     # tqdm shows proofs done / total and the time left.
     with tqdm(total=len(event.indices), desc="proving", unit="proof", leave=False) as bar:
         answer = prove_challenge(session, event, mk, args.model, args.srs or srs_beside(args.challenge),
                                  workdir=args.workdir, memory_limit=args.memory_limit, progress=bar.update,
-                                 ray_address=args.ray)
+                                 ray_address=args.ray, on_cost=announce)
     atomic_write(args.out, answer.to_json())
     print(f"wrote {args.out} ({len(event.indices)} proofs and label openings; no trigger image; send it to the "
           f"verifier)")

@@ -29,7 +29,10 @@ SRS is generated beside the challenge (challenge.srs): send both files to the
 owner, who answers with `wmark-prover zkprove`; then run `wmark-verifier
 zkcheck`. Proofs under your own SRS convince you only (designated verifier);
 --srs FILE takes a public ceremony SRS, for verdicts meant for third parties.
-No trigger image is revealed, so k can be n. Needs pip install '.[zk]'."""
+No trigger image is revealed, so k can be n. It prints what the owner's
+proofs will take (memory and CPU time per item and for all k), and refuses a
+model whose proof would need more than --memory-limit (default: the memory
+available here) before writing anything. Needs pip install '.[zk]'."""
 
 
 def register(subparsers) -> None:
@@ -58,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(args.out, session.challenge().to_json())
     print(f"wrote {args.out}: prove {args.k} of {vk.n} trigger items in zero knowledge on "
           f"{untrusted(verifier.model_ref.describe())}")
-    print(f"  circuit   2^{verifier.circuit.logrows} rows ({verifier.circuit.num_rows:,} used), input scale "
-          f"{verifier.circuit.input_scale}; about {verifier.circuit.memory_needed / 1e9:.1f} GB to prove one image")
+    print(f"  circuit   input scale {verifier.circuit.input_scale}; the owner's proofs: "
+          f"{verifier.circuit.cost.describe(args.k)}")
     print(f"  SRS       {verifier.srs.path} (2^{verifier.srs.logrows}, sha256 {verifier.srs.sha256.hex()}, "
           f"{verifier.origin.value}): send it with the challenge")
     return 0
