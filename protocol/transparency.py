@@ -29,6 +29,7 @@ from wmark.protocol.checkpoint import Checkpoint, Policy, TlogProof
 from wmark.protocol.hazmat import dsse, merkle
 from wmark.protocol.hazmat.encoding import (
     b64u_decode,
+    b64u_decode_many,
     b64u_encode,
     canonical_json,
     expect_header,
@@ -109,7 +110,7 @@ def _hashes(obj: dict[str, Any], name: str, *, what: str, max_count: int) -> tup
     values = field(obj, name, list, what=what)
     if len(values) > max_count:
         raise DecodeError(f"{what}: {name!r} has {len(values)} hashes, at most {max_count} allowed")
-    return tuple(b64u_decode(v, what=f"{what}: {name}[{i}]", size=merkle.HASH_SIZE) for i, v in enumerate(values))
+    return tuple(b64u_decode_many(values, what=lambda i: f"{what}: {name}[{i}]", size=merkle.HASH_SIZE))
 
 
 @dataclass(frozen=True)
