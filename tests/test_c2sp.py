@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from log_worker import make_vk
 
-from wmark.console import run_cli
+from tests.support.witnessed import Running, witnessed_log
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
 from wmark.protocol.checkpoint import Checkpoint, Policy, TlogProof
 from wmark.protocol.hazmat.identity import SigningKey
@@ -24,11 +23,11 @@ from wmark.protocol.hazmat.merkle import MerkleTree, leaf_hash
 from wmark.protocol.hazmat.note import COSIGNATURE_V1, ED25519, Note, Signer, Verifier
 from wmark.protocol.tiles import TileReader, decode_bundle, encode_index, parse_bundle_path, parse_tile_path
 from wmark.protocol.transparency import verify_receipt, verify_tlog_proof
-from wmark.registry import DuplicateCommitment, LogServer, LogStore
+from wmark.registry import DuplicateCommitment, LogStore
 from wmark.registry.cosigning import WitnessClient
 from wmark.registry.witness import Witness, WitnessServer
-from wmark.verifier.cli import registration as registration_cli
-from wmark.watermark.cli import log as log_cli
+from wmark.verifier.cli import main as verifier_main
+from wmark.watermark.cli import main as wmark_main
 
 # golang.org/x/mod/sumdb/note, note_test.go: a published key pair and signed note.
 GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
@@ -134,37 +133,11 @@ def fill(store: LogStore, count: int, prefix: str = "vk"):
     return [(vk, store.register(vk)) for vk, _ in (make_vk(OWNER, f"{prefix}-{i}".encode()) for i in range(count))]
 
 
-class Running:
-    """A server on a thread, stopped at the end of the test."""
-
-    def __init__(self, server) -> None:
-        self.server = server
-        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.thread.join()
-        self.server.server_close()
-
-
 @pytest.fixture
 def world(tmp_path):
     """A log served with two witnesses; the test may stop either."""
-    running = []
-    store = LogStore.open(tmp_path / "log")
-    log_key = Verifier.decode(store.vkey)
-    witnesses = [Witness(tmp_path / f"w{i}", [log_key], name=f"witness.test/w{i}") for i in (1, 2)]
-    witness_servers = [Running(WitnessServer(w)) for w in witnesses]
-    running += witness_servers
-    clients = tuple(WitnessClient(w.verifier, r.server.url) for w, r in zip(witnesses, witness_servers))
-    log = Running(LogServer(store, witnesses=clients))
-    running.append(log)
-    yield store, log, witnesses, witness_servers
-    for r in reversed(running):
-        if r.thread.is_alive():
-            r.stop()
-    store.close()
+    with witnessed_log(tmp_path) as w:
+        yield w.store, w.log, w.witnesses, w.witness_servers
 
 
 def _register(url: str, seed: bytes):
@@ -201,7 +174,7 @@ def _verify_cli(capsys, vk_path: Path, proof: Path, store: LogStore, witnesses, 
             "--log-vkey", str(store.directory / "log.vkey"), "--quorum", str(quorum)]
     for w in witnesses:
         args += ["--witness", str(w.directory / "witness.vkey")]
-    code = run_cli("wmark-verifier", "", [registration_cli], args)
+    code = verifier_main(args)
     return code, capsys.readouterr().out
 
 
@@ -385,20 +358,23 @@ def test_an_edited_checkpoint_is_named_by_check(tmp_path):
     conn.execute("UPDATE checkpoints SET note = ? WHERE size = 2", (note.replace(b"\n2\n", b"\n1\n"),))
     conn.commit()
     conn.close()
-    code = run_cli("wmark", "", [log_cli], ["log", "check", "--log", str(d)])
+    code = wmark_main(["log", "check", "--log", str(d)])
     assert code == 1
 
 
 # --- Interop: aics-tlog (PyPI), an implementation we did not write, in tests only.
 
-aics = pytest.importorskip("aics_tlog", reason="aics-tlog (interop tests) is not installed")
+@pytest.fixture
+def aics():
+    # Skips only the interop tests: at module level it would skip every test above too.
+    return pytest.importorskip("aics_tlog", reason="aics-tlog (interop tests) is not installed")
 
 
-def test_aics_tlog_reads_our_export_and_checkpoints(tmp_path):
+def test_aics_tlog_reads_our_export_and_checkpoints(tmp_path, aics):
     with LogStore.open(tmp_path / "log") as store:
         registered = fill(store, 300)
     export = ["log", "export", "--log", str(tmp_path / "log"), str(tmp_path / "site")]
-    assert run_cli("wmark", "", [log_cli], export) == 0
+    assert wmark_main(export) == 0
     site = tmp_path / "site"
     log_key = aics.parse_vkey((site / "log.vkey").read_text().strip())
     note = aics.parse_note((site / "checkpoint").read_bytes())
@@ -414,7 +390,7 @@ def test_aics_tlog_reads_our_export_and_checkpoints(tmp_path):
             in (True, None)
 
 
-def test_our_cosignatures_and_theirs_verify_both_ways(tmp_path):
+def test_our_cosignatures_and_theirs_verify_both_ways(tmp_path, aics):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     log = Signer.generate("example.test/log")
@@ -449,8 +425,7 @@ def _process(*argv: str):
     import subprocess
     import sys
 
-    code = ("import sys; from wmark.console import run_cli; from wmark.watermark.cli import log; "
-            "sys.exit(run_cli('wmark', '', [log], sys.argv[1:]))")
+    code = "import sys; from wmark.watermark.cli import main; sys.exit(main(sys.argv[1:]))"
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, text=True, stdout=subprocess.PIPE,
@@ -465,7 +440,6 @@ def _process(*argv: str):
 def test_log_and_witness_command_lines_produce_a_proof_the_verifier_checks(tmp_path, capsys):
     import signal
 
-    from wmark.watermark.cli import register as register_cli
 
     log_dir = tmp_path / "log"
     LogStore.open(log_dir, origin="wmark.test/e2e").close()
@@ -484,16 +458,16 @@ def test_log_and_witness_command_lines_produce_a_proof_the_verifier_checks(tmp_p
         vk_path = tmp_path / "keys" / "vk.json"
         vk_path.parent.mkdir()
         vk_path.write_bytes(signed.to_json())
-        assert run_cli("wmark", "", [register_cli], ["register", "--vk", str(vk_path), "--log-url", url,
+        assert wmark_main(["register", "--vk", str(vk_path), "--log-url", url,
                                                      "--log-vkey", str(log_dir / "log.vkey")]) == 0
         assert "2 cosignatures" in capsys.readouterr().out
         base = ["registration", "--vk", str(vk_path), "--log-vkey", str(log_dir / "log.vkey")]
         ws = [a for vkey, _ in witnesses for a in ("--witness", str(vkey))]
-        assert run_cli("wmark-verifier", "", [registration_cli], base + ws + ["--quorum", "2"]) == 0
+        assert verifier_main(base + ws + ["--quorum", "2"]) == 0
         assert "valid tlog-proof" in capsys.readouterr().out
         # A proof made for another vk, or a policy naming a witness that never cosigned, is refused.
         stranger = Signer.generate("wmark.test/w3", COSIGNATURE_V1).verifier.encode()
-        code = run_cli("wmark-verifier", "", [registration_cli], base + ws + ["--witness", stranger,
+        code = verifier_main(base + ws + ["--witness", stranger,
                                                                               "--quorum", "3"])
         assert code == 1 and "cosigned by 2 of the 3 trusted witnesses" in capsys.readouterr().out
     finally:
