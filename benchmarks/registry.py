@@ -13,7 +13,9 @@ Three server modes are measured in the same run:
 * ``batched+2w``: the same with two witnesses (in the server's process)
   cosigning every batch before its receipts return;
 * ``batched-2proc``: ``wmark log serve --workers 2``, two batching server
-  processes on one port (no witnesses).
+  processes on one port (no witnesses);
+* ``batched+2w-2proc``: the same with two witnesses (in a helper process the
+  server started) cosigning every batch of either worker.
 
 Each client checks every receipt it gets before sending the next vk: a
 tlog-proof of its vk's entry in a checkpoint the log signed (and, with
@@ -62,9 +64,9 @@ from wmark.protocol.transparency import Receipt, verify_receipt, verify_tlog_pro
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "registry.json"
-MODES = ("unbatched", "batched", "batched+2w", "batched-2proc")
+MODES = ("unbatched", "batched", "batched+2w", "batched-2proc", "batched+2w-2proc")
 WORKERS = 2  # processes of the batched-2proc mode
-WITNESSED = ("batched+2w",)
+WITNESSED = ("batched+2w", "batched+2w-2proc")
 ITEMS = 100  # a typical trigger set
 
 
@@ -87,14 +89,32 @@ def signed_vks(count: int, owner: SigningKey) -> list[tuple[VerificationKey, byt
 
 def serve(mode: str, directory: Path) -> None:
     from wmark.registry import LogServer, LogStore, serve_until_signalled
-    from wmark.registry.cosigning import WitnessClient
+    from wmark.registry.cosigning import WitnessClient, WitnessSpec
     from wmark.registry.witness import Witness, WitnessServer
     from wmark.registry.workers import WorkerPool
 
-    if mode == "batched-2proc":
+    if mode == "witnesses":  # the two witnesses of batched+2w-2proc, in a process of their own
+        log_key = Verifier.decode((directory / "log" / "log.vkey").read_text())
+        servers = [WitnessServer(Witness(directory / f"w{i}", [log_key], name=f"bench.local/w{i}")) for i in (1, 2)]
+        threading.Thread(target=servers[1].serve_forever, daemon=True).start()
+        serve_until_signalled(servers[0], lambda: print(" ".join(s.url for s in servers), flush=True))
+        return
+    if mode.endswith("-2proc"):
         LogStore.open(directory / "log").close()
-        pool = WorkerPool(directory / "log", WORKERS)
-        pool.serve_until_signalled(lambda: print(pool.url, flush=True))
+        witnesses: list[WitnessSpec] = []
+        helper = None
+        if mode == "batched+2w-2proc":
+            # Not threads of this process: it forks the workers, and a fork must not copy running threads' locks.
+            helper, urls = _start("witnesses", directory)
+            witnesses = [(Verifier.decode((directory / f"w{i}" / "witness.vkey").read_text()), url)
+                         for i, url in zip((1, 2), urls.split())]
+        try:
+            pool = WorkerPool(directory / "log", WORKERS, witnesses=tuple(witnesses))
+            pool.serve_until_signalled(lambda: print(pool.url, flush=True))
+        finally:
+            if helper is not None:
+                helper.terminate()
+                helper.wait(30)
         return
     with LogStore.open(directory / "log") as store:
         clients: list[WitnessClient] = []
@@ -117,7 +137,7 @@ def _start(mode: str, directory: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, str(directory)], stdout=subprocess.PIPE,
                             text=True, env=env)
     assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
+    url = proc.stdout.readline().strip()  # the witnesses' helper prints two URLs
     if not url.startswith("http://"):
         proc.kill()
         raise RuntimeError(f"the {mode} server did not start")
