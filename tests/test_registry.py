@@ -578,13 +578,23 @@ def _listening(url: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys, workers):
+@pytest.mark.parametrize("workers, witnessed", [(1, False), (2, False), (2, True)])
+def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys, workers, witnessed):
     """Receipts return only after their batch committed: after SIGKILL of the log
     mid-run every receipt a client got names its own entry, once, and the log checks clean;
-    with several workers, killing the log's process takes all of them down."""
+    with several workers, killing the log's process takes all of them down (and, with
+    witnesses, the cosigning lock a killed worker held is released with it)."""
     log_dir = tmp_path / "log"
-    server, url = _serve(log_dir, workers)
+    specs: list[str] = []
+    witness_servers: list[Running] = []
+    if witnessed:
+        with LogStore.open(log_dir) as s:
+            log_key = Verifier.decode(s.vkey)
+        for i in (1, 2):
+            witness = Witness(tmp_path / f"w{i}", [log_key], name=f"test.local/w{i}")
+            witness_servers.append(Running(WitnessServer(witness)))
+            specs += ["--witness", f"{witness.verifier.encode()}={witness_servers[-1].server.url}"]
+    server, url = _serve(log_dir, workers, *specs)
     clients = [_worker("http-digest", url, "60", f"k{i}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                for i in range(8)]
     got: list[tuple[int, str]] = []
@@ -616,6 +626,18 @@ def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, cap
     assert len({index for index, _ in got}) == len(got), "an index was handed out twice"
     assert _cli("wmark", "log", "check", "--log", str(log_dir)) == 0
     assert "intact" in capsys.readouterr().out
+    if witnessed:  # a restarted log goes on having its batches cosigned
+        server, url = _serve(log_dir, workers, *specs)
+        try:
+            after = _worker("http", url, "5", "after", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            assert after.communicate(timeout=120) and after.returncode == 0
+        finally:
+            _stop(server)
+        for r in witness_servers:
+            r.stop()
+        with LogStore.open(log_dir) as s:
+            Policy(log_key, tuple(Verifier.decode((tmp_path / f"w{i}" / "witness.vkey").read_text())
+                                  for i in (1, 2)), 2).verify(s.checkpoint())
     with LogStore.open(log_dir) as s:
         assert s.size >= len(got)
         for index, digest in got:
