@@ -21,7 +21,6 @@ from wmark.protocol.hazmat.encoding import (
     expect_header,
     field,
     int_field,
-    nesting_depth,
     only_fields,
     parse_json,
 )
@@ -196,43 +195,6 @@ def test_parse_json_raises_only_decode_error(data):
 def test_parse_json_names_the_document():
     with pytest.raises(DecodeError, match="^my file: "):
         parse_json(b"{", what="my file")
-
-
-# --- Nesting depth --------------------------------------------------------------
-
-def _walked_depth(obj) -> int:
-    """The reference: how deeply lists and dicts nest, by walking the objects."""
-    if isinstance(obj, dict):
-        return 1 + max((_walked_depth(v) for v in obj.values()), default=0)
-    if isinstance(obj, list):
-        return 1 + max((_walked_depth(v) for v in obj), default=0)
-    return 0
-
-
-# Strings full of what could fool a scan of the text: brackets, quotes, backslashes.
-_TRICKY_TEXT = st.text(alphabet='[]{}"\\ax\u00e9\n', max_size=8)
-_TRICKY_VALUES = st.recursive(
-    st.none() | SAFE_INT | _TRICKY_TEXT,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TRICKY_TEXT, children, max_size=4),
-    max_leaves=30,
-)
-
-
-@SETTINGS
-@given(_TRICKY_VALUES, st.booleans(), st.sampled_from([None, 1]))
-def test_nesting_depth_read_from_the_text_equals_walking_the_objects(obj, ascii_only, indent):
-    data = json.dumps(obj, ensure_ascii=ascii_only, indent=indent).encode("utf-8")
-    assert nesting_depth(data) == _walked_depth(obj)
-
-
-@pytest.mark.parametrize("depth", [1, 5, 31, 32, 33, 200])
-def test_parse_json_refuses_exactly_the_documents_nested_too_deeply(depth):
-    data = ("[" * (depth - 1) + '{"k": "]]]}}}"}' + "]" * (depth - 1)).encode()
-    if depth <= 32:
-        assert parse_json(data, what="x") is not None
-    else:
-        with pytest.raises(DecodeError, match="^x: JSON nested deeper than 32 levels"):
-            parse_json(data, what="x")
 
 
 # --- base64url ----------------------------------------------------------------

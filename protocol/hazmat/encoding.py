@@ -10,7 +10,6 @@ decoding by :func:`expect_header`.
 from __future__ import annotations
 
 import binascii
-import itertools
 import json
 import math
 import re
@@ -92,27 +91,21 @@ def parse_json(data: bytes, *, what: str, max_bytes: int = MAX_DOCUMENT_BYTES, m
     if len(data) > max_bytes:
         raise DecodeError(f"{what}: {len(data)} bytes exceeds the limit of {max_bytes}")
     obj = _parse(data, what=what)
-    if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(data) > max_depth:
-        raise DecodeError(f"{what}: JSON nested deeper than {max_depth} levels")
+    _check_depth(obj, max_depth, what=what)
     return obj
 
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-
-
-def nesting_depth(data: bytes) -> int:
-    """How deeply the arrays and objects of valid JSON ``data`` nest (0: none).
-
-    Read from the text rather than by walking the parsed objects, which cost as
-    much as parsing (the registry parses a few documents per append): with the
-    strings cut out, the brackets left are the structure, and the deepest point
-    is the largest running sum of +1 per opening and -1 per closing bracket.
-    Written here; tests/test_encoding.py holds it equal to a walk of the objects.
-    """
-    steps = _JSON_STRING.sub(b"", data).translate(_BRACKET_STEP, _NOT_BRACKET)
-    return max(itertools.accumulate(memoryview(steps).cast("b")), default=0)
+def _check_depth(obj: Any, max_depth: int, *, what: str) -> None:
+    """Iteratively, so a deep document cannot exhaust the stack of the checker either."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > max_depth:
+            raise DecodeError(f"{what}: JSON nested deeper than {max_depth} levels")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 def _parse(data: bytes, *, what: str) -> Any:
