@@ -135,15 +135,15 @@ class VerificationKey:
         entries = enc.field(obj, "commitments", list, what=what)
         if not 1 <= len(entries) <= MAX_ITEMS:
             raise DecodeError(f"{what}: needs 1 to {MAX_ITEMS} commitments, has {len(entries)}")
-        commitments = []
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or entry.keys() != _ITEM_FIELDS:
                 raise DecodeError(f"{what}: commitment {i} must have exactly 'item' and 'label'")
-            where = f"{what}: commitment {i}"
-            commitments.append(ItemCommitments(
-                Commitment(scheme, enc.b64u_decode(entry["item"], what=where, max_size=64)),
-                Commitment(scheme, enc.b64u_decode(entry["label"], what=where, max_size=64)),
-            ))
+        # Items and labels decoded in one pass each: hundreds of strings per vk (the registry's hot path).
+        items, labels = (enc.b64u_decode_many([entry[name] for entry in entries],
+                                          what=lambda i: f"{what}: commitment {i}", max_size=64)
+                         for name in ("item", "label"))
+        commitments = [ItemCommitments(Commitment(scheme, item), Commitment(scheme, label))
+                       for item, label in zip(items, labels)]
         vrf_raw = obj.get("vrf_public_key")
         if kind.seeded != (vrf_raw is not None):
             raise DecodeError(f"{what}: a VRF public key is required for, and only for, derived and margin "

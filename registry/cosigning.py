@@ -78,3 +78,13 @@ class WitnessClient:
         # The answer may carry several cosignatures; only ours counts (signed-note).
         Note(note.text, signatures).verified_by(self.verifier)
         return next(s for s in signatures if s.name == self.verifier.name and s.key_id == self.verifier.key_id)
+
+
+# A configured witness before any connection is made: its key and submission URL.
+WitnessSpec = tuple[Verifier, str]
+
+
+def witness_clients(specs: tuple[WitnessSpec, ...]) -> tuple[WitnessClient, ...]:
+    """One client per witness, made in the process that uses it (a forked log worker
+    must not share its parent's connections)."""
+    return tuple(WitnessClient(verifier, url) for verifier, url in specs)

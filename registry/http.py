@@ -244,7 +244,7 @@ class _Handler(BoundedHandler):
         vk = verify_vk_envelope(envelope, what="posted verification key")
         integrator = self.server.integrator
         receipt = self.server.store.register(vk) if integrator is None else integrator.submit(vk)
-        return receipt.to_json(), JSON
+        return receipt.to_json(indent=None), JSON
 
 class LoopbackServer(ThreadingHTTPServer):
     """A threaded HTTP server on loopback only (port 0: any free port)."""

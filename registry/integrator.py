@@ -14,8 +14,10 @@ import queue
 import signal
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 
 from wmark.errors import WmarkError
+from wmark.files import exclusive_lock
 from wmark.protocol.hazmat.note import Note
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.transparency import Receipt
@@ -25,6 +27,7 @@ from wmark.registry.store import MAX_BATCH, LogStore
 
 # A request waits at most this long for its batch (integration + witnesses).
 WAIT_S = 120.0
+COSIGN_LOCK_NAME = "cosign.lock"
 
 
 class Integrator:
@@ -81,8 +84,9 @@ class Integrator:
 
     def _integrate(self, batch: list[tuple[VerificationKey, Future[Receipt]]]) -> None:
         try:
-            results = self.store.register_many([vk for vk, _ in batch])
-            results = self._cosigned(results)
+            with self._cosigning():
+                results = self.store.register_many([vk for vk, _ in batch])
+                results = self._cosigned(results)
         except WmarkError as exc:
             for _, future in batch:
                 future.set_exception(exc)
@@ -96,6 +100,16 @@ class Integrator:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    def _cosigning(self) -> AbstractContextManager[None]:
+        """With witnesses, the log directory's cosigning lock, held from the commit until the
+        witnesses have answered: processes serving one log (``--workers``) then show the
+        witnesses its checkpoints in the order they were committed.  Unlocked, a worker
+        could commit size N, another N + 5 and have it cosigned first, and the witnesses
+        would refuse N (older than what they cosigned) for good (docs/design.md section 4b)."""
+        if not self.witnesses:
+            return nullcontext()
+        return exclusive_lock(self.store.directory / COSIGN_LOCK_NAME)
 
     def _cosigned(self, results: list[Receipt | WmarkError]) -> list[Receipt | WmarkError]:
         receipts = [r for r in results if isinstance(r, Receipt)]

@@ -130,6 +130,8 @@ class LogStore:
         self._lock = threading.Lock()
         self._tree = MerkleTree()
         self._head: _SignedHead | None = None
+        # The state file's bytes last read, and what they said once checked.
+        self._state: tuple[bytes, tuple[TreeHead, int]] | None = None
 
     @classmethod
     def open(cls, directory: str | Path, *, create: bool = True, check: bool = True,
@@ -284,15 +286,19 @@ class LogStore:
         if not path.exists():
             return None
         what = str(path)
+        data = read_bounded(path, max_bytes=MAX_STATE_BYTES, what="log state")
+        # Every operation reads the state; its signature is checked again only when its bytes changed.
+        if self._state is not None and self._state[0] == data:
+            return self._state[1]
         try:
-            obj = expect_header(parse_json(read_bounded(path, max_bytes=MAX_STATE_BYTES, what="log state"),
-                                           what=what), type_=STATE_TYPE, version=1, what=what)
+            obj = expect_header(parse_json(data, what=what), type_=STATE_TYPE, version=1, what=what)
             head = verify_tree_head(envelope_from_obj(obj.get("tree_head"), what=what), self.public_key, what=what)
             heads = obj.get("heads")
             if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
                 raise DecodeError(f"{what}: 'heads' must be a positive count")
         except (DecodeError, InvalidSignature, InvalidInput) as exc:
             raise LogCorrupted(f"{exc}") from None
+        self._state = data, (head, heads)
         return head, heads
 
     def _check_state(self, conn: sqlite3.Connection) -> None:

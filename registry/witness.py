@@ -16,7 +16,6 @@ another root, 422 consistency proof that does not verify.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import socket
 import threading
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
-from wmark.files import atomic_write, read_bounded
+from wmark.files import atomic_write, exclusive_lock, read_bounded
 from wmark.protocol.checkpoint import Checkpoint, decimal_u64
 from wmark.protocol.hazmat import merkle
 from wmark.protocol.hazmat.note import (
@@ -100,12 +99,8 @@ class Witness:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        with self._lock, open(self.directory / "lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with self._lock, exclusive_lock(self.directory / "lock"):
+            yield
 
     def add_checkpoint(self, body: bytes) -> Answer:
         """One ``POST /add-checkpoint``, answered as the spec says."""

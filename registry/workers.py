@@ -8,7 +8,9 @@ connections over them), each with its own handle on the log and its own
 after the other under SQLite's write lock (and the integrators' lock file),
 each catching up with the others' entries first, exactly as separate
 processes appending to one log always have; a receipt still returns only
-after its batch committed.
+after its batch committed.  With witnesses, each worker asks them to cosign
+its own batches, holding the log's cosigning lock from its commit until they
+answer, so the witnesses see the checkpoints in the order of the tree.
 
 The parent reserves the port, starts the workers, waits until each listens,
 and then only waits for a signal: SIGTERM/SIGINT is passed on (each worker
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wmark.errors import InvalidInput
+from wmark.registry.cosigning import WitnessSpec, witness_clients
 from wmark.registry.http import LOOPBACK, LogServer, serve_until_signalled
 from wmark.registry.store import LogStore
 
@@ -42,7 +45,8 @@ _PR_SET_PDEATHSIG = 1
 class WorkerPool:
     """``workers`` log server processes on ``port`` (0: a free one) of loopback."""
 
-    def __init__(self, directory: str | Path, workers: int, port: int = 0, *, verbose: bool = False) -> None:
+    def __init__(self, directory: str | Path, workers: int, port: int = 0, *, verbose: bool = False,
+                 witnesses: tuple[WitnessSpec, ...] = ()) -> None:
         if not 1 <= workers <= MAX_WORKERS:
             raise InvalidInput(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
         if not hasattr(socket, "SO_REUSEPORT") or not sys.platform.startswith("linux"):
@@ -50,6 +54,7 @@ class WorkerPool:
         if not 0 <= port <= 65535:
             raise InvalidInput(f"port {port} is not between 0 and 65535")
         self.directory, self.workers, self.verbose = Path(directory), workers, verbose
+        self.witnesses = witnesses
         # Bound but never listening: it holds the port for the workers, and the
         # kernel hands connections only to the listening sockets of the group.
         self._reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -104,7 +109,8 @@ class WorkerPool:
                 raise OSError(ctypes.get_errno(), "PR_SET_PDEATHSIG failed, or the parent is gone")
             self._reserved.close()
             with LogStore.open(self.directory, create=False, check=False) as store:
-                server = LogServer(store, self.port, verbose=self.verbose, reuse_port=True)
+                server = LogServer(store, self.port, verbose=self.verbose, reuse_port=True,
+                                   witnesses=witness_clients(self.witnesses))
                 os.write(ready_w, b"1")
                 os.close(ready_w)
                 serve_until_signalled(server)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from log_worker import make_vk
 
+from tests.support.witnessed import Running, witnessed_log
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
 from wmark.protocol.checkpoint import Checkpoint, Policy, TlogProof
 from wmark.protocol.hazmat.identity import SigningKey
@@ -23,7 +23,7 @@ from wmark.protocol.hazmat.merkle import MerkleTree, leaf_hash
 from wmark.protocol.hazmat.note import COSIGNATURE_V1, ED25519, Note, Signer, Verifier
 from wmark.protocol.tiles import TileReader, decode_bundle, encode_index, parse_bundle_path, parse_tile_path
 from wmark.protocol.transparency import verify_receipt, verify_tlog_proof
-from wmark.registry import DuplicateCommitment, LogServer, LogStore
+from wmark.registry import DuplicateCommitment, LogStore
 from wmark.registry.cosigning import WitnessClient
 from wmark.registry.witness import Witness, WitnessServer
 from wmark.verifier.cli import main as verifier_main
@@ -133,37 +133,11 @@ def fill(store: LogStore, count: int, prefix: str = "vk"):
     return [(vk, store.register(vk)) for vk, _ in (make_vk(OWNER, f"{prefix}-{i}".encode()) for i in range(count))]
 
 
-class Running:
-    """A server on a thread, stopped at the end of the test."""
-
-    def __init__(self, server) -> None:
-        self.server = server
-        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.thread.join()
-        self.server.server_close()
-
-
 @pytest.fixture
 def world(tmp_path):
     """A log served with two witnesses; the test may stop either."""
-    running = []
-    store = LogStore.open(tmp_path / "log")
-    log_key = Verifier.decode(store.vkey)
-    witnesses = [Witness(tmp_path / f"w{i}", [log_key], name=f"witness.test/w{i}") for i in (1, 2)]
-    witness_servers = [Running(WitnessServer(w)) for w in witnesses]
-    running += witness_servers
-    clients = tuple(WitnessClient(w.verifier, r.server.url) for w, r in zip(witnesses, witness_servers))
-    log = Running(LogServer(store, witnesses=clients))
-    running.append(log)
-    yield store, log, witnesses, witness_servers
-    for r in reversed(running):
-        if r.thread.is_alive():
-            r.stop()
-    store.close()
+    with witnessed_log(tmp_path) as w:
+        yield w.store, w.log, w.witnesses, w.witness_servers
 
 
 def _register(url: str, seed: bytes):
@@ -390,16 +364,13 @@ def test_an_edited_checkpoint_is_named_by_check(tmp_path):
 
 # --- Interop: aics-tlog (PyPI), an implementation we did not write, in tests only.
 
-# A skip for these tests alone: importorskip at module level would skip every test of the file.
-try:
-    import aics_tlog as aics
-except ImportError:
-    aics = None
-needs_aics = pytest.mark.skipif(aics is None, reason="aics-tlog (interop tests) is not installed")
+@pytest.fixture
+def aics():
+    # Skips only the interop tests: at module level it would skip every test above too.
+    return pytest.importorskip("aics_tlog", reason="aics-tlog (interop tests) is not installed")
 
 
-@needs_aics
-def test_aics_tlog_reads_our_export_and_checkpoints(tmp_path):
+def test_aics_tlog_reads_our_export_and_checkpoints(tmp_path, aics):
     with LogStore.open(tmp_path / "log") as store:
         registered = fill(store, 300)
     export = ["log", "export", "--log", str(tmp_path / "log"), str(tmp_path / "site")]
@@ -419,8 +390,7 @@ def test_aics_tlog_reads_our_export_and_checkpoints(tmp_path):
             in (True, None)
 
 
-@needs_aics
-def test_our_cosignatures_and_theirs_verify_both_ways(tmp_path):
+def test_our_cosignatures_and_theirs_verify_both_ways(tmp_path, aics):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     log = Signer.generate("example.test/log")

@@ -17,6 +17,7 @@ from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.encoding import (
     _plain,
     b64u_decode,
+    b64u_decode_many,
     b64u_encode,
     canonical_json,
     expect_header,
@@ -221,6 +222,46 @@ def test_b64u_decode_accepts_only_canonical_text(text):
     except DecodeError:
         return
     assert b64u_encode(data) == text
+
+
+def _one_by_one(texts, **bounds):
+    try:
+        return [b64u_decode(t, what=f"item {i}", **bounds) for i, t in enumerate(texts)]
+    except DecodeError as exc:
+        return str(exc)
+
+
+def _together(texts, **bounds):
+    try:
+        return b64u_decode_many(texts, what=lambda i: f"item {i}", **bounds)
+    except DecodeError as exc:
+        return str(exc)
+
+
+# Lists of one length (the fast path) with a character, a trailing bit or a length spoilt here and there.
+_SAME_LENGTH = st.integers(1, 40).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n), max_size=6)).map(
+    lambda values: [b64u_encode(v) for v in values])
+_SPOILT = st.tuples(_SAME_LENGTH, st.integers(0, 5), st.sampled_from(["", "B", "=", "+", "/", " ", "é", "x", 7]),
+                    st.integers(-3, 0)).map(
+    lambda t: t[0] if not t[0] else [
+        (t[0][i][:max(0, len(t[0][i]) + t[3] - 1)] + t[2] if isinstance(t[2], str) else t[2])
+        if i == t[1] % len(t[0]) else t[0][i] for i in range(len(t[0]))])
+
+
+@SETTINGS
+@given(st.one_of(_SAME_LENGTH, _SPOILT, st.lists(st.text(alphabet="AQgw_-=+/ é", max_size=9), max_size=5)),
+       st.sampled_from([{}, {"size": 32}, {"max_size": 16}, {"size": 1}]))
+def test_b64u_decode_many_equals_decoding_one_by_one(texts, bounds):
+    """Same values, or the same first error naming the same item, as b64u_decode on each in turn."""
+    assert _together(texts, **bounds) == _one_by_one(texts, **bounds)
+
+
+def test_b64u_decode_many_refuses_a_non_canonical_string_among_canonical_ones():
+    texts = [b64u_encode(bytes([i]) * 32) for i in range(5)]
+    assert b64u_decode_many(texts, what=str) == [bytes([i]) * 32 for i in range(5)]
+    # The last character of a 43-character string carries two unused bits: "B" sets one.
+    with pytest.raises(DecodeError, match="^3: non-canonical"):
+        b64u_decode_many(texts[:3] + [texts[3][:-1] + "B"] + texts[4:], what=str)
 
 
 @pytest.mark.parametrize("text", [

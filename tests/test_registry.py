@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from log_worker import make_vk
 
+from tests.support.witnessed import Running
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
 from wmark.protocol.checkpoint import Policy
 from wmark.protocol.hazmat import dsse
@@ -49,7 +50,7 @@ from wmark.registry import (
     LogUnavailable,
 )
 from wmark.registry.store import DB_NAME, KEY_NAME
-from wmark.registry.witness import Witness
+from wmark.registry.witness import Witness, WitnessServer
 from wmark.verifier.cli import main as verifier_main
 from wmark.watermark.cli import main as wmark_main
 
@@ -530,10 +531,10 @@ def test_a_log_that_does_not_answer_is_reported(tmp_path):
         LogClient("ftp://example.org/log")
 
 
-def _serve(log_dir: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
+def _serve(log_dir: Path, workers: int = 1, *extra: str) -> tuple[subprocess.Popen, str]:
     code = "import sys; from wmark.watermark.cli import main; sys.exit(main(sys.argv[1:]))"
     server = subprocess.Popen([sys.executable, "-c", code, "log", "serve", "--log", str(log_dir), "--port", "0",
-                               "--workers", str(workers)],
+                               "--workers", str(workers), *extra],
                               env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for line in server.stdout:
         found = re.search(r"serving at (http://127\.0\.0\.1:\d+)", line)
@@ -577,13 +578,23 @@ def _listening(url: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys, workers):
+@pytest.mark.parametrize("workers, witnessed", [(1, False), (2, False), (2, True)])
+def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys, workers, witnessed):
     """Receipts return only after their batch committed: after SIGKILL of the log
     mid-run every receipt a client got names its own entry, once, and the log checks clean;
-    with several workers, killing the log's process takes all of them down."""
+    with several workers, killing the log's process takes all of them down (and, with
+    witnesses, the cosigning lock a killed worker held is released with it)."""
     log_dir = tmp_path / "log"
-    server, url = _serve(log_dir, workers)
+    specs: list[str] = []
+    witness_servers: list[Running] = []
+    if witnessed:
+        with LogStore.open(log_dir) as s:
+            log_key = Verifier.decode(s.vkey)
+        for i in (1, 2):
+            witness = Witness(tmp_path / f"w{i}", [log_key], name=f"test.local/w{i}")
+            witness_servers.append(Running(WitnessServer(witness)))
+            specs += ["--witness", f"{witness.verifier.encode()}={witness_servers[-1].server.url}"]
+    server, url = _serve(log_dir, workers, *specs)
     clients = [_worker("http-digest", url, "60", f"k{i}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                for i in range(8)]
     got: list[tuple[int, str]] = []
@@ -615,6 +626,18 @@ def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, cap
     assert len({index for index, _ in got}) == len(got), "an index was handed out twice"
     assert _cli("wmark", "log", "check", "--log", str(log_dir)) == 0
     assert "intact" in capsys.readouterr().out
+    if witnessed:  # a restarted log goes on having its batches cosigned
+        server, url = _serve(log_dir, workers, *specs)
+        try:
+            after = _worker("http", url, "5", "after", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            assert after.communicate(timeout=120) and after.returncode == 0
+        finally:
+            _stop(server)
+        for r in witness_servers:
+            r.stop()
+        with LogStore.open(log_dir) as s:
+            Policy(log_key, tuple(Verifier.decode((tmp_path / f"w{i}" / "witness.vkey").read_text())
+                                  for i in (1, 2)), 2).verify(s.checkpoint())
     with LogStore.open(log_dir) as s:
         assert s.size >= len(got)
         for index, digest in got:
@@ -634,13 +657,40 @@ def test_two_server_workers_share_one_log(tmp_path):
     print(f"\n8 processes x 40 appends over HTTP, 2 server workers: {rate:.0f} appends/s")
 
 
-def test_server_workers_refuse_witnesses_and_bad_counts(tmp_path, capsys):
+def test_two_server_workers_collect_both_witnesses_cosignatures_on_every_checkpoint(tmp_path):
+    """Each worker has its own batches cosigned; the log's cosigning lock keeps the
+    witnesses seeing checkpoints in tree order, so neither refuses one as older than
+    what it cosigned, and every checkpoint of every batch carries both cosignatures."""
     log_dir = tmp_path / "log"
     with LogStore.open(log_dir) as s:
-        witness = Witness(tmp_path / "w", [Verifier.decode(s.vkey)], name="test.local/w")
-    assert _cli("wmark", "log", "serve", "--log", str(log_dir), "--workers", "2",
-                "--witness", f"{witness.verifier.encode()}=http://127.0.0.1:9") == 2
-    assert "cannot collect cosignatures" in capsys.readouterr().err
+        log_key = Verifier.decode(s.vkey)
+    witnesses = [Witness(tmp_path / f"w{i}", [log_key], name=f"test.local/w{i}") for i in (1, 2)]
+    servers = [Running(WitnessServer(w)) for w in witnesses]
+    try:
+        specs = [a for w, r in zip(witnesses, servers) for a in ("--witness", f"{w.verifier.encode()}={r.server.url}")]
+        server, url = _serve(log_dir, 2, *specs)
+        try:
+            clients = [_worker("http", url, "30", f"c{i}", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                       for i in range(8)]
+            results = [c.communicate(timeout=600) for c in clients]
+        finally:
+            out = _stop(server)
+    finally:
+        for r in servers:
+            r.stop()
+    assert all(c.returncode == 0 for c in clients), [err[-2000:] for _, err in results]
+    assert "did not cosign" not in out, out[-2000:]
+    assert sorted(int(x) for stdout, _ in results for x in stdout.split()) == list(range(240))
+    policy = Policy(log_key, tuple(w.verifier for w in witnesses), 2)
+    with LogStore.open(log_dir) as s:
+        sizes = s.checkpoint_sizes()[1:]
+        assert sizes[-1] == 240 and len(sizes) > 2, sizes
+        for size in sizes:
+            assert policy.verify(s.checkpoint(size))[0].size == size
+
+
+def test_server_workers_refuse_bad_counts(tmp_path, capsys):
+    log_dir = tmp_path / "log"
     assert _cli("wmark", "log", "serve", "--log", str(log_dir), "--workers", "0") == 2
     assert "--workers must be between 1 and" in capsys.readouterr().err
 

@@ -8,7 +8,7 @@ first wins.  Shared by ``wmark-verifier dispute`` and ``report``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from wmark.errors import InvalidInput
@@ -51,19 +51,28 @@ def log_trust(log_keyid: str, trusted: Sequence[PublicKey]) -> LogTrust:
     return LogTrust(True, f"the receipt comes from log SHA256:{log_keyid}, a log you named")
 
 
-def trusted_registration(report: AuditReport, trusted: Sequence[PublicKey]) -> tuple[RegistrationInfo | None, str]:
+def trusted_registration(report: AuditReport, trusted: Sequence[PublicKey],
+                         unwitnessed: str | None = None) -> tuple[RegistrationInfo | None, str]:
     """The registration a claim proves, if its log is one the user named
-    (:func:`log_trust`), and a line saying so."""
+    (:func:`log_trust`) and its receipt meets the user's witness policy
+    (``unwitnessed``: why it does not), and a line saying so."""
     reg = report.verdict.registration
     if reg is None:
         return None, "no registry receipt"
     trust = log_trust(reg.log_keyid, trusted)
-    return (reg, "registered " + reg.describe()) if trust.trusted else (None, trust.text)
+    if not trust.trusted:
+        return None, trust.text
+    if unwitnessed is not None:
+        return None, f"registration unverified: the receipt does not meet your witness policy ({unwitnessed})"
+    return reg, "registered " + reg.describe()
 
 
-def order_claims(claims: Sequence[tuple[str, AuditReport]], trusted: Sequence[PublicKey]) -> DisputeOutcome:
+def order_claims(claims: Sequence[tuple[str, AuditReport]], trusted: Sequence[PublicKey],
+                 unwitnessed: Mapping[str, str] | None = None) -> DisputeOutcome:
     """Order two audited claims, each named (a path), by their receipts from the
-    ``trusted`` logs only; raise if they are about different models."""
+    ``trusted`` logs only, leaving out those ``unwitnessed`` names (claim -> why its
+    receipt fails the witness policy); raise if they are about different models."""
+    unwitnessed = unwitnessed or {}
     (_, a), (_, b) = claims
     if a.challenge.model != b.challenge.model:
         raise InvalidInput("the two transcripts are about different models: "
@@ -75,7 +84,7 @@ def order_claims(claims: Sequence[tuple[str, AuditReport]], trusted: Sequence[Pu
         return DisputeOutcome(None, "registration unverified: no log key was named (--log-key), and a receipt "
                                     "proves a time only from a log you trust")
     registered = [(name, info) for name, report in claims
-                  if (info := trusted_registration(report, trusted)[0]) is not None]
+                  if (info := trusted_registration(report, trusted, unwitnessed.get(name))[0]) is not None]
     if not registered:
         return DisputeOutcome(None, "neither claim has a registry receipt from a log you trust, so nothing orders "
                                     "them in time")

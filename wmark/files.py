@@ -7,6 +7,7 @@ then renamed over the target (rename is atomic on POSIX).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import tempfile
@@ -172,3 +173,15 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``flock(LOCK_EX)`` on ``path`` (created if absent) for the block: one
+    process at a time, released by the kernel if the holder dies."""
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

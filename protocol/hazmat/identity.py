@@ -124,7 +124,9 @@ class SigningKey:
     def to_pem(self) -> bytes:
         return self._key.to_pem(format="pkcs8")
 
-    @property
+    # Cached: a PublicKey caches its DER, key id and OpenSSL handle, and the
+    # log names its key in every receipt.
+    @cached_property
     def public_key(self) -> PublicKey:
         return PublicKey(self._key.get_verifying_key())
 

@@ -230,7 +230,7 @@ class Note:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise DecodeError(f"{what}: not UTF-8") from None
-        if any(ord(c) < 0x20 and c != "\n" for c in text):
+        if _CONTROL.search(text):
             raise DecodeError(f"{what}: contains control characters")
         # The signatures follow the *last* blank line.
         split = text.rfind("\n\n")
@@ -260,6 +260,8 @@ class Note:
 
 
 MAX_KEY_FILE_BYTES = 1024
+# What a note may not contain: every C0 control character but the newline.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
 
 
 def load_or_create_signer(path: Path, vkey: Path, name: str, sig_type: int) -> Signer:

@@ -18,16 +18,18 @@ from wmark.console import (
     untrusted,
     write_json_report,
 )
-from wmark.errors import InvalidInput, InvalidSignature
+from wmark.errors import InvalidInput, InvalidProof, InvalidSignature
 from wmark.files import atomic_write, check_output_path, read_bounded
+from wmark.protocol.checkpoint import Policy
 from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_LAMBDA, check_lambda, hopeless, parse_probability
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.hazmat.identity import SigningKey, load_or_create_signing_key, load_public_key
+from wmark.protocol.hazmat.identity import PublicKey, SigningKey, load_or_create_signing_key, load_public_key
+from wmark.protocol.hazmat.note import load_verifier
 from wmark.protocol.keys import VerificationKey, load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict, decode
 from wmark.protocol.session import AnyVerifierSession, Refused, ZkVerifierSession, null_match_probability
 from wmark.protocol.transcript import Registration, Transcript
-from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, receipt_path_for
+from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, receipt_path_for, verify_receipt
 from wmark.protocol.zk import srs_beside
 from wmark.verifier.dispute import LogTrust, log_trust
 from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
@@ -111,6 +113,57 @@ def add_registration_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--receipt", metavar="FILE", help="the vk's registration receipt (default with --log-key: "
                                                          "the log's receipt beside the vk, as wmark register "
                                                          "wrote it)")
+    add_witness_policy_arguments(group, log_vkey=True)
+
+
+def add_witness_policy_arguments(group, *, log_vkey: bool) -> None:
+    """--log-vkey (unless the command adds its own), --witness and --quorum: whom a receipt's checkpoint must be
+    signed and cosigned by (docs/design.md section 4b)."""
+    if log_vkey:
+        group.add_argument("--log-vkey", metavar="VKEY",
+                           help="the log's checkpoint verifier key (log.vkey), file or inline: require the "
+                                "receipt's checkpoint to carry its signature and the witness quorum")
+    group.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                       help="a trusted witness's verifier key, file or inline (repeat for several)")
+    group.add_argument("--quorum", type=int, default=None,
+                       help="how many of the witnesses must have cosigned (default: all of them)")
+
+
+def witness_policy_from_args(args: argparse.Namespace) -> Policy | None:
+    """The policy --log-vkey, --witness and --quorum name; None without --log-vkey."""
+    if args.log_vkey is None:
+        if args.witness or args.quorum is not None:
+            raise InvalidInput("--witness and --quorum need --log-vkey: a witness policy is about the log's "
+                               "checkpoints")
+        return None
+    witnesses = tuple(load_verifier(w, what="witness key") for w in args.witness)
+    return Policy(load_verifier(args.log_vkey, what="log key"), witnesses,
+                  len(witnesses) if args.quorum is None else args.quorum)
+
+
+def unwitnessed(receipt: Receipt, vk: VerificationKey, log_key: PublicKey, policy: Policy) -> str | None:
+    """Why ``receipt``'s checkpoint fails ``policy`` (no log signature, too few cosignatures), or None."""
+    try:
+        verify_receipt(receipt, vk, log_key, policy)
+    except (InvalidSignature, InvalidProof) as exc:
+        return str(exc)
+    return None
+
+
+def refuse_unwitnessed(args: argparse.Namespace, registration: Registration | None, vk: VerificationKey) -> int | None:
+    """check and run: with a witness policy, EXIT_REJECTED (the reason said) unless the receipt meets it;
+    checked before any work, so nothing is queried or written for a receipt the policy refuses."""
+    policy = witness_policy_from_args(args)
+    if policy is None:
+        return None
+    if registration is None:
+        raise InvalidInput("--log-vkey, --witness and --quorum check a registry receipt: give --log-key too")
+    reason = unwitnessed(registration.receipt, vk, registration.log_key, policy)
+    if reason is None:
+        return None
+    print(f"REFUSED: the registry receipt does not meet the witness policy (quorum {policy.quorum} of "
+          f"{len(policy.witnesses)}): {untrusted(reason)}", file=sys.stderr)
+    return EXIT_REJECTED
 
 
 def add_deciding_arguments(parser: argparse.ArgumentParser, *, resumes: bool = False) -> None:

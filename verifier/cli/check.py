@@ -13,6 +13,7 @@ from wmark.verifier.cli._common import (
     load_vk_for_decision,
     oracle_from_args,
     read_envelope,
+    refuse_unwitnessed,
     registration_from_args,
     report_refusal,
     verifier_identity,
@@ -47,6 +48,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     vk, vk_envelope = load_vk_for_decision(args)
     registration = registration_from_args(args, vk)
+    if (refused := refuse_unwitnessed(args, registration, vk)) is not None:
+        return refused
     session = VerifierSession.resume(vk, verifier_identity(args, create=False),
                                      read_envelope(args.challenge, what="challenge"),
                                      p0=args.p0, lam=args.lam,

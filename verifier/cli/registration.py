@@ -6,15 +6,14 @@ from __future__ import annotations
 import argparse
 
 from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, write_json_report
-from wmark.errors import InvalidInput, InvalidProof, InvalidSignature
+from wmark.errors import InvalidProof, InvalidSignature
 from wmark.files import read_bounded
 from wmark.protocol.beacon import InvalidBeacon
-from wmark.protocol.checkpoint import MAX_PROOF_BYTES, Policy, TlogProof
+from wmark.protocol.checkpoint import MAX_PROOF_BYTES, TlogProof
 from wmark.protocol.hazmat.identity import load_public_key
-from wmark.protocol.hazmat.note import load_verifier
 from wmark.protocol.keys import load_verification_key
 from wmark.protocol.transparency import default_proof_path, receipt_path_for, verify_receipt, verify_tlog_proof
-from wmark.verifier.cli._common import load_receipt
+from wmark.verifier.cli._common import add_witness_policy_arguments, load_receipt, witness_policy_from_args
 from wmark.verifier.reports import registration_report
 
 EPILOG = """\
@@ -40,10 +39,7 @@ def register(subparsers) -> None:
     trust.add_argument("--log-vkey", metavar="VKEY", help="the log's checkpoint verifier key (log.vkey), file "
                                                           "or inline: check the tlog-proof")
     trust.add_argument("--log-key", metavar="PEM", help="the log's public key (log-key.pub): check the JSON receipt")
-    p.add_argument("--witness", action="append", default=[], metavar="VKEY",
-                   help="a trusted witness's verifier key, file or inline (repeat for several)")
-    p.add_argument("--quorum", type=int, default=None,
-                   help="how many of the witnesses must have cosigned (default: all of them)")
+    add_witness_policy_arguments(p, log_vkey=False)
     p.add_argument("--proof", metavar="FILE", help="the tlog-proof; without it, VK.tlog-proof beside the vk")
     p.add_argument("--receipt", metavar="FILE", help="the JSON receipt; without it, the log's receipt beside the vk "
                                                      "(VK.receipt.json, or VK.receipt.<log key id>.json)")
@@ -52,13 +48,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     vk, _ = load_verification_key(args.vk)
-    if args.log_key:
-        if args.witness or args.quorum:
-            raise InvalidInput("--witness and --quorum apply to tlog-proofs: give --log-vkey")
+    policy = witness_policy_from_args(args)
+    if policy is None:
         return _receipt(args, vk)
-    witnesses = tuple(load_verifier(w, what="witness key") for w in args.witness)
-    policy = Policy(load_verifier(args.log_vkey, what="log key"), witnesses,
-                    len(witnesses) if args.quorum is None else args.quorum)
+    witnesses = policy.witnesses
     path = args.proof or default_proof_path(args.vk)
     proof = TlogProof.decode(read_bounded(path, max_bytes=MAX_PROOF_BYTES, what="tlog-proof"), what=str(path))
     try:

@@ -34,6 +34,7 @@ from wmark.verifier.cli._common import (
     load_vk_for_decision,
     oracle_from_args,
     refusal_path,
+    refuse_unwitnessed,
     registration_from_args,
     report_refusal,
     verifier_identity,
@@ -111,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(refusal_path(args.out), what="owner's refusal", force=args.force, option="--out")
     vk, vk_envelope = load_vk_for_decision(args)
     registration = registration_from_args(args, vk)
+    if (refused := refuse_unwitnessed(args, registration, vk)) is not None:
+        return refused
     if args.zk:
         return run_zk(args, vk, vk_envelope, registration)
     if args.srs or args.srs_out or args.zk_timeout:

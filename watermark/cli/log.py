@@ -12,7 +12,7 @@ from wmark.protocol import tiles
 from wmark.protocol.hazmat.note import load_verifier
 from wmark.protocol.transparency import format_time
 from wmark.registry import LogCorrupted, LogServer, LogStore, serve_until_signalled
-from wmark.registry.cosigning import WitnessClient
+from wmark.registry.cosigning import WitnessSpec, witness_clients
 from wmark.registry.witness import Witness, WitnessServer
 from wmark.registry.workers import WorkerPool
 
@@ -61,7 +61,7 @@ def register(subparsers) -> None:
     serve.add_argument("--verbose", action="store_true", help="print every request")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="server processes sharing the port (Linux; default 1): each verifies and batches "
-                            "appends on its own core; not with --witness yet")
+                            "appends on its own core")
     serve.add_argument("--origin", help="a new log's checkpoint origin (default: wmark.local/log/KEYID)")
     serve.add_argument("--witness", action="append", default=[], metavar="VKEY=URL",
                        help="a witness to collect cosignatures from after each batch (repeat for several): "
@@ -79,19 +79,19 @@ def run(args: argparse.Namespace) -> int:
     return args.action(args)
 
 
-def _witness_client(spec: str) -> WitnessClient:
+def _witness_spec(spec: str) -> WitnessSpec:
     vkey, sep, url = spec.partition("=")
     if not sep or not url.startswith(("http://", "https://")):
         raise InvalidInput(f"--witness {spec[:80]!r}: expected VKEY=http://HOST:PORT")
-    return WitnessClient(load_verifier(vkey, what="witness key"), url)
+    return load_verifier(vkey, what="witness key"), url
 
 
 def _serve(args: argparse.Namespace) -> int:
-    witnesses = tuple(_witness_client(spec) for spec in args.witness)
+    witnesses = tuple(_witness_spec(spec) for spec in args.witness)
     if args.workers != 1:
         return _serve_workers(args, witnesses)
     with LogStore.open(args.log, origin=args.origin) as store:
-        server = LogServer(store, args.port, verbose=args.verbose, witnesses=witnesses)
+        server = LogServer(store, args.port, verbose=args.verbose, witnesses=witness_clients(witnesses))
         print(f"wmark log: {store.directory}, {plural(store.size, 'entry', 'entries')}, origin {store.origin}",
               flush=True)
         print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
@@ -102,20 +102,17 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _serve_workers(args: argparse.Namespace, witnesses: tuple[WitnessClient, ...]) -> int:
-    if witnesses:
-        # Each worker would ask the witnesses to cosign its own checkpoints, and
-        # a witness refuses one older than the newest it cosigned.
-        raise InvalidInput("--workers above 1 cannot collect cosignatures yet: serve a witnessed log with one worker")
+def _serve_workers(args: argparse.Namespace, witnesses: tuple[WitnessSpec, ...]) -> int:
     with LogStore.open(args.log, origin=args.origin) as store:
         print(f"wmark log: {store.directory}, {plural(store.size, 'entry', 'entries')}, origin {store.origin}",
               flush=True)
         print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
         print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
     # Opened and checked above, closed before the workers fork.
-    pool = WorkerPool(args.log, args.workers, args.port, verbose=args.verbose)
+    pool = WorkerPool(args.log, args.workers, args.port, verbose=args.verbose, witnesses=witnesses)
     stopped_by = pool.serve_until_signalled(
-        lambda: print(f"wmark log: {args.workers} workers, 0 witnesses; serving at {pool.url}", flush=True))
+        lambda: print(f"wmark log: {args.workers} workers, {plural(len(witnesses), 'witness', 'witnesses')}; "
+                      f"serving at {pool.url}", flush=True))
     with LogStore.open(args.log, create=False, check=False) as store:
         print(f"wmark log: stopped by {stopped_by.name} with {plural(store.size, 'entry', 'entries')}", flush=True)
     return EXIT_OK

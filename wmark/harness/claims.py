@@ -117,11 +117,12 @@ class Claim:
 
 
 def claim(keys: Keys, model: Path, tmp: Path, name: str, *, k: int = 20, budget: str = "0.5",
-          p0: str | None = None, log: Path | None = None) -> Claim:
+          p0: str | None = None, log: Path | None = None, policy: tuple[str | Path, ...] = ()) -> Claim:
     """Claim ``model`` with ``keys`` before a verifier whose identity lives in ``tmp``.
 
     ``p0`` is the verifier's bound for an imported set; with ``log`` the verdict
-    rests on the registry receipt beside the vk, checked against that log's key.
+    rests on the registry receipt beside the vk, checked against that log's key
+    (and the witness ``policy`` options of ``check``, if given).
     """
     challenge, reveal, transcript = (tmp / f"{name}-{part}.json" for part in ("challenge", "reveal", "verdict"))
     verifier = ("--identity", tmp / "verifier.pem", *(("--p0", p0) if p0 else ()))
@@ -134,7 +135,7 @@ def claim(keys: Keys, model: Path, tmp: Path, name: str, *, k: int = 20, budget:
     assert code == 0, answer
     code, checked = run_main(verifier_main, "check", "--vk", keys.vk, "--challenge", challenge, "--reveal", reveal,
                              "--model", model, "--out", transcript, *verifier,
-                             *(("--log-key", log / "log-key.pub") if log else ()))
+                             *(("--log-key", log / "log-key.pub") if log else ()), *policy)
     return Claim(code, transcript, out + answer + checked)
 
 
