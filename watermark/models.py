@@ -160,8 +160,8 @@ def _parameters_on_meta() -> Iterator[None]:
     def buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
         register_buffer(module, name, None if tensor is None else tensor.to("meta"), persistent)
 
-    nn.Module.register_parameter = parameter  # type: ignore[method-assign]
-    nn.Module.register_buffer = buffer  # type: ignore[method-assign]
+    nn.Module.register_parameter = parameter  # type: ignore[method-assign, assignment]
+    nn.Module.register_buffer = buffer  # type: ignore[method-assign, assignment]
     try:
         yield
     finally:
