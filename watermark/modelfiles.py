@@ -43,7 +43,7 @@ from wmark.protocol.hazmat.encoding import (
 )
 
 # A model answers a key's queries, so it takes the shapes and class counts a key may name.
-from wmark.protocol.keys import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
+from wmark.protocol.limits import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
 from wmark.text import untrusted
 from wmark.watermark.archsizes import TORCHVISION_PREFIX, check_arch, state_size
 
