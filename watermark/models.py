@@ -27,6 +27,7 @@ puts the preprocessing in front of it.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 
 import torch
@@ -141,6 +142,9 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int]) 
     return models.get_model(name, weights=None, num_classes=num_classes)
 
 
+_PATCHING = threading.Lock()
+
+
 @contextlib.contextmanager
 def _parameters_on_meta() -> Iterator[None]:
     """Every parameter and buffer a module registers goes to torch's meta device.
@@ -149,7 +153,8 @@ def _parameters_on_meta() -> Iterator[None]:
     (regnet's block widths call ``.tolist()``); here each tensor is made where
     the builder makes it, unwritten (``torch.empty`` touches no memory), and
     moved at once, as accelerate's ``init_empty_weights`` does (written here
-    to spare a dependency).  Not thread-safe: it patches ``nn.Module``."""
+    to spare a dependency).  It patches ``nn.Module`` for every thread, so it is
+    used only for the builders that fail on the meta device, one at a time."""
     register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
 
     def parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
@@ -172,6 +177,11 @@ def _parameters_on_meta() -> Iterator[None]:
 def state_shapes(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
     """The name and shape of every tensor in the network's ``state_dict``, on the meta
     device: no memory and no initialisation, whatever the architecture's size."""
-    with _parameters_on_meta(), torch.random.fork_rng(devices=[]):
-        net = build_model(arch, num_classes, input_shape)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            with torch.device("meta"):
+                net = build_model(arch, num_classes, input_shape)
+        except NotImplementedError:  # a builder that computes with tensors (regnet): "no data" on meta
+            with _PATCHING, _parameters_on_meta():
+                net = build_model(arch, num_classes, input_shape)
     return {name: tuple(t.shape) for name, t in net.state_dict().items()}
