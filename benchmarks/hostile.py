@@ -14,9 +14,10 @@ the same run:
   the server closes it) and 32 frames of 32 MiB of ``[{},{},...]`` are sent;
   the peak memory is the server's.
 * ``model-oversized``: ``wmark-verifier challenge --model`` of a directory whose
-  188-byte model.json names ViT-H/14 (632 M parameters), refused from its
-  architecture's shapes on torch's meta device.  Baseline: importing torch and
-  torchvision alone.
+  188-byte model.json names ViT-H/14 (632 M parameters), refused from the
+  committed table of architecture sizes before torch is imported
+  (docs/design.md section 5).  Baseline: importing torch and torchvision alone,
+  which the refusal no longer pays.
 
     python benchmarks/hostile.py            # about a minute on an idle machine
 

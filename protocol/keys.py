@@ -25,6 +25,7 @@ from wmark.protocol.hazmat.hashing import tagged_hash
 from wmark.protocol.hazmat.identity import PublicKey
 from wmark.protocol.hazmat.vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey
 from wmark.protocol.items import ItemCommitments, ItemOpening, TriggerKind
+from wmark.protocol.limits import MAX_CHANNELS, MAX_CLASSES, MAX_ITEMS, MAX_SIDE  # re-exported: named here before
 from wmark.protocol.margin import MarginSource
 from wmark.protocol.zk import ZkCommitments, ZkSecrets
 
@@ -32,10 +33,6 @@ VK_PAYLOAD_TYPE = "application/vnd.wmark.verification-key+json"
 VK_TYPE = "wmark/verification-key"
 MK_TYPE = "wmark/marking-key"
 VERSION = 1
-MAX_ITEMS = 10_000
-MAX_CLASSES = 100_000
-MAX_CHANNELS = 4
-MAX_SIDE = 512
 MAX_VK_BYTES = 8 * 1024 * 1024
 MAX_MK_BYTES = 128 * 1024 * 1024
 _ITEM_FIELDS = {"item", "label"}

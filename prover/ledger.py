@@ -22,6 +22,7 @@ leaves a reveal that went out unrecorded.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Iterator
 
 from wmark.errors import InvalidInput, LocalProtocolError, WmarkError
+from wmark.protocol.beacon import bound_label
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import canonical_json, parse_json
 from wmark.protocol.keys import VerificationKey
@@ -256,13 +258,13 @@ def verdict_mismatch(verdict: Verdict, vk: VerificationKey, challenge: dsse.Enve
     assert isinstance(reveal, Reveal)
     decided = decode(challenge, (Challenge,))
     assert isinstance(decided, Challenge)
-    # A registry-bound key's labels are the committed ones shifted by the
-    # receipt's beacon, which the owner does not hold here: only its indices
-    # are compared; the decision is recomputed from the results all the same.
-    if vk.registry_bound:
+    labels = _labels_checked(verdict, vk, reveal)
+    if isinstance(labels, str):
+        return labels
+    if labels is None:
         if [r.index for r in verdict.results] != [o.index for o in reveal.openings]:
             return "its items are not those this owner revealed"
-    elif [(r.index, r.label) for r in verdict.results] != [(o.index, o.label) for o in reveal.openings]:
+    elif [(r.index, r.label) for r in verdict.results] != labels:
         return "its items or labels are not those this owner revealed"
     if (vk.kind.seeded or vk.registry_bound) and verdict.p0 != null_match_probability(vk, None):
         return f"it assumes p0={verdict.p0}, but a {vk.kind.value} set has p0={null_match_probability(vk, None)}"
@@ -279,6 +281,29 @@ def verdict_mismatch(verdict: Verdict, vk: VerificationKey, challenge: dsse.Enve
                 f"matches, but its results give {rebuilt.matches} matches, "
                 f"{'ACCEPTED' if rebuilt.accepted else 'REJECTED'}")
     return None
+
+
+def _labels_checked(verdict: Verdict, vk: VerificationKey, reveal: Reveal) -> list[tuple[int, int]] | str | None:
+    """The (index, label) pairs the verdict must judge, as the owner works them out;
+    a reason when it cannot even name them; None when only the indices can be checked.
+
+    A registry-bound key's labels are the committed ones shifted by the beacon
+    output of its receipt (docs/design.md section 2), which the verdict carries:
+    the owner shifts the labels it opened by that beta, so a verifier cannot
+    rewrite labels to fit its model's answers.  Which receipt is the key's is
+    checked by whoever audits the verdict against the log; the owner holds no
+    log key here.  A margin key's shift also needs each item's true class, from
+    the query split, which the owner does not hold here: indices only."""
+    if not vk.registry_bound:
+        return [(o.index, o.label) for o in reveal.openings]
+    registration = verdict.registration
+    if registration is None or registration.beta is None:
+        return "it names no registration beacon, which a registry-bound key's labels come from"
+    if not hmac.compare_digest(registration.vk_digest, vk.digest):
+        return "its registration is for another verification key"
+    if vk.margin is not None:
+        return None
+    return [(o.index, bound_label(registration.beta, o.index, o.label, vk.num_classes)) for o in reveal.openings]
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,14 @@ from wmark.watermark.zkcircuit import srs_size
 DEFAULT_TIMEOUT = 30.0
 MAX_SESSIONS = 64
 # A verifier that has connected must send its challenge quickly, and finish
-# the whole session (proving aside) within this: a slowloris that opens
+# the whole session within this (a zero-knowledge session, proving included,
+# within --zk-session-timeout): a slowloris that opens
 # connections and sends nothing, or a byte at a time, frees its slot in seconds.
 HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_SESSION_TIMEOUT = 120.0
+# A zero-knowledge session's whole deadline, proving included: 10 proofs of a
+# small circuit take minutes on two cores (docs/design.md section 4c).
+DEFAULT_ZK_SESSION_TIMEOUT = 1800.0
 MAX_PER_PEER = 8
 RETRY_AFTER_S = 10
 # A challenge is a few kilobytes, a verdict of 10,000 results about 2 MB: a
@@ -80,7 +84,18 @@ class FrameStream:
         self._decoder = FrameDecoder(max_frame)
         self._frames: collections.deque[bytes] = collections.deque()
         self._timeout = timeout
-        self._ends = time.monotonic() + session_timeout
+        self._started = time.monotonic()
+        self._ends = self._started + session_timeout
+
+    @property
+    def deadline(self) -> float:
+        """When the session must be over (``time.monotonic()``)."""
+        return self._ends
+
+    def extend(self, session_timeout: float) -> None:
+        """Give the session ``session_timeout`` from its start instead (a zero-knowledge
+        session, once its challenge is read: proving takes minutes, and counts)."""
+        self._ends = self._started + session_timeout
 
     async def receive(self, what: str, *, limit: int | None = None, timeout: float | None = None) -> bytes:
         """The next frame, of at most ``limit`` bytes (refused from its header, before
@@ -123,6 +138,7 @@ class ZkOptions:
     max_srs_logrows: int = DEFAULT_MAX_SRS_LOGROWS
     workdir: str | None = None
     memory_limit: int | None = None
+    session_timeout: float = DEFAULT_ZK_SESSION_TIMEOUT
 
 
 class Server:
@@ -213,6 +229,7 @@ class Server:
                     f"{untrusted(event.challenge.model.describe())}")
         zk = event.challenge.zk is not None
         if zk:
+            stream.extend(self._zk.session_timeout)
             answered = await self._prove(stream, session, event, line)
         else:
             response = await asyncio.to_thread(self._prover.ledger.answer, session, event, challenge,
@@ -251,10 +268,13 @@ class Server:
                                             sha256=parameters.srs_sha256, what="the challenge's SRS")
                     while not receiver.receive(await stream.receive("SRS")):
                         pass
+                # Waiting for the proving lock and proving count against the session's
+                # deadline, less a margin to send the proofs and take the verdict.
+                margin = min(HANDSHAKE_TIMEOUT, self._zk.session_timeout / 10)
                 async with self._proving:
                     answer, reason = await asyncio.to_thread(
                         answer_or_refuse, session, event, self._prover.mk, self._zk.models, srs,
-                        workdir=tmp, memory_limit=self._zk.memory_limit)
+                        workdir=tmp, memory_limit=self._zk.memory_limit, deadline=stream.deadline - margin)
         line.append(f"refused: {untrusted(reason)}" if reason else
                     f"proved {len(event.indices)} of {event.challenge.n} items in zero knowledge (none revealed)")
         await stream.send(encode_frame(answer.to_json(), max_frame=self._max_frame),

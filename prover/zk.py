@@ -12,13 +12,14 @@ from __future__ import annotations
 import hmac
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
-from wmark.errors import InvalidInput, LocalProtocolError
+from wmark.errors import InvalidInput, LocalProtocolError, is_library_failure
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import MarkingKey
 from wmark.protocol.session import ChallengeReceived, ProverSession
@@ -32,7 +33,7 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
                     model_dir: str | os.PathLike[str], srs_path: str | os.PathLike[str], *,
                     workdir: str | os.PathLike[str] | None = None, memory_limit: int | None = None,
                     progress: Callable[[int], object] | None = None,
-                    ray_address: str | None = None,
+                    ray_address: str | None = None, deadline: float | None = None,
                     on_cost: Callable[[Cost], object] | None = None) -> dsse.Envelope:
     """Prove every challenged item about the model in ``model_dir`` and sign the answer.
 
@@ -40,8 +41,12 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
     proven yet); a circuit over ``memory_limit`` is refused before that.
     With ``ray_address`` each item's proof is a Ray task (:mod:`wmark.cluster`)
     reserving the memory the cost model gives the circuit; the answer lists
-    the items in the challenge's order either way."""
+    the items in the challenge's order either way.  ``deadline`` (a
+    ``time.monotonic()`` instant, one process only): raise :class:`PastDeadline`
+    as soon as the proofs made so far show the rest would end past it."""
     challenge, vk = event.challenge, session.vk
+    clock = _Deadline(deadline, len(event.indices))
+    clock.check()
     if challenge.zk is None or vk.zk is None or mk.zk is None:
         raise LocalProtocolError("not a zero-knowledge challenge, or a key without zero-knowledge commitments")
     if model_file_digest(model_dir) != challenge.model.sha256:
@@ -62,10 +67,15 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
             inputs = {index: (item_image(mk.openings[index], mk.kind, mk.input_shape), mk.zk.salts[index])
                       for index in event.indices}
             if ray_address is None:
+                clock.start()
                 for index in event.indices:
+                    clock.check()
                     statements[index] = prove(circuit, keys, srs, *inputs[index])
+                    clock.done()
                     if progress:
                         progress(1)
+            elif deadline is not None:
+                raise LocalProtocolError("a deadline is kept only when proving in this process")
             else:
                 statements = _prove_on_ray(circuit, keys, srs, inputs, ray_address, progress)
     for index in event.indices:
@@ -74,6 +84,42 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
             raise LocalProtocolError(f"item {index}: the proven input is not the one committed in the "
                                      f"verification key: the marking key does not match it")
     return session.zk_reveal(statements)
+
+
+class PastDeadline(InvalidInput):
+    """The proofs would end past the session's deadline (docs/design.md section 4c)."""
+
+
+class _Deadline:
+    """Whether ``total`` proofs still fit before ``deadline``, judged from the pace of
+    those made so far; none made yet: whether the deadline has passed.  A proof or
+    a setup under way is not interrupted (ezkl's calls cannot be), so a session
+    overruns by at most one of them."""
+
+    def __init__(self, deadline: float | None, total: int) -> None:
+        self._deadline, self._total, self._made, self._started = deadline, total, 0, time.monotonic()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+
+    def done(self) -> None:
+        self._made += 1
+
+    def check(self) -> None:
+        if self._deadline is None:
+            return
+        now = time.monotonic()
+        if self._made == 0:
+            if now >= self._deadline:
+                raise PastDeadline(f"this session's deadline passed before any of its {self._total} proofs was "
+                                   f"made; ask for fewer items, or at a quieter time")
+            return
+        pace = (now - self._started) / self._made
+        ends = now + pace * (self._total - self._made)
+        if ends > self._deadline:
+            raise PastDeadline(f"{self._total} proofs at {pace:.1f} s each would end {ends - self._deadline:.0f} s "
+                               f"past this session's deadline ({self._made} made, stopped there); ask for fewer "
+                               f"items")
 
 
 def _prove_on_ray(circuit: Circuit, keys: Keys, srs: Srs, inputs: Mapping[int, tuple[np.ndarray, bytes]],
@@ -129,12 +175,13 @@ def _prove_shipped(shipment: _Shipment, pixels: np.ndarray, salt: bytes) -> ZkSt
 
 def answer_or_refuse(session: ProverSession, event: ChallengeReceived, mk: MarkingKey,
                      models: Mapping[bytes, Path], srs_path: str | os.PathLike[str], *,
-                     workdir: str | os.PathLike[str] | None = None,
-                     memory_limit: int | None = None) -> tuple[dsse.Envelope, str | None]:
+                     workdir: str | os.PathLike[str] | None = None, memory_limit: int | None = None,
+                     deadline: float | None = None) -> tuple[dsse.Envelope, str | None]:
     """The proofs for a zero-knowledge challenge about one of ``models`` (by the
     SHA-256 of their files), or a signed refusal and its reason when this
     prover cannot make them: a model it holds no copy of, one ezkl cannot
-    compile or this machine cannot prove, another SRS or toolchain."""
+    compile or this machine cannot prove, another SRS or toolchain, a session
+    whose deadline the proofs would pass, an SRS that makes ezkl panic."""
     if event.problem is not None:
         return session.refuse(event.problem), event.problem
     digest = event.challenge.model.sha256  # None: the challenge names an endpoint, not model files
@@ -145,7 +192,15 @@ def answer_or_refuse(session: ProverSession, event: ChallengeReceived, mk: Marki
         return session.refuse(reason), reason
     try:
         return prove_challenge(session, event, mk, model_dir, srs_path, workdir=workdir,
-                               memory_limit=memory_limit), None
+                               memory_limit=memory_limit, deadline=deadline), None
     except InvalidInput as exc:
         reason = f"cannot prove: {exc}"
+        return session.refuse(reason), reason
+    except BaseException as exc:
+        if not is_library_failure(exc):
+            raise
+        # An SRS of zeros makes ezkl's setup panic (a BaseException): the verifier's
+        # input, answered with a signed refusal rather than a dropped connection.
+        said = " ".join(str(exc).split())[:300]  # one line: a panic's message spans several
+        reason = f"cannot prove: ezkl failed on this challenge's SRS or model ({type(exc).__name__}: {said})"
         return session.refuse(reason), reason

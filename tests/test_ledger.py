@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import replace
@@ -294,3 +296,102 @@ def test_prove_refuses_bad_inputs_in_one_line(tmp_path, key_files, pair, verifie
         prover_main(base + ["--budget", "2"])
     assert "between 0 and 1" in capsys.readouterr().err
     assert parse_budget("1/2") == Fraction(1, 2)
+
+
+# The schema version 1 ledgers were written with, by hand: version 2's tables as they
+# were before verdicts were checked (no consistent, no note) and before ZK sessions.
+V1_SCHEMA = """
+CREATE TABLE binding (id INTEGER PRIMARY KEY CHECK (id = 1), vk_digest BLOB NOT NULL, n INTEGER NOT NULL,
+    created TEXT NOT NULL);
+CREATE TABLE challenges (seq INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, received TEXT NOT NULL,
+    verifier TEXT NOT NULL, model TEXT NOT NULL, k INTEGER NOT NULL, indices TEXT NOT NULL,
+    new_indices TEXT NOT NULL, outcome TEXT NOT NULL CHECK (outcome IN ('revealed', 'refused')), reason TEXT,
+    challenge BLOB NOT NULL, response BLOB NOT NULL);
+CREATE TABLE revealed (idx INTEGER PRIMARY KEY, seq INTEGER NOT NULL REFERENCES challenges (seq),
+    revealed TEXT NOT NULL);
+CREATE TABLE verdicts (digest BLOB PRIMARY KEY, seq INTEGER NOT NULL REFERENCES challenges (seq),
+    received TEXT NOT NULL, accepted INTEGER NOT NULL, matches INTEGER NOT NULL, k INTEGER NOT NULL,
+    envelope BLOB NOT NULL);
+"""
+_V1_COPY = {"binding": "id, vk_digest, n, created",
+            "challenges": "seq, digest, received, verifier, model, k, indices, new_indices, outcome, reason, "
+                          "challenge, response",
+            "revealed": "idx, seq, revealed",
+            "verdicts": "digest, seq, received, accepted, matches, k, envelope"}
+_KILLED_MID_MIGRATION = """
+import os, signal, sys
+from wmark.prover import ledger
+from wmark.protocol.keys import load_verification_key
+migrate = ledger._migrate
+def killed(conn, path):
+    migrate(conn, path)  # every statement run inside the transaction, none committed
+    os.kill(os.getpid(), signal.SIGKILL)
+ledger._migrate = killed
+ledger.Ledger.open(sys.argv[1], load_verification_key(sys.argv[2])[0])
+"""
+
+
+def _as_version_1(source: Path, target: Path) -> None:
+    """``source``'s records written into a ledger of schema version 1, as the old code laid it out."""
+    conn = sqlite3.connect(target, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA application_id = {0x776D6B6C}")  # "wmkl"
+        conn.execute("PRAGMA user_version = 1")
+        conn.executescript(V1_SCHEMA)
+        conn.execute("ATTACH DATABASE ? AS v2", (str(source),))
+        for table, columns in _V1_COPY.items():
+            conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM v2.{table}")
+        conn.execute("DETACH DATABASE v2")
+    finally:
+        conn.close()
+
+
+def _state(ledger: Ledger) -> tuple:
+    return ledger.summary(), ledger.entries(), ledger.revealed_indices(), ledger.zk_sessions()
+
+
+def _version_of(path: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(path)
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        (zk,) = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'zk_sessions'").fetchone()
+    finally:
+        conn.close()
+    return version, zk
+
+
+def test_a_version_1_ledger_is_migrated_keeping_budget_and_history_even_across_a_crash(tmp_path, pair, owner,
+                                                                                      verifier):
+    current = Ledger.open(tmp_path / "v2.sqlite", pair.verification_key)
+    verifier_session, challenge = fresh_challenge(pair, verifier, 6)
+    prover_session, response = answer(current, pair, owner, challenge)
+    event = verifier_session.receive(response.envelope)
+    current.record_verdict(prover_session.receive(verifier_session.decide(
+        {item.index: item.label for item in event.items})), pair.verification_key)
+    _, refused = fresh_challenge(pair, verifier, 7)
+    assert answer(current, pair, owner, refused, budget=Fraction(1, 4))[1].outcome is Outcome.REFUSED
+    expected = _state(current)
+
+    old = tmp_path / "v1.sqlite"
+    _as_version_1(current.path, old)
+    assert _version_of(old) == (1, 0)
+    # Killed inside the migration's transaction: the file is still the version 1 ledger it was.
+    vk_file = tmp_path / "vk.json"
+    atomic_write(vk_file, pair.signed_vk.to_json())
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_MIGRATION, str(old), str(vk_file)],
+                            capture_output=True, text=True, check=False, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert _version_of(old) == (1, 0)
+
+    migrated = Ledger.open(old, pair.verification_key)
+    assert _version_of(old) == (2, 1)
+    assert _state(migrated) == expected
+    # The budget carried over: 5 items fit a budget of 5/20 on a fresh ledger, not after the 6 revealed.
+    _, more = fresh_challenge(pair, verifier, 5)
+    assert answer(Ledger.open(tmp_path / "fresh.sqlite", pair.verification_key), pair, owner, more,
+                  budget=Fraction(5, 20))[1].outcome is Outcome.REVEALED
+    over = answer(migrated, pair, owner, more, budget=Fraction(5, 20))[1]
+    assert over.outcome is Outcome.REFUSED and over.revealed == 6, over
+    # A repeated challenge still gets the very bytes answered before the migration.
+    assert answer(migrated, pair, owner, challenge)[1].data == response.data

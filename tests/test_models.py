@@ -143,16 +143,22 @@ def test_garbage_weights_are_refused(saved):
 
 def test_tensors_that_do_not_fit_the_config_are_refused(saved):
     tensors = {k: v.clone() for k, v in new_model(DIGITS_CONFIG).net.state_dict().items()}
+    # Another number of values than the architecture holds: refused from the header's count.
     wider = ModelConfig("small_cnn", 12, (1, 8, 8), Preprocessing((0.3,), (0.4,)))
     (saved / CONFIG_NAME).write_bytes(wider.to_json())
-    with pytest.raises(DecodeError, match=r"shape \[10, 256\].*needs \[12, 256\]"):
+    with pytest.raises(DecodeError, match=r"holds 283,786 numbers, the config's small_cnn, 12 classes.* has 284,300"):
         load_model(saved)
     (saved / CONFIG_NAME).write_bytes(DIGITS_CONFIG.to_json())
     save_file({**tensors, "backdoor.weight": torch.zeros(3)}, saved / WEIGHTS_NAME)
-    with pytest.raises(DecodeError, match="unexpected backdoor.weight"):
+    with pytest.raises(DecodeError, match="holds 283,789 numbers"):
         load_model(saved)
-    save_file({k: v for k, v in tensors.items() if k != "0.bias"}, saved / WEIGHTS_NAME)
-    with pytest.raises(DecodeError, match="missing 0.bias"):
+    # As many values, other names or shapes: refused by name and shape.
+    renamed = {("backdoor.bias" if k == "0.bias" else k): v for k, v in tensors.items()}
+    save_file(renamed, saved / WEIGHTS_NAME)
+    with pytest.raises(DecodeError, match="missing 0.bias; unexpected backdoor.bias"):
+        load_model(saved)
+    save_file({**tensors, "10.weight": tensors["10.weight"].T.contiguous()}, saved / WEIGHTS_NAME)
+    with pytest.raises(DecodeError, match=r"shape \[256, 10\].*needs \[10, 256\]"):
         load_model(saved)
     save_file({**tensors, "0.weight": tensors["0.weight"].to(torch.int32)}, saved / WEIGHTS_NAME)
     with pytest.raises(DecodeError, match="int32"):

@@ -31,14 +31,8 @@ from safetensors.torch import load as load_tensors
 
 from wmark.errors import DecodeError, InvalidInput
 from wmark.files import read_bounded
-from wmark.watermark.modelio import (
-    MAX_WEIGHTS_BYTES,
-    Classifier,
-    ModelConfig,
-    check_tensors,
-    looks_like_safetensors,
-    new_model,
-)
+from wmark.watermark.modelfiles import MAX_WEIGHTS_BYTES, ModelConfig, looks_like_safetensors
+from wmark.watermark.modelio import Classifier, check_tensors, new_model
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 PARALLEL_PREFIX = "module."

@@ -26,13 +26,16 @@ puts the preprocessing in front of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 
+import torch
 from torch import nn
 
 from wmark.errors import InvalidInput
+from wmark.watermark.archsizes import TORCHVISION_PREFIX, check_arch
 
-TORCHVISION_PREFIX = "torchvision:"
 # The dense layer of small_cnn sees a POOLED x POOLED map whatever the input size.
 POOLED = 4
 
@@ -119,35 +122,66 @@ ARCHITECTURES: dict[str, Callable[[int, tuple[int, int, int]], nn.Module]] = {
 }
 
 
-def torchvision_classifiers() -> list[str]:
-    from torchvision import models
-
-    return sorted(models.list_models(module=models))
-
-
-def check_arch(arch: str) -> None:
-    """Raise :class:`InvalidInput` unless ``arch`` names a known architecture."""
-    if arch in ARCHITECTURES:
-        return
-    if arch.startswith(TORCHVISION_PREFIX):
-        name = arch[len(TORCHVISION_PREFIX):]
-        if name in torchvision_classifiers():
-            return
-        raise InvalidInput(f"{name!r} is not a torchvision classifier "
-                           f"(some are: {', '.join(torchvision_classifiers()[:8])}, ...)")
-    raise InvalidInput(f"unknown architecture {arch!r} "
-                       f"(choose from {', '.join(ARCHITECTURES)} or {TORCHVISION_PREFIX}NAME)")
-
-
 def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     """A freshly initialised network (initialisation draws from torch's global RNG)."""
-    check_arch(arch)
     if num_classes < 2:
         raise InvalidInput(f"a classifier needs at least 2 classes, got {num_classes}")
     if arch in ARCHITECTURES:
         return ARCHITECTURES[arch](num_classes, input_shape)
-    if input_shape[0] != 3:
-        raise InvalidInput(f"{arch} takes 3-channel images, not {input_shape[0]}-channel ones")
     from torchvision import models
 
-    return models.get_model(arch[len(TORCHVISION_PREFIX):], weights=None, num_classes=num_classes)
+    # torchvision's own list decides here (this also builds wmark.watermark.archtable);
+    # the table's check gives the message for a name neither knows.
+    name = arch[len(TORCHVISION_PREFIX):]
+    if not arch.startswith(TORCHVISION_PREFIX) or name not in models.list_models(module=models):
+        check_arch(arch)
+        raise InvalidInput(f"{name!r} is not a classifier of this torchvision ({models.__name__}); "
+                           f"wmark's table of architectures was generated from another version")
+    if input_shape[0] != 3:
+        raise InvalidInput(f"{arch} takes 3-channel images, not {input_shape[0]}-channel ones")
+    return models.get_model(name, weights=None, num_classes=num_classes)
+
+
+_PATCHING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Every parameter and buffer a module registers goes to torch's meta device.
+
+    ``torch.device("meta")`` alone breaks builders that compute with tensors
+    (regnet's block widths call ``.tolist()``); here each tensor is made where
+    the builder makes it, unwritten (``torch.empty`` touches no memory), and
+    moved at once, as accelerate's ``init_empty_weights`` does (written here
+    to spare a dependency).  It patches ``nn.Module`` for every thread, so it is
+    used only for the builders that fail on the meta device, one at a time."""
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None:
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(module, name, param)
+
+    def buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
+        register_buffer(module, name, None if tensor is None else tensor.to("meta"), persistent)
+
+    nn.Module.register_parameter = parameter  # type: ignore[method-assign, assignment]
+    nn.Module.register_buffer = buffer  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+        nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+
+
+def state_shapes(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in the network's ``state_dict``, on the meta
+    device: no memory and no initialisation, whatever the architecture's size."""
+    with torch.random.fork_rng(devices=[]):
+        try:
+            with torch.device("meta"):
+                net = build_model(arch, num_classes, input_shape)
+        except NotImplementedError:  # a builder that computes with tensors (regnet): "no data" on meta
+            with _PATCHING, _parameters_on_meta():
+                net = build_model(arch, num_classes, input_shape)
+    return {name: tuple(t.shape) for name, t in net.state_dict().items()}

@@ -59,6 +59,10 @@ class Command:
     name: str
     module: str
     help: str
+    # Options whose values are model directories: checked by run_cli before the
+    # module (and with it torch) is imported, so an oversized model is refused
+    # in well under a second (docs/design.md section 5).
+    models: tuple[str, ...] = ()
 
 
 def add_command(subparsers: argparse._SubParsersAction, name: str, *, description: str,
@@ -148,6 +152,11 @@ def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequ
     chosen = argv[0] if argv else None
     for command in commands:
         if command.name == chosen:
+            try:
+                precheck_models(argv[1:], command.models)
+            except WmarkError as exc:
+                print(f"{prog}: error: {untrusted(exc)}", file=sys.stderr)
+                return EXIT_INVALID
             importlib.import_module(command.module).register(subparsers)
         else:  # listed in the program's help, never run
             subparsers.add_parser(command.name, help=command.help)
@@ -181,6 +190,27 @@ def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequ
         print(f"{prog}: error: a library failed on this input ({type(exc).__name__}: {untrusted(exc, limit=300)})",
               file=sys.stderr)
         return EXIT_INVALID
+
+
+def precheck_models(argv: Sequence[str], options: Sequence[str]) -> None:
+    """Run the torch-free checks of every model directory that ``argv`` names with
+    one of ``options`` (``--model DIR`` or ``--model=DIR``, as often as given).
+
+    Only the option's exact spelling is recognised here: an abbreviation argparse
+    would accept is still checked, in full, when the command loads the model,
+    only after torch is imported rather than before."""
+    if not options:
+        return
+    from wmark.watermark.modelfiles import inspect_files  # torch-free
+
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return
+        for option in options:
+            if arg == option and i + 1 < len(argv):
+                inspect_files(argv[i + 1])
+            elif arg.startswith(option + "="):
+                inspect_files(arg[len(option) + 1:])
 
 
 def read_passphrase(*, confirm: bool, purpose: str) -> str:

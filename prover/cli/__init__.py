@@ -21,9 +21,9 @@ Run `wmark-prover COMMAND --help` for the options of each command."""
 
 COMMANDS = (
     Command("prove", "wmark.prover.cli.prove", "answer a challenge file"),
-    Command("serve", "wmark.prover.cli.serve", "answer live verification sessions over TCP"),
+    Command("serve", "wmark.prover.cli.serve", "answer live verification sessions over TCP", models=("--model",)),
     Command("ledger", "wmark.prover.cli.ledger", "show what has been revealed to whom"),
-    Command("zkprove", "wmark.prover.cli.zkprove", "answer a zero-knowledge challenge with proofs"),
+    Command("zkprove", "wmark.prover.cli.zkprove", "answer a zero-knowledge challenge with proofs", models=("--model",)),
 )
 
 

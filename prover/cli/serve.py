@@ -11,7 +11,13 @@ from wmark.errors import InvalidInput
 from wmark.protocol.framing import BLOB_CHUNK_BYTES, MAX_FRAME_BYTES
 from wmark.protocol.zk import MAX_LOGROWS, MIN_LOGROWS
 from wmark.prover.cli._common import add_prover_arguments, load_prover
-from wmark.prover.server import DEFAULT_MAX_SRS_LOGROWS, DEFAULT_TIMEOUT, ZkOptions, serve
+from wmark.prover.server import (
+    DEFAULT_MAX_SRS_LOGROWS,
+    DEFAULT_TIMEOUT,
+    DEFAULT_ZK_SESSION_TIMEOUT,
+    ZkOptions,
+    serve,
+)
 from wmark.watermark.modelio import model_file_digest
 
 EPILOG = """\
@@ -60,6 +66,9 @@ def register(subparsers) -> None:
     zk.add_argument("--max-srs-logrows", type=int, default=DEFAULT_MAX_SRS_LOGROWS, metavar="LOG2",
                     help="refuse a challenge whose SRS is larger than 2^LOG2 rows (it is sent to us, and stored "
                          "while proving)")
+    zk.add_argument("--zk-session-timeout", type=positive(float), default=DEFAULT_ZK_SESSION_TIMEOUT,
+                    metavar="SECONDS", help="the whole of a zero-knowledge session, proving included: proofs that "
+                                            "would run past it are refused, the verifier told why")
     add_circuit_arguments(zk)
 
 
@@ -77,5 +86,6 @@ def run(args: argparse.Namespace) -> int:
     models = {model_file_digest(path): Path(path) for path in args.model}
     prover = load_prover(args)
     asyncio.run(serve(prover, args.host, args.port, max_frame=args.max_frame, timeout=args.timeout,
-                      zk=ZkOptions(models, args.max_srs_logrows, args.workdir, args.memory_limit)))
+                      zk=ZkOptions(models, args.max_srs_logrows, args.workdir, args.memory_limit,
+                                   args.zk_session_timeout)))
     return EXIT_OK

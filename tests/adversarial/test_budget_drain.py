@@ -12,11 +12,15 @@ import pytest
 
 from wmark.files import atomic_write
 from wmark.harness.claims import run_main
+from wmark.protocol.beacon import LabelSource
 from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
-from wmark.protocol.messages import ModelRef, Verdict, decode
-from wmark.protocol.session import ChallengeReceived, ProverSession, VerifierSession, ZkVerifierSession
+from wmark.protocol.keygen import keygen_derived
+from wmark.protocol.messages import ItemResult, ModelRef, Verdict, decode
+from wmark.protocol.session import ChallengeReceived, ProverSession, VerifierSession, ZkVerifierSession, build_verdict
+from wmark.protocol.transparency import verify_receipt
 from wmark.prover.cli import main as prover_main
 from wmark.prover.ledger import Ledger, VerifierPolicy
+from wmark.registry import LogStore
 
 pytestmark = pytest.mark.adversarial
 
@@ -103,3 +107,58 @@ def test_a_verdict_that_does_not_follow_from_its_results_is_recorded_as_a_mismat
     assert entry.verdicts[0].mismatch == note
     code, out = run_main(prover_main, "ledger", "--ledger", tmp_path / "l.sqlite")
     assert code == 0 and "MISMATCH" in out, out
+
+
+K = 20  # of 40 items: within the default budget of half
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    """A registry-bound key pair, registered in a log: its receipt's checked beacon output."""
+    owner = SigningKey.generate()
+    pair = keygen_derived(owner=owner, n=40, num_classes=10, input_shape=(1, 8, 8), label_source=LabelSource.REGISTRY)
+    with LogStore.open(tmp_path_factory.mktemp("bound-log")) as store:
+        info = verify_receipt(store.register(pair.verification_key), pair.verification_key, store.public_key)
+    return owner, pair, info
+
+
+@pytest.mark.parametrize("lie", ["matches", "labels"])
+def test_a_registry_bound_verdict_is_recomputed_from_the_owners_bound_labels(registered, tmp_path, lie):
+    """A verifier whose model matched nothing claims ACCEPTED 20/20: by editing the
+    verdict's count, or by rewriting each item's label to the model's answer (a verdict
+    consistent with its own results, which comparing indices alone let through)."""
+    owner, pair, info = registered
+    verifier = SigningKey.generate()
+    ledger = Ledger.open(tmp_path / "l.sqlite", pair.verification_key)
+    session = VerifierSession(pair.verification_key, verifier, ModelRef(sha256=bytes(32)), K, registration=info)
+    prover = ProverSession(pair.marking_key, pair.verification_key, owner)
+    response = ledger.respond(prover, session.challenge())
+    event = session.receive(response.envelope)
+    wrong = {item.index: (item.label + 1) % 10 for item in event.items}  # the model matched nothing
+    honest = decode(session.decide(wrong), (Verdict,))
+    assert not honest.accepted and honest.matches == 0
+    if lie == "matches":
+        claimed = replace(honest, accepted=True, matches=K)
+    else:
+        results = tuple(ItemResult(r.index, r.predicted, r.predicted) for r in honest.results)
+        claimed = build_verdict(pair.verification_key, honest.challenge_digest, honest.reveal_digest, honest.model,
+                                results, honest.p0, honest.lam, honest.registration, honest.decided)
+    assert claimed.accepted and claimed.matches == K
+    note = ledger.record_verdict(prover.receive(claimed.sign(verifier)), pair.verification_key)
+    expected = "its results give 0 matches" if lie == "matches" else "labels are not those this owner revealed"
+    assert note is not None and expected in note, note
+    [entry] = ledger.entries()
+    assert entry.verdicts[0].mismatch == note
+
+
+def test_an_honest_registry_bound_verdict_is_recorded_as_consistent(registered, tmp_path):
+    owner, pair, info = registered
+    verifier = SigningKey.generate()
+    ledger = Ledger.open(tmp_path / "l.sqlite", pair.verification_key)
+    session = VerifierSession(pair.verification_key, verifier, ModelRef(sha256=bytes(32)), K, registration=info)
+    prover = ProverSession(pair.marking_key, pair.verification_key, owner)
+    event = session.receive(ledger.respond(prover, session.challenge()).envelope)
+    answers = {item.index: item.label if i % 4 else (item.label + 1) % 10 for i, item in enumerate(event.items)}
+    assert ledger.record_verdict(prover.receive(session.decide(answers)), pair.verification_key) is None
+    [entry] = ledger.entries()
+    assert entry.verdicts[0].mismatch is None and entry.verdicts[0].matches == K - K // 4

@@ -7,12 +7,18 @@ or the owner must cost bounded time and memory, refused before the work.
 * A model directory whose files are not regular files: a FIFO (reading it
   blocks forever) or a symlink to /dev/zero (reads without end).
 * A model.json naming a huge architecture: refused from its parameter count,
-  worked out on torch's meta device, before any memory is spent on it.
+  read from the committed table of architecture sizes, before torch is
+  imported (importing it alone takes seconds), by every command that loads a
+  model directory; and weights whose header holds another number of values
+  than the architecture, refused from the header alone.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +82,56 @@ def test_weights_larger_than_their_header_says_are_refused_unread(digits_world, 
         fh.truncate(3 * 1024**3)
     result = _challenge(model, tmp_path, digits_world.vk)
     assert result.returncode == 2 and "the header describes" in result.stderr, result.stdout + result.stderr
+
+
+# Every command that loads a model directory, with the option that names it.
+MODEL_COMMANDS = [
+    ("wmark.watermark.cli", ["eval", "--model", "{model}", "--mk", "mk.wmk"]),
+    ("wmark.watermark.cli", ["serve-model", "--model={model}"]),
+    ("wmark.watermark.cli", ["attack", "--model", "{model}", "--out", "o"]),
+    ("wmark.watermark.cli", ["embed", "--mk", "mk.wmk", "--pretrained", "{model}", "--out", "o"]),
+    ("wmark.verifier.cli", ["challenge", "--vk", "vk.json", "--model", "{model}"]),
+    ("wmark.verifier.cli", ["check", "c.json", "--model", "{model}"]),
+    ("wmark.verifier.cli", ["run", "--connect", "x:1", "--model", "{model}"]),
+    ("wmark.verifier.cli", ["audit", "t.json", "--model", "{model}"]),
+    ("wmark.verifier.cli", ["zkcheck", "--model", "{model}"]),
+    ("wmark.prover.cli", ["serve", "--model", "{model}"]),
+    ("wmark.prover.cli", ["zkprove", "--model", "{model}"]),
+]
+_WITHOUT_TORCH = ("import sys; from {package} import main; code = main(sys.argv[1:]); "
+                  "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(code)")
+
+
+def _refusal_without_torch(package: str, argv: list[str], model: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _WITHOUT_TORCH.format(package=package),
+                           *(a.format(model=model) for a in argv)],
+                          capture_output=True, text=True, check=False, timeout=120, cwd=model.parent)
+
+
+@pytest.mark.parametrize(("package", "argv"), MODEL_COMMANDS, ids=[a[0] for _, a in MODEL_COMMANDS])
+def test_every_model_command_refuses_a_huge_architecture_before_importing_torch(tmp_path, package, argv):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_bytes(HUGE_CONFIG)
+    (model / "model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    result = _refusal_without_torch(package, argv, model)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "632,045,800 parameters, more than the limit" in result.stderr, result.stderr
+    assert "torch not imported" in result.stdout, result.stdout
+
+
+def test_a_header_holding_other_than_the_architectures_count_is_refused_before_torch(digits_world, tmp_path):
+    """A valid safetensors file of the right size but not the network's tensors: refused
+    from the header's count, before torch and before any weight is read."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_bytes((digits_world.marked / "model.json").read_bytes())
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4_000_000]}}).encode()
+    with open(model / "model.safetensors", "wb") as fh:
+        fh.write(len(header).to_bytes(8, "little") + header)
+        fh.truncate(8 + len(header) + 4_000_000)
+    result = _refusal_without_torch("wmark.verifier.cli", ["challenge", "--vk", str(digits_world.vk),
+                                                           "--model", "{model}"], model)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "holds 1,000,000 numbers, the config's small_cnn" in result.stderr, result.stderr
+    assert "torch not imported" in result.stdout, result.stdout

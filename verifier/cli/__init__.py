@@ -21,15 +21,15 @@ Run `wmark-verifier COMMAND --help` for the options of each command."""
 
 COMMANDS = (
     Command("plan", "wmark.verifier.cli.plan", "show the threshold and the accuracy needed for a sample size k"),
-    Command("challenge", "wmark.verifier.cli.challenge", "write a signed challenge for the owner"),
-    Command("check", "wmark.verifier.cli.check", "check a reveal, query the model, sign the verdict"),
-    Command("run", "wmark.verifier.cli.run", "verify live against `wmark-prover serve`"),
-    Command("audit", "wmark.verifier.cli.audit", "re-check a verification key or a transcript offline"),
-    Command("report", "wmark.verifier.cli.report", "write an audited transcript as a self-contained HTML page"),
+    Command("challenge", "wmark.verifier.cli.challenge", "write a signed challenge for the owner", models=("--model",)),
+    Command("check", "wmark.verifier.cli.check", "check a reveal, query the model, sign the verdict", models=("--model",)),
+    Command("run", "wmark.verifier.cli.run", "verify live against `wmark-prover serve`", models=("--model",)),
+    Command("audit", "wmark.verifier.cli.audit", "re-check a verification key or a transcript offline", models=("--model",)),
+    Command("report", "wmark.verifier.cli.report", "write an audited transcript as a self-contained HTML page", models=("--model",)),
     Command("registration", "wmark.verifier.cli.registration", "check a vk's registration receipt offline"),
     Command("dispute", "wmark.verifier.cli.dispute", "name which of two accepted claims was registered first"),
-    Command("zkchallenge", "wmark.verifier.cli.zkchallenge", "write a zero-knowledge challenge (white-box model)"),
-    Command("zkcheck", "wmark.verifier.cli.zkcheck", "check zero-knowledge proofs, sign the verdict"),
+    Command("zkchallenge", "wmark.verifier.cli.zkchallenge", "write a zero-knowledge challenge (white-box model)", models=("--model",)),
+    Command("zkcheck", "wmark.verifier.cli.zkcheck", "check zero-knowledge proofs, sign the verdict", models=("--model",)),
 )
 
 

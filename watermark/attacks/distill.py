@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from wmark.errors import InvalidInput
+from wmark.watermark.archsizes import check_arch
 from wmark.watermark.attacks.common import Training
 from wmark.watermark.attacks.noise import PIXEL_RANGE
 from wmark.watermark.datasets import LabelledImages
 from wmark.watermark.evaluate import predict
 from wmark.watermark.modelio import Classifier, ModelConfig, new_model
-from wmark.watermark.models import check_arch
 from wmark.watermark.train import seeded, train
 
 

@@ -8,10 +8,10 @@ import torch
 
 from wmark.console import add_command
 from wmark.errors import InvalidInput
+from wmark.watermark.archsizes import check_arch
 from wmark.watermark.cli.keygen import parse_shape
 from wmark.watermark.importing import import_weights, parse_channel_values, read_class_names
 from wmark.watermark.modelio import ModelConfig, Preprocessing, check_writable, save_model
-from wmark.watermark.models import check_arch
 
 EPILOG = """\
 examples:
