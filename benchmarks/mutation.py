@@ -47,9 +47,10 @@ from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 # The torch-importing conftest would cost seconds per mutant; the profiles
-# plugin keeps hypothesis derandomised without it.
-PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--noconftest",
-          "-p", "tests.hypothesis_profiles"]
+# plugin keeps hypothesis derandomised without it.  -x: a kill needs one failure.
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--noconftest", "-p", "tests.hypothesis_profiles"]
+PYTEST = [sys.executable, "-m", "pytest", *PYTEST_ARGS]
+FORKSERVER = ROOT / "benchmarks" / "pytest_forkserver.py"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,10 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def machine() -> str:
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}"
+
+
 def sample_key(spec) -> str:
     text = f"{spec.module_path}:{spec.start_pos}:{spec.operator_name}:{spec.occurrence}"
     return hashlib.sha256(text.encode()).hexdigest()
@@ -178,12 +183,66 @@ def in_annotation(spec, spans: list[tuple[tuple[int, int], tuple[int, int]]]) ->
     return any(start <= tuple(spec.start_pos) and tuple(spec.end_pos) <= end for start, end in spans)
 
 
-def baseline(target: Target) -> float:
+class ForkServer:
+    """benchmarks/pytest_forkserver.py, serving one target's runs: each mutant's
+    tests run in a fork of a process that has the third-party imports done."""
+
+    def __init__(self, work: Path, timeout: float) -> None:
+        self.socket = work / "pytest.sock"
+        self.socket.unlink(missing_ok=True)
+        self.process = subprocess.Popen([sys.executable, str(FORKSERVER), "serve", str(self.socket), str(timeout)],
+                                        cwd=ROOT)
+        deadline = time.monotonic() + 120
+        while not self.socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the pytest fork server did not start")
+            time.sleep(0.1)
+
+    def command(self, tests: tuple[str, ...]) -> list[str]:
+        return [sys.executable, "-S", str(FORKSERVER), "run", str(self.socket), *PYTEST_ARGS, *tests]
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.socket.unlink(missing_ok=True)
+
+
+def timed(command: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
     start = time.monotonic()
-    done = subprocess.run([*PYTEST, *target.tests], check=False, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True)
+    return done, time.monotonic() - start
+
+
+def baseline(target: Target, command: list[str]) -> float:
+    done, seconds = timed(command)
     if done.returncode != 0:
         raise SystemExit(f"baseline fails for {target.name}; fix the tests first:\n{done.stdout[-2000:]}")
-    return time.monotonic() - start
+    return seconds
+
+
+def measure_cost(targets: list[Target], repeats: int, work: Path) -> list[dict]:
+    """The per-mutant test command's cost, a fresh interpreter against the fork
+    server, alternated in the same run so both meet the same load."""
+    rows = []
+    for target in targets:
+        server = ForkServer(work, 600)
+        try:
+            walls: dict[str, list[float]] = {"interpreter": [], "fork server": []}
+            for _ in range(repeats):
+                for way, command in (("interpreter", [*PYTEST, *target.tests]),
+                                     ("fork server", server.command(target.tests))):
+                    done, seconds = timed(command)
+                    if done.returncode != 0:
+                        raise SystemExit(f"{target.name}: the tests fail ({way}):\n{done.stdout[-2000:]}")
+                    walls[way].append(seconds)
+        finally:
+            server.close()
+        row = {"target": target.name, "tests": list(target.tests), "repeats": repeats,
+               **{f"{way} s": sorted(w)[len(w) // 2] for way, w in walls.items()}}
+        rows.append(row)
+        print(f"{target.name}: median wall s per run, interpreter {row['interpreter s']:.2f}, "
+              f"fork server {row['fork server s']:.2f} ({repeats} each, alternated)", flush=True)
+    return rows
 
 
 def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, str]] | None = None) -> dict:
@@ -192,14 +251,29 @@ def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, 
     ``recheck``: instead of a sample, exactly the mutants at these (line,
     operator) pairs, the survivors of an earlier run.
     """
-    seconds = baseline(target)
+    probe = ForkServer(work, 600)
+    try:
+        seconds = baseline(target, probe.command(target.tests))
+    finally:
+        probe.close()
+    timeout = max(30.0, 4 * seconds)
+    server = ForkServer(work, timeout)
+    try:
+        return _run_target(target, budget, work, recheck, seconds, timeout, server.command(target.tests))
+    finally:
+        server.close()
+
+
+def _run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, str]] | None, seconds: float,
+                timeout: float, test_command: list[str]) -> dict:
     config = work / f"{target.name}.toml"
     db_path = work / f"{target.name}.sqlite"
-    command = " ".join(PYTEST + list(target.tests))
+    command = " ".join(test_command)
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{target.path}"\n'
-        f"timeout = {max(30.0, 4 * seconds):.0f}\n"
+        # cosmic-ray's own limit a little above the server's, which kills the run and reports exit 124
+        f"timeout = {timeout + 10:.0f}\n"
         "excluded-modules = []\n"
         f"test-command = {json.dumps(command)}\n"
         '[cosmic-ray.distributor]\nname = "local"\n')
@@ -248,7 +322,8 @@ def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, 
     return {"target": target.name, "path": target.path, "strict": target.strict, "focus": list(target.focus),
             "tests": list(target.tests), "generated": len(items), "annotations": len(annotations),
             "in_focus": len(focus), "run": len(keep),
-            "sampled_out": len(focus) - len(keep), "recheck": recheck is not None, "baseline_s": round(seconds, 2), "elapsed_s": round(elapsed, 1),
+            "sampled_out": len(focus) - len(keep), "recheck": recheck is not None, "baseline_s": round(seconds, 2),
+            "elapsed_s": round(elapsed, 1), "per_mutant_s": round(elapsed / max(1, len(keep)), 2),
             **counts, "survivors": survivors}
 
 
@@ -310,6 +385,8 @@ def main() -> None:
                         help="keep the earlier runs of benchmarks/results/mutation.json in the report")
     parser.add_argument("--recheck", action="store_true",
                         help="with --append: run only the last survivors of each chosen module again")
+    parser.add_argument("--cost", type=int, metavar="N",
+                        help="only measure the per-mutant test command of the chosen modules, N runs each way")
     parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
     parser.add_argument("--named", action="store_true",
                         help="apply the four named mutations by hand, run their tests, add them to the report")
@@ -328,14 +405,22 @@ def main() -> None:
                                "command": "python benchmarks/mutation.py --named", "results": run_named()})
         return
     chosen = [t for t in TARGETS if not args.only or t.name in args.only.split(",")]
+    if args.cost:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = measure_cost(chosen, args.cost, Path(tmp))
+        out = RESULTS / "mutation-cost.json"
+        out.write_text(json.dumps({"commit": git("rev-parse", "HEAD"), "command": "python benchmarks/mutation.py "
+                                   + " ".join(sys.argv[1:]), "date": datetime.now(timezone.utc).isoformat(
+                                       timespec="seconds"), "machine": machine(), "rows": rows}, indent=1) + "\n")
+        print(f"wrote {out}")
+        return
     last = latest(earlier)
     if args.recheck:
         chosen = [t for t in chosen if t.name in last and last[t.name]["survivors"]]
     if git("status", "--porcelain", "--", *(t.path for t in chosen)):
         raise SystemExit("the modules to mutate have uncommitted changes; commit them first")
     meta = {"commit": git("rev-parse", "HEAD"), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python "
-                       f"{platform.python_version()}",
+            "machine": machine(),
             "tool": "cosmic-ray " + __import__("importlib.metadata").metadata.version("cosmic-ray"),
             "command": "python benchmarks/mutation.py " + " ".join(sys.argv[1:]), "budget": args.budget,
             "strict_budget": args.strict_budget}
