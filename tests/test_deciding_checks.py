@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.fakes import FakeHasher
 from wmark.errors import InvalidInput, InvalidOpening, LocalProtocolError, RemoteProtocolError
 from wmark.protocol.decision import MAX_K, decide, tail, threshold
 from wmark.protocol.hazmat import dsse
@@ -27,10 +28,21 @@ from wmark.protocol.hazmat.sampling import derive_label, sample_subset
 from wmark.protocol.hazmat.vrf import VrfSecretKey
 from wmark.protocol.items import ItemOpening, TriggerKind, image_header, open_item, vrf_alpha
 from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived, keygen_imported
-from wmark.protocol.messages import Challenge, ItemResult, ModelRef, Reveal, Verdict, decode
-from wmark.protocol.session import CAVEAT_IMPORTED, ProverSession, RevealAccepted, VerifierSession, build_verdict
+from wmark.protocol.keys import VerificationKey
+from wmark.protocol.messages import Challenge, ItemResult, ModelRef, Reveal, Verdict, ZkReveal, decode
+from wmark.protocol.session import (
+    CAVEAT_IMPORTED,
+    ProverSession,
+    RevealAccepted,
+    VerifierSession,
+    ZkVerifierSession,
+    build_verdict,
+    check_zk_reveal,
+    subset_of,
+)
 from wmark.protocol.transcript import Transcript, audit
-from wmark.prover.ledger import Ledger, Outcome
+from wmark.protocol.zk import SrsOrigin, ZkItem, ZkParameters, ZkStatement
+from wmark.prover.ledger import Ledger, Outcome, VerifierPolicy
 
 N, K, L = 20, 8, 10
 MODEL = ModelRef(sha256=bytes(32))
@@ -382,3 +394,125 @@ def test_only_verdicts_on_imported_sets_carry_the_imported_caveat(world, importe
     assert isinstance(event, RevealAccepted)
     verdict = decode(verifier.decide({item.index: item.label for item in event.items}), (Verdict,))
     assert CAVEAT_IMPORTED in verdict.caveats and CAVEAT_IMPORTED not in derived.caveats
+
+
+# ---- the p-value of every decision, and the matches it accepts (survivors of the full mutation run) -----------
+
+@settings(deadline=None, max_examples=60)
+@given(k=st.integers(1, 80), p0=st.sampled_from([Fraction(1, 2), Fraction(1, 10), Fraction(3, 7)]),
+       lam=st.integers(1, 40), data=st.data())
+def test_every_decision_reports_the_exact_tail_of_its_matches(k, p0, lam, data):
+    # Matches far below tau, where the threshold's scan never reaches them, included.
+    matches = data.draw(st.integers(0, k))
+    d = decide(matches, k, p0, lam)
+    assert d.p_value == tail(matches, k, p0)
+    assert d.accepted is (d.tau is not None and matches >= d.tau)
+
+
+@pytest.mark.parametrize("matches", [-1, K + 1])
+def test_matches_outside_zero_to_k_are_refused(matches):
+    with pytest.raises(InvalidInput, match="matches out of"):
+        decide(matches, K, P0)
+
+
+# ---- a verifier's share of the budget, and the allow-list (survivors of the full mutation run) ----------------
+
+def respond_as(world: World, ledger: Ledger, verifier: SigningKey, k: int, policy: VerifierPolicy):
+    session = VerifierSession(world.pair.verification_key, verifier, MODEL, k, lam=LAM)
+    challenge = session.challenge()
+    prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
+    return set(session.subset), ledger.respond(prover, challenge, budget=Fraction(1), policy=policy)
+
+
+@pytest.mark.parametrize("k, outcome", [(2, Outcome.REVEALED), (3, Outcome.REVEALED), (4, Outcome.REFUSED)])
+def test_a_verifier_share_is_spent_up_to_its_limit_and_no_further(world, tmp_path: Path, k, outcome):
+    # A first challenge opens k new items: below, exactly at and past a share of 3 of 20.
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    _, response = respond_as(world, ledger, world.verifier, k, VerifierPolicy(share=Fraction(3, N)))
+    assert response.outcome is outcome
+    assert len(ledger.revealed_indices()) == (k if outcome is Outcome.REVEALED else 0)
+
+
+def test_a_verifier_share_counts_its_own_earlier_challenges_only(world, tmp_path: Path):
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    policy = VerifierPolicy(share=Fraction(3, N))
+    other = SigningKey.generate()
+    # Another verifier's three items do not count against this one's share...
+    _, response = respond_as(world, ledger, other, 3, policy)
+    assert response.outcome is Outcome.REVEALED
+    _, response = respond_as(world, ledger, world.verifier, 2, policy)
+    assert response.outcome is Outcome.REVEALED
+    # ...but its own do: two more challenges of 2, each allowed only while its new items fit in 3.
+    spent = len(response.new_indices)
+    for _ in range(2):
+        before = ledger.revealed_indices()
+        subset, response = respond_as(world, ledger, world.verifier, 2, policy)
+        new = subset - before
+        fits = not new or spent + len(new) <= 3
+        assert response.outcome is (Outcome.REVEALED if fits else Outcome.REFUSED)
+        spent += len(new) if fits else 0
+
+
+def test_only_verifiers_on_the_allow_list_are_answered(world, tmp_path: Path):
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    other = SigningKey.generate()
+    policy = VerifierPolicy(allowed=frozenset({world.verifier.public_key.fingerprint}))
+    _, response = respond_as(world, ledger, other, 1, policy)
+    assert response.outcome is Outcome.REFUSED and ledger.revealed_indices() == frozenset()
+    _, response = respond_as(world, ledger, world.verifier, 1, policy)
+    assert response.outcome is Outcome.REVEALED and len(ledger.revealed_indices()) == 1
+
+
+# ---- zero-knowledge reveals: only for a ZK challenge on a ZK key, labels in range -----------------------------
+
+ZK_PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
+                             circuit_sha256=b"\x02" * 32)
+
+
+def zk_pair(owner: SigningKey, label_of=lambda seed, _: derive_label(seed, L)) -> KeyPair:
+    vrf_sk = VrfSecretKey.generate()
+    pairs = _seeded_items(vrf_sk, owner, N, label_of, Scheme.HASH, None)
+    return _finish(owner, Scheme.HASH, TriggerKind.DERIVED, (1, 8, 8), L, pairs, vrf_sk, FakeHasher())
+
+
+def zk_reveal_for(pair: KeyPair, owner: SigningKey, vk: VerificationKey, challenge_env: dsse.Envelope):
+    """An owner's zero-knowledge reveal of ``pair``'s challenged items, bound to ``vk``."""
+    challenge = decode(challenge_env, (Challenge,))
+    assert isinstance(challenge, Challenge)
+    digest = Challenge.digest_of(challenge_env)
+    mk, zk = pair.marking_key, pair.verification_key.zk
+    assert zk is not None
+    items = tuple(ZkItem(i, mk.openings[i].label, mk.openings[i].label_randomness,
+                         ZkStatement(zk.hashes[i], mk.openings[i].label, b"proof"))
+                  for i in subset_of(challenge, digest))
+    return ZkReveal(digest, vk.digest, vk.scheme, items).sign(owner), challenge, digest
+
+
+def test_a_zero_knowledge_reveal_is_checked_only_for_a_zk_challenge_on_a_zk_key(world):
+    pair = zk_pair(world.owner)
+    vk = pair.verification_key
+    challenge_env = ZkVerifierSession(vk, world.verifier, MODEL, K, zk=ZK_PARAMETERS, lam=LAM).challenge()
+    reveal, challenge, digest = zk_reveal_for(pair, world.owner, vk, challenge_env)
+    assert [i.index for i in check_zk_reveal(reveal, vk, challenge, digest)[1]] == list(subset_of(challenge, digest))
+    # The same key and items without the ZK commitments (re-signed by the owner, as an auditor
+    # might be handed it): the proofs would be about hidden inputs the key never committed to.
+    plain = replace(vk, zk=None)
+    reveal, challenge, digest = zk_reveal_for(pair, world.owner, plain, challenge_env)
+    with pytest.raises(InvalidOpening, match="zero-knowledge"):
+        check_zk_reveal(reveal, plain, challenge, digest)
+    # A challenge that asked for openings, not proofs.
+    plain_env = VerifierSession(vk, world.verifier, MODEL, K, lam=LAM).challenge()
+    reveal, challenge, digest = zk_reveal_for(pair, world.owner, vk, plain_env)
+    with pytest.raises(InvalidOpening, match="zero-knowledge"):
+        check_zk_reveal(reveal, vk, challenge, digest)
+
+
+@pytest.mark.parametrize("label", [L, L + 1])  # a negative label cannot even be committed to
+def test_a_zero_knowledge_reveal_of_a_label_outside_the_classes_is_refused(world, label):
+    # A cheating owner committed every item to a label no model can output.
+    pair = zk_pair(world.owner, lambda seed, _: label)
+    vk = pair.verification_key
+    challenge_env = ZkVerifierSession(vk, world.verifier, MODEL, K, zk=ZK_PARAMETERS, lam=LAM).challenge()
+    reveal, challenge, digest = zk_reveal_for(pair, world.owner, vk, challenge_env)
+    with pytest.raises(InvalidOpening, match="outside"):
+        check_zk_reveal(reveal, vk, challenge, digest)
