@@ -113,6 +113,32 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
 }
 
 
+
+def _on_line(target: str, source: str, why: str, *operators: str) -> dict[tuple[str, str, str], str]:
+    return {(target, operator, source): why for operator in operators}
+
+
+_SIDE = ("equivalent: the branch only picks which side of the binomial sum is added up (a speed choice); "
+         "both sides are exact integer sums, so every tail is the same Fraction whichever side runs")
+_CMP = ("ReplaceComparisonOperator_Gt_GtE", "ReplaceComparisonOperator_Gt_Lt", "ReplaceComparisonOperator_Gt_LtE",
+        "ReplaceComparisonOperator_Gt_Eq", "ReplaceComparisonOperator_Gt_NotEq", "ReplaceComparisonOperator_Gt_Is",
+        "ReplaceComparisonOperator_Gt_IsNot")
+_DIV = tuple(f"ReplaceBinaryOperator_FloorDiv_{op}" for op in
+             ("Add", "Sub", "Mul", "Div", "Mod", "Pow", "LShift", "RShift", "BitOr", "BitXor", "BitAnd"))
+EQUIVALENT |= _on_line("decision", "if matches > k // 2:  # sum the shorter side", _SIDE,
+                       *_CMP, *_DIV, "AddNot", "NumberReplacer")
+EQUIVALENT |= _on_line(
+    "decision", "if matches <= 0:",
+    "equivalent: a shortcut; for matches <= 0 the general sum subtracts nothing from the whole and returns "
+    "1 too, so moving the shortcut's edge to < 0, == 0 or <= -1 changes no tail",
+    "ReplaceComparisonOperator_LtE_Lt", "ReplaceComparisonOperator_LtE_Eq", "NumberReplacer")
+EQUIVALENT |= _on_line(
+    "decision", "upper = whole - sum(term for j, term in itertools.takewhile(lambda jt: jt[0] < matches,",
+    "equivalent: j counts up from 0 and 1 <= matches here, so `j != matches` stops the sum at the same j "
+    "as `j < matches` (`is not` does not: tests/test_deciding_checks.py kills it with j beyond 256)",
+    "ReplaceComparisonOperator_Lt_NotEq")
+
+
 # The four mutations the acceptance names, applied by hand: each must make the
 # default test command fail (here: the default tests of the modules concerned).
 NAMED = (
