@@ -63,7 +63,7 @@ class Target:
 
 
 TARGETS = (
-    Target("decision", "protocol/decision.py", ("_tails", "tail", "threshold", "accepted", "decide"),
+    Target("decision", "protocol/decision.py", ("_check", "_terms", "tail", "threshold", "_scan", "accepted", "decide"),
            ("tests/test_deciding_checks.py", "tests/test_decision.py"), strict=True),
     Target("items", "protocol/items.py", ("open_item", "vrf_alpha", "label_message", "seeded"),
            ("tests/test_deciding_checks.py", "tests/test_session.py"), strict=True),
@@ -73,7 +73,7 @@ TARGETS = (
     Target("session", "protocol/session.py", ("null_match_probability", "_check_answer", "check_reveal",
                                               "check_zk_reveal", "zk_results", "check_challenge", "build_verdict"),
            ("tests/test_deciding_checks.py", "tests/test_session.py")),
-    Target("transcript", "protocol/transcript.py", ("audit", "_expected_results"),
+    Target("transcript", "protocol/transcript.py", ("audit", "audit_with_key", "_expected_results"),
            ("tests/test_deciding_checks.py", "tests/test_session.py"), strict=True),
     Target("dsse", "protocol/hazmat/dsse.py", ("pae", "verify"), ("tests/test_dsse.py",)),
     Target("commitment", "protocol/hazmat/commitment.py", ("check", "verify", "_compute", "_hash_commit"),
