@@ -17,12 +17,18 @@ which matches neither the import path the package-dir mapping gives
 Budget (the CPU is shared): only the functions that decide are mutated
 (each target's focus below), and past ``--budget`` mutants per module a deterministic sample
 (by a hash of the mutation's position and operator) is run; the report says
-how many were sampled out.  Never run this beside other tests of this tree:
-while it runs, the module under test is mutated on disk.
+how many were sampled out; a ``--strict-budget`` above the focus runs every
+mutant.  Each mutant's tests run in a fork of benchmarks/pytest_forkserver.py,
+which has the third-party imports done (about half the cost of a fresh
+interpreter: ``--cost 3`` measures both), with ``-x`` (a kill needs one failure)
+and a timeout of four times the baseline.  Never run this beside other tests of
+this tree: while it runs, the module under test is mutated on disk (run it in a
+clone of the commit to keep working meanwhile).
 
     nice -n 19 python benchmarks/mutation.py [--only decision,items] [--budget 20] [--strict-budget 60]
     nice -n 19 python benchmarks/mutation.py --append --recheck   # the survivors again, after new tests
     nice -n 19 python benchmarks/mutation.py --named              # the four named mutations, by hand
+    nice -n 19 python benchmarks/mutation.py --cost 3 --only decision   # per-mutant cost, both ways
 """
 
 from __future__ import annotations
@@ -378,7 +384,8 @@ def write_report(runs: list[dict], named: dict | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "mutation.json").write_text(json.dumps({"runs": runs, "named": named}, indent=1) + "\n")
     out = ["# Mutation testing of the deciding modules", "",
-           ("Only the functions that decide are mutated (each target's focus in benchmarks/mutation.py); "
+           ("Only the functions that decide are mutated (each target's focus in benchmarks/mutation.py; a run whose "
+            "\"sampled out\" is 0 ran every mutant of them); "
             "\"sampled out\" mutants of those functions were not run (the budget), nor were mutants inside type "
             "annotations (never evaluated: the modules use `from __future__ import annotations`). A recheck runs a sample's "
             "survivors again after tests were added for them. Strict modules must end with no unexplained "
