@@ -365,13 +365,14 @@ def _table(doc: dict) -> list[str]:
            (f"command `{doc['command']}`; seeds: hypothesis profile \"ci\" (derandomised), "
             "sample order sha256 of each mutation's position and operator."), "",
            ("| module | mode | generated | in focus | run | sampled out | killed | timeout | incompetent | "
-            "survived | baseline s | time s |"),
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "survived | baseline s | time s | s per mutant |"),
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["targets"]:
         out.append(f"| {r['path']}{' (strict)' if r['strict'] else ''} | "
                    f"{'recheck' if r.get('recheck') else 'sample'} | {r['generated']} | {r['in_focus']} | "
                    f"{r['run']} | {r['sampled_out']} | {r['killed']} | {r['timeout']} | {r['incompetent']} | "
-                   f"{r['survived']} | {r['baseline_s']} | {r['elapsed_s']} |")
+                   f"{r['survived']} | {r['baseline_s']} | {r['elapsed_s']} | "
+                   f"{r.get('per_mutant_s', round(r['elapsed_s'] / max(1, r['run']), 2))} |")
     return out
 
 
