@@ -144,6 +144,23 @@ EQUIVALENT |= _on_line(
     "as `j < matches` (`is not` does not: tests/test_deciding_checks.py kills it with j beyond 256)",
     "ReplaceComparisonOperator_Lt_NotEq")
 
+EQUIVALENT |= _on_line(
+    "decision", "if j < k:",
+    "equivalent: at j = k (the last pass) `is not` computes one more term, (k - k) * a // ... = 0, which is "
+    "never yielded; b > 0 since p0 < 1, so no division by zero", "ReplaceComparisonOperator_Lt_IsNot")
+EQUIVALENT |= _on_line(
+    "decision", "for j in range(k + 1):",
+    "equivalent: the upward terms are summed only while j < matches <= k // 2, so the terms from j = k // 2 "
+    "on are never read", "ReplaceBinaryOperator_Add_FloorDiv", "ReplaceBinaryOperator_Add_Sub",
+    "ReplaceBinaryOperator_Add_Mul", "ReplaceBinaryOperator_Add_Pow", "ReplaceBinaryOperator_Add_BitOr",
+    "ReplaceBinaryOperator_Add_BitXor")
+EQUIVALENT |= _on_line(
+    "transcript", "if verdict.challenge_digest != challenge_digest or verdict.k != challenge.k:",
+    "equivalent for every decision: a verdict naming another challenge digest (or k) that this cheap check "
+    "lets through is still refused, later: the verdict rebuilt over the real challenge digest differs from it "
+    "(results for another k differ from the reveal's items)",
+    "ReplaceComparisonOperator_NotEq_Lt", "ReplaceComparisonOperator_NotEq_Gt")
+
 
 # The four mutations the acceptance names, applied by hand: each must make the
 # default test command fail (here: the default tests of the modules concerned).

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from tests.support.fakes import FakeHasher
 from wmark.errors import InvalidInput, InvalidOpening, LocalProtocolError, RemoteProtocolError
+from wmark.protocol.beacon import LabelSource
 from wmark.protocol.decision import MAX_K, decide, tail, threshold
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Scheme
@@ -41,9 +42,10 @@ from wmark.protocol.session import (
     check_zk_reveal,
     subset_of,
 )
-from wmark.protocol.transcript import Transcript, audit
+from wmark.protocol.transcript import Registration, Transcript, audit
 from wmark.protocol.zk import SrsOrigin, ZkItem, ZkParameters, ZkStatement
 from wmark.prover.ledger import Ledger, Outcome, VerifierPolicy
+from wmark.registry import LogStore
 
 N, K, L = 20, 8, 10
 MODEL = ModelRef(sha256=bytes(32))
@@ -418,6 +420,20 @@ def test_tails_beyond_the_small_integers_are_exact(matches):
     assert tail(matches, k, p0) == Fraction(sum(math.comb(k, j) for j in range(matches, k + 1)), 2**k)
 
 
+@pytest.mark.parametrize("p0", [Fraction(0), Fraction(1), Fraction(3, 2), Fraction(-1, 2)])
+def test_a_p0_outside_zero_to_one_is_refused(p0):
+    for work in (lambda: tail(1, K, p0), lambda: threshold(K, p0), lambda: decide(1, K, p0)):
+        with pytest.raises(InvalidInput, match="must be in"):
+            work()
+
+
+@pytest.mark.parametrize("lam", [0, -1])
+def test_a_lambda_below_one_is_refused(lam):
+    # lambda = 0 would accept whatever tail is <= 1: every model.
+    with pytest.raises(InvalidInput, match="lambda="):
+        threshold(K, P0, lam)
+
+
 @pytest.mark.parametrize("matches", [-1, K + 1])
 def test_matches_outside_zero_to_k_are_refused(matches):
     with pytest.raises(InvalidInput, match="matches out of"):
@@ -523,3 +539,58 @@ def test_a_zero_knowledge_reveal_of_a_label_outside_the_classes_is_refused(world
     reveal, challenge, digest = zk_reveal_for(pair, world.owner, vk, challenge_env)
     with pytest.raises(InvalidOpening, match="outside"):
         check_zk_reveal(reveal, vk, challenge, digest)
+
+
+# ---- audits the lambda-and-p0 binding of a challenge cannot stand in for (survivors of the full run) ----------
+
+def legacy_transcript(world: World, p0: Fraction) -> Transcript:
+    """A transcript whose challenge binds neither lambda nor p0 (an older challenge, or
+    one the verifier crafted so), with a verdict decided at ``p0``: only the audit's
+    own check of p0 against the key is left to catch a wrong one."""
+    honest = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K, lam=LAM).challenge()
+    challenge = replace(decode(honest, (Challenge,)), lam=None, p0=None).sign(world.verifier)
+    prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
+    prover.receive(challenge)
+    reveal = prover.reveal()
+    revealed = decode(reveal, (Reveal,))
+    assert isinstance(revealed, Reveal)
+    results = tuple(ItemResult(o.index, o.label, o.label) for o in revealed.openings)
+    verdict = build_verdict(world.pair.verification_key, Challenge.digest_of(challenge), Reveal.digest_of(reveal),
+                            MODEL, results, p0, LAM, None, "2026-01-01T00:00:00+00:00")
+    return Transcript(world.pair.signed_vk, challenge, reveal, verdict.sign(world.verifier))
+
+
+@pytest.mark.parametrize("p0", [Fraction(1, 2), Fraction(1, 9), Fraction(1, 11), Fraction(1, 100)])
+def test_an_audit_checks_p0_against_the_key_when_the_challenge_binds_none(world, p0):
+    assert audit(legacy_transcript(world, P0)).verdict.p0 == P0
+    with pytest.raises(InvalidOpening, match="set over 10 classes has p0=1/10"):
+        audit(legacy_transcript(world, p0))
+
+
+def test_an_honest_transcript_on_a_key_of_more_than_256_items_audits(world):
+    # Past CPython's small-int cache, so an identity test of n or k could not pass for equality.
+    pair = keygen_derived(owner=world.owner, n=300, num_classes=L, input_shape=(1, 8, 8))
+    big = World(pair, world.owner, world.verifier)
+    challenge, reveal, verdict = big.run(K)
+    assert audit(Transcript(pair.signed_vk, challenge, reveal, verdict)).verdict.matches == K
+
+
+def test_a_registry_bound_transcript_audits_only_with_its_receipt(world, tmp_path: Path):
+    pair = keygen_derived(owner=world.owner, n=N, num_classes=L, input_shape=(1, 8, 8),
+                          label_source=LabelSource.REGISTRY)
+    vk = pair.verification_key
+    with LogStore.open(tmp_path / "log") as store:
+        receipt, log_key = store.register(vk), store.public_key
+    registration = Registration(receipt, log_key)
+    verifier = VerifierSession(vk, world.verifier, MODEL, K, lam=LAM, registration=registration.verify(vk))
+    challenge = verifier.challenge()
+    prover = ProverSession(pair.marking_key, vk, world.owner)
+    prover.receive(challenge)
+    reveal = prover.reveal()
+    event = verifier.receive(reveal)
+    assert isinstance(event, RevealAccepted)
+    verdict = verifier.decide({item.index: item.label for item in event.items})
+    report = audit(Transcript(pair.signed_vk, challenge, reveal, verdict, registration))
+    assert report.verdict.accepted and report.verdict.registration == registration.verify(vk)
+    with pytest.raises(InvalidOpening, match="registration receipt"):
+        audit(Transcript(pair.signed_vk, challenge, reveal, verdict))
