@@ -69,7 +69,11 @@ class Target:
 
 
 TARGETS = (
-    Target("decision", "protocol/decision.py", ("_check", "_terms", "tail", "threshold", "_scan", "accepted", "decide"),
+    # The decision rule in two targets, each reported on its own: the decision (tail, tau, accept) and
+    # the exact binomial arithmetic under it (bounds, terms, the threshold's scan).
+    Target("decision", "protocol/decision.py", ("tail", "threshold", "accepted", "decide"),
+           ("tests/test_deciding_checks.py", "tests/test_decision.py"), strict=True),
+    Target("decision-terms", "protocol/decision.py", ("_check", "_terms", "_scan"),
            ("tests/test_deciding_checks.py", "tests/test_decision.py"), strict=True),
     Target("items", "protocol/items.py", ("open_item", "vrf_alpha", "label_message", "seeded"),
            ("tests/test_deciding_checks.py", "tests/test_session.py"), strict=True),
@@ -145,11 +149,11 @@ EQUIVALENT |= _on_line(
     "ReplaceComparisonOperator_Lt_NotEq")
 
 EQUIVALENT |= _on_line(
-    "decision", "if j < k:",
+    "decision-terms", "if j < k:",
     "equivalent: at j = k (the last pass) `is not` computes one more term, (k - k) * a // ... = 0, which is "
     "never yielded; b > 0 since p0 < 1, so no division by zero", "ReplaceComparisonOperator_Lt_IsNot")
 EQUIVALENT |= _on_line(
-    "decision", "for j in range(k + 1):",
+    "decision-terms", "for j in range(k + 1):",
     "equivalent: the upward terms are summed only while j < matches <= k // 2, so the terms from j = k // 2 "
     "on are never read", "ReplaceBinaryOperator_Add_FloorDiv", "ReplaceBinaryOperator_Add_Sub",
     "ReplaceBinaryOperator_Add_Mul", "ReplaceBinaryOperator_Add_Pow", "ReplaceBinaryOperator_Add_BitOr",
