@@ -163,7 +163,14 @@ EQUIVALENT |= _on_line(
     "equivalent for every decision: a verdict naming another challenge digest (or k) that this cheap check "
     "lets through is still refused, later: the verdict rebuilt over the real challenge digest differs from it "
     "(results for another k differ from the reveal's items)",
-    "ReplaceComparisonOperator_NotEq_Lt", "ReplaceComparisonOperator_NotEq_Gt")
+    "ReplaceComparisonOperator_NotEq_Lt", "ReplaceComparisonOperator_NotEq_Gt", "ReplaceComparisonOperator_NotEq_Is")
+_KEYWORDS = ("equivalent: `/` in place of `*` only lets `margin` be passed by position too; every call names it")
+EQUIVALENT |= _on_line(
+    "transcript", "def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditReport:", _KEYWORDS,
+    "ReplaceBinaryOperator_Mul_Div")
+EQUIVALENT |= _on_line(
+    "transcript", ("def audit_with_key(transcript: Transcript, vk: VerificationKey, *, margin: QuerySplit | None = "
+                   "None) -> AuditReport:"), _KEYWORDS, "ReplaceBinaryOperator_Mul_Div")
 
 
 # The four mutations the acceptance names, applied by hand: each must make the
