@@ -29,8 +29,9 @@ from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.sampling import derive_label, sample_subset
 from wmark.protocol.hazmat.vrf import VrfSecretKey
 from wmark.protocol.items import ItemOpening, TriggerKind, image_header, open_item, vrf_alpha
-from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived, keygen_imported
+from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived, keygen_imported, keygen_margin
 from wmark.protocol.keys import VerificationKey
+from wmark.protocol.margin import MarginItems, QuerySplit
 from wmark.protocol.messages import Challenge, ItemResult, ModelRef, Reveal, Verdict, ZkReveal, decode
 from wmark.protocol.session import (
     CAVEAT_IMPORTED,
@@ -594,3 +595,45 @@ def test_a_registry_bound_transcript_audits_only_with_its_receipt(world, tmp_pat
     assert report.verdict.accepted and report.verdict.registration == registration.verify(vk)
     with pytest.raises(InvalidOpening, match="registration receipt"):
         audit(Transcript(pair.signed_vk, challenge, reveal, verdict))
+
+
+# ---- margin items: opened against the verifier's copy of the query split ----------------------------------
+
+MARGIN_SPLIT = QuerySplit("synthetic", "test", (1, 4, 4), bytes(i % 251 for i in range(60 * 16)),
+                          tuple(i % L for i in range(60)))
+MARGIN_ITEMS = MarginItems(MARGIN_SPLIT, N, L)
+
+
+@pytest.fixture(scope="module")
+def margin_pair(world) -> KeyPair:
+    return keygen_margin(owner=world.owner, n=N, num_classes=L, split=MARGIN_SPLIT)
+
+
+def open_margin(pair: KeyPair, opening: ItemOpening, margin: MarginItems | None):
+    vk = pair.verification_key
+    return open_item(opening, vk.commitments[opening.index], kind=vk.kind, num_classes=L,
+                     input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner, margin=margin)
+
+
+def test_an_honest_margin_item_opens_to_its_image_of_the_split(margin_pair):
+    for opening in margin_pair.marking_key.openings[:4]:
+        item = open_margin(margin_pair, opening, MARGIN_ITEMS)
+        position, label = MARGIN_ITEMS.item(item.seed, opening.index)
+        assert item.pixels == MARGIN_SPLIT.image(position) and item.label == label == opening.label
+        assert label != MARGIN_SPLIT.labels[position]  # a margin label is never the true class
+
+
+def test_a_margin_item_is_opened_only_against_a_query_split(margin_pair):
+    with pytest.raises(LocalProtocolError, match="query split"):
+        open_margin(margin_pair, margin_pair.marking_key.openings[0], None)
+
+
+def test_a_margin_item_with_a_chosen_label_is_refused(world):
+    # A pirate's margin key whose labels are the split's true ones, which any good model answers.
+    vrf_sk = VrfSecretKey.generate()
+    pairs = _seeded_items(vrf_sk, world.owner, N, lambda seed, i: MARGIN_SPLIT.labels[MARGIN_ITEMS.item(seed, i)[0]],
+                          Scheme.HASH, None)
+    pirate = _finish(world.owner, Scheme.HASH, TriggerKind.MARGIN, MARGIN_SPLIT.shape, L, pairs, vrf_sk, None,
+                     margin=MARGIN_SPLIT.source)
+    with pytest.raises(InvalidOpening, match="not the one derived from the VRF output"):
+        open_margin(pirate, pirate.marking_key.openings[0], MARGIN_ITEMS)
