@@ -637,3 +637,33 @@ def test_a_margin_item_with_a_chosen_label_is_refused(world):
                      margin=MARGIN_SPLIT.source)
     with pytest.raises(InvalidOpening, match="not the one derived from the VRF output"):
         open_margin(pirate, pirate.marking_key.openings[0], MARGIN_ITEMS)
+
+
+def test_an_imported_item_of_a_small_shape_opens():
+    # 2x2 pixels after a 20-byte header: the lengths share no bit with their sum, so no bitwise
+    # operation could stand in for the addition of the two lengths.
+    owner = SigningKey.generate()
+    pair = keygen_imported(owner=owner, images=[bytes([7, 8, 9, 10])], labels=[1], num_classes=L,
+                           input_shape=(1, 2, 2))
+    vk = pair.verification_key
+    item = open_item(pair.marking_key.openings[0], vk.commitments[0], kind=vk.kind, num_classes=L,
+                     input_shape=vk.input_shape, vrf_key=None, owner=vk.owner)
+    assert item.pixels == bytes([7, 8, 9, 10])
+
+
+def test_a_zero_knowledge_transcript_audits_only_with_a_zero_knowledge_verdict(world):
+    pair = zk_pair(world.owner)
+    vk, mk = pair.verification_key, pair.marking_key
+    assert vk.zk is not None
+    verifier = ZkVerifierSession(vk, world.verifier, MODEL, K, zk=ZK_PARAMETERS, lam=LAM)
+    challenge = verifier.challenge()
+    prover = ProverSession(mk, vk, world.owner)
+    prover.receive(challenge)
+    reveal = prover.zk_reveal({i: ZkStatement(vk.zk.hashes[i], mk.openings[i].label, b"proof") for i in range(N)})
+    event = verifier.receive(reveal)
+    verdict_env = verifier.decide_zk({item.index: None for item in event.items})
+    report = audit(Transcript(pair.signed_vk, challenge, reveal, verdict_env))
+    assert report.verdict.accepted and report.verdict.zk is not None
+    plain = replace(decode(verdict_env, (Verdict,)), zk=None)
+    with pytest.raises(InvalidOpening, match="zero-knowledge verdict"):
+        audit(Transcript(pair.signed_vk, challenge, reveal, plain.sign(world.verifier)))
