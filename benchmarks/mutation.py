@@ -355,7 +355,10 @@ def _run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int,
         if skipped:
             db.set_multiple_results(skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
     start = time.monotonic()
-    subprocess.run([*cosmic, "exec", str(config), str(db_path)], cwd=ROOT, check=True, capture_output=True)
+    done = subprocess.run([*cosmic, "exec", str(config), str(db_path)], cwd=ROOT, check=False, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"cosmic-ray exec failed for {target.name} (exit {done.returncode}):\n{done.stderr[-3000:]}")
     elapsed = time.monotonic() - start
     dirty = git("status", "--porcelain", "--", target.path)
     if dirty:
