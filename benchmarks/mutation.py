@@ -164,6 +164,11 @@ EQUIVALENT |= _on_line(
     "lets through is still refused, later: the verdict rebuilt over the real challenge digest differs from it "
     "(results for another k differ from the reveal's items)",
     "ReplaceComparisonOperator_NotEq_Lt", "ReplaceComparisonOperator_NotEq_Gt", "ReplaceComparisonOperator_NotEq_Is")
+EQUIVALENT |= _on_line(
+    "transcript", "if verdict.model != challenge.model:",
+    "equivalent for every decision: `is` never holds for two decoded ModelRefs, so this cheap check is skipped, "
+    "and a verdict about another model is still refused at the end (the verdict rebuilt over the challenge's "
+    "model differs from it)", "ReplaceComparisonOperator_NotEq_Is")
 _KEYWORDS = ("equivalent: `/` in place of `*` only lets `margin` be passed by position too; every call names it")
 EQUIVALENT |= _on_line(
     "transcript", "def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditReport:", _KEYWORDS,

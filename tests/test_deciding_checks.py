@@ -569,11 +569,28 @@ def test_an_audit_checks_p0_against_the_key_when_the_challenge_binds_none(world,
 
 
 def test_an_honest_transcript_on_a_key_of_more_than_256_items_audits(world):
-    # Past CPython's small-int cache, so an identity test of n or k could not pass for equality.
+    # n and k past CPython's small-int cache, so an identity test of either could not pass for equality.
     pair = keygen_derived(owner=world.owner, n=300, num_classes=L, input_shape=(1, 8, 8))
     big = World(pair, world.owner, world.verifier)
-    challenge, reveal, verdict = big.run(K)
-    assert audit(Transcript(pair.signed_vk, challenge, reveal, verdict)).verdict.matches == K
+    challenge, reveal, verdict = big.run(260)
+    assert audit(Transcript(pair.signed_vk, challenge, reveal, verdict)).verdict.matches == 260
+
+
+@pytest.mark.parametrize("lam", [1, LAM + 1, 40])
+def test_a_verdict_resigned_with_another_lambda_than_its_challenge_fixed_is_refused(world, honest, lam):
+    with pytest.raises(InvalidOpening, match="the challenge fixed lambda=3"):
+        audit(resigned(world, *honest, lam=lam))
+
+
+@pytest.mark.parametrize("step", [1, -1])
+def test_a_verdict_with_one_label_higher_or_lower_than_revealed_is_refused(world, honest, step):
+    # Both directions, so that no ordering of the result lists can pass for their equality.
+    results = list(decode(honest[2], (Verdict,)).results)
+    at = next(i for i, r in enumerate(results) if 0 <= r.label + step < L)
+    label = results[at].label + step
+    results[at] = ItemResult(results[at].index, label, label)
+    with pytest.raises(InvalidOpening, match="items or labels are not those of the reveal"):
+        audit(resigned(world, *honest, results=tuple(results)))
 
 
 def test_a_registry_bound_transcript_audits_only_with_its_receipt(world, tmp_path: Path):
