@@ -169,6 +169,10 @@ EQUIVALENT |= _on_line(
     "equivalent for every decision: `is` never holds for two decoded ModelRefs, so this cheap check is skipped, "
     "and a verdict about another model is still refused at the end (the verdict rebuilt over the challenge's "
     "model differs from it)", "ReplaceComparisonOperator_NotEq_Is")
+EQUIVALENT |= _on_line(
+    "items", "if kind is TriggerKind.MARGIN:",
+    "equivalent: the branch is reached only by seeded kinds, derived and margin, and of those only \"margin\" "
+    "sorts >= \"margin\" (\"derived\" sorts before it)", "ReplaceComparisonOperator_Is_GtE")
 _KEYWORDS = ("equivalent: `/` in place of `*` only lets `margin` be passed by position too; every call names it")
 EQUIVALENT |= _on_line(
     "transcript", "def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditReport:", _KEYWORDS,
