@@ -173,6 +173,9 @@ EQUIVALENT |= _on_line(
     "items", "if kind is TriggerKind.MARGIN:",
     "equivalent: the branch is reached only by seeded kinds, derived and margin, and of those only \"margin\" "
     "sorts >= \"margin\" (\"derived\" sorts before it)", "ReplaceComparisonOperator_Is_GtE")
+EQUIVALENT |= _on_line(
+    "items", "*,", "equivalent: `/` in place of `*` only lets open_item's options be passed by position too; "
+    "every call names them", "ReplaceBinaryOperator_Mul_Div")
 _KEYWORDS = ("equivalent: `/` in place of `*` only lets `margin` be passed by position too; every call names it")
 EQUIVALENT |= _on_line(
     "transcript", "def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditReport:", _KEYWORDS,

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from tests.support.fakes import FakeHasher
 from wmark.errors import InvalidInput, InvalidOpening, LocalProtocolError, RemoteProtocolError
 from wmark.protocol.beacon import LabelSource
-from wmark.protocol.decision import MAX_K, decide, tail, threshold
+from wmark.protocol.decision import MAX_K, MAX_P0_DENOMINATOR, decide, tail, threshold
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.identity import SigningKey
@@ -428,6 +428,12 @@ def test_a_p0_outside_zero_to_one_is_refused(p0):
             work()
 
 
+def test_a_p0_denominator_is_allowed_up_to_its_bound_and_no_further():
+    assert threshold(K, Fraction(1, MAX_P0_DENOMINATOR)) is not None
+    with pytest.raises(InvalidInput, match="denominator"):
+        threshold(K, Fraction(1, MAX_P0_DENOMINATOR + 1))
+
+
 @pytest.mark.parametrize("lam", [0, -1])
 def test_a_lambda_below_one_is_refused(lam):
     # lambda = 0 would accept whatever tail is <= 1: every model.
@@ -684,3 +690,26 @@ def test_a_zero_knowledge_transcript_audits_only_with_a_zero_knowledge_verdict(w
     plain = replace(decode(verdict_env, (Verdict,)), zk=None)
     with pytest.raises(InvalidOpening, match="zero-knowledge verdict"):
         audit(Transcript(pair.signed_vk, challenge, reveal, plain.sign(world.verifier)))
+
+
+def test_a_derived_label_past_256_opens():
+    # Past CPython's small-int cache, so an identity test of the two labels could not pass for equality.
+    owner = SigningKey.generate()
+    pair = keygen_derived(owner=owner, n=12, num_classes=1000, input_shape=(1, 8, 8))
+    vk = pair.verification_key
+    big = [o for o in pair.marking_key.openings if o.label > 256]
+    assert big  # all 12 labels below 257 of 1000 has probability below 1e-7
+    item = open_item(big[0], vk.commitments[big[0].index], kind=vk.kind, num_classes=1000,
+                     input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner)
+    assert item.label == big[0].label
+
+
+@pytest.mark.parametrize("bend", ["no-proof", "no-vrf-key"])
+def test_a_derived_item_opens_only_with_its_proof_and_the_key_vrf_key(world, bend):
+    vk = world.pair.verification_key
+    opening = world.pair.marking_key.openings[0]
+    if bend == "no-proof":
+        opening = replace(opening, vrf_proof=None)
+    with pytest.raises(InvalidOpening, match="opens with its VRF proof only"):
+        open_item(opening, vk.commitments[0], kind=vk.kind, num_classes=L, input_shape=vk.input_shape,
+                  vrf_key=None if bend == "no-vrf-key" else vk.vrf_key, owner=vk.owner)
