@@ -28,7 +28,7 @@ from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.sampling import derive_label, sample_subset
 from wmark.protocol.hazmat.vrf import VrfSecretKey
-from wmark.protocol.items import ItemOpening, TriggerKind, image_header, open_item, vrf_alpha
+from wmark.protocol.items import ItemOpening, TriggerKind, image_header, label_message, open_item, vrf_alpha
 from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived, keygen_imported, keygen_margin
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.margin import MarginItems, QuerySplit
@@ -713,3 +713,9 @@ def test_a_derived_item_opens_only_with_its_proof_and_the_key_vrf_key(world, ben
     with pytest.raises(InvalidOpening, match="opens with its VRF proof only"):
         open_item(opening, vk.commitments[0], kind=vk.kind, num_classes=L, input_shape=vk.input_shape,
                   vrf_key=None if bend == "no-vrf-key" else vk.vrf_key, owner=vk.owner)
+
+
+def test_the_label_message_is_its_tag_and_a_four_byte_label():
+    # The committed form of a label (a format: keys made earlier open only if it never changes).
+    assert label_message(3) == b"wmark/label-value/v1\x00\x00\x00\x03"
+    assert label_message(L - 1 + 256) == b"wmark/label-value/v1\x00\x00\x01\x09"
