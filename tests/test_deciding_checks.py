@@ -704,12 +704,14 @@ def test_a_derived_label_past_256_opens():
     assert item.label == big[0].label
 
 
-@pytest.mark.parametrize("bend", ["no-proof", "no-vrf-key"])
+@pytest.mark.parametrize("bend", ["no-proof", "no-vrf-key", "with-image"])
 def test_a_derived_item_opens_only_with_its_proof_and_the_key_vrf_key(world, bend):
     vk = world.pair.verification_key
     opening = world.pair.marking_key.openings[0]
     if bend == "no-proof":
         opening = replace(opening, vrf_proof=None)
+    elif bend == "with-image":  # an image beside the proof: one opening, two readings of the item
+        opening = replace(opening, image=image_header((1, 8, 8)) + bytes(64))
     with pytest.raises(InvalidOpening, match="opens with its VRF proof only"):
         open_item(opening, vk.commitments[0], kind=vk.kind, num_classes=L, input_shape=vk.input_shape,
                   vrf_key=None if bend == "no-vrf-key" else vk.vrf_key, owner=vk.owner)
