@@ -153,6 +153,11 @@ EQUIVALENT |= _on_line(
     "equivalent: at j = k (the last pass) `is not` computes one more term, (k - k) * a // ... = 0, which is "
     "never yielded; b > 0 since p0 < 1, so no division by zero", "ReplaceComparisonOperator_Lt_IsNot")
 EQUIVALENT |= _on_line(
+    "decision-terms", "for j in range(k, -1, -1):",
+    "equivalent: with the stop at ~1 = -2 a term for j = -1 follows, which nothing reads: the downward sum in "
+    "tail stops at matches >= 1, and the threshold's scan breaks at t = 0 at the latest (its tail is 1 > "
+    "2^-lambda)", "ReplaceUnaryOperator_USub_Invert")
+EQUIVALENT |= _on_line(
     "decision-terms", "for j in range(k + 1):",
     "equivalent: the upward terms are summed only while j < matches <= k // 2, so the terms from j = k // 2 "
     "on are never read", "ReplaceBinaryOperator_Add_FloorDiv", "ReplaceBinaryOperator_Add_Sub",
