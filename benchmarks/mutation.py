@@ -115,11 +115,13 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "raise InvalidSignature(f\"receipt was issued by log SHA256:{receipt.log_keyid[:16]}…, \""):
         "equivalent for every decision: it changes only how much of a key id the error message shows",
     ("session", "ReplaceComparisonOperator_LtE_Eq", "if not 0 <= item.label < vk.num_classes:"):
-        "NOT KILLED by the fast tests (a zero-knowledge path; tests/test_zk_protocol.py, not in this module's "
-        "list, sends honest ZK reveals and may kill it: not verified here)",
+        "NOT RE-RUN since run 4 (session.py's lines moved, so --recheck cannot find the mutant); the label-range "
+        "check now has tests (tests/test_deciding_checks.py, zero-knowledge reveals of labels L and L + 1; "
+        "removing the check by hand fails them) and honest ZK runs in tests/test_session.py refuse `==`",
     ("session", "ReplaceComparisonOperator_Is_IsNot", "if challenge.zk is None or vk.zk is None:"):
-        "NOT KILLED: no test hands check_zk_reveal a ZK reveal for a key without ZK commitments (the sessions "
-        "refuse such a challenge earlier; the auditor's path is untested): a missing test",
+        "NOT RE-RUN since run 4 (session.py's lines moved, so --recheck cannot find the mutants); both are "
+        "killed by hand now (each `is not` refuses the honest ZK runs of tests/test_session.py), and removing "
+        "either half of the check fails a test in tests/test_deciding_checks.py",
 }
 
 
@@ -417,7 +419,8 @@ def _table(doc: dict) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["targets"]:
         out.append(f"| {r['path']}{' (strict)' if r['strict'] else ''} | "
-                   f"{'recheck' if r.get('recheck') else 'sample'} | {r['generated']} | {r['in_focus']} | "
+                   f"{'recheck' if r.get('recheck') else 'full' if r['sampled_out'] == 0 else 'sample'} | "
+                   f"{r['generated']} | {r['in_focus']} | "
                    f"{r['run']} | {r['sampled_out']} | {r['killed']} | {r['timeout']} | {r['incompetent']} | "
                    f"{r['survived']} | {r['baseline_s']} | {r['elapsed_s']} | "
                    f"{r.get('per_mutant_s', round(r['elapsed_s'] / max(1, r['run']), 2))} |")
