@@ -17,12 +17,18 @@ which matches neither the import path the package-dir mapping gives
 Budget (the CPU is shared): only the functions that decide are mutated
 (each target's focus below), and past ``--budget`` mutants per module a deterministic sample
 (by a hash of the mutation's position and operator) is run; the report says
-how many were sampled out.  Never run this beside other tests of this tree:
-while it runs, the module under test is mutated on disk.
+how many were sampled out; a ``--strict-budget`` above the focus runs every
+mutant.  Each mutant's tests run in a fork of benchmarks/pytest_forkserver.py,
+which has the third-party imports done (about half the cost of a fresh
+interpreter: ``--cost 3`` measures both), with ``-x`` (a kill needs one failure)
+and a timeout of four times the baseline.  Never run this beside other tests of
+this tree: while it runs, the module under test is mutated on disk (run it in a
+clone of the commit to keep working meanwhile).
 
     nice -n 19 python benchmarks/mutation.py [--only decision,items] [--budget 20] [--strict-budget 60]
     nice -n 19 python benchmarks/mutation.py --append --recheck   # the survivors again, after new tests
     nice -n 19 python benchmarks/mutation.py --named              # the four named mutations, by hand
+    nice -n 19 python benchmarks/mutation.py --cost 3 --only decision   # per-mutant cost, both ways
 """
 
 from __future__ import annotations
@@ -47,9 +53,10 @@ from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 # The torch-importing conftest would cost seconds per mutant; the profiles
-# plugin keeps hypothesis derandomised without it.
-PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--noconftest",
-          "-p", "tests.hypothesis_profiles"]
+# plugin keeps hypothesis derandomised without it.  -x: a kill needs one failure.
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--noconftest", "-p", "tests.hypothesis_profiles"]
+PYTEST = [sys.executable, "-m", "pytest", *PYTEST_ARGS]
+FORKSERVER = ROOT / "benchmarks" / "pytest_forkserver.py"
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,11 @@ class Target:
 
 
 TARGETS = (
-    Target("decision", "protocol/decision.py", ("_tails", "tail", "threshold", "accepted", "decide"),
+    # The decision rule in two targets, each reported on its own: the decision (tail, tau, accept) and
+    # the exact binomial arithmetic under it (bounds, terms, the threshold's scan).
+    Target("decision", "protocol/decision.py", ("tail", "threshold", "accepted", "decide"),
+           ("tests/test_deciding_checks.py", "tests/test_decision.py"), strict=True),
+    Target("decision-terms", "protocol/decision.py", ("_check", "_terms", "_scan"),
            ("tests/test_deciding_checks.py", "tests/test_decision.py"), strict=True),
     Target("items", "protocol/items.py", ("open_item", "vrf_alpha", "label_message", "seeded"),
            ("tests/test_deciding_checks.py", "tests/test_session.py"), strict=True),
@@ -72,7 +83,7 @@ TARGETS = (
     Target("session", "protocol/session.py", ("null_match_probability", "_check_answer", "check_reveal",
                                               "check_zk_reveal", "zk_results", "check_challenge", "build_verdict"),
            ("tests/test_deciding_checks.py", "tests/test_session.py")),
-    Target("transcript", "protocol/transcript.py", ("audit", "_expected_results"),
+    Target("transcript", "protocol/transcript.py", ("audit", "audit_with_key", "_expected_results"),
            ("tests/test_deciding_checks.py", "tests/test_session.py"), strict=True),
     Target("dsse", "protocol/hazmat/dsse.py", ("pae", "verify"), ("tests/test_dsse.py",)),
     Target("commitment", "protocol/hazmat/commitment.py", ("check", "verify", "_compute", "_hash_commit"),
@@ -104,12 +115,81 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "raise InvalidSignature(f\"receipt was issued by log SHA256:{receipt.log_keyid[:16]}…, \""):
         "equivalent for every decision: it changes only how much of a key id the error message shows",
     ("session", "ReplaceComparisonOperator_LtE_Eq", "if not 0 <= item.label < vk.num_classes:"):
-        "NOT KILLED by the fast tests (a zero-knowledge path; tests/test_zk_protocol.py, not in this module's "
-        "list, sends honest ZK reveals and may kill it: not verified here)",
+        "NOT RE-RUN since run 4 (session.py's lines moved, so --recheck cannot find the mutant); the label-range "
+        "check now has tests (tests/test_deciding_checks.py, zero-knowledge reveals of labels L and L + 1; "
+        "removing the check by hand fails them) and honest ZK runs in tests/test_session.py refuse `==`",
     ("session", "ReplaceComparisonOperator_Is_IsNot", "if challenge.zk is None or vk.zk is None:"):
-        "NOT KILLED: no test hands check_zk_reveal a ZK reveal for a key without ZK commitments (the sessions "
-        "refuse such a challenge earlier; the auditor's path is untested): a missing test",
+        "NOT RE-RUN since run 4 (session.py's lines moved, so --recheck cannot find the mutants); both are "
+        "killed by hand now (each `is not` refuses the honest ZK runs of tests/test_session.py), and removing "
+        "either half of the check fails a test in tests/test_deciding_checks.py",
 }
+
+
+
+def _on_line(target: str, source: str, why: str, *operators: str) -> dict[tuple[str, str, str], str]:
+    return {(target, operator, source): why for operator in operators}
+
+
+_SIDE = ("equivalent: the branch only picks which side of the binomial sum is added up (a speed choice); "
+         "both sides are exact integer sums, so every tail is the same Fraction whichever side runs")
+_CMP = ("ReplaceComparisonOperator_Gt_GtE", "ReplaceComparisonOperator_Gt_Lt", "ReplaceComparisonOperator_Gt_LtE",
+        "ReplaceComparisonOperator_Gt_Eq", "ReplaceComparisonOperator_Gt_NotEq", "ReplaceComparisonOperator_Gt_Is",
+        "ReplaceComparisonOperator_Gt_IsNot")
+_DIV = tuple(f"ReplaceBinaryOperator_FloorDiv_{op}" for op in
+             ("Add", "Sub", "Mul", "Div", "Mod", "Pow", "LShift", "RShift", "BitOr", "BitXor", "BitAnd"))
+EQUIVALENT |= _on_line("decision", "if matches > k // 2:  # sum the shorter side", _SIDE,
+                       *_CMP, *_DIV, "AddNot", "NumberReplacer")
+EQUIVALENT |= _on_line(
+    "decision", "if matches <= 0:",
+    "equivalent: a shortcut; for matches <= 0 the general sum subtracts nothing from the whole and returns "
+    "1 too, so moving the shortcut's edge to < 0, == 0 or <= -1 changes no tail",
+    "ReplaceComparisonOperator_LtE_Lt", "ReplaceComparisonOperator_LtE_Eq", "NumberReplacer")
+EQUIVALENT |= _on_line(
+    "decision", "upper = whole - sum(term for j, term in itertools.takewhile(lambda jt: jt[0] < matches,",
+    "equivalent: j counts up from 0 and 1 <= matches here, so `j != matches` stops the sum at the same j "
+    "as `j < matches` (`is not` does not: tests/test_deciding_checks.py kills it with j beyond 256)",
+    "ReplaceComparisonOperator_Lt_NotEq")
+
+EQUIVALENT |= _on_line(
+    "decision-terms", "if j < k:",
+    "equivalent: at j = k (the last pass) `is not` computes one more term, (k - k) * a // ... = 0, which is "
+    "never yielded; b > 0 since p0 < 1, so no division by zero", "ReplaceComparisonOperator_Lt_IsNot")
+EQUIVALENT |= _on_line(
+    "decision-terms", "for j in range(k, -1, -1):",
+    "equivalent: with the stop at ~1 = -2 a term for j = -1 follows, which nothing reads: the downward sum in "
+    "tail stops at matches >= 1, and the threshold's scan breaks at t = 0 at the latest (its tail is 1 > "
+    "2^-lambda)", "ReplaceUnaryOperator_USub_Invert")
+EQUIVALENT |= _on_line(
+    "decision-terms", "for j in range(k + 1):",
+    "equivalent: the upward terms are summed only while j < matches <= k // 2, so the terms from j = k // 2 "
+    "on are never read", "ReplaceBinaryOperator_Add_FloorDiv", "ReplaceBinaryOperator_Add_Sub",
+    "ReplaceBinaryOperator_Add_Mul", "ReplaceBinaryOperator_Add_Pow", "ReplaceBinaryOperator_Add_BitOr",
+    "ReplaceBinaryOperator_Add_BitXor")
+EQUIVALENT |= _on_line(
+    "transcript", "if verdict.challenge_digest != challenge_digest or verdict.k != challenge.k:",
+    "equivalent for every decision: a verdict naming another challenge digest (or k) that this cheap check "
+    "lets through is still refused, later: the verdict rebuilt over the real challenge digest differs from it "
+    "(results for another k differ from the reveal's items)",
+    "ReplaceComparisonOperator_NotEq_Lt", "ReplaceComparisonOperator_NotEq_Gt", "ReplaceComparisonOperator_NotEq_Is")
+EQUIVALENT |= _on_line(
+    "transcript", "if verdict.model != challenge.model:",
+    "equivalent for every decision: `is` never holds for two decoded ModelRefs, so this cheap check is skipped, "
+    "and a verdict about another model is still refused at the end (the verdict rebuilt over the challenge's "
+    "model differs from it)", "ReplaceComparisonOperator_NotEq_Is")
+EQUIVALENT |= _on_line(
+    "items", "if kind is TriggerKind.MARGIN:",
+    "equivalent: the branch is reached only by seeded kinds, derived and margin, and of those only \"margin\" "
+    "sorts >= \"margin\" (\"derived\" sorts before it)", "ReplaceComparisonOperator_Is_GtE")
+EQUIVALENT |= _on_line(
+    "items", "*,", "equivalent: `/` in place of `*` only lets open_item's options be passed by position too; "
+    "every call names them", "ReplaceBinaryOperator_Mul_Div")
+_KEYWORDS = ("equivalent: `/` in place of `*` only lets `margin` be passed by position too; every call names it")
+EQUIVALENT |= _on_line(
+    "transcript", "def audit(transcript: Transcript, *, margin: QuerySplit | None = None) -> AuditReport:", _KEYWORDS,
+    "ReplaceBinaryOperator_Mul_Div")
+EQUIVALENT |= _on_line(
+    "transcript", ("def audit_with_key(transcript: Transcript, vk: VerificationKey, *, margin: QuerySplit | None = "
+                   "None) -> AuditReport:"), _KEYWORDS, "ReplaceBinaryOperator_Mul_Div")
 
 
 # The four mutations the acceptance names, applied by hand: each must make the
@@ -122,7 +202,8 @@ NAMED = (
     ("`>=` to `>` at the threshold", "protocol/decision.py", "self.matches >= self.tau", "self.matches > self.tau",
      ("tests/test_deciding_checks.py", "tests/test_decision.py")),
     ("audit's p0 check removed", "protocol/transcript.py",
-     "    if vk.kind.seeded and verdict.p0 != null_match_probability(vk, None):", "    if False:",
+     "    if (vk.kind.seeded or vk.registry_bound) and verdict.p0 != null_match_probability(vk, None):",
+     "    if False:",
      ("tests/test_deciding_checks.py",)),
     ("ledger's cumulative budget removed", "prover/ledger.py", "Fraction(len(prior) + len(new), self.n) > budget",
      "Fraction(len(new), self.n) > budget", ("tests/test_deciding_checks.py", "tests/test_ledger.py")),
@@ -153,6 +234,10 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def machine() -> str:
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}"
+
+
 def sample_key(spec) -> str:
     text = f"{spec.module_path}:{spec.start_pos}:{spec.operator_name}:{spec.occurrence}"
     return hashlib.sha256(text.encode()).hexdigest()
@@ -178,12 +263,66 @@ def in_annotation(spec, spans: list[tuple[tuple[int, int], tuple[int, int]]]) ->
     return any(start <= tuple(spec.start_pos) and tuple(spec.end_pos) <= end for start, end in spans)
 
 
-def baseline(target: Target) -> float:
+class ForkServer:
+    """benchmarks/pytest_forkserver.py, serving one target's runs: each mutant's
+    tests run in a fork of a process that has the third-party imports done."""
+
+    def __init__(self, work: Path, timeout: float) -> None:
+        self.socket = work / "pytest.sock"
+        self.socket.unlink(missing_ok=True)
+        self.process = subprocess.Popen([sys.executable, str(FORKSERVER), "serve", str(self.socket), str(timeout)],
+                                        cwd=ROOT)
+        deadline = time.monotonic() + 120
+        while not self.socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the pytest fork server did not start")
+            time.sleep(0.1)
+
+    def command(self, tests: tuple[str, ...]) -> list[str]:
+        return [sys.executable, "-S", str(FORKSERVER), "run", str(self.socket), *PYTEST_ARGS, *tests]
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.socket.unlink(missing_ok=True)
+
+
+def timed(command: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
     start = time.monotonic()
-    done = subprocess.run([*PYTEST, *target.tests], check=False, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True)
+    return done, time.monotonic() - start
+
+
+def baseline(target: Target, command: list[str]) -> float:
+    done, seconds = timed(command)
     if done.returncode != 0:
         raise SystemExit(f"baseline fails for {target.name}; fix the tests first:\n{done.stdout[-2000:]}")
-    return time.monotonic() - start
+    return seconds
+
+
+def measure_cost(targets: list[Target], repeats: int, work: Path) -> list[dict]:
+    """The per-mutant test command's cost, a fresh interpreter against the fork
+    server, alternated in the same run so both meet the same load."""
+    rows = []
+    for target in targets:
+        server = ForkServer(work, 600)
+        try:
+            walls: dict[str, list[float]] = {"interpreter": [], "fork server": []}
+            for _ in range(repeats):
+                for way, command in (("interpreter", [*PYTEST, *target.tests]),
+                                     ("fork server", server.command(target.tests))):
+                    done, seconds = timed(command)
+                    if done.returncode != 0:
+                        raise SystemExit(f"{target.name}: the tests fail ({way}):\n{done.stdout[-2000:]}")
+                    walls[way].append(seconds)
+        finally:
+            server.close()
+        row = {"target": target.name, "tests": list(target.tests), "repeats": repeats,
+               **{f"{way} s": sorted(w)[len(w) // 2] for way, w in walls.items()}}
+        rows.append(row)
+        print(f"{target.name}: median wall s per run, interpreter {row['interpreter s']:.2f}, "
+              f"fork server {row['fork server s']:.2f} ({repeats} each, alternated)", flush=True)
+    return rows
 
 
 def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, str]] | None = None) -> dict:
@@ -192,14 +331,29 @@ def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, 
     ``recheck``: instead of a sample, exactly the mutants at these (line,
     operator) pairs, the survivors of an earlier run.
     """
-    seconds = baseline(target)
+    probe = ForkServer(work, 600)
+    try:
+        seconds = baseline(target, probe.command(target.tests))
+    finally:
+        probe.close()
+    timeout = max(30.0, 4 * seconds)
+    server = ForkServer(work, timeout)
+    try:
+        return _run_target(target, budget, work, recheck, seconds, timeout, server.command(target.tests))
+    finally:
+        server.close()
+
+
+def _run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, str]] | None, seconds: float,
+                timeout: float, test_command: list[str]) -> dict:
     config = work / f"{target.name}.toml"
     db_path = work / f"{target.name}.sqlite"
-    command = " ".join(PYTEST + list(target.tests))
+    command = " ".join(test_command)
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{target.path}"\n'
-        f"timeout = {max(30.0, 4 * seconds):.0f}\n"
+        # cosmic-ray's own limit a little above the server's, which kills the run and reports exit 124
+        f"timeout = {timeout + 10:.0f}\n"
         "excluded-modules = []\n"
         f"test-command = {json.dumps(command)}\n"
         '[cosmic-ray.distributor]\nname = "local"\n')
@@ -220,7 +374,10 @@ def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, 
         if skipped:
             db.set_multiple_results(skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
     start = time.monotonic()
-    subprocess.run([*cosmic, "exec", str(config), str(db_path)], cwd=ROOT, check=True, capture_output=True)
+    done = subprocess.run([*cosmic, "exec", str(config), str(db_path)], cwd=ROOT, check=False, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"cosmic-ray exec failed for {target.name} (exit {done.returncode}):\n{done.stderr[-3000:]}")
     elapsed = time.monotonic() - start
     dirty = git("status", "--porcelain", "--", target.path)
     if dirty:
@@ -248,7 +405,8 @@ def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, 
     return {"target": target.name, "path": target.path, "strict": target.strict, "focus": list(target.focus),
             "tests": list(target.tests), "generated": len(items), "annotations": len(annotations),
             "in_focus": len(focus), "run": len(keep),
-            "sampled_out": len(focus) - len(keep), "recheck": recheck is not None, "baseline_s": round(seconds, 2), "elapsed_s": round(elapsed, 1),
+            "sampled_out": len(focus) - len(keep), "recheck": recheck is not None, "baseline_s": round(seconds, 2),
+            "elapsed_s": round(elapsed, 1), "per_mutant_s": round(elapsed / max(1, len(keep)), 2),
             **counts, "survivors": survivors}
 
 
@@ -257,13 +415,15 @@ def _table(doc: dict) -> list[str]:
            (f"command `{doc['command']}`; seeds: hypothesis profile \"ci\" (derandomised), "
             "sample order sha256 of each mutation's position and operator."), "",
            ("| module | mode | generated | in focus | run | sampled out | killed | timeout | incompetent | "
-            "survived | baseline s | time s |"),
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "survived | baseline s | time s | s per mutant |"),
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["targets"]:
         out.append(f"| {r['path']}{' (strict)' if r['strict'] else ''} | "
-                   f"{'recheck' if r.get('recheck') else 'sample'} | {r['generated']} | {r['in_focus']} | "
+                   f"{'recheck' if r.get('recheck') else 'full' if r['sampled_out'] == 0 else 'sample'} | "
+                   f"{r['generated']} | {r['in_focus']} | "
                    f"{r['run']} | {r['sampled_out']} | {r['killed']} | {r['timeout']} | {r['incompetent']} | "
-                   f"{r['survived']} | {r['baseline_s']} | {r['elapsed_s']} |")
+                   f"{r['survived']} | {r['baseline_s']} | {r['elapsed_s']} | "
+                   f"{r.get('per_mutant_s', round(r['elapsed_s'] / max(1, r['run']), 2))} |")
     return out
 
 
@@ -276,7 +436,8 @@ def write_report(runs: list[dict], named: dict | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "mutation.json").write_text(json.dumps({"runs": runs, "named": named}, indent=1) + "\n")
     out = ["# Mutation testing of the deciding modules", "",
-           ("Only the functions that decide are mutated (each target's focus in benchmarks/mutation.py); "
+           ("Only the functions that decide are mutated (each target's focus in benchmarks/mutation.py; a run whose "
+            "\"sampled out\" is 0 ran every mutant of them); "
             "\"sampled out\" mutants of those functions were not run (the budget), nor were mutants inside type "
             "annotations (never evaluated: the modules use `from __future__ import annotations`). A recheck runs a sample's "
             "survivors again after tests were added for them. Strict modules must end with no unexplained "
@@ -310,6 +471,8 @@ def main() -> None:
                         help="keep the earlier runs of benchmarks/results/mutation.json in the report")
     parser.add_argument("--recheck", action="store_true",
                         help="with --append: run only the last survivors of each chosen module again")
+    parser.add_argument("--cost", type=int, metavar="N",
+                        help="only measure the per-mutant test command of the chosen modules, N runs each way")
     parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
     parser.add_argument("--named", action="store_true",
                         help="apply the four named mutations by hand, run their tests, add them to the report")
@@ -328,14 +491,22 @@ def main() -> None:
                                "command": "python benchmarks/mutation.py --named", "results": run_named()})
         return
     chosen = [t for t in TARGETS if not args.only or t.name in args.only.split(",")]
+    if args.cost:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = measure_cost(chosen, args.cost, Path(tmp))
+        out = RESULTS / "mutation-cost.json"
+        out.write_text(json.dumps({"commit": git("rev-parse", "HEAD"), "command": "python benchmarks/mutation.py "
+                                   + " ".join(sys.argv[1:]), "date": datetime.now(timezone.utc).isoformat(
+                                       timespec="seconds"), "machine": machine(), "rows": rows}, indent=1) + "\n")
+        print(f"wrote {out}")
+        return
     last = latest(earlier)
     if args.recheck:
         chosen = [t for t in chosen if t.name in last and last[t.name]["survivors"]]
     if git("status", "--porcelain", "--", *(t.path for t in chosen)):
         raise SystemExit("the modules to mutate have uncommitted changes; commit them first")
     meta = {"commit": git("rev-parse", "HEAD"), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python "
-                       f"{platform.python_version()}",
+            "machine": machine(),
             "tool": "cosmic-ray " + __import__("importlib.metadata").metadata.version("cosmic-ray"),
             "command": "python benchmarks/mutation.py " + " ".join(sys.argv[1:]), "budget": args.budget,
             "strict_budget": args.strict_budget}

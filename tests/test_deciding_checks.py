@@ -10,6 +10,7 @@ tester against these tests, among others.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -18,19 +19,34 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.fakes import FakeHasher
 from wmark.errors import InvalidInput, InvalidOpening, LocalProtocolError, RemoteProtocolError
-from wmark.protocol.decision import MAX_K, decide, tail, threshold
+from wmark.protocol.beacon import LabelSource
+from wmark.protocol.decision import MAX_K, MAX_P0_DENOMINATOR, decide, tail, threshold
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.sampling import derive_label, sample_subset
 from wmark.protocol.hazmat.vrf import VrfSecretKey
-from wmark.protocol.items import ItemOpening, TriggerKind, image_header, open_item, vrf_alpha
-from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived, keygen_imported
-from wmark.protocol.messages import Challenge, ItemResult, ModelRef, Reveal, Verdict, decode
-from wmark.protocol.session import CAVEAT_IMPORTED, ProverSession, RevealAccepted, VerifierSession, build_verdict
-from wmark.protocol.transcript import Transcript, audit
-from wmark.prover.ledger import Ledger, Outcome
+from wmark.protocol.items import ItemOpening, TriggerKind, image_header, label_message, open_item, vrf_alpha
+from wmark.protocol.keygen import KeyPair, _finish, _seeded_items, keygen_derived, keygen_imported, keygen_margin
+from wmark.protocol.keys import VerificationKey
+from wmark.protocol.margin import MarginItems, QuerySplit
+from wmark.protocol.messages import Challenge, ItemResult, ModelRef, Reveal, Verdict, ZkReveal, decode
+from wmark.protocol.session import (
+    CAVEAT_IMPORTED,
+    ProverSession,
+    RevealAccepted,
+    VerifierSession,
+    ZkVerifierSession,
+    build_verdict,
+    check_zk_reveal,
+    subset_of,
+)
+from wmark.protocol.transcript import Registration, Transcript, audit
+from wmark.protocol.zk import SrsOrigin, ZkItem, ZkParameters, ZkStatement
+from wmark.prover.ledger import Ledger, Outcome, VerifierPolicy
+from wmark.registry import LogStore
 
 N, K, L = 20, 8, 10
 MODEL = ModelRef(sha256=bytes(32))
@@ -382,3 +398,326 @@ def test_only_verdicts_on_imported_sets_carry_the_imported_caveat(world, importe
     assert isinstance(event, RevealAccepted)
     verdict = decode(verifier.decide({item.index: item.label for item in event.items}), (Verdict,))
     assert CAVEAT_IMPORTED in verdict.caveats and CAVEAT_IMPORTED not in derived.caveats
+
+
+# ---- the p-value of every decision, and the matches it accepts (survivors of the full mutation run) -----------
+
+@settings(deadline=None, max_examples=60)
+@given(k=st.integers(1, 80), p0=st.sampled_from([Fraction(1, 2), Fraction(1, 10), Fraction(3, 7)]),
+       lam=st.integers(1, 40), data=st.data())
+def test_every_decision_reports_the_exact_tail_of_its_matches(k, p0, lam, data):
+    # Matches far below tau, where the threshold's scan never reaches them, included.
+    matches = data.draw(st.integers(0, k))
+    d = decide(matches, k, p0, lam)
+    assert d.p_value == tail(matches, k, p0)
+    assert d.accepted is (d.tau is not None and matches >= d.tau)
+
+
+@pytest.mark.parametrize("matches", [257, 300, 350])
+def test_tails_beyond_the_small_integers_are_exact(matches):
+    # Past 256 CPython's ints are distinct objects, so an identity test could not stand in for
+    # the sum's stopping comparison; k = 700 sums the lower side for all three.
+    k, p0 = 700, Fraction(1, 2)
+    assert tail(matches, k, p0) == Fraction(sum(math.comb(k, j) for j in range(matches, k + 1)), 2**k)
+
+
+@pytest.mark.parametrize("p0", [Fraction(0), Fraction(1), Fraction(3, 2), Fraction(-1, 2)])
+def test_a_p0_outside_zero_to_one_is_refused(p0):
+    for work in (lambda: tail(1, K, p0), lambda: threshold(K, p0), lambda: decide(1, K, p0)):
+        with pytest.raises(InvalidInput, match="must be in"):
+            work()
+
+
+def test_a_p0_denominator_is_allowed_up_to_its_bound_and_no_further():
+    assert threshold(K, Fraction(1, MAX_P0_DENOMINATOR)) is not None
+    with pytest.raises(InvalidInput, match="denominator"):
+        threshold(K, Fraction(1, MAX_P0_DENOMINATOR + 1))
+
+
+@pytest.mark.parametrize("lam", [0, -1])
+def test_a_lambda_below_one_is_refused(lam):
+    # lambda = 0 would accept whatever tail is <= 1: every model.
+    with pytest.raises(InvalidInput, match="lambda="):
+        threshold(K, P0, lam)
+
+
+@pytest.mark.parametrize("matches", [-1, K + 1])
+def test_matches_outside_zero_to_k_are_refused(matches):
+    with pytest.raises(InvalidInput, match="matches out of"):
+        decide(matches, K, P0)
+
+
+# ---- a verifier's share of the budget, and the allow-list (survivors of the full mutation run) ----------------
+
+def respond_as(world: World, ledger: Ledger, verifier: SigningKey, k: int, policy: VerifierPolicy):
+    session = VerifierSession(world.pair.verification_key, verifier, MODEL, k, lam=LAM)
+    challenge = session.challenge()
+    prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
+    return set(session.subset), ledger.respond(prover, challenge, budget=Fraction(1), policy=policy)
+
+
+@pytest.mark.parametrize("k, outcome", [(2, Outcome.REVEALED), (3, Outcome.REVEALED), (4, Outcome.REFUSED)])
+def test_a_verifier_share_is_spent_up_to_its_limit_and_no_further(world, tmp_path: Path, k, outcome):
+    # A first challenge opens k new items: below, exactly at and past a share of 3 of 20.
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    _, response = respond_as(world, ledger, world.verifier, k, VerifierPolicy(share=Fraction(3, N)))
+    assert response.outcome is outcome
+    assert len(ledger.revealed_indices()) == (k if outcome is Outcome.REVEALED else 0)
+
+
+def test_a_verifier_share_counts_its_own_earlier_challenges_only(world, tmp_path: Path):
+    # A share of one item: another verifier's item does not count against it, this verifier's
+    # first new item spends it, and every later challenge that opens a new item is refused.
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    policy = VerifierPolicy(share=Fraction(1, N))
+    _, response = respond_as(world, ledger, SigningKey.generate(), 1, policy)
+    assert response.outcome is Outcome.REVEALED
+    spent = refused = 0
+    for _ in range(12):
+        before = ledger.revealed_indices()
+        subset, response = respond_as(world, ledger, world.verifier, 1, policy)
+        new = len(subset - before)
+        fits = spent + new <= 1
+        assert response.outcome is (Outcome.REVEALED if fits else Outcome.REFUSED)
+        spent, refused = spent + (new if fits else 0), refused + (not fits)
+    assert spent == 1 and refused  # otherwise 11 of 12 draws hit revealed items: below 1e-10
+
+
+def test_only_verifiers_on_the_allow_list_are_answered(world, tmp_path: Path):
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", world.pair.verification_key)
+    other = SigningKey.generate()
+    policy = VerifierPolicy(allowed=frozenset({world.verifier.public_key.fingerprint}))
+    _, response = respond_as(world, ledger, other, 1, policy)
+    assert response.outcome is Outcome.REFUSED and ledger.revealed_indices() == frozenset()
+    _, response = respond_as(world, ledger, world.verifier, 1, policy)
+    assert response.outcome is Outcome.REVEALED and len(ledger.revealed_indices()) == 1
+
+
+# ---- zero-knowledge reveals: only for a ZK challenge on a ZK key, labels in range -----------------------------
+
+ZK_PARAMETERS = ZkParameters(srs_sha256=b"\x01" * 32, srs_logrows=15, srs_origin=SrsOrigin.VERIFIER,
+                             circuit_sha256=b"\x02" * 32)
+
+
+def zk_pair(owner: SigningKey, label_of=lambda seed, _: derive_label(seed, L)) -> KeyPair:
+    vrf_sk = VrfSecretKey.generate()
+    pairs = _seeded_items(vrf_sk, owner, N, label_of, Scheme.HASH, None)
+    return _finish(owner, Scheme.HASH, TriggerKind.DERIVED, (1, 8, 8), L, pairs, vrf_sk, FakeHasher())
+
+
+def zk_reveal_for(pair: KeyPair, owner: SigningKey, vk: VerificationKey, challenge_env: dsse.Envelope):
+    """An owner's zero-knowledge reveal of ``pair``'s challenged items, bound to ``vk``."""
+    challenge = decode(challenge_env, (Challenge,))
+    assert isinstance(challenge, Challenge)
+    digest = Challenge.digest_of(challenge_env)
+    mk, zk = pair.marking_key, pair.verification_key.zk
+    assert zk is not None
+    items = tuple(ZkItem(i, mk.openings[i].label, mk.openings[i].label_randomness,
+                         ZkStatement(zk.hashes[i], mk.openings[i].label, b"proof"))
+                  for i in subset_of(challenge, digest))
+    return ZkReveal(digest, vk.digest, vk.scheme, items).sign(owner), challenge, digest
+
+
+def test_a_zero_knowledge_reveal_is_checked_only_for_a_zk_challenge_on_a_zk_key(world):
+    pair = zk_pair(world.owner)
+    vk = pair.verification_key
+    challenge_env = ZkVerifierSession(vk, world.verifier, MODEL, K, zk=ZK_PARAMETERS, lam=LAM).challenge()
+    reveal, challenge, digest = zk_reveal_for(pair, world.owner, vk, challenge_env)
+    assert [i.index for i in check_zk_reveal(reveal, vk, challenge, digest)[1]] == list(subset_of(challenge, digest))
+    # The same key and items without the ZK commitments (re-signed by the owner, as an auditor
+    # might be handed it): the proofs would be about hidden inputs the key never committed to.
+    plain = replace(vk, zk=None)
+    reveal, challenge, digest = zk_reveal_for(pair, world.owner, plain, challenge_env)
+    with pytest.raises(InvalidOpening, match="zero-knowledge"):
+        check_zk_reveal(reveal, plain, challenge, digest)
+    # A challenge that asked for openings, not proofs.
+    plain_env = VerifierSession(vk, world.verifier, MODEL, K, lam=LAM).challenge()
+    reveal, challenge, digest = zk_reveal_for(pair, world.owner, vk, plain_env)
+    with pytest.raises(InvalidOpening, match="zero-knowledge"):
+        check_zk_reveal(reveal, vk, challenge, digest)
+
+
+@pytest.mark.parametrize("label", [L, L + 1])  # a negative label cannot even be committed to
+def test_a_zero_knowledge_reveal_of_a_label_outside_the_classes_is_refused(world, label):
+    # A cheating owner committed every item to a label no model can output.
+    pair = zk_pair(world.owner, lambda seed, _: label)
+    vk = pair.verification_key
+    challenge_env = ZkVerifierSession(vk, world.verifier, MODEL, K, zk=ZK_PARAMETERS, lam=LAM).challenge()
+    reveal, challenge, digest = zk_reveal_for(pair, world.owner, vk, challenge_env)
+    with pytest.raises(InvalidOpening, match="outside"):
+        check_zk_reveal(reveal, vk, challenge, digest)
+
+
+# ---- audits the lambda-and-p0 binding of a challenge cannot stand in for (survivors of the full run) ----------
+
+def legacy_transcript(world: World, p0: Fraction) -> Transcript:
+    """A transcript whose challenge binds neither lambda nor p0 (an older challenge, or
+    one the verifier crafted so), with a verdict decided at ``p0``: only the audit's
+    own check of p0 against the key is left to catch a wrong one."""
+    honest = VerifierSession(world.pair.verification_key, world.verifier, MODEL, K, lam=LAM).challenge()
+    challenge = replace(decode(honest, (Challenge,)), lam=None, p0=None).sign(world.verifier)
+    prover = ProverSession(world.pair.marking_key, world.pair.verification_key, world.owner)
+    prover.receive(challenge)
+    reveal = prover.reveal()
+    revealed = decode(reveal, (Reveal,))
+    assert isinstance(revealed, Reveal)
+    results = tuple(ItemResult(o.index, o.label, o.label) for o in revealed.openings)
+    verdict = build_verdict(world.pair.verification_key, Challenge.digest_of(challenge), Reveal.digest_of(reveal),
+                            MODEL, results, p0, LAM, None, "2026-01-01T00:00:00+00:00")
+    return Transcript(world.pair.signed_vk, challenge, reveal, verdict.sign(world.verifier))
+
+
+@pytest.mark.parametrize("p0", [Fraction(1, 2), Fraction(1, 9), Fraction(1, 11), Fraction(1, 100)])
+def test_an_audit_checks_p0_against_the_key_when_the_challenge_binds_none(world, p0):
+    assert audit(legacy_transcript(world, P0)).verdict.p0 == P0
+    with pytest.raises(InvalidOpening, match="set over 10 classes has p0=1/10"):
+        audit(legacy_transcript(world, p0))
+
+
+def test_an_honest_transcript_on_a_key_of_more_than_256_items_audits(world):
+    # n and k past CPython's small-int cache, so an identity test of either could not pass for equality.
+    pair = keygen_derived(owner=world.owner, n=300, num_classes=L, input_shape=(1, 8, 8))
+    big = World(pair, world.owner, world.verifier)
+    challenge, reveal, verdict = big.run(260)
+    assert audit(Transcript(pair.signed_vk, challenge, reveal, verdict)).verdict.matches == 260
+
+
+@pytest.mark.parametrize("lam", [1, LAM + 1, 40])
+def test_a_verdict_resigned_with_another_lambda_than_its_challenge_fixed_is_refused(world, honest, lam):
+    with pytest.raises(InvalidOpening, match="the challenge fixed lambda=3"):
+        audit(resigned(world, *honest, lam=lam))
+
+
+@pytest.mark.parametrize("step", [1, -1])
+def test_a_verdict_with_one_label_higher_or_lower_than_revealed_is_refused(world, honest, step):
+    # Both directions, so that no ordering of the result lists can pass for their equality.
+    results = list(decode(honest[2], (Verdict,)).results)
+    at = next(i for i, r in enumerate(results) if 0 <= r.label + step < L)
+    label = results[at].label + step
+    results[at] = ItemResult(results[at].index, label, label)
+    with pytest.raises(InvalidOpening, match="items or labels are not those of the reveal"):
+        audit(resigned(world, *honest, results=tuple(results)))
+
+
+def test_a_registry_bound_transcript_audits_only_with_its_receipt(world, tmp_path: Path):
+    pair = keygen_derived(owner=world.owner, n=N, num_classes=L, input_shape=(1, 8, 8),
+                          label_source=LabelSource.REGISTRY)
+    vk = pair.verification_key
+    with LogStore.open(tmp_path / "log") as store:
+        receipt, log_key = store.register(vk), store.public_key
+    registration = Registration(receipt, log_key)
+    verifier = VerifierSession(vk, world.verifier, MODEL, K, lam=LAM, registration=registration.verify(vk))
+    challenge = verifier.challenge()
+    prover = ProverSession(pair.marking_key, vk, world.owner)
+    prover.receive(challenge)
+    reveal = prover.reveal()
+    event = verifier.receive(reveal)
+    assert isinstance(event, RevealAccepted)
+    verdict = verifier.decide({item.index: item.label for item in event.items})
+    report = audit(Transcript(pair.signed_vk, challenge, reveal, verdict, registration))
+    assert report.verdict.accepted and report.verdict.registration == registration.verify(vk)
+    with pytest.raises(InvalidOpening, match="registration receipt"):
+        audit(Transcript(pair.signed_vk, challenge, reveal, verdict))
+
+
+# ---- margin items: opened against the verifier's copy of the query split ----------------------------------
+
+MARGIN_SPLIT = QuerySplit("synthetic", "test", (1, 4, 4), bytes(i % 251 for i in range(60 * 16)),
+                          tuple(i % L for i in range(60)))
+MARGIN_ITEMS = MarginItems(MARGIN_SPLIT, N, L)
+
+
+@pytest.fixture(scope="module")
+def margin_pair(world) -> KeyPair:
+    return keygen_margin(owner=world.owner, n=N, num_classes=L, split=MARGIN_SPLIT)
+
+
+def open_margin(pair: KeyPair, opening: ItemOpening, margin: MarginItems | None):
+    vk = pair.verification_key
+    return open_item(opening, vk.commitments[opening.index], kind=vk.kind, num_classes=L,
+                     input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner, margin=margin)
+
+
+def test_an_honest_margin_item_opens_to_its_image_of_the_split(margin_pair):
+    for opening in margin_pair.marking_key.openings[:4]:
+        item = open_margin(margin_pair, opening, MARGIN_ITEMS)
+        position, label = MARGIN_ITEMS.item(item.seed, opening.index)
+        assert item.pixels == MARGIN_SPLIT.image(position) and item.label == label == opening.label
+        assert label != MARGIN_SPLIT.labels[position]  # a margin label is never the true class
+
+
+def test_a_margin_item_is_opened_only_against_a_query_split(margin_pair):
+    with pytest.raises(LocalProtocolError, match="query split"):
+        open_margin(margin_pair, margin_pair.marking_key.openings[0], None)
+
+
+def test_a_margin_item_with_a_chosen_label_is_refused(world):
+    # A pirate's margin key whose labels are the split's true ones, which any good model answers.
+    vrf_sk = VrfSecretKey.generate()
+    pairs = _seeded_items(vrf_sk, world.owner, N, lambda seed, i: MARGIN_SPLIT.labels[MARGIN_ITEMS.item(seed, i)[0]],
+                          Scheme.HASH, None)
+    pirate = _finish(world.owner, Scheme.HASH, TriggerKind.MARGIN, MARGIN_SPLIT.shape, L, pairs, vrf_sk, None,
+                     margin=MARGIN_SPLIT.source)
+    with pytest.raises(InvalidOpening, match="not the one derived from the VRF output"):
+        open_margin(pirate, pirate.marking_key.openings[0], MARGIN_ITEMS)
+
+
+def test_an_imported_item_of_a_small_shape_opens():
+    # 2x2 pixels after a 20-byte header: the lengths share no bit with their sum, so no bitwise
+    # operation could stand in for the addition of the two lengths.
+    owner = SigningKey.generate()
+    pair = keygen_imported(owner=owner, images=[bytes([7, 8, 9, 10])], labels=[1], num_classes=L,
+                           input_shape=(1, 2, 2))
+    vk = pair.verification_key
+    item = open_item(pair.marking_key.openings[0], vk.commitments[0], kind=vk.kind, num_classes=L,
+                     input_shape=vk.input_shape, vrf_key=None, owner=vk.owner)
+    assert item.pixels == bytes([7, 8, 9, 10])
+
+
+def test_a_zero_knowledge_transcript_audits_only_with_a_zero_knowledge_verdict(world):
+    pair = zk_pair(world.owner)
+    vk, mk = pair.verification_key, pair.marking_key
+    assert vk.zk is not None
+    verifier = ZkVerifierSession(vk, world.verifier, MODEL, K, zk=ZK_PARAMETERS, lam=LAM)
+    challenge = verifier.challenge()
+    prover = ProverSession(mk, vk, world.owner)
+    prover.receive(challenge)
+    reveal = prover.zk_reveal({i: ZkStatement(vk.zk.hashes[i], mk.openings[i].label, b"proof") for i in range(N)})
+    event = verifier.receive(reveal)
+    verdict_env = verifier.decide_zk({item.index: None for item in event.items})
+    report = audit(Transcript(pair.signed_vk, challenge, reveal, verdict_env))
+    assert report.verdict.accepted and report.verdict.zk is not None
+    plain = replace(decode(verdict_env, (Verdict,)), zk=None)
+    with pytest.raises(InvalidOpening, match="zero-knowledge verdict"):
+        audit(Transcript(pair.signed_vk, challenge, reveal, plain.sign(world.verifier)))
+
+
+def test_a_derived_label_past_256_opens():
+    # Past CPython's small-int cache, so an identity test of the two labels could not pass for equality.
+    owner = SigningKey.generate()
+    pair = keygen_derived(owner=owner, n=12, num_classes=1000, input_shape=(1, 8, 8))
+    vk = pair.verification_key
+    big = [o for o in pair.marking_key.openings if o.label > 256]
+    assert big  # all 12 labels below 257 of 1000 has probability below 1e-7
+    item = open_item(big[0], vk.commitments[big[0].index], kind=vk.kind, num_classes=1000,
+                     input_shape=vk.input_shape, vrf_key=vk.vrf_key, owner=vk.owner)
+    assert item.label == big[0].label
+
+
+@pytest.mark.parametrize("bend", ["no-proof", "no-vrf-key", "with-image"])
+def test_a_derived_item_opens_only_with_its_proof_and_the_key_vrf_key(world, bend):
+    vk = world.pair.verification_key
+    opening = world.pair.marking_key.openings[0]
+    if bend == "no-proof":
+        opening = replace(opening, vrf_proof=None)
+    elif bend == "with-image":  # an image beside the proof: one opening, two readings of the item
+        opening = replace(opening, image=image_header((1, 8, 8)) + bytes(64))
+    with pytest.raises(InvalidOpening, match="opens with its VRF proof only"):
+        open_item(opening, vk.commitments[0], kind=vk.kind, num_classes=L, input_shape=vk.input_shape,
+                  vrf_key=None if bend == "no-vrf-key" else vk.vrf_key, owner=vk.owner)
+
+
+def test_the_label_message_is_its_tag_and_a_four_byte_label():
+    # The committed form of a label (a format: keys made earlier open only if it never changes).
+    assert label_message(3) == b"wmark/label-value/v1\x00\x00\x00\x03"
+    assert label_message(L - 1 + 256) == b"wmark/label-value/v1\x00\x00\x01\x09"
