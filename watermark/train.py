@@ -276,12 +276,12 @@ def train(
         if recipe.recalibrate_bn and _has_batch_norm(model):
             _recalibrate_bn(model, images, trigger_images if mixing else None, recipe, generator, batches,
                             trigger_stream)
-            if history and (test is not None or triggers is not None):
-                last = history[-1]
-                history[-1] = EpochStats(
-                    last.epoch, last.loss, last.lr,
-                    score(model, test.images, test.labels).accuracy if test is not None else None,
-                    score(model, triggers.images, triggers.labels).accuracy if triggers is not None else None)
+            # The last epoch's accuracies, as the recalibrated model scores them.
+            history[-1] = replace(
+                history[-1],
+                test_accuracy=score(model, test.images, test.labels).accuracy if test is not None else None,
+                trigger_accuracy=(score(model, triggers.images, triggers.labels).accuracy
+                                  if triggers is not None else None))
     model.eval()
     return history
 
