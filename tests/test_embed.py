@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +214,9 @@ def test_cli_embed_then_eval(keys, tmp_path, capsys):
     mk, out = keys / "1x8x8" / "mk.wmk", tmp_path / "model"
     assert wmark("embed", "--mk", mk, "--out", out, "--epochs", 2, "--quiet") == 0
     printed = capsys.readouterr().out.strip().splitlines()
-    assert printed[-1].startswith("test accuracy ") and ", trigger accuracy " in printed[-1]
+    # Two epochs leave the triggers half learnt at most: the last line says so.
+    assert printed[-2].startswith("test accuracy ") and ", trigger accuracy " in printed[-2]
+    assert printed[-1].startswith("warning   trigger accuracy ") and "k = 20, lambda 40" in printed[-1]
     assert sorted(p.name for p in out.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
     assert load_model(out).config.vk_digest is not None
 
@@ -226,6 +229,16 @@ def test_cli_embed_then_eval(keys, tmp_path, capsys):
     assert report["model_vk_digest"] == report["key_vk_digest"]
     assert report["scores"]["total"] == 360 and report["scores"]["top5"] is not None
     assert report["model_vk_digest"] == load_model(out).config.vk_digest.hex()
+
+
+def test_a_trigger_accuracy_too_low_for_k20_is_named():
+    from wmark.protocol.decision import lowest_passing_accuracy
+    from wmark.watermark.cli.embed import too_weak
+
+    low = lowest_passing_accuracy(20, Fraction(1, 10), 40)
+    assert too_weak(low, 100, 10) is None and too_weak(1.0, 100, 10) is None
+    assert f"it needs {low:.2f}" in too_weak(low - 0.01, 100, 10)
+    assert "k = 5" in too_weak(1.0, 5, 10) and "no accuracy passes" in too_weak(1.0, 5, 10)  # n < 20: k = n
 
 
 def test_cli_refuses_bad_input_in_one_line(keys, tmp_path, capsys):
