@@ -42,17 +42,20 @@ def commands(w: Path) -> dict[str, tuple[str, list[str | Path], tuple[str, ...]]
     fresh = w / "fresh"  # never created: each case names its own file under it
     ident = ("--identity", w / "verifier.pem")
     return {
-        "register": ("wmark", ["register", "--vk", vk, "--log", w / "registry", "--receipt", fresh / "r.json"],
-                     ("--receipt",)),
+        "register": ("wmark", ["register", "--vk", vk, "--log", w / "registry", "--receipt", fresh / "r.json",
+                               "--json", fresh / "reg.json"], ("--receipt", "--json")),
+        "log": ("wmark", ["log", "check", "--log", w / "registry", "--json", fresh / "lc.json"], ("--json",)),
         "eval": ("wmark", ["eval", "--model", model, "--mk", mk, "--json", fresh / "e.json"], ("--json",)),
         "prove": ("wmark-prover", ["prove", "--mk", mk, "--vk", vk, "--challenge", w / "challenge.json",
                                    "--out", fresh / "reveal.json"], ("--out",)),
         "zkprove": ("wmark-prover", ["zkprove", "--mk", mk, "--vk", vk, "--model", model, "--challenge",
-                                     w / "challenge.json", "--out", fresh / "zk.json"], ("--out",)),
+                                     w / "challenge.json", "--out", fresh / "zk.json", "--json", fresh / "zp.json"],
+                    ("--out", "--json")),
         "ledger": ("wmark-prover", ["ledger", "--vk", vk, "--json", fresh / "l.json"], ("--json",)),
         "plan": ("wmark-verifier", ["plan", "--vk", vk, "--json", fresh / "p.json"], ("--json",)),
         "challenge": ("wmark-verifier", ["challenge", "--vk", vk, "--model", model, "--k", "15",
-                                         "--out", fresh / "c.json", *ident], ("--out",)),
+                                         "--out", fresh / "c.json", "--json", fresh / "cr.json", *ident],
+                      ("--out", "--json")),
         "check": ("wmark-verifier", ["check", "--vk", vk, "--challenge", w / "challenge.json", "--reveal",
                                      w / "reveal.json", "--model", model, "--out", fresh / "v.json",
                                      "--json", fresh / "v-report.json", *ident], ("--out", "--json")),
@@ -66,7 +69,8 @@ def commands(w: Path) -> dict[str, tuple[str, list[str | Path], tuple[str, ...]]
         "dispute": ("wmark-verifier", ["dispute", w / "verdict.json", w / "verdict.json", "--log-key",
                                        w / "registry" / "log-key.pub", "--json", fresh / "d.json"], ("--json",)),
         "zkchallenge": ("wmark-verifier", ["zkchallenge", "--vk", vk, "--model", model, "--k", "15",
-                                           "--out", fresh / "z.json", *ident], ("--out", "--srs-out")),
+                                           "--out", fresh / "z.json", "--json", fresh / "zr.json", *ident],
+                        ("--out", "--srs-out", "--json")),
         "zkcheck": ("wmark-verifier", ["zkcheck", "--vk", vk, "--challenge", w / "challenge.json", "--reveal",
                                        w / "reveal.json", "--model", model, "--out", fresh / "zv.json",
                                        "--json", fresh / "zv-report.json", *ident], ("--out", "--json")),
@@ -214,10 +218,10 @@ def test_every_subcommand_has_cases(capsys):
     """A new subcommand with an output or input file must join the tables above."""
     listed = {name for main in PROGRAMS.values() for name in readme.commands(main, [])}
     covered = set(commands(Path("/w"))) | set(INPUTS) | {command for _, command, _, _ in NUMBERS}
-    # serve, serve-model and log take no file outputs; embed, attack and import-model write model
-    # directories (tests/test_embed.py, tests/test_attacks.py, tests/test_import_model.py); keygen and
-    # demo appear in NUMBERS.
-    without_files = {"serve", "serve-model", "log", "embed", "attack", "import-model"}
+    # serve and serve-model take no file outputs (log: its check's --json, above); embed, attack and
+    # import-model write model directories (tests/test_embed.py, tests/test_attacks.py,
+    # tests/test_import_model.py); keygen and demo appear in NUMBERS.
+    without_files = {"serve", "serve-model", "embed", "attack", "import-model"}
     assert listed - covered - without_files == set(), listed - covered - without_files
 
 

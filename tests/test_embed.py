@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,55 @@ def test_pretrained_model_is_fine_tuned_and_must_fit(digits):
         embed(base, digits, noise_triggers(4, shape=(3, 32, 32)), FAST)
 
 
+def test_a_small_training_set_gets_enough_triggers_a_batch_to_show_each_once_an_epoch(digits, small):
+    from wmark.watermark.embed import PAPER_FINETUNE, default_recipe
+    from wmark.watermark.train import fit_trigger_passes
+
+    # 400 images in batches of 100 with 2 triggers show 8 of 100 triggers an epoch: raised to 25.
+    assert fit_trigger_passes(PAPER_FINETUNE, 400, 100).triggers_per_batch == 25
+    # The paper's data sets already show every trigger an epoch: their recipes are unchanged.
+    assert fit_trigger_passes(PAPER_FINETUNE, 50_000, 100) == PAPER_FINETUNE
+    assert fit_trigger_passes(default_recipe("digits"), len(digits.train), 100) == default_recipe("digits")
+    as_given = replace(PAPER_FINETUNE, min_trigger_passes=0)
+    assert fit_trigger_passes(as_given, 400, 100) == as_given
+    # embed() trains with the raised count: 200 images in 8 batches of 25 show all 40 triggers at 5 a batch.
+    triggers, recipe = noise_triggers(40), replace(FAST, triggers_per_batch=1, min_trigger_passes=1)
+    task = replace(digits, train=small)
+    marked = embed(start_model(digits), task, triggers, recipe).model
+    for per_batch, same in ((5, True), (1, False)):
+        model = start_model(digits)
+        train(model, small, replace(recipe, triggers_per_batch=per_batch, min_trigger_passes=0), triggers=triggers)
+        assert all(torch.equal(a, b) for a, b in zip(marked.state_dict().values(),
+                                                     model.state_dict().values())) == same
+
+
+def test_recalibrated_batch_norm_holds_the_final_weights_statistics():
+    """recalibrate_bn: the running mean is the training images' mean through the final
+    weights (equal batches, no triggers, no augmentation), not a lagging average."""
+    from torch import nn
+
+    from wmark.watermark.modelio import Classifier, ModelConfig, Preprocessing
+
+    rng = np.random.default_rng(1)
+    data = LabelledImages(rng.integers(0, 256, (60, 1, 8, 8), dtype=np.uint8), rng.integers(0, 10, 60))
+
+    def trained(recalibrate: bool) -> Classifier:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+        model = Classifier(ModelConfig("small_cnn", 10, (1, 8, 8), Preprocessing((0.5,), (0.25,))), net)
+        train(model, data, Recipe(epochs=2, batch_size=20, lr=0.5, triggers_per_batch=0, recalibrate_bn=recalibrate))
+        return model
+
+    for recalibrate in (True, False):
+        model = trained(recalibrate)
+        with torch.no_grad():
+            x = (torch.from_numpy(data.images).float() / 255 - 0.5) / 0.25
+            conv = model.net[0](x)
+        mean = conv.mean(dim=(0, 2, 3))
+        close = torch.allclose(model.net[1].running_mean, mean, atol=1e-5)
+        assert close == recalibrate, (recalibrate, model.net[1].running_mean, mean)
+
+
 @pytest.mark.parametrize("change", [dict(epochs=0), dict(lr=0.0), dict(optimizer="lbfgs"),
                                     dict(triggers_per_batch=-1), dict(momentum=1.0)])
 def test_recipe_refuses_nonsense(change):
@@ -164,7 +214,9 @@ def test_cli_embed_then_eval(keys, tmp_path, capsys):
     mk, out = keys / "1x8x8" / "mk.wmk", tmp_path / "model"
     assert wmark("embed", "--mk", mk, "--out", out, "--epochs", 2, "--quiet") == 0
     printed = capsys.readouterr().out.strip().splitlines()
-    assert printed[-1].startswith("test accuracy ") and ", trigger accuracy " in printed[-1]
+    # Two epochs leave the triggers half learnt at most: the last line says so.
+    assert printed[-2].startswith("test accuracy ") and ", trigger accuracy " in printed[-2]
+    assert printed[-1].startswith("warning   trigger accuracy ") and "k = 20, lambda 40" in printed[-1]
     assert sorted(p.name for p in out.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
     assert load_model(out).config.vk_digest is not None
 
@@ -177,6 +229,16 @@ def test_cli_embed_then_eval(keys, tmp_path, capsys):
     assert report["model_vk_digest"] == report["key_vk_digest"]
     assert report["scores"]["total"] == 360 and report["scores"]["top5"] is not None
     assert report["model_vk_digest"] == load_model(out).config.vk_digest.hex()
+
+
+def test_a_trigger_accuracy_too_low_for_k20_is_named():
+    from wmark.protocol.decision import lowest_passing_accuracy
+    from wmark.watermark.cli.embed import too_weak
+
+    low = lowest_passing_accuracy(20, Fraction(1, 10), 40)
+    assert too_weak(low, 100, 10) is None and too_weak(1.0, 100, 10) is None
+    assert f"it needs {low:.2f}" in too_weak(low - 0.01, 100, 10)
+    assert "k = 5" in too_weak(1.0, 5, 10) and "no accuracy passes" in too_weak(1.0, 5, 10)  # n < 20: k = n
 
 
 def test_cli_refuses_bad_input_in_one_line(keys, tmp_path, capsys):

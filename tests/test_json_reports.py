@@ -146,3 +146,60 @@ def test_prove(capsys, world, tmp_path):
     assert_valid_report(report, "wmark/prove-report")
     assert report["outcome"] == "revealed" and report["repeated"] and report["new_indices"] == []
     assert report["k"] == 15 and "a repeated challenge" in text
+
+
+
+def test_register_reports_the_entry_and_the_checkpoint_and_log_check_the_same_root(capsys, world, tmp_path):
+    import shutil
+    import sqlite3
+
+    from wmark.protocol.checkpoint import Checkpoint, TlogProof
+    from wmark.registry.store import DB_NAME
+
+    argv = ["register", "--vk", world / "keys/vk.json", "--log", tmp_path / "log", "--receipt", tmp_path / "r.json",
+            "--proof", tmp_path / "p.tlog-proof"]
+    report, text = report_of(capsys, "wmark", argv)
+    assert_valid_report(report, "wmark/register-report")
+    assert report["index"] == 0 and report["tree_size"] == report["checkpoint"]["size"] == 1
+    assert report["vk_digest"] == load_verification_key(world / "keys/vk.json")[0].digest.hex()
+    assert report["log_key_pinned"] and report["receipt"] == str(tmp_path / "r.json")
+    assert report["log_key"] in text and report["checkpoint"]["cosignatures"] == 0
+    # The checkpoint is the one in the tlog-proof written, its root in hex.
+    written = Checkpoint.parse(TlogProof.decode((tmp_path / "p.tlog-proof").read_bytes()).checkpoint.text)
+    assert report["checkpoint"] == {"origin": written.origin, "size": written.size, "root": written.root.hex(),
+                                    "cosignatures": 0}
+
+    check, text = report_of(capsys, "wmark", ["log", "check", "--log", tmp_path / "log"])
+    assert_valid_report(check, "wmark/log-check-report")
+    assert check["intact"] and check["corruption"] is None and check["head"]["size"] == 1
+    assert check["head"]["root"] == report["checkpoint"]["root"] and check["head"]["root"] in text
+    assert check["head"]["log_key"] == report["log_key"]
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "log", broken)
+    conn = sqlite3.connect(broken / DB_NAME)
+    with conn:
+        conn.execute("DELETE FROM commitments")  # edited behind the log's back
+    conn.close()
+    check, text = report_of(capsys, "wmark", ["log", "check", "--log", broken], expect=1)
+    assert_valid_report(check, "wmark/log-check-report")
+    assert not check["intact"] and check["head"] is None and "commitment index" in check["corruption"]
+    assert "CORRUPTED" in text
+
+
+def test_challenge_reports_what_it_binds_and_the_items_it_samples(capsys, world, tmp_path):
+    from wmark.protocol.hazmat import dsse
+    from wmark.protocol.messages import Challenge, decode
+    from wmark.protocol.session import subset_of
+
+    argv = ["challenge", "--vk", world / "keys/vk.json", "--model", world / "model", "--k", "12",
+            "--lambda", "20", "--identity", world / "verifier.pem", "--out", tmp_path / "c.json"]
+    report, text = report_of(capsys, "wmark-verifier", argv)
+    assert_valid_report(report, "wmark/challenge-report")
+    envelope = dsse.Envelope.from_json((tmp_path / "c.json").read_bytes())
+    challenge, digest = decode(envelope, (Challenge,)), Challenge.digest_of(envelope)
+    assert report["digest"] == digest.hex() and report["challenge"] == str(tmp_path / "c.json")
+    assert (report["k"], report["n"], report["lambda"], report["p0"]) == (12, 30, 20, "1/10")
+    assert report["items"] == list(subset_of(challenge, digest)) and len(set(report["items"])) == 12
+    assert report["verifier"] == challenge.verifier.fingerprint and report["model"] == challenge.model.report_obj()
+    assert report["zk"] is None and not report["public"] and "open 12 of 30" in text

@@ -10,6 +10,7 @@ and a cheating prover's swapped proofs.  test_zk_protocol.py covers the protocol
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from torch import nn
 
 from tests.support.helpers import DigitsWorld, build_digits_world
 from tests.support.live import prover_server
+from tests.support.schemas import assert_valid_report
 from wmark.errors import DecodeError
 from wmark.harness.programs import run_cli
 from wmark.protocol.hazmat.identity import SigningKey
@@ -177,19 +179,43 @@ def test_a_truncated_or_foreign_srs_is_refused(tmp_path):
 
 # -- slow: the command lines, k = 10, and a cheating prover -----------------------------------------------------------
 
-def zk_through_files(world: DigitsWorld, model: Path, tmp: Path, k: int = 10, *extra: str):
+def zk_through_files(world: DigitsWorld, model: Path, tmp: Path, k: int = 10, *extra: str, lam: int = 30):
+    """zkchallenge (binding ``lam``: the default 40 refuses k = 10 of p0 = 1/10), zkprove and zkcheck,
+    each also writing its --json report as tmp/COMMAND.report.json."""
     challenge, reveal, verdict = tmp / "challenge.json", tmp / "zkreveal.json", tmp / "verdict.json"
     ident = str(tmp / "verifier.pem")
     r = run_cli("wmark-verifier", "zkchallenge", "--vk", str(world.vk), "--model", str(model), "--k", str(k),
-                "--out", str(challenge), "--identity", ident, "--workdir", str(tmp), *extra)
+                "--out", str(challenge), "--identity", ident, "--workdir", str(tmp), "--lambda", str(lam),
+                *extra, "--json", str(tmp / "zkchallenge.report.json"))
     assert r.returncode == 0, r.stderr
     r = run_cli("wmark-prover", "zkprove", "--mk", str(world.mk), "--vk", str(world.vk), "--model", str(model),
-                "--challenge", str(challenge), "--out", str(reveal), "--workdir", str(tmp), timeout=1200)
+                "--challenge", str(challenge), "--out", str(reveal), "--workdir", str(tmp),
+                "--json", str(tmp / "zkprove.report.json"), timeout=1200)
     assert r.returncode == 0, r.stderr
     r = run_cli("wmark-verifier", "zkcheck", "--vk", str(world.vk), "--challenge", str(challenge), "--reveal",
-                str(reveal), "--model", str(model), "--out", str(verdict), "--identity", ident, "--lambda", "30",
-                "--workdir", str(tmp))
+                str(reveal), "--model", str(model), "--out", str(verdict), "--identity", ident,
+                "--workdir", str(tmp), "--json", str(tmp / "zkcheck.report.json"))
     return r, verdict
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # one proof and three circuit builds: minutes on a loaded machine
+def test_zk_commands_write_json_reports_valid_against_their_schemas(zk_world, tmp_path):
+    r, verdict_path = zk_through_files(zk_world, zk_world.marked, tmp_path, 1, lam=3)
+    assert r.returncode == 0, r.stdout + r.stderr
+    challenge = json.loads((tmp_path / "zkchallenge.report.json").read_text())
+    proved = json.loads((tmp_path / "zkprove.report.json").read_text())
+    checked = json.loads((tmp_path / "zkcheck.report.json").read_text())
+    assert_valid_report(challenge, "wmark/challenge-report")
+    assert_valid_report(proved, "wmark/zkprove-report")
+    assert_valid_report(checked, "wmark/verdict-report")
+    srs = zkcircuit.read_srs(tmp_path / "challenge.srs")
+    assert challenge["zk"]["srs"] == str(tmp_path / "challenge.srs") and challenge["zk"]["srs_sha256"] == srs.sha256.hex()
+    assert challenge["k"] == proved["k"] == checked["verdict"]["k"] == 1 and challenge["lambda"] == 3
+    assert proved["challenge_digest"] == challenge["digest"] and proved["items"] == challenge["items"]
+    assert proved["outcome"] == "proved" and proved["proofs"] == 1 and proved["reason"] is None
+    assert [res["index"] for res in checked["verdict"]["results"]] == challenge["items"]
+    assert checked["verdict"]["accepted"] and checked["verdict"]["zk"] and checked["transcript"] == str(verdict_path)
 
 
 @pytest.mark.slow
@@ -250,7 +276,7 @@ def _prove(model_dir: Path, vk, srs, pixels: np.ndarray, salt: bytes, tmp: Path)
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # minutes of proving, more on a loaded machine
 def test_bad_files_end_zkcheck_with_a_precise_error(zk_world, tmp_path):
-    r, _ = zk_through_files(zk_world, zk_world.marked, tmp_path, 1)
+    r, _ = zk_through_files(zk_world, zk_world.marked, tmp_path, 1, lam=3)
     assert r.returncode in (0, 1), r.stderr
     reveal = tmp_path / "zkreveal.json"
     base = ["wmark-verifier", "zkcheck", "--vk", str(zk_world.vk), "--challenge", str(tmp_path / "challenge.json"),

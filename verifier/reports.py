@@ -13,8 +13,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey
-from wmark.protocol.messages import Verdict
+from wmark.protocol.messages import Challenge, Verdict, decode
+from wmark.protocol.session import subset_of
 from wmark.protocol.transparency import ProofInfo, RegistrationInfo, format_time
 
 VERSION = 1
@@ -23,6 +25,7 @@ VERDICT_TYPE = "wmark/verdict-report"
 AUDIT_TYPE = "wmark/audit-report"
 REGISTRATION_TYPE = "wmark/registration-report"
 DISPUTE_TYPE = "wmark/dispute-report"
+CHALLENGE_TYPE = "wmark/challenge-report"
 
 
 def fraction_text(value: Fraction) -> str:
@@ -57,6 +60,24 @@ def verdict_obj(verdict: Verdict) -> dict[str, Any]:
 def verdict_report(verdict: Verdict, transcript: str) -> dict[str, Any]:
     """``check``, ``run``, ``zkcheck``: the decision and where its signed transcript is."""
     return {"type": VERDICT_TYPE, "version": VERSION, "transcript": transcript, "verdict": verdict_obj(verdict)}
+
+
+def challenge_report(envelope: dsse.Envelope, path: str, *, srs: str | None = None) -> dict[str, Any]:
+    """``challenge``, ``zkchallenge``: what the signed challenge at ``path`` binds (its digest, k,
+    lambda, p0) and the items it samples, which follow from its digest; ``srs``: the SRS file a
+    zero-knowledge challenge names."""
+    challenge = decode(envelope, (Challenge,))
+    assert isinstance(challenge, Challenge) and challenge.lam is not None and challenge.p0 is not None
+    digest = Challenge.digest_of(envelope)
+    zk = challenge.zk
+    return {"type": CHALLENGE_TYPE, "version": VERSION, "challenge": path, "digest": digest.hex(),
+            "vk_digest": challenge.vk_digest.hex(), "n": challenge.n, "k": challenge.k, "lambda": challenge.lam,
+            "p0": fraction_text(challenge.p0), "public": challenge.k == challenge.n,
+            "verifier": challenge.verifier.fingerprint, "issued": challenge.issued,
+            "model": challenge.model.report_obj(), "items": list(subset_of(challenge, digest)),
+            "zk": None if zk is None else {"srs": srs, "srs_sha256": zk.srs_sha256.hex(),
+                                           "srs_logrows": zk.srs_logrows, "srs_origin": zk.srs_origin.value,
+                                           "circuit_sha256": zk.circuit_sha256.hex()}}
 
 
 def plan_report(vk: VerificationKey, p0: Fraction, lam: int,

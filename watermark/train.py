@@ -21,7 +21,7 @@ import itertools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
@@ -47,6 +47,8 @@ LOSS_DISPLAY_EVERY = 10
 # One thread also makes a small model's training repeatable across machines
 # with different core counts.
 SINGLE_THREAD_PARAMS = 1_000_000
+# A bound on the trigger images an epoch may add (passes x trigger set size).
+MAX_TRIGGER_PASSES = 100
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,16 @@ class Recipe:
     # is T^2 * cross-entropy(logits / T, labels), the T^2 keeping gradients the
     # size they have at T = 1.  Class-index labels are always matched at 1.
     temperature: float = 1.0
+    # Each epoch shows every trigger image at least this many times: on a
+    # training set too small for triggers_per_batch to cover the trigger set
+    # (2 a batch of 100 shows 8 of 100 triggers an epoch on 400 images) the
+    # count a batch is raised to fit (:func:`fit_trigger_passes`).  0: as given.
+    min_trigger_passes: int = 0
+    # After the last epoch, recompute every BatchNorm layer's running
+    # statistics for the final weights over one pass of the training batches
+    # ("precise BN"), replacing the running average over weights that were
+    # still changing; the weights are untouched.
+    recalibrate_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -90,6 +102,19 @@ class Recipe:
             raise InvalidInput("triggers per batch must be >= 0")
         if not 0 < self.temperature <= 100:
             raise InvalidInput("temperature must be in (0, 100]")
+        if not 0 <= self.min_trigger_passes <= MAX_TRIGGER_PASSES:
+            raise InvalidInput(f"minimum trigger passes must be in [0, {MAX_TRIGGER_PASSES}]")
+
+
+def fit_trigger_passes(recipe: Recipe, train_size: int, trigger_count: int) -> Recipe:
+    """``recipe`` with ``triggers_per_batch`` raised, if need be, so that an epoch's
+    batches show each of ``trigger_count`` triggers ``min_trigger_passes`` times;
+    unchanged when it already does, or mixes no triggers (docs/design.md section 5)."""
+    if not recipe.triggers_per_batch or not recipe.min_trigger_passes or not trigger_count or train_size < 1:
+        return recipe
+    batches = -(-train_size // recipe.batch_size)
+    needed = -(-recipe.min_trigger_passes * trigger_count // batches)
+    return replace(recipe, triggers_per_batch=needed) if needed > recipe.triggers_per_batch else recipe
 
 
 @dataclass(frozen=True)
@@ -249,8 +274,44 @@ def train(
             bar.set_postfix(_postfix(stats, triggers_name), refresh=False)
             bar.close()
             history.append(stats)
+        if recipe.recalibrate_bn and _has_batch_norm(model):
+            _recalibrate_bn(model, images, trigger_images if mixing else None, recipe, generator, batches,
+                            trigger_stream)
+            # The last epoch's accuracies, as the recalibrated model scores them.
+            history[-1] = replace(
+                history[-1],
+                test_accuracy=score(model, test.images, test.labels).accuracy if test is not None else None,
+                trigger_accuracy=(score(model, triggers.images, triggers.labels).accuracy
+                                  if triggers is not None else None))
     model.eval()
     return history
+
+
+def _has_batch_norm(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _recalibrate_bn(model: Classifier, images: torch.Tensor, trigger_images: torch.Tensor | None, recipe: Recipe,
+                    generator: torch.Generator, batches: int, trigger_stream: Iterator[int] | None) -> None:
+    """Precise BN: every BatchNorm layer's running mean and variance, recomputed as
+    the plain average over one epoch's batches (task images as training draws
+    them, with the same share of trigger images) through the final weights.
+    torch.optim.swa_utils.update_bn does the resetting and averaging."""
+    from torch.optim.swa_utils import update_bn
+
+    def epoch() -> Iterator[torch.Tensor]:
+        order = torch.randperm(len(images), generator=generator).to(images.device)
+        for b in range(batches):
+            x = images[order[b * recipe.batch_size:(b + 1) * recipe.batch_size]]
+            if recipe.augment:
+                x = _augment(x, generator)
+            if trigger_images is not None and trigger_stream is not None:
+                picks = list(itertools.islice(trigger_stream, recipe.triggers_per_batch))
+                x = torch.cat([x, trigger_images[torch.tensor(picks, device=images.device)]])
+            yield x
+
+    with torch.no_grad():
+        update_bn(epoch(), model)
 
 
 def _data_parallel(model: Classifier, device: torch.device) -> torch.nn.Module:

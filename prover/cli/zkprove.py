@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from tqdm import tqdm
 
@@ -11,16 +12,18 @@ from wmark.console import (
     EXIT_REJECTED,
     add_circuit_arguments,
     add_command,
+    add_json_argument,
     add_output,
     load_marking_key,
     untrusted,
+    write_json_report,
 )
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write, read_bounded
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import load_signing_key
 from wmark.protocol.keys import load_verification_key
-from wmark.protocol.messages import MAX_MESSAGE_BYTES
+from wmark.protocol.messages import MAX_MESSAGE_BYTES, ZkReveal, decode
 from wmark.protocol.session import ChallengeReceived, ProverSession
 from wmark.protocol.zk import srs_beside
 from wmark.prover.cli._common import add_policy_arguments, owner_key_path, policy_from_args
@@ -63,6 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("--ray", metavar="ADDRESS",
                    help="prove each item as a Ray task: 'local' (a 2-CPU instance here), 'auto' (the cluster this "
                         "machine is in) or a cluster address; needs .[cluster]")
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(args.out, session.refuse(refused).to_json())
         print(f"REFUSED: {untrusted(refused)}")
         print(f"wrote {args.out} (a signed refusal)")
+        write_json_report(args, _report(args.out, event, refused, proofs=0))
         return EXIT_REJECTED
     print(f"challenge from verifier {event.challenge.verifier.fingerprint} on "
           f"{untrusted(event.challenge.model.describe())}: prove {len(event.indices)} of {vk.n} items")
@@ -95,6 +100,19 @@ def run(args: argparse.Namespace) -> int:
                                  workdir=args.workdir, memory_limit=args.memory_limit, progress=bar.update,
                                  ray_address=args.ray, on_cost=announce)
     atomic_write(args.out, answer.to_json())
-    print(f"wrote {args.out} ({len(event.indices)} proofs and label openings; no trigger image; send it to the "
+    proofs = decode(answer, (ZkReveal,))
+    assert isinstance(proofs, ZkReveal)
+    print(f"wrote {args.out} ({len(proofs.items)} proofs and label openings; no trigger image; send it to the "
           f"verifier)")
+    write_json_report(args, _report(args.out, event, None, proofs=len(proofs.items)))
     return EXIT_OK
+
+
+def _report(out: str, event: ChallengeReceived, refused: str | None, *, proofs: int) -> dict[str, Any]:
+    """``zkprove --json``: what was proved (or why nothing was), for which challenge."""
+    challenge = event.challenge
+    return {"type": "wmark/zkprove-report", "version": 1, "answer": str(out),
+            "outcome": "refused" if refused is not None else "proved", "verifier": challenge.verifier.fingerprint,
+            "model": challenge.model.report_obj(), "vk_digest": challenge.vk_digest.hex(),
+            "challenge_digest": event.digest.hex(), "n": challenge.n, "k": challenge.k,
+            "items": list(event.indices), "proofs": proofs, "reason": refused}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command, add_output, int_in_range, untrusted
+from wmark.console import add_command, add_json_argument, add_output, int_in_range, untrusted, write_json_report
 from wmark.files import atomic_write
 from wmark.protocol.decision import MAX_K
 from wmark.protocol.session import VerifierSession
@@ -16,6 +16,7 @@ from wmark.verifier.cli._common import (
     oracle_from_args,
     verifier_identity,
 )
+from wmark.verifier.reports import challenge_report
 
 EPILOG = """\
 examples:
@@ -39,14 +40,17 @@ def register(subparsers) -> None:
     add_model_arguments(p)
     add_identity_argument(p)
     add_decision_arguments(p)
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     vk, _ = load_vk_for_decision(args)
     oracle = oracle_from_args(args)
     session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam)
-    atomic_write(args.out, session.challenge().to_json())
+    envelope = session.challenge()
+    atomic_write(args.out, envelope.to_json())
     print(f"wrote {args.out}: open {args.k} of {vk.n} trigger items "
           f"({'public verification' if args.k == vk.n else 'private verification'}) on "
           f"{untrusted(oracle.model_ref.describe())}")
+    write_json_report(args, challenge_report(envelope, args.out))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command, add_output, int_in_range, untrusted
+from wmark.console import add_command, add_json_argument, add_output, int_in_range, untrusted, write_json_report
 from wmark.files import atomic_write
 from wmark.protocol.decision import MAX_K
 from wmark.protocol.keys import load_verification_key
@@ -16,6 +16,7 @@ from wmark.verifier.cli._common import (
     checked_setup,
     verifier_identity,
 )
+from wmark.verifier.reports import challenge_report
 from wmark.verifier.zk import open_verifier
 
 EPILOG = """\
@@ -48,6 +49,7 @@ def register(subparsers) -> None:
     add_setup_arguments(p)
     add_identity_argument(p)
     add_decision_arguments(p)
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
                        memory_limit=args.memory_limit) as verifier:
         session = ZkVerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters, p0=args.p0,
                                     lam=args.lam)
-        atomic_write(args.out, session.challenge().to_json())
+        envelope = session.challenge()
+        atomic_write(args.out, envelope.to_json())
     print(f"wrote {args.out}: prove {args.k} of {vk.n} trigger items in zero knowledge on "
           f"{untrusted(verifier.model_ref.describe())}")
     print(f"  circuit   input scale {verifier.circuit.input_scale}; the owner's proofs: "
           f"{verifier.circuit.cost.describe(args.k)}")
     print(f"  SRS       {verifier.srs.path} (2^{verifier.srs.logrows}, sha256 {verifier.srs.sha256.hex()}, "
           f"{verifier.origin.value}): send it with the challenge")
+    write_json_report(args, challenge_report(envelope, args.out, srs=str(verifier.srs.path)))
     return 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from fractions import Fraction
 
 import torch
 
 from wmark.console import add_command
 from wmark.errors import InvalidInput
-from wmark.protocol.decision import parse_probability
+from wmark.protocol.decision import DEFAULT_LAMBDA, lowest_passing_accuracy, parse_probability
 from wmark.protocol.items import TriggerKind
 from wmark.watermark.cli._task import add_data_arguments, short_digest, task_from, trigger_set_from
 from wmark.watermark.device import pick_device
@@ -17,7 +18,7 @@ from wmark.watermark.distributed import World, local_device, process_group
 from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from wmark.watermark.margin import MarginOptions, embed_margin, margin_recipe
 from wmark.watermark.modelio import check_fits, check_writable, load_model, save_model
-from wmark.watermark.train import Recipe
+from wmark.watermark.train import Recipe, fit_trigger_passes
 
 EPILOG = """\
 examples:
@@ -30,13 +31,18 @@ examples:
 
 Each batch of task images gets --triggers-per-batch trigger images from the
 marking key, cycling through the whole set (the paper adds 2 to each batch
-of 100). Default recipes: digits trains the small CNN for 30 epochs (SGD,
-lr 0.05, x0.1 after 20; fine-tuning: 20 epochs, x0.1 after 10);
+of 100). Without --triggers-per-batch, a training set too small to show every
+trigger once an epoch that way (an image folder of a few hundred images) gets
+as many more a batch as that takes, and says so. Default recipes: digits
+trains the small CNN for 30 epochs (SGD, lr 0.05, x0.1 after 20;
+fine-tuning: 20 epochs, x0.1 after 10);
 fashion-mnist trains fashion_cnn for 8 epochs (SGD lr 0.05, momentum 0.9,
 weight decay 5e-4, x0.1 at epochs 5 and 7, batches of 100 + 2 triggers;
 fine-tuning: 3 epochs at lr 0.005); the other data sets train the paper's ResNet-18 (SGD lr 0.1, momentum 0.9, weight
 decay 5e-4, x0.1 every 20 epochs, 60 epochs, batches of 100 + 2 triggers,
-random crops and flips; fine-tuning: 20 epochs at lr 0.01).
+random crops and flips; fine-tuning: 20 epochs at lr 0.01, then the
+BatchNorm statistics recomputed for the final weights). A final trigger
+accuracy too low for a verification at k = 20 is warned about.
 
 --scheme margin (the scheme of a key from `wmark keygen --kind margin`, and
 the default for one) trains Kim et al.'s query loss instead: every batch
@@ -58,6 +64,8 @@ RECIPE_OPTIONS = ("epochs", "batch_size", "lr", "triggers_per_batch")
 MARGIN_OPTIONS = {"ascent_steps": "--ascent-steps", "step_size": "--step-size",
                   "queries_per_batch": "--queries-per-batch", "lam": "--margin-lambda"}
 SCHEMES = ("adi", "margin")
+# The sample size the end-of-embedding check assumes (the README's walk-through's).
+VERIFY_K = 20
 
 
 def register(subparsers) -> None:
@@ -122,6 +130,8 @@ def recipe_from(args: argparse.Namespace, scheme: str = "adi") -> Recipe:
     recipe = (margin_recipe if scheme == "margin" else default_recipe)(args.dataset,
                                                                       pretrained=args.pretrained is not None)
     overrides = {name: getattr(args, name) for name in RECIPE_OPTIONS if hasattr(args, name)}
+    if "triggers_per_batch" in overrides:  # as many as the user says, even on a small data set
+        overrides["min_trigger_passes"] = 0
     recipe = replace(recipe, seed=args.seed, **overrides)
     return replace(recipe, triggers_per_batch=0) if args.no_watermark else recipe
 
@@ -175,6 +185,11 @@ def _run(args: argparse.Namespace, device: torch.device, world: World) -> int:
     start = f"fine-tuning {args.pretrained}" if base else "from scratch"
     ranks = f", one of {world.size} torchrun processes" if world.size > 1 else ""
     say(f"model     {model.config.describe()}, {start}, on {device}{ranks}")
+    if triggers is not None and scheme == "adi":
+        asked, recipe = recipe.triggers_per_batch, fit_trigger_passes(recipe, len(task.train), len(triggers))
+        if recipe.triggers_per_batch != asked:
+            say(f"triggers  {recipe.triggers_per_batch} a batch, not {asked}: {len(task.train)} training images make "
+                f"too few batches to show all {len(triggers)} triggers an epoch otherwise")
     say(f"recipe    {_describe(recipe)}")
     if scheme == "margin" and not args.no_watermark:
         say(f"margin    {_describe_margin(options)}")
@@ -193,7 +208,24 @@ def _run(args: argparse.Namespace, device: torch.device, world: World) -> int:
     if result.evaluation.triggers is not None:
         final += f", {'query' if scheme == 'margin' else 'trigger'} accuracy {result.evaluation.triggers.accuracy:.4f}"
     say(final)
+    if mk is not None and marked and scheme == "adi" and result.evaluation.triggers is not None:
+        warning = too_weak(result.evaluation.triggers.accuracy, mk.n, mk.num_classes)
+        if warning:
+            say(f"warning   {warning}")
     return 0
+
+
+def too_weak(trigger_accuracy: float, n: int, num_classes: int) -> str | None:
+    """Why a model this accurate on its triggers would likely fail verification at k = 20 (or n)
+    and the default lambda, with p0 = 1/L (derived keys); None when it would pass w.p. 0.99."""
+    k = min(VERIFY_K, n)
+    low = lowest_passing_accuracy(k, Fraction(1, num_classes), DEFAULT_LAMBDA)
+    if low is not None and trigger_accuracy >= low:
+        return None
+    need = "no accuracy passes" if low is None else f"it needs {low:.2f} to pass w.p. 0.99"
+    return (f"trigger accuracy {trigger_accuracy:.2f} is too low for a verification at k = {k}, lambda "
+            f"{DEFAULT_LAMBDA} ({need}; see wmark-verifier plan): train longer (--epochs) or with more "
+            f"--triggers-per-batch")
 
 
 def _silent(*_: object) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, plural
+from wmark.console import EXIT_OK, EXIT_REJECTED, add_command, add_json_argument, plural, write_json_report
 from wmark.errors import InvalidInput
 from wmark.files import atomic_write
 from wmark.protocol import tiles
@@ -57,6 +57,8 @@ def register(subparsers) -> None:
         action.add_argument("--log", required=True, metavar="DIR", help="the log directory")
         action.set_defaults(action=func)
     export.add_argument("out", metavar="OUT", help="the directory to write (created if absent)")
+    check.set_defaults(outputs=())
+    add_json_argument(check)
     serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 picks a free one")
     serve.add_argument("--verbose", action="store_true", help="print every request")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
@@ -171,6 +173,7 @@ def _check(args: argparse.Namespace) -> int:
             fingerprint, vkey = store.public_key.fingerprint, store.vkey
     except LogCorrupted as exc:
         print(f"{args.log}: CORRUPTED: {exc}")
+        write_json_report(args, _check_report(args.log, None, str(exc)))
         return EXIT_REJECTED
     print(f"{args.log}: intact: every entry matches its leaf, and every signed tree head and checkpoint "
           f"the recomputed tree")
@@ -178,5 +181,14 @@ def _check(args: argparse.Namespace) -> int:
     print(f"  root     {head.root.hex()}")
     print(f"  log key  {fingerprint}")
     print(f"  vkey     {vkey}")
+    write_json_report(args, _check_report(args.log, {"size": head.size, "time": format_time(head.time_ms),
+                                                     "time_ms": head.time_ms, "root": head.root.hex(),
+                                                     "log_key": fingerprint, "vkey": vkey}, None))
     return EXIT_OK
+
+
+def _check_report(log: str, head: dict[str, object] | None, corruption: str | None) -> dict[str, object]:
+    """``log check --json``: the verdict on the stored tree, and its latest signed head when intact."""
+    return {"type": "wmark/log-check-report", "version": 1, "log": log, "intact": corruption is None,
+            "corruption": corruption, "head": head}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wmark.console import add_command, add_output, plural
+from wmark.console import add_command, add_json_argument, add_output, plural, write_json_report
 from wmark.errors import DecodeError, InvalidInput
 from wmark.files import atomic_write, check_output_path, read_bounded
-from wmark.protocol.checkpoint import Policy
+from wmark.protocol.checkpoint import Checkpoint, Policy
 from wmark.protocol.hazmat.identity import PublicKey, load_public_key
 from wmark.protocol.hazmat.note import Verifier, load_verifier
 from wmark.protocol.keys import load_verification_key
@@ -17,6 +17,7 @@ from wmark.protocol.transparency import (
     Receipt,
     default_proof_path,
     default_receipt_path,
+    format_time,
     verify_receipt,
     verify_tlog_proof,
 )
@@ -60,6 +61,7 @@ def register(subparsers) -> None:
                                                     "VK.receipt.json (a further log's: VK.receipt.<log key id>.json)")
     add_output(p, "--proof", what="tlog-proof", help="where to write the tlog-proof; without it, beside the vk "
                                                      "as VK.tlog-proof (a further log's: VK.<log key id>.tlog-proof)")
+    add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +99,15 @@ def run(args: argparse.Namespace) -> int:
           f"{plural(len(proof.checkpoint.signatures) - 1, 'cosignature')}")
     print(f"wrote       {proof_path}")
     print(f"wrote       {path}")
+    checkpoint = Checkpoint.parse(proof.checkpoint.text)
+    write_json_report(args, {
+        "type": "wmark/register-report", "version": 1, "vk_digest": vk.digest.hex(),
+        "log": str(store.directory) if args.log else args.log_url, "log_key": log_key.fingerprint,
+        "log_key_pinned": pinned is not None or bool(args.log), "index": info.index, "time": format_time(info.time_ms),
+        "time_ms": info.time_ms, "tree_size": info.tree_size,
+        "checkpoint": {"origin": checkpoint.origin, "size": checkpoint.size, "root": checkpoint.root.hex(),
+                       "cosignatures": len(proof.checkpoint.signatures) - 1},
+        "receipt": str(path), "tlog_proof": str(proof_path)})
     return 0
 
 
