@@ -123,6 +123,8 @@ class ZkOptions:
     max_srs_logrows: int = DEFAULT_MAX_SRS_LOGROWS
     workdir: str | None = None
     memory_limit: int | None = None
+    # Each proof a Ray task on this cluster (wmark.cluster); None: in this process.
+    ray: str | None = None
 
 
 class Server:
@@ -254,7 +256,7 @@ class Server:
                 async with self._proving:
                     answer, reason = await asyncio.to_thread(
                         answer_or_refuse, session, event, self._prover.mk, self._zk.models, srs,
-                        workdir=tmp, memory_limit=self._zk.memory_limit)
+                        workdir=tmp, memory_limit=self._zk.memory_limit, ray_address=self._zk.ray)
         line.append(f"refused: {untrusted(reason)}" if reason else
                     f"proved {len(event.indices)} of {event.challenge.n} items in zero knowledge (none revealed)")
         await stream.send(encode_frame(answer.to_json(), max_frame=self._max_frame),

@@ -67,6 +67,16 @@ def connect(address: str) -> None:
             raise InvalidInput(f"cannot join the Ray cluster at {address!r}: {exc}") from None
 
 
+def share(value: Any, ray_address: str | None) -> Any:
+    """``value`` as jobs given as arguments should receive it: itself in one
+    process; on Ray a reference to one copy in the object store, so that a
+    value many jobs read (a model) is sent once, not once per job."""
+    if ray_address is None:
+        return value
+    connect(ray_address)
+    return _ray().put(value)
+
+
 def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: TextIO | None = sys.stderr,
              what: str = "job", on_done: Callable[[int], object] | None = None) -> list[Any]:
     """Every job's result, in the order of ``jobs``: in this process when
