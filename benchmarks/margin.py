@@ -46,7 +46,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from functools import cached_property, lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,7 @@ from _cli import (  # a sibling module: scripts run with this folder on sys.path
     training_parser,
 )
 
-from wmark.cluster import Job, run_jobs, share
+from wmark.cluster import Job, per_process, run_jobs, share
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
 from wmark.protocol.hazmat import dsse
@@ -93,20 +92,23 @@ CIFAR_VICTIM, CIFAR_STUDENT = "resnet34_cifar", "resnet18_cifar"
 CIFAR_TRANSFER = {"epochs": 50, "lr": 0.05, "batch_size": 128, "arch": CIFAR_STUDENT}
 
 
-@lru_cache(maxsize=1)
 def load(dataset: str, data_root: str | None, cut: int | None = None) -> TaskData:
     """Each worker loads the task once, rather than receiving it with every job."""
-    return subset(load_task(dataset, data_root), cut)
+    return per_process(("margin task", dataset, data_root, cut), lambda: subset(load_task(dataset, data_root), cut))
+
+
+def _query_split(dataset: str, data_root: str | None, cut: int | None) -> QuerySplit:
+    return per_process(("margin split", dataset, data_root, cut), lambda: query_split(load(dataset, data_root, cut)))
 
 
 def _pack(pair: KeyPair) -> tuple[bytes, dsse.Envelope]:
     return pair.marking_key.to_bytes(), pair.signed_vk
 
 
-@lru_cache(maxsize=4)
 def _unpack(mk: bytes, signed_vk: dsse.Envelope) -> KeyPair:
-    return KeyPair(MarkingKey.from_bytes(mk, what="marking key"),
-                   verify_vk_envelope(signed_vk, what="verification key"), signed_vk)
+    return per_process(("margin keys", mk, signed_vk), lambda: KeyPair(
+        MarkingKey.from_bytes(mk, what="marking key"), verify_vk_envelope(signed_vk, what="verification key"),
+        signed_vk))
 
 
 @dataclass(frozen=True, repr=False)
@@ -127,9 +129,9 @@ class World:
     def task(self) -> TaskData:
         return load(self.args.dataset, self.args.data_root, self.args.subset)
 
-    @cached_property
+    @property
     def split(self) -> QuerySplit:
-        return query_split(self.task)
+        return _query_split(self.args.dataset, self.args.data_root, self.args.subset)
 
     def owner_keys(self, scheme: str) -> OwnerKeys:
         pair = self.keys[scheme]

@@ -13,6 +13,7 @@ import pytest
 
 from wmark.cluster import Job, JobFailed, run_jobs
 from wmark.errors import InvalidInput
+from wmark.harness.programs import run_cli
 
 
 def square(x: int) -> int:
@@ -106,3 +107,15 @@ def test_a_worker_killed_from_outside_is_retried_once_then_named(ray_address, tm
         stop.set()
         killer.join(10)
     assert len(list(tmp_path.glob("pid-*"))) == kills + (kills == 1)
+
+
+@pytest.mark.timeout(120)
+def test_an_address_where_no_cluster_answers_is_refused_at_once(digits_world, tmp_path):
+    """Ray itself would wait minutes for it; serve refuses before listening."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
+    serve = ["wmark-prover", "serve", "--mk", str(digits_world.mk), "--vk", str(digits_world.vk), "--port", "0",
+             "--ledger", str(tmp_path / "ledger.sqlite"), "--ray"]
+    for address, error in [("127.0.0.1:9", "cannot join the Ray cluster at '127.0.0.1:9': nothing answers there"),
+                           ("somewhere", "--ray 'somewhere': not 'local', 'auto' or a cluster address HOST:PORT")]:
+        r = run_cli(*serve, address, timeout=60)
+        assert r.returncode == 2 and error in r.stderr and "Traceback" not in r.stderr, r.stderr
