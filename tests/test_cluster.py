@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wmark.cluster import Job, JobFailed, run_jobs
+from wmark.cluster import PROCESS_CACHE_ENTRIES, Job, JobFailed, per_process, run_jobs, share
 from wmark.errors import InvalidInput
 from wmark.harness.programs import run_cli
 
@@ -68,6 +68,24 @@ def test_jobs_in_one_process_come_back_in_order_with_progress():
     out = io.StringIO()
     assert run_jobs([Job(f"n{i}", square, (i,)) for i in range(4)], progress=out, on_done=ticks.append) == [0, 1, 4, 9]
     assert ticks == [1] * 4 and "done 4/4" in out.getvalue() and "ETA" in out.getvalue()
+
+
+def test_per_process_makes_each_value_once_and_keeps_the_latest_few():
+    made: list[int] = []
+
+    def make(i: int):
+        return lambda: made.append(i) or [i]
+
+    first = per_process(("test", 0), make(0))
+    assert per_process(("test", 0), make(0)) is first and made == [0]
+    for i in range(1, PROCESS_CACHE_ENTRIES + 1):
+        per_process(("test", i), make(i))
+    assert per_process(("test", 0), make(0)) is not first and made.count(0) == 2, "the oldest was dropped"
+
+
+def test_share_without_ray_is_the_value_itself():
+    value = object()
+    assert share(value, None) is value
 
 
 def test_a_job_must_declare_positive_resources():
