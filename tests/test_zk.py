@@ -352,7 +352,7 @@ def test_zkprove_on_local_ray_with_a_worker_killed_reveals_what_one_process_reve
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
     challenge, ident = tmp_path / "challenge.json", str(tmp_path / "verifier.pem")
     r = run_cli("wmark-verifier", "zkchallenge", "--vk", str(zk_world.vk), "--model", str(zk_world.marked), "--k",
-                "4", "--out", str(challenge), "--identity", ident, "--workdir", str(tmp_path))
+                "4", "--lambda", "3", "--out", str(challenge), "--identity", ident, "--workdir", str(tmp_path))
     assert r.returncode == 0, r.stderr
     base = ["zkprove", "--mk", str(zk_world.mk), "--vk", str(zk_world.vk), "--model", str(zk_world.marked),
             "--challenge", str(challenge), "--workdir", str(tmp_path)]
