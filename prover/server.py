@@ -82,6 +82,11 @@ class FrameStream:
         self._timeout = timeout
         self._ends = time.monotonic() + session_timeout
 
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` spent on our side (proving: minutes, more on a busy
+        Ray cluster) out of the session's deadline, which bounds the verifier only."""
+        self._ends += seconds
+
     async def receive(self, what: str, *, limit: int | None = None, timeout: float | None = None) -> bytes:
         """The next frame, of at most ``limit`` bytes (refused from its header, before
         it is buffered), within ``timeout`` and what is left of the session's time."""
@@ -253,10 +258,13 @@ class Server:
                                             sha256=parameters.srs_sha256, what="the challenge's SRS")
                     while not receiver.receive(await stream.receive("SRS")):
                         pass
+                started = time.monotonic()
                 async with self._proving:
                     answer, reason = await asyncio.to_thread(
                         answer_or_refuse, session, event, self._prover.mk, self._zk.models, srs,
                         workdir=tmp, memory_limit=self._zk.memory_limit, ray_address=self._zk.ray)
+                # Waiting for the proving slot and proving are ours: the verdict still has the verifier's time.
+                stream.exclude(time.monotonic() - started)
         line.append(f"refused: {untrusted(reason)}" if reason else
                     f"proved {len(event.indices)} of {event.challenge.n} items in zero knowledge (none revealed)")
         await stream.send(encode_frame(answer.to_json(), max_frame=self._max_frame),
