@@ -33,8 +33,8 @@ LOCAL_CPUS = 2
 CONNECT_TIMEOUT_S = 10
 # A failed or lost task is tried once more before the run gives up.
 RETRIES = 1
-# Values a process keeps for the jobs it runs (see per_process).
-PROCESS_CACHE_ENTRIES = 4
+# Values a process keeps for the jobs it runs (see per_process): margin.py keeps four.
+PROCESS_CACHE_ENTRIES = 8
 _process_cache: OrderedDict[Hashable, Any] = OrderedDict()
 
 
