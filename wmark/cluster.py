@@ -63,6 +63,8 @@ def connect(address: str) -> None:
     """Join the Ray cluster at ``address`` (``auto``: the one this machine is part of;
     ``local``: start one here with :data:`LOCAL_CPUS` CPUs), once per process."""
     ray = _ray()
+    if address not in (LOCAL, AUTO) and "://" not in address:
+        _host_port(address)
     if ray.is_initialized():
         return
     if address == LOCAL:
@@ -75,17 +77,21 @@ def connect(address: str) -> None:
             raise InvalidInput(f"cannot join the Ray cluster at {address!r}: {exc}") from None
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"--ray {address!r}: not '{LOCAL}', '{AUTO}' or a cluster address HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
 def _check_reachable(address: str) -> None:
     """Ray waits minutes for a cluster address at which nothing answers: try a
     HOST:PORT with one TCP connection first (``auto`` and ``ray://`` client
     addresses are Ray's to resolve; an absent ``auto`` cluster fails at once)."""
     if address == AUTO or "://" in address:
         return
-    host, colon, port = address.rpartition(":")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidInput(f"--ray {address!r}: not '{LOCAL}', '{AUTO}' or a cluster address HOST:PORT")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        socket.create_connection(_host_port(address), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         raise InvalidInput(f"cannot join the Ray cluster at {address!r}: nothing answers there "
                            f"({exc.strerror or exc})") from None
