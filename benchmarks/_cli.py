@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from wmark.console import add_ray_argument
 from wmark.errors import InvalidInput
 from wmark.watermark.datasets import DATASETS, LabelledImages, TaskData, load_task
 from wmark.watermark.device import add_device_argument
@@ -35,9 +36,7 @@ def training_parser(description: str | None, *, epochs_help: str) -> argparse.Ar
     parser.add_argument("--label", metavar="TEXT",
                         help="what the run is, written into its results (e.g. 'smoke run, not the study')")
     add_subset_argument(parser)
-    parser.add_argument("--ray", metavar="ADDRESS",
-                        help="run the trainings as Ray tasks: 'local' (a 2-CPU instance here), 'auto' (the "
-                             "cluster this machine is in) or a cluster address; needs .[cluster]")
+    add_ray_argument(parser, "run the trainings as Ray tasks")
     return parser
 
 

@@ -28,8 +28,11 @@ recipe, and everything made from the other scheme.
 
 On CIFAR-10 the victims are ResNet-34 (Adi: the paper's recipe; margin: Kim
 et al.'s, 200 epochs) and the students ResNet-18.  Keys are made fresh from
-the OS CSPRNG on every run, so a re-run draws other items; models and
-attacks are seeded.  Writes margin.json, margin.md and margin.png to --out.
+the OS CSPRNG on every run, so a re-run draws other items, unless --keys
+names a folder to keep them in (written on the first run, read on the next):
+with the same keys and seeds a re-run, in processes or on Ray (--ray), trains
+and attacks the same models.  Writes margin.json, margin.md and margin.png to
+--out.
 """
 
 from __future__ import annotations
@@ -39,11 +42,10 @@ import json
 import platform
 import statistics
 import sys
-import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from functools import cached_property, lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -57,12 +59,14 @@ from _cli import (  # a sibling module: scripts run with this folder on sys.path
     training_parser,
 )
 
+from wmark.cluster import Job, per_process, run_jobs, share
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.hazmat.identity import SigningKey
+from wmark.protocol.hazmat.identity import SigningKey, load_signing_key, save_signing_key
+from wmark.protocol.keyfile import load_marking_key, save_marking_key
 from wmark.protocol.keygen import KeyPair, keygen_derived, keygen_margin
-from wmark.protocol.keys import MarkingKey, verify_vk_envelope
+from wmark.protocol.keys import MarkingKey, load_verification_key, verify_vk_envelope
 from wmark.protocol.margin import QuerySplit
 from wmark.watermark.attacks import run_attack
 from wmark.watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
@@ -71,7 +75,7 @@ from wmark.watermark.device import pick_device
 from wmark.watermark.embed import default_recipe, embed, start_model
 from wmark.watermark.evaluate import predict, score
 from wmark.watermark.margin import MarginOptions, embed_margin, margin_recipe, query_split
-from wmark.watermark.modelio import Classifier, load_model, save_model
+from wmark.watermark.modelio import Classifier
 from wmark.watermark.train import Recipe
 from wmark.watermark.triggers import TriggerSet, trigger_set_from_marking_key
 
@@ -88,20 +92,23 @@ CIFAR_VICTIM, CIFAR_STUDENT = "resnet34_cifar", "resnet18_cifar"
 CIFAR_TRANSFER = {"epochs": 50, "lr": 0.05, "batch_size": 128, "arch": CIFAR_STUDENT}
 
 
-@lru_cache(maxsize=1)
 def load(dataset: str, data_root: str | None, cut: int | None = None) -> TaskData:
     """Each worker loads the task once, rather than receiving it with every job."""
-    return subset(load_task(dataset, data_root), cut)
+    return per_process(("margin task", dataset, data_root, cut), lambda: subset(load_task(dataset, data_root), cut))
+
+
+def _query_split(dataset: str, data_root: str | None, cut: int | None) -> QuerySplit:
+    return per_process(("margin split", dataset, data_root, cut), lambda: query_split(load(dataset, data_root, cut)))
 
 
 def _pack(pair: KeyPair) -> tuple[bytes, dsse.Envelope]:
     return pair.marking_key.to_bytes(), pair.signed_vk
 
 
-@lru_cache(maxsize=4)
 def _unpack(mk: bytes, signed_vk: dsse.Envelope) -> KeyPair:
-    return KeyPair(MarkingKey.from_bytes(mk, what="marking key"),
-                   verify_vk_envelope(signed_vk, what="verification key"), signed_vk)
+    return per_process(("margin keys", mk, signed_vk), lambda: KeyPair(
+        MarkingKey.from_bytes(mk, what="marking key"), verify_vk_envelope(signed_vk, what="verification key"),
+        signed_vk))
 
 
 @dataclass(frozen=True, repr=False)
@@ -122,9 +129,9 @@ class World:
     def task(self) -> TaskData:
         return load(self.args.dataset, self.args.data_root, self.args.subset)
 
-    @cached_property
+    @property
     def split(self) -> QuerySplit:
-        return query_split(self.task)
+        return _query_split(self.args.dataset, self.args.data_root, self.args.subset)
 
     def owner_keys(self, scheme: str) -> OwnerKeys:
         pair = self.keys[scheme]
@@ -143,12 +150,10 @@ def recipe_of(world: World, name: str, seed: int) -> Recipe:
     return replace(recipe, triggers_per_batch=0) if name.startswith("nowm") else recipe
 
 
-def model_path(world: World, name: str, seed: int) -> Path:
-    return Path(world.args.work) / f"{name}-{seed}"
-
-
-def train_model(world: World, name: str, seed: int) -> dict[str, Any]:
-    """Train one of the models a seed starts from: NO-WM under either recipe, or a marked one."""
+def train_model(world: World, name: str, seed: int) -> tuple[dict[str, Any], Classifier]:
+    """Train one of the models a seed starts from: NO-WM under either recipe, or a
+    marked one; the model comes back with its row (to the jobs that measure and
+    attack it, wherever they run)."""
     torch.set_num_threads(1)
     start = time.perf_counter()
     arch = CIFAR_VICTIM if world.task.name == "cifar10" else None
@@ -163,8 +168,7 @@ def train_model(world: World, name: str, seed: int) -> dict[str, Any]:
         items = world.items("adi") if name == "adi" else None
         embed(model, world.task, items, recipe, device=device, progress=world.args.progress,
               vk_digest=world.keys["adi"].verification_key.digest if items is not None else None)
-    save_model(model_path(world, name, seed), model.cpu())
-    return {"model": name, "seed": seed, "train_seconds": round(time.perf_counter() - start, 1)}
+    return {"model": name, "seed": seed, "train_seconds": round(time.perf_counter() - start, 1)}, model.cpu()
 
 
 def shifted(task: TaskData) -> TaskData:
@@ -207,16 +211,16 @@ def measure(world: World, model: Classifier, row: dict[str, Any]) -> dict[str, A
     return row
 
 
-def measure_trained(world: World, name: str, seed: int) -> dict[str, Any]:
+def measure_trained(world: World, model: Classifier, name: str, seed: int) -> dict[str, Any]:
     torch.set_num_threads(1)
-    return measure(world, load_model(model_path(world, name, seed)), {"model": name, "seed": seed})
+    return measure(world, model, {"model": name, "seed": seed})
 
 
-def steal(world: World, victim: str, source: str, kind: str, seed: int) -> dict[str, Any]:
+def steal(world: World, model: Classifier, victim: str, source: str, kind: str, seed: int) -> dict[str, Any]:
     torch.set_num_threads(1)
     start = time.perf_counter()
     task = shifted(world.task) if source == "shifted" else world.task
-    result = run_attack(load_model(model_path(world, victim, seed)), kind, task, seed=seed,
+    result = run_attack(model, kind, task, seed=seed,
                         device=pick_device(world.args.device), **attack_params(world, kind, source))
     row = {"model": f"{victim}/{kind}/{source}", "victim": victim, "attack": kind, "source": source, "seed": seed,
            "attack_seconds": round(time.perf_counter() - start, 1)}
@@ -323,28 +327,67 @@ def plot(runs: list[dict[str, Any]], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def run_all(world: World, pool: ProcessPoolExecutor) -> list[dict[str, Any]]:
+Runner = Callable[[Sequence[Job]], list[Any]]
+
+
+def _call(job: Job) -> Any:
+    return job.fn(*job.args, **job.kwargs)
+
+
+def run_all(world: World, run: Runner) -> list[dict[str, Any]]:
+    """Every row: the trainings first, then one job per model measured or stolen,
+    through ``run`` (a process pool, or Ray tasks), in a fixed order."""
     seeds = range(world.args.seeds)
-    # Longest first, so the two workers finish together.
+    # Longest first, so the workers finish together.
     trained = [(name, seed) for name in ("margin", "adi", "nowm-margin", "nowm-adi") for seed in seeds]
-    for result in pool.map(train_model, *zip(*[(world, name, seed) for name, seed in trained])):
+    models = {}
+    for (name, seed), (result, model) in zip(trained, run([Job(f"train {name} seed {seed}", train_model,
+                                                                (world, name, seed)) for name, seed in trained])):
         print(f"  trained {result['model']} seed {result['seed']} ({result['train_seconds']} s)", flush=True)
-    jobs = [pool.submit(measure_trained, world, name, seed) for name, seed in trained]
-    jobs += [pool.submit(steal, world, victim, source, kind, seed)
+        # Put once where every job that measures or attacks the model reads it (Ray's object store).
+        models[name, seed] = share(model, world.args.ray)
+    jobs = [Job(f"measure {name} seed {seed}", measure_trained, (world, models[name, seed], name, seed))
+            for name, seed in trained]
+    jobs += [Job(f"steal {victim} {kind} {source} seed {seed}", steal,
+                 (world, models[victim, seed], victim, source, kind, seed))
              for source in reversed(SOURCES) for kind in ATTACKS for victim in SCHEMES for seed in seeds]
-    runs = []
-    for job in jobs:
-        row = job.result()
-        runs.append(row)
+    runs = run(jobs)
+    for row in runs:
         print(f"  {row['model']:<32} seed {row['seed']}  test {100 * row['test_accuracy']:5.1f}  "
               + "  ".join(f"{s} {100 * row[s]['accuracy']:5.1f} ({'+' if row[s]['kn']['accepted'] else '-'})"
                           for s in SCHEMES), flush=True)
     return runs
 
 
+def make_keys(task: TaskData, split: QuerySplit, folder: Path | None) -> tuple[SigningKey, dict[str, KeyPair]]:
+    """Fresh keys (written to ``folder`` when given), or those an earlier run wrote there."""
+    if folder is not None and (folder / "owner.pem").exists():
+        owner = load_signing_key(folder / "owner.pem")
+        keys = {}
+        for scheme in SCHEMES:
+            mk = load_marking_key(folder / f"{scheme}.mk", None)
+            vk, signed = load_verification_key(folder / f"{scheme}.vk.json")
+            keys[scheme] = KeyPair(mk, vk, signed)
+        return owner, keys
+    owner = SigningKey.generate()
+    keys = {"adi": keygen_derived(owner=owner, n=ITEMS, num_classes=task.num_classes, input_shape=task.input_shape),
+            "margin": keygen_margin(owner=owner, n=min(ITEMS, len(split)), num_classes=task.num_classes,
+                                    split=split)}
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for scheme, pair in keys.items():
+            save_marking_key(folder / f"{scheme}.mk", pair.marking_key, None)
+            atomic_write(folder / f"{scheme}.vk.json", pair.signed_vk.to_json())
+        save_signing_key(folder / "owner.pem", owner)
+    return owner, keys
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = training_parser(__doc__, epochs_help="override every recipe's epochs (quick checks only)")
-    parser.add_argument("--workers", type=int, default=2, help="processes (each trains on one thread)")
+    parser.add_argument("--workers", type=int, default=2, help="processes (each trains on one thread; not with --ray)")
+    parser.add_argument("--keys", type=Path, metavar="DIR",
+                        help="keep the owner's keys in DIR (secret: marking keys in plaintext): written there by "
+                             "the first run, read by the next, so that runs compare")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.workers < 1:
         parser.error("--seeds and --workers must be at least 1")
@@ -356,18 +399,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "python benchmarks/margin.py " + " ".join(argv if argv is not None else sys.argv[1:])
     split = query_split(task)
-    owner = SigningKey.generate()
-    keys = {"adi": keygen_derived(owner=owner, n=ITEMS, num_classes=task.num_classes, input_shape=task.input_shape),
-            "margin": keygen_margin(owner=owner, n=min(ITEMS, len(split)), num_classes=task.num_classes,
-                                    split=split)}
-    print(f"{task.describe()}; {args.seeds} seeds, {args.workers} workers", flush=True)
+    try:
+        owner, keys = make_keys(task, split, args.keys)
+    except WmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{task.describe()}; {args.seeds} seeds, "
+          + (f"Ray at {args.ray}" if args.ray else f"{args.workers} workers"), flush=True)
     origin = provenance(list(range(args.seeds)), args.device, args.label)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="wmark-margin-bench-") as work:
-        args.work = work
-        world = World({scheme: _pack(pair) for scheme, pair in keys.items()}, owner, args)
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            runs = run_all(world, pool)
+    world = World({scheme: _pack(pair) for scheme, pair in keys.items()}, owner, args)
+    try:
+        if args.ray:
+            runs = run_all(world, lambda jobs: run_jobs(jobs, ray_address=args.ray))
+        else:
+            with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+                runs = run_all(world, lambda jobs: list(pool.map(_call, jobs)))
+    except WmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - start
     title = f"Watermarks under model stealing, {task.name}, {args.seeds} seeds"
     report = markdown(runs, title, command.strip(), seconds)

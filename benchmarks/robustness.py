@@ -341,7 +341,8 @@ def frontier_plot(summaries: list[Summary], title: str, thresholds: dict[str, fl
     plt.close(fig)
 
 
-def strength_plots(records: list[dict[str, Any]], title: str, stem: Path) -> list[Path]:
+def strength_plots(records: list[dict[str, Any]], title: str, stem: Path,
+                   settings: tuple[Setting, ...] = SETTINGS) -> list[Path]:
     """Per attack family, trigger accuracy (mean ± sd over seeds) against the attack's strength, one line
     per kind and row (RTLL/RTAL: as deployed and with the original layer), the marked model's accuracy
     dashed; one PNG per family, ``STEM-FAMILY.png``."""
@@ -353,7 +354,7 @@ def strength_plots(records: list[dict[str, Any]], title: str, stem: Path) -> lis
     marked = statistics.fmean(100 * r["trigger_accuracy"] for r in records if r["row"] == MARKED)
     written = []
     for family, parameter in STRENGTH.items():
-        members = [s for s in SETTINGS if s.family == family]
+        members = [s for s in settings if s.family == family]
         if not members:
             continue
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -397,15 +398,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    arch = DEFAULT_ARCH[task.name]
-    print(f"{task.describe()}; {arch} on {device}; {args.seeds} seeds; {len(SETTINGS)} attacks"
-          + (f"; Ray at {args.ray}" if args.ray else ""), flush=True)
-    origin = provenance(list(range(args.seeds)), device, args.label)
-    start = time.perf_counter()
     settings = tuple(s for s in SETTINGS if args.attacks is None or s.kind in args.attacks)
     if not settings:
         print(f"error: no attack of kinds {', '.join(args.attacks)}", file=sys.stderr)
         return 2
+    arch = DEFAULT_ARCH[task.name]
+    print(f"{task.describe()}; {arch} on {device}; {args.seeds} seeds; {len(settings)} attacks"
+          + (f"; Ray at {args.ray}" if args.ray else ""), flush=True)
+    origin = provenance(list(range(args.seeds)), device, args.label)
+    start = time.perf_counter()
     try:
         records = run_study(task, args.seeds, settings, args, device)
     except WmarkError as exc:
@@ -455,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = {f"k={TRIGGERS} accepts from {taus[TRIGGERS]}/{TRIGGERS}": 100 * taus[TRIGGERS] / TRIGGERS,
                   f"k={PRIVATE_K} passes w.p. {SURE} above": 100 * lowest_passing_accuracy(PRIVATE_K, p0)}
     frontier_plot(summaries, title, thresholds, stem.with_suffix(".png"))
-    plots = strength_plots(records, title, stem)
+    plots = strength_plots(records, title, stem, settings)
     print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.md')}, {stem.with_suffix('.png')} and "
           f"{', '.join(p.name for p in plots)}")
     return 0

@@ -97,6 +97,11 @@ class FrameStream:
         session, once its challenge is read: proving takes minutes, and counts)."""
         self._ends = self._started + session_timeout
 
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` spent on our side (proving: minutes, more on a busy
+        Ray cluster) out of the session's deadline, which bounds the verifier only."""
+        self._ends += seconds
+
     async def receive(self, what: str, *, limit: int | None = None, timeout: float | None = None) -> bytes:
         """The next frame, of at most ``limit`` bytes (refused from its header, before
         it is buffered), within ``timeout`` and what is left of the session's time."""
@@ -139,6 +144,8 @@ class ZkOptions:
     workdir: str | None = None
     memory_limit: int | None = None
     session_timeout: float = DEFAULT_ZK_SESSION_TIMEOUT
+    # Each proof a Ray task on this cluster (wmark.cluster); None: in this process.
+    ray: str | None = None
 
 
 class Server:
@@ -268,13 +275,18 @@ class Server:
                                             sha256=parameters.srs_sha256, what="the challenge's SRS")
                     while not receiver.receive(await stream.receive("SRS")):
                         pass
-                # Waiting for the proving lock and proving count against the session's
-                # deadline, less a margin to send the proofs and take the verdict.
                 margin = min(HANDSHAKE_TIMEOUT, self._zk.session_timeout / 10)
+                started = time.monotonic()
                 async with self._proving:
+                    # In this process, waiting for the proving lock and proving count against the session's
+                    # deadline, less a margin to send the proofs and take the verdict. Ray tasks cannot be
+                    # cut short, so there proving is left out of the deadline (docs/design.md section 4c).
+                    deadline = None if self._zk.ray else stream.deadline - margin
                     answer, reason = await asyncio.to_thread(
                         answer_or_refuse, session, event, self._prover.mk, self._zk.models, srs,
-                        workdir=tmp, memory_limit=self._zk.memory_limit, deadline=stream.deadline - margin)
+                        workdir=tmp, memory_limit=self._zk.memory_limit, deadline=deadline, ray_address=self._zk.ray)
+                if self._zk.ray:
+                    stream.exclude(time.monotonic() - started)
         line.append(f"refused: {untrusted(reason)}" if reason else
                     f"proved {len(event.indices)} of {event.challenge.n} items in zero knowledge (none revealed)")
         await stream.send(encode_frame(answer.to_json(), max_frame=self._max_frame),

@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from wmark.cluster import JobFailed
 from wmark.errors import InvalidInput, LocalProtocolError, is_library_failure
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import MarkingKey
@@ -126,16 +127,20 @@ def _prove_on_ray(circuit: Circuit, keys: Keys, srs: Srs, inputs: Mapping[int, t
                   ray_address: str, progress: Callable[[int], object] | None) -> dict[int, ZkStatement]:
     """One Ray task per item.  A worker may be on another machine, so each task
     gets the circuit, proving key and SRS as bytes (through Ray's object store,
-    put there once) and proves in a directory of its own."""
-    from wmark.cluster import Job, connect, run_jobs
+    put there once) and proves in a directory of its own.
 
-    connect(ray_address)
-    import ray
+    The statements (input hash, class) are the sequential run's; the proof
+    bytes are not, and cannot be made so: ezkl 23 draws each proof's blinding
+    from the OS (``OsRng`` in ``create_proof_circuit``, src/pfsys/mod.rs),
+    its Python ``prove`` takes no seed, and its only alternative, the
+    compile-time feature ``det-prove``, seeds every proof with 32 zero bytes,
+    the same blinding for every statement (docs/design.md section 4c)."""
+    from wmark.cluster import Job, run_jobs, share
 
-    shipped = ray.put(_Shipment(circuit.input_shape, circuit.input_scale, circuit.num_rows, circuit.logrows,
-                                circuit.compiled.read_bytes(), circuit.settings.read_bytes(),
-                                keys.proving_key.read_bytes(), keys.circuit_sha256, srs.path.read_bytes(),
-                                srs.logrows, srs.sha256))
+    shipped = share(_Shipment(circuit.input_shape, circuit.input_scale, circuit.num_rows, circuit.logrows,
+                              circuit.compiled.read_bytes(), circuit.settings.read_bytes(),
+                              keys.proving_key.read_bytes(), keys.circuit_sha256, srs.path.read_bytes(),
+                              srs.logrows, srs.sha256), ray_address)
     jobs = [Job(f"item {index}", _prove_shipped, (shipped, pixels, salt), num_cpus=1,
                 memory=circuit.memory_needed) for index, (pixels, salt) in inputs.items()]
     results = run_jobs(jobs, ray_address=ray_address, what="proof", progress=None, on_done=progress)
@@ -176,12 +181,14 @@ def _prove_shipped(shipment: _Shipment, pixels: np.ndarray, salt: bytes) -> ZkSt
 def answer_or_refuse(session: ProverSession, event: ChallengeReceived, mk: MarkingKey,
                      models: Mapping[bytes, Path], srs_path: str | os.PathLike[str], *,
                      workdir: str | os.PathLike[str] | None = None, memory_limit: int | None = None,
-                     deadline: float | None = None) -> tuple[dsse.Envelope, str | None]:
+                     deadline: float | None = None,
+                     ray_address: str | None = None) -> tuple[dsse.Envelope, str | None]:
     """The proofs for a zero-knowledge challenge about one of ``models`` (by the
     SHA-256 of their files), or a signed refusal and its reason when this
     prover cannot make them: a model it holds no copy of, one ezkl cannot
     compile or this machine cannot prove, another SRS or toolchain, a session
-    whose deadline the proofs would pass, an SRS that makes ezkl panic."""
+    whose deadline the proofs would pass, an SRS that makes ezkl panic, a proof
+    that failed on every try on the Ray cluster (``ray_address``)."""
     if event.problem is not None:
         return session.refuse(event.problem), event.problem
     digest = event.challenge.model.sha256  # None: the challenge names an endpoint, not model files
@@ -192,8 +199,8 @@ def answer_or_refuse(session: ProverSession, event: ChallengeReceived, mk: Marki
         return session.refuse(reason), reason
     try:
         return prove_challenge(session, event, mk, model_dir, srs_path, workdir=workdir,
-                               memory_limit=memory_limit, deadline=deadline), None
-    except InvalidInput as exc:
+                               memory_limit=memory_limit, deadline=deadline, ray_address=ray_address), None
+    except (InvalidInput, JobFailed) as exc:
         reason = f"cannot prove: {exc}"
         return session.refuse(reason), reason
     except BaseException as exc:

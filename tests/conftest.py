@@ -19,6 +19,25 @@ from tests.support.helpers import DigitsWorld, build_digits_world
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="session")
+def ray_address():
+    """The address of one local Ray instance of 2 CPUs that every Ray test shares
+    (starting one costs seconds), joined in-process by wmark.cluster and by
+    address from the commands tests run.  Without Ray the tests skip, unless
+    WMARK_REQUIRE_RAY is set (CI installs the cluster extra: a skip there would
+    hide a broken install)."""
+    if os.environ.get("WMARK_REQUIRE_RAY"):
+        import ray
+    else:
+        ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
+    from wmark.cluster import LOCAL_CPUS
+
+    context = ray.init(num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
+    try:
+        yield context.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+
 
 @pytest.fixture(scope="session")
 def digits_world(tmp_path_factory) -> DigitsWorld:

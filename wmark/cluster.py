@@ -15,9 +15,11 @@ imports it unless an address is given.
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -27,8 +29,13 @@ LOCAL = "local"
 AUTO = "auto"
 # `--ray local` starts a Ray instance in-process with this many CPUs.
 LOCAL_CPUS = 2
+# How long a cluster address may take to accept a connection before we give up on it.
+CONNECT_TIMEOUT_S = 10
 # A failed or lost task is tried once more before the run gives up.
 RETRIES = 1
+# Values a process keeps for the jobs it runs (see per_process): margin.py keeps four.
+PROCESS_CACHE_ENTRIES = 8
+_process_cache: OrderedDict[Hashable, Any] = OrderedDict()
 
 
 class JobFailed(WmarkError):
@@ -56,15 +63,63 @@ def connect(address: str) -> None:
     """Join the Ray cluster at ``address`` (``auto``: the one this machine is part of;
     ``local``: start one here with :data:`LOCAL_CPUS` CPUs), once per process."""
     ray = _ray()
+    if address not in (LOCAL, AUTO) and "://" not in address:
+        _host_port(address)
     if ray.is_initialized():
         return
     if address == LOCAL:
         ray.init(num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
     else:
+        _check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise InvalidInput(f"cannot join the Ray cluster at {address!r}: {exc}") from None
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"--ray {address!r}: not '{LOCAL}', '{AUTO}' or a cluster address HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str) -> None:
+    """Ray waits minutes for a cluster address at which nothing answers: try a
+    HOST:PORT with one TCP connection first (``auto`` and ``ray://`` client
+    addresses are Ray's to resolve; an absent ``auto`` cluster fails at once)."""
+    if address == AUTO or "://" in address:
+        return
+    try:
+        socket.create_connection(_host_port(address), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise InvalidInput(f"cannot join the Ray cluster at {address!r}: nothing answers there "
+                           f"({exc.strerror or exc})") from None
+
+
+def per_process(key: Hashable, make: Callable[[], Any]) -> Any:
+    """``make()``, computed once per process for ``key`` (the last
+    :data:`PROCESS_CACHE_ENTRIES` kept): what every job in a worker reads (a
+    data set) is loaded once there.  A script's jobs travel to Ray's workers by
+    value, their module's globals with them; this cache lives here, in an
+    importable module, so it is neither shipped with them nor left empty."""
+    if key in _process_cache:
+        _process_cache.move_to_end(key)
+        return _process_cache[key]
+    value = _process_cache[key] = make()
+    while len(_process_cache) > PROCESS_CACHE_ENTRIES:
+        _process_cache.popitem(last=False)
+    return value
+
+
+def share(value: Any, ray_address: str | None) -> Any:
+    """``value`` as jobs given as arguments should receive it: itself in one
+    process; on Ray a reference to one copy in the object store, so that a
+    value many jobs read (a model) is sent once, not once per job."""
+    if ray_address is None:
+        return value
+    connect(ray_address)
+    return _ray().put(value)
 
 
 def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: TextIO | None = sys.stderr,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from wmark.cluster import AUTO, LOCAL, LOCAL_CPUS
 from wmark.errors import InvalidInput, WmarkError, is_library_failure
 from wmark.files import atomic_write, check_output_path
 from wmark.text import untrusted
@@ -257,6 +258,13 @@ def add_circuit_arguments(parser: argparse._ActionsContainer) -> None:
                              "(default: the system's temporary directory)")
     parser.add_argument("--memory-limit", type=_gigabytes, metavar="GB", dest="memory_limit",
                         help="refuse a model whose proof would need more memory (default: what is available now)")
+
+
+def add_ray_argument(parser: argparse._ActionsContainer, doing: str) -> None:
+    """``--ray ADDRESS`` (:mod:`wmark.cluster`), ``doing`` saying what becomes Ray tasks."""
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help=f"{doing}: '{LOCAL}' (a {LOCAL_CPUS}-CPU instance here), '{AUTO}' (the cluster this "
+                             f"machine is in) or a cluster address; needs .[cluster]")
 
 
 def _gigabytes(text: str) -> int:

@@ -6,7 +6,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from wmark.console import EXIT_OK, add_circuit_arguments, add_command
+from wmark.cluster import connect
+from wmark.console import EXIT_OK, add_circuit_arguments, add_command, add_ray_argument
 from wmark.errors import InvalidInput
 from wmark.protocol.framing import BLOB_CHUNK_BYTES, MAX_FRAME_BYTES
 from wmark.protocol.zk import MAX_LOGROWS, MIN_LOGROWS
@@ -70,6 +71,7 @@ def register(subparsers) -> None:
                     metavar="SECONDS", help="the whole of a zero-knowledge session, proving included: proofs that "
                                             "would run past it are refused, the verifier told why")
     add_circuit_arguments(zk)
+    add_ray_argument(zk, "prove each item as a Ray task")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--max-srs-logrows {args.max_srs_logrows} is not between {MIN_LOGROWS} and {MAX_LOGROWS}")
     models = {model_file_digest(path): Path(path) for path in args.model}
     prover = load_prover(args)
+    if args.ray is not None:
+        # Joined here, before serving: a wrong address is a start-up error, not every session's.
+        connect(args.ray)
     asyncio.run(serve(prover, args.host, args.port, max_frame=args.max_frame, timeout=args.timeout,
                       zk=ZkOptions(models, args.max_srs_logrows, args.workdir, args.memory_limit,
-                                   args.zk_session_timeout)))
+                                   args.zk_session_timeout, args.ray)))
     return EXIT_OK

@@ -14,6 +14,7 @@ from wmark.console import (
     add_command,
     add_json_argument,
     add_output,
+    add_ray_argument,
     load_marking_key,
     untrusted,
     write_json_report,
@@ -63,9 +64,7 @@ def register(subparsers) -> None:
     p.add_argument("--ledger", metavar="DB", help="the ledger that records the session (default: the key's own)")
     add_policy_arguments(p)
     add_circuit_arguments(p)
-    p.add_argument("--ray", metavar="ADDRESS",
-                   help="prove each item as a Ray task: 'local' (a 2-CPU instance here), 'auto' (the cluster this "
-                        "machine is in) or a cluster address; needs .[cluster]")
+    add_ray_argument(p, "prove each item as a Ray task")
     add_json_argument(p)
 
 
