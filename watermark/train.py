@@ -112,16 +112,24 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     on_cuda = device is not None and device.type == "cuda"
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    # (fill_uninitialized_memory is a property of the module's class, unseen by mypy.)
+    fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
     with torch.random.fork_rng(devices=[device] if on_cuda else []):
         torch.manual_seed(seed)
         # CUDA's deterministic kernels need CUBLAS_WORKSPACE_CONFIG set before
         # cuBLAS starts, which a library cannot promise; the CPU's are free.
         if not on_cuda:
             torch.use_deterministic_algorithms(True, warn_only=True)
+            # Deterministic mode also fills every new tensor with NaN, a guard
+            # against kernels that read memory they never wrote; the kernels
+            # training uses write all they allocate, and the fill cost ~7 % of
+            # fashion_cnn's CPU time (docs/design.md section 5).
+            torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
         try:
             yield
         finally:
             torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
 
 
 def train(
@@ -219,6 +227,7 @@ def train(
                 if picks is not None:
                     x = torch.cat([x, trigger_images[picks[b]]])
                     y = torch.cat([y, trigger_labels[picks[b]]])
+                x = _layout(x, device)
                 if world.size > 1:
                     loss = _share_loss(net, x, y, temperature, world)
                 else:
@@ -250,6 +259,26 @@ def train(
             history.append(stats)
     model.eval()
     return history
+
+
+def _layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The batch in channels-last memory order on the CPU.
+
+    PyTorch's CPU convolutions, batch normalisation and max-pooling follow
+    the memory order of their input, and in channels-first order they are
+    much slower (fashion_cnn: about 1.4x a step).  Which order a batch had
+    was an accident of its strides: gathered task images kept the loader's
+    channels-last strides, but appending rendered trigger images made a
+    channels-first batch, so marking cost +45 % CPU time on Fashion-MNIST
+    (docs/design.md section 5).  On CUDA the batch is left as it comes.
+    """
+    if device.type != "cpu" or x.dim() != 4:
+        return x
+    # Not x.contiguous(memory_format=torch.channels_last): a one-channel
+    # channels-first tensor already counts as channels-last contiguous and
+    # comes back unchanged, while the kernels read its strides as
+    # channels-first.  empty_like writes the strides they read as channels-last.
+    return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
 
 
 def _data_parallel(model: Classifier, device: torch.device) -> torch.nn.Module:
