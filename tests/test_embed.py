@@ -109,6 +109,16 @@ def test_every_cpu_training_batch_reaches_the_model_channels_last(channels):
     assert seen == [(64 * channels, 1, 8 * channels, channels)] * 6
 
 
+def test_prediction_batches_reach_the_model_channels_last(digits):
+    from wmark.watermark.evaluate import predict
+
+    model = start_model(digits)
+    seen: list[tuple[int, ...]] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].stride()))
+    predict(model, noise_triggers(3).images, batch_size=2)  # C-ordered numpy: channels-first strides
+    assert seen == [(64, 1, 8, 1)] * 2
+
+
 def test_soft_labels_train_a_model(digits, small):
     teacher = start_model(digits, seed=3)
     with torch.no_grad():

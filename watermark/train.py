@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from wmark.errors import InvalidInput
-from wmark.watermark import distributed
+from wmark.watermark import distributed, layout
 from wmark.watermark.datasets import LabelledImages
 from wmark.watermark.evaluate import score
 from wmark.watermark.modelio import Classifier
@@ -227,7 +227,7 @@ def train(
                 if picks is not None:
                     x = torch.cat([x, trigger_images[picks[b]]])
                     y = torch.cat([y, trigger_labels[picks[b]]])
-                x = _layout(x, device)
+                x = layout.for_device(x, device)
                 if world.size > 1:
                     loss = _share_loss(net, x, y, temperature, world)
                 else:
@@ -259,26 +259,6 @@ def train(
             history.append(stats)
     model.eval()
     return history
-
-
-def _layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """The batch in channels-last memory order on the CPU.
-
-    PyTorch's CPU convolutions, batch normalisation and max-pooling follow
-    the memory order of their input, and in channels-first order they are
-    much slower (fashion_cnn: about 1.4x a step).  Which order a batch had
-    was an accident of its strides: gathered task images kept the loader's
-    channels-last strides, but appending rendered trigger images made a
-    channels-first batch, so marking cost +45 % CPU time on Fashion-MNIST
-    (docs/design.md section 5).  On CUDA the batch is left as it comes.
-    """
-    if device.type != "cpu" or x.dim() != 4:
-        return x
-    # Not x.contiguous(memory_format=torch.channels_last): a one-channel
-    # channels-first tensor already counts as channels-last contiguous and
-    # comes back unchanged, while the kernels read its strides as
-    # channels-first.  empty_like writes the strides they read as channels-last.
-    return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
 
 
 def _data_parallel(model: Classifier, device: torch.device) -> torch.nn.Module:
