@@ -3,10 +3,10 @@
 Measures, on the first ``--images`` adversary images of the task, with the
 model's one CPU thread (:mod:`wmark.watermark.train` keeps small models on one):
 
-* ``full bB``: one epoch of training every layer at batch size B (100: the
+* ``full-bB``: one epoch of training every layer at batch size B (100: the
   marking recipe; 50: distillation and extraction; 32: fine-tuning and
   re-training);
-* ``last layer b32``: one epoch training the output layer alone (FTLL, RTLL);
+* ``last-layer-b32``: one epoch training the output layer alone (FTLL, RTLL);
 * ``inference``: scoring the test split (every row of every study, and every
   epoch of a training run that reports test accuracy).
 
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     shapes: dict[str, tuple[Callable[[], Callable[[], object]], int]] = {
-        "full b100": (lambda: fit(100), len(data)), "full b50": (lambda: fit(50), len(data)),
-        "full b32": (lambda: fit(32), len(data)), "last layer b32": (lambda: fit(32, True), len(data)),
+        "full-b100": (lambda: fit(100), len(data)), "full-b50": (lambda: fit(50), len(data)),
+        "full-b32": (lambda: fit(32), len(data)), "last-layer-b32": (lambda: fit(32, True), len(data)),
         "inference": (infer, len(task.test)),
     }
     runs = {name: [1000 * cpu_seconds(make()) / images for _ in range(args.repeats)]
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join([
         (f"CPU cost per image, {task.name} ({start_model(task).config.arch}, one thread): "
          f"{args.images} training images, {len(task.test)} test images, median of {args.repeats}"),
-        "", "| shape | ms CPU per image | against full b100 |", "|---|---:|---:|",
-        *(f"| {name} | {ms:.3f} | {ms / median['full b100']:.2f}x |" for name, ms in median.items())])
+        "", "| shape | ms CPU per image | against full-b100 |", "|---|---:|---:|",
+        *(f"| {name} | {ms:.3f} | {ms / median['full-b100']:.2f}x |" for name, ms in median.items())])
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"costs-{task.name}"
