@@ -30,7 +30,12 @@ threshold as a derived key.  Only the k = 20 verdicts vary between runs (each
 challenge samples its items afresh); their acceptance probability does not.
 
     python benchmarks/robustness.py                       # digits, 3 seeds, 3.5 minutes on 2 idle cores
-    python benchmarks/robustness.py --dataset fashion-mnist   # fashion_cnn on Debian's files
+    python benchmarks/robustness.py --dataset fashion-mnist --ray local   # fashion_cnn, an estimated 27 min on 2 idle cores
+
+On Fashion-MNIST the training attacks run shortened (STUDY_PARAMS: 5 epochs of
+fine-tuning and re-training, 10 of distillation and extraction without noisy
+copies), so that the four studies fit 3 hours on two cores; the estimates are
+in benchmarks/README.md.
     python benchmarks/robustness.py --dataset cifar10 --data-root ~/data   # the paper's ResNet-18; a GPU
 
 Writes robustness.json, robustness.md, robustness.png (test against trigger
