@@ -90,6 +90,12 @@ DISTILLATION = {"alpha": 0.7, "temperature": 1.0}
 # CIFAR-10 as Kim et al.: ResNet-34 victims, ResNet-18 students.
 CIFAR_VICTIM, CIFAR_STUDENT = "resnet34_cifar", "resnet18_cifar"
 CIFAR_TRANSFER = {"epochs": 50, "lr": 0.05, "batch_size": 128, "arch": CIFAR_STUDENT}
+# Fashion-MNIST's students, shortened so that the four studies fit 3 hours on
+# two cores (benchmarks/README.md, "Planning a full study"): every student sees
+# 99,000 images, 10 epochs of the adversary's 9,900 (no noisy copies: digits'
+# 337 images needed them) or 2 of the 49,500 shifted ones, not 30 epochs of
+# 39,600 or 49,500.
+FASHION_TRANSFER = {"adversary": {"epochs": 10, "copies": 0}, "shifted": {"epochs": 2}}
 
 
 def load(dataset: str, data_root: str | None, cut: int | None = None) -> TaskData:
@@ -180,7 +186,8 @@ def shifted(task: TaskData) -> TaskData:
 
 
 def attack_params(world: World, kind: str, source: str) -> dict[str, Any]:
-    params: dict[str, Any] = dict(CIFAR_TRANSFER) if world.task.name == "cifar10" else {}
+    params: dict[str, Any] = (dict(CIFAR_TRANSFER) if world.task.name == "cifar10" else
+                              dict(FASHION_TRANSFER[source]) if world.task.name == "fashion-mnist" else {})
     if kind == "distill":
         params.update(DISTILLATION)
     if source == "shifted":

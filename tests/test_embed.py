@@ -74,6 +74,7 @@ def test_training_leaves_the_callers_random_state_alone(digits, small):
     train(start_model(digits), small, FAST)
     assert torch.equal(torch.rand(3), expected)
     assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory
 
 
 def test_triggers_ride_in_every_batch_cycling_through_the_set(digits, small):
@@ -88,6 +89,35 @@ def test_triggers_ride_in_every_batch_cycling_through_the_set(digits, small):
     assert [len(x) for x in seen] == [40 + k] * 5
     counts = Counter(int(x[-j, 0, 0, 0]) for x in seen for j in range(1, k + 1))
     assert sorted(counts) == list(range(n)) and max(counts.values()) - min(counts.values()) <= 1
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_cpu_training_batch_reaches_the_model_channels_last(channels):
+    # CPU kernels follow the batch's memory order and channels-first is much
+    # slower; appending triggers (here C-ordered numpy arrays) used to turn the
+    # loader's channels-last batch channels-first (docs/design.md section 5).
+    from wmark.watermark.modelio import ModelConfig, Preprocessing, new_model
+
+    rng = np.random.default_rng(0)
+    data = LabelledImages(rng.integers(0, 256, (30, channels, 8, 8), dtype=np.uint8), rng.integers(0, 10, 30))
+    model = new_model(ModelConfig("small_cnn", 10, (channels, 8, 8), Preprocessing((0.5,) * channels,
+                                                                                   (0.25,) * channels)))
+    seen: list[tuple[int, ...]] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].stride()) if m.training else None)
+    for k in (0, 2):
+        train(model, data, replace(FAST, batch_size=10, triggers_per_batch=k),
+              triggers=noise_triggers(4, shape=(channels, 8, 8)))
+    assert seen == [(64 * channels, 1, 8 * channels, channels)] * 6
+
+
+def test_prediction_batches_reach_the_model_channels_last(digits):
+    from wmark.watermark.evaluate import predict
+
+    model = start_model(digits)
+    seen: list[tuple[int, ...]] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].stride()))
+    predict(model, noise_triggers(3).images, batch_size=2)  # C-ordered numpy: channels-first strides
+    assert seen == [(64, 1, 8, 1)] * 2
 
 
 def test_soft_labels_train_a_model(digits, small):

@@ -32,7 +32,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = "benchmarks/results/"
-DOCUMENTS = ("README.md", "docs/design.md")
+DOCUMENTS = ("README.md", "docs/design.md", "benchmarks/README.md")
 MARKER = re.compile(r"<!--\s*from\s+(?P<file>\S+?):\s*(?P<path>(?:[^\s\[>]|\[[^\]]*\])+)(?:\s+(?P<scale>[x/][0-9.]+))?\s*-->")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 SELECT = re.compile(r"^(?P<key>[^\[\]]+)?\[(?P<field>[^=\]]+)=(?P<value>[^\]]+)\]$")

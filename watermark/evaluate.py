@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from wmark.errors import InvalidInput
+from wmark.watermark import layout
 from wmark.watermark.datasets import LabelledImages
 from wmark.watermark.modelio import Classifier
 from wmark.watermark.triggers import TriggerSet
@@ -32,8 +33,8 @@ def predict(model: Classifier, images: np.ndarray, *, batch_size: int = PREDICT_
     model.eval()
     try:
         with torch.inference_mode():
-            chunks = [model(torch.from_numpy(images[i:i + batch_size]).to(device)).float().cpu()
-                      for i in range(0, len(images), batch_size)]
+            chunks = [model(layout.for_device(torch.from_numpy(images[i:i + batch_size]).to(device), device))
+                      .float().cpu() for i in range(0, len(images), batch_size)]
     finally:
         model.train(was_training)
     if not chunks:

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from wmark.errors import InvalidInput
-from wmark.watermark import distributed
+from wmark.watermark import distributed, layout
 from wmark.watermark.datasets import LabelledImages
 from wmark.watermark.device import torch_threads
 from wmark.watermark.evaluate import score
@@ -138,16 +138,24 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     on_cuda = device is not None and device.type == "cuda"
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    # (fill_uninitialized_memory is a property of the module's class, unseen by mypy.)
+    fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
     with torch.random.fork_rng(devices=[device] if on_cuda else []):
         torch.manual_seed(seed)
         # CUDA's deterministic kernels need CUBLAS_WORKSPACE_CONFIG set before
         # cuBLAS starts, which a library cannot promise; the CPU's are free.
         if not on_cuda:
             torch.use_deterministic_algorithms(True, warn_only=True)
+            # Deterministic mode also fills every new tensor with NaN, a guard
+            # against kernels that read memory they never wrote; the kernels
+            # training uses write all they allocate, and the fill cost ~7 % of
+            # fashion_cnn's CPU time (docs/design.md section 5).
+            torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
         try:
             yield
         finally:
             torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
 
 
 def train(
@@ -245,6 +253,7 @@ def train(
                 if picks is not None:
                     x = torch.cat([x, trigger_images[picks[b]]])
                     y = torch.cat([y, trigger_labels[picks[b]]])
+                x = layout.for_device(x, device)
                 if world.size > 1:
                     loss = _share_loss(net, x, y, temperature, world)
                 else:
