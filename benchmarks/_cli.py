@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from wmark.console import add_ray_argument
-from wmark.errors import InvalidInput
+from wmark.errors import InvalidInput, WmarkError
 from wmark.watermark.datasets import DATASETS, LabelledImages, TaskData, load_task
-from wmark.watermark.device import add_device_argument
+from wmark.watermark.device import add_device_argument, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,3 +112,12 @@ def subset(task: TaskData, n: int | None) -> TaskData:
 
 def load_for(args: argparse.Namespace) -> TaskData:
     return subset(load_task(args.dataset, args.data_root), getattr(args, "subset", None))
+
+
+def device_and_task(args: argparse.Namespace) -> tuple[torch.device, TaskData] | None:
+    """The device and data set the options name, or None with the reason printed (exit 2)."""
+    try:
+        return pick_device(args.device), load_for(args)
+    except WmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None

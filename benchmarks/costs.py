@@ -28,12 +28,10 @@ import time
 from collections.abc import Callable
 
 import torch
-from _cli import provenance, provenance_markdown, training_parser
+from _cli import device_and_task, provenance, provenance_markdown, training_parser
 
-from wmark.errors import WmarkError
 from wmark.files import atomic_write
-from wmark.watermark.datasets import LabelledImages, load_task
-from wmark.watermark.device import pick_device
+from wmark.watermark.datasets import LabelledImages
 from wmark.watermark.embed import start_model
 from wmark.watermark.evaluate import score
 from wmark.watermark.modelio import Classifier
@@ -51,12 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=3000, help="training images per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement")
     args = parser.parse_args(argv)
-    try:
-        device = pick_device(args.device)
-        task = load_task(args.dataset, args.data_root)
-    except WmarkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = device_and_task(args)
+    if loaded is None:
         return 2
+    device, task = loaded
     data = LabelledImages(task.adversary.images[:args.images], task.adversary.labels[:args.images])
     origin = provenance([0], device, args.label)
 

@@ -22,15 +22,13 @@ import time
 from dataclasses import asdict, replace
 
 import numpy as np
-from _cli import provenance, provenance_markdown, training_parser
+from _cli import device_and_task, provenance, provenance_markdown, training_parser
 
-from wmark.errors import WmarkError
 from wmark.files import atomic_write
 from wmark.protocol.hazmat.hashing import tagged_hash
 from wmark.protocol.hazmat.sampling import derive_label
 from wmark.protocol.patterns import render_many
-from wmark.watermark.datasets import LabelledImages, load_task
-from wmark.watermark.device import pick_device
+from wmark.watermark.datasets import LabelledImages
 from wmark.watermark.embed import default_recipe, start_model
 from wmark.watermark.train import train
 from wmark.watermark.triggers import TriggerSet
@@ -43,12 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=5000, help="training images per run")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each kind, alternating")
     args = parser.parse_args(argv)
-    try:
-        device = pick_device(args.device)
-        task = load_task(args.dataset, args.data_root)
-    except WmarkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = device_and_task(args)
+    if loaded is None:
         return 2
+    device, task = loaded
     data = LabelledImages(task.train.images[:args.images], task.train.labels[:args.images])
     seeds = [tagged_hash(ITEM_TAG, i.to_bytes(4, "big")) for i in range(100)]
     triggers = TriggerSet(render_many(seeds, task.input_shape),

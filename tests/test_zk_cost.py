@@ -9,18 +9,14 @@ takes seconds, and nothing here proves."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
+from tests.support.zkworld import ZkWorld, zk_world
 from wmark.files import atomic_write
 from wmark.harness.programs import run_cli
-from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
-from wmark.protocol.items import TriggerKind
-from wmark.protocol.keyfile import save_marking_key
-from wmark.protocol.keygen import KeyPair, keygen_derived
+from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.messages import ModelRef
 from wmark.protocol.session import ZkVerifierSession
 from wmark.protocol.zk import SrsOrigin, ZkParameters
@@ -28,42 +24,17 @@ from wmark.protocol.zk import SrsOrigin, ZkParameters
 pytest.importorskip("ezkl")
 
 from wmark.watermark import zkcircuit  # after the skip: needs ezkl
-from wmark.watermark.modelio import ModelConfig, Preprocessing, model_file_digest, new_model, save_model
+from wmark.watermark.modelio import model_file_digest
 
-SHAPE = (1, 8, 8)
 ROWS, LOGROWS = 16_002, 15
 # Between what the rows alone need (2^14 tall: 1.2 GB) and what the calibrated 2^15 needs (1.8 GB).
 BETWEEN_GB = "1.5"
 REFUSAL = f"about {zkcircuit.memory_for(LOGROWS) / 1e9:.1f} GB of memory and 1.5 GB is available"
 
 
-@dataclass(frozen=True)
-class World:
-    root: Path
-    pair: KeyPair
-    model: Path
-
-    @property
-    def vk(self) -> Path:
-        return self.root / "vk.json"
-
-    @property
-    def mk(self) -> Path:
-        return self.root / "mk.wmk"
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    root = tmp_path_factory.mktemp("zk-cost")
-    owner = SigningKey.generate()
-    pair = keygen_derived(owner=owner, n=4, num_classes=10, input_shape=SHAPE,
-                          zk=zkcircuit.InputCommitter(TriggerKind.DERIVED, SHAPE))
-    save_signing_key(root / "owner.pem", owner)
-    save_marking_key(root / "mk.wmk", pair.marking_key, None)
-    atomic_write(root / "vk.json", pair.signed_vk.to_json())
-    torch.manual_seed(0)
-    save_model(root / "model", new_model(ModelConfig("zk_cnn", 10, SHAPE, Preprocessing((0.3,), (0.3,)))))
-    return World(root, pair, root / "model")
+def world(tmp_path_factory) -> ZkWorld:
+    return zk_world(tmp_path_factory.mktemp("zk-cost"), n=4, std=0.3)
 
 
 def test_the_cost_follows_the_height_and_k():
@@ -89,7 +60,7 @@ def test_zkchallenge_refuses_a_circuit_over_the_memory_limit_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["verifier.pem", "verifier.pub"], "a challenge, SRS or circuit was left"
 
 
-def _challenge(world: World, tmp: Path, srs_logrows: int) -> Path:
+def _challenge(world: ZkWorld, tmp: Path, srs_logrows: int) -> Path:
     """A ZK challenge naming the model and a real (small) SRS beside it."""
     srs = zkcircuit.generate_srs(tmp / "challenge.srs", srs_logrows)
     parameters = ZkParameters(srs.sha256, srs.logrows, SrsOrigin.VERIFIER, hashlib.sha256(b"circuit").digest())
@@ -100,7 +71,7 @@ def _challenge(world: World, tmp: Path, srs_logrows: int) -> Path:
     return path
 
 
-def zkprove(world: World, challenge: Path, out: Path, *extra: str):
+def zkprove(world: ZkWorld, challenge: Path, out: Path, *extra: str):
     return run_cli("wmark-prover", "zkprove", "--mk", str(world.mk), "--vk", str(world.vk), "--model",
                    str(world.model), "--challenge", str(challenge), "--out", str(out), "--ledger",
                    str(challenge.parent / "ledger.db"), "--workdir", str(challenge.parent), *extra)

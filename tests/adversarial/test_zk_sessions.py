@@ -16,17 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.support.live import Keys, Peer, prover_server
+from tests.support.zkworld import SHAPE, zk_world
 from wmark.files import atomic_write
 from wmark.harness.programs import run_cli
 from wmark.protocol.framing import blob_frames, encode_frame
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
-from wmark.protocol.items import TriggerKind
-from wmark.protocol.keyfile import save_marking_key
-from wmark.protocol.keygen import keygen_derived
+from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.messages import ModelRef
 from wmark.protocol.session import ProverSession, Refused, ZkVerifierSession
 from wmark.protocol.zk import SrsOrigin, ZkParameters
@@ -35,29 +32,20 @@ ezkl = pytest.importorskip("ezkl")
 
 from wmark.prover.zk import answer_or_refuse  # after the importorskip: needs ezkl
 from wmark.watermark import zkcircuit
-from wmark.watermark.modelio import ModelConfig, Preprocessing, model_file_digest, new_model, save_model
+from wmark.watermark.modelio import model_file_digest
 
 pytestmark = pytest.mark.adversarial
-SHAPE = (1, 8, 8)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> tuple[Keys, Path, int, SigningKey]:
     """A --zk key pair of 12 items on disk, an untrained zk_cnn model (what is proved
     does not matter here, only that ezkl runs), and the rows its circuit needs."""
-    root = tmp_path_factory.mktemp("zk-hostile")
-    owner = SigningKey.generate()
-    pair = keygen_derived(owner=owner, n=12, num_classes=10, input_shape=SHAPE,
-                          zk=zkcircuit.InputCommitter(TriggerKind.DERIVED, SHAPE))
-    save_signing_key(root / "owner.pem", owner)
-    save_marking_key(root / "mk.wmk", pair.marking_key, None)
-    atomic_write(root / "vk.json", pair.signed_vk.to_json())
-    torch.manual_seed(0)
-    save_model(root / "model", new_model(ModelConfig("zk_cnn", 10, SHAPE, Preprocessing((0.3,), (0.4,)))))
-    with zkcircuit.model_circuit(root / "model", input_shape=SHAPE, num_classes=10,
-                                 input_scale=pair.verification_key.zk.input_scale, workdir=root) as (_, circuit):
+    world = zk_world(tmp_path_factory.mktemp("zk-hostile"), n=12, std=0.4)
+    with zkcircuit.model_circuit(world.model, input_shape=SHAPE, num_classes=10,
+                                 input_scale=world.pair.verification_key.zk.input_scale, workdir=world.root) as (_, circuit):
         logrows = circuit.logrows
-    return Keys(root, pair), root / "model", logrows, owner
+    return world, world.model, logrows, world.owner_key
 
 
 def _zero_srs(path: Path, logrows: int) -> bytes:
