@@ -121,3 +121,15 @@ def device_and_task(args: argparse.Namespace) -> tuple[torch.device, TaskData] |
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
+
+
+def measurement_setup(argv: list[str] | None, description: str | None, *, epochs_help: str, images: int,
+                      repeats: int, repeats_help: str) -> tuple[argparse.Namespace, torch.device, TaskData] | None:
+    """The options, device and data set of a cost measurement (``--images`` per run, ``--repeats`` runs),
+    or None with the reason printed (exit 2)."""
+    parser = training_parser(description, epochs_help=epochs_help)
+    parser.add_argument("--images", type=int, default=images, help=f"training images per run (default {images})")
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"{repeats_help} (default {repeats})")
+    args = parser.parse_args(argv)
+    loaded = device_and_task(args)
+    return None if loaded is None else (args, *loaded)

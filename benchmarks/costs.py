@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from _cli import device_and_task, provenance, provenance_markdown, training_parser
+from _cli import measurement_setup, provenance, provenance_markdown
 
 from wmark.files import atomic_write
 from wmark.watermark.datasets import LabelledImages
@@ -45,14 +45,11 @@ def cpu_seconds(work: Callable[[], object]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = training_parser(__doc__, epochs_help="not used here (each measurement is one epoch)")
-    parser.add_argument("--images", type=int, default=3000, help="training images per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement")
-    args = parser.parse_args(argv)
-    loaded = device_and_task(args)
-    if loaded is None:
+    setup = measurement_setup(argv, __doc__, epochs_help="not used here (each measurement is one epoch)",
+                              images=3000, repeats=3, repeats_help="runs of each measurement")
+    if setup is None:
         return 2
-    device, task = loaded
+    args, device, task = setup
     data = LabelledImages(task.adversary.images[:args.images], task.adversary.labels[:args.images])
     origin = provenance([0], device, args.label)
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, replace
 
 import numpy as np
-from _cli import device_and_task, provenance, provenance_markdown, training_parser
+from _cli import measurement_setup, provenance, provenance_markdown
 
 from wmark.files import atomic_write
 from wmark.protocol.hazmat.hashing import tagged_hash
@@ -37,14 +37,11 @@ ITEM_TAG = "wmark/bench/overhead/item/v1"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = training_parser(__doc__, epochs_help="epochs per run (default 1)")
-    parser.add_argument("--images", type=int, default=5000, help="training images per run")
-    parser.add_argument("--repeats", type=int, default=5, help="runs of each kind, alternating")
-    args = parser.parse_args(argv)
-    loaded = device_and_task(args)
-    if loaded is None:
+    setup = measurement_setup(argv, __doc__, epochs_help="epochs per run (default 1)", images=5000, repeats=5,
+                              repeats_help="runs of each kind, alternating")
+    if setup is None:
         return 2
-    device, task = loaded
+    args, device, task = setup
     data = LabelledImages(task.train.images[:args.images], task.train.labels[:args.images])
     seeds = [tagged_hash(ITEM_TAG, i.to_bytes(4, "big")) for i in range(100)]
     triggers = TriggerSet(render_many(seeds, task.input_shape),
