@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from wmark.console import add_ray_argument
+from wmark.files import atomic_write
 from wmark.errors import InvalidInput, WmarkError
 from wmark.watermark.datasets import DATASETS, LabelledImages, TaskData, load_task
 from wmark.watermark.device import add_device_argument, pick_device
@@ -133,3 +135,10 @@ def measurement_setup(argv: list[str] | None, description: str | None, *, epochs
     args = parser.parse_args(argv)
     loaded = device_and_task(args)
     return None if loaded is None else (args, *loaded)
+
+
+def write_result(stem: Path, report: dict[str, Any], table: str) -> None:
+    """``stem``.json (the report, its provenance inside) and ``stem``.md (the table and where it came from)."""
+    atomic_write(stem.with_suffix(".json"), (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write(stem.with_suffix(".md"), f"{table}\n\n{provenance_markdown(report['provenance'])}\n".encode())
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")

@@ -21,16 +21,14 @@ Writes costs-DATASET.json and .md to --out.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
 import torch
-from _cli import measurement_setup, provenance, provenance_markdown
+from _cli import measurement_setup, provenance, write_result
 
-from wmark.files import atomic_write
 from wmark.watermark.datasets import LabelledImages
 from wmark.watermark.embed import start_model
 from wmark.watermark.evaluate import score
@@ -91,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = args.out / f"costs-{task.name}"
     report = {"provenance": origin, "dataset": task.name, "images": args.images, "repeats": args.repeats,
               "runs_ms_per_image": runs, "median_ms_per_image": median}
-    atomic_write(stem.with_suffix(".json"), (json.dumps(report, indent=2) + "\n").encode())
-    atomic_write(stem.with_suffix(".md"), f"{table}\n\n{provenance_markdown(origin)}\n".encode())
-    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
+    write_result(stem, report, table)
     return 0
 
 

@@ -15,16 +15,14 @@ Writes overhead-DATASET.json and .md to --out.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
 from dataclasses import asdict, replace
 
 import numpy as np
-from _cli import measurement_setup, provenance, provenance_markdown
+from _cli import measurement_setup, provenance, write_result
 
-from wmark.files import atomic_write
 from wmark.protocol.hazmat.hashing import tagged_hash
 from wmark.protocol.hazmat.sampling import derive_label
 from wmark.protocol.patterns import render_many
@@ -75,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"provenance": origin, "dataset": task.name, "images": args.images, "repeats": args.repeats,
               "recipe": asdict(marked), "runs": {k: [{"cpu": c, "wall": w} for c, w in v] for k, v in times.items()},
               "median": median, "overhead_percent": overhead, "inherent_percent": inherent}
-    atomic_write(stem.with_suffix(".json"), (json.dumps(report, indent=2) + "\n").encode())
-    atomic_write(stem.with_suffix(".md"), f"{table}\n\n{provenance_markdown(origin)}\n".encode())
-    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
+    write_result(stem, report, table)
     return 0
 
 
