@@ -166,6 +166,36 @@ EQUIVALENT |= _on_line(
     "ReplaceBinaryOperator_Add_Mul", "ReplaceBinaryOperator_Add_Pow", "ReplaceBinaryOperator_Add_BitOr",
     "ReplaceBinaryOperator_Add_BitXor")
 EQUIVALENT |= _on_line(
+    "decision-terms", "if j < k:",
+    "equivalent: for j in range(k + 1), `!=` is `<`, and `<=` computes one more term at j = k, (k - k) * a // "
+    "... = 0, which is never yielded", "ReplaceComparisonOperator_Lt_LtE", "ReplaceComparisonOperator_Lt_NotEq")
+EQUIVALENT |= _on_line(
+    "decision-terms", "for j in range(k, -1, -1):",
+    "equivalent: a stop of 0 (-1 made 0, or `not 1`) drops the j = 0 term and a stop of -2 adds one for j = -1, "
+    "and neither is read: the downward sum in tail stops at matches >= 1, the threshold's scan breaks at t = 0 at "
+    "the latest (the whole sum times 2^lambda exceeds d^k), and without the j = 0 term it ends at t = 1 with the "
+    "same tau, a decision at 0 matches then taking its p-value, 1, from tail (the step's mutants, a 0 or -2 "
+    "step, are killed)", "NumberReplacer", "ReplaceUnaryOperator_USub_Not")
+EQUIVALENT |= _on_line(
+    "decision-terms", "for j in range(k + 1):",
+    "equivalent: the upward terms are summed only while j < matches <= k // 2, so any stop from k // 2 on (k, "
+    "k + 2, k << 1, k >> 1 = k // 2) yields every term that is read", "NumberReplacer",
+    "ReplaceBinaryOperator_Add_LShift", "ReplaceBinaryOperator_Add_RShift")
+EQUIVALENT |= _on_line(
+    "decision-terms", "def _terms(k: int, p0: Fraction, *, downward: bool) -> Iterator[tuple[int, int]]:",
+    "equivalent: `/` in place of `*` only lets `downward` be passed by position too; every call names it",
+    "ReplaceBinaryOperator_Mul_Div")
+EQUIVALENT |= _on_line(
+    "decision-terms", "if t == matches:",
+    "equivalent for every decision: past 256 (ints not cached) `is` never holds, the scan records no tail, and "
+    "decide sums the same exact tail apart (tail); only the cost changes", "ReplaceComparisonOperator_Eq_Is")
+EQUIVALENT |= _on_line(
+    "decision-terms", "break",
+    "equivalent for every decision: once a tail exceeds 2^-lambda, later ones only grow, so tau is never "
+    "updated again; the scan then also records the tail at matches below tau, which decide would otherwise "
+    "sum apart to the same exact value; only the cost changes (all k + 1 <= MAX_K + 1 terms are read)",
+    "ReplaceBreakWithContinue")
+EQUIVALENT |= _on_line(
     "transcript", "if verdict.challenge_digest != challenge_digest or verdict.k != challenge.k:",
     "equivalent for every decision: a verdict naming another challenge digest (or k) that this cheap check "
     "lets through is still refused, later: the verdict rebuilt over the real challenge digest differs from it "

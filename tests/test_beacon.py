@@ -167,7 +167,7 @@ def edit_receipt(path: Path, part: str, out: Path) -> Path:
 
 
 @pytest.mark.parametrize("part", ["beta", "proof"])
-def test_registration_check_and_audit_exit_2_on_an_edited_beacon(registered, tmp_path, part):
+def test_registration_check_and_audit_exit_2_on_an_edited_beacon(registered, digits_world, tmp_path, part):
     keys, root = registered
     receipt = keys.root / "vk.receipt.json"
     log_key = root / "log" / "log-key.pub"
@@ -175,7 +175,7 @@ def test_registration_check_and_audit_exit_2_on_an_edited_beacon(registered, tmp
     code, out = run_main(verifier_main, "registration", "--vk", keys.vk, "--receipt", edited, "--log-key", log_key)
     assert code == 2 and "beacon" in out, out
     code, out = run_main(verifier_main, "check", "--vk", keys.vk, "--challenge", root / "claim-challenge.json",
-                         "--reveal", root / "claim-reveal.json", "--model", root / "unused", "--out",
+                         "--reveal", root / "claim-reveal.json", "--model", digits_world.plain, "--out",
                          tmp_path / "v.json", "--identity", root / "verifier.pem", "--log-key", log_key,
                          "--receipt", edited)
     assert code == 2 and "beacon" in out and not (tmp_path / "v.json").exists(), out

@@ -441,6 +441,12 @@ def test_a_lambda_below_one_is_refused(lam):
         threshold(K, P0, lam)
 
 
+def test_lambda_one_is_the_least_accepted():
+    # The bound's edge: at lambda = 1 a tail of 1/10 (one match of one at p0 = 1/10) is significant.
+    assert threshold(1, Fraction(1, 10), 1) == 1
+    assert decide(1, 1, Fraction(1, 10), 1).accepted and not decide(0, 1, Fraction(1, 10), 1).accepted
+
+
 @pytest.mark.parametrize("matches", [-1, K + 1])
 def test_matches_outside_zero_to_k_are_refused(matches):
     with pytest.raises(InvalidInput, match="matches out of"):
