@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from tests.support.fakes import FakeHasher
 from wmark.errors import InvalidInput, InvalidOpening, LocalProtocolError, RemoteProtocolError
 from wmark.protocol.beacon import LabelSource
-from wmark.protocol.decision import MAX_K, MAX_P0_DENOMINATOR, decide, tail, threshold
+from wmark.protocol.decision import MAX_K, MAX_LAMBDA, MAX_P0_DENOMINATOR, decide, tail, threshold
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.identity import SigningKey
@@ -441,10 +441,15 @@ def test_a_lambda_below_one_is_refused(lam):
         threshold(K, P0, lam)
 
 
-def test_lambda_one_is_the_least_accepted():
-    # The bound's edge: at lambda = 1 a tail of 1/10 (one match of one at p0 = 1/10) is significant.
+def test_lambda_is_accepted_from_one_to_its_bound():
+    # The bound's edges: at lambda = 1 a tail of 1/10 (one match of one at p0 = 1/10) is significant;
+    # at MAX_LAMBDA one match of one is not (90 of 100 are), but the question is answered, not refused.
     assert threshold(1, Fraction(1, 10), 1) == 1
     assert decide(1, 1, Fraction(1, 10), 1).accepted and not decide(0, 1, Fraction(1, 10), 1).accepted
+    assert threshold(1, Fraction(1, 10), MAX_LAMBDA) is None
+    assert threshold(100, Fraction(1, 10), MAX_LAMBDA) == 90
+    with pytest.raises(InvalidInput, match="lambda="):
+        threshold(1, Fraction(1, 10), MAX_LAMBDA + 1)
 
 
 @pytest.mark.parametrize("matches", [-1, K + 1])
