@@ -20,10 +20,9 @@ import hashlib
 import socket
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
 from wmark.files import atomic_write, exclusive_lock, read_bounded
@@ -97,11 +96,6 @@ class Witness:
             raise InvalidInput(f"{path}: not this witness's state for {origin!r}")
         return state.size, state.root
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._lock, exclusive_lock(self.directory / "lock"):
-            yield
-
     def add_checkpoint(self, body: bytes) -> Answer:
         """One ``POST /add-checkpoint``, answered as the spec says."""
         try:
@@ -118,7 +112,7 @@ class Witness:
             return _refuse(403, f"no trusted log signature: {exc}")
         if old > checkpoint.size:
             return _refuse(400, f"old size {old} is beyond the checkpoint's size {checkpoint.size}")
-        with self._locked():
+        with self._lock, exclusive_lock(self.directory / "lock"):
             size, root = self.state(checkpoint.origin)
             if old != size:
                 return Answer(409, f"{size}\n".encode("ascii"), SIZE_TYPE)
