@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from wmark.console import add_ray_argument
-from wmark.files import atomic_write
 from wmark.errors import InvalidInput, WmarkError
+from wmark.files import atomic_write
 from wmark.watermark.datasets import DATASETS, LabelledImages, TaskData, load_task
 from wmark.watermark.device import add_device_argument, pick_device
 
