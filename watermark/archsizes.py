@@ -62,6 +62,13 @@ def check_arch(arch: str) -> None:
                        f"(choose from {', '.join(OWN_ARCHITECTURES)} or {TORCHVISION_PREFIX}NAME)")
 
 
+def channel_problem(arch: str, input_shape: tuple[int, int, int]) -> str | None:
+    """Why ``arch`` cannot take ``input_shape``'s channels (torchvision's classifiers take RGB), or None."""
+    if arch.startswith(TORCHVISION_PREFIX) and input_shape[0] != 3:
+        return f"{arch} takes 3-channel images, not {input_shape[0]}-channel ones"
+    return None
+
+
 def state_size(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> int:
     """How many numbers the ``state_dict`` of ``arch`` holds (parameters and buffers)."""
     check_arch(arch)

@@ -45,7 +45,7 @@ from wmark.protocol.hazmat.encoding import (
 # A model answers a key's queries, so it takes the shapes and class counts a key may name.
 from wmark.protocol.limits import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
 from wmark.text import untrusted
-from wmark.watermark.archsizes import TORCHVISION_PREFIX, check_arch, state_size
+from wmark.watermark.archsizes import channel_problem, check_arch, state_size
 
 CONFIG_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -214,9 +214,8 @@ def inspect_files(model_dir: str | os.PathLike[str]) -> ModelFiles:
         raise InvalidInput(f"{root}: not a model directory (expected {CONFIG_NAME} and {WEIGHTS_NAME} in it)")
     config_bytes = read_bounded(root / CONFIG_NAME, max_bytes=MAX_CONFIG_BYTES, what="model config")
     config = ModelConfig.from_json(config_bytes, what=str(root / CONFIG_NAME))
-    if config.arch.startswith(TORCHVISION_PREFIX) and config.input_shape[0] != 3:
-        raise InvalidInput(f"{root / CONFIG_NAME}: {config.arch} takes 3-channel images, "
-                           f"not {config.input_shape[0]}-channel ones")
+    if problem := channel_problem(config.arch, config.input_shape):
+        raise InvalidInput(f"{root / CONFIG_NAME}: {problem}")
     numbers = state_size(config.arch, config.num_classes, config.input_shape)
     if numbers > MAX_PARAMETERS:
         raise InvalidInput(f"{root / CONFIG_NAME}: {config.describe()} has {numbers:,} parameters, more than "

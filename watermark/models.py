@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from wmark.errors import InvalidInput
-from wmark.watermark.archsizes import TORCHVISION_PREFIX, check_arch
+from wmark.watermark.archsizes import TORCHVISION_PREFIX, channel_problem, check_arch
 
 # The dense layer of small_cnn sees a POOLED x POOLED map whatever the input size.
 POOLED = 4
@@ -137,8 +137,8 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int]) 
         check_arch(arch)
         raise InvalidInput(f"{name!r} is not a classifier of this torchvision ({models.__name__}); "
                            f"wmark's table of architectures was generated from another version")
-    if input_shape[0] != 3:
-        raise InvalidInput(f"{arch} takes 3-channel images, not {input_shape[0]}-channel ones")
+    if problem := channel_problem(arch, input_shape):
+        raise InvalidInput(problem)
     return models.get_model(name, weights=None, num_classes=num_classes)
 
 
