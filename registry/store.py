@@ -183,7 +183,7 @@ class LogStore:
             if not (d / STATE_NAME).exists():  # a new log, or one from before the state was kept
                 with store._transaction() as c:
                     (heads,) = c.execute("SELECT count(*) FROM tree_heads").fetchone()
-                    state = (store._latest.envelope, heads)
+                    state = (store._latest, heads)
                 store._save_state(*state)
         except BaseException:
             store.close()
@@ -271,14 +271,17 @@ class LogStore:
                 self._put_checkpoint(conn, head)
             receipts = [r if isinstance(r, WmarkError) else self._receipt(r) for r in results]
             (heads,) = conn.execute("SELECT count(*) FROM tree_heads").fetchone()
-            state = (self._latest.envelope, heads)
+            state = (self._latest, heads)
         # After the commit: the state never runs ahead of the database.
         self._save_state(*state)
         return receipts
 
-    def _save_state(self, envelope: dsse.Envelope, heads: int) -> None:
-        atomic_write(self.directory / STATE_NAME, canonical_json(
-            {"type": STATE_TYPE, "version": 1, "tree_head": envelope_to_obj(envelope), "heads": heads}))
+    def _save_state(self, latest: _SignedHead, heads: int) -> None:
+        data = canonical_json({"type": STATE_TYPE, "version": 1, "tree_head": envelope_to_obj(latest.envelope),
+                               "heads": heads})
+        atomic_write(self.directory / STATE_NAME, data)
+        # This process signed it: the next read of these bytes needs no signature check.
+        self._state = data, (latest.head, heads)
 
     def _load_state(self) -> tuple[TreeHead, int] | None:
         """The head and head count last saved beside the database, checked against the log's key."""
