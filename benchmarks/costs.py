@@ -26,10 +26,10 @@ import sys
 import time
 from collections.abc import Callable
 
-import torch
 from _cli import measurement_setup, provenance, write_result
 
 from wmark.watermark.datasets import LabelledImages
+from wmark.watermark.device import torch_threads
 from wmark.watermark.embed import start_model
 from wmark.watermark.evaluate import score
 from wmark.watermark.modelio import Classifier
@@ -61,14 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def infer() -> Callable[[], object]:
         model: Classifier = start_model(task, seed=0).to(device)
-        threads = torch.get_num_threads()
 
         def run() -> None:
-            torch.set_num_threads(1)  # as inside a training run
-            try:
+            with torch_threads(1):  # as inside a training run
                 score(model, task.test.images, task.test.labels)
-            finally:
-                torch.set_num_threads(threads)
         return run
 
     shapes: dict[str, tuple[Callable[[], Callable[[], object]], int]] = {
