@@ -93,7 +93,7 @@ POINT_BYTES = 64
 # The share of a piece's height its estimated rows may fill: the estimate counts
 # multiply-accumulates, activations and the hash, not ezkl's range-check and
 # lookup tables or its blinding rows.
-FILL = 0.5
+FILL = 0.75
 
 
 class BrokenLink(InvalidProof):
