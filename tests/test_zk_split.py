@@ -133,7 +133,7 @@ def _verdict(split: Split, answer: object = None, statements: dict[int, ZkStatem
 
 
 def test_a_two_piece_split_is_proven_and_accepted_end_to_end(split):
-    """zkchallenge's verifier, zkprove's prover (which cuts the model itself from the challenge) and zkcheck's decision."""
+    """zkchallenge's verifier, zkprove's prover (cutting the model itself, from the challenge), zkcheck's decision."""
     verdict, failed = _verdict(split)
     assert failed == {} and verdict.accepted and verdict.matches == 2
     mk = split.world.pair.marking_key

@@ -33,6 +33,7 @@ fits one proof is the special case of one piece, built by
 
 from __future__ import annotations
 
+import copy
 import hmac
 import json
 import math
@@ -64,17 +65,17 @@ from wmark.watermark.zkcircuit import (
     Keys,
     Srs,
     UnsupportedModel,
-    available_memory,
-    check_unchanged,
-    checked_model,
     _calibration_data,
     _canonical_settings,
     _compiling,
     _lay_out,
     _library_panics,
     _Statement,
+    available_memory,
     build_circuit,
     check_srs,
+    check_unchanged,
+    checked_model,
     class_felt,
     estimate_rows,
     export_onnx,
@@ -203,22 +204,20 @@ def plan(model: Classifier, piece_rows: int) -> tuple[PieceSpec, ...]:
     return tuple(pieces)
 
 
-# -- the pieces as modules ----------------------------------------------------------------------------------------------
+# -- the pieces as modules --------------------------------------------------------------------------------------------
 
-def _group(layer: nn.Module, channels: tuple[int, int]) -> nn.Module:
+def _group(layer: nn.Conv2d | nn.Linear, channels: tuple[int, int]) -> nn.Module:
     """The output channels ``channels`` of a convolution or dense layer, as a layer of its own."""
     lo, hi = channels
-    part: nn.Conv2d | nn.Linear
-    if isinstance(layer, nn.Conv2d):
-        part = nn.Conv2d(layer.in_channels, hi - lo, layer.kernel_size, stride=layer.stride, padding=layer.padding,
-                         dilation=layer.dilation, bias=layer.bias is not None, padding_mode=layer.padding_mode)
-    else:
-        assert isinstance(layer, nn.Linear)
-        part = nn.Linear(layer.in_features, hi - lo, bias=layer.bias is not None)
+    part = copy.deepcopy(layer)  # same kernel, stride, padding: only the output channels differ
     with torch.no_grad():
-        part.weight.copy_(layer.weight[lo:hi])
+        part.weight = nn.Parameter(layer.weight[lo:hi].clone())
         if layer.bias is not None:
-            part.bias.copy_(layer.bias[lo:hi])
+            part.bias = nn.Parameter(layer.bias[lo:hi].clone())
+    if isinstance(part, nn.Conv2d):
+        part.out_channels = hi - lo
+    elif isinstance(part, nn.Linear):
+        part.out_features = hi - lo
     return part.eval()
 
 
@@ -237,7 +236,9 @@ class _Inner(nn.Module):
 def piece_module(model: Classifier, spec: PieceSpec) -> nn.Module:
     layers = list(model.net[spec.start:spec.stop])
     if spec.channels is not None:
-        layers[-1] = _group(layers[-1], spec.channels)
+        last = layers[-1]
+        assert isinstance(last, (nn.Conv2d, nn.Linear))  # plan() cuts only these
+        layers[-1] = _group(last, spec.channels)
     net = nn.Sequential(*layers).eval()
     if not spec.inputs:  # behind the model's own preprocessing, as the whole circuit is
         return _Statement(Classifier(model.config, net), classify=spec.classify).eval()
@@ -315,7 +316,8 @@ def build_pieces(model: Classifier, directory: str | os.PathLike[str], *, input_
                 raise UnsupportedModel(f"piece {j + 1}'s inputs come at different scales")
             piece = root / f"piece{j}"
             piece.mkdir(parents=True, exist_ok=True)
-            onnx_path, data_path, settings_path = piece / "model.onnx", piece / "calibration.json", piece / SETTINGS_NAME
+            onnx_path, data_path = piece / "model.onnx", piece / "calibration.json"
+            settings_path = piece / SETTINGS_NAME
             names = ("hidden",) if not spec.inputs else tuple(f"t{p}" for p in spec.inputs)
             export_onnx(module, tuple(x[:1] for x in ins), onnx_path, f"piece {j + 1} of the suspect model",
                         input_names=names, output_name="class" if spec.classify else f"t{j}")
