@@ -16,6 +16,7 @@ same run is the cost model's estimate for the model proven whole.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -76,6 +77,41 @@ def _world(root: Path) -> tuple[Path, Path, dict[str, Path]]:
     return root / "vk.json", root / "mk.wmk", {"marked": root / "marked", "plain": root / "plain"}
 
 
+def one_piece(model_dir: Path, srs_path: Path, mk_path: Path, piece: int, limit: int, work: Path) -> dict[str, Any]:
+    """In this process, what the prover does for one piece of one item: build all
+    pieces, set up and prove piece ``piece``; its peak RSS bounds zkprove's, which
+    proves the pieces (all of one height) one after another."""
+    import resource
+
+    from wmark.protocol.keyfile import load_marking_key
+    from wmark.watermark.triggers import item_image
+
+    mk = load_marking_key(mk_path, None)
+    assert mk.zk is not None
+    model = load_model(model_dir)
+    srs = zkcircuit.read_srs(srs_path)
+    started = time.monotonic()
+    pieces = zksplit.build_pieces(model, work, input_scale=mk.zk.input_scale,
+                                  piece_rows=zksplit.piece_rows_for(limit), memory_limit=limit)
+    built = time.monotonic()
+    circuit, spec = pieces.circuits[piece], pieces.specs[piece]
+    assert not spec.inputs, "measure a piece that reads the hidden input"
+    with zkcircuit.setup(circuit, srs) as keys:
+        set_up = time.monotonic()
+        hidden = zkcircuit.hidden_input(item_image(mk.openings[0], mk.kind, mk.input_shape), mk.zk.salts[0])
+        _, proof = zkcircuit.prove_input(circuit, keys, srs, [hidden])
+        proven = time.monotonic()
+        zkcircuit.verify_proof(circuit, keys, srs, [bytes.fromhex(proof["instances"][0][0])], bytes(proof["proof"]))
+        verified = time.monotonic()
+    return {"scope": f"piece {piece + 1} of {len(pieces.circuits)}, one item, in one process",
+            "pieces_rows": [c.num_rows for c in pieces.circuits], "logrows": pieces.logrows,
+            "build_s": round(built - started, 1), "setup_s": round(set_up - built, 1),
+            "prove_s": round(proven - set_up, 1), "verify_s": round(verified - proven, 2),
+            "proof_bytes": len(proof["proof"]),
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "estimated_bytes": zkcircuit.memory_for(pieces.logrows)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--k", type=int, default=1, help="items per challenge")
@@ -83,9 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="marked,plain", help="which of marked,plain to challenge")
     parser.add_argument("--workdir", metavar="DIR", help="where keys, models and circuits go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--one-piece", nargs=3, metavar=("MODEL", "SRS", "MK"), type=Path,
+                        help="instead: set up and prove the first piece of MODEL's first trigger item in this process")
     args = parser.parse_args(argv)
     info = provenance([SEED], "cpu")
     limit = int(args.memory_limit * 1e9)
+    if args.one_piece:
+        with tempfile.TemporaryDirectory(prefix="wmark-zk-piece-", dir=args.workdir) as tmp:
+            row = one_piece(*args.one_piece, 0, limit, Path(tmp))
+        print(json.dumps(row, indent=2))
+        write_result(args.out, {"provenance": info, "ezkl": zkcircuit.EZKL_VERSION,
+                                "memory_limit_gb": args.memory_limit, "one_piece": row},
+                     f"| scope | rows (2^{row['logrows']}) | setup s | prove s | verify s | peak RSS GB | "
+                     f"estimate GB |\n|---|---|---|---|---|---|---|\n| {row['scope']} | {row['pieces_rows'][0]:,} | "
+                     f"{row['setup_s']} | {row['prove_s']} | {row['verify_s']} | {row['peak_rss_bytes'] / 1e9:.2f} | "
+                     f"{row['estimated_bytes'] / 1e9:.2f} |")
+        return 0
     with tempfile.TemporaryDirectory(prefix="wmark-zk-split-", dir=args.workdir) as tmp:
         root = Path(tmp)
         vk, mk, models = _world(root)
