@@ -1,7 +1,7 @@
 """A model proven in pieces linked by committed intermediate tensors
 (docs/design.md section 4c), through the protocol: a ``zk_cnn`` on 1x2x2
 triggers, trained on its two, cut after its convolutions into two pieces of
-2^11 rows; and, without ezkl, how ``small_cnn`` on digits is cut."""
+2^12 rows; and, without ezkl, how ``small_cnn`` on digits is cut."""
 
 from __future__ import annotations
 
