@@ -22,7 +22,7 @@ from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 from wmark.protocol.items import ItemOpening, TriggerKind
 from wmark.protocol.keys import MAX_CLASSES, MAX_ITEMS, decode_opening, encode_opening
 from wmark.protocol.transparency import RegistrationInfo
-from wmark.protocol.zk import ZkItem, ZkParameters, ZkVerdictInfo
+from wmark.protocol.zk import ITEM_V1, ITEM_V2, ZkItem, ZkParameters, ZkVerdictInfo
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
@@ -89,8 +89,12 @@ class Message:
     PAYLOAD_TYPE: ClassVar[str]
     DIGEST_TAG: ClassVar[str]
 
+    # The encoding a message writes, and those it reads (older ones included).
+    WRITES: ClassVar[int] = VERSION
+    READS: ClassVar[tuple[int, ...]] = (VERSION,)
+
     def payload(self) -> bytes:
-        return enc.canonical_json({"type": self.TYPE, "version": VERSION, **self._to_obj()})
+        return enc.canonical_json({"type": self.TYPE, "version": self.WRITES, **self._to_obj()})
 
     def sign(self, key: SigningKey) -> dsse.Envelope:
         return dsse.sign(self.PAYLOAD_TYPE, self.payload(), key)
@@ -102,8 +106,9 @@ class Message:
     @classmethod
     def from_payload(cls, payload: bytes) -> "Message":
         what = cls.TYPE.split("/")[-1]
-        obj = enc.expect_header(enc.parse_json(payload, what=what, max_bytes=MAX_MESSAGE_BYTES),
-                                type_=cls.TYPE, version=VERSION, what=what)
+        obj = enc.parse_json(payload, what=what, max_bytes=MAX_MESSAGE_BYTES)
+        version = obj.get("version") if isinstance(obj, dict) and obj.get("version") in cls.READS else cls.WRITES
+        obj = enc.expect_header(obj, type_=cls.TYPE, version=version, what=what)
         return cls._from_obj(obj, what)
 
     def _to_obj(self) -> dict[str, Any]:
@@ -215,7 +220,8 @@ class Answer(Message):
             raise DecodeError(f"{what}: 1 to {MAX_ITEMS} {cls.ENTRIES} expected, got {len(raw)}")
         # The entries are the subclass's own field, named by ENTRIES.
         return cls(_digest(obj, "challenge_digest"), _digest(obj, "vk_digest"), scheme,
-                   **{cls.ENTRIES: tuple(cls._decode_entry(o, scheme, what=f"{what}: {cls.ENTRY} {i}")
+                   **{cls.ENTRIES: tuple(cls._decode_entry(o, scheme, what=f"{what}: {cls.ENTRY} {i}",
+                                                               version=obj["version"])
                                          for i, o in enumerate(raw))})
 
     @staticmethod
@@ -223,7 +229,7 @@ class Answer(Message):
         raise NotImplementedError
 
     @staticmethod
-    def _decode_entry(obj: Any, scheme: Scheme, *, what: str) -> Any:
+    def _decode_entry(obj: Any, scheme: Scheme, *, what: str, version: int) -> Any:
         raise NotImplementedError
 
 
@@ -244,7 +250,7 @@ class Reveal(Answer):
         return encode_opening(entry)
 
     @staticmethod
-    def _decode_entry(obj: Any, scheme: Scheme, *, what: str) -> ItemOpening:
+    def _decode_entry(obj: Any, scheme: Scheme, *, what: str, version: int = VERSION) -> ItemOpening:
         return decode_opening(obj, scheme, what=what, max_index=MAX_ITEMS - 1)
 
 
@@ -259,6 +265,10 @@ class ZkReveal(Answer):
     ENTRIES: ClassVar[str] = "items"
     ENTRY: ClassVar[str] = "item"
 
+    # v2 lists one proof per piece of a model proven in pieces; v1 reveals (one proof an item) still decode.
+    WRITES: ClassVar[int] = ITEM_V2
+    READS: ClassVar[tuple[int, ...]] = (ITEM_V1, ITEM_V2)
+
     items: tuple[ZkItem, ...]
 
     @staticmethod
@@ -266,8 +276,9 @@ class ZkReveal(Answer):
         return entry.to_obj()
 
     @staticmethod
-    def _decode_entry(obj: Any, scheme: Scheme, *, what: str) -> ZkItem:
-        return ZkItem.from_obj(obj, scheme, what=what, max_index=MAX_ITEMS - 1, max_class=MAX_CLASSES)
+    def _decode_entry(obj: Any, scheme: Scheme, *, what: str, version: int = ITEM_V2) -> ZkItem:
+        return ZkItem.from_obj(obj, scheme, what=what, max_index=MAX_ITEMS - 1, max_class=MAX_CLASSES,
+                               version=version)
 
 
 @dataclass(frozen=True)

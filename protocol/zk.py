@@ -37,6 +37,12 @@ MIN_INPUT_SCALE, MAX_INPUT_SCALE = 0, 16
 MIN_LOGROWS, MAX_LOGROWS = 10, 26
 # An ezkl proof of one inference is about 6 KB; larger is not a proof of ours.
 MAX_PROOF_BYTES = 256 * 1024
+# A model proven in pieces (docs/design.md section 4c): at most this many proofs per item.
+MAX_PIECES = 32
+# The rows a challenge may allow one piece: up to 2^MAX_LOGROWS.
+MIN_PIECE_ROWS, MAX_PIECE_ROWS = 1, 1 << MAX_LOGROWS
+# ZkItem encodings: v1 carries one proof ("proof"), v2 one per piece ("proofs").
+ITEM_V1, ITEM_V2 = 1, 2
 
 CAVEAT_ZK = ("zero-knowledge: no trigger image revealed; each match is a proof that the model maps the hidden "
              "input committed in the verification key to the opened label")
@@ -128,39 +134,55 @@ class ZkParameters:
     check against one circuit and one SRS.
 
     ``circuit_sha256`` names the ezkl verification key the verifier derived
-    from the model it holds and the SRS: a prover whose toolchain builds
-    another circuit learns it before proving rather than from a failed verdict.
+    from the model it holds and the SRS (or, for a model proven in pieces, all
+    the pieces' keys and the cut): a prover whose toolchain builds another
+    circuit learns it before proving rather than from a failed verdict.
+    ``piece_rows``, when set, is the estimated rows the verifier allows one
+    piece: both sides cut the model from it and from the model alone, so the
+    prover never chooses the cut (docs/design.md section 4c); absent, the
+    model is proven whole (as in challenges made before split proofs).
     """
 
     srs_sha256: bytes
     srs_logrows: int
     srs_origin: SrsOrigin
     circuit_sha256: bytes
+    piece_rows: int | None = None
 
     def to_obj(self) -> dict[str, Any]:
-        return {"srs_sha256": b64u_encode(self.srs_sha256), "srs_logrows": self.srs_logrows,
-                "srs_origin": self.srs_origin.value, "circuit_sha256": b64u_encode(self.circuit_sha256)}
+        obj = {"srs_sha256": b64u_encode(self.srs_sha256), "srs_logrows": self.srs_logrows,
+               "srs_origin": self.srs_origin.value, "circuit_sha256": b64u_encode(self.circuit_sha256)}
+        return obj if self.piece_rows is None else {**obj, "piece_rows": self.piece_rows}
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str) -> "ZkParameters":
         what = f"{what}: zk"
-        object_with(obj, {"srs_sha256", "srs_logrows", "srs_origin", "circuit_sha256"}, what=what)
+        object_with(obj, {"srs_sha256", "srs_logrows", "srs_origin", "circuit_sha256", "piece_rows"}, what=what)
         return cls(
             srs_sha256=b64u_decode(obj.get("srs_sha256"), what=f"{what}: srs_sha256", size=32),
             srs_logrows=int_field(obj, "srs_logrows", what=what, low=MIN_LOGROWS, high=MAX_LOGROWS),
             srs_origin=SrsOrigin.parse(field(obj, "srs_origin", str, what=what)),
             circuit_sha256=b64u_decode(obj.get("circuit_sha256"), what=f"{what}: circuit_sha256", size=32),
+            piece_rows=(int_field(obj, "piece_rows", what=what, low=MIN_PIECE_ROWS, high=MAX_PIECE_ROWS)
+                        if "piece_rows" in obj else None),
         )
 
 
 @dataclass(frozen=True)
 class ZkStatement:
-    """One proof and the public instances it claims: the hidden input's hash and
-    the class the circuit computed."""
+    """The proofs of one item and the public instances they claim: the hidden
+    input's hash and the class the circuit computed.  A model proven whole has
+    one proof; one proven in pieces has ``proof`` for its first piece and
+    ``more_proofs`` for the others, in the order both sides derive."""
 
     input_hash: bytes
     predicted: int
     proof: bytes
+    more_proofs: tuple[bytes, ...] = ()
+
+    @property
+    def proofs(self) -> tuple[bytes, ...]:
+        return (self.proof, *self.more_proofs)
 
 
 @dataclass(frozen=True, repr=False)
@@ -177,13 +199,25 @@ class ZkItem:
         return f"ZkItem(index={self.index}, label={self.label}, predicted={self.statement.predicted})"
 
     def to_obj(self) -> dict[str, Any]:
+        """The v2 encoding (``proofs``, one per piece)."""
         return {"index": self.index, "label": self.label, "r_label": b64u_encode(self.label_randomness.randomness),
                 "input_hash": b64u_encode(self.statement.input_hash), "predicted": self.statement.predicted,
-                "proof": b64u_encode(self.statement.proof)}
+                "proofs": [b64u_encode(p) for p in self.statement.proofs]}
 
     @classmethod
-    def from_obj(cls, obj: Any, scheme: Scheme, *, what: str, max_index: int, max_class: int) -> "ZkItem":
-        object_with(obj, {"index", "label", "r_label", "input_hash", "predicted", "proof"}, what=what)
+    def from_obj(cls, obj: Any, scheme: Scheme, *, what: str, max_index: int, max_class: int,
+                 version: int = ITEM_V2) -> "ZkItem":
+        """Either encoding: v1 (one ``proof``, reveals before split proofs) or v2."""
+        name = "proof" if version == ITEM_V1 else "proofs"
+        object_with(obj, {"index", "label", "r_label", "input_hash", "predicted", name}, what=what)
+        if version == ITEM_V1:
+            proofs = [obj.get("proof")]
+        else:
+            proofs = field(obj, "proofs", list, what=what)
+            if not 1 <= len(proofs) <= MAX_PIECES:
+                raise DecodeError(f"{what}: 1 to {MAX_PIECES} proofs, not {len(proofs)}")
+        first, *more = (b64u_decode(p, what=f"{what}: proof {j}", max_size=MAX_PROOF_BYTES)
+                        for j, p in enumerate(proofs))
         return cls(
             index=int_field(obj, "index", what=what, low=0, high=max_index),
             label=int_field(obj, "label", what=what, low=0, high=max_class),
@@ -191,7 +225,7 @@ class ZkItem:
             statement=ZkStatement(
                 input_hash=_felt(obj.get("input_hash"), what=f"{what}: input_hash"),
                 predicted=int_field(obj, "predicted", what=what, low=0, high=max_class),
-                proof=b64u_decode(obj.get("proof"), what=f"{what}: proof", max_size=MAX_PROOF_BYTES),
+                proof=first, more_proofs=tuple(more),
             ),
         )
 

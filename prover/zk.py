@@ -20,14 +20,15 @@ from typing import Callable, Mapping
 import numpy as np
 
 from wmark.cluster import JobFailed
-from wmark.errors import InvalidInput, LocalProtocolError, is_library_failure
+from wmark.errors import InvalidInput, LocalProtocolError
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import MarkingKey
 from wmark.protocol.session import ChallengeReceived, ProverSession
 from wmark.protocol.zk import ZkStatement
 from wmark.watermark.modelio import model_file_digest
 from wmark.watermark.triggers import item_image
-from wmark.watermark.zkcircuit import Circuit, Cost, Keys, Srs, model_circuit, prove, read_srs, setup
+from wmark.watermark.zkcircuit import Circuit, Keys, Srs, prove, read_srs
+from wmark.watermark.zksplit import Pieces, model_pieces, prove_pieces, setup_pieces
 
 
 def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: MarkingKey,
@@ -35,11 +36,13 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
                     workdir: str | os.PathLike[str] | None = None, memory_limit: int | None = None,
                     progress: Callable[[int], object] | None = None,
                     ray_address: str | None = None, deadline: float | None = None,
-                    on_cost: Callable[[Cost], object] | None = None) -> dsse.Envelope:
+                    on_cost: Callable[[Pieces], object] | None = None) -> dsse.Envelope:
     """Prove every challenged item about the model in ``model_dir`` and sign the answer.
 
     ``on_cost`` hears what the proofs will take (the circuit laid out, nothing
-    proven yet); a circuit over ``memory_limit`` is refused before that.
+    proven yet); a circuit over ``memory_limit`` is refused before that.  The
+    model is proven whole, or in the pieces the challenge's ``piece_rows``
+    cuts it into (docs/design.md section 4c).
     With ``ray_address`` each item's proof is a Ray task (:mod:`wmark.cluster`)
     reserving the memory the cost model gives the circuit; the answer lists
     the items in the challenge's order either way.  ``deadline`` (a
@@ -57,11 +60,12 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
         raise InvalidInput(f"{srs.path}: not the SRS the challenge names (sha256 "
                            f"{challenge.zk.srs_sha256.hex()[:16]}…, this file {srs.sha256.hex()[:16]}…)")
     statements: dict[int, ZkStatement] = {}
-    with model_circuit(model_dir, input_shape=vk.input_shape, num_classes=vk.num_classes,
-                       input_scale=vk.zk.input_scale, workdir=workdir, memory_limit=memory_limit) as (_, circuit):
+    with model_pieces(model_dir, input_shape=vk.input_shape, num_classes=vk.num_classes,
+                      input_scale=vk.zk.input_scale, piece_rows=challenge.zk.piece_rows, workdir=workdir,
+                      memory_limit=memory_limit) as (_, pieces):
         if on_cost:
-            on_cost(circuit.cost)
-        with setup(circuit, srs) as keys:
+            on_cost(pieces)
+        with setup_pieces(pieces, srs) as keys:
             if keys.circuit_sha256 != challenge.zk.circuit_sha256:
                 raise InvalidInput("the circuit built here from the model differs from the verifier's: both sides "
                                    "need the same ezkl (23.0.5) and torch versions")
@@ -71,14 +75,16 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
                 clock.start()
                 for index in event.indices:
                     clock.check()
-                    statements[index] = prove(circuit, keys, srs, *inputs[index])
+                    statements[index] = prove_pieces(pieces, keys, srs, *inputs[index])
                     clock.done()
                     if progress:
                         progress(1)
             elif deadline is not None:
                 raise LocalProtocolError("a deadline is kept only when proving in this process")
+            elif pieces.split:
+                raise InvalidInput("a model proven in pieces is proven in this process, not on a Ray cluster")
             else:
-                statements = _prove_on_ray(circuit, keys, srs, inputs, ray_address, progress)
+                statements = _prove_on_ray(pieces.circuits[0], keys.keys[0], srs, inputs, ray_address, progress)
     for index in event.indices:
         # A proof the verifier would find about another input is a sign of a broken key, not a non-match.
         if not hmac.compare_digest(statements[index].input_hash, vk.zk.hashes[index]):
@@ -200,14 +206,6 @@ def answer_or_refuse(session: ProverSession, event: ChallengeReceived, mk: Marki
     try:
         return prove_challenge(session, event, mk, model_dir, srs_path, workdir=workdir,
                                memory_limit=memory_limit, deadline=deadline, ray_address=ray_address), None
-    except (InvalidInput, JobFailed) as exc:
+    except (InvalidInput, JobFailed) as exc:  # ezkl's panics come as InvalidInput too (zkcircuit.setup, prove)
         reason = f"cannot prove: {exc}"
-        return session.refuse(reason), reason
-    except BaseException as exc:
-        if not is_library_failure(exc):
-            raise
-        # An SRS of zeros makes ezkl's setup panic (a BaseException): the verifier's
-        # input, answered with a signed refusal rather than a dropped connection.
-        said = " ".join(str(exc).split())[:300]  # one line: a panic's message spans several
-        reason = f"cannot prove: ezkl failed on this challenge's SRS or model ({type(exc).__name__}: {said})"
         return session.refuse(reason), reason

@@ -33,6 +33,7 @@ from wmark.verifier.zk import ZkVerifier, decide_with_proofs  # after the skip: 
 from wmark.watermark import zkcircuit
 from wmark.watermark.modelio import Classifier, ModelConfig, Preprocessing
 from wmark.watermark.triggers import item_image
+from wmark.watermark.zksplit import PieceKeys, Pieces
 
 SHAPE = (1, 2, 2)
 NUM_CLASSES = 10
@@ -89,8 +90,8 @@ def tiny(tmp_path_factory) -> Iterator[Tiny]:
         srs = zkcircuit.generate_srs(root / "srs", circuit_a.logrows)
         keys_a = stack.enter_context(zkcircuit.setup(circuit_a, srs))
         keys_b = stack.enter_context(zkcircuit.setup(circuit_b, srs))
-        verifier = ZkVerifier(ModelRef(sha256=hashlib.sha256(b"model A").digest()), circuit_a, srs,
-                              SrsOrigin.VERIFIER, keys_a)
+        verifier = ZkVerifier(ModelRef(sha256=hashlib.sha256(b"model A").digest()), Pieces.whole(model_a, circuit_a),
+                              srs, SrsOrigin.VERIFIER, PieceKeys.whole(keys_a))
         yield Tiny(pair, owner, verifier, x, 1 - x, zkcircuit.prove(circuit_a, keys_a, srs, _image(pair, x), salt),
                    zkcircuit.prove(circuit_b, keys_b, srs, _image(pair, x), salt), classes[x])
 

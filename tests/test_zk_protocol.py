@@ -119,7 +119,39 @@ def test_a_reveal_opens_labels_only(keys):
     pair, owner = keys
     _, _, answer = exchange(pair, owner, 12)
     item = json.loads(answer.payload)["items"][0]
-    assert set(item) == {"index", "label", "r_label", "input_hash", "predicted", "proof"}
+    assert set(item) == {"index", "label", "r_label", "input_hash", "predicted", "proofs"}
+
+
+def test_a_v1_reveal_with_one_proof_an_item_still_decodes_and_v2_carries_one_per_piece(keys):
+    """Reveals made before split proofs (version 1, ``proof``) decode as one-piece statements;
+    a field of the other version is refused."""
+    pair, owner = keys
+    _, _, answer = exchange(pair, owner, 3, lambda indices: {
+        i: replace(honest(pair, [i])[i], more_proofs=(b"piece 2", b"piece 3")) for i in indices})
+    v2 = ZkReveal.from_payload(answer.payload)
+    assert [item.statement.proofs[1:] for item in v2.items] == [(b"piece 2", b"piece 3")] * 3
+    obj = json.loads(answer.payload)
+    assert obj["version"] == 2
+    v1 = {**obj, "version": 1, "items": [{**{k: v for k, v in item.items() if k != "proofs"},
+                                          "proof": item["proofs"][0]} for item in obj["items"]]}
+    decoded = ZkReveal.from_payload(json.dumps(v1).encode())
+    assert [item.statement.proofs for item in decoded.items] == [item.statement.proofs[:1] for item in v2.items]
+    with pytest.raises(DecodeError, match=r"unknown field\(s\) \['proof'\]"):
+        ZkReveal.from_payload(json.dumps({**v1, "version": 2}).encode())
+    with pytest.raises(DecodeError, match="unsupported version 3"):
+        ZkReveal.from_payload(json.dumps({**obj, "version": 3}).encode())
+    too_many = {**obj, "items": [{**item, "proofs": item["proofs"] * 11} for item in obj["items"]]}
+    with pytest.raises(DecodeError, match="1 to 32 proofs"):
+        ZkReveal.from_payload(json.dumps(too_many).encode())
+
+
+def test_the_cut_a_challenge_pins_round_trips_and_old_challenges_have_none():
+    pinned = replace(PARAMETERS, piece_rows=196608)
+    assert ZkParameters.from_obj(pinned.to_obj(), what="c") == pinned
+    assert "piece_rows" not in PARAMETERS.to_obj()
+    assert ZkParameters.from_obj(PARAMETERS.to_obj(), what="c").piece_rows is None
+    with pytest.raises(DecodeError, match="piece_rows"):
+        ZkParameters.from_obj({**PARAMETERS.to_obj(), "piece_rows": 0}, what="c")
 
 
 def test_swapped_and_failing_proofs_are_non_matches_reported_in_the_verdict(keys):

@@ -22,31 +22,35 @@ from wmark.protocol.messages import ModelRef
 from wmark.protocol.session import ZkRevealAccepted, ZkVerifierSession, zk_results
 from wmark.protocol.transcript import AuditReport
 from wmark.protocol.zk import SrsOrigin, ZkItem, ZkParameters
-from wmark.watermark.zkcircuit import Circuit, Keys, Srs, generate_srs, model_circuit, read_srs, setup, verify
+from wmark.watermark.zkcircuit import Srs, generate_srs, read_srs
+from wmark.watermark.zksplit import AUTO, BrokenLink, PieceKeys, Pieces, model_pieces, setup_pieces, verify_pieces
 
 
 @dataclass(frozen=True)
 class ZkVerifier:
-    """The verifier's own circuit, SRS and verification key for one suspect model."""
+    """The verifier's own circuits (one per piece), SRS and verification keys for one suspect model."""
 
     model_ref: ModelRef
-    circuit: Circuit
+    pieces: Pieces
     srs: Srs
     origin: SrsOrigin
-    keys: Keys
+    keys: PieceKeys
 
     @property
     def parameters(self) -> ZkParameters:
-        """What a challenge pins: this SRS and this circuit."""
-        return ZkParameters(self.srs.sha256, self.srs.logrows, self.origin, self.keys.circuit_sha256)
+        """What a challenge pins: this SRS, these circuits and the cut."""
+        return ZkParameters(self.srs.sha256, self.srs.logrows, self.origin, self.keys.circuit_sha256,
+                            self.pieces.piece_rows)
 
     def check(self, items: Sequence[ZkItem]) -> dict[int, str | None]:
         """Per item, None if its proof verifies here, else why not."""
         errors: dict[int, str | None] = {}
         for item in items:
             try:
-                verify(self.circuit, self.keys, self.srs, item.statement)
+                verify_pieces(self.pieces, self.keys, self.srs, item.statement)
                 errors[item.index] = None
+            except BrokenLink as exc:  # each proof verifies: the pieces are about different tensors
+                errors[item.index] = str(exc)
             except InvalidProof as exc:
                 errors[item.index] = (f"{exc}: not a proof about the model held here under this SRS (a proof "
                                       f"for another model or SRS, or an altered one)")
@@ -57,6 +61,9 @@ class ZkVerifier:
         if self.srs.sha256 != parameters.srs_sha256:
             raise InvalidInput(f"{self.srs.path}: not the SRS the challenge names (sha256 "
                                f"{parameters.srs_sha256.hex()[:16]}…, this file {self.srs.sha256.hex()[:16]}…)")
+        if self.pieces.piece_rows != parameters.piece_rows:
+            raise InvalidInput(f"the challenge cuts the model for {parameters.piece_rows} rows a piece, this "
+                               f"verifier for {self.pieces.piece_rows}")
         if self.keys.circuit_sha256 != parameters.circuit_sha256:
             raise InvalidInput("the circuit built now from the model differs from the one the challenge names: "
                                "the model files or the toolchain (ezkl, torch) changed since the challenge")
@@ -66,8 +73,11 @@ class ZkVerifier:
 def open_verifier(model_dir: str | os.PathLike[str], vk: VerificationKey, *,
                   srs: str | os.PathLike[str] | None = None, srs_out: str | os.PathLike[str] | None = None,
                   origin: SrsOrigin | None = None, workdir: str | os.PathLike[str] | None = None,
-                  memory_limit: int | None = None) -> Iterator[ZkVerifier]:
-    """Build the verifier's circuit for the model in ``model_dir``.
+                  memory_limit: int | None = None, piece_rows: int | None | str = AUTO) -> Iterator[ZkVerifier]:
+    """Build the verifier's circuit for the model in ``model_dir``: whole, or
+    in pieces of ``piece_rows`` estimated rows (``AUTO``: in pieces only when
+    one proof of the whole would not fit ``memory_limit``; a challenge made
+    already pins it).
 
     With ``srs`` the SRS is that file, from a public ceremony unless ``origin``
     says otherwise; without, a fresh one just large enough is generated into
@@ -79,17 +89,17 @@ def open_verifier(model_dir: str | os.PathLike[str], vk: VerificationKey, *,
     if vk.zk is None:
         raise InvalidInput("the verification key has no zero-knowledge commitments (made without wmark keygen --zk)")
     with ExitStack() as stack:
-        ref, circuit = stack.enter_context(model_circuit(
+        ref, pieces = stack.enter_context(model_pieces(
             model_dir, input_shape=vk.input_shape, num_classes=vk.num_classes, input_scale=vk.zk.input_scale,
-            workdir=workdir, memory_limit=memory_limit))
+            piece_rows=piece_rows, workdir=workdir, memory_limit=memory_limit))
         if srs is not None:
             srs_file, source = read_srs(srs), origin or SrsOrigin.CEREMONY
         elif srs_out is not None:
-            srs_file, source = generate_srs(srs_out, circuit.logrows), SrsOrigin.VERIFIER
+            srs_file, source = generate_srs(srs_out, pieces.logrows), SrsOrigin.VERIFIER
         else:
             raise InvalidInput("give an SRS file, or where to write a fresh one")
-        keys = stack.enter_context(setup(circuit, srs_file, keep_proving_key=False))
-        yield ZkVerifier(ref, circuit, srs_file, source, keys)
+        keys = stack.enter_context(setup_pieces(pieces, srs_file, keep_proving_key=False))
+        yield ZkVerifier(ref, pieces, srs_file, source, keys)
 
 
 def decide_with_proofs(session: ZkVerifierSession, event: ZkRevealAccepted, verifier: ZkVerifier) -> dsse.Envelope:
@@ -110,7 +120,7 @@ def reverify(report: AuditReport, model_dir: str | os.PathLike[str], srs: str | 
     if parameters is None or report.verdict.zk is None:
         raise InvalidInput("not a zero-knowledge transcript: re-query the model instead")
     with open_verifier(model_dir, report.vk, srs=srs, origin=parameters.srs_origin, workdir=workdir,
-                       memory_limit=memory_limit) as verifier:
+                       memory_limit=memory_limit, piece_rows=parameters.piece_rows) as verifier:
         if verifier.model_ref != report.challenge.model:
             raise InvalidInput(f"the transcript is about {report.challenge.model.describe()}, not "
                                f"{verifier.model_ref.describe()}")

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wmark.errors import DecodeError, InvalidInput, InvalidProof
+from wmark.errors import DecodeError, InvalidInput, InvalidProof, is_library_failure
 from wmark.files import open_input
 from wmark.protocol.hazmat.hashing import tagged_hash
 from wmark.protocol.items import ItemOpening, TriggerKind, pixel_count
@@ -167,17 +167,19 @@ class InputCommitter:
 # -- building the circuit ---------------------------------------------------------------------------------------------
 
 class _Statement(nn.Module):
-    """Hidden input (pixels, then salt) -> class index; the salt only enters the hash."""
+    """Hidden input (pixels, then salt) -> class index (or, with ``classify`` false,
+    the network's output: the first piece of a split model); the salt only enters the hash."""
 
-    def __init__(self, model: Classifier) -> None:
+    def __init__(self, model: Classifier, *, classify: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.classify = model, classify
         self.shape = model.config.input_shape
         self.pixels = pixel_count(self.shape)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         pixels = hidden[:, :self.pixels].reshape(1, *self.shape)
-        return torch.argmax(self.model(pixels), dim=1, keepdim=True)
+        out = self.model(pixels)
+        return torch.argmax(out, dim=1, keepdim=True) if self.classify else out
 
 
 @dataclass(frozen=True)
@@ -333,14 +335,7 @@ def build_circuit(model: Classifier, directory: str | os.PathLike[str], *, input
     root.mkdir(parents=True, exist_ok=True)
     onnx_path, data_path = root / "model.onnx", root / "calibration.json"
     statement = _Statement(model).eval()
-    example = torch.zeros(1, statement.pixels + SALT_BYTES)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(statement, (example,), str(onnx_path), dynamo=False, opset_version=ONNX_OPSET,
-                              input_names=["hidden"], output_names=["class"])
-    except Exception as exc:  # the exporter raises assorted errors for operators ONNX lacks
-        raise UnsupportedModel(f"the suspect model cannot be exported to ONNX: {_ezkl_error(exc)}") from None
+    export_onnx(statement, (torch.zeros(1, statement.pixels + SALT_BYTES),), onnx_path, "the suspect model")
     data_path.write_text(json.dumps({"input_data": _calibration_data(model.config.input_shape)}))
     settings_path, compiled_path = root / SETTINGS_NAME, root / COMPILED_NAME
     # gen_settings lays the circuit out without proving anything: the exact row count, still cheap.
@@ -357,6 +352,18 @@ def build_circuit(model: Classifier, directory: str | os.PathLike[str], *, input
         raise UnsupportedModel(f"ezkl calibrated the input scale to {settings['run_args']['input_scale']}, but "
                                f"the commitments are at scale {input_scale}")
     return Circuit(root, model.config.input_shape, input_scale, settings["num_rows"], settings["run_args"]["logrows"])
+
+
+def export_onnx(module: nn.Module, examples: tuple[torch.Tensor, ...], path: Path, what: str, *,
+                input_names: tuple[str, ...] = ("hidden",), output_name: str = "class") -> None:
+    """``module`` to ONNX with the fixed options both sides use."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), examples, str(path), dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=list(input_names), output_names=[output_name])
+    except Exception as exc:  # the exporter raises assorted errors for operators ONNX lacks
+        raise UnsupportedModel(f"{what} cannot be exported to ONNX: {_ezkl_error(exc)}") from None
 
 
 def _lay_out(ezkl: ModuleType, onnx_path: Path, settings_path: Path, input_scale: int,
@@ -411,13 +418,9 @@ def _compiling() -> Iterator[None]:
         raise UnsupportedModel(f"ezkl cannot compile the suspect model: {_ezkl_error(exc)}") from None
 
 
-@contextmanager
-def model_circuit(model_dir: str | os.PathLike[str], *, input_shape: tuple[int, int, int], num_classes: int,
-                  input_scale: int, workdir: str | os.PathLike[str] | None = None,
-                  memory_limit: int | None = None) -> Iterator[tuple[ModelRef, Circuit]]:
-    """The circuit of the model in ``model_dir`` (checked against the trigger
-    set's shape and classes) and the reference naming its files, in a
-    temporary directory under ``workdir`` that is deleted on exit."""
+def checked_model(model_dir: str | os.PathLike[str], *, input_shape: tuple[int, int, int],
+                  num_classes: int) -> tuple[ModelRef, Classifier]:
+    """The model in ``model_dir``, checked against the trigger set's shape and classes, and the reference naming it."""
     ref = ModelRef(sha256=model_file_digest(model_dir))
     model = load_model(model_dir)
     config = model.config
@@ -425,11 +428,26 @@ def model_circuit(model_dir: str | os.PathLike[str], *, input_shape: tuple[int, 
         raise InvalidInput(f"{model_dir}: the model takes {config.shape_text} images in {config.num_classes} "
                            f"classes, the trigger set has {'x'.join(map(str, input_shape))} images in "
                            f"{num_classes} classes")
+    return ref, model
+
+
+def check_unchanged(model_dir: str | os.PathLike[str], ref: ModelRef) -> None:
+    """The circuit must be of the model the reference names, not of files swapped in meanwhile."""
+    if model_file_digest(model_dir) != ref.sha256:
+        raise InvalidInput(f"{model_dir}: the model files changed while the circuit was being built")
+
+
+@contextmanager
+def model_circuit(model_dir: str | os.PathLike[str], *, input_shape: tuple[int, int, int], num_classes: int,
+                  input_scale: int, workdir: str | os.PathLike[str] | None = None,
+                  memory_limit: int | None = None) -> Iterator[tuple[ModelRef, Circuit]]:
+    """The circuit of the model in ``model_dir`` (checked against the trigger
+    set's shape and classes) and the reference naming its files, in a
+    temporary directory under ``workdir`` that is deleted on exit."""
+    ref, model = checked_model(model_dir, input_shape=input_shape, num_classes=num_classes)
     with tempfile.TemporaryDirectory(prefix="wmark-zk-", dir=workdir) as tmp:
         circuit = build_circuit(model, tmp, input_scale=input_scale, memory_limit=memory_limit)
-        # The circuit must be of the model the reference names, not of files swapped in meanwhile.
-        if model_file_digest(model_dir) != ref.sha256:
-            raise InvalidInput(f"{model_dir}: the model files changed while the circuit was being built")
+        check_unchanged(model_dir, ref)
         yield ref, circuit
 
 
@@ -505,6 +523,20 @@ class Keys:
 
 
 @contextmanager
+def _library_panics(doing: str) -> Iterator[None]:
+    """ezkl's failures as :class:`InvalidInput`: its errors (RuntimeErrors carrying
+    its message) and its panics (an SRS of zeros makes setup panic: a
+    BaseException that ``except Exception`` misses), on one bounded line."""
+    try:
+        with _quiet():
+            yield
+    except BaseException as exc:
+        if not (isinstance(exc, Exception) or is_library_failure(exc)):
+            raise
+        raise InvalidInput(f"{doing} ({type(exc).__name__}: {_ezkl_error(exc)})") from None
+
+
+@contextmanager
 def setup(circuit: Circuit, srs: Srs, *, keep_proving_key: bool = True) -> Iterator[Keys]:
     """Run ezkl's setup (deterministic given the circuit and the SRS) in a
     temporary directory that is deleted on exit, proving key and all (it is
@@ -514,33 +546,36 @@ def setup(circuit: Circuit, srs: Srs, *, keep_proving_key: bool = True) -> Itera
     check_srs(srs, circuit)
     with tempfile.TemporaryDirectory(prefix="wmark-zk-keys-", dir=circuit.directory) as tmp:
         vk_path, pk_path = Path(tmp) / "vk.key", Path(tmp) / "pk.key"
-        try:
-            with _quiet():
-                ezkl.setup(str(circuit.compiled), str(vk_path), str(pk_path), srs_path=str(srs.path))
-        except Exception as exc:
-            raise InvalidInput(f"ezkl setup failed with SRS {srs.path}: {_ezkl_error(exc)}") from None
+        with _library_panics(f"ezkl setup failed with SRS {srs.path}"):
+            ezkl.setup(str(circuit.compiled), str(vk_path), str(pk_path), srs_path=str(srs.path))
         if not keep_proving_key:
             pk_path.unlink()
         yield Keys(vk_path, pk_path, tagged_hash(CIRCUIT_TAG, vk_path.read_bytes()))
 
 
+def prove_input(circuit: Circuit, keys: Keys, srs: Srs, inputs: list[list]) -> tuple[dict, dict]:
+    """ezkl's witness and proof for the circuit on ``inputs`` (one flat list per
+    input of the circuit: floats, or the field elements a witness lists).  With
+    the keys and the SRS, the witness carries the commitments of the tensors of
+    ``polycommit`` visibility, which the proof holds too."""
+    ezkl = ezkl_module()
+    with tempfile.TemporaryDirectory(prefix="wmark-zk-proof-", dir=circuit.directory) as tmp:
+        data, witness, proof = Path(tmp) / "input.json", Path(tmp) / "witness.json", Path(tmp) / "proof.json"
+        data.write_text(json.dumps({"input_data": inputs}))
+        with _library_panics("ezkl could not prove this input"):
+            ezkl.gen_witness(str(data), str(circuit.compiled), str(witness),
+                             vk_path=str(keys.verification_key), srs_path=str(srs.path))
+            ezkl.prove(str(witness), str(circuit.compiled), str(keys.proving_key), str(proof),
+                       srs_path=str(srs.path))
+        return json.loads(witness.read_text()), json.loads(proof.read_text())
+
+
 def prove(circuit: Circuit, keys: Keys, srs: Srs, pixels: np.ndarray, salt: bytes) -> ZkStatement:
     """One proof that the circuit maps (pixels, salt) to its class."""
-    ezkl = ezkl_module()
     if tuple(pixels.shape) != circuit.input_shape:
         raise InvalidInput(f"a {'x'.join(map(str, pixels.shape))} image for a circuit taking "
                            f"{'x'.join(map(str, circuit.input_shape))}")
-    with tempfile.TemporaryDirectory(prefix="wmark-zk-proof-", dir=circuit.directory) as tmp:
-        data, witness, proof = Path(tmp) / "input.json", Path(tmp) / "witness.json", Path(tmp) / "proof.json"
-        data.write_text(json.dumps({"input_data": [hidden_input(pixels, salt)]}))
-        try:
-            with _quiet():
-                ezkl.gen_witness(str(data), str(circuit.compiled), str(witness))
-                ezkl.prove(str(witness), str(circuit.compiled), str(keys.proving_key), str(proof),
-                           srs_path=str(srs.path))
-        except Exception as exc:
-            raise InvalidInput(f"ezkl could not prove this input: {_ezkl_error(exc)}") from None
-        return _statement_of(json.loads(proof.read_text()))
+    return _statement_of(prove_input(circuit, keys, srs, [hidden_input(pixels, salt)])[1])
 
 
 def _statement_of(proof: dict) -> ZkStatement:
@@ -554,21 +589,31 @@ def _statement_of(proof: dict) -> ZkStatement:
                        proof=bytes(proof["proof"]))
 
 
-def verify(circuit: Circuit, keys: Keys, srs: Srs, statement: ZkStatement) -> None:
-    """Raise :class:`InvalidProof` unless ``statement.proof`` proves that the
-    circuit maps the input hashed to ``statement.input_hash`` to ``statement.predicted``."""
+def class_felt(predicted: int) -> bytes:
+    """A class as the circuit's public output instance."""
+    return predicted.to_bytes(FELT_BYTES, "little")
+
+
+def verify_proof(circuit: Circuit, keys: Keys, srs: Srs, instances: list[bytes], proof: bytes, *,
+                 what: str = "the proof") -> None:
+    """Raise :class:`InvalidProof` unless ``proof`` verifies for the circuit with these public instances."""
     ezkl = ezkl_module()
-    if len(statement.input_hash) != FELT_BYTES:
-        raise InvalidProof(f"an input hash is {FELT_BYTES} bytes")
-    instances = [[statement.input_hash.hex(), statement.predicted.to_bytes(FELT_BYTES, "little").hex()]]
+    if any(len(v) != FELT_BYTES for v in instances):
+        raise InvalidProof(f"a public instance is {FELT_BYTES} bytes")
     with tempfile.TemporaryDirectory(prefix="wmark-zk-verify-", dir=circuit.directory) as tmp:
         path = Path(tmp) / "proof.json"
-        path.write_text(json.dumps({"instances": instances, "proof": list(statement.proof)}))
+        path.write_text(json.dumps({"instances": [[v.hex() for v in instances]], "proof": list(proof)}))
         try:
             with _quiet():
                 ok = ezkl.verify(str(path), str(circuit.settings), str(keys.verification_key),
                                  srs_path=str(srs.path))
         except Exception as exc:  # ezkl raises, rather than returning False, on most failures
-            raise InvalidProof(f"the proof does not verify ({_ezkl_error(exc)})") from None
+            raise InvalidProof(f"{what} does not verify ({_ezkl_error(exc)})") from None
     if ok is not True:
-        raise InvalidProof("the proof does not verify")
+        raise InvalidProof(f"{what} does not verify")
+
+
+def verify(circuit: Circuit, keys: Keys, srs: Srs, statement: ZkStatement) -> None:
+    """Raise :class:`InvalidProof` unless ``statement.proof`` proves that the
+    circuit maps the input hashed to ``statement.input_hash`` to ``statement.predicted``."""
+    verify_proof(circuit, keys, srs, [statement.input_hash, class_felt(statement.predicted)], statement.proof)

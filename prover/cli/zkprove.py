@@ -30,7 +30,7 @@ from wmark.protocol.zk import srs_beside
 from wmark.prover.cli._common import add_policy_arguments, owner_key_path, policy_from_args
 from wmark.prover.ledger import Ledger, default_ledger_path
 from wmark.prover.zk import prove_challenge
-from wmark.watermark.zkcircuit import Cost
+from wmark.watermark.zksplit import Pieces
 
 EPILOG = """\
 example:
@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     print(f"challenge from verifier {event.challenge.verifier.fingerprint} on "
           f"{untrusted(event.challenge.model.describe())}: prove {len(event.indices)} of {vk.n} items")
-    def announce(cost: Cost) -> None:
-        print(f"  cost      {cost.describe(len(event.indices))}", flush=True)
+    def announce(pieces: Pieces) -> None:
+        print(f"  cost      {pieces.describe(len(event.indices))}", flush=True)
 
     # tqdm shows proofs done / total and the time left.
     with tqdm(total=len(event.indices), desc="proving", unit="proof", leave=False) as bar:

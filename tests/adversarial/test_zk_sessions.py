@@ -92,9 +92,9 @@ def test_serve_answers_an_srs_of_zeros_with_a_signed_refusal(world, tmp_path):
         refused = session.receive(dsse.Envelope.from_json(peer.receive()))
         peer.close()
         assert isinstance(refused, Refused), refused
-        assert "ezkl failed on this challenge's SRS" in refused.reason and "PanicException" in refused.reason
+        assert "ezkl setup failed with SRS" in refused.reason and "PanicException" in refused.reason
         assert "\n" not in refused.reason
-        log = server.wait_for_log("refused: cannot prove: ezkl failed")
+        log = server.wait_for_log("refused: cannot prove: ezkl setup failed")
         assert "Traceback" not in log and server.process.poll() is None, log
 
 

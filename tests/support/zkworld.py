@@ -28,17 +28,17 @@ class ZkWorld(Keys):
         return self.root / "model"
 
 
-def zk_world(root: Path, *, n: int, std: float) -> ZkWorld:
-    """``n`` derived items committed for zero knowledge, and the model (seeded, untrained) under ``root``;
-    ``std`` is the model's preprocessing scale, which sets how tall its circuit is."""
+def zk_world(root: Path, *, n: int, std: float, shape: tuple[int, int, int] = SHAPE) -> ZkWorld:
+    """``n`` derived items of ``shape`` committed for zero knowledge, and the model (seeded, untrained)
+    under ``root``; ``std`` is the model's preprocessing scale, which sets how tall its circuit is."""
     from wmark.watermark import zkcircuit  # needs ezkl: the callers skip without it
 
     owner = SigningKey.generate()
-    pair = keygen_derived(owner=owner, n=n, num_classes=10, input_shape=SHAPE,
-                          zk=zkcircuit.InputCommitter(TriggerKind.DERIVED, SHAPE))
+    pair = keygen_derived(owner=owner, n=n, num_classes=10, input_shape=shape,
+                          zk=zkcircuit.InputCommitter(TriggerKind.DERIVED, shape))
     save_signing_key(root / "owner.pem", owner)
     save_marking_key(root / "mk.wmk", pair.marking_key, None)
     atomic_write(root / "vk.json", pair.signed_vk.to_json())
     torch.manual_seed(0)
-    save_model(root / "model", new_model(ModelConfig("zk_cnn", 10, SHAPE, Preprocessing((0.3,), (std,)))))
+    save_model(root / "model", new_model(ModelConfig("zk_cnn", 10, shape, Preprocessing((0.3,), (std,)))))
     return ZkWorld(root, pair, owner)

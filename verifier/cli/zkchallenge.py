@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(args.out, envelope.to_json())
     print(f"wrote {args.out}: prove {args.k} of {vk.n} trigger items in zero knowledge on "
           f"{untrusted(verifier.model_ref.describe())}")
-    print(f"  circuit   input scale {verifier.circuit.input_scale}; the owner's proofs: "
-          f"{verifier.circuit.cost.describe(args.k)}")
+    print(f"  circuit   input scale {verifier.pieces.input_scale}; the owner's proofs: "
+          f"{verifier.pieces.describe(args.k)}")
     print(f"  SRS       {verifier.srs.path} (2^{verifier.srs.logrows}, sha256 {verifier.srs.sha256.hex()}, "
           f"{verifier.origin.value}): send it with the challenge")
     write_json_report(args, challenge_report(envelope, args.out, srs=str(verifier.srs.path)))

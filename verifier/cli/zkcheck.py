@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(event, Refused):
         return report_refusal(event)
     with open_verifier(args.model, vk, srs=args.srs or srs_beside(args.challenge), origin=session.zk.srs_origin,
-                       workdir=args.workdir, memory_limit=args.memory_limit) as verifier:
+                       workdir=args.workdir, memory_limit=args.memory_limit,
+                       piece_rows=session.zk.piece_rows) as verifier:
         verdict = decide_with_proofs(session, event, verifier)
     return finish_zk(session, verdict, vk_envelope, args.out, registration, args)
