@@ -121,10 +121,12 @@ def save_model(model_dir: str | os.PathLike[str], model: Classifier, *, overwrit
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def inspect_model(model_dir: str | os.PathLike[str]) -> ModelFiles:
-    """:func:`wmark.watermark.modelfiles.inspect_files`, then every tensor's name and
-    shape in the header against the architecture's, built on the meta device."""
-    files = inspect_files(model_dir)
+def inspect_model(model_dir: str | os.PathLike[str] | ModelFiles) -> ModelFiles:
+    """:func:`wmark.watermark.modelfiles.inspect_files` (unless ``model_dir`` is what it
+    returned already: a command's model options are inspected before torch is
+    imported, and not read and parsed twice), then every tensor's name and shape in
+    the header against the architecture's, built on the meta device."""
+    files = model_dir if isinstance(model_dir, ModelFiles) else inspect_files(model_dir)
     expected = state_shapes(files.config.arch, files.config.num_classes, files.config.input_shape)
     what, fit = str(files.weights_path), f"the config's {files.config.describe()}"
     missing, extra = sorted(set(expected) - set(files.tensors)), sorted(set(files.tensors) - set(expected))
@@ -139,8 +141,9 @@ def inspect_model(model_dir: str | os.PathLike[str]) -> ModelFiles:
     return files
 
 
-def load_model(model_dir: str | os.PathLike[str]) -> Classifier:
-    """Rebuild a model from its directory (on the CPU, in eval mode)."""
+def load_model(model_dir: str | os.PathLike[str] | ModelFiles) -> Classifier:
+    """Rebuild a model from its directory, or from the directory's :class:`ModelFiles`
+    (on the CPU, in eval mode)."""
     files = inspect_model(model_dir)
     weights = read_bounded(files.weights_path, max_bytes=files.weights_size, what="model weights")
     # The random initial weights are about to be overwritten: draw them
