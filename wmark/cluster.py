@@ -69,14 +69,16 @@ def connect(address: str) -> None:
     """Join the Ray cluster at ``address`` (``auto``: the one this machine is part of;
     ``local``: start one here with :data:`LOCAL_CPUS` CPUs), once per process."""
     ray = _ray()
-    if address not in (LOCAL, AUTO) and "://" not in address:
-        _host_port(address)
+    # A HOST:PORT is parsed (and a malformed one refused) even when Ray is up already;
+    # `auto` and ray:// client addresses are Ray's to resolve.
+    host_port = None if address in (LOCAL, AUTO) or "://" in address else _host_port(address)
     if ray.is_initialized():
         return
     if address == LOCAL:
         ray.init(num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
     else:
-        _check_reachable(address)
+        if host_port is not None:
+            _check_reachable(address, host_port)
         try:
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -90,14 +92,11 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _check_reachable(address: str) -> None:
-    """Ray waits minutes for a cluster address at which nothing answers: try a
-    HOST:PORT with one TCP connection first (``auto`` and ``ray://`` client
-    addresses are Ray's to resolve; an absent ``auto`` cluster fails at once)."""
-    if address == AUTO or "://" in address:
-        return
+def _check_reachable(address: str, host_port: tuple[str, int]) -> None:
+    """Ray waits minutes for a cluster address at which nothing answers: try the
+    HOST:PORT with one TCP connection first (an absent ``auto`` cluster fails at once)."""
     try:
-        socket.create_connection(_host_port(address), timeout=CONNECT_TIMEOUT_S).close()
+        socket.create_connection(host_port, timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         raise InvalidInput(f"cannot join the Ray cluster at {address!r}: nothing answers there "
                            f"({exc.strerror or exc})") from None
