@@ -35,15 +35,13 @@ def test_nothing_unsafe_survives_and_safe_text_is_unchanged(text):
 
 def _program(monkeypatch, fail, models: tuple[str, ...] = ()) -> list[console.Command]:
     """A one-command program whose command runs ``fail``, its module importable by name;
-    with ``models``, the command takes those options (model directories) and ``--mode``."""
+    with ``models``, the command takes those options (model directories)."""
     module = types.ModuleType("wmark_test_command")
 
     def register(subparsers):
         parser = console.add_command(subparsers, "go", description="", func=fail)
         for option in models:
             parser.add_argument(option)
-        if models:
-            parser.add_argument("--mode")
 
     module.register = register  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, module.__name__, module)
@@ -106,3 +104,15 @@ def test_a_model_option_is_inspected_once_and_its_files_handed_to_the_command(mo
     assert inspected == [model_dir] and loaded[0].config.arch == "small_cnn"
     # What run_cli did not check is handed back as the path, and loaded from it.
     assert console.checked_model(argparse.Namespace(checked_models={}), "elsewhere") == "elsewhere"
+
+
+def test_a_model_option_is_not_taken_abbreviated(monkeypatch, model_dir, capsys):
+    """run_cli checks model options by their exact spelling before the command's
+    parser exists; an abbreviation would reach the command unchecked."""
+    ran = []
+    program = _program(monkeypatch, lambda args: ran.append(args) or 0, models=("--model",))
+    with pytest.raises(SystemExit) as usage_error:
+        console.run_cli("wmark-test", "", program, ["go", "--mod", str(model_dir)])
+    assert usage_error.value.code == console.EXIT_INVALID
+    assert "unrecognized arguments: --mod" in capsys.readouterr().err and not ran
+    assert console.run_cli("wmark-test", "", program, ["go", "--model", str(model_dir)]) == console.EXIT_OK

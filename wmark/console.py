@@ -71,7 +71,10 @@ class Command:
 
 def add_command(subparsers: argparse._SubParsersAction, name: str, *, description: str,
                 epilog: str = "", func) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(name, description=description, epilog=epilog, formatter_class=_Formatter)
+    # Options are spelled in full: run_cli checks model options before the command's parser
+    # exists, by their exact spelling, and an abbreviation would slip past that check.
+    parser = subparsers.add_parser(name, description=description, epilog=epilog, formatter_class=_Formatter,
+                                   allow_abbrev=False)
     parser.set_defaults(func=func, outputs=())
     return parser
 
@@ -203,9 +206,8 @@ def precheck_models(argv: Sequence[str], options: Sequence[str]) -> dict[str, Mo
     one of ``options`` (``--model DIR`` or ``--model=DIR``, as often as given); what
     they found, by the directory as spelled in ``argv`` (see :func:`checked_model`).
 
-    Only the option's exact spelling is recognised here: an abbreviation argparse
-    would accept is still checked, in full, when the command loads the model,
-    only after torch is imported rather than before."""
+    The exact spelling is all there is: the commands' parsers take no abbreviations
+    (:func:`add_command`)."""
     checked: dict[str, ModelFiles] = {}
     if not options:
         return checked
