@@ -57,6 +57,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--noconftest", "-p", "tests.hypothesis_profiles"]
 PYTEST = [sys.executable, "-m", "pytest", *PYTEST_ARGS]
 FORKSERVER = ROOT / "benchmarks" / "pytest_forkserver.py"
+# The limit on a run of the unmutated tests (the baseline, the cost measurement).
+UNMUTATED_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -297,19 +299,19 @@ class ForkServer:
     """benchmarks/pytest_forkserver.py, serving one target's runs: each mutant's
     tests run in a fork of a process that has the third-party imports done."""
 
-    def __init__(self, work: Path, timeout: float) -> None:
+    def __init__(self, work: Path) -> None:
         self.socket = work / "pytest.sock"
         self.socket.unlink(missing_ok=True)
-        self.process = subprocess.Popen([sys.executable, str(FORKSERVER), "serve", str(self.socket), str(timeout)],
-                                        cwd=ROOT)
+        self.process = subprocess.Popen([sys.executable, str(FORKSERVER), "serve", str(self.socket)], cwd=ROOT)
         deadline = time.monotonic() + 120
         while not self.socket.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the pytest fork server did not start")
             time.sleep(0.1)
 
-    def command(self, tests: tuple[str, ...]) -> list[str]:
-        return [sys.executable, "-S", str(FORKSERVER), "run", str(self.socket), *PYTEST_ARGS, *tests]
+    def command(self, tests: tuple[str, ...], timeout: float) -> list[str]:
+        """One run of ``tests``, killed after ``timeout`` seconds (sent with the request)."""
+        return [sys.executable, "-S", str(FORKSERVER), "run", str(self.socket), f"{timeout:g}", *PYTEST_ARGS, *tests]
 
     def close(self) -> None:
         self.process.kill()
@@ -335,12 +337,12 @@ def measure_cost(targets: list[Target], repeats: int, work: Path) -> list[dict]:
     server, alternated in the same run so both meet the same load."""
     rows = []
     for target in targets:
-        server = ForkServer(work, 600)
+        server = ForkServer(work)
         try:
             walls: dict[str, list[float]] = {"interpreter": [], "fork server": []}
             for _ in range(repeats):
                 for way, command in (("interpreter", [*PYTEST, *target.tests]),
-                                     ("fork server", server.command(target.tests))):
+                                     ("fork server", server.command(target.tests, UNMUTATED_TIMEOUT_S))):
                     done, seconds = timed(command)
                     if done.returncode != 0:
                         raise SystemExit(f"{target.name}: the tests fail ({way}):\n{done.stdout[-2000:]}")
@@ -361,15 +363,11 @@ def run_target(target: Target, budget: int, work: Path, recheck: set[tuple[int, 
     ``recheck``: instead of a sample, exactly the mutants at these (line,
     operator) pairs, the survivors of an earlier run.
     """
-    probe = ForkServer(work, 600)
+    server = ForkServer(work)  # one per target: the baseline sets the mutants' time limit, sent with each run
     try:
-        seconds = baseline(target, probe.command(target.tests))
-    finally:
-        probe.close()
-    timeout = max(30.0, 4 * seconds)
-    server = ForkServer(work, timeout)
-    try:
-        return _run_target(target, budget, work, recheck, seconds, timeout, server.command(target.tests))
+        seconds = baseline(target, server.command(target.tests, UNMUTATED_TIMEOUT_S))
+        timeout = max(30.0, 4 * seconds)
+        return _run_target(target, budget, work, recheck, seconds, timeout, server.command(target.tests, timeout))
     finally:
         server.close()
 

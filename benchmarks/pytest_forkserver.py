@@ -11,11 +11,13 @@ modules, which no mutant touches, are shared.  Written here (not a library)
 because the fork-per-request loop is twenty lines and pytest-xdist's workers
 are long-lived (they would keep the first mutant's import).
 
-    python benchmarks/pytest_forkserver.py serve SOCKET TIMEOUT   # the server (mutation.py starts it)
-    python -S benchmarks/pytest_forkserver.py run SOCKET ARG...    # one run: prints pytest's output, exits with its code
+    python benchmarks/pytest_forkserver.py serve SOCKET                # the server (mutation.py starts it)
+    python -S benchmarks/pytest_forkserver.py run SOCKET TIMEOUT ARG...  # one run: prints pytest's output, exits with its code
 
-The server kills a child that runs past TIMEOUT seconds (exit 124), and reports
-each child's CPU seconds (from wait4) after its output, for the benchmark.
+The server kills a child that runs past its request's TIMEOUT seconds (exit
+124), so one server takes a target's baseline run (under a generous limit) and
+then its mutants (under a limit set from the baseline), and reports each
+child's CPU seconds (from wait4) after its output, for the benchmark.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ PRELOAD = ("pytest", "hypothesis", "hypothesis.strategies", "_hypothesis_pytestp
            "cryptography.hazmat.primitives.hashes")
 TRAILER = b"\n@@forkserver exit "  # followed by "<code> <cpu seconds>\n"
 REQUEST_LIMIT = 1 << 16  # bytes of one request (the pytest arguments)
+MAX_TIMEOUT_S = 3600.0  # the most one request may ask its run be given
 
 
 def _child(conn: socket.socket, request: dict) -> None:
@@ -57,7 +60,15 @@ def _child(conn: socket.socket, request: dict) -> None:
         os._exit(code)
 
 
-def serve(path: str, timeout: float) -> None:
+def _timeout(request: object) -> float | None:
+    """The request's time limit in seconds, if it is a number in (0, MAX_TIMEOUT_S]."""
+    value = request.get("timeout") if isinstance(request, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= MAX_TIMEOUT_S:
+        return float(value)
+    return None
+
+
+def serve(path: str) -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     leaked = sorted(n for n in sys.modules if n.split(".")[0] in ("wmark", "tests"))
@@ -81,6 +92,9 @@ def serve(path: str, timeout: float) -> None:
                 request = json.loads(data)
             except ValueError:
                 continue
+            timeout = _timeout(request)
+            if timeout is None:
+                continue  # the client sees no trailer, and reports no result
             pid = os.fork()
             if pid == 0:
                 listener.close()
@@ -104,10 +118,10 @@ def serve(path: str, timeout: float) -> None:
                 pass  # the client was killed (cosmic-ray's own timeout)
 
 
-def run(path: str, args: list[str]) -> int:
+def run(path: str, timeout: float, args: list[str]) -> int:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(path)
-    conn.sendall(json.dumps({"cwd": os.getcwd(), "args": args}).encode() + b"\n")
+    conn.sendall(json.dumps({"cwd": os.getcwd(), "args": args, "timeout": timeout}).encode() + b"\n")
     received = bytearray()
     while chunk := conn.recv(65536):
         received += chunk
@@ -123,8 +137,8 @@ def run(path: str, args: list[str]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
-        serve(sys.argv[2], float(sys.argv[3]))
+        serve(sys.argv[2])
     elif sys.argv[1] == "run":
-        sys.exit(run(sys.argv[2], sys.argv[3:]))
+        sys.exit(run(sys.argv[2], float(sys.argv[3]), sys.argv[4:]))
     else:
-        raise SystemExit("usage: pytest_forkserver.py serve SOCKET TIMEOUT | run SOCKET ARG...")
+        raise SystemExit("usage: pytest_forkserver.py serve SOCKET | run SOCKET TIMEOUT ARG...")

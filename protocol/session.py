@@ -303,6 +303,7 @@ class Refused:
 
 
 Accepted = TypeVar("Accepted", RevealAccepted, ZkRevealAccepted)
+_T = TypeVar("_T")
 
 # The event a message's payload type names, before its checks (wmark.protocol.state says what is done with it).
 _VERIFIER_MESSAGES = {Reveal.PAYLOAD_TYPE: VerifierEvent.REVEAL, ZkReveal.PAYLOAD_TYPE: VerifierEvent.ZK_REVEAL,
@@ -339,16 +340,29 @@ class _Verifier(Generic[Accepted]):
         self.verdict_envelope: dsse.Envelope | None = None
         self._challenge: Challenge | None = None
         self._challenge_digest = b""
+        self._subset: tuple[int, ...] = ()
 
     def _resume(self, challenge: Challenge, digest: bytes, envelope: dsse.Envelope) -> None:
         """Take the step a challenge issued earlier took (files transport)."""
         self.state = self._MACHINE.step(self.state, VerifierEvent.CHALLENGE)
         self._challenge, self._challenge_digest = challenge, digest
+        self._subset = subset_of(challenge, digest)
         self.challenge_envelope = envelope
 
     @property
     def model(self) -> ModelRef:
         return self._model
+
+    @property
+    def issued_challenge(self) -> Challenge:
+        """The challenge this session signed (or resumed)."""
+        challenge = self._once_issued(self._challenge)
+        assert challenge is not None  # refused there
+        return challenge
+
+    @property
+    def challenge_digest(self) -> bytes:
+        return self._once_issued(self._challenge_digest)
 
     def challenge(self) -> dsse.Envelope:
         """Sign a challenge that binds k, lambda and p0; refused when that k could never be accepted."""
@@ -361,14 +375,20 @@ class _Verifier(Generic[Accepted]):
                                     issued=now(), zk=self._zk_parameters, lam=self._lam, p0=self._p0)
         self.challenge_envelope = self._challenge.sign(self._identity)
         self._challenge_digest = Challenge.digest_of(self.challenge_envelope)
+        self._subset = subset_of(self._challenge, self._challenge_digest)
         self.state = following
         return self.challenge_envelope
 
     @property
     def subset(self) -> tuple[int, ...]:
+        """The items the challenge samples, in order (computed once, when it is signed or resumed)."""
+        return self._once_issued(self._subset)
+
+    def _once_issued(self, value: _T) -> _T:
+        """``value``, which means something only once a challenge is issued; refused before."""
         if self._challenge is None:
             raise LocalProtocolError("no challenge issued yet")
-        return subset_of(self._challenge, self._challenge_digest)
+        return value
 
     def receive(self, envelope: dsse.Envelope) -> Accepted | Refused:
         """Take the prover's answer: a reveal of this session's kind, or a refusal."""

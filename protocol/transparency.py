@@ -375,8 +375,9 @@ def verify_receipt(receipt: Receipt, vk: VerificationKey, log_public_key: Public
     receipt from another log) and :class:`InvalidProof` for an entry that is
     not this vk's or not in the signed tree, or a beacon whose ``beta`` its
     VRF proof does not prove for this vk.  A receipt's checkpoint must
-    describe the same tree as its head; with a ``policy`` the checkpoint is
-    required, and must carry the log's note signature and the witness quorum.
+    describe the same tree as its head; with a ``policy``, then
+    :func:`check_witnessed` (a caller that has verified the receipt already
+    calls that alone).
     """
     if receipt.log_keyid != log_public_key.keyid:
         raise InvalidSignature(f"receipt was issued by log SHA256:{receipt.log_keyid[:16]}…, "
@@ -386,20 +387,29 @@ def verify_receipt(receipt: Receipt, vk: VerificationKey, log_public_key: Public
     entry.check_matches(vk, what="receipt")
     receipt.inclusion_proof.verify(entry, head)
     note = receipt.note()
-    if policy is not None:
-        if note is None:
-            raise InvalidSignature("receipt: carries no checkpoint, so no witness vouches for it")
-        checkpoint, _ = policy.verify(note, what="receipt's checkpoint")
-    elif note is not None:
+    if note is not None:
         checkpoint = Checkpoint.parse(note.text, what="receipt's checkpoint")
-    if note is not None and (checkpoint.size, checkpoint.root) != (head.size, head.root):
-        raise InvalidProof(f"receipt: its checkpoint (size {checkpoint.size}) is not of the tree its head "
-                           f"describes (size {head.size})")
+        if (checkpoint.size, checkpoint.root) != (head.size, head.root):
+            raise InvalidProof(f"receipt: its checkpoint (size {checkpoint.size}) is not of the tree its head "
+                               f"describes (size {head.size})")
     if entry.time_ms > head.time_ms:
         raise InvalidProof(f"receipt: entry time {format_time(entry.time_ms)} is after its tree head's "
                            f"{format_time(head.time_ms)}")
     beta = receipt.beacon.verify(vk.digest, log_public_key) if receipt.beacon is not None else None
+    if policy is not None:
+        check_witnessed(receipt, policy)
     return RegistrationInfo(log_public_key.keyid, entry.index, entry.time_ms, head.size, entry.vk_digest, beta)
+
+
+def check_witnessed(receipt: Receipt, policy: Policy) -> None:
+    """Refuse a receipt :func:`verify_receipt` has accepted unless it meets ``policy``:
+    it must carry a checkpoint (bound there to the signed tree head), and the
+    checkpoint the log's note signature and the witness quorum.  Raises
+    :class:`InvalidSignature` or :class:`InvalidProof`."""
+    note = receipt.note()
+    if note is None:
+        raise InvalidSignature("receipt: carries no checkpoint, so no witness vouches for it")
+    policy.verify(note, what="receipt's checkpoint")
 
 
 def earlier_registration(a: RegistrationInfo, b: RegistrationInfo) -> RegistrationInfo:

@@ -53,8 +53,9 @@ MAX_SESSIONS = 64
 # connections and sends nothing, or a byte at a time, frees its slot in seconds.
 HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_SESSION_TIMEOUT = 120.0
-# A zero-knowledge session's whole deadline, proving included: 10 proofs of a
-# small circuit take minutes on two cores (docs/design.md section 4c).
+# A zero-knowledge session's whole deadline, proving included (in this process
+# or on Ray): 10 proofs of a small circuit take minutes on two cores
+# (docs/design.md section 4c).
 DEFAULT_ZK_SESSION_TIMEOUT = 1800.0
 MAX_PER_PEER = 8
 RETRY_AFTER_S = 10
@@ -96,11 +97,6 @@ class FrameStream:
         """Give the session ``session_timeout`` from its start instead (a zero-knowledge
         session, once its challenge is read: proving takes minutes, and counts)."""
         self._ends = self._started + session_timeout
-
-    def exclude(self, seconds: float) -> None:
-        """Leave ``seconds`` spent on our side (proving: minutes, more on a busy
-        Ray cluster) out of the session's deadline, which bounds the verifier only."""
-        self._ends += seconds
 
     async def receive(self, what: str, *, limit: int | None = None, timeout: float | None = None) -> bytes:
         """The next frame, of at most ``limit`` bytes (refused from its header, before
@@ -276,17 +272,14 @@ class Server:
                     while not receiver.receive(await stream.receive("SRS")):
                         pass
                 margin = min(HANDSHAKE_TIMEOUT, self._zk.session_timeout / 10)
-                started = time.monotonic()
                 async with self._proving:
-                    # In this process, waiting for the proving lock and proving count against the session's
-                    # deadline, less a margin to send the proofs and take the verdict. Ray tasks cannot be
-                    # cut short, so there proving is left out of the deadline (docs/design.md section 4c).
-                    deadline = None if self._zk.ray else stream.deadline - margin
+                    # Waiting for the proving lock and proving count against the session's deadline, less a
+                    # margin to send the proofs and take the verdict, in this process and on Ray alike
+                    # (docs/design.md section 4c).
                     answer, reason = await asyncio.to_thread(
                         answer_or_refuse, session, event, self._prover.mk, self._zk.models, srs,
-                        workdir=tmp, memory_limit=self._zk.memory_limit, deadline=deadline, ray_address=self._zk.ray)
-                if self._zk.ray:
-                    stream.exclude(time.monotonic() - started)
+                        workdir=tmp, memory_limit=self._zk.memory_limit, deadline=stream.deadline - margin,
+                        ray_address=self._zk.ray)
         line.append(f"refused: {untrusted(reason)}" if reason else
                     f"proved {len(event.indices)} of {event.challenge.n} items in zero knowledge (none revealed)")
         await stream.send(encode_frame(answer.to_json(), max_frame=self._max_frame),

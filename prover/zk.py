@@ -46,11 +46,12 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
     With ``ray_address`` each item's proof is a Ray task (:mod:`wmark.cluster`)
     reserving the memory the cost model gives the circuit; the answer lists
     the items in the challenge's order either way.  ``deadline`` (a
-    ``time.monotonic()`` instant, one process only): raise :class:`PastDeadline`
-    as soon as the proofs made so far show the rest would end past it."""
+    ``time.monotonic()`` instant): refused before any work once it has passed;
+    in this process, :class:`PastDeadline` as soon as the proofs made so far
+    show the rest would end past it; on Ray, :class:`wmark.cluster.Overdue` when
+    it passes with proofs unfinished, which are cancelled."""
     challenge, vk = event.challenge, session.vk
-    clock = _Deadline(deadline, len(event.indices))
-    clock.check()
+    _Deadline(deadline, len(event.indices)).check()  # passed already: no setup either
     if challenge.zk is None or vk.zk is None or mk.zk is None:
         raise LocalProtocolError("not a zero-knowledge challenge, or a key without zero-knowledge commitments")
     if model_file_digest(model_dir) != challenge.model.sha256:
@@ -63,6 +64,8 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
     with model_pieces(model_dir, input_shape=vk.input_shape, num_classes=vk.num_classes,
                       input_scale=vk.zk.input_scale, piece_rows=challenge.zk.piece_rows, workdir=workdir,
                       memory_limit=memory_limit) as (_, pieces):
+        if ray_address is not None and pieces.split:  # before any setup, like the deadline
+            raise InvalidInput("a model proven in pieces is proven in this process, not on a Ray cluster")
         if on_cost:
             on_cost(pieces)
         with setup_pieces(pieces, srs) as keys:
@@ -72,19 +75,16 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
             inputs = {index: (item_image(mk.openings[index], mk.kind, mk.input_shape), mk.zk.salts[index])
                       for index in event.indices}
             if ray_address is None:
-                clock.start()
+                clock = _Deadline(deadline, len(event.indices))  # the pace counts from the first proof
                 for index in event.indices:
                     clock.check()
                     statements[index] = prove_pieces(pieces, keys, srs, *inputs[index])
                     clock.done()
                     if progress:
                         progress(1)
-            elif deadline is not None:
-                raise LocalProtocolError("a deadline is kept only when proving in this process")
-            elif pieces.split:
-                raise InvalidInput("a model proven in pieces is proven in this process, not on a Ray cluster")
             else:
-                statements = _prove_on_ray(pieces.circuits[0], keys.keys[0], srs, inputs, ray_address, progress)
+                statements = _prove_on_ray(pieces.circuits[0], keys.keys[0], srs, inputs, ray_address, progress,
+                                           deadline)
     for index in event.indices:
         # A proof the verifier would find about another input is a sign of a broken key, not a non-match.
         if not hmac.compare_digest(statements[index].input_hash, vk.zk.hashes[index]):
@@ -105,9 +105,6 @@ class _Deadline:
 
     def __init__(self, deadline: float | None, total: int) -> None:
         self._deadline, self._total, self._made, self._started = deadline, total, 0, time.monotonic()
-
-    def start(self) -> None:
-        self._started = time.monotonic()
 
     def done(self) -> None:
         self._made += 1
@@ -130,10 +127,13 @@ class _Deadline:
 
 
 def _prove_on_ray(circuit: Circuit, keys: Keys, srs: Srs, inputs: Mapping[int, tuple[np.ndarray, bytes]],
-                  ray_address: str, progress: Callable[[int], object] | None) -> dict[int, ZkStatement]:
+                  ray_address: str, progress: Callable[[int], object] | None,
+                  deadline: float | None) -> dict[int, ZkStatement]:
     """One Ray task per item.  A worker may be on another machine, so each task
     gets the circuit, proving key and SRS as bytes (through Ray's object store,
-    put there once) and proves in a directory of its own.
+    put there once) and proves in a directory of its own.  The tasks run side
+    by side, so the pace of one process says nothing: at ``deadline`` those
+    unfinished are cancelled.
 
     The statements (input hash, class) are the sequential run's; the proof
     bytes are not, and cannot be made so: ezkl 23 draws each proof's blinding
@@ -149,7 +149,8 @@ def _prove_on_ray(circuit: Circuit, keys: Keys, srs: Srs, inputs: Mapping[int, t
                               srs.logrows, srs.sha256), ray_address)
     jobs = [Job(f"item {index}", _prove_shipped, (shipped, pixels, salt), num_cpus=1,
                 memory=circuit.memory_needed) for index, (pixels, salt) in inputs.items()]
-    results = run_jobs(jobs, ray_address=ray_address, what="proof", progress=None, on_done=progress)
+    results = run_jobs(jobs, ray_address=ray_address, what="proof", progress=None, on_done=progress,
+                       deadline=deadline)
     return dict(zip(inputs, results))
 
 

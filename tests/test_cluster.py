@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wmark.cluster import PROCESS_CACHE_ENTRIES, Job, JobFailed, connect, per_process, run_jobs, share
+from wmark.cluster import PROCESS_CACHE_ENTRIES, Job, JobFailed, Overdue, connect, per_process, run_jobs, share
 from wmark.errors import InvalidInput
 from wmark.harness.programs import run_cli
 
@@ -138,3 +138,32 @@ def test_an_address_where_no_cluster_answers_is_refused_at_once(digits_world, tm
     assert r.returncode == 2 and "cannot join the Ray cluster at '127.0.0.1:9': nothing answers there" in r.stderr, \
         r.stderr
     assert "Traceback" not in r.stderr
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_jobs_in_one_process_stop_at_the_deadline_before_the_next_job():
+    ran: list[int] = []
+    with pytest.raises(Overdue, match="deadline passed with 2 of 3 jobs unfinished"):
+        run_jobs([Job(f"n{i}", nap, (0.3,)) for i in range(3)], progress=None, on_done=ran.append,
+                 deadline=time.monotonic() + 0.1)
+    assert ran == [1], "the job under way finished; the next was not started"
+    assert run_jobs([Job("quick", square, (3,))], progress=None, deadline=time.monotonic() + 60) == [9]
+
+
+@pytest.mark.timeout(300)
+def test_on_ray_the_deadline_cancels_unfinished_tasks(ray_address):
+    started = time.monotonic()
+    with pytest.raises(Overdue, match="deadline passed with 2 of 2 proofs unfinished"):
+        run_jobs([Job(f"slow {i}", nap, (120,)) for i in range(2)], ray_address=ray_address, progress=None,
+                 what="proof", deadline=time.monotonic() + 2)
+    assert time.monotonic() - started < 60, "waited for the tasks instead of cancelling them"
+    with pytest.raises(Overdue, match="2 of 2 jobs unfinished"):  # passed already: nothing is submitted
+        run_jobs([Job("a", square, (1,)), Job("b", square, (2,))], ray_address=ray_address, progress=None,
+                 deadline=time.monotonic())
+    # Both of Ray's CPUs are free again: the naps were killed, not left to run their 120 s.
+    assert run_jobs([Job("quick", square, (4,))], ray_address=ray_address, progress=None,
+                    deadline=time.monotonic() + 60) == [16]

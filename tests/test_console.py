@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -31,16 +33,19 @@ def test_nothing_unsafe_survives_and_safe_text_is_unchanged(text):
         assert shown == text
 
 
-def _program(monkeypatch, fail) -> list[console.Command]:
-    """A one-command program whose command runs ``fail``, its module importable by name."""
+def _program(monkeypatch, fail, models: tuple[str, ...] = ()) -> list[console.Command]:
+    """A one-command program whose command runs ``fail``, its module importable by name;
+    with ``models``, the command takes those options (model directories)."""
     module = types.ModuleType("wmark_test_command")
 
     def register(subparsers):
-        console.add_command(subparsers, "go", description="", func=fail)
+        parser = console.add_command(subparsers, "go", description="", func=fail)
+        for option in models:
+            parser.add_argument(option)
 
     module.register = register  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    return [console.Command("go", module.__name__, "")]
+    return [console.Command("go", module.__name__, "", models=models)]
 
 
 def _raising(exc: BaseException):
@@ -70,3 +75,44 @@ def test_a_library_panic_or_overflow_is_one_line_and_exit_2(capsys, monkeypatch)
 def test_a_bug_is_not_hidden(monkeypatch):
     with pytest.raises(ZeroDivisionError):
         console.run_cli("wmark-test", "", _program(monkeypatch, _raising(ZeroDivisionError())), ["go"])
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+    from wmark.watermark.modelio import ModelConfig, Preprocessing, new_model, save_model
+
+    save_model(tmp_path / "model", new_model(ModelConfig("small_cnn", 10, (1, 8, 8), Preprocessing((0.3,), (0.4,)))))
+    return tmp_path / "model"
+
+
+def test_a_model_option_is_inspected_once_and_its_files_handed_to_the_command(monkeypatch, model_dir):
+    from wmark.watermark import modelfiles, modelio
+
+    inspected: list[Path] = []
+    real = modelfiles.inspect_files
+
+    def counted(path):
+        inspected.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(modelfiles, "inspect_files", counted)
+    monkeypatch.setattr(modelio, "inspect_files", counted)
+    loaded = []
+    program = _program(monkeypatch, lambda args: loaded.append(modelio.load_model(console.checked_model(
+        args, args.model))) or 0, models=("--model",))
+    assert console.run_cli("wmark-test", "", program, ["go", f"--model={model_dir}"]) == console.EXIT_OK
+    assert inspected == [model_dir] and loaded[0].config.arch == "small_cnn"
+    # What run_cli did not check is handed back as the path, and loaded from it.
+    assert console.checked_model(argparse.Namespace(checked_models={}), "elsewhere") == "elsewhere"
+
+
+def test_a_model_option_is_not_taken_abbreviated(monkeypatch, model_dir, capsys):
+    """run_cli checks model options by their exact spelling before the command's
+    parser exists; an abbreviation would reach the command unchecked."""
+    ran = []
+    program = _program(monkeypatch, lambda args: ran.append(args) or 0, models=("--model",))
+    with pytest.raises(SystemExit) as usage_error:
+        console.run_cli("wmark-test", "", program, ["go", "--mod", str(model_dir)])
+    assert usage_error.value.code == console.EXIT_INVALID
+    assert "unrecognized arguments: --mod" in capsys.readouterr().err and not ran
+    assert console.run_cli("wmark-test", "", program, ["go", "--model", str(model_dir)]) == console.EXIT_OK

@@ -110,6 +110,22 @@ def test_every_cpu_training_batch_reaches_the_model_channels_last(channels):
     assert seen == [(64 * channels, 1, 8 * channels, channels)] * 6
 
 
+def test_batch_norm_is_recalibrated_over_training_batches_channels_last():
+    """Recalibration (recipe.recalibrate_bn) draws its epoch as training does:
+    the same batch sizes, triggers mixed in, and the CPU's memory layout."""
+    from wmark.watermark.modelio import ModelConfig, Preprocessing, new_model
+
+    rng = np.random.default_rng(0)
+    data = LabelledImages(rng.integers(0, 256, (30, 1, 8, 8), dtype=np.uint8), rng.integers(0, 10, 30))
+    model = new_model(ModelConfig("fashion_cnn", 10, (1, 8, 8), Preprocessing((0.5,), (0.25,))))  # has BatchNorm
+    seen: list[tuple[int, tuple[int, ...]]] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append((len(args[0]), args[0].stride()))
+                                    if m.training else None)
+    train(model, data, replace(FAST, batch_size=10, triggers_per_batch=2, recalibrate_bn=True),
+          triggers=noise_triggers(4))
+    assert seen == [(12, (64, 1, 8, 1))] * 6  # three training steps, then the three batches of recalibration
+
+
 def test_prediction_batches_reach_the_model_channels_last(digits):
     from wmark.watermark.evaluate import predict
 

@@ -95,6 +95,14 @@ def test_weights_that_do_not_fit_are_refused_by_name(net, tmp_path, edit, messag
         import_weights(tmp_path / "net.pt", CONFIG)
 
 
+def test_a_misfit_names_the_files_tensors_escaped(net, tmp_path):
+    weights = {("0.bias\x1b[2J" if k == "0.bias" else k): v for k, v in net.state_dict().items()}
+    torch.save(weights, tmp_path / "net.pt")
+    with pytest.raises(DecodeError) as refused:
+        import_weights(tmp_path / "net.pt", CONFIG)
+    assert "unexpected 0.bias\\x1b[2J" in str(refused.value) and "\x1b" not in str(refused.value)
+
+
 def test_mistakes_are_one_line_and_exit_2_with_nothing_written(net, tmp_path, capsys):
     torch.save(net, tmp_path / "module.pt")  # the whole module, not its state_dict
     torch.save(net.state_dict(), tmp_path / "net.pt")

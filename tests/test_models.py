@@ -165,6 +165,22 @@ def test_tensors_that_do_not_fit_the_config_are_refused(saved):
         load_model(saved)
 
 
+def test_a_model_inspected_once_loads_from_its_files_and_its_weights_are_still_checked(saved):
+    """run_cli inspects a command's model directory before torch is imported and hands
+    the command that inspection: loading from it does not read the config again."""
+    from wmark.watermark.modelfiles import inspect_files
+
+    files = inspect_files(saved)
+    before = predict(load_model(saved), IMAGES)
+    (saved / CONFIG_NAME).write_bytes(b"not json")
+    np.testing.assert_array_equal(predict(load_model(files), IMAGES), before)
+    with pytest.raises(DecodeError):
+        load_model(saved)
+    (saved / WEIGHTS_NAME).write_bytes(b"garbage")  # the weights are read now, and checked
+    with pytest.raises(DecodeError):
+        load_model(files)
+
+
 def test_model_digest_covers_both_files(saved):
     digest = model_file_digest(saved)
     assert digest == tagged_hash("wmark/model/v1", (saved / CONFIG_NAME).read_bytes(),

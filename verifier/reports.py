@@ -13,10 +13,9 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey
-from wmark.protocol.messages import Challenge, Verdict, decode
-from wmark.protocol.session import subset_of
+from wmark.protocol.messages import Verdict
+from wmark.protocol.session import AnyVerifierSession
 from wmark.protocol.transparency import ProofInfo, RegistrationInfo, format_time
 
 VERSION = 1
@@ -62,19 +61,18 @@ def verdict_report(verdict: Verdict, transcript: str) -> dict[str, Any]:
     return {"type": VERDICT_TYPE, "version": VERSION, "transcript": transcript, "verdict": verdict_obj(verdict)}
 
 
-def challenge_report(envelope: dsse.Envelope, path: str, *, srs: str | None = None) -> dict[str, Any]:
-    """``challenge``, ``zkchallenge``: what the signed challenge at ``path`` binds (its digest, k,
-    lambda, p0) and the items it samples, which follow from its digest; ``srs``: the SRS file a
-    zero-knowledge challenge names."""
-    challenge = decode(envelope, (Challenge,))
-    assert isinstance(challenge, Challenge) and challenge.lam is not None and challenge.p0 is not None
-    digest = Challenge.digest_of(envelope)
+def challenge_report(session: AnyVerifierSession, path: str, *, srs: str | None = None) -> dict[str, Any]:
+    """``challenge``, ``zkchallenge``: what the challenge ``session`` signed (written to ``path``)
+    binds (its digest, k, lambda, p0) and the items it samples, which follow from its digest;
+    ``srs``: the SRS file a zero-knowledge challenge names."""
+    challenge = session.issued_challenge
+    assert challenge.lam is not None and challenge.p0 is not None  # a session's challenge binds both
     zk = challenge.zk
-    return {"type": CHALLENGE_TYPE, "version": VERSION, "challenge": path, "digest": digest.hex(),
+    return {"type": CHALLENGE_TYPE, "version": VERSION, "challenge": path, "digest": session.challenge_digest.hex(),
             "vk_digest": challenge.vk_digest.hex(), "n": challenge.n, "k": challenge.k, "lambda": challenge.lam,
             "p0": fraction_text(challenge.p0), "public": challenge.k == challenge.n,
             "verifier": challenge.verifier.fingerprint, "issued": challenge.issued,
-            "model": challenge.model.report_obj(), "items": list(subset_of(challenge, digest)),
+            "model": challenge.model.report_obj(), "items": list(session.subset),
             "zk": None if zk is None else {"srs": srs, "srs_sha256": zk.srs_sha256.hex(),
                                            "srs_logrows": zk.srs_logrows, "srs_origin": zk.srs_origin.value,
                                            "circuit_sha256": zk.circuit_sha256.hex()}}

@@ -121,26 +121,21 @@ def save_model(model_dir: str | os.PathLike[str], model: Classifier, *, overwrit
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def inspect_model(model_dir: str | os.PathLike[str]) -> ModelFiles:
-    """:func:`wmark.watermark.modelfiles.inspect_files`, then every tensor's name and
-    shape in the header against the architecture's, built on the meta device."""
-    files = inspect_files(model_dir)
+def inspect_model(model_dir: str | os.PathLike[str] | ModelFiles) -> ModelFiles:
+    """:func:`wmark.watermark.modelfiles.inspect_files` (unless ``model_dir`` is what it
+    returned already: a command's model options are inspected before torch is
+    imported, and not read and parsed twice), then every tensor's name and shape in
+    the header against the architecture's, built on the meta device."""
+    files = model_dir if isinstance(model_dir, ModelFiles) else inspect_files(model_dir)
     expected = state_shapes(files.config.arch, files.config.num_classes, files.config.input_shape)
-    what, fit = str(files.weights_path), f"the config's {files.config.describe()}"
-    missing, extra = sorted(set(expected) - set(files.tensors)), sorted(set(files.tensors) - set(expected))
-    if missing or extra:
-        parts = [f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-                 for label, names in (("missing", missing), ("unexpected", extra)) if names]
-        raise DecodeError(f"{what}: tensors do not fit {fit}: {untrusted('; '.join(parts), limit=300)}")
-    for name, want in expected.items():
-        if files.tensors[name] != want:
-            raise DecodeError(f"{what}: tensor {name} has shape {list(files.tensors[name])[:8]}, {fit} needs "
-                              f"{list(want)}")
+    if problem := _misfit(files.tensors, expected, fit=f"the config's {files.config.describe()}"):
+        raise DecodeError(f"{files.weights_path}: {problem}")
     return files
 
 
-def load_model(model_dir: str | os.PathLike[str]) -> Classifier:
-    """Rebuild a model from its directory (on the CPU, in eval mode)."""
+def load_model(model_dir: str | os.PathLike[str] | ModelFiles) -> Classifier:
+    """Rebuild a model from its directory, or from the directory's :class:`ModelFiles`
+    (on the CPU, in eval mode)."""
     files = inspect_model(model_dir)
     weights = read_bounded(files.weights_path, max_bytes=files.weights_size, what="model weights")
     # The random initial weights are about to be overwritten: draw them
@@ -189,20 +184,29 @@ def check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Te
                   what: str, fit: str) -> None:
     """Refuse ``tensors`` unless they have exactly the names, shapes and kinds of
     ``expected`` (a network's ``state_dict``); the message names the first few misfits."""
-    def first(names: list[str], sep: str = ", ") -> str:
-        return sep.join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        parts = [f"{label} {first(names)}" for label, names in (("missing", missing), ("unexpected", extra)) if names]
-        raise DecodeError(f"{what}: tensors do not fit {fit}: {'; '.join(parts)}")
-    shapes = [f"{name} has shape {list(tensors[name].shape)}, needs {list(want.shape)}"
-              for name, want in expected.items() if tensors[name].shape != want.shape]
-    if shapes:
-        raise DecodeError(f"{what}: tensor shapes do not fit {fit}: {first(shapes, '; ')}")
+    if problem := _misfit({name: tuple(t.shape) for name, t in tensors.items()},
+                          {name: tuple(t.shape) for name, t in expected.items()}, fit=fit):
+        raise DecodeError(f"{what}: {problem}")
     for name, want in expected.items():
         got = tensors[name]
         if got.dtype.is_floating_point != want.dtype.is_floating_point or (
                 not want.dtype.is_floating_point and got.dtype != want.dtype):
             raise DecodeError(f"{what}: tensor {name} is {got.dtype}, {fit} needs {want.dtype}")
+
+
+def _misfit(got: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], *, fit: str) -> str | None:
+    """Why tensors of these names and shapes do not fit ``expected`` (the first few
+    names missing or unexpected, else the first few shapes that differ), or None.
+    The names and shapes came from a file: escaped, and cut short."""
+    def first(items: list[str], sep: str = ", ") -> str:
+        return sep.join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    if missing or extra:
+        parts = [f"{label} {first(names)}" for label, names in (("missing", missing), ("unexpected", extra)) if names]
+        return f"tensors do not fit {fit}: {untrusted('; '.join(parts), limit=300)}"
+    shapes = [f"{name} has shape {list(got[name][:8])}, needs {list(want)}"
+              for name, want in expected.items() if got[name] != want]
+    if shapes:
+        return f"tensor shapes do not fit {fit}: {untrusted(first(shapes, '; '), limit=300)}"
+    return None

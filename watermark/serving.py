@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wmark.watermark.modelio import Classifier, load_model
+from wmark.watermark.modelio import Classifier, ModelFiles, load_model
 
 ANSWERS = ("logits", "classes")
 MAX_BATCH = 1024
@@ -111,9 +111,9 @@ async def _refuse(send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def serve(model_dir: str | os.PathLike[str], name: str, *, host: str, port: int, device: torch.device,
+def serve(model_dir: str | os.PathLike[str] | ModelFiles, name: str, *, host: str, port: int, device: torch.device,
           answer: str = "logits") -> None:
-    """Serve ``model_dir`` as model ``name`` until interrupted (blocks)."""
+    """Serve ``model_dir`` (a directory or its :class:`ModelFiles`) as model ``name`` until interrupted (blocks)."""
     _kserve()  # the first import, with our flags hidden; the ones below find it in sys.modules
     from kserve import InferOutput, InferResponse, Model
     from kserve.errors import InvalidInput as RequestError

@@ -230,30 +230,16 @@ def train(
             # stream one process draws), not the same mask on every share.
             torch.manual_seed(recipe.seed + world.rank)
         generator = torch.Generator().manual_seed(recipe.seed)
-        trigger_stream = _cycle(len(triggers), generator) if mixing and triggers is not None else None
+        # What each batch mixes in: the trigger images and labels, and the stream of picks from them.
+        mix = ((trigger_images, trigger_labels, _cycle(len(triggers), generator))
+               if mixing and triggers is not None else None)
         for epoch in range(1, recipe.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             bar = tqdm(total=batches, desc=f"{desc} {epoch}/{recipe.epochs}", unit="batch",
                        disable=not progress, file=sys.stderr, leave=True, dynamic_ncols=True)
             net.train()
-            order = torch.randperm(len(data), generator=generator).to(device)
-            # The epoch's trigger picks in one tensor, drawn from the same stream
-            # in the same order as one batch at a time would draw them, so that
-            # a marked batch costs NO-WM's plus the trigger images alone, not a
-            # Python list and a new tensor per batch (docs/design.md section 5).
-            picks = (torch.tensor(list(itertools.islice(trigger_stream, batches * recipe.triggers_per_batch)),
-                                  device=device).view(batches, recipe.triggers_per_batch)
-                     if trigger_stream is not None else None)
             total_loss = torch.zeros((), device=device)
-            for b in range(batches):
-                index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
-                x, y = images[index], labels[index]
-                if recipe.augment:
-                    x = _augment(x, generator)
-                if picks is not None:
-                    x = torch.cat([x, trigger_images[picks[b]]])
-                    y = torch.cat([y, trigger_labels[picks[b]]])
-                x = layout.for_device(x, device)
+            for b, (x, y) in enumerate(_epoch(images, labels, recipe, generator, batches, mix)):
                 if world.size > 1:
                     loss = _share_loss(net, x, y, temperature, world)
                 else:
@@ -284,8 +270,7 @@ def train(
             bar.close()
             history.append(stats)
         if recipe.recalibrate_bn and _has_batch_norm(model):
-            _recalibrate_bn(model, images, trigger_images if mixing else None, recipe, generator, batches,
-                            trigger_stream)
+            _recalibrate_bn(model, _epoch(images, labels, recipe, generator, batches, mix))
             # The last epoch's accuracies, as the recalibrated model scores them.
             history[-1] = replace(
                 history[-1],
@@ -300,27 +285,42 @@ def _has_batch_norm(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def _recalibrate_bn(model: Classifier, images: torch.Tensor, trigger_images: torch.Tensor | None, recipe: Recipe,
-                    generator: torch.Generator, batches: int, trigger_stream: Iterator[int] | None) -> None:
+def _epoch(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, generator: torch.Generator, batches: int,
+           mix: tuple[torch.Tensor, torch.Tensor, Iterator[int]] | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch's ``batches`` batches (images, labels) in a fresh order, each
+    augmented as the recipe says, with ``recipe.triggers_per_batch`` trigger
+    images from ``mix`` (images, labels, the stream of picks) appended, in the
+    device's memory layout (:func:`wmark.watermark.layout.for_device`): what
+    training steps on and what BatchNorm is recalibrated over."""
+    device = images.device
+    order = torch.randperm(len(images), generator=generator).to(device)
+    # The epoch's trigger picks in one tensor, drawn from the same stream
+    # in the same order as one batch at a time would draw them, so that
+    # a marked batch costs NO-WM's plus the trigger images alone, not a
+    # Python list and a new tensor per batch (docs/design.md section 5).
+    picks = (torch.tensor(list(itertools.islice(mix[2], batches * recipe.triggers_per_batch)),
+                          device=device).view(batches, recipe.triggers_per_batch)
+             if mix is not None else None)
+    for b in range(batches):
+        index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
+        x, y = images[index], labels[index]
+        if recipe.augment:
+            x = _augment(x, generator)
+        if mix is not None and picks is not None:
+            x = torch.cat([x, mix[0][picks[b]]])
+            y = torch.cat([y, mix[1][picks[b]]])
+        yield layout.for_device(x, device), y
+
+
+def _recalibrate_bn(model: Classifier, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
     """Precise BN: every BatchNorm layer's running mean and variance, recomputed as
-    the plain average over one epoch's batches (task images as training draws
-    them, with the same share of trigger images) through the final weights.
-    torch.optim.swa_utils.update_bn does the resetting and averaging."""
+    the plain average over one epoch's batches (:func:`_epoch`, as training draws
+    them) through the final weights.  torch.optim.swa_utils.update_bn does the
+    resetting and averaging (of a pair it feeds the model the first element)."""
     from torch.optim.swa_utils import update_bn
 
-    def epoch() -> Iterator[torch.Tensor]:
-        order = torch.randperm(len(images), generator=generator).to(images.device)
-        for b in range(batches):
-            x = images[order[b * recipe.batch_size:(b + 1) * recipe.batch_size]]
-            if recipe.augment:
-                x = _augment(x, generator)
-            if trigger_images is not None and trigger_stream is not None:
-                picks = list(itertools.islice(trigger_stream, recipe.triggers_per_batch))
-                x = torch.cat([x, trigger_images[torch.tensor(picks, device=images.device)]])
-            yield x
-
     with torch.no_grad():
-        update_bn(epoch(), model)
+        update_bn(batches, model)
 
 
 def _data_parallel(model: Classifier, device: torch.device) -> torch.nn.Module:

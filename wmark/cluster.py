@@ -7,7 +7,9 @@ in the list's order, either one after another in this process or, given a
 Ray address, as one Ray task per job with the CPUs and memory the job
 declares, so Ray places each where it fits.  A task that fails, or whose
 worker dies, is retried once; a second failure ends the run with an error
-naming the job.  Progress (done / total, ETA) goes to stderr.
+naming the job.  A run given a deadline stops when it passes: the jobs not
+finished by then are cancelled (on Ray, a running task's worker is killed).
+Progress (done / total, ETA) goes to stderr.
 
 Ray is an optional extra (``pip install -e '.[cluster]'``); nothing here
 imports it unless an address is given.
@@ -19,7 +21,7 @@ import socket
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -40,6 +42,10 @@ _process_cache: OrderedDict[Hashable, Any] = OrderedDict()
 
 class JobFailed(WmarkError):
     """A job failed on every try."""
+
+
+class Overdue(JobFailed):
+    """The run's deadline passed with jobs unfinished (those were cancelled)."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +69,16 @@ def connect(address: str) -> None:
     """Join the Ray cluster at ``address`` (``auto``: the one this machine is part of;
     ``local``: start one here with :data:`LOCAL_CPUS` CPUs), once per process."""
     ray = _ray()
-    if address not in (LOCAL, AUTO) and "://" not in address:
-        _host_port(address)
+    # A HOST:PORT is parsed (and a malformed one refused) even when Ray is up already;
+    # `auto` and ray:// client addresses are Ray's to resolve.
+    host_port = None if address in (LOCAL, AUTO) or "://" in address else _host_port(address)
     if ray.is_initialized():
         return
     if address == LOCAL:
         ray.init(num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
     else:
-        _check_reachable(address)
+        if host_port is not None:
+            _check_reachable(address, host_port)
         try:
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -84,14 +92,11 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _check_reachable(address: str) -> None:
-    """Ray waits minutes for a cluster address at which nothing answers: try a
-    HOST:PORT with one TCP connection first (``auto`` and ``ray://`` client
-    addresses are Ray's to resolve; an absent ``auto`` cluster fails at once)."""
-    if address == AUTO or "://" in address:
-        return
+def _check_reachable(address: str, host_port: tuple[str, int]) -> None:
+    """Ray waits minutes for a cluster address at which nothing answers: try the
+    HOST:PORT with one TCP connection first (an absent ``auto`` cluster fails at once)."""
     try:
-        socket.create_connection(_host_port(address), timeout=CONNECT_TIMEOUT_S).close()
+        socket.create_connection(host_port, timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         raise InvalidInput(f"cannot join the Ray cluster at {address!r}: nothing answers there "
                            f"({exc.strerror or exc})") from None
@@ -123,38 +128,62 @@ def share(value: Any, ray_address: str | None) -> Any:
 
 
 def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: TextIO | None = sys.stderr,
-             what: str = "job", on_done: Callable[[int], object] | None = None) -> list[Any]:
+             what: str = "job", on_done: Callable[[int], object] | None = None,
+             deadline: float | None = None) -> list[Any]:
     """Every job's result, in the order of ``jobs``: in this process when
     ``ray_address`` is None, else as Ray tasks (see the module docstring).
-    ``on_done(1)`` is called as each job finishes (a progress bar's update)."""
+    ``on_done(1)`` is called as each job finishes (a progress bar's update).
+    ``deadline`` (a ``time.monotonic()`` instant): raise :class:`Overdue` once it
+    passes with jobs unfinished, judged before each job in this process (one
+    under way is not interrupted) and, on Ray, while waiting for the tasks."""
     meter = _Progress(len(jobs), what, progress, on_done)
     if ray_address is None:
-        done = []
+        done: list[Any] = []
         for job in jobs:
+            _check_deadline(deadline, len(jobs) - len(done), len(jobs), what)
             done.append(_in_worker(job.fn, job.num_cpus, job.args, job.kwargs))
             meter.tick()
         return done
     connect(ray_address)
     ray = _ray()
     _check_feasible(ray, jobs, what)
+    _check_deadline(deadline, len(jobs), len(jobs), what)  # nothing submitted once it has passed
     for job in jobs:
         _ship_by_value(job.fn)
     pending = {_submit(ray, job): i for i, job in enumerate(jobs)}
     results: list[Any] = [None] * len(jobs)
     while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
+        if not done:  # the deadline passed
+            _cancel(ray, pending)
+            raise _overdue(len(pending), len(jobs), what)
         index = pending.pop(done[0])
         try:
             results[index] = ray.get(done[0])
         except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            _cancel(ray, pending)
             cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else exc
             raise JobFailed(f"{what} {jobs[index].name} failed after {RETRIES + 1} tries: "
                             f"{type(cause).__name__}: {str(cause).splitlines()[-1] if str(cause) else ''}") from None
         meter.tick()
     return results
+
+
+def _check_deadline(deadline: float | None, unfinished: int, total: int, what: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise _overdue(unfinished, total, what)
+
+
+def _overdue(unfinished: int, total: int, what: str) -> Overdue:
+    return Overdue(f"the deadline passed with {unfinished} of {total} {what}s unfinished (cancelled)")
+
+
+def _cancel(ray: Any, pending: Iterable[Any]) -> None:
+    """Stop the tasks not finished: a queued one never starts, a running one's worker is killed."""
+    for ref in pending:
+        ray.cancel(ref, force=True)
 
 
 def _check_feasible(ray: Any, jobs: Sequence[Job], what: str) -> None:

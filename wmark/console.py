@@ -17,12 +17,15 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from wmark.cluster import AUTO, LOCAL, LOCAL_CPUS
 from wmark.errors import InvalidInput, WmarkError, is_library_failure
 from wmark.files import atomic_write, check_output_path
 from wmark.text import untrusted
+
+if TYPE_CHECKING:
+    from wmark.watermark.modelfiles import ModelFiles
 
 EXIT_OK, EXIT_REJECTED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 PASSPHRASE_ENV = "WMARK_PASSPHRASE"
@@ -68,7 +71,10 @@ class Command:
 
 def add_command(subparsers: argparse._SubParsersAction, name: str, *, description: str,
                 epilog: str = "", func) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(name, description=description, epilog=epilog, formatter_class=_Formatter)
+    # Options are spelled in full: run_cli checks model options before the command's parser
+    # exists, by their exact spelling, and an abbreviation would slip past that check.
+    parser = subparsers.add_parser(name, description=description, epilog=epilog, formatter_class=_Formatter,
+                                   allow_abbrev=False)
     parser.set_defaults(func=func, outputs=())
     return parser
 
@@ -151,10 +157,11 @@ def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequ
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # The program takes no option but --help, so a command is its first argument.
     chosen = argv[0] if argv else None
+    checked: dict[str, ModelFiles] = {}
     for command in commands:
         if command.name == chosen:
             try:
-                precheck_models(argv[1:], command.models)
+                checked = precheck_models(argv[1:], command.models)
             except WmarkError as exc:
                 print(f"{prog}: error: {untrusted(exc)}", file=sys.stderr)
                 return EXIT_INVALID
@@ -165,6 +172,7 @@ def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequ
         args = parser.parse_args(argv)
     except WmarkError as exc:  # a type= converter (parse_probability, ...) refusing a value
         parser.error(str(exc))
+    args.checked_models = checked
     try:
         check_outputs(args)
         if getattr(args, "json", None) == "-":
@@ -193,25 +201,36 @@ def run_cli(prog: str, description: str, commands: Sequence[Command], argv: Sequ
         return EXIT_INVALID
 
 
-def precheck_models(argv: Sequence[str], options: Sequence[str]) -> None:
+def precheck_models(argv: Sequence[str], options: Sequence[str]) -> dict[str, ModelFiles]:
     """Run the torch-free checks of every model directory that ``argv`` names with
-    one of ``options`` (``--model DIR`` or ``--model=DIR``, as often as given).
+    one of ``options`` (``--model DIR`` or ``--model=DIR``, as often as given); what
+    they found, by the directory as spelled in ``argv`` (see :func:`checked_model`).
 
-    Only the option's exact spelling is recognised here: an abbreviation argparse
-    would accept is still checked, in full, when the command loads the model,
-    only after torch is imported rather than before."""
+    The exact spelling is all there is: the commands' parsers take no abbreviations
+    (:func:`add_command`)."""
+    checked: dict[str, ModelFiles] = {}
     if not options:
-        return
+        return checked
     from wmark.watermark.modelfiles import inspect_files  # torch-free
 
     for i, arg in enumerate(argv):
         if arg == "--":
-            return
+            break
         for option in options:
             if arg == option and i + 1 < len(argv):
-                inspect_files(argv[i + 1])
+                checked[argv[i + 1]] = inspect_files(argv[i + 1])
             elif arg.startswith(option + "="):
-                inspect_files(arg[len(option) + 1:])
+                checked[arg[len(option) + 1:]] = inspect_files(arg[len(option) + 1:])
+    return checked
+
+
+def checked_model(args: argparse.Namespace, model_dir: str) -> ModelFiles | str:
+    """``model_dir`` as :func:`run_cli` found it before the command ran (its
+    :class:`ModelFiles`, which the model loaders take instead of a path, so its
+    config and safetensors header are not read and parsed again), or the path
+    itself when it was not checked there.  Never for digesting a model: a digest
+    reads the files as they are now."""
+    return getattr(args, "checked_models", {}).get(model_dir, model_dir)
 
 
 def read_passphrase(*, confirm: bool, purpose: str) -> str:

@@ -68,8 +68,9 @@ def register(subparsers) -> None:
                     help="refuse a challenge whose SRS is larger than 2^LOG2 rows (it is sent to us, and stored "
                          "while proving)")
     zk.add_argument("--zk-session-timeout", type=positive(float), default=DEFAULT_ZK_SESSION_TIMEOUT,
-                    metavar="SECONDS", help="the whole of a zero-knowledge session, proving included: proofs that "
-                                            "would run past it are refused, the verifier told why")
+                    metavar="SECONDS", help="the whole of a zero-knowledge session, proving included (here or on "
+                                            "--ray): proofs that would run past it are refused, the verifier "
+                                            "told why")
     add_circuit_arguments(zk)
     add_ray_argument(zk, "prove each item as a Ray task")
 

@@ -79,13 +79,58 @@ def test_an_honest_verifier_is_served_through_a_slowloris_and_a_frame_flood(digi
         assert "turned away" in log and "over the limit" in log, log[-3000:]
 
 
+def _wait_until_full(port: int) -> None:
+    """Return once the server turns this peer away: a probe gets the busy answer,
+    sent unasked, rather than being admitted (then it is closed and tried again)."""
+    while True:
+        probe = _connect(port, "127.0.0.1")
+        probe.settimeout(2)
+        try:
+            if probe.recv(1):
+                return
+        except socket.timeout:
+            pass  # admitted: not every idle connection was counted yet
+        finally:
+            probe.close()
+
+
+def _relay_to_a_full_server(port: int) -> tuple[int, list[socket.socket]]:
+    """A port for the verifier.  When it connects (however long its start took),
+    this peer's whole share of the server's connections (8) is taken by idle ones,
+    the server is seen to be full, and only then are the verifier's bytes relayed
+    to it from the same address: the idle ones are seconds from their handshake
+    deadline, which would otherwise free a slot under a slow start."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    idle: list[socket.socket] = []
+
+    def relay() -> None:
+        client, _ = listener.accept()
+        listener.close()
+        idle.extend(_connect(port, "127.0.0.1") for _ in range(8))
+        _wait_until_full(port)
+        upstream = _connect(port, "127.0.0.1")
+        with client, upstream:
+            while True:
+                ready, _, _ = select.select([client, upstream], [], [], 60)
+                if not ready:
+                    return
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (upstream if sock is client else client).sendall(data)
+
+    threading.Thread(target=relay, daemon=True).start()
+    return listener.getsockname()[1], idle
+
+
 def test_a_turned_away_verifier_is_told_busy_in_a_signed_answer(digits_world, tmp_path):
     with prover_server(digits_world, tmp_path) as server:
-        idle = [_connect(server.port, "127.0.0.1") for _ in range(8)]  # this peer's whole share
-        server.wait_for_log("", timeout=1)
-        result = _honest_run(digits_world, tmp_path, server.port)
+        relay_port, idle = _relay_to_a_full_server(server.port)
+        result = _honest_run(digits_world, tmp_path, relay_port)
         for sock in idle:
             sock.close()
+        assert len(idle) == 8 and "turned away" in server.log()
         assert result.returncode == 2, result.stdout + result.stderr
         assert "turned the session away, in a message its owner signed: busy" in result.stderr, result.stderr
         assert "retry after 10 s" in result.stderr and "Traceback" not in result.stderr

@@ -5,7 +5,8 @@
   ``except Exception`` misses.  ``zkprove`` exits 2 with one line, and
   ``serve`` answers the verifier with a signed refusal saying so.
 * A session whose proofs would run past its whole deadline is cut off at a
-  proof, and refused with a signed reason, rather than proving on unbounded.
+  proof (on Ray: its unfinished tasks cancelled), and refused with a signed
+  reason, rather than proving on unbounded.
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ def _session(keys: Keys, model: Path, srs: bytes, logrows: int, k: int, circuit:
                               srs_origin=SrsOrigin.VERIFIER, circuit_sha256=circuit)
     return ZkVerifierSession(keys.pair.verification_key, SigningKey.generate(),
                              ModelRef(sha256=model_file_digest(model)), k, zk=parameters, lam=3)
+
+
+def _provable_session(keys: Keys, model: Path, srs_path: Path, k: int) -> ZkVerifierSession:
+    """A session of ``k`` items the owner can prove: a real SRS (written to ``srs_path``) and the circuit's digest."""
+    with zkcircuit.model_circuit(model, input_shape=SHAPE, num_classes=10,
+                                 input_scale=keys.pair.verification_key.zk.input_scale,
+                                 workdir=srs_path.parent) as (_, circuit):
+        srs_file = zkcircuit.generate_srs(srs_path, circuit.logrows)
+        with zkcircuit.setup(circuit, srs_file, keep_proving_key=False) as verifier_keys:
+            circuit_sha256 = verifier_keys.circuit_sha256
+    return _session(keys, model, srs_path.read_bytes(), srs_file.logrows, k, circuit=circuit_sha256)
 
 
 def test_zkprove_with_an_srs_of_zeros_exits_2_in_one_line(world, tmp_path):
@@ -120,13 +132,8 @@ def test_a_zk_session_that_would_prove_past_its_deadline_is_cut_off_and_told_why
     session the server stops at the first proof that shows the rest cannot fit."""
     keys, model, _, _ = world
     srs_path = tmp_path / "good.srs"
-    with zkcircuit.model_circuit(model, input_shape=SHAPE, num_classes=10,
-                                 input_scale=keys.pair.verification_key.zk.input_scale, workdir=tmp_path) as (_, c):
-        srs_file = zkcircuit.generate_srs(srs_path, c.logrows)
-        with zkcircuit.setup(c, srs_file, keep_proving_key=False) as verifier_keys:
-            circuit_sha256 = verifier_keys.circuit_sha256
+    session = _provable_session(keys, model, srs_path, 10)
     srs = srs_path.read_bytes()
-    session = _session(keys, model, srs, srs_file.logrows, 10, circuit=circuit_sha256)
     with prover_server(keys, tmp_path, "--model", str(model), "--workdir", str(tmp_path),
                        "--zk-session-timeout", "10") as server:
         peer = Peer(server.port)
@@ -141,3 +148,19 @@ def test_a_zk_session_that_would_prove_past_its_deadline_is_cut_off_and_told_why
     assert isinstance(refused, Refused), refused
     assert "past this session's deadline" in refused.reason or "deadline passed" in refused.reason, refused.reason
     assert took < 600, took
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_on_ray_proofs_unfinished_at_the_sessions_deadline_are_cancelled_and_refused(world, ray_address, tmp_path):
+    """Proving on Ray counts against the session's deadline too: a second after
+    the call, the proofs not made are cancelled and the verifier is told why."""
+    keys, model, _, owner = world
+    session = _provable_session(keys, model, tmp_path / "good.srs", 10)
+    prover = ProverSession(keys.pair.marking_key, keys.pair.verification_key, owner)
+    event = prover.receive(session.challenge())
+    answer, reason = answer_or_refuse(prover, event, keys.pair.marking_key, {model_file_digest(model): model},
+                                      tmp_path / "good.srs", workdir=tmp_path, deadline=time.monotonic() + 1,
+                                      ray_address=ray_address)
+    assert reason is not None and "deadline passed with" in reason and "proofs unfinished" in reason, reason
+    assert isinstance(session.receive(answer), Refused)

@@ -23,13 +23,19 @@ from wmark.files import atomic_write, check_output_path, read_bounded
 from wmark.protocol.checkpoint import Policy
 from wmark.protocol.decision import DEFAULT_LAMBDA, MAX_LAMBDA, check_lambda, hopeless, parse_probability
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.hazmat.identity import PublicKey, SigningKey, load_or_create_signing_key, load_public_key
+from wmark.protocol.hazmat.identity import SigningKey, load_or_create_signing_key, load_public_key
 from wmark.protocol.hazmat.note import load_verifier
 from wmark.protocol.keys import VerificationKey, load_verification_key
 from wmark.protocol.messages import MAX_MESSAGE_BYTES, Verdict, decode
 from wmark.protocol.session import AnyVerifierSession, Refused, ZkVerifierSession, null_match_probability
 from wmark.protocol.transcript import Registration, Transcript
-from wmark.protocol.transparency import MAX_RECEIPT_BYTES, Receipt, receipt_path_for, verify_receipt
+from wmark.protocol.transparency import (
+    MAX_RECEIPT_BYTES,
+    Receipt,
+    RegistrationInfo,
+    check_witnessed,
+    receipt_path_for,
+)
 from wmark.protocol.zk import srs_beside
 from wmark.verifier.dispute import LogTrust, log_trust
 from wmark.verifier.oracle import DEFAULT_TIMEOUT, ModelOracle, open_oracle
@@ -141,16 +147,17 @@ def witness_policy_from_args(args: argparse.Namespace) -> Policy | None:
                   len(witnesses) if args.quorum is None else args.quorum)
 
 
-def unwitnessed(receipt: Receipt, vk: VerificationKey, log_key: PublicKey, policy: Policy) -> str | None:
-    """Why ``receipt``'s checkpoint fails ``policy`` (no log signature, too few cosignatures), or None."""
+def unwitnessed(receipt: Receipt, policy: Policy) -> str | None:
+    """Why ``receipt``'s checkpoint fails ``policy`` (no log signature, too few cosignatures), or None;
+    for a receipt verified already (:func:`~wmark.protocol.transparency.check_witnessed`)."""
     try:
-        verify_receipt(receipt, vk, log_key, policy)
+        check_witnessed(receipt, policy)
     except (InvalidSignature, InvalidProof) as exc:
         return str(exc)
     return None
 
 
-def refuse_unwitnessed(args: argparse.Namespace, registration: Registration | None, vk: VerificationKey) -> int | None:
+def refuse_unwitnessed(args: argparse.Namespace, registration: Registration | None) -> int | None:
     """check and run: with a witness policy, EXIT_REJECTED (the reason said) unless the receipt meets it;
     checked before any work, so nothing is queried or written for a receipt the policy refuses."""
     policy = witness_policy_from_args(args)
@@ -158,7 +165,7 @@ def refuse_unwitnessed(args: argparse.Namespace, registration: Registration | No
         return None
     if registration is None:
         raise InvalidInput("--log-vkey, --witness and --quorum check a registry receipt: give --log-key too")
-    reason = unwitnessed(registration.receipt, vk, registration.log_key, policy)
+    reason = unwitnessed(registration.receipt, policy)
     if reason is None:
         return None
     print(f"REFUSED: the registry receipt does not meet the witness policy (quorum {policy.quorum} of "
@@ -179,16 +186,17 @@ def load_receipt(path: str | Path) -> Receipt:
     return Receipt.from_json(read_bounded(path, max_bytes=MAX_RECEIPT_BYTES, what="receipt"), what=str(path))
 
 
-def registration_from_args(args: argparse.Namespace, vk: VerificationKey) -> Registration | None:
-    """The receipt the user named, checked against ``vk``; None without --log-key."""
+def registration_from_args(args: argparse.Namespace, vk: VerificationKey,
+                           ) -> tuple[Registration, RegistrationInfo] | tuple[None, None]:
+    """The receipt the user named and what it proves, checked against ``vk`` once
+    (the witness policy is :func:`refuse_unwitnessed`'s); None, None without --log-key."""
     if args.log_key is None:
         if args.receipt is not None:
             raise InvalidInput("--receipt needs --log-key: a receipt means nothing without the log's key")
-        return None
+        return None, None
     log_key = load_public_key(args.log_key)
     registration = Registration(load_receipt(args.receipt or receipt_path_for(args.vk, log_key.keyid)), log_key)
-    registration.verify(vk)
-    return registration
+    return registration, registration.verify(vk)
 
 
 def trusted_log(transcript: Transcript, log_keys: Sequence[str] | None) -> LogTrust | None:

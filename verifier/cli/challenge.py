@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: open {args.k} of {vk.n} trigger items "
           f"({'public verification' if args.k == vk.n else 'private verification'}) on "
           f"{untrusted(oracle.model_ref.describe())}")
-    write_json_report(args, challenge_report(envelope, args.out))
+    write_json_report(args, challenge_report(session, args.out))
     return 0

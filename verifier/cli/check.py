@@ -47,13 +47,12 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     vk, vk_envelope = load_vk_for_decision(args)
-    registration = registration_from_args(args, vk)
-    if (refused := refuse_unwitnessed(args, registration, vk)) is not None:
+    registration, registered = registration_from_args(args, vk)
+    if (refused := refuse_unwitnessed(args, registration)) is not None:
         return refused
     session = VerifierSession.resume(vk, verifier_identity(args, create=False),
                                      read_envelope(args.challenge, what="challenge"),
-                                     p0=args.p0, lam=args.lam,
-                                     registration=registration.verify(vk) if registration else None,
+                                     p0=args.p0, lam=args.lam, registration=registered,
                                      margin=query_split_for(vk, args.data_root))
     oracle = oracle_from_args(args)
     if oracle.model_ref != session.model:

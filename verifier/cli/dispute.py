@@ -66,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if claims[0][1].verdict.chain_digest == claims[1][1].verdict.chain_digest:
         raise InvalidInput(f"{untrusted(args.first)} and {untrusted(args.second)} are the same transcript: a "
                            f"dispute compares two different claims")
-    # With a witness policy, a receipt whose checkpoint lacks the quorum proves no time (docs/design.md section 4b).
+    # With a witness policy, a receipt whose checkpoint lacks the quorum proves no time (docs/design.md section 4b);
+    # the audit verified each receipt already, so only the policy is left to check.
     unmet = {path: reason for (path, transcript), (_, report) in zip(transcripts, claims)
              if policy is not None and transcript.registration is not None
-             and (reason := unwitnessed(transcript.registration.receipt, report.vk, transcript.registration.log_key,
-                                        policy)) is not None}
+             and (reason := unwitnessed(transcript.registration.receipt, policy)) is not None}
     outcome = order_claims(claims, trusted, unmet)
     write_json_report(args, dispute_report([(path, report.vk, report.verdict) for path, report in claims],
                                            outcome.earlier, outcome.reason))

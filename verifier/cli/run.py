@@ -25,6 +25,7 @@ from wmark.protocol.hazmat import dsse
 from wmark.protocol.keys import VerificationKey
 from wmark.protocol.session import Refused, VerifierSession, ZkVerifierSession, null_match_probability
 from wmark.protocol.transcript import Registration
+from wmark.protocol.transparency import RegistrationInfo
 from wmark.verifier.cli._common import (
     add_deciding_arguments,
     add_setup_arguments,
@@ -111,17 +112,16 @@ def run(args: argparse.Namespace) -> int:
     # Where an owner's refusal would be kept is an output too: checked before any work.
     check_output_path(refusal_path(args.out), what="owner's refusal", force=args.force, option="--out")
     vk, vk_envelope = load_vk_for_decision(args)
-    registration = registration_from_args(args, vk)
-    if (refused := refuse_unwitnessed(args, registration, vk)) is not None:
+    registration, registered = registration_from_args(args, vk)
+    if (refused := refuse_unwitnessed(args, registration)) is not None:
         return refused
     if args.zk:
-        return run_zk(args, vk, vk_envelope, registration)
+        return run_zk(args, vk, vk_envelope, registration, registered)
     if args.srs or args.srs_out or args.zk_timeout:
         raise InvalidInput("--srs, --srs-out and --zk-timeout go with --zk")
     oracle = oracle_from_args(args)
     session = VerifierSession(vk, verifier_identity(args), oracle.model_ref, args.k, p0=args.p0, lam=args.lam,
-                              registration=registration.verify(vk) if registration else None,
-                              margin=query_split_for(vk, args.data_root))
+                              registration=registered, margin=query_split_for(vk, args.data_root))
     p0 = null_match_probability(vk, args.p0)
     lam = args.lam or DEFAULT_LAMBDA
     tau, low = threshold(args.k, p0, lam), lowest_passing_accuracy(args.k, p0, lam)
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Envelope,
-           registration: Registration | None) -> int:
+           registration: Registration | None, registered: RegistrationInfo | None) -> int:
     if args.endpoint or not args.model:
         raise InvalidInput("--zk proves what the model's weights compute: give the suspect model's directory "
                            "with --model (an endpoint sees every image it is asked about)")
@@ -167,7 +167,7 @@ def run_zk(args: argparse.Namespace, vk: VerificationKey, vk_envelope: dsse.Enve
     with open_verifier(args.model, vk, srs=args.srs, srs_out=srs_out, workdir=args.workdir,
                        memory_limit=args.memory_limit) as verifier:
         session = ZkVerifierSession(vk, identity, verifier.model_ref, args.k, zk=verifier.parameters, p0=args.p0,
-                                    lam=args.lam, registration=registration.verify(vk) if registration else None)
+                                    lam=args.lam, registration=registered)
         print(f"asking for zero-knowledge proofs of {args.k} of {vk.n} trigger items on "
               f"{verifier.model_ref.describe()} (SRS {verifier.srs.path}, {verifier.origin.value}); waiting up to "
               f"{wait:g} s for them")

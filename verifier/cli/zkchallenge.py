@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
           f"{verifier.pieces.describe(args.k)}")
     print(f"  SRS       {verifier.srs.path} (2^{verifier.srs.logrows}, sha256 {verifier.srs.sha256.hex()}, "
           f"{verifier.origin.value}): send it with the challenge")
-    write_json_report(args, challenge_report(envelope, args.out, srs=str(verifier.srs.path)))
+    write_json_report(args, challenge_report(session, args.out, srs=str(verifier.srs.path)))
     return 0

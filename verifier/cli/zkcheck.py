@@ -55,11 +55,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     vk, vk_envelope = load_verification_key(args.vk)
-    registration = registration_from_args(args, vk)
+    registration, registered = registration_from_args(args, vk)
     session = ZkVerifierSession.resume(vk, verifier_identity(args, create=False),
                                        read_envelope(args.challenge, what="challenge"),
-                                       p0=args.p0, lam=args.lam,
-                                       registration=registration.verify(vk) if registration else None)
+                                       p0=args.p0, lam=args.lam, registration=registered)
     if model_file_digest(args.model) != session.model.sha256:
         raise InvalidInput(f"{args.model}: not the model the challenge names "
                            f"({untrusted(session.model.describe())})")

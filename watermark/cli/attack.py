@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from wmark.console import add_command, add_json_argument, write_json_report
+from wmark.console import add_command, add_json_argument, checked_model, write_json_report
 from wmark.errors import InvalidInput
 from wmark.protocol.decision import parse_probability
 from wmark.protocol.hazmat.identity import load_signing_key
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in PARAMETERS if hasattr(args, name)}
     params = spec.make_params(**overrides)  # refused now rather than after loading and training
     _check_out(args, spec.saveable)
-    model = load_model(args.model)
+    model = load_model(checked_model(args, args.model))
     task = task_from(args)
     check_fits(model.config, task, what=f"data set {task.name}")
     triggers, mk = trigger_set_from(args.mk, task) if args.mk else (None, None)

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import torch
 
-from wmark.console import add_command
+from wmark.console import add_command, checked_model
 from wmark.errors import InvalidInput
 from wmark.protocol.decision import DEFAULT_LAMBDA, lowest_passing_accuracy, parse_probability
 from wmark.protocol.items import TriggerKind
@@ -170,7 +170,7 @@ def _run(args: argparse.Namespace, device: torch.device, world: World) -> int:
     scheme = scheme_of(args, mk.kind if mk else None)
     recipe = recipe_from(args, scheme)
     options = MarginOptions(**{name: getattr(args, name) for name in MARGIN_OPTIONS if hasattr(args, name)})
-    base = load_model(args.pretrained) if args.pretrained else None
+    base = load_model(checked_model(args, args.pretrained)) if args.pretrained else None
 
     model = start_model(task, arch=getattr(args, "arch", None), base=base, seed=recipe.seed)
     if triggers is not None:

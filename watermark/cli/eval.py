@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wmark.console import add_command, add_json_argument, write_json_report
+from wmark.console import add_command, add_json_argument, checked_model, write_json_report
 from wmark.watermark.cli._task import add_data_arguments, short_digest, task_from, trigger_set_from
 from wmark.watermark.datasets import SPLITS
 from wmark.watermark.device import pick_device
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = load_model(checked_model(args, args.model))
     config = model.config
     task = task_from(args)
     check_fits(config, task, what=f"data set {task.name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wmark.console import add_command
+from wmark.console import add_command, checked_model
 from wmark.errors import InvalidInput
 from wmark.watermark.device import add_device_argument, pick_device
 from wmark.watermark.modelio import load_model
@@ -48,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from wmark.watermark.serving import serve
 
     device = pick_device(args.device)
-    config = load_model(args.model).config  # a bad directory is refused before the server starts
+    model = checked_model(args, args.model)
+    config = load_model(model).config  # a bad directory is refused before the server starts
     print(f"serving   {args.model} ({config.describe()}) on {device} as "
           f"http://{args.host}:{args.port}/v2/models/{args.name}/infer", flush=True)
-    serve(args.model, args.name, host=args.host, port=args.port, device=device, answer=args.answer)
+    serve(model, args.name, host=args.host, port=args.port, device=device, answer=args.answer)
     print("stopped", file=sys.stderr)
     return 0
