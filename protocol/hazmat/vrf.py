@@ -58,8 +58,9 @@ _P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
 _A = _P - 3
 _CURVE_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
 _Q = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_B = EccPoint(0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
-              0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5, "P-256")
+_BX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
+_BY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
+_B = EccPoint(_BX, _BY, "P-256")
 _PT_LEN = 33
 _C_LEN = 16
 _Q_LEN = 32
@@ -88,6 +89,12 @@ def _string_to_point(data: bytes) -> EccPoint | None:
     (gmpy2's power is much faster than Python's, and it is taken for every decoded point);
     the y found satisfies the curve equation, which EccPoint checks again.
     """
+    xy = _decompress(data)
+    return None if xy is None else EccPoint(*xy, "P-256")
+
+
+def _decompress(data: bytes) -> tuple[int, int] | None:
+    """:func:`_string_to_point` as affine coordinates, without building the point."""
     if len(data) != _PT_LEN or data[0] not in (2, 3):
         return None
     x = int.from_bytes(data[1:], "big")
@@ -99,18 +106,23 @@ def _string_to_point(data: bytes) -> EccPoint | None:
         return None
     if (y & 1) != (data[0] & 1):
         y = _P - y
-    return EccPoint(x, y, "P-256")
+    return x, y
 
 
 def _encode_to_curve_tai(salt: bytes, alpha: bytes) -> tuple[EccPoint, bytes, int]:
     """§5.4.1.1 ECVRF_encode_to_curve_try_and_increment: H, its encoding, ctr."""
+    xy, point_string, ctr = _encode_to_affine(salt, alpha)
+    return EccPoint(*xy, "P-256"), point_string, ctr
+
+
+def _encode_to_affine(salt: bytes, alpha: bytes) -> tuple[tuple[int, int], bytes, int]:
     for ctr in range(_MAX_TRIES):
         hash_string = hashlib.sha256(_SUITE + b"\x01" + salt + alpha + bytes([ctr]) + b"\x00").digest()
         # interpret_hash_value_as_a_point (§5.5): an even-y point with x = the hash.
         point_string = b"\x02" + hash_string
-        point = _string_to_point(point_string)
-        if point is not None:
-            return point, point_string, ctr
+        xy = _decompress(point_string)
+        if xy is not None:
+            return xy, point_string, ctr
     raise RuntimeError("encode_to_curve found no point in 256 tries (probability 2^-256)")
 
 
@@ -264,13 +276,14 @@ class VrfSecretKey:
         (tests/test_vrf.py holds the two equal) pin the result.
         """
         pk = self.public_key
-        h, h_string, _ = _encode_to_curve_tai(pk.to_bytes(), alpha)
+        (hx, hy), h_string, _ = _encode_to_affine(pk.to_bytes(), alpha)
         k = _nonce_rfc6979(self._x, h_string)
-        hb = h + _B
-        hx, hy = (int(c) for c in h.xy)
-        hbx, hby = (int(c) for c in hb.xy)
-        if hbx == 0 and hby == 0:  # H = -B: never for a hash output, but exact either way
+        if hx == _BX:  # H = +-B: never for a hash output, but exact either way
             return self._prove_reference(alpha)
+        # H + B in affine coordinates (one inversion), for the second ECDH of each scalar.
+        slope = (hy - _BY) * int(gmpy2.invert(hx - _BX, _P)) % _P
+        hbx = (slope * slope - hx - _BX) % _P
+        hby = (slope * (hx - hbx) - hy) % _P
         h_key = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, _uncompressed(hx, hy))
         hb_key = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, _uncompressed(hbx, hby))
         k_key = ec.derive_private_key(k, _CURVE)
