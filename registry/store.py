@@ -361,7 +361,11 @@ class LogStore:
         batch.entry_rows.append((entry.index, leaf, data, entry.vk_digest, entry.owner))
         batch.commitment_rows.extend((d, entry.index) for d in entry.commitments)
         for d in entry.commitments:
-            batch.holders.setdefault(d, {}).setdefault(entry.owner, entry.index)
+            owners = batch.holders.get(d)
+            if owners is None:
+                batch.holders[d] = {entry.owner: entry.index}
+            elif entry.owner not in owners:
+                owners[entry.owner] = entry.index
         batch.registered[vk.digest] = entry
         self._tree.append(leaf)
         return entry
@@ -674,10 +678,13 @@ class _Batch:
 def _refuse_transplant(holders: dict[bytes, dict[str, int]], entry: LogEntry) -> None:
     """Refuse ``entry`` if another owner's earlier entry holds any of its commitments."""
     first: dict[bytes, tuple[int, str]] = {}
-    for digest in entry.commitments:
-        others = [(idx, owner) for owner, idx in holders.get(digest, {}).items() if owner != entry.owner]
+    # Only the digests some entry holds already: almost none, for a new vk.
+    for digest in [d for d in entry.commitments if d in holders]:
+        others = [(idx, owner) for owner, idx in holders[digest].items() if owner != entry.owner]
         if others:
             first[digest] = min(others)
+    if not first:
+        return
     conflicts = [(item, *first[d]) for item, d in enumerate(entry.commitments) if d in first]
     if conflicts:
         item, idx, other = conflicts[0]

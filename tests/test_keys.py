@@ -18,7 +18,7 @@ from wmark.protocol import keyfile
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.encoding import b64u_decode, b64u_encode, canonical_json, parse_json
-from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.hashing import tagged_hash, tagged_hashes_of_pairs
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.vrf import VrfSecretKey
 from wmark.protocol.items import ItemOpening, TriggerKind, encode_image, open_item
@@ -612,9 +612,18 @@ def test_the_log_decoder_refuses_exactly_what_the_full_decoder_refuses(data):
     pair = data.draw(st.sampled_from(TAMPER_PAIRS + [make_pair("imported", s) for s in Scheme]))
     obj = parse_json(pair.signed_vk.payload, what="vk")
     data.draw(st.sampled_from(_LOG_EDITS))(obj)
-    encoding = data.draw(st.sampled_from(["canonical", "spaced", "unsorted"]))
+    encoding = data.draw(st.sampled_from(["canonical", "spaced", "unsorted", "duplicate", "nan", "deep", "huge"]))
     if encoding == "canonical":
         payload = canonical_json(obj)
+    elif encoding in ("duplicate", "nan", "deep", "huge"):
+        # What parse_json's hooks refuse and the log's parser leaves to the canonical comparison.
+        field_name = data.draw(st.sampled_from(sorted(obj)))
+        value = {"duplicate": canonical_json(obj.get(field_name)).decode(), "nan": "NaN", "deep": "[" * 40 + "]" * 40,
+                 "huge": "1" * 30}[encoding]
+        text = canonical_json(obj).decode()
+        payload = (text[:-1] + f',"{field_name}":{value}}}').encode() if encoding == "duplicate" else (
+            text.replace(f'"{field_name}":{canonical_json(obj[field_name]).decode()}', f'"{field_name}":{value}', 1)
+            .encode())
     else:
         payload = json.dumps(obj, separators=(", ", ": ") if encoding == "spaced" else (",", ":")).encode()
     envelope = _resigned(payload)
@@ -646,3 +655,10 @@ def test_the_log_decoder_checks_the_signature():
                            signed.signatures)
     with pytest.raises(InvalidSignature):
         verify_vk_for_log(forged, what="vk")
+
+
+@settings(deadline=None, max_examples=100)
+@given(st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=40)), max_size=5))
+def test_item_digests_in_one_update_equal_tagged_hash(pairs):
+    assert tagged_hashes_of_pairs("wmark/vk/item/v1", pairs) == [tagged_hash("wmark/vk/item/v1", a, b)
+                                                                 for a, b in pairs]
