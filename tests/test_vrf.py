@@ -446,3 +446,11 @@ def test_prove_falls_back_when_a_lift_fails(monkeypatch):
     monkeypatch.setattr(vrf, "_lift", fail)
     v = VECTORS[0]
     assert VrfSecretKey.from_bytes(bytes.fromhex(v["SK"])).prove(bytes.fromhex(v["alpha"])).hex() == v["pi"]
+
+
+@FEW
+@given(x=scalars, alpha=alphas)
+def test_evaluate_is_prove_and_proof_to_hash(x, alpha):
+    sk = VrfSecretKey(x)
+    beta, pi = sk.evaluate(alpha)
+    assert pi == sk.prove(alpha) and beta == proof_to_hash(pi) == sk.public_key.verify(alpha, pi)

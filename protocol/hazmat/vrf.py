@@ -299,6 +299,12 @@ class VrfSecretKey:
         s = (k + int.from_bytes(c_string, "big") * self._x) % _Q
         return gamma_string + c_string + s.to_bytes(_Q_LEN, "big")
 
+    def evaluate(self, alpha: bytes) -> tuple[bytes, bytes]:
+        """(beta, pi): :meth:`prove` and §5.2's output of that proof, taken from the
+        Gamma this key just computed rather than by decoding the proof again."""
+        pi = self.prove(alpha)
+        return _gamma_to_hash(pi[:_PT_LEN]), pi
+
     def _prove_reference(self, alpha: bytes) -> bytes:
         """:meth:`prove` in pycryptodome's arithmetic alone, exactly as §5.1 writes it."""
         pk = self.public_key
