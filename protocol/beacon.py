@@ -41,7 +41,7 @@ from wmark.protocol.hazmat.encoding import (
 )
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 from wmark.protocol.hazmat.sampling import DigestStream
-from wmark.protocol.hazmat.vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey, proof_to_hash
+from wmark.protocol.hazmat.vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey
 
 VERSION = 1
 BEACON_TYPE = "wmark/beacon"
@@ -109,11 +109,11 @@ class Beacon:
 
     @classmethod
     def evaluate(cls, vrf_sk: VrfSecretKey, key_statement: dsse.Envelope, vk_digest: bytes) -> Beacon:
-        proof = vrf_sk.prove(beacon_alpha(vk_digest))
         # beta straight from the proof (RFC 9381 section 5.2): re-verifying our own
         # proof cost four point multiplications, more than proving, on every append;
         # every verifier checks the proof anyway (Beacon.verify).
-        return cls(key_statement, proof_to_hash(proof), proof)
+        beta, proof = vrf_sk.evaluate(beacon_alpha(vk_digest))
+        return cls(key_statement, beta, proof)
 
     def to_obj(self) -> dict[str, Any]:
         return {"type": BEACON_TYPE, "version": VERSION, "key": self.key_statement.to_obj(),

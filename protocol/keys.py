@@ -20,8 +20,8 @@ from wmark.files import read_bounded
 from wmark.protocol.beacon import LabelSource
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat import encoding as enc
-from wmark.protocol.hazmat.commitment import Commitment, Opening, Scheme
-from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.commitment import Commitment, Opening, Scheme, commitment_bytes
+from wmark.protocol.hazmat.hashing import tagged_hash, tagged_hashes_of_pairs
 from wmark.protocol.hazmat.identity import PublicKey
 from wmark.protocol.hazmat.vrf import PROOF_BYTES, VrfPublicKey, VrfSecretKey
 from wmark.protocol.items import ItemCommitments, ItemOpening, TriggerKind
@@ -36,6 +36,8 @@ VERSION = 1
 MAX_VK_BYTES = 8 * 1024 * 1024
 MAX_MK_BYTES = 128 * 1024 * 1024
 _ITEM_FIELDS = {"item", "label"}
+DIGEST_TAG = "wmark/vk/v1"
+ITEM_DIGEST_TAG = "wmark/vk/item/v1"
 
 
 def _shape_to_json(shape: tuple[int, int, int]) -> list[int]:
@@ -82,31 +84,18 @@ class VerificationKey:
     @cached_property
     def payload(self) -> bytes:
         """The canonical bytes the owner signs (computed once: keys are immutable)."""
-        # "zk", "margin" and "labels" are left out when absent (or committed), so keys made before they
-        # existed keep their digests; a tool that predates one refuses a key that has it (only_fields).
-        return enc.canonical_json({
-            **({"zk": self.zk.to_obj()} if self.zk is not None else {}),
-            **({"margin": self.margin.to_obj()} if self.margin is not None else {}),
-            **_labels_field(self.labels),
-            "type": VK_TYPE,
-            "version": VERSION,
-            "scheme": self.scheme.value,
-            "trigger_kind": self.kind.value,
-            "input_shape": _shape_to_json(self.input_shape),
-            "num_classes": self.num_classes,
-            "commitments": [
-                {"item": enc.b64u_encode(c.item.value), "label": enc.b64u_encode(c.label.value)}
-                for c in self.commitments
-            ],
-            "owner_public_key": enc.b64u_encode(self.owner.to_der()),
-            "vrf_public_key": enc.b64u_encode(self.vrf_key.to_bytes()) if self.vrf_key else None,
-            "created": self.created,
-        })
+        return _canonical_payload(self._fields(), [
+            {"item": enc.b64u_encode(c.item.value), "label": enc.b64u_encode(c.label.value)}
+            for c in self.commitments
+        ])
+
+    def _fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @cached_property
     def digest(self) -> bytes:
         """What challenges, reveals, verdicts and the registry name this key by."""
-        return tagged_hash("wmark/vk/v1", self.payload)
+        return tagged_hash(DIGEST_TAG, self.payload)
 
     def commitment_digests(self) -> list[bytes]:
         """One digest per item, so the registry can spot a transplanted commitment."""
@@ -115,7 +104,8 @@ class VerificationKey:
     @cached_property
     def _commitment_digests(self) -> tuple[bytes, ...]:
         # Computed once: the registry reads them twice per append (lookup, entry).
-        return tuple(tagged_hash("wmark/vk/item/v1", c.item.value, c.label.value) for c in self.commitments)
+        return tuple(tagged_hashes_of_pairs(ITEM_DIGEST_TAG, ((c.item.value, c.label.value)
+                                                             for c in self.commitments)))
 
     @classmethod
     def from_payload(cls, payload: bytes, *, what: str = "verification key") -> "VerificationKey":
@@ -123,43 +113,85 @@ class VerificationKey:
 
     @classmethod
     def _from_json(cls, parsed: Any, *, what: str) -> VerificationKey:
-        obj = enc.expect_header(parsed, type_=VK_TYPE, version=VERSION, what=what)
-        enc.only_fields(obj, {"type", "version", "scheme", "trigger_kind", "input_shape", "num_classes",
-                              "commitments", "owner_public_key", "vrf_public_key", "created", "zk", "margin",
-                              "labels"}, what=what)
-        scheme = Scheme.parse(enc.field(obj, "scheme", str, what=what))
-        kind = TriggerKind.parse(enc.field(obj, "trigger_kind", str, what=what))
-        entries = enc.field(obj, "commitments", list, what=what)
-        if not 1 <= len(entries) <= MAX_ITEMS:
-            raise DecodeError(f"{what}: needs 1 to {MAX_ITEMS} commitments, has {len(entries)}")
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict) or entry.keys() != _ITEM_FIELDS:
-                raise DecodeError(f"{what}: commitment {i} must have exactly 'item' and 'label'")
-        # Items and labels decoded in one pass each: hundreds of strings per vk (the registry's hot path).
-        items, labels = (enc.b64u_decode_many([entry[name] for entry in entries],
-                                          what=lambda i: f"{what}: commitment {i}", max_size=64)
-                         for name in ("item", "label"))
-        commitments = [ItemCommitments(Commitment(scheme, item), Commitment(scheme, label))
-                       for item, label in zip(items, labels)]
-        vrf_raw = obj.get("vrf_public_key")
-        if kind.seeded != (vrf_raw is not None):
-            raise DecodeError(f"{what}: a VRF public key is required for, and only for, derived and margin "
-                              f"trigger sets")
-        return cls(
-            scheme=scheme,
-            kind=kind,
-            input_shape=parse_shape(enc.field(obj, "input_shape", list, what=what), what=what),
-            num_classes=enc.int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
-            commitments=tuple(commitments),
-            owner=PublicKey.from_der(enc.b64u_decode(obj.get("owner_public_key"), what=f"{what}: owner key",
-                                                     max_size=256), what=f"{what}: owner key"),
-            vrf_key=(VrfPublicKey.from_bytes(enc.b64u_decode(vrf_raw, what=f"{what}: VRF key"))
-                     if vrf_raw is not None else None),
-            created=_created(obj, what=what),
-            zk=ZkCommitments.from_obj(obj["zk"], n=len(commitments), what=what) if "zk" in obj else None,
-            margin=_margin(obj, kind, n=len(commitments), what=what),
-            labels=_labels(obj, what=what),
-        )
+        return cls._build(*_decode_fields(parsed, what=what))
+
+    @classmethod
+    def _build(cls, fields: dict[str, Any], items: list[bytes], labels: list[bytes]) -> VerificationKey:
+        scheme = fields["scheme"]
+        return cls(commitments=tuple(ItemCommitments(Commitment(scheme, item), Commitment(scheme, label))
+                                     for item, label in zip(items, labels)), **fields)
+
+
+# Every field of a VerificationKey but its commitments, in the order the payload names them.
+_FIELDS = ("scheme", "kind", "input_shape", "num_classes", "owner", "vrf_key", "created", "zk", "margin", "labels")
+
+
+def _canonical_payload(fields: dict[str, Any], commitments: list[dict[str, str]]) -> bytes:
+    """The signed bytes of a vk with ``fields`` and these encoded commitments.
+
+    "zk", "margin" and "labels" are left out when absent (or committed), so keys made before they
+    existed keep their digests; a tool that predates one refuses a key that has it (only_fields).
+    """
+    zk, margin, vrf_key = fields["zk"], fields["margin"], fields["vrf_key"]
+    return enc.canonical_json({
+        **({"zk": zk.to_obj()} if zk is not None else {}),
+        **({"margin": margin.to_obj()} if margin is not None else {}),
+        **_labels_field(fields["labels"]),
+        "type": VK_TYPE,
+        "version": VERSION,
+        "scheme": fields["scheme"].value,
+        "trigger_kind": fields["kind"].value,
+        "input_shape": _shape_to_json(fields["input_shape"]),
+        "num_classes": fields["num_classes"],
+        "commitments": commitments,
+        "owner_public_key": enc.b64u_encode(fields["owner"].to_der()),
+        "vrf_public_key": enc.b64u_encode(vrf_key.to_bytes()) if vrf_key else None,
+        "created": fields["created"],
+    })
+
+
+def _decode_fields(parsed: Any, *, what: str,
+                   owner: PublicKey | None = None) -> tuple[dict[str, Any], list[bytes], list[bytes]]:
+    """Every check of a vk's decoding: its fields but the commitments, and the committed
+    items' and labels' values (each of its scheme's length), without building objects
+    for the commitments (the log's hot path, :func:`verify_vk_for_log`, needs none).
+
+    ``owner``: the key :func:`_owner_key` already decoded from this same object.
+    """
+    obj = enc.expect_header(parsed, type_=VK_TYPE, version=VERSION, what=what)
+    enc.only_fields(obj, {"type", "version", "scheme", "trigger_kind", "input_shape", "num_classes",
+                          "commitments", "owner_public_key", "vrf_public_key", "created", "zk", "margin",
+                          "labels"}, what=what)
+    scheme = Scheme.parse(enc.field(obj, "scheme", str, what=what))
+    kind = TriggerKind.parse(enc.field(obj, "trigger_kind", str, what=what))
+    entries = enc.field(obj, "commitments", list, what=what)
+    if not 1 <= len(entries) <= MAX_ITEMS:
+        raise DecodeError(f"{what}: needs 1 to {MAX_ITEMS} commitments, has {len(entries)}")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or entry.keys() != _ITEM_FIELDS:
+            raise DecodeError(f"{what}: commitment {i} must have exactly 'item' and 'label'")
+    # Items and labels decoded in one pass each: hundreds of strings per vk (the registry's hot path).
+    items, labels = (enc.b64u_decode_many([entry[name] for entry in entries],
+                                          what=lambda i: f"{what}: commitment {i}", size=commitment_bytes(scheme))
+                     for name in ("item", "label"))
+    vrf_raw = obj.get("vrf_public_key")
+    if kind.seeded != (vrf_raw is not None):
+        raise DecodeError(f"{what}: a VRF public key is required for, and only for, derived and margin "
+                          f"trigger sets")
+    fields = {
+        "scheme": scheme,
+        "kind": kind,
+        "input_shape": parse_shape(enc.field(obj, "input_shape", list, what=what), what=what),
+        "num_classes": enc.int_field(obj, "num_classes", what=what, low=2, high=MAX_CLASSES),
+        "owner": _owner_key(obj, what=what) if owner is None else owner,
+        "vrf_key": (VrfPublicKey.from_bytes(enc.b64u_decode(vrf_raw, what=f"{what}: VRF key"))
+                    if vrf_raw is not None else None),
+        "created": _created(obj, what=what),
+        "zk": ZkCommitments.from_obj(obj["zk"], n=len(entries), what=what) if "zk" in obj else None,
+        "margin": _margin(obj, kind, n=len(entries), what=what),
+        "labels": _labels(obj, what=what),
+    }
+    return fields, items, labels
 
 
 def _labels_field(labels: LabelSource) -> dict[str, str]:
@@ -211,7 +243,19 @@ def _owner_key(obj: Any, *, what: str) -> PublicKey:
 
 
 def verify_vk_envelope(envelope: dsse.Envelope, *, what: str) -> VerificationKey:
-    """Check the owner's signature over the raw payload, then decode it.
+    """Check the owner's signature over the raw payload, then decode it."""
+    obj, owner = _signed_vk_object(envelope, what=what)
+    fields, items, labels = _decode_fields(obj, what=what, owner=owner)
+    vk = VerificationKey._build(fields, items, labels)
+    # The digest that names the key is taken over the canonical encoding, so
+    # the signed bytes must be exactly that encoding.
+    if vk.payload != envelope.payload:
+        raise DecodeError(f"{what}: the signed payload is not canonical JSON (RFC 8785)")
+    return vk
+
+
+def _signed_vk_object(envelope: dsse.Envelope, *, what: str, parsed: Any = None) -> tuple[Any, PublicKey]:
+    """The parsed payload and its owner key, once the owner key it names has verified the signature over its raw bytes.
 
     The signature is checked first so that any edit to a signed vk is reported
     as what it is, a broken signature, rather than as whatever decoding error
@@ -219,18 +263,56 @@ def verify_vk_envelope(envelope: dsse.Envelope, *, what: str) -> VerificationKey
     """
     # Parsed once: the owner key is read from the same (as yet untrusted) object
     # that is decoded once the signature over the raw bytes holds.
-    obj = enc.parse_json(envelope.payload, what=what, max_bytes=MAX_VK_BYTES)
+    obj = enc.parse_json(envelope.payload, what=what, max_bytes=MAX_VK_BYTES) if parsed is None else parsed
     owner = _owner_key(obj, what=what)
     try:
         dsse.verify(envelope, owner, payload_type=VK_PAYLOAD_TYPE, what=what)
     except InvalidSignature as exc:
         raise InvalidSignature(f"{exc}: the verification key was altered after the owner signed it") from None
-    vk = VerificationKey._from_json(obj, what=what)
-    # The digest that names the key is taken over the canonical encoding, so
-    # the signed bytes must be exactly that encoding.
-    if vk.payload != envelope.payload:
+    return obj, owner
+
+
+@dataclass(frozen=True)
+class VkRecord:
+    """What the registry records of a signed vk: the digest naming it, its owner and one
+    digest per item (docs/design.md section 4b).  Same names as on :class:`VerificationKey`."""
+
+    digest: bytes
+    owner: PublicKey
+    _commitment_digests: tuple[bytes, ...]
+
+    def commitment_digests(self) -> list[bytes]:
+        return list(self._commitment_digests)
+
+    @classmethod
+    def of(cls, vk: VerificationKey) -> "VkRecord":
+        return cls(vk.digest, vk.owner, vk._commitment_digests)
+
+
+def verify_vk_for_log(envelope: dsse.Envelope, *, what: str) -> VkRecord:
+    """:func:`verify_vk_envelope`, for the log: the same checks, refusing exactly the same
+    envelopes (tests/test_keys.py holds the two equal), without building the vk.
+
+    Every field is decoded and checked as for a :class:`VerificationKey`, and the
+    payload must be the canonical encoding of what was decoded; only the objects
+    for each item's two commitments are never made (most of the decoding's cost,
+    measured), the canonical encoding reuses the commitments' base64url
+    strings, which strict decoding has shown to be canonical, and the payload
+    is parsed without parse_json's hooks, since the canonical comparison
+    refuses all they would (:func:`~wmark.protocol.hazmat.encoding.parse_json_to_recanonicalise`).
+    """
+    obj = enc.parse_json_to_recanonicalise(envelope.payload, what=what, max_bytes=MAX_VK_BYTES)
+    if isinstance(obj, dict) and ("zk" in obj or "margin" in obj):
+        # Their decoders count on parse_json's bounds; such keys are rare on the log's hot path.
+        return VkRecord.of(verify_vk_envelope(envelope, what=what))
+    obj, owner = _signed_vk_object(envelope, what=what, parsed=obj)
+    fields, items, labels = _decode_fields(obj, what=what, owner=owner)
+    # Each a dict of exactly "item" and "label" (checked), whose strings b64u_decode_many
+    # accepted only in canonical form: re-encoding the values would give them back.
+    if _canonical_payload(fields, obj["commitments"]) != envelope.payload:
         raise DecodeError(f"{what}: the signed payload is not canonical JSON (RFC 8785)")
-    return vk
+    return VkRecord(tagged_hash(DIGEST_TAG, envelope.payload), fields["owner"],
+                    tuple(tagged_hashes_of_pairs(ITEM_DIGEST_TAG, zip(items, labels))))
 
 
 def load_verification_key(path: str | os.PathLike[str]) -> tuple[VerificationKey, dsse.Envelope]:

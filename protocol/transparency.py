@@ -31,7 +31,7 @@ from wmark.protocol.hazmat import dsse, merkle
 from wmark.protocol.hazmat import encoding as enc
 from wmark.protocol.hazmat.identity import PublicKey, SigningKey
 from wmark.protocol.hazmat.note import Note
-from wmark.protocol.keys import MAX_ITEMS, VerificationKey
+from wmark.protocol.keys import MAX_ITEMS, VerificationKey, VkRecord
 
 VERSION = 1
 ENTRY_TYPE = "wmark/log-entry"
@@ -115,7 +115,7 @@ class LogEntry:
     commitments: tuple[bytes, ...]
 
     @classmethod
-    def for_key(cls, vk: VerificationKey, *, index: int, time_ms: int) -> "LogEntry":
+    def for_key(cls, vk: VerificationKey | VkRecord, *, index: int, time_ms: int) -> "LogEntry":
         return cls(index, time_ms, vk.digest, vk.owner.fingerprint, tuple(vk.commitment_digests()))
 
     def to_obj(self) -> dict[str, Any]:

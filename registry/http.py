@@ -37,7 +37,7 @@ from wmark.protocol import tiles
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import b64u_decode, expect_header, field, only_fields, parse_json
 from wmark.protocol.hazmat.merkle import HASH_SIZE
-from wmark.protocol.keys import MAX_VK_BYTES, verify_vk_envelope
+from wmark.protocol.keys import MAX_VK_BYTES, verify_vk_for_log
 from wmark.registry.cosigning import WitnessClient
 from wmark.registry.errors import encode_error, error_body
 from wmark.registry.integrator import Integrator
@@ -241,7 +241,7 @@ class _Handler(BoundedHandler):
             raise Refused(404, "no-route", f"no endpoint POST {url.path[:200]}")
         _query(url)
         envelope = dsse.Envelope.from_json(self._body(), what="posted verification key", max_bytes=MAX_BODY_BYTES)
-        vk = verify_vk_envelope(envelope, what="posted verification key")
+        vk = verify_vk_for_log(envelope, what="posted verification key")
         integrator = self.server.integrator
         receipt = self.server.store.register(vk) if integrator is None else integrator.submit(vk)
         return receipt.to_json(indent=None), JSON

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, nullcontext
 from wmark.errors import WmarkError
 from wmark.files import exclusive_lock
 from wmark.protocol.hazmat.note import Note
-from wmark.protocol.keys import VerificationKey
+from wmark.protocol.keys import VerificationKey, VkRecord
 from wmark.protocol.transparency import Receipt
 from wmark.registry.cosigning import WitnessClient
 from wmark.registry.errors import LogBusy
@@ -33,13 +33,13 @@ COSIGN_LOCK_NAME = "cosign.lock"
 class Integrator:
     def __init__(self, store: LogStore, witnesses: tuple[WitnessClient, ...] = ()) -> None:
         self.store, self.witnesses = store, witnesses
-        self._queue: queue.Queue[tuple[VerificationKey, Future[Receipt]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[VerificationKey | VkRecord, Future[Receipt]] | None] = queue.Queue()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(witnesses)), thread_name_prefix="wmark-cosign")
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="wmark-integrator", daemon=True)
         self._thread.start()
 
-    def submit(self, vk: VerificationKey) -> Receipt:
+    def submit(self, vk: VerificationKey | VkRecord) -> Receipt:
         """Append ``vk`` in the next batch; its receipt once the batch is durable and cosigned."""
         if self._closed:
             raise LogBusy(f"{self.store.directory}: the log is shutting down")
@@ -82,7 +82,7 @@ class Integrator:
                 batch.append(item)
             self._integrate(batch)
 
-    def _integrate(self, batch: list[tuple[VerificationKey, Future[Receipt]]]) -> None:
+    def _integrate(self, batch: list[tuple[VerificationKey | VkRecord, Future[Receipt]]]) -> None:
         try:
             with self._cosigning():
                 results = self.store.register_many([vk for vk, _ in batch])

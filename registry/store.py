@@ -42,7 +42,7 @@ from wmark.protocol.hazmat.identity import PublicKey, SigningKey, load_or_create
 from wmark.protocol.hazmat.merkle import MerkleTree
 from wmark.protocol.hazmat.note import ED25519, Note, NoteSignature, Signer, check_name, load_or_create_signer
 from wmark.protocol.hazmat.vrf import VrfSecretKey
-from wmark.protocol.keys import VerificationKey
+from wmark.protocol.keys import VerificationKey, VkRecord
 from wmark.protocol.transparency import (
     MAX_ENVELOPE_BYTES,
     ConsistencyProof,
@@ -225,7 +225,7 @@ class LogStore:
         with self._transaction():
             return len(self._tree)
 
-    def register(self, vk: VerificationKey) -> Receipt:
+    def register(self, vk: VerificationKey | VkRecord) -> Receipt:
         """Append ``vk`` (whose owner signature the caller has checked) and return its receipt.
 
         Registering the same vk again returns a receipt for its first entry.
@@ -236,7 +236,7 @@ class LogStore:
             raise result
         return result
 
-    def register_many(self, vks: list[VerificationKey]) -> list[Receipt | WmarkError]:
+    def register_many(self, vks: list[VerificationKey | VkRecord]) -> list[Receipt | WmarkError]:
         """Integrate a batch: one transaction, one signed tree head, one checkpoint.
 
         Each vk gets its receipt, or the error that refused it alone (a
@@ -323,14 +323,14 @@ class LogStore:
                                f"{saved.size} are missing ({STATE_NAME}): they were deleted")
 
     @staticmethod
-    def _registered(conn: sqlite3.Connection, vks: list[VerificationKey]) -> dict[bytes, int | LogEntry]:
+    def _registered(conn: sqlite3.Connection, vks: list[VerificationKey | VkRecord]) -> dict[bytes, int | LogEntry]:
         """The entry index of every vk of the batch already in the log (one query)."""
         digests = list({vk.digest for vk in vks})
         marks = ",".join("?" * len(digests))
         return dict(conn.execute(f"SELECT vk_digest, idx FROM entries WHERE vk_digest IN ({marks})", digests))
 
     @staticmethod
-    def _holders(conn: sqlite3.Connection, vks: list[VerificationKey]) -> dict[bytes, dict[str, int]]:
+    def _holders(conn: sqlite3.Connection, vks: list[VerificationKey | VkRecord]) -> dict[bytes, dict[str, int]]:
         """For each commitment digest of the batch: the owners whose entries hold it, with
         the first such entry.  The log refuses a digest to a second owner, so this
         is about one row per digest, found by the commitments table's primary key."""
@@ -345,7 +345,7 @@ class LogStore:
                 holders.setdefault(digest, {})[owner] = idx
         return holders
 
-    def _append(self, conn: sqlite3.Connection, batch: _Batch, vk: VerificationKey, time_ms: int) -> LogEntry:
+    def _append(self, conn: sqlite3.Connection, batch: _Batch, vk: VerificationKey | VkRecord, time_ms: int) -> LogEntry:
         known = batch.registered.get(vk.digest)
         if isinstance(known, LogEntry):  # registered earlier in this batch
             return known
@@ -361,7 +361,11 @@ class LogStore:
         batch.entry_rows.append((entry.index, leaf, data, entry.vk_digest, entry.owner))
         batch.commitment_rows.extend((d, entry.index) for d in entry.commitments)
         for d in entry.commitments:
-            batch.holders.setdefault(d, {}).setdefault(entry.owner, entry.index)
+            owners = batch.holders.get(d)
+            if owners is None:
+                batch.holders[d] = {entry.owner: entry.index}
+            elif entry.owner not in owners:
+                owners[entry.owner] = entry.index
         batch.registered[vk.digest] = entry
         self._tree.append(leaf)
         return entry
@@ -674,10 +678,13 @@ class _Batch:
 def _refuse_transplant(holders: dict[bytes, dict[str, int]], entry: LogEntry) -> None:
     """Refuse ``entry`` if another owner's earlier entry holds any of its commitments."""
     first: dict[bytes, tuple[int, str]] = {}
-    for digest in entry.commitments:
-        others = [(idx, owner) for owner, idx in holders.get(digest, {}).items() if owner != entry.owner]
+    # Only the digests some entry holds already: almost none, for a new vk.
+    for digest in [d for d in entry.commitments if d in holders]:
+        others = [(idx, owner) for owner, idx in holders[digest].items() if owner != entry.owner]
         if others:
             first[digest] = min(others)
+    if not first:
+        return
     conflicts = [(item, *first[d]) for item, d in enumerate(entry.commitments) if d in first]
     if conflicts:
         item, idx, other = conflicts[0]

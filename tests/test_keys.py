@@ -18,7 +18,7 @@ from wmark.protocol import keyfile
 from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.commitment import Scheme
 from wmark.protocol.hazmat.encoding import b64u_decode, b64u_encode, canonical_json, parse_json
-from wmark.protocol.hazmat.hashing import tagged_hash
+from wmark.protocol.hazmat.hashing import tagged_hash, tagged_hashes_of_pairs
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.vrf import VrfSecretKey
 from wmark.protocol.items import ItemOpening, TriggerKind, encode_image, open_item
@@ -28,9 +28,11 @@ from wmark.protocol.keys import (
     VK_PAYLOAD_TYPE,
     MarkingKey,
     VerificationKey,
+    VkRecord,
     key_set_mismatch,
     load_verification_key,
     verify_vk_envelope,
+    verify_vk_for_log,
 )
 
 OWNER = SigningKey.generate()
@@ -567,3 +569,96 @@ def test_a_key_set_mismatch_names_the_owner_key_the_marking_key_or_the_vrf_key(d
     assert "mk.wmk is the marking key of another verification key" in key_set_mismatch(
         other.marking_key, vk, OWNER.public_key, mk_name="mk.wmk")
     assert "VRF key" in key_set_mismatch(replace(mk, vrf_secret_key=VrfSecretKey.generate()), vk, OWNER.public_key)
+
+
+# Edits of a vk's payload, each re-signed by the owner, so that what the decoders make of them is compared.
+_LOG_EDITS = [
+    lambda o: o,
+    lambda o: o.update(version=True),
+    lambda o: o.update(num_classes=True),
+    lambda o: o.update(num_classes=3.0),
+    lambda o: o.pop("vrf_public_key"),
+    lambda o: o.update(vrf_public_key=None),
+    lambda o: o.update(labels="committed"),
+    lambda o: o.update(labels="registry"),
+    lambda o: o.update(extra=1),
+    lambda o: o.update(created=o["created"] + "\n"),
+    lambda o: o.update(scheme="pedersen"),
+    lambda o: o.update(input_shape=[1, 8]),
+    lambda o: o["commitments"][0].update(item=o["commitments"][0]["item"][:-1]),
+    lambda o: o["commitments"][0].update(item=o["commitments"][0]["item"][:-1] + "B"),
+    lambda o: o["commitments"][0].update(extra="A"),
+    lambda o: o["commitments"].clear(),
+    lambda o: o.update(owner_public_key=o["owner_public_key"] + "A"),
+]
+
+
+def _resigned(payload: bytes) -> dsse.Envelope:
+    return dsse.sign(VK_PAYLOAD_TYPE, payload, OWNER)
+
+
+def _outcome(decode, envelope):
+    try:
+        return decode(envelope)
+    except WmarkError as exc:
+        return type(exc)
+
+
+@settings(deadline=None, max_examples=120)
+@given(st.data())
+def test_the_log_decoder_refuses_exactly_what_the_full_decoder_refuses(data):
+    # verify_vk_for_log builds no commitment objects; it must accept the same envelopes and
+    # name a vk by the same digests as verify_vk_envelope (docs/design.md section 4b).
+    pair = data.draw(st.sampled_from(TAMPER_PAIRS + [make_pair("imported", s) for s in Scheme]))
+    obj = parse_json(pair.signed_vk.payload, what="vk")
+    data.draw(st.sampled_from(_LOG_EDITS))(obj)
+    encoding = data.draw(st.sampled_from(["canonical", "spaced", "unsorted", "duplicate", "nan", "deep", "huge"]))
+    if encoding == "canonical":
+        payload = canonical_json(obj)
+    elif encoding in ("duplicate", "nan", "deep", "huge"):
+        # What parse_json's hooks refuse and the log's parser leaves to the canonical comparison.
+        field_name = data.draw(st.sampled_from(sorted(obj)))
+        value = {"duplicate": canonical_json(obj.get(field_name)).decode(), "nan": "NaN", "deep": "[" * 40 + "]" * 40,
+                 "huge": "1" * 30}[encoding]
+        text = canonical_json(obj).decode()
+        payload = (text[:-1] + f',"{field_name}":{value}}}').encode() if encoding == "duplicate" else (
+            text.replace(f'"{field_name}":{canonical_json(obj[field_name]).decode()}', f'"{field_name}":{value}', 1)
+            .encode())
+    else:
+        payload = json.dumps(obj, separators=(", ", ": ") if encoding == "spaced" else (",", ":")).encode()
+    envelope = _resigned(payload)
+    full = _outcome(lambda e: VkRecord.of(verify_vk_envelope(e, what="vk")), envelope)
+    assert _outcome(lambda e: verify_vk_for_log(e, what="vk"), envelope) == full
+
+
+def test_the_log_decoder_records_the_vks_digests():
+    pair = TAMPER_PAIRS[0]
+    record = verify_vk_for_log(pair.signed_vk, what="vk")
+    assert record.digest == pair.verification_key.digest
+    assert record.commitment_digests() == pair.verification_key.commitment_digests()
+    assert record.owner == OWNER.public_key
+
+
+@pytest.mark.parametrize("payload", [
+    # Not canonical: the digest naming a vk is over the canonical bytes, so these are refused.
+    lambda p: p.replace(b",", b", ", 1),
+    lambda p: json.dumps(json.loads(p), sort_keys=False).encode(),
+])
+def test_the_log_decoder_refuses_a_non_canonical_payload(payload):
+    with pytest.raises(DecodeError, match="not canonical"):
+        verify_vk_for_log(_resigned(payload(TAMPER_PAIRS[0].signed_vk.payload)), what="vk")
+
+
+def test_the_log_decoder_checks_the_signature():
+    signed = TAMPER_PAIRS[0].signed_vk
+    forged = dsse.Envelope(VK_PAYLOAD_TYPE, signed.payload.replace(b'"num_classes":10', b'"num_classes":11'),
+                           signed.signatures)
+    with pytest.raises(InvalidSignature):
+        verify_vk_for_log(forged, what="vk")
+
+
+@settings(deadline=None, max_examples=100)
+@given(st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=40)), max_size=5))
+def test_item_digests_in_one_update_equal_tagged_hash(pairs):
+    assert tagged_hashes_of_pairs("wmark/vk/item/v1", pairs) == [tagged_hash("wmark/vk/item/v1", a, b)
+                                                                 for a, b in pairs]

@@ -410,3 +410,47 @@ def test_random_public_keys_decode_only_to_points(data):
         return
     assert pk.to_bytes() == data
     assert data[0] in (2, 3) and int.from_bytes(data[1:], "big") < P
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=scalars, alpha=alphas)
+def test_openssl_prove_equals_the_reference(x, alpha):
+    # prove() multiplies H through OpenSSL's ECDH and recovers each point's y
+    # from a second ECDH (vrf._lift); the plain arithmetic of section 5.1 must agree.
+    sk = VrfSecretKey(x)
+    assert sk.prove(alpha) == sk._prove_reference(alpha)
+
+
+@pytest.mark.parametrize("v", VECTORS, ids=_vector_id)
+def test_reference_prove_matches_the_vectors(v):
+    sk = VrfSecretKey.from_bytes(bytes.fromhex(v["SK"]))
+    assert sk._prove_reference(bytes.fromhex(v["alpha"])).hex() == v["pi"]
+
+
+def test_lift_picks_the_point_whose_sum_matches():
+    h = vrf._string_to_point(bytes.fromhex(VECTORS[0]["H"]))
+    q = vrf._B * 12345
+    for point in (h, -h):
+        x = int(point.x)
+        total = point + q
+        qx, qy = (int(c) for c in q.xy)
+        assert vrf._lift(x, int(total.x), (qx, qy)) == vrf._point_to_string(point)
+    with pytest.raises(ValueError):
+        vrf._lift(qx, 1, (qx, qy))  # P = +-Q: the sum cannot tell them apart
+
+
+def test_prove_falls_back_when_a_lift_fails(monkeypatch):
+    def fail(*args):
+        raise ValueError("P = +-Q")
+
+    monkeypatch.setattr(vrf, "_lift", fail)
+    v = VECTORS[0]
+    assert VrfSecretKey.from_bytes(bytes.fromhex(v["SK"])).prove(bytes.fromhex(v["alpha"])).hex() == v["pi"]
+
+
+@FEW
+@given(x=scalars, alpha=alphas)
+def test_evaluate_is_prove_and_proof_to_hash(x, alpha):
+    sk = VrfSecretKey(x)
+    beta, pi = sk.evaluate(alpha)
+    assert pi == sk.prove(alpha) and beta == proof_to_hash(pi) == sk.public_key.verify(alpha, pi)

@@ -36,6 +36,11 @@ class Scheme(WireEnum, what="commitment scheme"):
 _COMMITMENT_BYTES = {Scheme.HASH: 32, Scheme.PEDERSEN: pedersen.POINT_BYTES}
 
 
+def commitment_bytes(scheme: Scheme) -> int:
+    """The length of every commitment of ``scheme``."""
+    return _COMMITMENT_BYTES[scheme]
+
+
 @dataclass(frozen=True)
 class Commitment:
     """A public commitment ``Com(m, r)``; appears in the verification key."""
