@@ -107,7 +107,9 @@ class Message:
     def from_payload(cls, payload: bytes) -> "Message":
         what = cls.TYPE.split("/")[-1]
         obj = enc.parse_json(payload, what=what, max_bytes=MAX_MESSAGE_BYTES)
-        version = obj.get("version") if isinstance(obj, dict) and obj.get("version") in cls.READS else cls.WRITES
+        given = obj.get("version") if isinstance(obj, dict) else None
+        # Only an int picks the reader (JSON true equals 1 in Python); anything else expect_header refuses.
+        version = given if type(given) is int and given in cls.READS else cls.WRITES
         obj = enc.expect_header(obj, type_=cls.TYPE, version=version, what=what)
         return cls._from_obj(obj, what)
 

@@ -140,6 +140,8 @@ def test_a_v1_reveal_with_one_proof_an_item_still_decodes_and_v2_carries_one_per
         ZkReveal.from_payload(json.dumps({**v1, "version": 2}).encode())
     with pytest.raises(DecodeError, match="unsupported version 3"):
         ZkReveal.from_payload(json.dumps({**obj, "version": 3}).encode())
+    with pytest.raises(DecodeError, match="version"):  # JSON true equals 1 in Python, and is no version
+        ZkReveal.from_payload(json.dumps({**v1, "version": True}).encode())
     too_many = {**obj, "items": [{**item, "proofs": item["proofs"] * 11} for item in obj["items"]]}
     with pytest.raises(DecodeError, match="1 to 32 proofs"):
         ZkReveal.from_payload(json.dumps(too_many).encode())

@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -122,7 +123,7 @@ class PieceSpec:
 def layer_rows(model: Classifier) -> list[int]:
     """Per layer of ``model.net``, a rough count of its circuit rows: its
     multiply-accumulates and its output elements, over ezkl's inner columns."""
-    net = model.net
+    net = cast(nn.Sequential, model.net)
     if not isinstance(net, nn.Sequential):
         raise UnsupportedModel("only a Sequential network can be proven in pieces")
     rows: list[int] = []
@@ -163,7 +164,7 @@ def _splittable(layer: nn.Module) -> int:
 
 def plan(model: Classifier, piece_rows: int) -> tuple[PieceSpec, ...]:
     """The pieces of ``model`` within ``piece_rows`` estimated rows each (see the module's docstring)."""
-    rows, net = layer_rows(model), model.net
+    rows, net = layer_rows(model), cast(nn.Sequential, model.net)
     hidden = POSEIDON_ROWS_PER_ELEMENT * (pixel_count(model.config.input_shape) + SALT_BYTES)
     pieces: list[PieceSpec] = []
     inputs: tuple[int, ...] = ()
@@ -234,7 +235,7 @@ class _Inner(nn.Module):
 
 
 def piece_module(model: Classifier, spec: PieceSpec) -> nn.Module:
-    layers = list(model.net[spec.start:spec.stop])
+    layers = list(cast(nn.Sequential, model.net)[spec.start:spec.stop])
     if spec.channels is not None:
         last = layers[-1]
         assert isinstance(last, (nn.Conv2d, nn.Linear))  # plan() cuts only these
