@@ -198,7 +198,7 @@ def verify_through(server: EvasiveServer, task: TaskData, kind: str, pair: KeyPa
     event = session.receive(prover.reveal())
     assert isinstance(event, RevealAccepted)
     # What the endpoint makes of the opened items themselves, outside the shuffled batch.
-    item_flags = server.detector.flags(server.model, item_images(event.items, vk))
+    item_flags = server.detector.flags(server.model, item_images(event.items, vk.input_shape))
     envelope = decide_with_model(session, event, oracle, decoys=decoys)
     verdict = decode(envelope, (Verdict,))
     assert isinstance(verdict, Verdict)
