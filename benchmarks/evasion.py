@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1 or not 0 < args.fpr < 1 or args.components < 1:
         parser.error("--seeds and --components must be at least 1 and --fpr in (0, 1)")
+    if args.ray:  # the shared parser offers it; an option that would be ignored is refused instead
+        parser.error("--ray: this study trains its models in this process (one per seed and key kind)")
     try:
         device = pick_device(args.device)
         task = load_for(args)

@@ -23,3 +23,9 @@ def test_a_tiny_evasion_study_verifies_each_key_behind_each_endpoint(tmp_path):
         if row["detector"] == "plain":  # the honest endpoint flags nothing
             assert row["false_positive_rate"] == 0 and row["decoys_flagged"] == 0
             assert all(v["items_flagged"] == 0 for v in row["verifications"])
+
+
+def test_an_option_it_would_ignore_is_refused():
+    run = subprocess.run([sys.executable, str(SCRIPT), "--ray", "local"], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert run.returncode == 2 and "--ray: this study trains its models in this process" in run.stderr
