@@ -40,8 +40,9 @@ BIN = Path(sys.executable).parent
 ACCURACY = re.compile(r"test accuracy ([0-9.]+)(?:, trigger accuracy ([0-9.]+))?")
 
 
-def run_step(name: str, argv: list[str], env: dict[str, str]) -> dict:
-    """Run one command to completion; its wall and CPU time and peak RSS, or exit with its output."""
+def run_step(name: str, argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> dict:
+    """Run one command to completion; its wall and CPU time and peak RSS, or exit with its output
+    unless its exit status is one of ``ok``."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as log:
         child = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -50,10 +51,10 @@ def run_step(name: str, argv: list[str], env: dict[str, str]) -> dict:
         log.seek(0)
         output = log.read().decode(errors="replace")
     wall = time.perf_counter() - start
-    if child.returncode != 0:
+    if child.returncode not in ok:
         raise SystemExit(f"{name} failed (exit {child.returncode}): {' '.join(argv)}\n{output[-3000:]}")
     step = {"step": name, "command": " ".join(argv), "wall_s": round(wall, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_bytes": usage.ru_maxrss * 1024,
+            "exit": child.returncode, "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_bytes": usage.ru_maxrss * 1024,
             "load": round(os.getloadavg()[0], 2), "output_tail": output[-600:]}
     print(f"{name:<22}{wall:>8.1f} s wall {step['cpu_s']:>8.1f} s CPU {step['peak_bytes'] / 1e9:>6.2f} GB peak",
           flush=True)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             run["steps"].append(run_step(f"zkcheck {name}", [
                 "wmark-verifier", "zkcheck", *common, "--challenge", str(challenge), "--reveal", str(reveal),
                 "--out", str(verdict), "--json", str(verdict_json), "--identity", str(work / "verifier.pem"),
-                "--lambda", str(args.lam), "--workdir", str(work), *limit], env))
+                "--lambda", str(args.lam), "--workdir", str(work), *limit], env, ok=(0, 1)))  # 1: rejected
             run["verdict"] = json.loads(verdict_json.read_text())
             run["proof_s_per_item"] = round(run["steps"][2]["wall_s"] / args.k, 1)
             run["proof_cpu_s_per_item"] = round(run["steps"][2]["cpu_s"] / args.k, 1)
