@@ -305,7 +305,7 @@ def table(rows: list[dict]) -> str:
     head = (f"{'model':<12}{'params':>8}{'pieces':>7}{'rows':>8}{'build':>7}{'SRS':>7}{'setup':>7}{'prove':>8}{'(cpu)':>7}"
             f"{'peak':>8}{'verify':>8}{'proof':>7}{'agree':>8}{'infer':>8}{'subset':>8}")
     units = (f"{'':<12}{'':>8}{'':>7}{'':>8}{'s':>7}{'s':>7}{'s':>7}{'s/img':>8}{'s':>7}{'GB':>8}{'s':>8}{'KB':>7}"
-             f"{'':>8}{'ms':>8}{'ms/item':>8}{'x infer':>9}")
+             f"{'':>8}{'ms':>8}{'ms/item':>8}{'x infer':>11}")
     lines = [head, units]
     for r in rows:
         subset = f"{1000 * r['subset_protocol_s_per_item']:.2f}" if "subset_protocol_s_per_item" in r else "-"
@@ -318,7 +318,7 @@ def table(rows: list[dict]) -> str:
             f"{_median(r['proofs'], 'cpu_s'):>7.1f}{max(p['peak_bytes'] for p in r['proofs']) / 1e9:>8.2f}"
             f"{_median(r['verifies'], 'wall_s'):>8.3f}{r['proofs'][0]['proof_bytes'] / 1000:>7.1f}"
             f"{str(r['agree']) + '/' + str(r['agree_of']):>8}{1000 * r['inference_s']:>8.2f}{subset:>8}"
-            f"{r['prove_over_inference']:>9,}")
+            f"{r['prove_over_inference']:>11,}")
     return "\n".join(lines)
 
 
