@@ -15,7 +15,7 @@ from wmark.watermark.models import state_shapes
 # Every kind of row: our own networks (each cells rule, channels), torchvision's
 # convolutional, attention and regnet families (regnet cannot be built under
 # torch.device("meta") alone), and two with auxiliary heads (googlenet, inception_v3).
-ARCHES = ["small_cnn", "zk_cnn", "fashion_cnn", "resnet18_cifar", "torchvision:resnet18",
+ARCHES = ["small_cnn", "zk_cnn", "fashion_cnn", "fashion_zk", "resnet18_cifar", "torchvision:resnet18",
           "torchvision:mobilenet_v3_small", "torchvision:regnet_x_400mf", "torchvision:googlenet",
           "torchvision:inception_v3", "torchvision:vit_b_16", "torchvision:squeezenet1_1"]
 

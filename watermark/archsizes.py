@@ -29,15 +29,17 @@ from pathlib import Path
 from wmark.errors import InvalidInput
 
 TORCHVISION_PREFIX = "torchvision:"
-OWN_ARCHITECTURES = ("small_cnn", "zk_cnn", "fashion_cnn", "resnet18_cifar", "resnet34_cifar")
+OWN_ARCHITECTURES = ("small_cnn", "zk_cnn", "fashion_cnn", "fashion_zk", "resnet18_cifar", "resnet34_cifar")
 # How a network's dense layer grows with the input (docs/design.md section 5):
-# zk_cnn has two stride-2 convolutions (ceil), fashion_cnn three 2x2 max-pools (floor).
+# zk_cnn has two stride-2 convolutions (ceil), fashion_cnn three 2x2 max-pools (floor),
+# fashion_zk one 4x4 stride-4 convolution (floor).
 CELLS: dict[str, Callable[[int, int], int]] = {
     "none": lambda h, w: 0,
     "ceil4": lambda h, w: -(-h // 4) * -(-w // 4),
+    "floor4": lambda h, w: (h // 4) * (w // 4),
     "floor8": lambda h, w: (h // 8) * (w // 8),
 }
-OWN_CELLS = {"zk_cnn": "ceil4", "fashion_cnn": "floor8"}
+OWN_CELLS = {"zk_cnn": "ceil4", "fashion_cnn": "floor8", "fashion_zk": "floor4"}
 
 
 def _table() -> dict[str, tuple[int, int, int, int, str]]:

@@ -3,6 +3,7 @@ do not edit.  Row: (fixed, per_class, per_channel, per_cell, cells) (see wmark.w
 
 SIZES: dict[str, tuple[int, int, int, int, str]] = {
     'fashion_cnn': (93315, 257, 288, 32768, 'floor8'),
+    'fashion_zk': (80, 65, 256, 1024, 'floor4'),
     'resnet18_cifar': (11176724, 513, 576, 0, 'none'),
     'resnet34_cifar': (21292324, 513, 576, 0, 'none'),
     'small_cnn': (280928, 257, 288, 0, 'none'),

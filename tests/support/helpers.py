@@ -45,25 +45,25 @@ class DigitsWorld:
 
 
 def build_digits_world(root: Path, *, arch: str | None = None, recipe: Recipe | None = None,
-                       zk: InputHasher | None = None) -> DigitsWorld:
+                       zk: InputHasher | None = None, dataset: str = "digits") -> DigitsWorld:
     """Keys of 100 derived items (with zero-knowledge commitments when ``zk`` is given)
-    under ``root/keys``, and digits models of ``arch`` (default: the task's)
-    trained by ``recipe`` (default: the task's) with and without the triggers."""
+    under ``root/keys``, and models of ``arch`` (default: the task's) on ``dataset``
+    (default digits) trained by ``recipe`` (default: the task's) with and without the triggers."""
     from wmark.watermark.datasets import load_task
     from wmark.watermark.embed import default_recipe, embed, start_model
     from wmark.watermark.modelio import save_model
     from wmark.watermark.triggers import trigger_set_from_marking_key
 
+    task = load_task(dataset)
     keys = root / "keys"
     owner = SigningKey.generate()
     save_signing_key(keys / "owner.pem", owner)
-    pair = keygen_derived(owner=owner, n=100, num_classes=10, input_shape=(1, 8, 8), zk=zk)
+    pair = keygen_derived(owner=owner, n=100, num_classes=task.num_classes, input_shape=task.input_shape, zk=zk)
     save_marking_key(keys / "mk.wmk", pair.marking_key, None)
     atomic_write(keys / "vk.json", pair.signed_vk.to_json())
 
-    task = load_task("digits")
     triggers = trigger_set_from_marking_key(pair.marking_key)
-    recipe = recipe or default_recipe("digits")
+    recipe = recipe or default_recipe(dataset)
     marked = embed(start_model(task, arch=arch), task, triggers, recipe, vk_digest=pair.verification_key.digest)
     save_model(root / "marked", marked.model)
     plain = embed(start_model(task, arch=arch), task, triggers, replace(recipe, triggers_per_batch=0))
