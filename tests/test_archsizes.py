@@ -52,3 +52,11 @@ def test_the_committed_table_is_what_the_generator_writes():
     result = subprocess.run([sys.executable, "-m", "wmark.watermark.archsizes"], capture_output=True, text=True,
                             check=False, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_torch_free_list_of_own_architectures_is_the_models_registry():
+    """The --help texts and the torch-free checks name architectures from archsizes, without importing torch."""
+    from wmark.watermark.archsizes import OWN_ARCHITECTURES
+    from wmark.watermark.models import ARCHITECTURES
+
+    assert set(OWN_ARCHITECTURES) == set(ARCHITECTURES)

@@ -12,6 +12,7 @@ from wmark.console import add_command, checked_model
 from wmark.errors import InvalidInput
 from wmark.protocol.decision import DEFAULT_LAMBDA, lowest_passing_accuracy, parse_probability
 from wmark.protocol.items import TriggerKind
+from wmark.watermark.archsizes import OWN_ARCHITECTURES
 from wmark.watermark.cli._task import add_data_arguments, short_digest, task_from, trigger_set_from
 from wmark.watermark.device import pick_device
 from wmark.watermark.distributed import World, local_device, process_group
@@ -89,7 +90,8 @@ def register(subparsers) -> None:
                         "key's: margin for a key from `wmark keygen --kind margin`, else adi)")
     add_data_arguments(p)
     p.add_argument("--arch", default=argparse.SUPPRESS,
-                   help=f"architecture: small_cnn, resnet18_cifar or torchvision:NAME (default: {_default_archs()})")
+                   help=f"architecture: {', '.join(OWN_ARCHITECTURES)} or torchvision:NAME "
+                        f"(default: {_default_archs()})")
     p.add_argument("--epochs", type=int, default=argparse.SUPPRESS,
                    help="passes over the training data (default: the data set's recipe)")
     p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, metavar="N",

@@ -8,7 +8,7 @@ import torch
 
 from wmark.console import add_command
 from wmark.errors import InvalidInput
-from wmark.watermark.archsizes import check_arch
+from wmark.watermark.archsizes import OWN_ARCHITECTURES, check_arch
 from wmark.watermark.cli.keygen import parse_shape
 from wmark.watermark.importing import import_weights, parse_channel_values, read_class_names
 from wmark.watermark.modelio import ModelConfig, Preprocessing, check_writable, save_model
@@ -45,8 +45,7 @@ def register(subparsers) -> None:
                     epilog=EPILOG, func=run)
     p.add_argument("--weights", required=True, metavar="FILE", help="safetensors file or torch.save'd state_dict")
     p.add_argument("--arch", required=True, metavar="NAME",
-                   help="small_cnn, zk_cnn, resnet18_cifar, resnet34_cifar or torchvision:NAME (e.g. "
-                        "torchvision:resnet18)")
+                   help=f"{', '.join(OWN_ARCHITECTURES)} or torchvision:NAME (e.g. torchvision:resnet18)")
     p.add_argument("--num-classes", required=True, type=int, metavar="L", help="the network's number of outputs")
     p.add_argument("--input-shape", required=True, type=parse_shape, metavar="CxHxW",
                    help="the images it takes, e.g. 3x32x32")
