@@ -28,7 +28,8 @@ the ordinary test split (what evasion costs the thief's honest customers).
     python benchmarks/evasion.py --dataset fashion-mnist --paper-images DIR   # 3 seeds
     python benchmarks/evasion.py --dataset fashion-mnist --seeds 1 --epochs 1 --subset 1000 --label 'smoke run'
 
-Writes evasion-DATASET.json and .md to --out.
+Writes evasion-DATASET.json and .md to --out; the JSON also after every row (``"complete": false``),
+so a run stopped part way keeps what it measured.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -206,10 +208,12 @@ def verify_through(server: EvasiveServer, task: TaskData, kind: str, pair: KeyPa
             "items_flagged": float(item_flags.mean())}
 
 
-def run_seed(task: TaskData, seed: int, args: Any, device: torch.device, decoys: np.ndarray) -> list[dict[str, Any]]:
+def run_seed(task: TaskData, seed: int, args: Any, device: torch.device, decoys: np.ndarray,
+             rows: list[dict[str, Any]], save: Callable[[], None]) -> None:
+    """Appends the seed's rows to ``rows``, calling ``save`` after each, so a run stopped
+    part way keeps what it measured (an hour and more on 2 cores)."""
     owner = SigningKey.generate()
     keys = make_keys(task, owner, args.paper_images)
-    rows = []
     for kind, pair in keys.items():
         start = time.perf_counter()
         model = mark(task, kind, pair, seed, args.epochs, device)
@@ -228,12 +232,12 @@ def run_seed(task: TaskData, seed: int, args: Any, device: torch.device, decoys:
                 row["verifications"] = [verify_through(server, task, kind, pair, owner, k, decoys)
                                         for k in (PRIVATE_K, pair.verification_key.n)]
             rows.append(row)
+            save()
             v = {r["k"]: r for r in row["verifications"]}
             print(f"  seed {seed} {kind:<9} {name:<6} FPR {100 * row['false_positive_rate']:5.1f}%  served test "
                   f"{100 * row['served_test_accuracy']:5.1f}%  items flagged {100 * v[PRIVATE_K]['items_flagged']:5.1f}%"
                   f"  k={PRIVATE_K} {'accept' if v[PRIVATE_K]['accepted'] else 'reject'}"
                   f"  k=n {'accept' if v[ITEMS]['accepted'] else 'reject'} ({v[ITEMS]['matches']}/{ITEMS})", flush=True)
-    return rows
 
 
 def markdown(rows: list[dict[str, Any]], title: str) -> str:
@@ -280,8 +284,22 @@ def main(argv: list[str] | None = None) -> int:
     origin = provenance(list(range(args.seeds)), device, args.label)
     print(f"{task.describe()}; {args.seeds} seeds; endpoints {', '.join(DETECTORS)}", flush=True)
     start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"evasion-{task.name}"
+    rows: list[dict[str, Any]] = []
+
+    def report(complete: bool) -> dict[str, Any]:
+        return {"provenance": origin, "dataset": task.name, "subset": args.subset, "items": ITEMS,
+                "private_k": PRIVATE_K, "fpr_target": args.fpr, "components": args.components,
+                "epochs_override": args.epochs, "complete": complete,
+                "seconds": round(time.perf_counter() - start, 1), "rows": rows}
+
+    def save() -> None:
+        atomic_write(stem.with_suffix(".json"), (json.dumps(report(False), indent=2) + "\n").encode())
+
     try:
-        rows = [r for seed in range(args.seeds) for r in run_seed(task, seed, args, device, decoys)]
+        for seed in range(args.seeds):
+            run_seed(task, seed, args, device, decoys, rows, save)
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -291,12 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, title)
     print()
     print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"evasion-{task.name}"
-    report = {"provenance": origin, "dataset": task.name, "subset": args.subset, "items": ITEMS,
-              "private_k": PRIVATE_K, "fpr_target": args.fpr, "components": args.components,
-              "epochs_override": args.epochs, "seconds": round(seconds, 1), "rows": rows}
-    atomic_write(stem.with_suffix(".json"), (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write(stem.with_suffix(".json"), (json.dumps(report(True), indent=2) + "\n").encode())
     atomic_write(stem.with_suffix(".md"), f"{table}\n\nRun time {seconds / 60:.1f} min.\n\n"
                                           f"{provenance_markdown(origin)}\n".encode())
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")

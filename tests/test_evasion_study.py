@@ -16,6 +16,7 @@ def test_a_tiny_evasion_study_verifies_each_key_behind_each_endpoint(tmp_path):
                          capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "evasion-digits.json").read_text())
+    assert report["complete"] is True  # rows are saved as they come; the last write says the run ended
     assert {(r["key"], r["detector"]) for r in report["rows"]} == {
         (key, detector) for key in ("derived", "margin") for detector in ("plain", "msp", "pca")}
     for row in report["rows"]:
