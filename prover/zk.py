@@ -22,6 +22,7 @@ import numpy as np
 from wmark.cluster import JobFailed
 from wmark.errors import InvalidInput, LocalProtocolError
 from wmark.protocol.hazmat import dsse
+from wmark.protocol.items import TriggerKind
 from wmark.protocol.keys import MarkingKey
 from wmark.protocol.session import ChallengeReceived, ProverSession
 from wmark.protocol.zk import ZkStatement
@@ -66,6 +67,14 @@ def prove_challenge(session: ProverSession, event: ChallengeReceived, mk: Markin
                       memory_limit=memory_limit) as (_, pieces):
         if ray_address is not None and pieces.split:  # before any setup, like the deadline
             raise InvalidInput("a model proven in pieces is proven in this process, not on a Ray cluster")
+        if pieces.split and mk.kind is not TriggerKind.DERIVED:
+            # The links commit to the tensors between pieces without blinding (that is how two proofs
+            # are compared), and the verifier holds the model: it could confirm a guessed image by
+            # recomputing a first piece's output commitment, which the salted input hash prevents.
+            # A derived item's image comes from a VRF output no one can guess (docs/design.md section 4c).
+            raise InvalidInput(f"this model would be proven in {len(pieces.circuits)} pieces, whose links would let "
+                               f"the verifier confirm a guessed image of this {mk.kind.value} key: only derived "
+                               "keys are proven in pieces")
         if on_cost:
             on_cost(pieces)
         with setup_pieces(pieces, srs) as keys:

@@ -132,6 +132,23 @@ def _verdict(split: Split, answer: object = None, statements: dict[int, ZkStatem
     return verdict, {f.index: f.reason for f in verdict.zk.failures}
 
 
+def test_the_owner_of_an_imported_key_refuses_to_prove_in_pieces(split):
+    """Unblinded links would let the verifier, who holds the model, confirm a guessed
+    image (the paper's public trigger images, a public query split) that the salted
+    input hash hides; a derived item's image comes from a VRF output nobody can guess."""
+    from wmark.errors import InvalidInput
+    from wmark.prover.zk import prove_challenge
+
+    world = split.world
+    vk, mk = world.pair.verification_key, world.pair.marking_key
+    session = ZkVerifierSession(vk, SigningKey.generate(), split.verifier.model_ref, 2,
+                                zk=split.verifier.parameters, lam=3)
+    prover = ProverSession(mk, vk, world.owner_key)
+    event = prover.receive(session.challenge())
+    with pytest.raises(InvalidInput, match="confirm a guessed image of this imported key"):
+        prove_challenge(prover, event, replace(mk, kind=TriggerKind.IMPORTED), world.model, split.srs.path)
+
+
 def test_a_two_piece_split_is_proven_and_accepted_end_to_end(split):
     """zkchallenge's verifier, zkprove's prover (cutting the model itself, from the challenge), zkcheck's decision."""
     verdict, failed = _verdict(split)
