@@ -111,20 +111,23 @@ def split(tmp_path_factory) -> Iterator[Split]:
         yield Split(world, verifier, pieces, keys, verifier.srs, statements, 0)
 
 
-def _verdict(split: Split, answer: object = None, statements: dict[int, ZkStatement] | None = None
-             ) -> tuple[Verdict, dict[int, str]]:
-    """The verifier's verdict on the prover's answer (``answer``, or a reveal of ``statements``)."""
+def _challenged(split: Split) -> tuple[ZkVerifierSession, ProverSession, object]:
+    """A verifier's challenge of 2 items under the split's parameters, received by the owner."""
+    vk, mk = split.world.pair.verification_key, split.world.pair.marking_key
+    session = ZkVerifierSession(vk, SigningKey.generate(), split.verifier.model_ref, 2,
+                                zk=split.verifier.parameters, lam=3)
+    prover = ProverSession(mk, vk, split.world.owner_key)
+    return session, prover, prover.receive(session.challenge())
+
+
+def _verdict(split: Split, statements: dict[int, ZkStatement] | None = None) -> tuple[Verdict, dict[int, str]]:
+    """The verifier's verdict on the prover's answer (its proofs, or a reveal of ``statements``)."""
     from wmark.prover.zk import prove_challenge
     from wmark.verifier.zk import decide_with_proofs
 
-    world = split.world
-    vk, mk = world.pair.verification_key, world.pair.marking_key
-    session = ZkVerifierSession(vk, SigningKey.generate(), split.verifier.model_ref, 2,
-                                zk=split.verifier.parameters, lam=3)
-    prover = ProverSession(mk, vk, world.owner_key)
-    event = prover.receive(session.challenge())
+    session, prover, event = _challenged(split)
     if statements is None:
-        envelope = prove_challenge(prover, event, mk, world.model, split.srs.path)
+        envelope = prove_challenge(prover, event, split.world.pair.marking_key, split.world.model, split.srs.path)
     else:
         envelope = prover.zk_reveal(statements)
     verdict = decode(decide_with_proofs(session, session.receive(envelope), split.verifier), (Verdict,))
@@ -139,14 +142,10 @@ def test_the_owner_of_an_imported_key_refuses_to_prove_in_pieces(split):
     from wmark.errors import InvalidInput
     from wmark.prover.zk import prove_challenge
 
-    world = split.world
-    vk, mk = world.pair.verification_key, world.pair.marking_key
-    session = ZkVerifierSession(vk, SigningKey.generate(), split.verifier.model_ref, 2,
-                                zk=split.verifier.parameters, lam=3)
-    prover = ProverSession(mk, vk, world.owner_key)
-    event = prover.receive(session.challenge())
+    _, prover, event = _challenged(split)
+    imported = replace(split.world.pair.marking_key, kind=TriggerKind.IMPORTED)
     with pytest.raises(InvalidInput, match="confirm a guessed image of this imported key"):
-        prove_challenge(prover, event, replace(mk, kind=TriggerKind.IMPORTED), world.model, split.srs.path)
+        prove_challenge(prover, event, imported, split.world.model, split.srs.path)
 
 
 def test_a_two_piece_split_is_proven_and_accepted_end_to_end(split):
