@@ -300,8 +300,8 @@ class VrfSecretKey:
         return gamma_string + c_string + s.to_bytes(_Q_LEN, "big")
 
     def evaluate(self, alpha: bytes) -> tuple[bytes, bytes]:
-        """(beta, pi): :meth:`prove` and §5.2's output of that proof, taken from the
-        Gamma this key just computed rather than by decoding the proof again."""
+        """(beta, pi): :meth:`prove` and §5.2's output of that proof, hashed from its Gamma
+        without §5.3's verification (this key just made the proof; verifiers check it)."""
         pi = self.prove(alpha)
         return _gamma_to_hash(pi[:_PT_LEN]), pi
 
