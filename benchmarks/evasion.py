@@ -25,10 +25,14 @@ acceptance, matches, the share of the opened items and of the decoys the
 endpoint flagged, and its false-positive rate and test accuracy as served on
 the ordinary test split (what evasion costs the thief's honest customers).
 
-    python benchmarks/evasion.py --dataset fashion-mnist --paper-images DIR   # 3 seeds
+Each seed and key kind is one job (keygen, marking, the three endpoints and
+their verifications, on one thread), run one after another or as Ray tasks
+(``--ray local`` keeps both cores busy).
+
+    python benchmarks/evasion.py --dataset fashion-mnist --paper-images DIR --ray local   # 3 seeds
     python benchmarks/evasion.py --dataset fashion-mnist --seeds 1 --epochs 1 --subset 1000 --label 'smoke run'
 
-Writes evasion-DATASET.json and .md to --out; the JSON also after every row (``"complete": false``),
+Writes evasion-DATASET.json and .md to --out; the JSON also after every job (``"complete": false``),
 so a run stopped part way keeps what it measured.
 """
 
@@ -39,7 +43,6 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +53,7 @@ import numpy as np
 import torch
 from _cli import load_for, provenance, provenance_markdown, training_parser
 
+from wmark.cluster import Job, run_jobs, share
 from wmark.errors import WmarkError
 from wmark.files import atomic_write
 from wmark.protocol.hazmat.identity import SigningKey
@@ -81,22 +85,22 @@ class Detector:
     mean: np.ndarray | None = None
     basis: np.ndarray | None = None
 
-    def scores(self, model: Classifier, images: np.ndarray) -> np.ndarray:
+    def scores(self, images: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """``logits``: the model's for ``images`` (computed once by the caller, who needs them too)."""
         if self.name == "msp":
-            logits = torch.from_numpy(predict(model, images))
-            return -torch.softmax(logits, dim=1).max(dim=1).values.numpy()  # low confidence = high score
+            return -torch.softmax(torch.from_numpy(logits), dim=1).max(dim=1).values.numpy()  # low confidence = high
         if self.name == "pca":
             assert self.mean is not None and self.basis is not None
             x = images.reshape(len(images), -1).astype(np.float64) / 255.0 - self.mean
             return np.linalg.norm(x - (x @ self.basis.T) @ self.basis, axis=1)
         return np.full(len(images), -np.inf)
 
-    def flags(self, model: Classifier, images: np.ndarray) -> np.ndarray:
-        return self.scores(model, images) > self.threshold
+    def flags(self, images: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        return self.scores(images, logits) > self.threshold
 
 
-def fit_detector(name: str, model: Classifier, own: np.ndarray, fpr: float, components: int) -> Detector:
-    """A detector whose threshold flags ``fpr`` of the thief's own images."""
+def fit_detector(name: str, own: np.ndarray, own_logits: np.ndarray, fpr: float, components: int) -> Detector:
+    """A detector whose threshold flags ``fpr`` of the thief's own images (``own_logits``: the model's for them)."""
     if name == "plain":
         return Detector(name, np.inf)
     mean = basis = None
@@ -105,20 +109,21 @@ def fit_detector(name: str, model: Classifier, own: np.ndarray, fpr: float, comp
         mean = x.mean(axis=0)
         basis = np.linalg.svd(x - mean, full_matrices=False)[2][:components]
     unfitted = Detector(name, np.inf, mean, basis)
-    return Detector(name, float(np.quantile(unfitted.scores(model, own), 1 - fpr)), mean, basis)
+    return Detector(name, float(np.quantile(unfitted.scores(own, own_logits), 1 - fpr)), mean, basis)
 
 
-def answers(model: Classifier, detector: Detector, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The endpoint's classes for ``images`` (flagged ones: the second most likely) and the flags."""
-    ranked = np.argsort(predict(model, images), axis=1)
-    flagged = detector.flags(model, images)
+def answers(detector: Detector, images: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The endpoint's classes for ``images`` given the model's ``logits`` for them
+    (flagged ones: the second most likely) and the flags."""
+    ranked = np.argsort(logits, axis=1)
+    flagged = detector.flags(images, logits)
     return np.where(flagged, ranked[:, -2], ranked[:, -1]).astype(np.int64), flagged
 
 
 class EvasiveServer:
     """An Open Inference Protocol v2 REST endpoint (``POST /v2/models/NAME/infer``) in a thread,
     answering class indices; written here (a dozen lines of http.server) rather than with KServe,
-    to keep the benchmark in one process.  Records every image it is asked about."""
+    to keep each job in one process.  Records every image it is asked about."""
 
     def __init__(self, model: Classifier, detector: Detector, name: str = "stolen") -> None:
         self.model, self.detector, self.name = model, detector, name
@@ -135,8 +140,9 @@ class EvasiveServer:
                 request = json.loads(self.rfile.read(length))["inputs"][0]
                 shape = [int(d) for d in request["shape"]]
                 pixels = np.rint(np.asarray(request["data"], dtype=np.float64).reshape(shape) * 255.0)
+                images = pixels.clip(0, 255).astype(np.uint8)
                 with server.lock:
-                    classes, flagged = answers(server.model, server.detector, pixels.clip(0, 255).astype(np.uint8))
+                    classes, flagged = answers(server.detector, images, predict(server.model, images))
                     server.flagged += flagged.tolist()
                 body = json.dumps({"model_name": server.name, "outputs": [
                     {"name": "classes", "shape": [len(classes)], "datatype": "INT64", "data": classes.tolist()}]})
@@ -162,18 +168,18 @@ class EvasiveServer:
         self.httpd.server_close()
 
 
-def make_keys(task: TaskData, owner: SigningKey, paper_images: Path | None) -> dict[str, KeyPair]:
-    keys = {"derived": keygen_derived(owner=owner, n=ITEMS, num_classes=task.num_classes,
-                                      input_shape=task.input_shape),
-            "margin": keygen_margin(owner=owner, n=ITEMS, num_classes=task.num_classes, split=query_split(task))}
-    if paper_images is not None:
-        imported = import_images(paper_images, task.input_shape, fit=Fit.RESIZE, labels_file=None,
-                                 num_classes=task.num_classes)
-        if imported.labels is None:
-            raise WmarkError(f"{paper_images}: no labels file (expected the paper's labels-cifar.txt)")
-        keys["imported"] = keygen_imported(owner=owner, images=imported.pixels, labels=imported.labels,
-                                           num_classes=task.num_classes, input_shape=task.input_shape)
-    return keys
+def make_key(task: TaskData, kind: str, owner: SigningKey, paper_images: Path | None) -> KeyPair:
+    if kind == "derived":
+        return keygen_derived(owner=owner, n=ITEMS, num_classes=task.num_classes, input_shape=task.input_shape)
+    if kind == "margin":
+        return keygen_margin(owner=owner, n=ITEMS, num_classes=task.num_classes, split=query_split(task))
+    assert paper_images is not None
+    imported = import_images(paper_images, task.input_shape, fit=Fit.RESIZE, labels_file=None,
+                             num_classes=task.num_classes)
+    if imported.labels is None:
+        raise WmarkError(f"{paper_images}: no labels file (expected the paper's labels-cifar.txt)")
+    return keygen_imported(owner=owner, images=imported.pixels, labels=imported.labels,
+                           num_classes=task.num_classes, input_shape=task.input_shape)
 
 
 def mark(task: TaskData, kind: str, pair: KeyPair, seed: int, epochs: int | None, device: torch.device) -> Classifier:
@@ -200,7 +206,8 @@ def verify_through(server: EvasiveServer, task: TaskData, kind: str, pair: KeyPa
     event = session.receive(prover.reveal())
     assert isinstance(event, RevealAccepted)
     # What the endpoint makes of the opened items themselves, outside the shuffled batch.
-    item_flags = server.detector.flags(server.model, item_images(event.items, vk.input_shape))
+    opened = item_images(event.items, vk.input_shape)
+    item_flags = server.detector.flags(opened, predict(server.model, opened))
     envelope = decide_with_model(session, event, oracle, decoys=decoys)
     verdict = decode(envelope, (Verdict,))
     assert isinstance(verdict, Verdict)
@@ -208,41 +215,57 @@ def verify_through(server: EvasiveServer, task: TaskData, kind: str, pair: KeyPa
             "items_flagged": float(item_flags.mean())}
 
 
-def run_seed(task: TaskData, seed: int, args: Any, device: torch.device, decoys: np.ndarray,
-             rows: list[dict[str, Any]], save: Callable[[], None]) -> None:
-    """Appends the seed's rows to ``rows``, calling ``save`` after each, so a run stopped
-    part way keeps what it measured (an hour and more on 2 cores)."""
+@dataclass(frozen=True)
+class Study:
+    """What every job reads: the options that shape a row."""
+
+    paper_images: Path | None
+    epochs: int | None
+    fpr: float
+    components: int
+
+
+def run_key(task: TaskData, seed: int, kind: str, study: Study, device: torch.device,
+            decoys: np.ndarray) -> list[dict[str, Any]]:
+    """One job: a fresh owner and key of ``kind``, the model marked with it, and one row per endpoint."""
     owner = SigningKey.generate()
-    keys = make_keys(task, owner, args.paper_images)
-    for kind, pair in keys.items():
-        start = time.perf_counter()
-        model = mark(task, kind, pair, seed, args.epochs, device)
-        trained = time.perf_counter() - start
-        items = trigger_set_from_marking_key(pair.marking_key, query_split(task) if kind == "margin" else None)
-        for name in DETECTORS:
-            detector = fit_detector(name, model, task.adversary.images, args.fpr, args.components)
-            served, flagged = answers(model, detector, task.test.images)
-            row = {"seed": seed, "key": kind, "detector": name, "train_seconds": round(trained, 1),
-                   "false_positive_rate": float(flagged.mean()),
-                   "served_test_accuracy": float((served == task.test.labels).mean()),
-                   "honest_test_accuracy": float((predict(model, task.test.images).argmax(1) == task.test.labels).mean()),
-                   "item_accuracy_served": float((answers(model, detector, items.images)[0] == items.labels).mean()),
-                   "decoys_flagged": float(detector.flags(model, decoys).mean())}
-            with EvasiveServer(model, detector) as server:
-                row["verifications"] = [verify_through(server, task, kind, pair, owner, k, decoys)
-                                        for k in (PRIVATE_K, pair.verification_key.n)]
-            rows.append(row)
-            save()
-            v = {r["k"]: r for r in row["verifications"]}
-            print(f"  seed {seed} {kind:<9} {name:<6} FPR {100 * row['false_positive_rate']:5.1f}%  served test "
-                  f"{100 * row['served_test_accuracy']:5.1f}%  items flagged {100 * v[PRIVATE_K]['items_flagged']:5.1f}%"
-                  f"  k={PRIVATE_K} {'accept' if v[PRIVATE_K]['accepted'] else 'reject'}"
-                  f"  k=n {'accept' if v[ITEMS]['accepted'] else 'reject'} ({v[ITEMS]['matches']}/{ITEMS})", flush=True)
+    pair = make_key(task, kind, owner, study.paper_images)
+    start = time.perf_counter()
+    model = mark(task, kind, pair, seed, study.epochs, device)
+    trained = time.perf_counter() - start
+    items = trigger_set_from_marking_key(pair.marking_key, query_split(task) if kind == "margin" else None)
+    # The model's logits for each input set, once: every endpoint below is this model behind a detector.
+    own, test, decoy, item = (predict(model, x) for x in (task.adversary.images, task.test.images, decoys,
+                                                            items.images))
+    honest = float((test.argmax(1) == task.test.labels).mean())
+    rows = []
+    for name in DETECTORS:
+        detector = fit_detector(name, task.adversary.images, own, study.fpr, study.components)
+        served, flagged = answers(detector, task.test.images, test)
+        row = {"seed": seed, "key": kind, "detector": name, "train_seconds": round(trained, 1),
+               "false_positive_rate": float(flagged.mean()),
+               "served_test_accuracy": float((served == task.test.labels).mean()),
+               "honest_test_accuracy": honest,
+               "item_accuracy_served": float((answers(detector, items.images, item)[0] == items.labels).mean()),
+               "decoys_flagged": float(detector.flags(decoys, decoy).mean())}
+        with EvasiveServer(model, detector) as server:
+            row["verifications"] = [verify_through(server, task, kind, pair, owner, k, decoys)
+                                    for k in (PRIVATE_K, pair.verification_key.n)]
+        rows.append(row)
+    return rows
+
+
+def print_row(row: dict[str, Any]) -> None:
+    v = {r["k"]: r for r in row["verifications"]}
+    print(f"  seed {row['seed']} {row['key']:<9} {row['detector']:<6} FPR {100 * row['false_positive_rate']:5.1f}%  "
+          f"served test {100 * row['served_test_accuracy']:5.1f}%  items flagged {100 * v[PRIVATE_K]['items_flagged']:5.1f}%"
+          f"  k={PRIVATE_K} {'accept' if v[PRIVATE_K]['accepted'] else 'reject'}"
+          f"  k=n {'accept' if v[ITEMS]['accepted'] else 'reject'} ({v[ITEMS]['matches']}/{ITEMS})", flush=True)
 
 
 def markdown(rows: list[dict[str, Any]], title: str) -> str:
-    lines = [title, "", "| key | endpoint | FPR on test (%) | served test acc. (%) | items flagged (%) | "
-             "decoys flagged (%) | k=20 accepted | k=n accepted | k=n matches (mean) |",
+    lines = [title, "", ("| key | endpoint | FPR on test (%) | served test acc. (%) | items flagged (%) | "
+                         "decoys flagged (%) | k=20 accepted | k=n accepted | k=n matches (mean) |"),
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
@@ -272,8 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1 or not 0 < args.fpr < 1 or args.components < 1:
         parser.error("--seeds and --components must be at least 1 and --fpr in (0, 1)")
-    if args.ray:  # the shared parser offers it; an option that would be ignored is refused instead
-        parser.error("--ray: this study trains its models in this process (one per seed and key kind)")
     try:
         device = pick_device(args.device)
         task = load_for(args)
@@ -282,10 +303,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     origin = provenance(list(range(args.seeds)), device, args.label)
-    print(f"{task.describe()}; {args.seeds} seeds; endpoints {', '.join(DETECTORS)}", flush=True)
+    print(f"{task.describe()}; {args.seeds} seeds; endpoints {', '.join(DETECTORS)}"
+          + (f"; Ray at {args.ray}" if args.ray else ""), flush=True)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"evasion-{task.name}"
+    kinds = ["derived", "margin"] + (["imported"] if args.paper_images is not None else [])
+    study = Study(args.paper_images, args.epochs, args.fpr, args.components)
+    shared_task, shared_decoys = share(task, args.ray), share(decoys, args.ray)
+    # One job per seed and key kind, each on one thread, in this process or as Ray tasks.
+    jobs = [Job(f"seed {seed} {kind}", run_key, (shared_task, seed, kind, study, device, shared_decoys))
+            for seed in range(args.seeds) for kind in kinds]
+    done: dict[int, list[dict[str, Any]]] = {}
     rows: list[dict[str, Any]] = []
 
     def report(complete: bool) -> dict[str, Any]:
@@ -294,12 +323,16 @@ def main(argv: list[str] | None = None) -> int:
                 "epochs_override": args.epochs, "complete": complete,
                 "seconds": round(time.perf_counter() - start, 1), "rows": rows}
 
-    def save() -> None:
+    def finished(index: int, job_rows: list[dict[str, Any]]) -> None:
+        """Save each job's rows as it ends (``"complete": false``), so a run stopped part way keeps them."""
+        done[index] = job_rows
+        rows[:] = [row for i in sorted(done) for row in done[i]]
+        for row in job_rows:
+            print_row(row)
         atomic_write(stem.with_suffix(".json"), (json.dumps(report(False), indent=2) + "\n").encode())
 
     try:
-        for seed in range(args.seeds):
-            run_seed(task, seed, args, device, decoys, rows, save)
+        run_jobs(jobs, ray_address=args.ray, what="marked model", progress=None, on_result=finished)
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -65,9 +65,12 @@ def kill_workers(folder: Path, tries: int, stop: threading.Event) -> threading.T
 
 def test_jobs_in_one_process_come_back_in_order_with_progress():
     ticks: list[int] = []
+    finished: list[tuple[int, int]] = []
     out = io.StringIO()
-    assert run_jobs([Job(f"n{i}", square, (i,)) for i in range(4)], progress=out, on_done=ticks.append) == [0, 1, 4, 9]
+    assert run_jobs([Job(f"n{i}", square, (i,)) for i in range(4)], progress=out, on_done=ticks.append,
+                    on_result=lambda i, r: finished.append((i, r))) == [0, 1, 4, 9]
     assert ticks == [1] * 4 and "done 4/4" in out.getvalue() and "ETA" in out.getvalue()
+    assert finished == [(0, 0), (1, 1), (2, 4), (3, 9)]
 
 
 def test_per_process_makes_each_value_once_and_keeps_the_latest_few():
@@ -95,7 +98,9 @@ def test_a_job_must_declare_positive_resources():
 
 def test_on_ray_results_keep_order_a_lost_task_is_retried_and_a_failure_is_named(ray_address, tmp_path):
     jobs = [Job(f"n{i}", square, (i,)) for i in range(5)]
-    assert run_jobs(jobs, ray_address=ray_address, progress=None) == [0, 1, 4, 9, 16]
+    finished: dict[int, int] = {}
+    assert run_jobs(jobs, ray_address=ray_address, progress=None, on_result=finished.__setitem__) == [0, 1, 4, 9, 16]
+    assert finished == {i: i * i for i in range(5)}  # each result handed over as its task ended
     marker = str(tmp_path / "crashed")
     assert run_jobs([Job("fragile", crash_once, (marker, 7))], ray_address=ray_address, progress=None) == [7]
     assert Path(marker).exists()

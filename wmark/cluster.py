@@ -129,10 +129,13 @@ def share(value: Any, ray_address: str | None) -> Any:
 
 def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: TextIO | None = sys.stderr,
              what: str = "job", on_done: Callable[[int], object] | None = None,
+             on_result: Callable[[int, Any], object] | None = None,
              deadline: float | None = None) -> list[Any]:
     """Every job's result, in the order of ``jobs``: in this process when
     ``ray_address`` is None, else as Ray tasks (see the module docstring).
-    ``on_done(1)`` is called as each job finishes (a progress bar's update).
+    ``on_done(1)`` is called as each job finishes (a progress bar's update),
+    ``on_result(index, result)`` too, in the order they finish (so a caller
+    can save what is done before the last job ends).
     ``deadline`` (a ``time.monotonic()`` instant): raise :class:`Overdue` once it
     passes with jobs unfinished, judged before each job in this process (one
     under way is not interrupted) and, on Ray, while waiting for the tasks."""
@@ -142,6 +145,8 @@ def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: T
         for job in jobs:
             _check_deadline(deadline, len(jobs) - len(done), len(jobs), what)
             done.append(_in_worker(job.fn, job.num_cpus, job.args, job.kwargs))
+            if on_result is not None:
+                on_result(len(done) - 1, done[-1])
             meter.tick()
         return done
     connect(ray_address)
@@ -167,6 +172,8 @@ def run_jobs(jobs: Sequence[Job], *, ray_address: str | None = None, progress: T
             cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else exc
             raise JobFailed(f"{what} {jobs[index].name} failed after {RETRIES + 1} tries: "
                             f"{type(cause).__name__}: {str(cause).splitlines()[-1] if str(cause) else ''}") from None
+        if on_result is not None:
+            on_result(index, results[index])
         meter.tick()
     return results
 
