@@ -44,7 +44,7 @@ ezkl = pytest.importorskip("ezkl")
 
 from wmark.prover.zk import prove_challenge  # noqa: E402  (needs ezkl)
 from wmark.verifier.zk import decide_with_proofs, open_verifier  # noqa: E402
-from wmark.watermark import zkcircuit  # noqa: E402
+from wmark.watermark import zkcircuit, zksplit  # noqa: E402
 from wmark.watermark.evaluate import predict  # noqa: E402
 from wmark.watermark.modelio import Classifier, ModelConfig, Preprocessing, load_model, new_model  # noqa: E402
 from wmark.watermark.triggers import item_image, trigger_set_from_marking_key  # noqa: E402
@@ -272,8 +272,9 @@ def test_swapped_proofs_are_non_matches_named_in_the_verdict(zk_world, tmp_path)
 
 
 def _prove(model_dir: Path, vk, srs, pixels: np.ndarray, salt: bytes, tmp: Path) -> ZkStatement:
-    with zkcircuit.model_circuit(model_dir, input_shape=SHAPE, num_classes=10, input_scale=vk.zk.input_scale,
-                                 workdir=tmp) as (_, circuit):
+    with zksplit.model_pieces(model_dir, input_shape=SHAPE, num_classes=10, input_scale=vk.zk.input_scale,
+                              piece_rows=None, workdir=tmp) as (_, pieces):
+        circuit = pieces.circuits[0]
         with zkcircuit.setup(circuit, srs) as keys:
             return zkcircuit.prove(circuit, keys, srs, pixels, salt)
 

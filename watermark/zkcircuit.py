@@ -437,20 +437,6 @@ def check_unchanged(model_dir: str | os.PathLike[str], ref: ModelRef) -> None:
         raise InvalidInput(f"{model_dir}: the model files changed while the circuit was being built")
 
 
-@contextmanager
-def model_circuit(model_dir: str | os.PathLike[str], *, input_shape: tuple[int, int, int], num_classes: int,
-                  input_scale: int, workdir: str | os.PathLike[str] | None = None,
-                  memory_limit: int | None = None) -> Iterator[tuple[ModelRef, Circuit]]:
-    """The circuit of the model in ``model_dir`` (checked against the trigger
-    set's shape and classes) and the reference naming its files, in a
-    temporary directory under ``workdir`` that is deleted on exit."""
-    ref, model = checked_model(model_dir, input_shape=input_shape, num_classes=num_classes)
-    with tempfile.TemporaryDirectory(prefix="wmark-zk-", dir=workdir) as tmp:
-        circuit = build_circuit(model, tmp, input_scale=input_scale, memory_limit=memory_limit)
-        check_unchanged(model_dir, ref)
-        yield ref, circuit
-
-
 # -- the structured reference string ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -362,9 +362,11 @@ AUTO = "auto"
 def model_pieces(model_dir: str | os.PathLike[str], *, input_shape: tuple[int, int, int], num_classes: int,
                  input_scale: int, piece_rows: int | None | str = AUTO, workdir: str | os.PathLike[str] | None = None,
                  memory_limit: int | None = None) -> Iterator[tuple[ModelRef, Pieces]]:
-    """The pieces of the model in ``model_dir`` (as
-    :func:`wmark.watermark.zkcircuit.model_circuit`), cut for ``piece_rows``;
-    ``AUTO``: whole if its estimate fits ``memory_limit``, else in pieces that do."""
+    """The pieces of the model in ``model_dir`` (checked against the trigger set's
+    shape and classes), cut for ``piece_rows`` (None: whole; ``AUTO``: whole if its
+    estimate fits ``memory_limit``, else in pieces that do), compiled in a temporary
+    directory under ``workdir`` that is deleted on exit, with the reference naming
+    the model's files."""
     limit = available_memory() if memory_limit is None else memory_limit
     ref, model = checked_model(model_dir, input_shape=input_shape, num_classes=num_classes)
     rows = (None if fits_whole(model, limit) else piece_rows_for(limit)) if piece_rows == AUTO else piece_rows

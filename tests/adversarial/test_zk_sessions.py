@@ -32,7 +32,7 @@ from wmark.protocol.zk import SrsOrigin, ZkParameters
 ezkl = pytest.importorskip("ezkl")
 
 from wmark.prover.zk import answer_or_refuse  # after the importorskip: needs ezkl
-from wmark.watermark import zkcircuit
+from wmark.watermark import zkcircuit, zksplit
 from wmark.watermark.modelio import model_file_digest
 
 pytestmark = pytest.mark.adversarial
@@ -43,9 +43,9 @@ def world(tmp_path_factory) -> tuple[Keys, Path, int, SigningKey]:
     """A --zk key pair of 12 items on disk, an untrained zk_cnn model (what is proved
     does not matter here, only that ezkl runs), and the rows its circuit needs."""
     world = zk_world(tmp_path_factory.mktemp("zk-hostile"), n=12, std=0.4)
-    with zkcircuit.model_circuit(world.model, input_shape=SHAPE, num_classes=10,
-                                 input_scale=world.pair.verification_key.zk.input_scale, workdir=world.root) as (_, circuit):
-        logrows = circuit.logrows
+    with zksplit.model_pieces(world.model, input_shape=SHAPE, num_classes=10, piece_rows=None,
+                              input_scale=world.pair.verification_key.zk.input_scale, workdir=world.root) as (_, pieces):
+        logrows = pieces.circuits[0].logrows
     return world, world.model, logrows, world.owner_key
 
 
@@ -66,9 +66,10 @@ def _session(keys: Keys, model: Path, srs: bytes, logrows: int, k: int, circuit:
 
 def _provable_session(keys: Keys, model: Path, srs_path: Path, k: int) -> ZkVerifierSession:
     """A session of ``k`` items the owner can prove: a real SRS (written to ``srs_path``) and the circuit's digest."""
-    with zkcircuit.model_circuit(model, input_shape=SHAPE, num_classes=10,
-                                 input_scale=keys.pair.verification_key.zk.input_scale,
-                                 workdir=srs_path.parent) as (_, circuit):
+    with zksplit.model_pieces(model, input_shape=SHAPE, num_classes=10, piece_rows=None,
+                              input_scale=keys.pair.verification_key.zk.input_scale,
+                              workdir=srs_path.parent) as (_, pieces):
+        circuit = pieces.circuits[0]
         srs_file = zkcircuit.generate_srs(srs_path, circuit.logrows)
         with zkcircuit.setup(circuit, srs_file, keep_proving_key=False) as verifier_keys:
             circuit_sha256 = verifier_keys.circuit_sha256
