@@ -84,9 +84,10 @@ class VerificationKey:
     @cached_property
     def payload(self) -> bytes:
         """The canonical bytes the owner signs (computed once: keys are immutable)."""
-        items = enc.b64u_encode_many([c.item.value for c in self.commitments])
-        labels = enc.b64u_encode_many([c.label.value for c in self.commitments])
-        return _canonical_payload(self._fields(), [{"item": i, "label": l} for i, l in zip(items, labels)])
+        return _canonical_payload(self._fields(), [
+            {"item": enc.b64u_encode(c.item.value), "label": enc.b64u_encode(c.label.value)}
+            for c in self.commitments
+        ])
 
     def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELDS}

@@ -132,7 +132,7 @@ class LogEntry:
     # Encoded once: the log writes an entry into its leaf and again into its receipt.
     @cached_property
     def _encoded_commitments(self) -> tuple[str, ...]:
-        return tuple(enc.b64u_encode_many(self.commitments))
+        return tuple(enc.b64u_encode(c) for c in self.commitments)
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "log entry") -> "LogEntry":

@@ -19,7 +19,6 @@ from wmark.protocol.hazmat.encoding import (
     b64u_decode,
     b64u_decode_many,
     b64u_encode,
-    b64u_encode_many,
     canonical_json,
     expect_header,
     field,
@@ -263,21 +262,6 @@ def test_b64u_decode_many_refuses_a_non_canonical_string_among_canonical_ones():
     # The last character of a 43-character string carries two unused bits: "B" sets one.
     with pytest.raises(DecodeError, match="^3: non-canonical"):
         b64u_decode_many(texts[:3] + [texts[3][:-1] + "B"] + texts[4:], what=str)
-
-
-@SETTINGS
-@given(st.one_of(st.integers(0, 40).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n), max_size=8)),
-                 st.lists(st.binary(max_size=40), max_size=6)))
-def test_b64u_encode_many_equals_encoding_one_by_one(values):
-    """Every length (each remainder mod 3, empty values, mixed lengths): the same strings as b64u_encode."""
-    assert b64u_encode_many(values) == [b64u_encode(v) for v in values]
-
-
-def test_b64u_encode_many_keeps_each_digest_apart():
-    # 32-byte digests (the log's case): no character of one leaks into the next.
-    values = [bytes([255 - i]) * 32 for i in range(4)]
-    assert b64u_encode_many(values) == [b64u_encode(v) for v in values]
-    assert [len(t) for t in b64u_encode_many(values)] == [43] * 4
 
 
 @pytest.mark.parametrize("text", [

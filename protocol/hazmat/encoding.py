@@ -179,28 +179,6 @@ def b64u_encode(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_TO_URL).rstrip(b"=").decode("ascii")
 
 
-def b64u_encode_many(values: Sequence[bytes]) -> list[str]:
-    """``[b64u_encode(v) for v in values]``, in one C call when the values share a length.
-
-    The log encodes a hundred 32-byte digests per entry, where one call per
-    value was most of the cost (measured).  Written here, the mirror of
-    :func:`b64u_decode_many`: each value is followed by the zero bytes that pad
-    it to a multiple of three, so each encodes to its own run of characters,
-    whose first ``ceil(4n/3)`` are its unpadded encoding (the zero bytes only
-    add zero bits).  tests/test_encoding.py holds the two equal.
-    """
-    if not values:
-        return []
-    length = len(values[0])
-    if length == 0 or any(len(v) != length for v in values):
-        return [b64u_encode(v) for v in values]
-    pad = -length % 3
-    joined = (b"\0" * pad).join(values) + b"\0" * pad
-    encoded = binascii.b2a_base64(joined, newline=False).translate(_TO_URL).decode("ascii")
-    step, n = (length + pad) * 4 // 3, -(-length * 4 // 3)
-    return [encoded[at:at + n] for at in range(0, len(encoded), step)]
-
-
 def b64u_decode(text: Any, *, what: str, size: int | None = None, max_size: int | None = None) -> bytes:
     """Decode base64url (no padding), checking the exact or maximum length."""
     if not isinstance(text, str):
