@@ -317,19 +317,20 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [Job(f"seed {seed} {kind}", run_key, (shared_task, seed, kind, study, device, shared_decoys))
             for seed, kind in order]
     done: dict[tuple[int, int], list[dict[str, Any]]] = {}
-    rows: list[dict[str, Any]] = []
+
+    def rows() -> list[dict[str, Any]]:
+        return [row for key in sorted(done) for row in done[key]]  # seed by seed, kind by kind
 
     def report(complete: bool) -> dict[str, Any]:
         return {"provenance": origin, "dataset": task.name, "subset": args.subset, "items": ITEMS,
                 "private_k": PRIVATE_K, "fpr_target": args.fpr, "components": args.components,
                 "epochs_override": args.epochs, "complete": complete,
-                "seconds": round(time.perf_counter() - start, 1), "rows": rows}
+                "seconds": round(time.perf_counter() - start, 1), "rows": rows()}
 
     def finished(index: int, job_rows: list[dict[str, Any]]) -> None:
         """Save each job's rows as it ends (``"complete": false``), so a run stopped part way keeps them."""
         seed, kind = order[index]
         done[seed, kinds.index(kind)] = job_rows
-        rows[:] = [row for key in sorted(done) for row in done[key]]  # seed by seed, kind by kind
         for row in job_rows:
             print_row(row)
         atomic_write(stem.with_suffix(".json"), (json.dumps(report(False), indent=2) + "\n").encode())
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     title = (f"Evasive endpoints, {task.name}, {args.seeds} seeds, detectors fitted on the adversary split "
              f"({len(task.adversary)} images) at a target FPR of {args.fpr:g}")
-    table = markdown(rows, title)
+    table = markdown(rows(), title)
     print()
     print(table)
     atomic_write(stem.with_suffix(".json"), (json.dumps(report(True), indent=2) + "\n").encode())
