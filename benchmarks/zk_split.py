@@ -48,14 +48,16 @@ BIN = Path(sys.executable).parent
 
 
 def _timed(argv: list[str], log: Path) -> dict[str, Any]:
-    """Run a command under /usr/bin/time -v: its exit code, wall seconds and peak RSS."""
+    """Run a command under /usr/bin/time -v: its exit code, wall and CPU seconds and peak RSS."""
     started = time.monotonic()
     done = subprocess.run(["/usr/bin/time", "-v", *argv], capture_output=True, text=True)
     wall = time.monotonic() - started
     log.write_text(done.stdout + done.stderr)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+    # CPU time beside wall time: on a shared machine the wall time also counts other work.
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([0-9.]+)", done.stderr))
     return {"command": " ".join([Path(argv[0]).name, *argv[1:]]), "rc": done.returncode, "wall_s": round(wall, 1),
-            "peak_rss_bytes": int(rss.group(1)) * 1024 if rss else None,
+            "cpu_s": round(cpu, 1), "peak_rss_bytes": int(rss.group(1)) * 1024 if rss else None,
             "stdout": done.stdout.strip().splitlines()[-12:]}
 
 
@@ -176,21 +178,28 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append({"step": step, **result})
                 print(f"{name}: {step} rc {result['rc']} in {result['wall_s']} s, peak "
                       f"{(result['peak_rss_bytes'] or 0) / 1e9:.2f} GB", flush=True)
+                # Saved after every step: an hour-long run cut off keeps what it finished.
+                _save(args.out, info, args, estimate, runs, complete=False)
                 if result["rc"] != 0 and step != "zkcheck":
                     print("\n".join(result["stdout"]), (out / f"{step}.log").read_text()[-2000:], sep="\n")
                     break
+    print(_save(args.out, info, args, estimate, runs, complete=True))
+    return 0
+
+
+def _save(out: Path, info: dict[str, Any], args: argparse.Namespace, estimate: dict[str, Any],
+          runs: dict[str, list[dict[str, Any]]], *, complete: bool) -> str:
+    """Write the report and its table so far; ``complete`` once every model's steps ran."""
     report = {"provenance": info, "ezkl": zkcircuit.EZKL_VERSION, "memory_limit_gb": args.memory_limit,
-              "k": args.k, "estimate": estimate, "runs": runs}
-    lines = ["| model | step | rc | wall s | peak RSS GB |", "|---|---|---|---|---|"]
+              "k": args.k, "complete": complete, "estimate": estimate, "runs": runs}
+    lines = ["| model | step | rc | wall s | CPU s | peak RSS GB |", "|---|---|---|---|---|---|"]
     for name, steps_ in runs.items():
         for r in steps_:
-            if "rc" in r:
-                lines.append(f"| {name} | {r['step']} | {r['rc']} | {r['wall_s']} | "
-                             f"{(r['peak_rss_bytes'] or 0) / 1e9:.2f} |")
+            lines.append(f"| {name} | {r['step']} | {r['rc']} | {r['wall_s']} | {r['cpu_s']} | "
+                         f"{(r['peak_rss_bytes'] or 0) / 1e9:.2f} |")
     table = "\n".join(lines)
-    print(table)
-    write_result(args.out, report, table)
-    return 0
+    write_result(out, report, table)
+    return table
 
 
 if __name__ == "__main__":
