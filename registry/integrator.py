@@ -10,6 +10,7 @@ before the commit loses the whole batch, and no request got a receipt for it.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import signal
 import threading
@@ -41,14 +42,27 @@ class Integrator:
 
     def submit(self, vk: VerificationKey | VkRecord) -> Receipt:
         """Append ``vk`` in the next batch; its receipt once the batch is durable and cosigned."""
+        try:
+            return self._enqueue(vk).result(timeout=WAIT_S)
+        except TimeoutError:
+            raise self._late() from None
+
+    async def wait(self, vk: VerificationKey | VkRecord) -> Receipt:
+        """:meth:`submit` for a caller on an asyncio loop: the wait holds no thread."""
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self._enqueue(vk)), WAIT_S)
+        except TimeoutError:
+            raise self._late() from None
+
+    def _enqueue(self, vk: VerificationKey | VkRecord) -> Future[Receipt]:
         if self._closed:
             raise LogBusy(f"{self.store.directory}: the log is shutting down")
         future: Future[Receipt] = Future()
         self._queue.put((vk, future))
-        try:
-            return future.result(timeout=WAIT_S)
-        except TimeoutError:
-            raise LogBusy(f"{self.store.directory}: the batch did not complete within {WAIT_S:.0f} s") from None
+        return future
+
+    def _late(self) -> LogBusy:
+        return LogBusy(f"{self.store.directory}: the batch did not complete within {WAIT_S:.0f} s")
 
     def close(self) -> None:
         """Finish the batches already queued, then stop."""

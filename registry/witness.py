@@ -17,12 +17,10 @@ another root, 422 consistency proof that does not verify.
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
 from wmark.files import atomic_write, exclusive_lock, read_bounded
@@ -39,7 +37,7 @@ from wmark.protocol.hazmat.note import (
     load_or_create_signer,
 )
 from wmark.registry.cosigning import SIZE_TYPE
-from wmark.registry.http import BoundedHandler, LoopbackServer, Refused
+from wmark.registry.front import Front, Request, Response
 
 KEY_NAME = "witness.key"
 VKEY_NAME = "witness.vkey"
@@ -47,15 +45,8 @@ MAX_REQUEST_BYTES = MAX_NOTE_BYTES + 64 * 64
 TEXT = "text/plain; charset=utf-8"
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes
-    content_type: str = TEXT
-
-
-def _refuse(status: int, message: str) -> Answer:
-    return Answer(status, message.encode("utf-8") + b"\n")
+def _refuse(status: int, message: str) -> Response:
+    return Response(status, message.encode("utf-8") + b"\n", TEXT)
 
 
 class Witness:
@@ -96,7 +87,7 @@ class Witness:
             raise InvalidInput(f"{path}: not this witness's state for {origin!r}")
         return state.size, state.root
 
-    def add_checkpoint(self, body: bytes) -> Answer:
+    def add_checkpoint(self, body: bytes) -> Response:
         """One ``POST /add-checkpoint``, answered as the spec says."""
         try:
             old, proof, note = _parse_request(body)
@@ -115,7 +106,7 @@ class Witness:
         with self._lock, exclusive_lock(self.directory / "lock"):
             size, root = self.state(checkpoint.origin)
             if old != size:
-                return Answer(409, f"{size}\n".encode("ascii"), SIZE_TYPE)
+                return Response(409, f"{size}\n".encode("ascii"), SIZE_TYPE)
             if old == checkpoint.size:
                 if proof or checkpoint.root != root:
                     return _refuse(409, f"a checkpoint of size {size} with another root: the log forked")
@@ -129,7 +120,7 @@ class Witness:
                     return _refuse(422, f"consistency proof from size {old} does not verify: {exc}")
             atomic_write(self._state_path(checkpoint.origin), checkpoint.text())
             timestamp = int(self._clock())
-        return Answer(200, self._key.sign(note.text, timestamp=timestamp).line().encode("utf-8"))
+        return Response(200, self._key.sign(note.text, timestamp=timestamp).line().encode("utf-8"), TEXT)
 
 
 def _parse_request(body: bytes) -> tuple[int, tuple[bytes, ...], Note]:
@@ -148,49 +139,21 @@ def _parse_request(body: bytes) -> tuple[int, tuple[bytes, ...], Note]:
     return old, proof, Note.decode(rest, what="checkpoint")
 
 
-class _WitnessHandler(BoundedHandler):
-    server_version = "wmark-witness/1"
-    server: "WitnessServer"
+class WitnessServer(Front):
+    """The witness over HTTP; a stopped witness answers nothing more, not even on
+    kept-alive connections (:class:`~wmark.registry.front.Front` closes them)."""
 
-    def do_POST(self) -> None:
-        if self.path != "/add-checkpoint":
-            self._send(404, b"no such endpoint\n", TEXT)
-            return
-        try:
-            answer = self.server.witness.add_checkpoint(self._body(MAX_REQUEST_BYTES))
-        except Refused as exc:
-            answer = _refuse(exc.status, str(exc))
-        self._send(answer.status, answer.body, answer.content_type)
-
-    def do_GET(self) -> None:
-        self._send(405, b"the witness takes POST /add-checkpoint only\n", TEXT)
-
-
-class WitnessServer(LoopbackServer):
-    """A stopped witness answers nothing more, not even on kept-alive connections."""
+    server_name = "wmark-witness/1"
+    max_body_bytes = MAX_REQUEST_BYTES
 
     def __init__(self, witness: Witness, port: int = 0, *, verbose: bool = False) -> None:
         self.witness = witness
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(port, _WitnessHandler, verbose=verbose)
+        super().__init__(port, verbose=verbose)
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = super().get_request()
-        with self._connections_lock:
-            self._connections.add(sock)
-        return sock, address
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def server_close(self) -> None:
-        super().server_close()
-        with self._connections_lock:
-            for sock in self._connections:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    async def respond(self, request: Request) -> Response:
+        if request.method != "POST":
+            return Response(405, b"the witness takes POST /add-checkpoint only\n", TEXT)
+        if request.target != "/add-checkpoint":
+            return Response(404, b"no such endpoint\n", TEXT)
+        # The state file is synced before the cosignature leaves: off the loop.
+        return await self.blocking(self.witness.add_checkpoint, request.body)

@@ -33,7 +33,8 @@ from pathlib import Path
 
 from wmark.errors import InvalidInput
 from wmark.registry.cosigning import WitnessSpec, witness_clients
-from wmark.registry.http import LOOPBACK, LogServer, serve_until_signalled
+from wmark.registry.front import LOOPBACK
+from wmark.registry.http import LogServer, serve_until_signalled
 from wmark.registry.store import LogStore
 
 MAX_WORKERS = 64
