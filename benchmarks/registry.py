@@ -13,6 +13,9 @@ Three server modes are measured in the same run:
   one checkpoint per batch);
 * ``batched+2w``: the same with two witnesses (in the server's process)
   cosigning every batch before its receipts return;
+* ``batched+1c``: batched, with one checker process checking the posted vks
+  and evaluating their beacons (``wmark log serve --checkers 1``), so the
+  server's own process only frames HTTP and integrates;
 * ``batched-2proc``: ``wmark log serve --workers 2``, two batching server
   processes on one port (no witnesses);
 * ``batched+2w-2proc``: the same with two witnesses (in a helper process the
@@ -66,7 +69,7 @@ from wmark.protocol.transparency import Receipt, verify_receipt, verify_tlog_pro
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "registry.json"
-MODES = ("unbatched", "batched", "batched+2w", "batched-2proc", "batched+2w-2proc")
+MODES = ("unbatched", "batched", "batched+1c", "batched+2w", "batched-2proc", "batched+2w-2proc")
 WORKERS = 2  # processes of the batched-2proc mode
 WITNESSED = ("batched+2w", "batched+2w-2proc")
 ITEMS = 100  # a typical trigger set
@@ -127,7 +130,8 @@ def serve(mode: str, directory: Path) -> None:
                 server = WitnessServer(witness)
                 threading.Thread(target=server.serve_forever, daemon=True).start()
                 clients.append(WitnessClient(witness.verifier, server.url))
-        log = LogServer(store, witnesses=tuple(clients), batching=mode != "unbatched")
+        log = LogServer(store, witnesses=tuple(clients), batching=mode != "unbatched",
+                        checkers=1 if mode == "batched+1c" else 0)
         print(log.url, flush=True)
         serve_until_signalled(log)
 
@@ -147,16 +151,25 @@ def _start(mode: str, directory: Path) -> tuple[subprocess.Popen, str]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process ``pid`` and its live children (workers) have used so far."""
-    total = 0
+    """User + system CPU time the process ``pid`` and its live descendants (workers,
+    witnesses, checkers under their forkserver) have used so far."""
+    parents, ticks = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):  # a process that ended meanwhile
             continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        parents[int(stat.parent.name)] = int(fields[1])
+        ticks[int(stat.parent.name)] = int(fields[11]) + int(fields[12])
+
+    def descends(p: int) -> bool:
+        while p > 1:
+            if p == pid:
+                return True
+            p = parents.get(p, 0)
+        return False
+
+    return sum(t for p, t in ticks.items() if descends(p)) / os.sysconf("SC_CLK_TCK")
 
 
 def _request(host: str, body: bytes) -> bytes:

@@ -30,10 +30,10 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from wmark.errors import DecodeError, InvalidInput, WmarkError
 from wmark.protocol import tiles
-from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.encoding import b64u_decode, expect_header, field, only_fields, parse_json
 from wmark.protocol.hazmat.merkle import HASH_SIZE
-from wmark.protocol.keys import MAX_VK_BYTES, verify_vk_for_log
+from wmark.protocol.keys import MAX_VK_BYTES
+from wmark.registry.checkers import CheckerPool, check_posted
 from wmark.registry.cosigning import WitnessClient
 from wmark.registry.errors import encode_error
 from wmark.registry.front import JSON, LOOPBACK, Front, Refused, Request, Response
@@ -106,19 +106,29 @@ class LogServer(Front):
     max_body_bytes = MAX_BODY_BYTES
 
     def __init__(self, store: LogStore, port: int = 0, *, verbose: bool = False,
-                 witnesses: tuple[WitnessClient, ...] = (), batching: bool = True, reuse_port: bool = False) -> None:
+                 witnesses: tuple[WitnessClient, ...] = (), batching: bool = True, reuse_port: bool = False,
+                 checkers: int = 0) -> None:
         # batching=False appends each request in its own transaction, as before
         # batches existed: the baseline benchmarks/registry.py measures against.
-        if not batching and witnesses:
-            raise InvalidInput("witnesses cosign batches: they need batching")
+        if not batching and (witnesses or checkers):
+            raise InvalidInput("witnesses cosign batches and checkers feed them: they need batching")
         self.store = store
-        super().__init__(port, verbose=verbose, reuse_port=reuse_port)
+        # checkers > 0: posted vks are checked, and their beacons evaluated, on that many processes.
+        self.checkers = CheckerPool(checkers, *store.beacon_key()) if checkers else None
+        try:
+            super().__init__(port, verbose=verbose, reuse_port=reuse_port)
+        except BaseException:
+            if self.checkers is not None:
+                self.checkers.close()
+            raise
         self.integrator = Integrator(store, witnesses) if batching else None
 
     def server_close(self) -> None:
         super().server_close()
         if self.integrator is not None:
             self.integrator.close()
+        if self.checkers is not None:
+            self.checkers.close()
 
     async def respond(self, request: Request) -> Response:
         try:
@@ -185,12 +195,14 @@ class LogServer(Front):
         if url.path != "/entries":
             raise Refused(404, "no-route", f"no endpoint POST {url.path[:200]}")
         _query(url)
-        envelope = dsse.Envelope.from_json(body, what="posted verification key", max_bytes=MAX_BODY_BYTES)
-        vk = verify_vk_for_log(envelope, what="posted verification key")
+        if self.checkers is not None:
+            vk, beacon = await self.checkers.check(body)
+        else:
+            vk, beacon = check_posted(body), None
         if self.integrator is None:
             receipt = await self.blocking(self.store.register, vk)
         else:
-            receipt = await self.integrator.wait(vk)
+            receipt = await self.integrator.wait(vk, beacon)
         return receipt.to_json(indent=None)
 
 

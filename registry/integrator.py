@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 from wmark.errors import WmarkError
 from wmark.files import exclusive_lock
+from wmark.protocol.beacon import Beacon
 from wmark.protocol.hazmat.note import Note
 from wmark.protocol.keys import VerificationKey, VkRecord
 from wmark.protocol.transparency import Receipt
@@ -29,12 +30,14 @@ from wmark.registry.store import MAX_BATCH, LogStore
 # A request waits at most this long for its batch (integration + witnesses).
 WAIT_S = 120.0
 COSIGN_LOCK_NAME = "cosign.lock"
+# A vk, its beacon when evaluated already, and where its receipt goes.
+_Queued = tuple[VerificationKey | VkRecord, Beacon | None, Future[Receipt]]
 
 
 class Integrator:
     def __init__(self, store: LogStore, witnesses: tuple[WitnessClient, ...] = ()) -> None:
         self.store, self.witnesses = store, witnesses
-        self._queue: queue.Queue[tuple[VerificationKey | VkRecord, Future[Receipt]] | None] = queue.Queue()
+        self._queue: queue.Queue[_Queued | None] = queue.Queue()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(witnesses)), thread_name_prefix="wmark-cosign")
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="wmark-integrator", daemon=True)
@@ -47,18 +50,19 @@ class Integrator:
         except TimeoutError:
             raise self._late() from None
 
-    async def wait(self, vk: VerificationKey | VkRecord) -> Receipt:
-        """:meth:`submit` for a caller on an asyncio loop: the wait holds no thread."""
+    async def wait(self, vk: VerificationKey | VkRecord, beacon: Beacon | None = None) -> Receipt:
+        """:meth:`submit` for a caller on an asyncio loop: the wait holds no thread.
+        ``beacon``: vk's, evaluated already (LogStore.register_many)."""
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(self._enqueue(vk)), WAIT_S)
+            return await asyncio.wait_for(asyncio.wrap_future(self._enqueue(vk, beacon)), WAIT_S)
         except TimeoutError:
             raise self._late() from None
 
-    def _enqueue(self, vk: VerificationKey | VkRecord) -> Future[Receipt]:
+    def _enqueue(self, vk: VerificationKey | VkRecord, beacon: Beacon | None = None) -> Future[Receipt]:
         if self._closed:
             raise LogBusy(f"{self.store.directory}: the log is shutting down")
         future: Future[Receipt] = Future()
-        self._queue.put((vk, future))
+        self._queue.put((vk, beacon, future))
         return future
 
     def _late(self) -> LogBusy:
@@ -96,20 +100,20 @@ class Integrator:
                 batch.append(item)
             self._integrate(batch)
 
-    def _integrate(self, batch: list[tuple[VerificationKey | VkRecord, Future[Receipt]]]) -> None:
+    def _integrate(self, batch: list[_Queued]) -> None:
         try:
             with self._cosigning():
-                results = self.store.register_many([vk for vk, _ in batch])
+                results = self.store.register_many([vk for vk, _, _ in batch], [b for _, b, _ in batch])
                 results = self._cosigned(results)
         except WmarkError as exc:
-            for _, future in batch:
+            for _, _, future in batch:
                 future.set_exception(exc)
             return
         except BaseException as exc:  # never leave a request waiting on a dead thread
-            for _, future in batch:
+            for _, _, future in batch:
                 future.set_exception(LogBusy(f"{self.store.directory}: integration failed ({exc!r})"))
             raise
-        for (_, future), result in zip(batch, results):
+        for (_, _, future), result in zip(batch, results):
             if isinstance(result, WmarkError):
                 future.set_exception(result)
             else:

@@ -225,6 +225,11 @@ class LogStore:
         with self._transaction():
             return len(self._tree)
 
+    def beacon_key(self) -> tuple[bytes, dsse.Envelope]:
+        """The beacon's VRF secret key (bytes) and the signed statement naming its public half,
+        for the processes that evaluate beacons on this log's behalf (registry/checkers.py)."""
+        return self._vrf_key.to_bytes(), self._beacon_statement
+
     def register(self, vk: VerificationKey | VkRecord) -> Receipt:
         """Append ``vk`` (whose owner signature the caller has checked) and return its receipt.
 
@@ -236,16 +241,21 @@ class LogStore:
             raise result
         return result
 
-    def register_many(self, vks: list[VerificationKey | VkRecord]) -> list[Receipt | WmarkError]:
+    def register_many(self, vks: list[VerificationKey | VkRecord],
+                      beacons: list[Beacon | None] | None = None) -> list[Receipt | WmarkError]:
         """Integrate a batch: one transaction, one signed tree head, one checkpoint.
 
         Each vk gets its receipt, or the error that refused it alone (a
         transplant, an entry too large); the others are appended regardless.
         Receipts exist only once the transaction committed (synchronous=FULL:
         on disk), because a failed commit raises before any is returned.
+        ``beacons[i]``, where given, is vk i's beacon, evaluated already with
+        this log's :meth:`beacon_key` (by registry/checkers.py).
         """
         if not 0 < len(vks) <= MAX_BATCH:
             raise InvalidInput(f"a batch holds 1 to {MAX_BATCH} verification keys, got {len(vks)}")
+        if beacons is not None and len(beacons) != len(vks):
+            raise InvalidInput(f"{len(beacons)} beacons for {len(vks)} verification keys")
         with self._transaction(write=True) as conn:
             latest = self._latest.head
             time_ms = max(self._clock(), latest.time_ms)
@@ -269,7 +279,8 @@ class LogStore:
                 conn.execute("INSERT INTO tree_heads (size, envelope) VALUES (?, ?)", (head.size, stored))
                 self._head = _SignedHead(stored, envelope, head)
                 self._put_checkpoint(conn, head)
-            receipts = [r if isinstance(r, WmarkError) else self._receipt(r) for r in results]
+            given = beacons if beacons is not None else [None] * len(vks)
+            receipts = [r if isinstance(r, WmarkError) else self._receipt(r, b) for r, b in zip(results, given)]
             (heads,) = conn.execute("SELECT count(*) FROM tree_heads").fetchone()
             state = (self._latest, heads)
         # After the commit: the state never runs ahead of the database.
@@ -611,14 +622,14 @@ class LogStore:
             raise LogCorrupted(f"{self._db}: the entry stored at index {index} claims index {entry.index}")
         return entry
 
-    def _receipt(self, entry: LogEntry) -> Receipt:
+    def _receipt(self, entry: LogEntry, beacon: Beacon | None = None) -> Receipt:
         latest = self._latest
         # The beacon is a function of the vk digest alone, so a repeated registration gets the same beta.
         return Receipt(self.public_key.keyid, entry, latest.envelope,
                        InclusionProof(entry.index, latest.head.size,
                                       tuple(self._tree.inclusion_proof(entry.index, latest.head.size))),
                        checkpoint=self._checkpoint,
-                       beacon=Beacon.evaluate(self._vrf_key, self._beacon_statement, entry.vk_digest))
+                       beacon=beacon or Beacon.evaluate(self._vrf_key, self._beacon_statement, entry.vk_digest))
 
     def _check_entries(self, conn: sqlite3.Connection) -> tuple[MerkleTree, set[tuple[bytes, int]]]:
         tree, last_time = MerkleTree(), 0

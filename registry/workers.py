@@ -47,7 +47,7 @@ class WorkerPool:
     """``workers`` log server processes on ``port`` (0: a free one) of loopback."""
 
     def __init__(self, directory: str | Path, workers: int, port: int = 0, *, verbose: bool = False,
-                 witnesses: tuple[WitnessSpec, ...] = ()) -> None:
+                 witnesses: tuple[WitnessSpec, ...] = (), checkers: int = 0) -> None:
         if not 1 <= workers <= MAX_WORKERS:
             raise InvalidInput(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
         if not hasattr(socket, "SO_REUSEPORT") or not sys.platform.startswith("linux"):
@@ -55,7 +55,7 @@ class WorkerPool:
         if not 0 <= port <= 65535:
             raise InvalidInput(f"port {port} is not between 0 and 65535")
         self.directory, self.workers, self.verbose = Path(directory), workers, verbose
-        self.witnesses = witnesses
+        self.witnesses, self.checkers = witnesses, checkers
         # Bound but never listening: it holds the port for the workers, and the
         # kernel hands connections only to the listening sockets of the group.
         self._reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -111,7 +111,7 @@ class WorkerPool:
             self._reserved.close()
             with LogStore.open(self.directory, create=False, check=False) as store:
                 server = LogServer(store, self.port, verbose=self.verbose, reuse_port=True,
-                                   witnesses=witness_clients(self.witnesses))
+                                   witnesses=witness_clients(self.witnesses), checkers=self.checkers)
                 os.write(ready_w, b"1")
                 os.close(ready_w)
                 serve_until_signalled(server)

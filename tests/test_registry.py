@@ -578,12 +578,27 @@ def _listening(url: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("workers, witnessed", [(1, False), (2, False), (2, True)])
-def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys, workers, witnessed):
+def _descendants(pid: int) -> set[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.parametrize("workers, witnessed, checkers", [(1, False, 0), (2, False, 0), (2, True, 0), (2, False, 1)])
+def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys, workers, witnessed, checkers):
     """Receipts return only after their batch committed: after SIGKILL of the log
     mid-run every receipt a client got names its own entry, once, and the log checks clean;
     with several workers, killing the log's process takes all of them down (and, with
-    witnesses, the cosigning lock a killed worker held is released with it)."""
+    witnesses, the cosigning lock a killed worker held is released with it), and
+    with checkers, those too."""
     log_dir = tmp_path / "log"
     specs: list[str] = []
     witness_servers: list[Running] = []
@@ -594,7 +609,9 @@ def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, cap
             witness = Witness(tmp_path / f"w{i}", [log_key], name=f"test.local/w{i}")
             witness_servers.append(Running(WitnessServer(witness)))
             specs += ["--witness", f"{witness.verifier.encode()}={witness_servers[-1].server.url}"]
-    server, url = _serve(log_dir, workers, *specs)
+    server, url = _serve(log_dir, workers, *specs, "--checkers", str(checkers))
+    processes = _descendants(server.pid)
+    assert len(processes) >= workers * (1 + checkers) - (workers == 1)
     clients = [_worker("http-digest", url, "60", f"k{i}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                for i in range(8)]
     got: list[tuple[int, str]] = []
@@ -618,6 +635,10 @@ def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, cap
     while _listening(url) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _listening(url), "a worker outlived the log's process"
+    while any(Path(f"/proc/{pid}").exists() for pid in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}/stat").exists() and ") Z " not in Path(f"/proc/{pid}/stat").read_text()
+                   for pid in processes), "a worker or checker outlived the log's process"
     for w in clients:
         w.wait(timeout=120)
     for r in readers:

@@ -64,6 +64,11 @@ def register(subparsers) -> None:
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="server processes sharing the port (Linux; default 1): each verifies and batches "
                             "appends on its own core")
+    serve.add_argument("--checkers", type=int, default=0, metavar="N",
+                       help="processes beside each server process that check posted vks' owner signatures and "
+                            "evaluate their beacons (default 0: the server does it): the server's process then "
+                            "only serves HTTP and integrates batches (--checkers 1 on 2 cores: about 1.5x the "
+                            "appends/s, benchmarks/results/registry.md)")
     serve.add_argument("--origin", help="a new log's checkpoint origin (default: wmark.local/log/KEYID)")
     serve.add_argument("--witness", action="append", default=[], metavar="VKEY=URL",
                        help="a witness to collect cosignatures from after each batch (repeat for several): "
@@ -93,7 +98,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers != 1:
         return _serve_workers(args, witnesses)
     with LogStore.open(args.log, origin=args.origin) as store:
-        server = LogServer(store, args.port, verbose=args.verbose, witnesses=witness_clients(witnesses))
+        server = LogServer(store, args.port, verbose=args.verbose, witnesses=witness_clients(witnesses),
+                           checkers=args.checkers)
         print(f"wmark log: {store.directory}, {plural(store.size, 'entry', 'entries')}, origin {store.origin}",
               flush=True)
         print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
@@ -111,7 +117,8 @@ def _serve_workers(args: argparse.Namespace, witnesses: tuple[WitnessSpec, ...])
         print(f"wmark log: verifier key {store.vkey} ({store.directory / 'log.vkey'})", flush=True)
         print(f"wmark log: public key {store.public_key_path} ({store.public_key.fingerprint})", flush=True)
     # Opened and checked above, closed before the workers fork.
-    pool = WorkerPool(args.log, args.workers, args.port, verbose=args.verbose, witnesses=witnesses)
+    pool = WorkerPool(args.log, args.workers, args.port, verbose=args.verbose, witnesses=witnesses,
+                      checkers=args.checkers)
     stopped_by = pool.serve_until_signalled(
         lambda: print(f"wmark log: {args.workers} workers, {plural(len(witnesses), 'witness', 'witnesses')}; "
                       f"serving at {pool.url}", flush=True))
