@@ -67,8 +67,8 @@ def register(subparsers) -> None:
     serve.add_argument("--checkers", type=int, default=0, metavar="N",
                        help="processes beside each server process that check posted vks' owner signatures and "
                             "evaluate their beacons (default 0: the server does it): the server's process then "
-                            "only serves HTTP and integrates batches (--checkers 1 on 2 cores: about 1.5x the "
-                            "appends/s, benchmarks/results/registry.md)")
+                            "only serves HTTP and integrates batches (for --checkers 1 against 0 on two cores see "
+                            "benchmarks/results/registry.md, mode batched+1c)")
     serve.add_argument("--origin", help="a new log's checkpoint origin (default: wmark.local/log/KEYID)")
     serve.add_argument("--witness", action="append", default=[], metavar="VKEY=URL",
                        help="a witness to collect cosignatures from after each batch (repeat for several): "
