@@ -70,10 +70,10 @@ def folder_of(root: Path, seed: int, scheme: str) -> Path:
     return root / f"seed-{seed}" / scheme
 
 
-def check_fresh(root: Path) -> None:
+def check_fresh(root: Path, option: str) -> None:
     """Refuse a folder that holds anything: a second run must not mix its models and keys with a first's."""
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise InvalidInput(f"--save-models {root}: exists and is not an empty folder; name a new one")
+        raise InvalidInput(f"{option} {root}: exists and is not an empty folder; name a new one")
 
 
 def save(root: Path, spec: Spec, owner: SigningKey, pair: KeyPair, model: Classifier, train_seconds: float) -> Path:

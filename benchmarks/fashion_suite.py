@@ -66,10 +66,11 @@ def check_inputs(args: argparse.Namespace) -> None:
     """What would otherwise fail hours in: the paper's images (evasion, the last step) and a fresh models folder."""
     from wmark.watermark.triggers import Fit, import_images
 
+    # As evasion.py imports them: grey, resized to Fashion-MNIST's 28x28, labelled in its 10 classes.
     imported = import_images(args.paper_images, (1, 28, 28), fit=Fit.RESIZE, labels_file=None, num_classes=10)
     if imported.labels is None:
         raise WmarkError(f"{args.paper_images}: no labels file (expected the paper's labels-cifar.txt)")
-    _marked.check_fresh(args.work / "models")
+    _marked.check_fresh(args.work / "models", "the models folder of --work,")
 
 
 def table(report: dict[str, Any]) -> str:

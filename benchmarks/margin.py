@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds and --workers must be at least 1")
     try:
         if args.save_models is not None:
-            _marked.check_fresh(args.save_models)
+            _marked.check_fresh(args.save_models, "--save-models")
         pick_device(args.device)
         task = load(args.dataset, args.data_root, args.subset)
     except WmarkError as exc:
