@@ -142,3 +142,16 @@ def test_the_suite_runs_the_four_studies_with_the_reuse_flags(tmp_path):
                              capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "not found" in refused.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_suite_saves_its_report_after_every_step_and_stops_at_a_failure(studies, tmp_path):
+    suite = importlib.import_module("fashion_suite")
+    args = argparse.Namespace(work=tmp_path, out=tmp_path, label="test")
+    steps = [suite.Step(name, (sys.executable, "-c", f"import sys; sys.exit({rc})"))
+             for name, rc in (("passes", 0), ("fails", 3), ("never runs", 0))]
+    assert suite.run_suite(args, steps) == 1
+    report = json.loads((tmp_path / "fashion-suite.json").read_text())
+    assert [(s["name"], s["rc"]) for s in report["steps"]] == [("passes", 0), ("fails", 3)]
+    assert report["complete"] is False
+    assert report["total_seconds"] == pytest.approx(sum(s["seconds"] for s in report["steps"]), abs=0.2)
+    assert "did not finish" in (tmp_path / "fashion-suite.md").read_text()
