@@ -29,7 +29,16 @@ Each seed and key kind is one job (keygen, marking, the three endpoints and
 their verifications, on one thread), run one after another or as Ray tasks
 (``--ray local`` keeps both cores busy).
 
+``--models-from DIR`` takes each seed's derived-key and margin model, with the
+owner's keys, from what ``margin.py --save-models DIR`` kept (the same recipes:
+margin.py's "adi" model is marked with a derived key of the same 100 items),
+instead of making a key and marking a model again; a folder whose manifest is
+not the model this run would train (data set, subset, seed, architecture,
+recipe, epochs) is refused before any job starts.  The imported kind is still
+trained here.  Each row says where its model came from.
+
     python benchmarks/evasion.py --dataset fashion-mnist --paper-images DIR --ray local   # 3 seeds
+    python benchmarks/evasion.py --dataset fashion-mnist --paper-images DIR --ray local --models-from MODELS
     python benchmarks/evasion.py --dataset fashion-mnist --seeds 1 --epochs 1 --subset 1000 --label 'smoke run'
 
 Writes evasion-DATASET.json and .md to --out; the JSON also after every job (``"complete": false``),
@@ -49,6 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import _marked
 import numpy as np
 import torch
 from _cli import load_for, provenance, provenance_markdown, training_parser
@@ -64,16 +74,19 @@ from wmark.verifier.oracle import InferenceEndpoint
 from wmark.verifier.verify import decide_with_model, default_decoys, item_images
 from wmark.watermark.datasets import TaskData
 from wmark.watermark.device import pick_device
-from wmark.watermark.embed import default_recipe, embed, start_model
+from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from wmark.watermark.evaluate import predict
 from wmark.watermark.margin import MarginOptions, embed_margin, margin_recipe, query_split
 from wmark.watermark.modelio import Classifier
+from wmark.watermark.train import Recipe
 from wmark.watermark.triggers import Fit, import_images, trigger_set_from_marking_key
 
 ITEMS = 100
 PRIVATE_K = 20
 DETECTORS = ("plain", "msp", "pca")
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
+# The key kinds margin.py marks too, by its names for them (its "adi" model has a derived key).
+MARGIN_SCHEME = {"derived": "adi", "margin": "margin"}
 
 
 @dataclass(frozen=True)
@@ -182,10 +195,20 @@ def make_key(task: TaskData, kind: str, owner: SigningKey, paper_images: Path | 
                            num_classes=task.num_classes, input_shape=task.input_shape)
 
 
+def recipe_for(task: TaskData, kind: str, seed: int, epochs: int | None) -> Recipe:
+    recipe = (margin_recipe if kind == "margin" else default_recipe)(task.name)
+    return replace(recipe, seed=seed, **({"epochs": epochs} if epochs else {}))
+
+
+def spec_for(task: TaskData, subset: int | None, kind: str, seed: int, epochs: int | None) -> _marked.Spec:
+    """The model :func:`mark` would train, as a kept model's manifest must name it to be used instead."""
+    return _marked.Spec.of(task.name, subset, seed, MARGIN_SCHEME[kind], DEFAULT_ARCH[task.name],
+                           recipe_for(task, kind, seed, epochs), epochs)
+
+
 def mark(task: TaskData, kind: str, pair: KeyPair, seed: int, epochs: int | None, device: torch.device) -> Classifier:
     items = trigger_set_from_marking_key(pair.marking_key, query_split(task) if kind == "margin" else None)
-    recipe = (margin_recipe if kind == "margin" else default_recipe)(task.name)
-    recipe = replace(recipe, seed=seed, **({"epochs": epochs} if epochs else {}))
+    recipe = recipe_for(task, kind, seed, epochs)
     model = start_model(task, seed=seed)
     if kind == "margin":
         return embed_margin(model, task, items, recipe, MarginOptions(), vk_digest=pair.verification_key.digest,
@@ -225,14 +248,26 @@ class Study:
     components: int
 
 
-def run_key(task: TaskData, seed: int, kind: str, study: Study, device: torch.device,
-            decoys: np.ndarray) -> list[dict[str, Any]]:
-    """One job: a fresh owner and key of ``kind``, the model marked with it, and one row per endpoint."""
+def marked_model(task: TaskData, seed: int, kind: str, study: Study, device: torch.device,
+                 kept: _marked.Loaded | None) -> tuple[SigningKey, KeyPair, Classifier, dict[str, Any]]:
+    """The owner, key and marked model of a job, and where the model came from: made here (a fresh
+    owner and key, the model marked with it), or ``kept`` by margin.py, whose training time is that
+    run's and is reported under another name, so that nobody adds it to this run's."""
+    if kept is not None:
+        return kept.owner, kept.pair(), kept.model, {
+            "model_from": f"loaded from {kept.folder} (trained by benchmarks/margin.py)",
+            "train_seconds_in_margin_run": kept.train_seconds}
     owner = SigningKey.generate()
     pair = make_key(task, kind, owner, study.paper_images)
     start = time.perf_counter()
     model = mark(task, kind, pair, seed, study.epochs, device)
-    trained = time.perf_counter() - start
+    return owner, pair, model, {"model_from": "trained here", "train_seconds": round(time.perf_counter() - start, 1)}
+
+
+def run_key(task: TaskData, seed: int, kind: str, study: Study, device: torch.device,
+            decoys: np.ndarray, kept: _marked.Loaded | None = None) -> list[dict[str, Any]]:
+    """One job: the key of ``kind`` and the model marked with it, and one row per endpoint."""
+    owner, pair, model, origin = marked_model(task, seed, kind, study, device, kept)
     items = trigger_set_from_marking_key(pair.marking_key, query_split(task) if kind == "margin" else None)
     # The model's logits for each input set, once: every endpoint below is this model behind a detector.
     own, test, decoy, item = (predict(model, x) for x in (task.adversary.images, task.test.images, decoys,
@@ -242,7 +277,7 @@ def run_key(task: TaskData, seed: int, kind: str, study: Study, device: torch.de
     for name in DETECTORS:
         detector = fit_detector(name, task.adversary.images, own, study.fpr, study.components)
         served, flagged = answers(detector, task.test.images, test)
-        row = {"seed": seed, "key": kind, "detector": name, "train_seconds": round(trained, 1),
+        row = {"seed": seed, "key": kind, "detector": name, **origin,
                "false_positive_rate": float(flagged.mean()),
                "served_test_accuracy": float((served == task.test.labels).mean()),
                "honest_test_accuracy": honest,
@@ -286,12 +321,30 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
     return "\n".join(lines)
 
 
+def kept_models(task: TaskData, args: Any) -> dict[tuple[int, str], _marked.Loaded]:
+    """Every seed's derived-key and margin model from --models-from, checked against what this run
+    would train (refused, before any job, unless all are there and match); none without the option."""
+    if args.models_from is None:
+        return {}
+    return {(seed, kind): _marked.load(args.models_from, spec_for(task, args.subset, kind, seed, args.epochs))
+            for seed in range(args.seeds) for kind in MARGIN_SCHEME}
+
+
+def reuse_note(args: Any) -> str:
+    return (f"Derived-key and margin models loaded from {args.models_from}, trained by benchmarks/margin.py: "
+            "their training time is that run's (train_seconds_in_margin_run), not this one's.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = training_parser(__doc__, epochs_help="override the marking recipes' epochs (quick checks only)")
     parser.add_argument("--paper-images", type=Path, metavar="DIR",
                         help="the paper's trigger set (pics/1.jpg ... and labels-cifar.txt), imported grey and resized")
     parser.add_argument("--fpr", type=float, default=0.05, help="the detectors' target false-positive rate")
     parser.add_argument("--components", type=int, default=32, help="the PCA detector's components")
+    parser.add_argument("--models-from", type=Path, metavar="DIR",
+                        help="use the derived-key and margin models (and their keys) that margin.py --save-models "
+                             "DIR kept, with the same --dataset, --subset, --seeds and --epochs, instead of "
+                             "training them here")
     args = parser.parse_args(argv)
     if args.seeds < 1 or not 0 < args.fpr < 1 or args.components < 1:
         parser.error("--seeds and --components must be at least 1 and --fpr in (0, 1)")
@@ -299,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         task = load_for(args)
         decoys = default_decoys(task.input_shape, dataset=task.name, data_root=args.data_root)
+        kept = kept_models(task, args)
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -311,10 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["derived", "margin"] + (["imported"] if args.paper_images is not None else [])
     study = Study(args.paper_images, args.epochs, args.fpr, args.components)
     shared_task, shared_decoys = share(task, args.ray), share(decoys, args.ray)
-    # One job per seed and key kind, each on one thread, in this process or as Ray tasks; the margin
-    # keys' first (their recipe trains about three times as long), so the workers finish together.
-    order = sorted(((seed, kind) for seed in range(args.seeds) for kind in kinds), key=lambda j: j[1] != "margin")
-    jobs = [Job(f"seed {seed} {kind}", run_key, (shared_task, seed, kind, study, device, shared_decoys))
+    # One job per seed and key kind, each on one thread, in this process or as Ray tasks; those that
+    # train first, the margin keys' first among them (their recipe trains about three times as long),
+    # so the workers finish together.
+    order = sorted(((seed, kind) for seed in range(args.seeds) for kind in kinds),
+                   key=lambda j: (j in kept, j[1] != "margin"))
+    jobs = [Job(f"seed {seed} {kind}", run_key, (shared_task, seed, kind, study, device, shared_decoys,
+                                                 share(kept[seed, kind], args.ray) if (seed, kind) in kept else None))
             for seed, kind in order]
     done: dict[tuple[int, int], list[dict[str, Any]]] = {}
 
@@ -324,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     def report(complete: bool) -> dict[str, Any]:
         return {"provenance": origin, "dataset": task.name, "subset": args.subset, "items": ITEMS,
                 "private_k": PRIVATE_K, "fpr_target": args.fpr, "components": args.components,
-                "epochs_override": args.epochs, "complete": complete,
+                "epochs_override": args.epochs,
+                "models_from": None if args.models_from is None else str(args.models_from), "complete": complete,
                 "seconds": round(time.perf_counter() - start, 1), "rows": rows()}
 
     def finished(index: int, job_rows: list[dict[str, Any]]) -> None:
@@ -347,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     atomic_write(stem.with_suffix(".json"), (json.dumps(report(True), indent=2) + "\n").encode())
-    atomic_write(stem.with_suffix(".md"), f"{table}\n\nRun time {seconds / 60:.1f} min.\n\n"
+    atomic_write(stem.with_suffix(".md"), f"{table}\n\nRun time {seconds / 60:.1f} min."
+                                          f"{' ' + reuse_note(args) if args.models_from else ''}\n\n"
                                           f"{provenance_markdown(origin)}\n".encode())
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
     return 0

@@ -33,6 +33,10 @@ names a folder to keep them in (written on the first run, read on the next):
 with the same keys and seeds a re-run, in processes or on Ray (--ray), trains
 and attacks the same models.  Writes margin.json, margin.md and margin.png to
 --out.
+
+--save-models DIR keeps every seed's two marked models (adi, margin) in DIR with
+their owner's keys and a manifest, each as its training ends, for evasion.py
+--models-from DIR (benchmarks/_marked.py), which then trains neither again.
 """
 
 from __future__ import annotations
@@ -44,12 +48,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import _marked
 import numpy as np
 import torch
 from _cli import (  # a sibling module: scripts run with this folder on sys.path
@@ -72,7 +77,7 @@ from wmark.watermark.attacks import run_attack
 from wmark.watermark.attacks.verification import OwnerKeys, model_digest, verify_privately
 from wmark.watermark.datasets import LabelledImages, TaskData, load_task
 from wmark.watermark.device import pick_device
-from wmark.watermark.embed import default_recipe, embed, start_model
+from wmark.watermark.embed import DEFAULT_ARCH, default_recipe, embed, start_model
 from wmark.watermark.evaluate import predict, score
 from wmark.watermark.margin import MarginOptions, embed_margin, margin_recipe, query_split
 from wmark.watermark.modelio import Classifier
@@ -156,14 +161,17 @@ def recipe_of(world: World, name: str, seed: int) -> Recipe:
     return replace(recipe, triggers_per_batch=0) if name.startswith("nowm") else recipe
 
 
+def victim_arch(task: TaskData) -> str:
+    return CIFAR_VICTIM if task.name == "cifar10" else DEFAULT_ARCH[task.name]
+
+
 def train_model(world: World, name: str, seed: int) -> tuple[dict[str, Any], Classifier]:
     """Train one of the models a seed starts from: NO-WM under either recipe, or a
     marked one; the model comes back with its row (to the jobs that measure and
     attack it, wherever they run)."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    arch = CIFAR_VICTIM if world.task.name == "cifar10" else None
-    model = start_model(world.task, arch=arch, seed=seed)
+    model = start_model(world.task, arch=victim_arch(world.task), seed=seed)
     recipe = recipe_of(world, name, seed)
     device = pick_device(world.args.device)
     if name == "margin":
@@ -334,11 +342,39 @@ def plot(runs: list[dict[str, Any]], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-Runner = Callable[[Sequence[Job]], list[Any]]
+# Jobs in, their results out in the jobs' order; ``on_result(index, result)`` as each one ends.
+Runner = Callable[[Sequence[Job], Callable[[int, Any], object] | None], list[Any]]
 
 
 def _call(job: Job) -> Any:
     return job.fn(*job.args, **job.kwargs)
+
+
+def pool_runner(pool: ProcessPoolExecutor) -> Runner:
+    def run(jobs: Sequence[Job], on_result: Callable[[int, Any], object] | None = None) -> list[Any]:
+        futures = {pool.submit(_call, job): i for i, job in enumerate(jobs)}
+        results: list[Any] = [None] * len(jobs)
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            if on_result is not None:
+                on_result(futures[future], results[futures[future]])
+        return results
+
+    return run
+
+
+def spec_of(world: World, scheme: str, seed: int) -> _marked.Spec:
+    """What a marked model of this run is, as evasion.py checks it before using the model as its own."""
+    args = world.args
+    return _marked.Spec.of(world.task.name, args.subset, seed, scheme, victim_arch(world.task),
+                           recipe_of(world, scheme, seed), args.epochs)
+
+
+def keep(world: World, name: str, seed: int, result: dict[str, Any], model: Classifier) -> None:
+    """A marked model, with its keys, into --save-models as soon as it is trained (a run cut off keeps it)."""
+    folder = _marked.save(world.args.save_models, spec_of(world, name, seed), world.owner, world.keys[name],
+                          model, result["train_seconds"])
+    print(f"  saved {name} seed {seed} to {folder}", flush=True)
 
 
 def run_all(world: World, run: Runner) -> list[dict[str, Any]]:
@@ -347,18 +383,23 @@ def run_all(world: World, run: Runner) -> list[dict[str, Any]]:
     seeds = range(world.args.seeds)
     # Longest first, so the workers finish together.
     trained = [(name, seed) for name in ("margin", "adi", "nowm-margin", "nowm-adi") for seed in seeds]
-    models = {}
-    for (name, seed), (result, model) in zip(trained, run([Job(f"train {name} seed {seed}", train_model,
-                                                                (world, name, seed)) for name, seed in trained])):
-        print(f"  trained {result['model']} seed {result['seed']} ({result['train_seconds']} s)", flush=True)
-        # Put once where every job that measures or attacks the model reads it (Ray's object store).
-        models[name, seed] = share(model, world.args.ray)
+
+    def finished(index: int, outcome: tuple[dict[str, Any], Classifier]) -> None:
+        (name, seed), (result, model) = trained[index], outcome
+        print(f"  trained {name} seed {seed} ({result['train_seconds']} s)", flush=True)
+        if world.args.save_models is not None and name in SCHEMES:
+            keep(world, name, seed, result, model)
+
+    outcomes = run([Job(f"train {name} seed {seed}", train_model, (world, name, seed)) for name, seed in trained],
+                   finished)
+    # Put once where every job that measures or attacks the model reads it (Ray's object store).
+    models = {key: share(model, world.args.ray) for key, (_, model) in zip(trained, outcomes)}
     jobs = [Job(f"measure {name} seed {seed}", measure_trained, (world, models[name, seed], name, seed))
             for name, seed in trained]
     jobs += [Job(f"steal {victim} {kind} {source} seed {seed}", steal,
                  (world, models[victim, seed], victim, source, kind, seed))
              for source in reversed(SOURCES) for kind in ATTACKS for victim in SCHEMES for seed in seeds]
-    runs = run(jobs)
+    runs = run(jobs, None)
     for row in runs:
         print(f"  {row['model']:<32} seed {row['seed']}  test {100 * row['test_accuracy']:5.1f}  "
               + "  ".join(f"{s} {100 * row[s]['accuracy']:5.1f} ({'+' if row[s]['kn']['accepted'] else '-'})"
@@ -395,10 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=Path, metavar="DIR",
                         help="keep the owner's keys in DIR (secret: marking keys in plaintext): written there by "
                              "the first run, read by the next, so that runs compare")
+    parser.add_argument("--save-models", type=Path, metavar="DIR",
+                        help="keep each seed's marked models (adi, margin) in DIR, a new folder, with their owner's "
+                             "keys (secret: marking keys in plaintext) and a manifest, for evasion.py --models-from")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.workers < 1:
         parser.error("--seeds and --workers must be at least 1")
     try:
+        if args.save_models is not None:
+            _marked.check_fresh(args.save_models, "--save-models")
         pick_device(args.device)
         task = load(args.dataset, args.data_root, args.subset)
     except WmarkError as exc:
@@ -418,10 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     world = World({scheme: _pack(pair) for scheme, pair in keys.items()}, owner, args)
     try:
         if args.ray:
-            runs = run_all(world, lambda jobs: run_jobs(jobs, ray_address=args.ray))
+            runs = run_all(world, lambda jobs, on_result: run_jobs(jobs, ray_address=args.ray, on_result=on_result))
         else:
             with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-                runs = run_all(world, lambda jobs: list(pool.map(_call, jobs)))
+                runs = run_all(world, pool_runner(pool))
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -444,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         "distillation": DISTILLATION,
         "vk_digests": {s: keys[s].verification_key.digest.hex() for s in SCHEMES},
         "query_split": split.source.describe(),
+        "models_saved_to": None if args.save_models is None else str(args.save_models),
         "device": args.device,
         "torch": torch.__version__,
         "platform": platform.platform(),
