@@ -1,7 +1,7 @@
 """Adi et al. 2018 against Kim et al. 2023: which watermark survives model stealing?
 
 For each seed, the same task is marked twice, with real keys made by
-``wmark keygen``: with a derived trigger set (Adi: out-of-distribution
+``wmark keygen`` for a fresh owner each seed: with a derived trigger set (Adi: out-of-distribution
 patterns mixed into batches) and with margin queries (Kim: in-distribution
 images of the task's ``query`` split with wrong labels, trained with
 projected gradient ascent on their margins).  Each marked model is then
@@ -29,7 +29,7 @@ recipe, and everything made from the other scheme.
 On CIFAR-10 the victims are ResNet-34 (Adi: the paper's recipe; margin: Kim
 et al.'s, 200 epochs) and the students ResNet-18.  Keys are made fresh from
 the OS CSPRNG on every run, so a re-run draws other items, unless --keys
-names a folder to keep them in (written on the first run, read on the next):
+names a folder to keep them in (DIR/seed-N, written on the first run, read on the next):
 with the same keys and seeds a re-run, in processes or on Ray (--ray), trains
 and attacks the same models.  Writes margin.json, margin.md and margin.png to
 --out.
@@ -124,17 +124,16 @@ def _unpack(mk: bytes, signed_vk: dsse.Envelope) -> KeyPair:
 
 @dataclass(frozen=True, repr=False)
 class World:
-    """What every worker needs: both key pairs, the owner and the options."""
+    """What every worker needs: each seed's owner and two key pairs, and the options."""
 
-    # Each key pair as its marking key's bytes and its signed vk: a VRF secret
-    # key holds a C object that cannot be pickled across to the workers.
-    sealed: dict[str, tuple[bytes, dsse.Envelope]]
-    owner: SigningKey
+    # Each key pair, by (scheme, seed), as its marking key's bytes and its signed vk:
+    # a VRF secret key holds a C object that cannot be pickled across to the workers.
+    sealed: dict[tuple[str, int], tuple[bytes, dsse.Envelope]]
+    owners: dict[int, SigningKey]
     args: argparse.Namespace
 
-    @property
-    def keys(self) -> dict[str, KeyPair]:
-        return {scheme: _unpack(*packed) for scheme, packed in self.sealed.items()}
+    def key(self, scheme: str, seed: int) -> KeyPair:
+        return _unpack(*self.sealed[scheme, seed])
 
     @property
     def task(self) -> TaskData:
@@ -144,12 +143,12 @@ class World:
     def split(self) -> QuerySplit:
         return _query_split(self.args.dataset, self.args.data_root, self.args.subset)
 
-    def owner_keys(self, scheme: str) -> OwnerKeys:
-        pair = self.keys[scheme]
-        return OwnerKeys(pair.marking_key, pair.verification_key, self.owner)
+    def owner_keys(self, scheme: str, seed: int) -> OwnerKeys:
+        pair = self.key(scheme, seed)
+        return OwnerKeys(pair.marking_key, pair.verification_key, self.owners[seed])
 
-    def items(self, scheme: str) -> TriggerSet:
-        return trigger_set_from_marking_key(self.keys[scheme].marking_key,
+    def items(self, scheme: str, seed: int) -> TriggerSet:
+        return trigger_set_from_marking_key(self.key(scheme, seed).marking_key,
                                             self.split if scheme == "margin" else None)
 
 
@@ -175,13 +174,13 @@ def train_model(world: World, name: str, seed: int) -> tuple[dict[str, Any], Cla
     recipe = recipe_of(world, name, seed)
     device = pick_device(world.args.device)
     if name == "margin":
-        embed_margin(model, world.task, world.items("margin"), recipe, MarginOptions(),
-                     vk_digest=world.keys["margin"].verification_key.digest, device=device,
+        embed_margin(model, world.task, world.items("margin", seed), recipe, MarginOptions(),
+                     vk_digest=world.key("margin", seed).verification_key.digest, device=device,
                      progress=world.args.progress)
     else:
-        items = world.items("adi") if name == "adi" else None
+        items = world.items("adi", seed) if name == "adi" else None
         embed(model, world.task, items, recipe, device=device, progress=world.args.progress,
-              vk_digest=world.keys["adi"].verification_key.digest if items is not None else None)
+              vk_digest=world.key("adi", seed).verification_key.digest if items is not None else None)
     return {"model": name, "seed": seed, "train_seconds": round(time.perf_counter() - start, 1)}, model.cpu()
 
 
@@ -206,14 +205,14 @@ def attack_params(world: World, kind: str, source: str) -> dict[str, Any]:
 
 
 def measure(world: World, model: Classifier, row: dict[str, Any]) -> dict[str, Any]:
-    """Test accuracy, and per key: item accuracy and the k=20 and k=n verifications."""
+    """Test accuracy, and per key of the row's seed: item accuracy and the k=20 and k=n verifications."""
     model.to(pick_device(world.args.device))
     digest = model_digest(model)
     row["test_accuracy"] = score(model, world.task.test.images, world.task.test.labels).accuracy
     for scheme in SCHEMES:
-        items = world.items(scheme)
+        items = world.items(scheme, row["seed"])
         margin = world.split if scheme == "margin" else None
-        keys = world.owner_keys(scheme)
+        keys = world.owner_keys(scheme, row["seed"])
         private = verify_privately(model, keys, PRIVATE_K, digest=digest, margin=margin)
         public = verify_privately(model, keys, keys.vk.n, digest=digest, margin=margin)
         row[scheme] = {
@@ -372,8 +371,8 @@ def spec_of(world: World, scheme: str, seed: int) -> _marked.Spec:
 
 def keep(world: World, name: str, seed: int, result: dict[str, Any], model: Classifier) -> None:
     """A marked model, with its keys, into --save-models as soon as it is trained (a run cut off keeps it)."""
-    folder = _marked.save(world.args.save_models, spec_of(world, name, seed), world.owner, world.keys[name],
-                          model, result["train_seconds"])
+    folder = _marked.save(world.args.save_models, spec_of(world, name, seed), world.owners[seed],
+                          world.key(name, seed), model, result["train_seconds"])
     print(f"  saved {name} seed {seed} to {folder}", flush=True)
 
 
@@ -407,27 +406,35 @@ def run_all(world: World, run: Runner) -> list[dict[str, Any]]:
     return runs
 
 
-def make_keys(task: TaskData, split: QuerySplit, folder: Path | None) -> tuple[SigningKey, dict[str, KeyPair]]:
-    """Fresh keys (written to ``folder`` when given), or those an earlier run wrote there."""
+def make_keys(task: TaskData, split: QuerySplit, seeds: int,
+              folder: Path | None) -> tuple[dict[int, SigningKey], dict[tuple[str, int], KeyPair]]:
+    """A fresh owner and both schemes' keys for every seed (in ``folder``/seed-N when given),
+    or those an earlier run wrote there."""
     if folder is not None and (folder / "owner.pem").exists():
-        owner = load_signing_key(folder / "owner.pem")
-        keys = {}
-        for scheme in SCHEMES:
-            mk = load_marking_key(folder / f"{scheme}.mk", None)
-            vk, signed = load_verification_key(folder / f"{scheme}.vk.json")
-            keys[scheme] = KeyPair(mk, vk, signed)
-        return owner, keys
-    owner = SigningKey.generate()
-    keys = {"adi": keygen_derived(owner=owner, n=ITEMS, num_classes=task.num_classes, input_shape=task.input_shape),
-            "margin": keygen_margin(owner=owner, n=min(ITEMS, len(split)), num_classes=task.num_classes,
-                                    split=split)}
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        for scheme, pair in keys.items():
-            save_marking_key(folder / f"{scheme}.mk", pair.marking_key, None)
-            atomic_write(folder / f"{scheme}.vk.json", pair.signed_vk.to_json())
-        save_signing_key(folder / "owner.pem", owner)
-    return owner, keys
+        raise WmarkError(f"{folder}: holds one key for every seed (an older margin.py); use a new --keys folder")
+    owners: dict[int, SigningKey] = {}
+    keys: dict[tuple[str, int], KeyPair] = {}
+    for seed in range(seeds):
+        at = None if folder is None else folder / f"seed-{seed}"
+        if at is not None and (at / "owner.pem").exists():
+            owners[seed] = load_signing_key(at / "owner.pem")
+            for scheme in SCHEMES:
+                mk = load_marking_key(at / f"{scheme}.mk", None)
+                vk, signed = load_verification_key(at / f"{scheme}.vk.json")
+                keys[scheme, seed] = KeyPair(mk, vk, signed)
+            continue
+        owners[seed] = owner = SigningKey.generate()
+        keys["adi", seed] = keygen_derived(owner=owner, n=ITEMS, num_classes=task.num_classes,
+                                           input_shape=task.input_shape)
+        keys["margin", seed] = keygen_margin(owner=owner, n=min(ITEMS, len(split)), num_classes=task.num_classes,
+                                             split=split)
+        if at is not None:
+            at.mkdir(parents=True, exist_ok=True)
+            for scheme in SCHEMES:
+                save_marking_key(at / f"{scheme}.mk", keys[scheme, seed].marking_key, None)
+                atomic_write(at / f"{scheme}.vk.json", keys[scheme, seed].signed_vk.to_json())
+            save_signing_key(at / "owner.pem", owner)
+    return owners, keys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/margin.py " + " ".join(argv if argv is not None else sys.argv[1:])
     split = query_split(task)
     try:
-        owner, keys = make_keys(task, split, args.keys)
+        owners, keys = make_keys(task, split, args.seeds, args.keys)
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -461,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f"Ray at {args.ray}" if args.ray else f"{args.workers} workers"), flush=True)
     origin = provenance(list(range(args.seeds)), args.device, args.label)
     start = time.perf_counter()
-    world = World({scheme: _pack(pair) for scheme, pair in keys.items()}, owner, args)
+    world = World({name: _pack(pair) for name, pair in keys.items()}, owners, args)
     try:
         if args.ray:
             runs = run_all(world, lambda jobs, on_result: run_jobs(jobs, ray_address=args.ray, on_result=on_result))
@@ -488,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
         "recipes": {s: asdict(recipe_of(world, s, 0)) for s in SCHEMES},
         "margin_options": asdict(MarginOptions()),
         "distillation": DISTILLATION,
-        "vk_digests": {s: keys[s].verification_key.digest.hex() for s in SCHEMES},
+        # A fresh owner and keys for every seed.
+        "vk_digests": {f"{s}/seed-{seed}": keys[s, seed].verification_key.digest.hex()
+                       for s in SCHEMES for seed in range(args.seeds)},
         "query_split": split.source.describe(),
         "models_saved_to": None if args.save_models is None else str(args.save_models),
         "device": args.device,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from wmark.errors import WmarkError
 from wmark.watermark.datasets import load_task
 from wmark.watermark.embed import start_model
 from wmark.watermark.margin import query_split
@@ -71,12 +72,13 @@ def kept(studies, tmp_path):
     replaced by freshly initialised models (what is kept does not depend on how long they trained)."""
     margin, _ = studies
     task = margin.subset(load_task("digits"), TINY)
-    owner, keys = margin.make_keys(task, query_split(task), None)
+    owners, by_seed = margin.make_keys(task, query_split(task), 1, None)
     args = argparse.Namespace(dataset="digits", data_root=None, subset=TINY, epochs=1, save_models=tmp_path / "kept")
-    world = margin.World({scheme: margin._pack(pair) for scheme, pair in keys.items()}, owner, args)
+    world = margin.World({name: margin._pack(pair) for name, pair in by_seed.items()}, owners, args)
     models = {scheme: start_model(task, seed=0) for scheme in margin.SCHEMES}
     for scheme, model in models.items():
         margin.keep(world, scheme, 0, {"train_seconds": 12.5}, model)
+    keys = {scheme: by_seed[scheme, 0] for scheme in margin.SCHEMES}
     return task, keys, models, tmp_path / "kept"
 
 
@@ -155,3 +157,23 @@ def test_the_suite_saves_its_report_after_every_step_and_stops_at_a_failure(stud
     assert report["complete"] is False
     assert report["total_seconds"] == pytest.approx(sum(s["seconds"] for s in report["steps"]), abs=0.2)
     assert "did not finish" in (tmp_path / "fashion-suite.md").read_text()
+
+
+def test_margin_draws_a_fresh_owner_and_keys_for_every_seed_and_keeps_them_per_seed(studies, tmp_path):
+    margin, _ = studies
+    task = margin.subset(load_task("digits"), TINY)
+    owners, keys = margin.make_keys(task, query_split(task), 2, tmp_path / "keys")
+    assert owners[0].public_key != owners[1].public_key
+    assert len({pair.verification_key.digest for pair in keys.values()}) == 4
+    assert all(keys[scheme, seed].verification_key.owner == owners[seed].public_key
+               for scheme in margin.SCHEMES for seed in (0, 1))
+    # A second run reads the same keys back, seed by seed.
+    again_owners, again = margin.make_keys(task, query_split(task), 2, tmp_path / "keys")
+    assert {name: pair.verification_key.digest for name, pair in again.items()} == {
+        name: pair.verification_key.digest for name, pair in keys.items()}
+    assert again_owners[1].public_key == owners[1].public_key
+    # A folder of the older layout (one key for every seed) is refused, not half used.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "owner.pem").write_bytes(b"")
+    with pytest.raises(WmarkError, match="one key for every seed"):
+        margin.make_keys(task, query_split(task), 2, tmp_path / "old")
