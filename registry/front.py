@@ -188,7 +188,7 @@ class Front:
             while not self._stopping():
                 self._connections[task] = True
                 try:
-                    request = await self._read(conn, reader, task)
+                    request = await self._read(conn, reader, writer, task)
                 except _Closing as closing:
                     await self._write(conn, writer, closing.response, None, close=True)
                     break
@@ -230,7 +230,7 @@ class Front:
                 raise TimeoutError
             conn.receive_data(await asyncio.wait_for(reader.read(_READ_BYTES), remaining))
 
-    async def _read(self, conn: h11.Connection, reader: asyncio.StreamReader,
+    async def _read(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     task: asyncio.Task[None]) -> Request | None:
         """The next request, whole; None once the client closed or stayed idle too long."""
         try:
@@ -253,6 +253,8 @@ class Front:
         if length > self.max_body_bytes:
             raise _Closing(Response.refusal(Refused(
                 413, "too-large", f"request body of {length} bytes exceeds the limit of {self.max_body_bytes}")))
+        if conn.they_are_waiting_for_100_continue:  # curl asks before sending a body over 1 KiB
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")))
         body = bytearray()
         try:
             while not isinstance(event, h11.EndOfMessage):

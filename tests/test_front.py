@@ -135,3 +135,13 @@ def test_shutdown_before_serving_returns_and_the_port_is_released():
     server.server_close()
     with pytest.raises(OSError):
         _connect(server).close()
+
+
+def test_a_client_that_expects_100_continue_is_told_to_send_its_body(echo):
+    with _connect(echo) as sock:
+        sock.sendall(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n"
+                     b"Connection: close\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(b"body")
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"POST /e body")
