@@ -52,7 +52,9 @@ def _git(*args: str) -> str | None:
 
 def provenance(seeds: list[int], device: torch.device | str, label: str | None = None) -> dict[str, Any]:
     """Where a result came from: commit, command, seeds, machine and date (docs/design.md section 5)."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # Result files rewritten by an earlier study of the same run (benchmarks/fashion_suite.py) are not
+    # changes to what produced this one.
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results")
     try:
         load = [round(v, 2) for v in os.getloadavg()]
     except OSError:
