@@ -12,9 +12,11 @@ event loop writes each body as a length-prefixed frame and reads the
 replies in order, with no thread of its own (concurrent.futures'
 ProcessPoolExecutor cost about 1.2 ms of the server's CPU per append in its
 queue threads, measured: more than it saved).  The untrusted body crosses
-as bytes and is parsed there as JSON; what comes back (the checked vk
-record and its beacon, or the error that refused it) is pickled by our own
-code in our own processes over that private socket.  Checkers start from a
+as bytes and is parsed there as JSON; what comes back is a frame of fixed
+fields, never a pickle: the checked vk record (digest, owner key as DER,
+item digests) and its beacon's beta and proof, or the status, code and
+message of the error that refused it (as the HTTP answer carries them,
+:mod:`.errors`).  Checkers start from a
 fresh interpreter (spawn: never a fork of the threaded server), ignore the
 terminal's SIGINT (the server stops them), exit when the server closes
 their socket and are killed with it (``PR_SET_PDEATHSIG``).
@@ -26,7 +28,6 @@ import asyncio
 import ctypes
 import multiprocessing
 import os
-import pickle
 import signal
 import socket
 import struct
@@ -35,11 +36,13 @@ from collections import deque
 from multiprocessing.connection import Connection
 
 from wmark.errors import InvalidInput, WmarkError
-from wmark.protocol.beacon import Beacon
+from wmark.protocol.beacon import BETA_BYTES, Beacon
 from wmark.protocol.hazmat import dsse
-from wmark.protocol.hazmat.vrf import VrfSecretKey
+from wmark.protocol.hazmat.identity import PublicKey
+from wmark.protocol.hazmat.merkle import HASH_SIZE
+from wmark.protocol.hazmat.vrf import PROOF_BYTES, VrfSecretKey
 from wmark.protocol.keys import MAX_VK_BYTES, VkRecord, verify_vk_for_log
-from wmark.registry.errors import LogBusy
+from wmark.registry.errors import LogBusy, from_wire, wire
 
 MAX_CHECKERS = 16
 START_TIMEOUT_S = 60.0
@@ -47,6 +50,10 @@ START_TIMEOUT_S = 60.0
 CHECK_TIMEOUT_S = 60.0
 _READY = b"ready"
 _LENGTH = struct.Struct("!i")  # multiprocessing.Connection's frame header
+# A reply's first byte: checked, refused (a WmarkError), or a bug in the checker.
+_CHECKED, _REFUSED, _BUG = b"c", b"r", b"b"
+_OWNER_LENGTH = struct.Struct("!H")
+_STATUS = struct.Struct("!H")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -71,19 +78,55 @@ def _serve(conn: Connection, secret: bytes, statement: bytes) -> None:
             return
         try:
             vk = check_posted(body)
-            reply: tuple[bool, object] = (True, (vk, Beacon.evaluate(key, named, vk.digest)))
+            reply = _encode_checked(vk, Beacon.evaluate(key, named, vk.digest))
         except WmarkError as exc:
-            reply = (False, exc)
+            reply = _encode_refused(exc)
         except Exception as exc:  # a bug: the server answers 500 and prints it
-            reply = (False, RuntimeError(f"log checker: {exc!r}"))
-        conn.send_bytes(pickle.dumps(reply))
+            reply = _BUG + f"log checker: {exc!r}".encode()
+        conn.send_bytes(reply)
+
+
+def _encode_checked(vk: VkRecord, beacon: Beacon) -> bytes:
+    owner = vk.owner.to_der()
+    return b"".join([_CHECKED, vk.digest, _OWNER_LENGTH.pack(len(owner)), owner, beacon.beta, beacon.proof,
+                     *vk.commitment_digests()])
+
+
+def _encode_refused(exc: WmarkError) -> bytes:
+    status, code = wire(exc)
+    return b"".join([_REFUSED, _STATUS.pack(status), code.encode("ascii"), b"\n", str(exc).encode()])
+
+
+def _decode_reply(data: bytes, statement: dsse.Envelope) -> tuple[VkRecord, Beacon]:
+    """What :func:`_serve` sent: the checked vk and its beacon, or the error raised again."""
+    kind, rest = data[:1], data[1:]
+    if kind == _REFUSED:
+        (status,) = _STATUS.unpack_from(rest)
+        code, _, message = rest[_STATUS.size:].partition(b"\n")
+        raise from_wire(status, code.decode("ascii"), message.decode("utf-8", "replace"))
+    if kind == _BUG:
+        raise RuntimeError(rest.decode("utf-8", "replace"))
+    if kind != _CHECKED:
+        raise ValueError(f"a checker's reply of kind {kind!r}")
+    digest, at = rest[:HASH_SIZE], HASH_SIZE
+    (owner_length,) = _OWNER_LENGTH.unpack_from(rest, at)
+    at += _OWNER_LENGTH.size
+    owner = PublicKey.from_der(rest[at:at + owner_length])
+    at += owner_length
+    beta, proof = rest[at:at + BETA_BYTES], rest[at + BETA_BYTES:at + BETA_BYTES + PROOF_BYTES]
+    items = rest[at + BETA_BYTES + PROOF_BYTES:]
+    if len(digest) != HASH_SIZE or len(proof) != PROOF_BYTES or len(items) % HASH_SIZE:
+        raise ValueError("a checker's reply is truncated")
+    commitments = tuple(items[i:i + HASH_SIZE] for i in range(0, len(items), HASH_SIZE))
+    return VkRecord(digest, owner, commitments), Beacon(statement, beta, proof)
 
 
 class _Checker:
     """One checker process and, once the server's loop runs, the streams to it."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
-        self.process, self.conn = process, conn
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection,
+                 statement: dsse.Envelope) -> None:
+        self.process, self.conn, self.statement = process, conn, statement
         # The requests sent and not yet answered, in order: replies come back in it.
         self.waiting: deque[asyncio.Future[tuple[VkRecord, Beacon]]] = deque()
         self._sock = socket.socket(fileno=os.dup(conn.fileno()))
@@ -115,15 +158,19 @@ class _Checker:
         try:
             while True:
                 (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
-                ok, value = pickle.loads(await reader.readexactly(length))
+                data = await reader.readexactly(length)
                 future = self.waiting.popleft()
                 if future.done():  # its request was cancelled (the server stopping)
                     continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-        except (asyncio.IncompleteReadError, ConnectionError):
+                try:
+                    future.set_result(_decode_reply(data, self.statement))
+                except (WmarkError, RuntimeError) as exc:
+                    future.set_exception(exc)
+                except (ValueError, struct.error):
+                    self.waiting.appendleft(future)  # failed below with the rest
+                    raise
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, struct.error):
+            # Gone, or a reply our own checker cannot have sent: no more requests go to it.
             self.dead = True
             while self.waiting:
                 future = self.waiting.popleft()
@@ -159,7 +206,7 @@ class CheckerPool:
                                           name="wmark-log-checker", daemon=True)
                 process.start()
                 theirs.close()
-                self._checkers.append(_Checker(process, ours))
+                self._checkers.append(_Checker(process, ours, statement))
             # Started and importing now (about 0.4 s of CPU each), not on the first registrations.
             for checker in self._checkers:
                 if not checker.conn.poll(START_TIMEOUT_S) or checker.conn.recv_bytes(len(_READY)) != _READY:

@@ -49,7 +49,8 @@ _WIRE: tuple[tuple[type[WmarkError], int, str], ...] = (
 )
 
 
-def _from_wire(status: int, code: str, message: str) -> WmarkError:
+def from_wire(status: int, code: str, message: str) -> WmarkError:
+    """The exception an error answer's status, code and message stand for."""
     for cls, _, known in _WIRE:
         if code == known:
             return cls(message)
@@ -59,8 +60,13 @@ def _from_wire(status: int, code: str, message: str) -> WmarkError:
 
 def encode_error(exc: WmarkError) -> tuple[int, bytes]:
     """The status and JSON body the front answers ``exc`` with."""
-    status, code = next((status, code) for cls, status, code in _WIRE if isinstance(exc, cls))
+    status, code = wire(exc)
     return status, error_body(code, str(exc))
+
+
+def wire(exc: WmarkError) -> tuple[int, str]:
+    """The status and code ``exc`` crosses the wire as."""
+    return next((status, code) for cls, status, code in _WIRE if isinstance(exc, cls))
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -76,4 +82,4 @@ def decode_error(status: int, body: bytes, *, source: str) -> WmarkError:
             raise TypeError
     except (DecodeError, KeyError, TypeError):
         return LogUnavailable(f"{source}: answered HTTP {status} without a wmark error body")
-    return _from_wire(status, code, f"{source}: {message[:2000]}")
+    return from_wire(status, code, f"{source}: {message[:2000]}")

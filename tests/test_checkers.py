@@ -91,3 +91,19 @@ def test_a_stuck_checker_makes_appends_busy_not_hung(checked, monkeypatch):
     # Its late reply is skipped; the next request gets its own answer.
     vk, signed = make_vk(OWNER_A, b"unstuck")
     assert client.register(signed).entry.vk_digest == vk.digest
+
+
+def test_a_checkers_reply_frame_carries_the_record_and_beacon_exactly_and_refuses_a_truncated_one(tmp_path):
+    from wmark.registry import checkers
+
+    with LogStore.open(tmp_path / "log") as store:
+        secret, statement = store.beacon_key()
+        vk = checkers.check_posted(make_vk(OWNER_A, b"frame")[1].to_json())
+        beacon = store.register(vk).beacon
+    frame = checkers._encode_checked(vk, beacon)
+    assert checkers._decode_reply(frame, statement) == (vk, beacon)
+    with pytest.raises(ValueError, match="truncated"):
+        checkers._decode_reply(frame[:-1], statement)
+    refused = DuplicateCommitment("3 of the 3 commitments of this verification key were already registered")
+    with pytest.raises(DuplicateCommitment, match=rf"^{refused}$"):
+        checkers._decode_reply(checkers._encode_refused(refused), statement)

@@ -99,11 +99,6 @@ class PublicKey:
         assert isinstance(key, ec.EllipticCurvePublicKey)
         return key
 
-    def __reduce__(self) -> tuple[Callable[..., "PublicKey"], tuple[bytes]]:
-        # As its DER: the cached OpenSSL key cannot be pickled (the log's checker
-        # processes send owner keys back, registry/checkers.py).
-        return PublicKey.from_der, (self.to_der(),)
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and self.to_der() == other.to_der()
 
