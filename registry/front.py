@@ -7,10 +7,10 @@ every connection: a request's head and body are read (bounded in size and
 time), handed to the subclass's :meth:`Front.respond`, and the answer
 written in one send.  Work that blocks on the disk (the log's reads, the
 witness's state file) runs on a small thread pool (:meth:`Front.blocking`);
-an append waits for its batch as a future, holding no thread.  The log's
-fronts used http.server before, whose thread per connection and
-email-parser headers cost about 0.6 ms of CPU per append (measured with
-benchmarks/registry.py), a fifth of the log's whole cost per append.
+an append waits for its batch as a future, holding no thread.  It replaces
+http.server's thread per connection; at 64 clients the two cost the log the
+same CPU per append, at one client this one costs more
+(benchmarks/results/registry.md; docs/design.md section 4b).
 
 Bodies need a Content-Length (no chunked encoding) and are refused unread
 above the subclass's ``max_body_bytes``; a connection idle, or a body
@@ -178,7 +178,6 @@ class Front:
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections[task] = True
         sock = writer.get_extra_info("socket")
         if sock is not None:
             # Without it a response written after a short pause waits for the client's delayed ACK.

@@ -1,6 +1,6 @@
 """Batch integration of appends (docs/design.md section 4b), as Trillian Tessera does it.
 
-Request threads :meth:`Integrator.submit` a vk and wait; one integrator
+Requests :meth:`Integrator.wait` for their vk's batch; one integrator
 thread takes everything queued (up to ``MAX_BATCH``), integrates it with
 :meth:`LogStore.register_many` (one durable transaction, one tree head, one
 checkpoint), asks every configured witness to cosign the checkpoint in
@@ -43,30 +43,18 @@ class Integrator:
         self._thread = threading.Thread(target=self._run, name="wmark-integrator", daemon=True)
         self._thread.start()
 
-    def submit(self, vk: VerificationKey | VkRecord) -> Receipt:
-        """Append ``vk`` in the next batch; its receipt once the batch is durable and cosigned."""
-        try:
-            return self._enqueue(vk).result(timeout=WAIT_S)
-        except TimeoutError:
-            raise self._late() from None
-
     async def wait(self, vk: VerificationKey | VkRecord, beacon: Beacon | None = None) -> Receipt:
-        """:meth:`submit` for a caller on an asyncio loop: the wait holds no thread.
-        ``beacon``: vk's, evaluated already (LogStore.register_many)."""
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(self._enqueue(vk, beacon)), WAIT_S)
-        except TimeoutError:
-            raise self._late() from None
-
-    def _enqueue(self, vk: VerificationKey | VkRecord, beacon: Beacon | None = None) -> Future[Receipt]:
+        """Append ``vk`` in the next batch; its receipt once the batch is durable and cosigned.
+        The wait, on the caller's asyncio loop, holds no thread.  ``beacon``: vk's, evaluated
+        already (LogStore.register_many)."""
         if self._closed:
             raise LogBusy(f"{self.store.directory}: the log is shutting down")
         future: Future[Receipt] = Future()
         self._queue.put((vk, beacon, future))
-        return future
-
-    def _late(self) -> LogBusy:
-        return LogBusy(f"{self.store.directory}: the batch did not complete within {WAIT_S:.0f} s")
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), WAIT_S)
+        except TimeoutError:
+            raise LogBusy(f"{self.store.directory}: the batch did not complete within {WAIT_S:.0f} s") from None
 
     def close(self) -> None:
         """Finish the batches already queued, then stop."""
