@@ -150,26 +150,32 @@ def _start(mode: str, directory: Path) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process ``pid`` and its live descendants (workers,
-    witnesses, checkers under their forkserver) have used so far."""
-    parents, ticks = {}, {}
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every live process: its parent's pid and the user + system clock ticks it has used."""
+    table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):  # a process that ended meanwhile
             continue
-        parents[int(stat.parent.name)] = int(fields[1])
-        ticks[int(stat.parent.name)] = int(fields[11]) + int(fields[12])
+        table[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return table
 
-    def descends(p: int) -> bool:
-        while p > 1:
-            if p == pid:
-                return True
-            p = parents.get(p, 0)
-        return False
 
-    return sum(t for p, t in ticks.items() if descends(p)) / os.sysconf("SC_CLK_TCK")
+def descendants(pid: int, table: dict[int, tuple[int, int]] | None = None) -> set[int]:
+    """The live processes below ``pid``: its workers, witnesses and checkers."""
+    table = _processes() if table is None else table
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, (parent, _) in table.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process ``pid`` and its live descendants have used so far."""
+    table = _processes()
+    return sum(table[p][1] for p in {pid} | descendants(pid, table) if p in table) / os.sysconf("SC_CLK_TCK")
 
 
 def _request(host: str, body: bytes) -> bytes:

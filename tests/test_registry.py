@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from log_worker import make_vk
 
+from benchmarks.registry import descendants
 from tests.support.witnessed import Running
 from wmark.errors import DecodeError, InvalidInput, InvalidProof, InvalidSignature
 from wmark.protocol.checkpoint import Policy
@@ -578,20 +579,6 @@ def _listening(url: str) -> bool:
     return True
 
 
-def _descendants(pid: int) -> set[int]:
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError):
-            continue
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
 @pytest.mark.parametrize("workers, witnessed, checkers", [(1, False, 0), (2, False, 0), (2, True, 0), (2, False, 1)])
 def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, capsys, workers, witnessed, checkers):
     """Receipts return only after their batch committed: after SIGKILL of the log
@@ -610,7 +597,7 @@ def test_sigkill_of_a_batching_log_loses_and_duplicates_no_receipt(tmp_path, cap
             witness_servers.append(Running(WitnessServer(witness)))
             specs += ["--witness", f"{witness.verifier.encode()}={witness_servers[-1].server.url}"]
     server, url = _serve(log_dir, workers, *specs, "--checkers", str(checkers))
-    processes = _descendants(server.pid)
+    processes = descendants(server.pid)
     assert len(processes) >= workers * (1 + checkers) - (workers == 1)
     clients = [_worker("http-digest", url, "60", f"k{i}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                for i in range(8)]
