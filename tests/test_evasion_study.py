@@ -159,6 +159,37 @@ def test_the_suite_saves_its_report_after_every_step_and_stops_at_a_failure(stud
     assert "did not finish" in (tmp_path / "fashion-suite.md").read_text()
 
 
+def test_the_suite_can_run_some_studies_and_quote_the_others_wall_time_from_their_results(studies, tmp_path):
+    suite = [sys.executable, str(BENCHMARKS / "fashion_suite.py"), "--work", str(tmp_path / "work"),
+             "--paper-images", str(tmp_path / "pics"), "--out", str(tmp_path / "out")]
+    run = subprocess.run([*suite, "--only", "evasion, margin", "--dry-run"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert [shlex.split(line)[1] for line in run.stdout.splitlines()] == ["benchmarks/margin.py",
+                                                                          "benchmarks/evasion.py"]
+    for only, complaint in (("evasion", "name margin too"), ("margin,zk", "expected some of"),
+                            ("margin", "gives no wall time for it")):
+        refused = subprocess.run([*suite, "--only", only], capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and complaint in refused.stderr
+    assert not (tmp_path / "out").exists()
+    fashion_suite = importlib.import_module("fashion_suite")
+    (tmp_path / "out").mkdir()
+    for name, seconds, complete in (("functionality", 600.0, True), ("robustness", 120.5, False)):
+        (tmp_path / "out" / f"{name}-fashion-mnist.json").write_text(json.dumps({
+            "provenance": {"command": f"python benchmarks/{name}.py", "commit": "ab" * 20, "dirty": False,
+                           "date": "2026-12-01"}, "seconds": seconds, "complete": complete}))
+    quote = fashion_suite.quoted(tmp_path / "out", "functionality")
+    assert quote["seconds"] == 600.0 and "functionality-fashion-mnist.json (commit abababababab" in quote["from"]
+    with pytest.raises(WmarkError, match="did not finish"):
+        fashion_suite.quoted(tmp_path / "out", "robustness")
+    args = argparse.Namespace(work=tmp_path, out=tmp_path, label="test")
+    plan = [fashion_suite.Step("margin", (sys.executable, "-c", "pass"))]
+    assert fashion_suite.run_suite(args, plan, (quote,)) == 0
+    report = json.loads((tmp_path / "fashion-suite.json").read_text())
+    assert [s["name"] for s in report["steps"]] == ["functionality", "margin"] and report["complete"] is True
+    assert report["total_seconds"] == pytest.approx(600.0 + report["steps"][1]["seconds"], abs=0.2)
+    assert "functionality from functionality-fashion-mnist.json" in (tmp_path / "fashion-suite.md").read_text()
+
+
 def test_margin_draws_a_fresh_owner_and_keys_for_every_seed_and_keeps_them_per_seed(studies, tmp_path):
     margin, _ = studies
     task = margin.subset(load_task("digits"), TINY)
