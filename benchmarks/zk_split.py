@@ -6,7 +6,8 @@ pieces fit.  This script trains a watermarked and a plain (NO-WM) model on
 digits with a ``--zk`` key, prints the cost model, then for each model runs
 ``wmark-verifier zkchallenge``, ``wmark-prover zkprove`` and ``wmark-verifier
 zkcheck`` as the user would, each under ``/usr/bin/time -v`` for its peak
-resident memory and wall time, and writes the table and
+resident memory and wall time (the second model's challenge samples the first's
+items, ``--same-items-as``, so both are judged on the same items), and writes the table and
 benchmarks/results/zk-small-cnn.json with provenance.  The baseline in the
 same run is the cost model's estimate for the model proven whole.
 
@@ -30,10 +31,12 @@ import torch
 
 from benchmarks._cli import provenance, write_result
 from wmark.files import atomic_write
+from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey, save_signing_key
 from wmark.protocol.items import TriggerKind
 from wmark.protocol.keyfile import save_marking_key
 from wmark.protocol.keygen import keygen_derived
+from wmark.protocol.session import check_challenge, subset_of
 from wmark.watermark import zkcircuit, zksplit
 from wmark.watermark.datasets import load_task
 from wmark.watermark.embed import default_recipe, embed, start_model
@@ -156,14 +159,17 @@ def main(argv: list[str] | None = None) -> int:
               f"CPU s of proving per item (and as much again for each side's setups)", flush=True)
         runs: dict[str, list[dict[str, Any]]] = {}
         common = ["--workdir", str(root), "--memory-limit", f"{args.memory_limit:g}"]
+        first: Path | None = None
         for name in args.models.split(","):
             out = root / name
             out.mkdir(exist_ok=True)
             challenge, reveal, verdict = out / "challenge.json", out / "zkreveal.json", out / "verdict.json"
+            same = [] if first is None else ["--same-items-as", str(first)]
+            first = first or challenge
             steps = [
                 [str(BIN / "wmark-verifier"), "zkchallenge", "--vk", str(vk), "--model", str(models[name]),
                  "--k", str(args.k), "--out", str(challenge), "--identity", str(root / "verifier.pem"),
-                 "--lambda", "3", *common],
+                 "--lambda", "3", *same, *common],
                 [str(BIN / "wmark-prover"), "zkprove", "--mk", str(mk), "--vk", str(vk), "--owner-key",
                  str(root / "owner.pem"), "--model", str(models[name]), "--challenge", str(challenge),
                  "--out", str(reveal), "--ledger", str(out / "ledger.sqlite"), *common],
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             for step, argv_ in zip(("zkchallenge", "zkprove", "zkcheck"), steps):
                 print(f"{name}: {step} ...", flush=True)
                 result = _timed(argv_, out / f"{step}.log")
+                if step == "zkchallenge" and result["rc"] == 0:
+                    result["items"] = list(_sampled(challenge))
                 runs[name].append({"step": step, **result})
                 print(f"{name}: {step} rc {result['rc']} in {result['wall_s']} s, peak "
                       f"{(result['peak_rss_bytes'] or 0) / 1e9:.2f} GB", flush=True)
@@ -187,16 +195,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _sampled(path: Path) -> tuple[int, ...]:
+    """The trigger items a challenge file samples, as both sides compute them."""
+    challenge, digest = check_challenge(dsse.Envelope.from_json(path.read_bytes(), what=str(path)))
+    return subset_of(challenge, digest)
+
+
 def _save(out: Path, info: dict[str, Any], args: argparse.Namespace, estimate: dict[str, Any],
           runs: dict[str, list[dict[str, Any]]], *, complete: bool) -> str:
     """Write the report and its table so far; ``complete`` once every model's steps ran."""
     report = {"provenance": info, "ezkl": zkcircuit.EZKL_VERSION, "memory_limit_gb": args.memory_limit,
               "k": args.k, "complete": complete, "estimate": estimate, "runs": runs}
-    lines = ["| model | step | rc | wall s | CPU s | peak RSS GB |", "|---|---|---|---|---|---|"]
+    lines = ["| model | step | rc | wall s | CPU s | peak RSS GB | items |", "|---|---|---|---|---|---|---|"]
     for name, steps_ in runs.items():
         for r in steps_:
             lines.append(f"| {name} | {r['step']} | {r['rc']} | {r['wall_s']} | {r['cpu_s']} | "
-                         f"{(r['peak_rss_bytes'] or 0) / 1e9:.2f} |")
+                         f"{(r['peak_rss_bytes'] or 0) / 1e9:.2f} | {' '.join(map(str, r.get('items', ())))} |")
     table = "\n".join(lines)
     write_result(out, report, table)
     return table

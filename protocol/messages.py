@@ -103,6 +103,10 @@ class Message:
     def digest_of(cls, envelope: dsse.Envelope) -> bytes:
         return tagged_hash(cls.DIGEST_TAG, envelope.payload)
 
+    def digest(self) -> bytes:
+        """What ``digest_of`` gives for this message once signed (the digest covers the payload only)."""
+        return tagged_hash(self.DIGEST_TAG, self.payload())
+
     @classmethod
     def from_payload(cls, payload: bytes) -> "Message":
         what = cls.TYPE.split("/")[-1]

@@ -23,8 +23,9 @@ ends the session in the failed state.
 from __future__ import annotations
 
 import hmac
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -87,6 +88,7 @@ from wmark.protocol.zk import (
 )
 
 NONCE_BYTES = 32
+MAX_GRIND = 1000  # C(n, k) above which a verifier's choice of items by drawing nonces is refused (challenge())
 
 _CHECK_THREADS = min(os.cpu_count() or 1, 8)
 CAVEAT_IMPORTED = ("imported trigger set: the images were chosen by the owner, so non-trivial ownership rests "
@@ -364,20 +366,47 @@ class _Verifier(Generic[Accepted]):
     def challenge_digest(self) -> bytes:
         return self._once_issued(self._challenge_digest)
 
-    def challenge(self) -> dsse.Envelope:
-        """Sign a challenge that binds k, lambda and p0; refused when that k could never be accepted."""
+    def challenge(self, items: Collection[int] | None = None) -> dsse.Envelope:
+        """Sign a challenge that binds k, lambda and p0; refused when that k could never be accepted.
+
+        ``items``: draw nonces until the challenge samples exactly these items (in any order). Any verifier
+        can do this by grinding its nonce (docs/design.md section 4, step 2; the leakage budget, not the
+        sampling, bounds what it learns); it is offered so that one verifier can have the same items proven
+        on a second model, and only where the expected number of draws is small (``MAX_GRIND``).
+        """
         following = self._MACHINE.step(self.state, VerifierEvent.CHALLENGE)
         problem = hopeless(self._k, self._p0, self._lam)
         if problem is not None:
             raise LocalProtocolError(f"{problem} (see wmark-verifier plan)")
-        self._challenge = Challenge(vk_digest=self.vk.digest, model=self._model, n=self.vk.n, k=self._k,
-                                    nonce=get_random_bytes(NONCE_BYTES), verifier=self._identity.public_key,
-                                    issued=now(), zk=self._zk_parameters, lam=self._lam, p0=self._p0)
-        self.challenge_envelope = self._challenge.sign(self._identity)
-        self._challenge_digest = Challenge.digest_of(self.challenge_envelope)
-        self._subset = subset_of(self._challenge, self._challenge_digest)
+        wanted, draws = self._grind_target(items)
+        for _ in range(draws):
+            challenge = Challenge(vk_digest=self.vk.digest, model=self._model, n=self.vk.n, k=self._k,
+                                  nonce=get_random_bytes(NONCE_BYTES), verifier=self._identity.public_key,
+                                  issued=now(), zk=self._zk_parameters, lam=self._lam, p0=self._p0)
+            # The subset depends on the payload alone, so only the challenge kept is signed.
+            digest = challenge.digest()
+            subset = subset_of(challenge, digest)
+            if wanted is None or frozenset(subset) == wanted:
+                break
+        else:
+            raise LocalProtocolError(f"no challenge of {draws} drawn sampled items {sorted(wanted or ())[:8]}")
+        self._challenge, self._challenge_digest, self._subset = challenge, digest, subset
+        self.challenge_envelope = challenge.sign(self._identity)
         self.state = following
         return self.challenge_envelope
+
+    def _grind_target(self, items: Collection[int] | None) -> tuple[frozenset[int] | None, int]:
+        """The items a challenge must sample, and how many nonces to draw before giving up (e^-40 odds)."""
+        if items is None:
+            return None, 1
+        wanted = frozenset(items)
+        if len(wanted) != self._k or not all(0 <= i < self.vk.n for i in wanted):
+            raise LocalProtocolError(f"the items to sample must be {self._k} distinct indices below n={self.vk.n}")
+        choices = math.comb(self.vk.n, self._k)
+        if choices > MAX_GRIND:
+            raise LocalProtocolError(f"choosing {self._k} of {self.vk.n} items by drawing nonces takes about "
+                                     f"{choices:,} draws; at most {MAX_GRIND:,} are allowed")
+        return wanted, 40 * choices
 
     @property
     def subset(self) -> tuple[int, ...]:

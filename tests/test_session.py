@@ -71,9 +71,9 @@ class World:
     owner: SigningKey
     verifier: SigningKey
 
-    def verifier_session(self, k: int = K) -> VerifierSession:
+    def verifier_session(self, k: int = K, lam: int = LAMBDA) -> VerifierSession:
         return VerifierSession(self.pair.verification_key, self.verifier, ModelRef(sha256=bytes(32)), k,
-                               lam=LAMBDA)
+                               lam=lam)
 
     def zk_verifier_session(self) -> ZkVerifierSession:
         return ZkVerifierSession(self.pair.verification_key, self.verifier, ModelRef(sha256=bytes(32)), K,
@@ -356,6 +356,29 @@ def test_a_reveal_for_another_challenge_is_refused(world):
     prover = world.prover_session()
     prover.receive(other.challenge())
     expect_refused(session, prover.reveal(), "another challenge")
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, N - 1), min_size=1, max_size=2, unique=True))
+def test_a_verifier_may_choose_a_small_subset_by_drawing_nonces_and_the_prover_answers_it(world, items):
+    session = world.verifier_session(k=len(items), lam=3)  # small enough that one or two items can be accepted
+    challenge = session.challenge(items)
+    assert sorted(session.subset) == sorted(items)
+    # It is an ordinary challenge: its subset is the digest's, which the prover recomputes and answers.
+    assert session.subset == sample_subset(Challenge.digest_of(challenge), N, len(items))
+    prover = world.prover_session()
+    prover.receive(challenge)
+    session.receive(prover.reveal())
+    assert session.state is V.AWAIT_PREDICTIONS
+
+
+def test_choosing_items_is_refused_for_a_wrong_count_an_index_out_of_range_or_too_many_subsets(world):
+    for k, items, match in ((2, [3], "2 distinct indices"), (1, [N], "below n=16"), (2, [1, 1], "distinct"),
+                            (K, range(K), "at most 1,000 are allowed")):
+        session = world.verifier_session(k=k, lam=3)
+        with pytest.raises(LocalProtocolError, match=match):
+            session.challenge(items)
+        assert session.state is V.SEND_CHALLENGE and session.challenge_envelope is None
 
 
 @SETTINGS

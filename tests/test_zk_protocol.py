@@ -332,3 +332,37 @@ def test_serve_checks_the_srs_and_the_model_before_it_proves(keys_on_disk, tmp_p
         server.wait_for_log("refused: this prover holds no copy")
         # Nothing was opened, so the leakage ledger has nothing to show.
         assert Ledger.open_existing(server.ledger).entries() == ()
+
+
+# --- wmark-verifier zkchallenge --same-items-as: the earlier challenge is checked before any circuit is built ---
+
+
+def test_zkchallenge_takes_the_items_of_an_earlier_challenge_of_its_own_for_the_same_k(keys_on_disk, tmp_path,
+                                                                                         capsys):
+    from tests.support.cli_world import call
+    from wmark.verifier.cli.zkchallenge import same_items
+    from wmark.watermark.datasets import load_task
+    from wmark.watermark.embed import start_model
+    from wmark.watermark.modelio import save_model
+
+    pair = keys_on_disk.pair
+    vk = pair_vk = pair.verification_key
+    mine, theirs = SigningKey.generate(), SigningKey.generate()
+    save_signing_key(tmp_path / "verifier.pem", mine)
+
+    def earlier(identity: SigningKey, k: int, name: str):
+        session = ZkVerifierSession(pair_vk, identity, MODEL, k, zk=PARAMETERS, lam=3)
+        atomic_write(tmp_path / name, session.challenge().to_json())
+        return tmp_path / name, session.subset
+
+    path, subset = earlier(mine, 1, "mine.json")
+    assert same_items(str(path), vk, mine, 1) == subset
+    save_model(tmp_path / "model", start_model(load_task("digits"), arch="zk_cnn"))
+    base = ["zkchallenge", "--vk", keys_on_disk.root / "vk.json", "--model", tmp_path / "model", "--k", "1",
+            "--lambda", "3", "--out", tmp_path / "new.json", "--identity", tmp_path / "verifier.pem"]
+    for name, identity, k, complaint in (("theirs.json", theirs, 1, "another verifier key"),
+                                         ("two.json", mine, 2, "samples 2 items, not --k 1")):
+        other, _ = earlier(identity, k, name)
+        code, _, err = call(capsys, "wmark-verifier", [*base, "--same-items-as", other])
+        assert code == 2 and complaint in err and err.count("\n") == 1, err
+    assert not (tmp_path / "new.json").exists() and not (tmp_path / "new.srs").exists()

@@ -254,15 +254,23 @@ def test_small_cnn_on_digits_is_proven_in_pieces_within_16_gb_and_a_no_wm_model_
 
     world = build_digits_world(tmp_path_factory.mktemp("zk-small-cnn"), arch="small_cnn",
                                zk=zkcircuit.InputCommitter(TriggerKind.DERIVED, (1, 8, 8)))
+    from wmark.protocol.hazmat import dsse
+    from wmark.protocol.session import check_challenge, subset_of
+
+    identity, first, sampled = world.vk.parent / "verifier.pem", None, []
     for model, accepted in ((world.marked, True), (world.plain, False)):
         work = model.parent / f"{model.name}-run"
         work.mkdir()
         common = ("--workdir", str(work), "--memory-limit", "16")
         challenge, reveal, verdict = work / "challenge.json", work / "zkreveal.json", work / "verdict.json"
+        # The NO-WM model is challenged on the marked model's item: rejected on the same item.
+        same = () if first is None else ("--same-items-as", str(first))
         r = run_cli("wmark-verifier", "zkchallenge", "--vk", str(world.vk), "--model", str(model), "--k", "1",
-                    "--lambda", "3", "--out", str(challenge), "--identity", str(work / "verifier.pem"), *common,
+                    "--lambda", "3", "--out", str(challenge), "--identity", str(identity), *same, *common,
                     timeout=7200)
         assert r.returncode == 0, r.stdout + r.stderr
+        first = first or challenge
+        sampled.append(subset_of(*check_challenge(dsse.Envelope.from_json(challenge.read_bytes()))))
         assert "5 pieces of 2^18 rows" in r.stdout
         r = run_cli("wmark-prover", "zkprove", "--mk", str(world.mk), "--vk", str(world.vk), "--model", str(model),
                     "--challenge", str(challenge), "--out", str(reveal), "--ledger", str(work / "ledger.db"),
@@ -270,5 +278,6 @@ def test_small_cnn_on_digits_is_proven_in_pieces_within_16_gb_and_a_no_wm_model_
         assert r.returncode == 0, r.stdout + r.stderr
         r = run_cli("wmark-verifier", "zkcheck", "--vk", str(world.vk), "--challenge", str(challenge), "--reveal",
                     str(reveal), "--model", str(model), "--out", str(verdict), "--identity",
-                    str(work / "verifier.pem"), "--lambda", "3", *common, timeout=7200)
+                    str(identity), "--lambda", "3", *common, timeout=7200)
         assert r.returncode == (0 if accepted else 1), r.stdout + r.stderr
+    assert sampled[0] == sampled[1]
