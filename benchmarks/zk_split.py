@@ -11,7 +11,8 @@ items, ``--same-items-as``, so both are judged on the same items), and writes th
 benchmarks/results/zk-small-cnn.json with provenance.  The baseline in the
 same run is the cost model's estimate for the model proven whole.
 
-    nice -n 19 python benchmarks/zk_split.py --k 1            # about an hour on two cores
+    nice -n 19 python benchmarks/zk_split.py --k 1            # about 100 minutes on two cores
+    python benchmarks/zk_split.py --k 1 --overlap             # about an hour: the two models side by side
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,7 @@ OUT = ROOT / "benchmarks" / "results" / "zk-small-cnn"
 SHAPE = (1, 8, 8)
 SEED = 0
 BIN = Path(sys.executable).parent
+STEPS = ("zkchallenge", "zkprove", "zkcheck")
 
 
 def _timed(argv: list[str], log: Path) -> dict[str, Any]:
@@ -124,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="marked,plain", help="which of marked,plain to challenge")
     parser.add_argument("--workdir", metavar="DIR", help="where keys, models and circuits go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--overlap", action="store_true",
+                        help="after the first model's challenge, run the models' commands side by side (two "
+                             "proofs at once need twice the memory; wall times then include the other's work)")
     parser.add_argument("--one-piece", nargs=3, metavar=("MODEL", "SRS", "MK"), type=Path,
                         help="instead: set up and prove the first piece of MODEL's first trigger item in this process")
     args = parser.parse_args(argv)
@@ -159,38 +166,50 @@ def main(argv: list[str] | None = None) -> int:
               f"CPU s of proving per item (and as much again for each side's setups)", flush=True)
         runs: dict[str, list[dict[str, Any]]] = {}
         common = ["--workdir", str(root), "--memory-limit", f"{args.memory_limit:g}"]
-        first: Path | None = None
-        for name in args.models.split(","):
+        names = args.models.split(",")
+        first = root / names[0] / "challenge.json"
+        lock = threading.Lock()
+
+        def run_model(name: str, steps_wanted: tuple[str, ...]) -> bool:
+            """Run ``steps_wanted`` of one model's three commands; False once one fails."""
             out = root / name
             out.mkdir(exist_ok=True)
             challenge, reveal, verdict = out / "challenge.json", out / "zkreveal.json", out / "verdict.json"
-            same = [] if first is None else ["--same-items-as", str(first)]
-            first = first or challenge
-            steps = [
-                [str(BIN / "wmark-verifier"), "zkchallenge", "--vk", str(vk), "--model", str(models[name]),
-                 "--k", str(args.k), "--out", str(challenge), "--identity", str(root / "verifier.pem"),
-                 "--lambda", "3", *same, *common],
-                [str(BIN / "wmark-prover"), "zkprove", "--mk", str(mk), "--vk", str(vk), "--owner-key",
-                 str(root / "owner.pem"), "--model", str(models[name]), "--challenge", str(challenge),
-                 "--out", str(reveal), "--ledger", str(out / "ledger.sqlite"), *common],
-                [str(BIN / "wmark-verifier"), "zkcheck", "--vk", str(vk), "--challenge", str(challenge),
-                 "--reveal", str(reveal), "--model", str(models[name]), "--out", str(verdict),
-                 "--identity", str(root / "verifier.pem"), "--lambda", "3", *common],
-            ]
-            runs[name] = []
-            for step, argv_ in zip(("zkchallenge", "zkprove", "zkcheck"), steps):
+            same = [] if name == names[0] else ["--same-items-as", str(first)]
+            steps = {
+                "zkchallenge": [str(BIN / "wmark-verifier"), "zkchallenge", "--vk", str(vk), "--model",
+                                str(models[name]), "--k", str(args.k), "--out", str(challenge), "--identity",
+                                str(root / "verifier.pem"), "--lambda", "3", *same, *common],
+                "zkprove": [str(BIN / "wmark-prover"), "zkprove", "--mk", str(mk), "--vk", str(vk), "--owner-key",
+                            str(root / "owner.pem"), "--model", str(models[name]), "--challenge", str(challenge),
+                            "--out", str(reveal), "--ledger", str(out / "ledger.sqlite"), *common],
+                "zkcheck": [str(BIN / "wmark-verifier"), "zkcheck", "--vk", str(vk), "--challenge", str(challenge),
+                            "--reveal", str(reveal), "--model", str(models[name]), "--out", str(verdict),
+                            "--identity", str(root / "verifier.pem"), "--lambda", "3", *common],
+            }
+            for step in steps_wanted:
                 print(f"{name}: {step} ...", flush=True)
-                result = _timed(argv_, out / f"{step}.log")
+                result = _timed(steps[step], out / f"{step}.log")
                 if step == "zkchallenge" and result["rc"] == 0:
                     result["items"] = list(_sampled(challenge))
-                runs[name].append({"step": step, **result})
+                with lock:
+                    runs.setdefault(name, []).append({"step": step, **result})
+                    # Saved after every step: an hour-long run cut off keeps what it finished.
+                    _save(args.out, info, args, estimate, runs, complete=False)
                 print(f"{name}: {step} rc {result['rc']} in {result['wall_s']} s, peak "
                       f"{(result['peak_rss_bytes'] or 0) / 1e9:.2f} GB", flush=True)
-                # Saved after every step: an hour-long run cut off keeps what it finished.
-                _save(args.out, info, args, estimate, runs, complete=False)
                 if result["rc"] != 0 and step != "zkcheck":
                     print("\n".join(result["stdout"]), (out / f"{step}.log").read_text()[-2000:], sep="\n")
-                    break
+                    return False
+            return True
+
+        if not args.overlap:
+            for name in names:
+                run_model(name, STEPS)
+        elif run_model(names[0], STEPS[:1]):
+            # The other models need only the first's challenge; from there each runs beside the first.
+            with ThreadPoolExecutor(len(names)) as pool:
+                list(pool.map(run_model, names, [STEPS[1:]] + [STEPS] * (len(names) - 1)))
     print(_save(args.out, info, args, estimate, runs, complete=True))
     return 0
 
@@ -205,7 +224,7 @@ def _save(out: Path, info: dict[str, Any], args: argparse.Namespace, estimate: d
           runs: dict[str, list[dict[str, Any]]], *, complete: bool) -> str:
     """Write the report and its table so far; ``complete`` once every model's steps ran."""
     report = {"provenance": info, "ezkl": zkcircuit.EZKL_VERSION, "memory_limit_gb": args.memory_limit,
-              "k": args.k, "complete": complete, "estimate": estimate, "runs": runs}
+              "k": args.k, "overlap": args.overlap, "complete": complete, "estimate": estimate, "runs": runs}
     lines = ["| model | step | rc | wall s | CPU s | peak RSS GB | items |", "|---|---|---|---|---|---|---|"]
     for name, steps_ in runs.items():
         for r in steps_:
