@@ -34,6 +34,15 @@ with the same keys and seeds a re-run, in processes or on Ray (--ray), trains
 and attacks the same models.  Writes margin.json, margin.md and margin.png to
 --out.
 
+--ascent-steps N and --queries N change Kim et al.'s two knobs for the margin
+key (the number of gradient-ascent steps per batch, default 5, and the key's
+number of queries, default 100, at most the query split); a run with either
+changed writes margin-DATASET-stepsN.* (or -queriesN, or both) instead, beside the default
+run's files, so that a sweep keeps every point:
+
+    for steps in 1 20; do python benchmarks/margin.py --dataset fashion-mnist --seeds 1 --ascent-steps $steps; done
+    python benchmarks/margin.py --dataset fashion-mnist --seeds 1 --queries 50
+
 --save-models DIR keeps every seed's two marked models (adi, margin) in DIR with
 their owner's keys and a manifest, each as its training ends, for evasion.py
 --models-from DIR (benchmarks/_marked.py), which then trains neither again.
@@ -160,6 +169,10 @@ def recipe_of(world: World, name: str, seed: int) -> Recipe:
     return replace(recipe, triggers_per_batch=0) if name.startswith("nowm") else recipe
 
 
+def margin_options(args: argparse.Namespace) -> MarginOptions:
+    return MarginOptions(ascent_steps=args.ascent_steps)
+
+
 def victim_arch(task: TaskData) -> str:
     return CIFAR_VICTIM if task.name == "cifar10" else DEFAULT_ARCH[task.name]
 
@@ -174,7 +187,7 @@ def train_model(world: World, name: str, seed: int) -> tuple[dict[str, Any], Cla
     recipe = recipe_of(world, name, seed)
     device = pick_device(world.args.device)
     if name == "margin":
-        embed_margin(model, world.task, world.items("margin", seed), recipe, MarginOptions(),
+        embed_margin(model, world.task, world.items("margin", seed), recipe, margin_options(world.args),
                      vk_digest=world.key("margin", seed).verification_key.digest, device=device,
                      progress=world.args.progress)
     else:
@@ -328,9 +341,9 @@ def plot(runs: list[dict[str, Any]], title: str, path: Path) -> None:
         values = [[100 * r[scheme]["accuracy"] for r in rows_of(runs, name)] for name in names]
         bars = ax.bar(x + offset, [statistics.fmean(v) for v in values], 0.4, label=LABEL[scheme],
                       yerr=[statistics.stdev(v) if len(v) > 1 else 0 for v in values], capsize=3)
-        tau = rows_of(runs, scheme)[0][scheme]["kn"]["tau"]
-        ax.axhline(tau, color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1,
-                   label=f"{scheme}: k=n threshold ({tau} of {ITEMS})")
+        public = rows_of(runs, scheme)[0][scheme]["kn"]
+        ax.axhline(public["tau"], color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1,
+                   label=f"{scheme}: k=n threshold ({public['tau']} of {public['k']})")
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("accuracy on the key's items (%)")
     ax.set_ylim(0, 105)
@@ -406,10 +419,10 @@ def run_all(world: World, run: Runner) -> list[dict[str, Any]]:
     return runs
 
 
-def make_keys(task: TaskData, split: QuerySplit, seeds: int,
-              folder: Path | None) -> tuple[dict[int, SigningKey], dict[tuple[str, int], KeyPair]]:
-    """A fresh owner and both schemes' keys for every seed (in ``folder``/seed-N when given),
-    or those an earlier run wrote there."""
+def make_keys(task: TaskData, split: QuerySplit, seeds: int, folder: Path | None,
+              queries: int = ITEMS) -> tuple[dict[int, SigningKey], dict[tuple[str, int], KeyPair]]:
+    """A fresh owner and both schemes' keys for every seed (in ``folder``/seed-N when given), the
+    margin key of ``queries`` queries, or those an earlier run wrote there (refused if of another size)."""
     if folder is not None and (folder / "owner.pem").exists():
         raise WmarkError(f"{folder}: holds one key for every seed (an older margin.py); use a new --keys folder")
     owners: dict[int, SigningKey] = {}
@@ -422,11 +435,14 @@ def make_keys(task: TaskData, split: QuerySplit, seeds: int,
                 mk = load_marking_key(at / f"{scheme}.mk", None)
                 vk, signed = load_verification_key(at / f"{scheme}.vk.json")
                 keys[scheme, seed] = KeyPair(mk, vk, signed)
+            if keys["margin", seed].verification_key.n != min(queries, len(split)):
+                raise WmarkError(f"{at}: its margin key has {keys['margin', seed].verification_key.n} queries, "
+                                 f"not {min(queries, len(split))}; use a new --keys folder")
             continue
         owners[seed] = owner = SigningKey.generate()
         keys["adi", seed] = keygen_derived(owner=owner, n=ITEMS, num_classes=task.num_classes,
                                            input_shape=task.input_shape)
-        keys["margin", seed] = keygen_margin(owner=owner, n=min(ITEMS, len(split)), num_classes=task.num_classes,
+        keys["margin", seed] = keygen_margin(owner=owner, n=min(queries, len(split)), num_classes=task.num_classes,
                                              split=split)
         if at is not None:
             at.mkdir(parents=True, exist_ok=True)
@@ -446,21 +462,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-models", type=Path, metavar="DIR",
                         help="keep each seed's marked models (adi, margin) in DIR, a new folder, with their owner's "
                              "keys (secret: marking keys in plaintext) and a manifest, for evasion.py --models-from")
+    parser.add_argument("--ascent-steps", type=int, default=MarginOptions().ascent_steps, metavar="N",
+                        help=f"the margin recipe's gradient-ascent steps per batch (default "
+                             f"{MarginOptions().ascent_steps}; 0 trains on the queries as they are)")
+    parser.add_argument("--queries", type=int, default=ITEMS, metavar="N",
+                        help=f"the margin key's number of queries (default {ITEMS}, at most the query split)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.workers < 1:
         parser.error("--seeds and --workers must be at least 1")
+    variant = "".join(f"-{name}{value}" for name, value, default in (
+        ("steps", args.ascent_steps, MarginOptions().ascent_steps), ("queries", args.queries, ITEMS))
+        if value != default)
     try:
         if args.save_models is not None:
+            # evasion.py would take a margin model of other options for the default one.
+            if variant:
+                raise WmarkError("--save-models keeps models for evasion.py, which uses the default "
+                                 "--ascent-steps and --queries only")
             _marked.check_fresh(args.save_models, "--save-models")
+        margin_options(args)  # its own range checks, before anything trains
         pick_device(args.device)
         task = load(args.dataset, args.data_root, args.subset)
+        split = query_split(task)
+        if not 1 <= args.queries <= len(split):
+            raise WmarkError(f"--queries {args.queries}: the query split holds {len(split)} images; "
+                             f"give 1 to {len(split)}")
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     command = "python benchmarks/margin.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    split = query_split(task)
     try:
-        owners, keys = make_keys(task, split, args.seeds, args.keys)
+        owners, keys = make_keys(task, split, args.seeds, args.keys, args.queries)
     except WmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -485,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / ("margin" if task.name == "digits" else f"margin-{task.name}")
+    stem = args.out / (("margin" if task.name == "digits" else f"margin-{task.name}") + variant)
     atomic_write(stem.with_suffix(".json"), (json.dumps({
         "provenance": origin,
         "dataset": task.name,
@@ -493,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         "items": ITEMS,
         "private_k": PRIVATE_K,
         "recipes": {s: asdict(recipe_of(world, s, 0)) for s in SCHEMES},
-        "margin_options": asdict(MarginOptions()),
+        "margin_options": asdict(margin_options(args)),
+        "margin_queries": keys["margin", 0].verification_key.n,
         "distillation": DISTILLATION,
         # A fresh owner and keys for every seed.
         "vk_digests": {f"{s}/seed-{seed}": keys[s, seed].verification_key.digest.hex()

@@ -208,3 +208,21 @@ def test_margin_draws_a_fresh_owner_and_keys_for_every_seed_and_keeps_them_per_s
     (tmp_path / "old" / "owner.pem").write_bytes(b"")
     with pytest.raises(WmarkError, match="one key for every seed"):
         margin.make_keys(task, query_split(task), 2, tmp_path / "old")
+
+
+def test_margin_queries_and_ascent_steps_are_checked_before_anything_trains(studies, tmp_path, capsys):
+    margin, _ = studies
+    task = margin.subset(load_task("digits"), TINY)
+    split = query_split(task)
+    _, keys = margin.make_keys(task, split, 1, tmp_path / "keys", queries=5)
+    assert keys["margin", 0].verification_key.n == 5 and keys["adi", 0].verification_key.n == margin.ITEMS
+    with pytest.raises(WmarkError, match="has 5 queries, not 7"):
+        margin.make_keys(task, split, 1, tmp_path / "keys", queries=7)
+    out = tmp_path / "out"
+    for argv, complaint in ((["--queries", "0"], "give 1 to"), (["--queries", str(len(split) + 1)], "give 1 to"),
+                            (["--ascent-steps", "-1"], "ascent steps -1 outside"),
+                            (["--ascent-steps", "2", "--save-models", str(tmp_path / "m")], "default --ascent-steps")):
+        assert margin.main(["--seeds", "1", "--subset", str(TINY), "--out", str(out), *argv]) == 2
+        err = capsys.readouterr().err
+        assert complaint in err and err.count("\n") == 1, err
+    assert not out.exists() and not (tmp_path / "m").exists()
