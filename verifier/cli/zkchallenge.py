@@ -6,18 +6,17 @@ import argparse
 
 from wmark.console import add_command, add_json_argument, add_output, int_in_range, untrusted, write_json_report
 from wmark.errors import InvalidInput
-from wmark.files import atomic_write, read_bounded
+from wmark.files import atomic_write
 from wmark.protocol.decision import MAX_K
-from wmark.protocol.hazmat import dsse
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.keys import VerificationKey, load_verification_key
-from wmark.protocol.messages import MAX_MESSAGE_BYTES
 from wmark.protocol.session import ZkVerifierSession
 from wmark.verifier.cli._common import (
     add_decision_arguments,
     add_identity_argument,
     add_setup_arguments,
     checked_setup,
+    read_envelope,
     verifier_identity,
 )
 from wmark.verifier.reports import challenge_report
@@ -87,9 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 def same_items(path: str, vk: VerificationKey, identity: SigningKey, k: int) -> tuple[int, ...]:
     """The items an earlier zero-knowledge challenge of this verifier, for ``vk`` and ``k``, sampled."""
-    envelope = dsse.Envelope.from_json(read_bounded(path, max_bytes=MAX_MESSAGE_BYTES, what="challenge"),
-                                       what=path)
-    earlier = ZkVerifierSession.resume(vk, identity, envelope)
+    earlier = ZkVerifierSession.resume(vk, identity, read_envelope(path, what="challenge"))
     if earlier.issued_challenge.k != k:
         raise InvalidInput(f"--same-items-as {path}: it samples {earlier.issued_challenge.k} items, not --k {k}")
     return earlier.subset
