@@ -463,16 +463,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep each seed's marked models (adi, margin) in DIR, a new folder, with their owner's "
                              "keys (secret: marking keys in plaintext) and a manifest, for evasion.py --models-from")
     parser.add_argument("--ascent-steps", type=int, default=MarginOptions().ascent_steps, metavar="N",
-                        help=f"the margin recipe's gradient-ascent steps per batch (default "
-                             f"{MarginOptions().ascent_steps}; 0 trains on the queries as they are)")
+                        help="the margin recipe's gradient-ascent steps per batch (default %(default)s; 0 trains "
+                             "on the queries as they are)")
     parser.add_argument("--queries", type=int, default=ITEMS, metavar="N",
-                        help=f"the margin key's number of queries (default {ITEMS}, at most the query split)")
+                        help="the margin key's number of queries (default %(default)s, at most the query split)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.workers < 1:
         parser.error("--seeds and --workers must be at least 1")
-    variant = "".join(f"-{name}{value}" for name, value, default in (
-        ("steps", args.ascent_steps, MarginOptions().ascent_steps), ("queries", args.queries, ITEMS))
-        if value != default)
+    # The defaults are the parser's: a variant names only what differs from them.
+    variant = "".join(f"-{name}{getattr(args, dest)}"
+                      for name, dest in (("steps", "ascent_steps"), ("queries", "queries"))
+                      if getattr(args, dest) != parser.get_default(dest))
     try:
         if args.save_models is not None:
             # evasion.py would take a margin model of other options for the default one.
