@@ -31,6 +31,14 @@ The machine is shared: the load average before and after each run is kept.
 
     python benchmarks/registry.py                    # about a minute
     python benchmarks/registry.py --appends 300 --clients 1,8
+    python benchmarks/registry.py --prefill 20000 --modes batched+1c --clients 64 \
+        --out benchmarks/results/registry-prefill20000.json
+
+``--prefill N`` starts every run on a log that holds N entries already
+(integrated before the server starts, not timed): an append's cost grows
+with the log, since each of its items' commitments goes into an index keyed
+by a random digest (docs/design.md section 4b), so a fresh log is the best
+case.
 
 Prints a table and writes benchmarks/results/registry.json and .md.
 """
@@ -64,7 +72,7 @@ from wmark.protocol.hazmat.commitment import Commitment, Scheme
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.note import Note, Verifier
 from wmark.protocol.items import ItemCommitments, TriggerKind
-from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey
+from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, VkRecord
 from wmark.protocol.transparency import Receipt, verify_receipt, verify_tlog_proof
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +96,23 @@ def signed_vks(count: int, owner: SigningKey) -> list[tuple[VerificationKey, byt
                              created="2026-01-01T00:00:00+00:00")
         out.append((vk, dsse.sign(VK_PAYLOAD_TYPE, vk.payload, owner).to_json()))
     return out
+
+
+def prefill(directory: Path, count: int, owner: SigningKey) -> None:
+    """A log at ``directory`` holding ``count`` entries of ITEMS commitments each, none of them
+    the measured vks' (seeded: bench/prefill/...); integrated directly, as the untimed setup."""
+    from wmark.registry import LogStore
+    from wmark.registry.store import MAX_BATCH
+
+    with LogStore.open(directory) as store:
+        for at in range(0, count, MAX_BATCH):
+            records = [VkRecord(hashlib.sha256(b"bench/prefill/vk/%d" % i).digest(), owner.public_key,
+                                tuple(hashlib.sha256(b"bench/prefill/item/%d/%d" % (i, j)).digest()
+                                      for j in range(ITEMS)))
+                       for i in range(at, min(count, at + MAX_BATCH))]
+            for result in store.register_many(records):
+                if isinstance(result, WmarkError):
+                    raise RuntimeError(f"prefill: {result}")
 
 
 # --- The server process.
@@ -279,20 +304,21 @@ def _policy(mode: str, directory: Path) -> Policy:
     return Policy(Verifier.decode((directory / "log" / "log.vkey").read_text()), witnesses, len(witnesses))
 
 
-def _check(mode: str, directory: Path, vks, parsed: list[Receipt]) -> int:
-    """Every vk has one distinct index; a sample verifies offline. Returns the batch count."""
+def _check(mode: str, directory: Path, vks, parsed: list[Receipt], first: int = 0) -> int:
+    """Every vk has one distinct index from ``first`` on; a sample verifies offline. Returns the
+    batch count (the prefill's excluded)."""
     from wmark.registry import LogStore
 
     receipts = parsed
     indices = sorted(r.entry.index for r in parsed)
-    if indices != list(range(len(receipts))):
-        raise RuntimeError(f"{mode}: receipts are not one per index 0..{len(receipts) - 1}")
+    if indices != list(range(first, first + len(receipts))):
+        raise RuntimeError(f"{mode}: receipts are not one per index {first}..{first + len(receipts) - 1}")
     with LogStore.open(directory / "log", create=False) as store:
         store.check()
         policy = _policy(mode, directory)
         for (vk, _), receipt in list(zip(vks, parsed))[:: max(1, len(parsed) // 20)]:
             verify_receipt(receipt, vk, store.public_key, policy)
-        return len(store.checkpoint_sizes()) - 1
+        return len([size for size in store.checkpoint_sizes() if size > first])
 
 
 def first_cosigned_receipt_ms(vks, repeat: int = 5) -> list[float]:
@@ -319,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--appends", type=int, default=1000, help="registrations per run")
     parser.add_argument("--clients", default="1,8,64", help="concurrent clients, comma-separated")
     parser.add_argument("--modes", default=",".join(MODES), help="server modes, comma-separated")
+    parser.add_argument("--prefill", type=int, default=0, metavar="N",
+                        help="entries already in the log when each run starts (default: %(default)s, a fresh log)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (.md beside it)")
     parser.add_argument("--serve", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -327,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     clients = [int(c) for c in args.clients.split(",")]
     modes = args.modes.split(",")
-    if args.appends < 1 or any(c < 1 for c in clients) or not set(modes) <= set(MODES):
-        parser.error("--appends and --clients must be >= 1, --modes among " + ",".join(MODES))
+    if args.appends < 1 or args.prefill < 0 or any(c < 1 for c in clients) or not set(modes) <= set(MODES):
+        parser.error("--appends and --clients must be >= 1, --prefill >= 0, --modes among " + ",".join(MODES))
 
     started = time.perf_counter()
     owner = SigningKey.generate()
@@ -338,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in clients:
             load_before = os.getloadavg()[0]
             with tempfile.TemporaryDirectory(prefix="wmark-bench-") as tmp:
+                if args.prefill:
+                    prefill(Path(tmp) / "log", args.prefill, owner)
                 proc, url = _start(mode, Path(tmp))
                 try:
                     server_cpu = _cpu_seconds(proc.pid)
@@ -350,8 +380,9 @@ def main(argv: list[str] | None = None) -> int:
                 checked, check_cpu = time.perf_counter(), time.process_time()
                 receipts = _verify_all(vks, raw, _MemoPolicy(policy.log, policy.witnesses, policy.quorum))
                 check_s, check_cpu = time.perf_counter() - checked, time.process_time() - check_cpu
-                batches = _check(mode, Path(tmp), vks, receipts)
-            rows.append({"mode": mode, "clients": n, "appends": len(receipts), "seconds": elapsed,
+                batches = _check(mode, Path(tmp), vks, receipts, args.prefill)
+            rows.append({"mode": mode, "clients": n, "prefill": args.prefill, "appends": len(receipts),
+                         "seconds": elapsed,
                          "appends_per_second": len(receipts) / elapsed, "batches": batches,
                          # CPU per append does not depend on the other tenants'
                          # load the way appends/s does (the server's includes its
@@ -398,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(args.out, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
     lines = [f"# Registry throughput ({result['date']}, commit {result['commit'][:12]})", "",
              f"`{result['command']}` on {result['machine']['platform']}, {result['machine']['cpus']} CPUs "
-             f"(shared; load average per run below).", "",
+             f"(shared; load average per run below); each run on "
+             + (f"a log of {args.prefill} entries already." if args.prefill else "a fresh log."), "",
              "| mode | clients | appends/s | x unbatched | batches | server CPU ms/append | client CPU ms/append "
              "| receipt check ms/append | CPU-bound appends/s | load before/after |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
