@@ -51,6 +51,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -361,13 +362,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     owner = SigningKey.generate()
     vks = signed_vks(args.appends, owner)
+    # Filled once and copied into every run: filling takes minutes at 100,000 entries.
+    filled = tempfile.TemporaryDirectory(prefix="wmark-bench-prefill-") if args.prefill else None
+    if filled is not None:
+        prefill(Path(filled.name) / "log", args.prefill, owner)
     rows = []
     for mode in modes:
         for n in clients:
             load_before = os.getloadavg()[0]
             with tempfile.TemporaryDirectory(prefix="wmark-bench-") as tmp:
-                if args.prefill:
-                    prefill(Path(tmp) / "log", args.prefill, owner)
+                if filled is not None:
+                    shutil.copytree(Path(filled.name) / "log", Path(tmp) / "log")
                 proc, url = _start(mode, Path(tmp))
                 try:
                     server_cpu = _cpu_seconds(proc.pid)
@@ -401,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mode:<11} {n:>3} clients  {r['appends_per_second']:8.1f} appends/s  "
                   f"({r['appends']} in {elapsed:.1f} s, {batches} batches, server CPU "
                   f"{r['server_cpu_ms_per_append']:.2f} ms/append, load {load_before:.1f})", flush=True)
+    if filled is not None:
+        filled.cleanup()
     first = first_cosigned_receipt_ms(vks)
     baseline = {r["clients"]: r["appends_per_second"] for r in rows if r["mode"] == "unbatched"}
     for r in rows:

@@ -650,7 +650,8 @@ class LogStore:
                 raise LogCorrupted(f"{self._db}: entry {idx} is dated before entry {idx - 1}")
             tree.append(leaf)
             indexed: list[bytes] = []
-            while pending is not None and pending[0] <= idx:  # before idx: a row of no entry, refused below
+            # Rows before idx belong to no entry: taken here, the comparison below refuses them.
+            while pending is not None and pending[0] <= idx:
                 indexed.append(pending[1])
                 pending = self._index_row(next(index_rows, None))
             # INSERT OR IGNORE kept one row per distinct digest of the entry.
@@ -665,10 +666,10 @@ class LogStore:
         if row is None:
             return None
         idx, digest = row
-        if type(idx) is not int or not isinstance(digest, bytes):
+        if type(idx) is not int:
             raise LogCorrupted(f"{self._db}: the commitment index holds a malformed row "
                                f"(edited behind the log's back)")
-        return idx, digest
+        return idx, self._blob(digest, f"a commitment index row of entry {idx}", size=merkle.HASH_SIZE)
 
     def _index_disagrees(self, idx: int) -> NoReturn:
         raise LogCorrupted(f"{self._db}: the commitment index disagrees with entry {idx} "

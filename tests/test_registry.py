@@ -367,11 +367,13 @@ def test_an_edit_under_a_running_log_is_caught_when_the_entry_is_served(filled_l
      "commitment index disagrees with entry 99"),
     ([("INSERT INTO commitments (digest, idx) VALUES (?, 'x')", (b"\1" * 32,))],
      "commitment index holds a malformed row"),
+    ([("INSERT INTO commitments (digest, idx) VALUES (?, 1)", (b"\1" * 31,))],
+     "a commitment index row of entry 1 is malformed"),
     ([("UPDATE tree_heads SET envelope = ? WHERE size = 4",
        (TreeHead(4, b"\0" * 32, T0).sign(OWNER_B).to_json(),))], "tree head of size 4"),
     ([("DELETE FROM tree_heads WHERE size = 4", ())], "latest signed tree head covers 3 entries, but 4"),
 ], ids=["last-entry-deleted", "middle-entry-deleted", "index-row-deleted", "index-row-added", "index-row-moved",
-        "index-row-of-no-entry", "index-row-malformed", "head-replaced", "head-deleted"])
+        "index-row-of-no-entry", "index-row-malformed", "index-digest-malformed", "head-replaced", "head-deleted"])
 def test_other_edits_are_named(filled_log, statements, message):
     _edit(filled_log, *statements)
     with pytest.raises(LogCorrupted, match=message):
