@@ -4,7 +4,9 @@ Requests :meth:`Integrator.wait` for their vk's batch; one integrator
 thread takes everything queued (up to ``MAX_BATCH``), integrates it with
 :meth:`LogStore.register_many` (one durable transaction, one tree head, one
 checkpoint), asks every configured witness to cosign the checkpoint in
-parallel, and only then hands each waiting request its receipt.  A crash
+parallel, and only then hands each waiting request its receipt; then, when
+due, it merges the newest entries into the commitment index
+(:meth:`LogStore.merge_index`).  A crash
 before the commit loses the whole batch, and no request got a receipt for it.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import signal
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -91,7 +94,8 @@ class Integrator:
     def _integrate(self, batch: list[_Queued]) -> None:
         try:
             with self._cosigning():
-                results = self.store.register_many([vk for vk, _, _ in batch], [b for _, b, _ in batch])
+                results = self.store.register_many([vk for vk, _, _ in batch], [b for _, b, _ in batch],
+                                                   defer_merge=True)
                 results = self._cosigned(results)
         except WmarkError as exc:
             for _, _, future in batch:
@@ -106,6 +110,11 @@ class Integrator:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        # With the receipts out, not before: the merge delays the next batch instead.
+        try:
+            self.store.merge_index()
+        except WmarkError as exc:  # the next batch's transaction merges them if this keeps failing
+            print(f"wmark log: merging the commitment index failed: {exc}", file=sys.stderr, flush=True)
 
     def _cosigning(self) -> AbstractContextManager[None]:
         """With witnesses, the log directory's cosigning lock, held from the commit until the

@@ -23,7 +23,9 @@ processes appended at the start of every operation.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+import struct
 import threading
 import time
 from contextlib import contextmanager
@@ -55,6 +57,7 @@ from wmark.protocol.transparency import (
     verify_tree_head,
 )
 from wmark.registry.errors import DuplicateCommitment, EntryNotFound, LogBusy, LogCorrupted
+from wmark.registry.recent import MERGE_ENTRIES, Recent
 
 DB_NAME = "log.db"
 KEY_NAME = "log-key.pem"
@@ -70,17 +73,31 @@ STATE_TYPE = "wmark/log-state"
 MAX_STATE_BYTES = 64 * 1024
 VRF_KEY_NAME = "log-vrf.key"
 BEACON_KEY_NAME = "log-beacon.json"
-# Version 1 (before checkpoints) is upgraded in place on first open.
-SCHEMA_VERSION = 2
+# Versions 1 (before checkpoints) and 2 (the commitment index keyed by whole
+# digests) are upgraded in place on first open.
+SCHEMA_VERSION = 3
 # The most appends one batch integrates: bounds the transaction and the
 # receipts' wait behind it.
 MAX_BATCH = 1024
+# SQLite's page cache per handle (its default is 2 MiB): the commitment index's
+# pages, probed at random by every batch, stay in memory up to about 4 million
+# digests (docs/design.md section 4b).
+CACHE_KIB = 64 * 1024
 # How long an append waits for another process's append before giving up.
 BUSY_TIMEOUT_S = 30.0
 MAX_LOOKUP = 1000
 # Bound parameters per commitment lookup (SQLite allows 32,766 since 3.32).
 _LOOKUP_CHUNK = 10_000
 
+# The commitment index, keyed by each digest's first 8 bytes (an integer, as
+# _prefix makes it) rather than the whole 32: a third the size, so a batch's
+# inserts, each at a random place, dirty fewer pages; a prefix only names
+# candidate entries, each confirmed against its stored commitments
+# (docs/design.md section 4b).
+_INDEX_SCHEMA = """CREATE TABLE IF NOT EXISTS commitments (
+        prefix INTEGER NOT NULL,
+        idx INTEGER NOT NULL REFERENCES entries (idx),
+        PRIMARY KEY (prefix, idx)) WITHOUT ROWID"""
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
     """CREATE TABLE IF NOT EXISTS entries (
@@ -89,13 +106,46 @@ _SCHEMA = (
         entry BLOB NOT NULL,
         vk_digest BLOB NOT NULL UNIQUE,
         owner TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS commitments (
-        digest BLOB NOT NULL,
-        idx INTEGER NOT NULL REFERENCES entries (idx),
-        PRIMARY KEY (digest, idx)) WITHOUT ROWID""",
+    _INDEX_SCHEMA,
     "CREATE TABLE IF NOT EXISTS tree_heads (size INTEGER PRIMARY KEY, envelope BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL)",
 )
+
+
+_PREFIX = struct.Struct(">q")
+_PREFIX_OF_DIGEST = struct.Struct(f">q{merkle.HASH_SIZE - 8}x")
+
+
+def _prefix(digest: bytes) -> int:
+    """A commitment digest's key in the index: its first 8 bytes, as SQLite's signed 64-bit integer."""
+    return _PREFIX.unpack_from(digest)[0]
+
+
+def _prefixes(digests: list[bytes]) -> list[int]:
+    """:func:`_prefix` of each digest, in one pass of C over them all."""
+    blob = b"".join(digests)
+    if len(blob) != merkle.HASH_SIZE * len(digests):
+        raise ValueError("a commitment digest that is not 32 bytes long")
+    return [prefix for (prefix,) in _PREFIX_OF_DIGEST.iter_unpack(blob)]
+
+
+def _index_rows(recent: Recent) -> Iterator[tuple[int, int]]:
+    """The index rows of ``recent``'s entries, (prefix, idx) once each, in key order: the
+    inserts then walk the B-tree forwards instead of at random.  With numpy: the same
+    rows as sorting the set of (_prefix(d), idx) in Python, at a fifth of the time."""
+    import numpy as np  # here, not at import: most commands never merge
+
+    indices: list[int] = []
+    parts: list[bytes] = []
+    for idx, _, digests in recent.entries():
+        indices.extend([idx] * len(digests))
+        parts.extend(digests)
+    prefixes, idx = np.array(_prefixes(parts), dtype=np.int64), np.array(indices, dtype=np.int64)
+    order = np.lexsort((idx, prefixes))
+    prefixes, idx = prefixes[order], idx[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (prefixes[1:] != prefixes[:-1]) | (idx[1:] != idx[:-1])
+    return zip(prefixes[first].tolist(), idx[first].tolist())
 
 
 def default_origin(key: SigningKey) -> str:
@@ -129,6 +179,8 @@ class LogStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._tree = MerkleTree()
+        # The entries from the index's watermark on, whose digests are not in it yet (registry/recent.py).
+        self._recent = Recent(0)
         self._head: _SignedHead | None = None
         # The state file's bytes last read, and what they said once checked.
         self._state: tuple[bytes, tuple[TreeHead, int]] | None = None
@@ -167,6 +219,7 @@ class LogStore:
             if mode != "wal":
                 raise LogCorrupted(f"{db}: cannot switch the database to WAL mode (it stays in {mode!r})")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             key, note_key, vrf_key = _initialise(conn, d, clock, origin)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -241,8 +294,8 @@ class LogStore:
             raise result
         return result
 
-    def register_many(self, vks: list[VerificationKey | VkRecord],
-                      beacons: list[Beacon | None] | None = None) -> list[Receipt | WmarkError]:
+    def register_many(self, vks: list[VerificationKey | VkRecord], beacons: list[Beacon | None] | None = None,
+                      *, defer_merge: bool = False) -> list[Receipt | WmarkError]:
         """Integrate a batch: one transaction, one signed tree head, one checkpoint.
 
         Each vk gets its receipt, or the error that refused it alone (a
@@ -251,6 +304,10 @@ class LogStore:
         on disk), because a failed commit raises before any is returned.
         ``beacons[i]``, where given, is vk i's beacon, evaluated already with
         this log's :meth:`beacon_key` (by registry/checkers.py).
+
+        Once :data:`MERGE_ENTRIES` entries wait outside the commitment index, the
+        batch's transaction merges them in; with ``defer_merge`` only at twice as
+        many, the caller merging them after its receipts are out (:meth:`merge_index`).
         """
         if not 0 < len(vks) <= MAX_BATCH:
             raise InvalidInput(f"a batch holds 1 to {MAX_BATCH} verification keys, got {len(vks)}")
@@ -269,9 +326,8 @@ class LogStore:
             # One statement per table for the whole batch.
             conn.executemany("INSERT INTO entries (idx, leaf_hash, entry, vk_digest, owner) VALUES (?, ?, ?, ?, ?)",
                              batch.entry_rows)
-            # In key order: inserts walk the B-tree forwards instead of at random.
-            conn.executemany("INSERT OR IGNORE INTO commitments (digest, idx) VALUES (?, ?)",
-                             sorted(batch.commitment_rows))
+            if len(self._recent) >= (2 if defer_merge else 1) * MERGE_ENTRIES:
+                self._merge(conn)
             if len(self._tree) > latest.size:
                 head = TreeHead(len(self._tree), self._tree.root(), time_ms)
                 envelope = head.sign(self._key)
@@ -286,6 +342,21 @@ class LogStore:
         # After the commit: the state never runs ahead of the database.
         self._save_state(*state)
         return receipts
+
+    def merge_index(self, *, due_only: bool = True) -> int:
+        """Merge the entries waiting outside the commitment index into it (one transaction),
+        if :data:`MERGE_ENTRIES` or more wait (any, without ``due_only``); how many it merged."""
+        with self._transaction(write=True) as conn:
+            if len(self._recent) < (MERGE_ENTRIES if due_only else 1):
+                return 0
+            return self._merge(conn)
+
+    def _merge(self, conn: sqlite3.Connection) -> int:
+        recent = self._recent
+        conn.executemany("INSERT OR IGNORE INTO commitments (prefix, idx) VALUES (?, ?)", _index_rows(recent))
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'indexed'", (recent.end,))
+        # The next transaction's _sync sees the watermark move and empties the memtable.
+        return len(recent)
 
     def _save_state(self, latest: _SignedHead, heads: int) -> None:
         data = canonical_json({"type": STATE_TYPE, "version": 1, "tree_head": envelope_to_obj(latest.envelope),
@@ -340,21 +411,60 @@ class LogStore:
         marks = ",".join("?" * len(digests))
         return dict(conn.execute(f"SELECT vk_digest, idx FROM entries WHERE vk_digest IN ({marks})", digests))
 
-    @staticmethod
-    def _holders(conn: sqlite3.Connection, vks: list[VerificationKey | VkRecord]) -> dict[bytes, dict[str, int]]:
-        """For each commitment digest of the batch: the owners whose entries hold it, with
-        the first such entry.  The log refuses a digest to a second owner, so this
-        is about one row per digest, found by the commitments table's primary key."""
+    def _holders(self, conn: sqlite3.Connection, vks: list[VerificationKey | VkRecord]) -> dict[bytes, dict[str, int]]:
+        """For each commitment digest of the batch some entry holds already: its owner and
+        first entry.  The log refuses a digest to a second owner, so the first
+        entry holding a digest names its only owner.
+
+        The index names, for each prefix, the first entry under it; that entry's
+        own commitments confirm it holds the digest (almost always) or, for a
+        prefix two digests share, the later entries under it are tried in turn."""
         digests = list({d for vk in vks for d in vk.commitment_digests()})
+        prefixes = _prefixes(digests)
+        wanted: dict[int, list[bytes]] | None = None  # built only when the index holds a prefix
         holders: dict[bytes, dict[str, int]] = {}
-        for at in range(0, len(digests), _LOOKUP_CHUNK):
-            chunk = digests[at:at + _LOOKUP_CHUNK]
+        held: dict[int, tuple[str, frozenset[bytes]]] = {}  # entries read, once per batch
+        for at in range(0, len(prefixes), _LOOKUP_CHUNK):
+            chunk = prefixes[at:at + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
-            for digest, owner, idx in conn.execute(
-                    f"SELECT c.digest, e.owner, MIN(c.idx) FROM commitments c JOIN entries e ON e.idx = c.idx "
-                    f"WHERE c.digest IN ({marks}) GROUP BY c.digest, e.owner", chunk):
-                holders.setdefault(digest, {})[owner] = idx
+            rows = conn.execute(f"SELECT prefix, MIN(idx) FROM commitments WHERE prefix IN ({marks}) "
+                                f"GROUP BY prefix", chunk).fetchall()
+            if rows and wanted is None:
+                wanted = {}
+                for prefix, digest in zip(prefixes, digests):
+                    wanted.setdefault(prefix, []).append(digest)
+            for prefix, first in rows:
+                for digest in wanted[prefix] if wanted is not None else ():
+                    found = self._first_holder(conn, held, digest, prefix, first)
+                    if found is not None:
+                        holders[digest] = {found[0]: found[1]}
+        # The entries not in the index yet, all after those in it.
+        for digest, owner, idx in self._recent.holders(digests):
+            holders.setdefault(digest, {owner: idx})
         return holders
+
+    def _first_holder(self, conn: sqlite3.Connection, held: dict[int, tuple[str, frozenset[bytes]]],
+                      digest: bytes, prefix: int, first: int) -> tuple[str, int] | None:
+        """The owner and index of the first entry indexed under ``prefix`` that holds ``digest``."""
+        owner, commitments = self._entry_of(conn, held, first)
+        if digest in commitments:
+            return owner, first
+        for (idx,) in conn.execute("SELECT idx FROM commitments WHERE prefix = ? AND idx > ? ORDER BY idx",
+                                   (prefix, first)).fetchall():
+            owner, commitments = self._entry_of(conn, held, idx)
+            if digest in commitments:
+                return owner, idx
+        return None
+
+    def _entry_of(self, conn: sqlite3.Connection, held: dict[int, tuple[str, frozenset[bytes]]],
+                  idx: int) -> tuple[str, frozenset[bytes]]:
+        """The owner and commitment digests of the entry an index row names."""
+        if idx not in held:
+            if not 0 <= idx < len(self._tree):
+                self._index_disagrees(idx)
+            entry = self._read_entry(conn, idx)
+            held[idx] = entry.owner, frozenset(entry.commitments)
+        return held[idx]
 
     def _append(self, conn: sqlite3.Connection, batch: _Batch, vk: VerificationKey | VkRecord, time_ms: int) -> LogEntry:
         known = batch.registered.get(vk.digest)
@@ -370,7 +480,7 @@ class LogStore:
         _refuse_transplant(batch.holders, entry)
         leaf = merkle.leaf_hash(data)
         batch.entry_rows.append((entry.index, leaf, data, entry.vk_digest, entry.owner))
-        batch.commitment_rows.extend((d, entry.index) for d in entry.commitments)
+        self._recent.add(entry.index, entry.owner, entry.commitments)
         for d in entry.commitments:
             owners = batch.holders.get(d)
             if owners is None:
@@ -481,10 +591,18 @@ class LogStore:
 
     def entries_with_commitment(self, digest: bytes, *, limit: int = MAX_LOOKUP) -> list[int]:
         """Indices of the entries whose vk commits to the item with ``digest``, oldest first."""
+        found: list[int] = []
         with self._transaction() as conn:
-            rows = conn.execute("SELECT idx FROM commitments WHERE digest = ? ORDER BY idx LIMIT ?",
-                                (digest, limit)).fetchall()
-        return [idx for (idx,) in rows]
+            held: dict[int, tuple[str, frozenset[bytes]]] = {}
+            # Each candidate the prefix names is confirmed by its entry (docs/design.md section 4b).
+            for (idx,) in conn.execute("SELECT idx FROM commitments WHERE prefix = ? ORDER BY idx",
+                                       (_prefix(digest),)).fetchall():
+                if len(found) == limit:
+                    break
+                if digest in self._entry_of(conn, held, idx)[1]:
+                    found.append(idx)
+            found.extend(itertools.islice(self._recent.holding(digest), max(0, limit - len(found))))
+        return found
 
     def check(self) -> TreeHead:
         """Recompute the whole tree from the stored entries and hold it against every
@@ -539,6 +657,7 @@ class LogStore:
                     if committed is not None:
                         # Forget in memory what an append that did not commit added.
                         self._tree.truncate(committed[0])
+                        self._recent.truncate(committed[0])
                         self._head = committed[1]
                     raise
             except sqlite3.OperationalError as exc:
@@ -557,6 +676,7 @@ class LogStore:
             if idx != len(self._tree):
                 raise LogCorrupted(f"{self._db}: entry {len(self._tree)} is missing from the database")
             self._tree.append(self._blob(leaf, f"entry {idx}'s leaf hash", size=merkle.HASH_SIZE))
+        self._sync_recent(conn)
         (last,) = conn.execute("SELECT MAX(idx) FROM entries").fetchone()
         if (-1 if last is None else last) != len(self._tree) - 1:
             raise LogCorrupted(f"{self._db}: entries up to {len(self._tree) - 1} were read before, "
@@ -586,6 +706,30 @@ class LogStore:
                 raise LogCorrupted(f"{self._db}: no checkpoint for the latest signed tree head (size {head.size})")
             self._checkpoint = self._note(row[0], head.size).encode()
         self._check_state(conn)
+
+    def _watermark(self, conn: sqlite3.Connection, size: int) -> int:
+        """How many entries the commitment index holds (the first that many, of ``size``)."""
+        row = conn.execute("SELECT value FROM meta WHERE name = 'indexed'").fetchone()
+        if row is None or type(row[0]) is not int or not 0 <= row[0] <= size:
+            raise LogCorrupted(f"{self._db}: the commitment index's watermark is missing or beyond the "
+                               f"{size} entries (edited behind the log's back)")
+        return row[0]
+
+    def _sync_recent(self, conn: sqlite3.Connection) -> None:
+        """Hold in memory the digests of every entry from the index's watermark on: those other
+        processes appended, or all of them in a new handle (registry/recent.py)."""
+        watermark, recent = self._watermark(conn, len(self._tree)), self._recent
+        if watermark < recent.start:
+            raise LogCorrupted(f"{self._db}: the commitment index held {recent.start} entries, now "
+                               f"{watermark} (edited behind the log's back)")
+        if len(self._tree) - watermark > 2 * MERGE_ENTRIES + MAX_BATCH:
+            raise LogCorrupted(f"{self._db}: {len(self._tree) - watermark} entries are missing from the "
+                               f"commitment index, more than merging leaves (edited behind the log's back)")
+        if watermark > recent.start:  # merged, here or by another process: read back any entry past it
+            self._recent = recent = Recent(watermark)
+        for idx in range(recent.end, len(self._tree)):
+            entry = self._read_entry(conn, idx)
+            recent.add(idx, entry.owner, entry.commitments)
 
     def _read_entry(self, conn: sqlite3.Connection, index: int) -> LogEntry:
         if not 0 <= index < len(self._tree):
@@ -634,7 +778,9 @@ class LogStore:
         with the log: holding both as sets took 3.6 GB and twice the time at 100,000 entries.
         """
         tree, last_time = MerkleTree(), 0
-        index_rows = conn.execute("SELECT idx, digest FROM commitments ORDER BY idx, digest")
+        # Only its type here: _sync, after the heads, holds it against the entries.
+        watermark = self._watermark(conn, 2 ** 63)
+        index_rows = conn.execute("SELECT idx, prefix FROM commitments ORDER BY idx, prefix")
         pending = self._index_row(next(index_rows, None))
         for idx, leaf, data, vk_digest, owner in conn.execute(
                 "SELECT idx, leaf_hash, entry, vk_digest, owner FROM entries ORDER BY idx"):
@@ -649,27 +795,31 @@ class LogStore:
             if entry.time_ms < last_time:
                 raise LogCorrupted(f"{self._db}: entry {idx} is dated before entry {idx - 1}")
             tree.append(leaf)
-            indexed: list[bytes] = []
+            indexed: list[int] = []
             # Rows before idx belong to no entry: taken here, the comparison below refuses them.
             while pending is not None and pending[0] <= idx:
                 indexed.append(pending[1])
                 pending = self._index_row(next(index_rows, None))
-            # INSERT OR IGNORE kept one row per distinct digest of the entry.
-            if indexed != sorted(set(entry.commitments)):
+            # INSERT OR IGNORE kept one row per distinct prefix of the entry's digests;
+            # an entry past the watermark has none yet.
+            if indexed != (sorted({_prefix(d) for d in entry.commitments}) if idx < watermark else []):
                 self._index_disagrees(idx)
             last_time = entry.time_ms
         if pending is not None:  # rows of entries the log does not hold
             self._index_disagrees(pending[0])
         return tree
 
-    def _index_row(self, row: tuple[object, object] | None) -> tuple[int, bytes] | None:
+    def _index_row(self, row: tuple[object, object] | None) -> tuple[int, int] | None:
         if row is None:
             return None
-        idx, digest = row
+        idx, prefix = row
         if type(idx) is not int:
             raise LogCorrupted(f"{self._db}: the commitment index holds a malformed row "
                                f"(edited behind the log's back)")
-        return idx, self._blob(digest, f"a commitment index row of entry {idx}", size=merkle.HASH_SIZE)
+        if type(prefix) is not int:
+            raise LogCorrupted(f"{self._db}: a commitment index row of entry {idx} is malformed "
+                               f"(edited behind the log's back)")
+        return idx, prefix
 
     def _index_disagrees(self, idx: int) -> NoReturn:
         raise LogCorrupted(f"{self._db}: the commitment index disagrees with entry {idx} "
@@ -707,7 +857,6 @@ class _Batch:
     registered: dict[bytes, int | LogEntry]
     holders: dict[bytes, dict[str, int]]
     entry_rows: list[tuple[int, bytes, bytes, bytes, str]] = field(default_factory=list)
-    commitment_rows: list[tuple[bytes, int]] = field(default_factory=list)
 
 
 def _refuse_transplant(holders: dict[bytes, dict[str, int]], entry: LogEntry) -> None:
@@ -755,7 +904,8 @@ def _load_or_create_vrf_key(conn: sqlite3.Connection, directory: Path, meta: dic
 def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], int],
                 origin: str | None) -> tuple[SigningKey, Signer, VrfSecretKey]:
     """Create the schema, keys, empty signed tree head and checkpoint on first use;
-    upgrade a version-1 log (no checkpoints yet) in place; check them after.
+    upgrade a log of version 1 (no checkpoints yet) or 2 (the index of whole
+    digests) in place; check them after.
 
     Runs under SQLite's write lock, so two processes starting the same new log
     cannot each create a key.
@@ -778,9 +928,9 @@ def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], i
             empty = TreeHead(0, merkle.EMPTY_ROOT, clock()).sign(key)
             conn.execute("INSERT INTO tree_heads (size, envelope) VALUES (0, ?)", (empty.to_json(),))
             meta = {"schema": 1, "public_key": key.public_key.to_der()}
-        if meta.get("schema") not in (1, SCHEMA_VERSION):
+        if meta.get("schema") not in range(1, SCHEMA_VERSION + 1):
             raise LogCorrupted(f"{directory / DB_NAME}: log schema version {meta.get('schema')!r} "
-                               f"(this tool reads 1 and {SCHEMA_VERSION})")
+                               f"(this tool reads 1 to {SCHEMA_VERSION})")
         key = load_signing_key(directory / KEY_NAME)
         if key.public_key.to_der() != meta.get("public_key"):
             raise LogCorrupted(f"{directory / KEY_NAME}: not the key this log signs with "
@@ -797,6 +947,8 @@ def _initialise(conn: sqlite3.Connection, directory: Path, clock: Callable[[], i
                                    f"with (the key file was replaced)")
         if origin is not None and origin != note_key.name:
             raise InvalidInput(f"{directory}: this log's origin is {note_key.name!r}, not {origin!r}")
+        if meta.get("schema") != SCHEMA_VERSION:
+            _upgrade_index(conn, directory)
         vrf_key = _load_or_create_vrf_key(conn, directory, meta)
         conn.execute("COMMIT")
     except BaseException:
@@ -826,6 +978,36 @@ def _upgrade(conn: sqlite3.Connection, directory: Path, key: SigningKey, origin:
     conn.execute("INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?)",
                  (head.size, Note(text, (note_key.sign(text),)).encode()))
     conn.executemany("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
-                     [("schema", SCHEMA_VERSION), ("origin", note_key.name),
+                     [("schema", 2), ("origin", note_key.name),
                       ("note_vkey", note_key.verifier.encode())])
     return note_key
+
+
+def _upgrade_index(conn: sqlite3.Connection, directory: Path) -> None:
+    """Version 2 -> 3: the commitment index keyed by each digest's 8-byte prefix (_INDEX_SCHEMA).
+
+    A new log, created at version 1 and upgraded through 2, has the new index already."""
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(commitments)")]
+    if columns == ["digest", "idx"]:
+        conn.execute("ALTER TABLE commitments RENAME TO commitments_v2")
+        conn.execute(_INDEX_SCHEMA)
+
+        def rows() -> Iterator[tuple[int, int]]:
+            # In the old key's order: the inserts walk the new B-tree forwards, in two runs.
+            for digest, idx in conn.execute("SELECT digest, idx FROM commitments_v2 ORDER BY digest, idx"):
+                if not isinstance(digest, bytes) or len(digest) != merkle.HASH_SIZE or type(idx) is not int:
+                    raise LogCorrupted(f"{directory / DB_NAME}: the commitment index holds a malformed row "
+                                       f"(edited behind the log's back)")
+                yield _prefix(digest), idx
+
+        conn.executemany("INSERT OR IGNORE INTO commitments (prefix, idx) VALUES (?, ?)", rows())
+        conn.execute("DROP TABLE commitments_v2")
+        # Every entry a version 2 log holds is in its index.
+        (count,) = conn.execute("SELECT count(*) FROM entries").fetchone()
+        conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", ("indexed", count))
+    elif columns == ["prefix", "idx"]:  # a new log: none yet
+        conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)", ("indexed", 0))
+    else:
+        raise LogCorrupted(f"{directory / DB_NAME}: the commitment index has columns {columns}, "
+                           f"not those of schema version {SCHEMA_VERSION}")
+    conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", ("schema", SCHEMA_VERSION))

@@ -22,7 +22,7 @@ from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.merkle import MerkleTree, leaf_hash
 from wmark.protocol.hazmat.note import COSIGNATURE_V1, ED25519, Note, Signer, Verifier
 from wmark.protocol.tiles import TileReader, decode_bundle, encode_index, parse_bundle_path, parse_tile_path
-from wmark.protocol.transparency import verify_receipt, verify_tlog_proof
+from wmark.protocol.transparency import LogEntry, verify_receipt, verify_tlog_proof
 from wmark.registry import DuplicateCommitment, LogStore
 from wmark.registry.cosigning import WitnessClient
 from wmark.registry.witness import Witness, WitnessServer
@@ -324,12 +324,45 @@ def test_a_batch_appends_once_refuses_alone_and_signs_one_head(tmp_path):
             store.register_many([])
 
 
+def _old_index(conn: sqlite3.Connection) -> None:
+    """The commitment index as versions 1 and 2 laid it out: every entry's whole digests."""
+    conn.execute("DROP TABLE commitments")
+    conn.execute("CREATE TABLE commitments (digest BLOB NOT NULL, idx INTEGER NOT NULL REFERENCES entries (idx), "
+                 "PRIMARY KEY (digest, idx)) WITHOUT ROWID")
+    for idx, data in conn.execute("SELECT idx, entry FROM entries").fetchall():
+        conn.executemany("INSERT INTO commitments (digest, idx) VALUES (?, ?)",
+                         [(d, idx) for d in set(LogEntry.decode(data).commitments)])
+    conn.execute("DELETE FROM meta WHERE name = 'indexed'")
+
+
+def test_a_version_2_log_gets_the_prefix_index_and_refuses_what_it_did(tmp_path):
+    d = tmp_path / "log"
+    with LogStore.open(d) as store:
+        old = fill(store, 3)
+    conn = sqlite3.connect(d / "log.db")
+    _old_index(conn)
+    conn.execute("UPDATE meta SET value = 2 WHERE name = 'schema'")
+    conn.commit()
+    conn.close()
+    with LogStore.open(d) as store:  # check() holds the converted index against every entry
+        assert store.entries_with_commitment(old[1][0].commitment_digests()[2]) == [1]
+        thief, _ = make_vk(SigningKey.generate(), b"t", commitments=old[2][0].commitments)
+        with pytest.raises(DuplicateCommitment, match="item 0 is in entry 2"):
+            store.register(thief)
+    conn = sqlite3.connect(d / "log.db")
+    meta = dict(conn.execute("SELECT name, value FROM meta WHERE name IN ('schema', 'indexed')"))
+    rows = conn.execute("SELECT count(*) FROM commitments").fetchone()[0]
+    conn.close()
+    assert meta == {"schema": 3, "indexed": 3} and rows == 3 * len(old[0][0].commitment_digests())
+
+
 def test_a_version_1_log_is_upgraded_and_its_receipts_still_verify(tmp_path):
     d = tmp_path / "log"
     with LogStore.open(d) as store:
         old = fill(store, 4)
-    # Make it exactly what the previous release left: no checkpoints, no note key.
+    # Make it exactly what the previous release left: no checkpoints, no note key, whole digests indexed.
     conn = sqlite3.connect(d / "log.db")
+    _old_index(conn)
     conn.execute("DROP TABLE checkpoints")
     conn.execute("DELETE FROM meta WHERE name IN ('origin', 'note_vkey')")
     conn.execute("UPDATE meta SET value = 1 WHERE name = 'schema'")

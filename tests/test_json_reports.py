@@ -179,7 +179,7 @@ def test_register_reports_the_entry_and_the_checkpoint_and_log_check_the_same_ro
     shutil.copytree(tmp_path / "log", broken)
     conn = sqlite3.connect(broken / DB_NAME)
     with conn:
-        conn.execute("DELETE FROM commitments")  # edited behind the log's back
+        conn.execute("INSERT INTO commitments (prefix, idx) VALUES (1, 0)")  # edited behind the log's back
     conn.close()
     check, text = report_of(capsys, "wmark", ["log", "check", "--log", broken], expect=1)
     assert_valid_report(check, "wmark/log-check-report")

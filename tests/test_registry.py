@@ -4,6 +4,7 @@ and several processes appending at once."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -32,6 +33,7 @@ from wmark.protocol.hazmat.encoding import canonical_json
 from wmark.protocol.hazmat.identity import SigningKey
 from wmark.protocol.hazmat.merkle import leaf_hash
 from wmark.protocol.hazmat.note import Verifier
+from wmark.protocol.keys import VkRecord
 from wmark.protocol.transparency import (
     LogEntry,
     Receipt,
@@ -118,10 +120,12 @@ def test_an_append_failing_half_way_leaves_memory_and_disk_as_before(store, monk
     with monkeypatch.context() as m:
         m.setattr(TreeHead, "sign", lambda self, key: (_ for _ in ()).throw(OSError("disk full")))
         with pytest.raises(OSError, match="disk full"):
-            store.register(make_vk(OWNER_A, b"lost")[0])
+            store.register(lost := make_vk(OWNER_A, b"lost")[0])
     assert store.size == 3
     (vk, _, receipt), = fill(store, 1, prefix="next")
     assert verify_receipt(receipt, vk, store.public_key).index == 3
+    # The lost entry's commitments were forgotten with it: nobody holds them.
+    assert store.register(make_vk(OWNER_B, b"not-a-thief", commitments=lost.commitments)[0]).entry.index == 4
     store.check()
 
 
@@ -132,8 +136,11 @@ def test_log_times_never_go_backwards(tmp_path):
     assert times == [T0 + 5000, T0 + 5000, T0 + 7000]
 
 
-def test_a_transplanted_key_is_refused_and_lookup_finds_the_owner(store):
+@pytest.mark.parametrize("merged", [False, True], ids=["in-memory", "in-the-index"])
+def test_a_transplanted_key_is_refused_and_lookup_finds_the_owner(store, merged):
     (vk_a, _, receipt_a), = fill(store, 1)
+    if merged:
+        assert store.merge_index(due_only=False) == 1
     thief, _ = make_vk(OWNER_B, b"thief", commitments=vk_a.commitments[1:] + vk_a.commitments[:1])
     with pytest.raises(DuplicateCommitment, match=r"3 of the 3 commitments .*\(item 0 is in entry 0"):
         store.register(thief)
@@ -144,6 +151,72 @@ def test_a_transplanted_key_is_refused_and_lookup_finds_the_owner(store):
     assert store.entries_with_commitment(digest) == [0, 1]
     assert store.entries_with_commitment(b"\0" * 32) == []
     assert store.entry(0) == receipt_a.entry
+    store.check()
+
+
+def _record(owner: SigningKey, *digests: bytes, tag: bytes = b"") -> VkRecord:
+    """A checked vk as the log's checkers hand it over, with commitment digests of the test's choosing."""
+    return VkRecord(hashlib.sha256(b"test/record/" + tag + b"".join(digests)).digest(), owner.public_key, digests)
+
+
+def test_a_shared_index_prefix_is_confirmed_against_the_entries(store):
+    d1, d2, d3 = (b"\xaa" * 8 + bytes([i]) * 24 for i in (1, 2, 3))  # one prefix, three digests
+    store.register(_record(OWNER_A, d1))
+    store.register(_record(OWNER_A, d2))
+    assert store.merge_index(due_only=False) == 2
+    # Entries 0 and 1 share d3's prefix, but neither holds d3.
+    assert store.register(_record(OWNER_B, d3)).entry.index == 2
+    # The owner's first entry under the prefix does not hold d2; its next one does.
+    with pytest.raises(DuplicateCommitment, match="item 0 is in entry 1"):
+        store.register(_record(OWNER_B, d2, tag=b"thief"))
+    assert [store.entries_with_commitment(d) for d in (d1, d2, d3)] == [[0], [1], [2]]
+    assert store.merge_index(due_only=False) == 1
+    assert [store.entries_with_commitment(d) for d in (d1, d2, d3)] == [[0], [1], [2]]
+    store.check()
+
+
+def test_a_second_handle_sees_entries_not_merged_yet_and_so_does_a_reopened_log(tmp_path):
+    d = tmp_path / "log"
+    with LogStore.open(d) as first, LogStore.open(d, check=False) as second:
+        (vk, _, _), = fill(first, 1)  # in the first handle's memory, not in the index
+        thief, _ = make_vk(OWNER_B, b"thief", commitments=vk.commitments)
+        with pytest.raises(DuplicateCommitment, match="item 0 is in entry 0"):
+            second.register(thief)
+        assert second.entries_with_commitment(vk.commitment_digests()[0]) == [0]
+        fill(second, 2, prefix="second")
+        assert first.merge_index(due_only=False) == 3
+        # The second handle sees the watermark move: the index answers for all three now.
+        with pytest.raises(DuplicateCommitment, match="item 0 is in entry 0"):
+            second.register(thief)
+        assert second.merge_index(due_only=False) == 0
+        (late, _, _), = fill(second, 1, prefix="late")  # never merged: a crash would leave it so
+    with LogStore.open(d) as reopened:
+        with pytest.raises(DuplicateCommitment, match="item 0 is in entry 3"):
+            reopened.register(make_vk(OWNER_B, b"thief2", commitments=late.commitments)[0])
+        assert reopened.entries_with_commitment(late.commitment_digests()[1]) == [3]
+
+
+def test_entries_join_the_index_once_enough_wait(store, monkeypatch):
+    monkeypatch.setattr("wmark.registry.store.MERGE_ENTRIES", 2)
+
+    def watermark() -> int:
+        conn = sqlite3.connect(store.directory / DB_NAME)
+        (value,) = conn.execute("SELECT value FROM meta WHERE name = 'indexed'").fetchone()
+        conn.close()
+        return value
+
+    fill(store, 1)
+    assert watermark() == 0 and store.merge_index() == 0
+    fill(store, 1, prefix="second")  # two wait: this batch's transaction merges them
+    assert watermark() == 2
+    deferred = [make_vk(OWNER_A, b"deferred-%d" % i)[0] for i in range(6)]
+    for vk in deferred[:2]:
+        store.register_many([vk], defer_merge=True)
+    assert watermark() == 2  # the caller merges, once its receipts are out
+    assert store.merge_index() == 2 and watermark() == 4
+    for vk in deferred[2:]:
+        store.register_many([vk], defer_merge=True)
+    assert watermark() == 8  # at twice as many, the batch merges anyway
     store.check()
 
 
@@ -313,8 +386,10 @@ def _edit(log_dir: Path, *statements: tuple[str, tuple]) -> None:
 
 @pytest.fixture
 def filled_log(tmp_path):
+    """Four entries, all in the commitment index (merged from memory at once)."""
     with LogStore.open(tmp_path / "log", clock=ticking_clock()) as s:
         fill(s, 4)
+        assert s.merge_index(due_only=False) == 4
     return tmp_path / "log"
 
 
@@ -360,24 +435,35 @@ def test_an_edit_under_a_running_log_is_caught_when_the_entry_is_served(filled_l
     ([("DELETE FROM commitments WHERE idx = 1", ()), ("DELETE FROM entries WHERE idx = 1", ())],
      "entry 1 is missing"),
     ([("DELETE FROM commitments WHERE idx = 2", ())], "commitment index disagrees with entry 2"),
-    ([("INSERT INTO commitments (digest, idx) VALUES (?, 1)", (b"\1" * 32,))],
+    ([("INSERT INTO commitments (prefix, idx) VALUES (?, 1)", (1,))],
      "commitment index disagrees with entry 1"),
     ([("UPDATE commitments SET idx = 0 WHERE idx = 2", ())], "commitment index disagrees with entry 0"),
-    ([("INSERT INTO commitments (digest, idx) VALUES (?, 99)", (b"\1" * 32,))],
+    ([("INSERT INTO commitments (prefix, idx) VALUES (?, 99)", (1,))],
      "commitment index disagrees with entry 99"),
-    ([("INSERT INTO commitments (digest, idx) VALUES (?, 'x')", (b"\1" * 32,))],
+    ([("INSERT INTO commitments (prefix, idx) VALUES (?, 'x')", (1,))],
      "commitment index holds a malformed row"),
-    ([("INSERT INTO commitments (digest, idx) VALUES (?, 1)", (b"\1" * 31,))],
+    ([("INSERT INTO commitments (prefix, idx) VALUES (?, 1)", (b"\1" * 8,))],
      "a commitment index row of entry 1 is malformed"),
+    ([("UPDATE meta SET value = 2 WHERE name = 'indexed'", ())], "commitment index disagrees with entry 2"),
+    ([("UPDATE meta SET value = 5 WHERE name = 'indexed'", ())], "watermark is missing or beyond the 4 entries"),
+    ([("DELETE FROM meta WHERE name = 'indexed'", ())], "watermark is missing"),
     ([("UPDATE tree_heads SET envelope = ? WHERE size = 4",
        (TreeHead(4, b"\0" * 32, T0).sign(OWNER_B).to_json(),))], "tree head of size 4"),
     ([("DELETE FROM tree_heads WHERE size = 4", ())], "latest signed tree head covers 3 entries, but 4"),
 ], ids=["last-entry-deleted", "middle-entry-deleted", "index-row-deleted", "index-row-added", "index-row-moved",
-        "index-row-of-no-entry", "index-row-malformed", "index-digest-malformed", "head-replaced", "head-deleted"])
+        "index-row-of-no-entry", "index-row-malformed", "index-prefix-malformed", "watermark-lowered",
+        "watermark-raised", "watermark-deleted", "head-replaced", "head-deleted"])
 def test_other_edits_are_named(filled_log, statements, message):
     _edit(filled_log, *statements)
     with pytest.raises(LogCorrupted, match=message):
         LogStore.open(filled_log)
+
+
+def test_a_watermark_lowered_under_a_running_log_is_caught(filled_log):
+    with LogStore.open(filled_log) as s:
+        _edit(filled_log, ("UPDATE meta SET value = 1 WHERE name = 'indexed'", ()))
+        with pytest.raises(LogCorrupted, match="the commitment index held 4 entries, now 1"):
+            s.size
 
 
 def test_a_replaced_key_or_a_foreign_database_is_refused(filled_log, tmp_path):
