@@ -8,10 +8,13 @@ checkpoints and tlog-proofs) and its beacon's VRF key ``log-vrf.key``
 digest, with the log's signed statement of the VRF public key, also kept as
 ``log-beacon.json``).  The database runs in WAL mode with
 ``synchronous=FULL``; every batch of appends (:meth:`LogStore.register_many`)
-is one ``BEGIN IMMEDIATE`` transaction writing the entries, their commitment
-digests, one signed tree head and one checkpoint, so concurrent processes
-serialise, a crash leaves the whole batch or none of it, and a receipt is
-only ever built from a committed batch.
+is one ``BEGIN IMMEDIATE`` transaction writing the entries, one signed tree
+head and one checkpoint, so concurrent processes serialise, a crash leaves
+the whole batch or none of it, and a receipt is only ever built from a
+committed batch.  The entries' commitment digests wait in memory
+(:mod:`.recent`) and join the commitment index in sorted runs
+(:meth:`LogStore.merge_index`); a new handle reads back the entries the
+index does not hold yet.
 
 Every batch signs a tree head: :meth:`LogStore.check` recomputes the tree
 from the stored entries and names the first batch of entries that no longer

@@ -324,8 +324,10 @@ def test_a_batch_appends_once_refuses_alone_and_signs_one_head(tmp_path):
             store.register_many([])
 
 
-def _old_index(conn: sqlite3.Connection) -> None:
-    """The commitment index as versions 1 and 2 laid it out: every entry's whole digests."""
+def _as_old_log(d: Path, schema: int, *statements: str) -> None:
+    """The log at ``d`` made a log of ``schema`` (1 or 2), with the commitment index as those laid
+    it out (every entry's whole digests) and ``statements`` run after."""
+    conn = sqlite3.connect(d / "log.db")
     conn.execute("DROP TABLE commitments")
     conn.execute("CREATE TABLE commitments (digest BLOB NOT NULL, idx INTEGER NOT NULL REFERENCES entries (idx), "
                  "PRIMARY KEY (digest, idx)) WITHOUT ROWID")
@@ -333,17 +335,18 @@ def _old_index(conn: sqlite3.Connection) -> None:
         conn.executemany("INSERT INTO commitments (digest, idx) VALUES (?, ?)",
                          [(d, idx) for d in set(LogEntry.decode(data).commitments)])
     conn.execute("DELETE FROM meta WHERE name = 'indexed'")
+    conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (schema,))
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
 
 
 def test_a_version_2_log_gets_the_prefix_index_and_refuses_what_it_did(tmp_path):
     d = tmp_path / "log"
     with LogStore.open(d) as store:
         old = fill(store, 3)
-    conn = sqlite3.connect(d / "log.db")
-    _old_index(conn)
-    conn.execute("UPDATE meta SET value = 2 WHERE name = 'schema'")
-    conn.commit()
-    conn.close()
+    _as_old_log(d, 2)
     with LogStore.open(d) as store:  # check() holds the converted index against every entry
         assert store.entries_with_commitment(old[1][0].commitment_digests()[2]) == [1]
         thief, _ = make_vk(SigningKey.generate(), b"t", commitments=old[2][0].commitments)
@@ -361,13 +364,7 @@ def test_a_version_1_log_is_upgraded_and_its_receipts_still_verify(tmp_path):
     with LogStore.open(d) as store:
         old = fill(store, 4)
     # Make it exactly what the previous release left: no checkpoints, no note key, whole digests indexed.
-    conn = sqlite3.connect(d / "log.db")
-    _old_index(conn)
-    conn.execute("DROP TABLE checkpoints")
-    conn.execute("DELETE FROM meta WHERE name IN ('origin', 'note_vkey')")
-    conn.execute("UPDATE meta SET value = 1 WHERE name = 'schema'")
-    conn.commit()
-    conn.close()
+    _as_old_log(d, 1, "DROP TABLE checkpoints", "DELETE FROM meta WHERE name IN ('origin', 'note_vkey')")
     (d / "log-note.key").unlink()
     (d / "log.vkey").unlink()
     with LogStore.open(d) as store:

@@ -52,7 +52,8 @@ from wmark.registry import (
     LogStore,
     LogUnavailable,
 )
-from wmark.registry.store import DB_NAME, KEY_NAME
+from wmark.registry.recent import Recent
+from wmark.registry.store import DB_NAME, KEY_NAME, _index_rows, _prefix
 from wmark.registry.witness import Witness, WitnessServer
 from wmark.verifier.cli import main as verifier_main
 from wmark.watermark.cli import main as wmark_main
@@ -864,3 +865,20 @@ def test_register_through_a_served_log_and_stop_it_cleanly(tmp_path, capsys):
     receipt = Receipt.from_json((tmp_path / "vk.receipt.json").read_bytes())
     with LogStore.open(log_dir) as s:
         assert verify_receipt(receipt, vk, s.public_key).index == 0
+
+
+# --- The index's rows, as a merge inserts them.
+
+_DIGESTS = st.builds(lambda prefix, tail: prefix.to_bytes(8, "big", signed=True) + bytes([tail]) * 24,
+                     st.sampled_from([-2**63, -1, 0, 1, 2**63 - 1]) | st.integers(-2**63, 2**63 - 1),
+                     st.integers(0, 2))
+
+
+@settings(max_examples=200)
+@given(st.lists(st.lists(_DIGESTS, min_size=1, max_size=6), min_size=1, max_size=8))
+def test_a_merge_inserts_each_entrys_distinct_prefixes_in_key_order(entries):
+    recent = Recent(7)
+    for i, digests in enumerate(entries):
+        recent.add(7 + i, "owner", digests)
+    expected = sorted({(_prefix(d), 7 + i) for i, digests in enumerate(entries) for d in digests})
+    assert list(_index_rows(recent)) == expected
