@@ -140,15 +140,15 @@ def _index_rows(recent: Recent) -> Iterator[tuple[int, int]]:
 
     indices: list[int] = []
     parts: list[bytes] = []
-    for idx, _, digests in recent.entries():
-        indices.extend([idx] * len(digests))
+    for index, _, digests in recent.entries():
+        indices.extend([index] * len(digests))
         parts.extend(digests)
-    prefixes, idx = np.array(_prefixes(parts), dtype=np.int64), np.array(indices, dtype=np.int64)
-    order = np.lexsort((idx, prefixes))
-    prefixes, idx = prefixes[order], idx[order]
+    keys, entries = np.array(_prefixes(parts), dtype=np.int64), np.array(indices, dtype=np.int64)
+    order = np.lexsort((entries, keys))
+    keys, entries = keys[order], entries[order]
     first = np.ones(len(order), dtype=bool)
-    first[1:] = (prefixes[1:] != prefixes[:-1]) | (idx[1:] != idx[:-1])
-    return zip(prefixes[first].tolist(), idx[first].tolist())
+    first[1:] = (keys[1:] != keys[:-1]) | (entries[1:] != entries[:-1])
+    return zip(keys[first].tolist(), entries[first].tolist())
 
 
 def default_origin(key: SigningKey) -> str:
