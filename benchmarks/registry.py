@@ -36,9 +36,9 @@ The machine is shared: the load average before and after each run is kept.
 
 ``--prefill N`` starts every run on a log that holds N entries already
 (integrated before the server starts, not timed): an append's cost grows
-with the log, since each of its items' commitments goes into an index keyed
-by a random digest (docs/design.md section 4b), so a fresh log is the best
-case.
+with the log, since its items' commitments join an index keyed by digest
+prefixes, random numbers, whose pages outgrow the cache (docs/design.md
+section 4b), so a fresh log is the best case.
 
 Prints a table and writes benchmarks/results/registry.json and .md.
 """
