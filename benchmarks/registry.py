@@ -52,6 +52,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -341,9 +342,61 @@ def first_cosigned_receipt_ms(vks, repeat: int = 5) -> list[float]:
     return times
 
 
+def _run(mode: str, n: int, vks: list[tuple[VerificationKey, bytes]], prefilled: int,
+         filled: tempfile.TemporaryDirectory | None) -> dict:
+    """One timed run of ``mode`` with ``n`` clients on a fresh log (a copy of ``filled``'s)."""
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="wmark-bench-") as tmp:
+        if filled is not None:
+            shutil.copytree(Path(filled.name) / "log", Path(tmp) / "log")
+        proc, url = _start(mode, Path(tmp))
+        try:
+            server_cpu = _cpu_seconds(proc.pid)
+            elapsed, client_cpu, raw = _drive(url, vks, n)
+            server_cpu = _cpu_seconds(proc.pid) - server_cpu
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        policy = _policy(mode, Path(tmp))
+        checked, check_cpu = time.perf_counter(), time.process_time()
+        receipts = _verify_all(vks, raw, _MemoPolicy(policy.log, policy.witnesses, policy.quorum))
+        check_s, check_cpu = time.perf_counter() - checked, time.process_time() - check_cpu
+        batches = _check(mode, Path(tmp), vks, receipts, prefilled)
+    return {"appends": len(receipts), "seconds": elapsed, "appends_per_second": len(receipts) / elapsed,
+            "batches": batches,
+            # CPU per append does not depend on the other tenants' load the way
+            # appends/s does (the server's includes its in-process witnesses).
+            "server_cpu_ms_per_append": 1000 * server_cpu / len(receipts),
+            "client_cpu_ms_per_append": 1000 * client_cpu / len(receipts),
+            # Every receipt checked after the timed window, by this process alone.
+            "receipt_check_ms_per_append": 1000 * check_cpu / len(receipts),
+            "receipt_check_seconds": check_s,
+            "load_before": load_before, "load_after": os.getloadavg()[0]}
+
+
+def _summary(mode: str, n: int, prefilled: int, done: list[dict]) -> dict:
+    """One row of the table: the median run of each figure, the slowest and fastest rate, every run kept."""
+    row: dict = {"mode": mode, "clients": n, "prefill": prefilled, "repeats": len(done)}
+    for name in done[0]:
+        row[name] = statistics.median(run[name] for run in done)
+    rates = [run["appends_per_second"] for run in done]
+    row["appends_per_second_min"], row["appends_per_second_max"] = min(rates), max(rates)
+    # What the CPU alone allows when server and clients share this machine's
+    # cores and nothing else runs: a bound derived from the two medians above.
+    row["cpu_bound_appends_per_second"] = (1000 * (os.cpu_count() or 1)
+                                           / (row["server_cpu_ms_per_append"] + row["client_cpu_ms_per_append"]))
+    row["runs"] = done
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--appends", type=int, default=1000, help="registrations per run")
+    parser.add_argument("--appends", type=int, default=3000,
+                        help="registrations per run (default: %(default)s, enough for the commitment index to "
+                             "merge its memtable twice, as a running log does every 1,024 appends)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each mode and client count, reported as their median, slowest and fastest "
+                             "(default: %(default)s)")
     parser.add_argument("--clients", default="1,8,64", help="concurrent clients, comma-separated")
     parser.add_argument("--modes", default=",".join(MODES), help="server modes, comma-separated")
     parser.add_argument("--prefill", type=int, default=0, metavar="N",
@@ -356,8 +409,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     clients = [int(c) for c in args.clients.split(",")]
     modes = args.modes.split(",")
-    if args.appends < 1 or args.prefill < 0 or any(c < 1 for c in clients) or not set(modes) <= set(MODES):
-        parser.error("--appends and --clients must be >= 1, --prefill >= 0, --modes among " + ",".join(MODES))
+    if (args.appends < 1 or args.repeat < 1 or args.prefill < 0 or any(c < 1 for c in clients)
+            or not set(modes) <= set(MODES)):
+        parser.error("--appends, --repeat and --clients must be >= 1, --prefill >= 0, --modes among "
+                     + ",".join(MODES))
 
     started = time.perf_counter()
     owner = SigningKey.generate()
@@ -366,46 +421,18 @@ def main(argv: list[str] | None = None) -> int:
     filled = tempfile.TemporaryDirectory(prefix="wmark-bench-prefill-") if args.prefill else None
     if filled is not None:
         prefill(Path(filled.name) / "log", args.prefill, owner)
-    rows = []
-    for mode in modes:
-        for n in clients:
-            load_before = os.getloadavg()[0]
-            with tempfile.TemporaryDirectory(prefix="wmark-bench-") as tmp:
-                if filled is not None:
-                    shutil.copytree(Path(filled.name) / "log", Path(tmp) / "log")
-                proc, url = _start(mode, Path(tmp))
-                try:
-                    server_cpu = _cpu_seconds(proc.pid)
-                    elapsed, client_cpu, raw = _drive(url, vks, n)
-                    server_cpu = _cpu_seconds(proc.pid) - server_cpu
-                finally:
-                    proc.terminate()
-                    proc.wait(60)
-                policy = _policy(mode, Path(tmp))
-                checked, check_cpu = time.perf_counter(), time.process_time()
-                receipts = _verify_all(vks, raw, _MemoPolicy(policy.log, policy.witnesses, policy.quorum))
-                check_s, check_cpu = time.perf_counter() - checked, time.process_time() - check_cpu
-                batches = _check(mode, Path(tmp), vks, receipts, args.prefill)
-            rows.append({"mode": mode, "clients": n, "prefill": args.prefill, "appends": len(receipts),
-                         "seconds": elapsed,
-                         "appends_per_second": len(receipts) / elapsed, "batches": batches,
-                         # CPU per append does not depend on the other tenants'
-                         # load the way appends/s does (the server's includes its
-                         # in-process witnesses).
-                         "server_cpu_ms_per_append": 1000 * server_cpu / len(receipts),
-                         "client_cpu_ms_per_append": 1000 * client_cpu / len(receipts),
-                         # Every receipt checked after the timed window, by this process alone.
-                         "receipt_check_ms_per_append": 1000 * check_cpu / len(receipts),
-                         "receipt_check_seconds": check_s,
-                         "load_before": load_before, "load_after": os.getloadavg()[0]})
-            r = rows[-1]
-            # What the CPU alone allows when server and clients share this machine's
-            # cores and nothing else runs: a bound derived from the two figures above.
-            r["cpu_bound_appends_per_second"] = (1000 * (os.cpu_count() or 1)
-                                                 / (r["server_cpu_ms_per_append"] + r["client_cpu_ms_per_append"]))
-            print(f"{mode:<11} {n:>3} clients  {r['appends_per_second']:8.1f} appends/s  "
-                  f"({r['appends']} in {elapsed:.1f} s, {batches} batches, server CPU "
-                  f"{r['server_cpu_ms_per_append']:.2f} ms/append, load {load_before:.1f})", flush=True)
+    runs: dict[tuple[str, int], list[dict]] = {(mode, n): [] for mode in modes for n in clients}
+    # Round after round over every (mode, clients), not each repeated at once: the
+    # shared machine's speed drifts over minutes, and drift then touches all rows alike.
+    for round_ in range(1, args.repeat + 1):
+        for mode, n in runs:
+            run = _run(mode, n, vks, args.prefill, filled)
+            runs[mode, n].append(run)
+            print(f"{mode:<11} {n:>3} clients  {run['appends_per_second']:8.1f} appends/s  "
+                  f"({run['appends']} in {run['seconds']:.1f} s, {run['batches']} batches, server CPU "
+                  f"{run['server_cpu_ms_per_append']:.2f} ms/append, load {run['load_before']:.1f}; "
+                  f"round {round_} of {args.repeat})", flush=True)
+    rows = [_summary(mode, n, args.prefill, done) for (mode, n), done in runs.items()]
     if filled is not None:
         filled.cleanup()
     first = first_cosigned_receipt_ms(vks)
@@ -427,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                   "pre-signed vks, each its next as soon as its receipt arrived; every receipt is checked after the "
                   "timed window (verify_tlog_proof against the log key and the witness quorum), timed separately "
                   "(receipt_check_ms_per_append); the server is a separate process; baseline = unbatched in the "
-                  "same run; CPU per append from /proc (server, its workers and witnesses) and process_time "
+                  "same run; each row the median of --repeat runs taken in rounds over all rows (runs: each one); CPU per append from /proc (server, its workers and witnesses) and process_time "
                   "(clients)",
         "results": rows,
         "first_cosigned_receipt_ms": first,
@@ -438,12 +465,15 @@ def main(argv: list[str] | None = None) -> int:
              f"`{result['command']}` on {result['machine']['platform']}, {result['machine']['cpus']} CPUs "
              f"(shared; load average per run below); each run on "
              + (f"a log of {args.prefill} entries already." if args.prefill else "a fresh log."), "",
-             "| mode | clients | appends/s | x unbatched | batches | server CPU ms/append | client CPU ms/append "
-             "| receipt check ms/append | CPU-bound appends/s | load before/after |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             f"Each row is the median of {args.repeat} runs of {args.appends} appends (slowest and fastest beside it), "
+             f"the runs taken in rounds over all rows.", "",
+             "| mode | clients | appends/s | slowest-fastest | x unbatched | batches | server CPU ms/append "
+             "| client CPU ms/append | receipt check ms/append | CPU-bound appends/s | load before/after |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         ratio = f"{r['x_unbatched']:.2f}" if r["x_unbatched"] else "-"
-        lines.append(f"| {r['mode']} | {r['clients']} | {r['appends_per_second']:.1f} | {ratio} | {r['batches']} | "
+        lines.append(f"| {r['mode']} | {r['clients']} | {r['appends_per_second']:.1f} | "
+                     f"{r['appends_per_second_min']:.0f}-{r['appends_per_second_max']:.0f} | {ratio} | {r['batches']:.0f} | "
                      f"{r['server_cpu_ms_per_append']:.2f} | {r['client_cpu_ms_per_append']:.2f} | "
                      f"{r['receipt_check_ms_per_append']:.2f} | {r['cpu_bound_appends_per_second']:.0f} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
     lines += ["", "Time to a cosigned receipt (one registration alone, two witnesses): "
@@ -454,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
               f"timed window's; every receipt is then checked (tlog-proof under the witness policy) after it, "
               f"at the receipt-check cost shown, which a registrant pays on its own machine."]
     atomic_write(args.out.with_suffix(".md"), ("\n".join(lines) + "\n").encode("utf-8"))
-    print("\n".join(lines[4:]))
+    print("\n".join(lines[6:]))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')} ({result['elapsed_seconds']:.0f} s)")
     return 0
 

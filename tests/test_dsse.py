@@ -9,7 +9,7 @@ import json
 
 import ecdsa
 import pytest
-from ecdsa.util import sigdecode_der, sigencode_der
+from ecdsa.util import sigdecode_der, sigencode_der, sigencode_der_canonize
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -154,6 +154,25 @@ def test_out_of_range_signature_values_are_rejected(r, s):
 def test_signatures_are_deterministic():
     assert dsse.sign(TYPE, b"x", ALICE) == dsse.sign(TYPE, b"x", ALICE)
     assert dsse.sign(TYPE, b"x", ALICE).signatures != dsse.sign(TYPE, b"y", ALICE).signatures
+
+
+def test_signing_matches_the_rfc_6979_vector_in_low_s_form():
+    # RFC 6979 A.2.5, P-256 with SHA-256, message "sample": the RFC's s is the high one.
+    key = SigningKey(ecdsa.SigningKey.from_secret_exponent(
+        0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721, curve=ecdsa.NIST256p,
+        hashfunc=hashlib.sha256))
+    r = 0xEFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716
+    s = 0xF7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8
+    assert key.sign(b"sample") == sigencode_der(r, ORDER - s, ORDER)
+
+
+@SETTINGS
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=ORDER - 1))
+def test_signing_matches_ecdsa_deterministic_canonical_signatures(message, secret):
+    # Two implementations of RFC 6979: OpenSSL's (ours) and python-ecdsa's, low s in both.
+    reference = ecdsa.SigningKey.from_secret_exponent(secret, curve=ecdsa.NIST256p, hashfunc=hashlib.sha256)
+    expected = reference.sign_deterministic(message, hashfunc=hashlib.sha256, sigencode=sigencode_der_canonize)
+    assert SigningKey(reference).sign(message) == expected
 
 
 def test_a_second_signature_by_another_key_does_not_help():

@@ -1,6 +1,7 @@
 """Identities: ECDSA P-256 keys of owners, verifiers and logs.
 
-Signatures are deterministic (RFC 6979), SHA-256, DER-encoded with low ``s``;
+Signatures are deterministic (RFC 6979), SHA-256, DER-encoded with low ``s``
+(made by OpenSSL; ``tests/test_dsse.py`` holds them to ``ecdsa``'s and to the RFC's vector);
 verification accepts only that canonical form, so a signature cannot be
 re-encoded into a second valid one.  Keys travel as PEM (PKCS#8 private,
 SubjectPublicKeyInfo public); a key's id is the SHA-256 of its DER public key.
@@ -8,6 +9,7 @@ SubjectPublicKeyInfo public); a key's id is the SHA-256 of its DER public key.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -20,13 +22,14 @@ import ecdsa
 from cryptography.exceptions import InvalidSignature as _OpenSSLBadSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from ecdsa.util import sigdecode_der, sigencode_der, sigencode_der_canonize
+from ecdsa.util import sigdecode_der, sigencode_der
 
 from wmark.errors import DecodeError, InvalidInput, InvalidSignature
 from wmark.files import atomic_write, read_bounded
 
 CURVE = ecdsa.NIST256p
 _ORDER = CURVE.order
+_DETERMINISTIC = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 MAX_PEM_BYTES = 16 * 1024
 _Key = TypeVar("_Key", ecdsa.VerifyingKey, ecdsa.SigningKey)
 
@@ -54,7 +57,7 @@ class PublicKey:
 
     @classmethod
     def from_der(cls, der: bytes, *, what: str = "public key") -> "PublicKey":
-        return cls(_load_p256(ecdsa.VerifyingKey.from_der, der, what=what, expected="DER-encoded P-256 public key"))
+        return _public_key_from_der(bytes(der), what)
 
     def to_pem(self) -> str:
         return self._key.to_pem().decode("ascii")
@@ -106,6 +109,17 @@ class PublicKey:
         return hash(self.to_der())
 
 
+# Kept by functools (exceptions are not kept): a log reads its few owners' keys again
+# in every posted vk, and ecdsa's parse cost more than OpenSSL's check of the
+# signature (measured).  A key is immutable, so one may be shared.
+MAX_KNOWN_KEYS = 1024
+
+
+@functools.lru_cache(maxsize=MAX_KNOWN_KEYS)
+def _public_key_from_der(der: bytes, what: str) -> PublicKey:
+    return PublicKey(_load_p256(ecdsa.VerifyingKey.from_der, der, what=what, expected="DER-encoded P-256 public key"))
+
+
 @dataclass(frozen=True, repr=False)
 class SigningKey:
     """A P-256 private key.  ``repr`` never shows the secret."""
@@ -131,7 +145,15 @@ class SigningKey:
         return PublicKey(self._key.get_verifying_key())
 
     def sign(self, message: bytes) -> bytes:
-        return self._key.sign_deterministic(message, hashfunc=hashlib.sha256, sigencode=sigencode_der_canonize)
+        # OpenSSL's RFC 6979 signing (through `cryptography`) is ~8x faster than
+        # ecdsa's pure-Python one, and the log signs a tree head per batch; the same
+        # nonce gives the same (r, s), of which we keep the canonical low-s form.
+        r, s = sigdecode_der(self._openssl.sign(message, _DETERMINISTIC), _ORDER)
+        return sigencode_der(r, min(s, _ORDER - s), _ORDER)
+
+    @cached_property
+    def _openssl(self) -> ec.EllipticCurvePrivateKey:
+        return ec.derive_private_key(self._key.privkey.secret_multiplier, ec.SECP256R1())
 
     def __repr__(self) -> str:
         return f"SigningKey(keyid={self.public_key.keyid[:16]}…)"
