@@ -31,14 +31,15 @@ The machine is shared: the load average before and after each run is kept.
 
     python benchmarks/registry.py                    # about a minute
     python benchmarks/registry.py --appends 300 --clients 1,8
-    python benchmarks/registry.py --prefill 20000 --modes batched+1c --clients 64 \
-        --out benchmarks/results/registry-prefill20000.json
+    python benchmarks/registry.py --prefill 0,20000,100000 --modes batched,batched+1c \
+        --clients 64 --out benchmarks/results/registry-prefill.json
 
-``--prefill N`` starts every run on a log that holds N entries already
-(integrated before the server starts, not timed): an append's cost grows
-with the log, since its items' commitments join an index keyed by digest
-prefixes, random numbers, whose pages outgrow the cache (docs/design.md
-section 4b), so a fresh log is the best case.
+``--prefill N,M`` runs every mode on logs that hold N and M entries already
+(integrated before the server starts, not timed), and on a fresh log too
+if 0 is among them, the baseline of the others (x fresh): an append's cost
+grows with the log, since its items' commitments join an index keyed by
+digest prefixes, random numbers, whose pages outgrow the cache
+(docs/design.md section 4b), so a fresh log is the best case.
 
 Prints a table and writes benchmarks/results/registry.json and .md.
 """
@@ -101,13 +102,14 @@ def signed_vks(count: int, owner: SigningKey) -> list[tuple[VerificationKey, byt
 
 
 def prefill(directory: Path, count: int, owner: SigningKey) -> None:
-    """A log at ``directory`` holding ``count`` entries of ITEMS commitments each, none of them
-    the measured vks' (seeded: bench/prefill/...); integrated directly, as the untimed setup."""
+    """Fill the log at ``directory`` (created if absent) up to ``count`` entries of ITEMS commitments
+    each, none of them the measured vks' (seeded: bench/prefill/...); integrated directly, as the
+    untimed setup."""
     from wmark.registry import LogStore
     from wmark.registry.store import MAX_BATCH
 
     with LogStore.open(directory) as store:
-        for at in range(0, count, MAX_BATCH):
+        for at in range(store.size, count, MAX_BATCH):
             records = [VkRecord(hashlib.sha256(b"bench/prefill/vk/%d" % i).digest(), owner.public_key,
                                 tuple(hashlib.sha256(b"bench/prefill/item/%d/%d" % (i, j)).digest()
                                       for j in range(ITEMS)))
@@ -343,12 +345,12 @@ def first_cosigned_receipt_ms(vks, repeat: int = 5) -> list[float]:
 
 
 def _run(mode: str, n: int, vks: list[tuple[VerificationKey, bytes]], prefilled: int,
-         filled: tempfile.TemporaryDirectory | None) -> dict:
-    """One timed run of ``mode`` with ``n`` clients on a fresh log (a copy of ``filled``'s)."""
+         filled: Path | None) -> dict:
+    """One timed run of ``mode`` with ``n`` clients on a fresh log, or on a copy of the log ``filled``."""
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="wmark-bench-") as tmp:
         if filled is not None:
-            shutil.copytree(Path(filled.name) / "log", Path(tmp) / "log")
+            shutil.copytree(filled, Path(tmp) / "log")
         proc, url = _start(mode, Path(tmp))
         try:
             server_cpu = _cpu_seconds(proc.pid)
@@ -399,8 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: %(default)s)")
     parser.add_argument("--clients", default="1,8,64", help="concurrent clients, comma-separated")
     parser.add_argument("--modes", default=",".join(MODES), help="server modes, comma-separated")
-    parser.add_argument("--prefill", type=int, default=0, metavar="N",
-                        help="entries already in the log when each run starts (default: %(default)s, a fresh log)")
+    parser.add_argument("--prefill", default="0", metavar="N[,N...]",
+                        help="entries already in the log when each run starts, comma-separated: every mode runs on "
+                             "a log of each size (default: %(default)s, a fresh log); a fresh log's rows are the "
+                             "baseline of the others' x fresh")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (.md beside it)")
     parser.add_argument("--serve", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -408,8 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve[0], Path(args.serve[1]))
         return 0
     clients = [int(c) for c in args.clients.split(",")]
+    sizes = sorted({int(size) for size in args.prefill.split(",")})
     modes = args.modes.split(",")
-    if (args.appends < 1 or args.repeat < 1 or args.prefill < 0 or any(c < 1 for c in clients)
+    if (args.appends < 1 or args.repeat < 1 or sizes[0] < 0 or any(c < 1 for c in clients)
             or not set(modes) <= set(MODES)):
         parser.error("--appends, --repeat and --clients must be >= 1, --prefill >= 0, --modes among "
                      + ",".join(MODES))
@@ -417,28 +422,38 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     owner = SigningKey.generate()
     vks = signed_vks(args.appends, owner)
-    # Filled once and copied into every run: filling takes minutes at 100,000 entries.
-    filled = tempfile.TemporaryDirectory(prefix="wmark-bench-prefill-") if args.prefill else None
-    if filled is not None:
-        prefill(Path(filled.name) / "log", args.prefill, owner)
-    runs: dict[tuple[str, int], list[dict]] = {(mode, n): [] for mode in modes for n in clients}
-    # Round after round over every (mode, clients), not each repeated at once: the
+    # Filled once, each size from the one below it, and copied into every run: filling takes minutes at 100,000.
+    fills = tempfile.TemporaryDirectory(prefix="wmark-bench-prefill-")
+    filled: dict[int, Path | None] = {0: None}
+    below: Path | None = None
+    for size in (size for size in sizes if size):
+        filled[size] = Path(fills.name) / str(size)
+        if below is not None:
+            shutil.copytree(below, filled[size])
+        prefill(filled[size], size, owner)
+        below = filled[size]
+    runs: dict[tuple[int, str, int], list[dict]] = {(size, mode, n): [] for size in sizes for mode in modes
+                                                    for n in clients}
+    # Round after round over every (log size, mode, clients), not each repeated at once: the
     # shared machine's speed drifts over minutes, and drift then touches all rows alike.
     for round_ in range(1, args.repeat + 1):
-        for mode, n in runs:
-            run = _run(mode, n, vks, args.prefill, filled)
-            runs[mode, n].append(run)
+        for size, mode, n in runs:
+            run = _run(mode, n, vks, size, filled[size])
+            runs[size, mode, n].append(run)
             print(f"{mode:<11} {n:>3} clients  {run['appends_per_second']:8.1f} appends/s  "
                   f"({run['appends']} in {run['seconds']:.1f} s, {run['batches']} batches, server CPU "
-                  f"{run['server_cpu_ms_per_append']:.2f} ms/append, load {run['load_before']:.1f}; "
+                  f"{run['server_cpu_ms_per_append']:.2f} ms/append, log of {size}, load {run['load_before']:.1f}; "
                   f"round {round_} of {args.repeat})", flush=True)
-    rows = [_summary(mode, n, args.prefill, done) for (mode, n), done in runs.items()]
-    if filled is not None:
-        filled.cleanup()
+    rows = [_summary(mode, n, size, done) for (size, mode, n), done in runs.items()]
+    fills.cleanup()
     first = first_cosigned_receipt_ms(vks)
-    baseline = {r["clients"]: r["appends_per_second"] for r in rows if r["mode"] == "unbatched"}
+    baseline = {(r["prefill"], r["clients"]): r["appends_per_second"] for r in rows if r["mode"] == "unbatched"}
+    fresh = {(r["mode"], r["clients"]): r["appends_per_second"] for r in rows if r["prefill"] == 0}
     for r in rows:
-        r["x_unbatched"] = r["appends_per_second"] / baseline[r["clients"]] if r["clients"] in baseline else None
+        r["x_unbatched"] = (r["appends_per_second"] / baseline[r["prefill"], r["clients"]]
+                            if (r["prefill"], r["clients"]) in baseline else None)
+        r["x_fresh"] = (r["appends_per_second"] / fresh[r["mode"], r["clients"]]
+                        if r["prefill"] and (r["mode"], r["clients"]) in fresh else None)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout)
@@ -453,9 +468,10 @@ def main(argv: list[str] | None = None) -> int:
         "method": "clients are keep-alive connections driven by one asyncio loop, posting pre-built requests of "
                   "pre-signed vks, each its next as soon as its receipt arrived; every receipt is checked after the "
                   "timed window (verify_tlog_proof against the log key and the witness quorum), timed separately "
-                  "(receipt_check_ms_per_append); the server is a separate process; baseline = unbatched in the "
-                  "same run; each row the median of --repeat runs taken in rounds over all rows (runs: each one); CPU per append from /proc (server, its workers and witnesses) and process_time "
-                  "(clients)",
+                  "(receipt_check_ms_per_append); the server is a separate process; baselines in the same run: "
+                  "unbatched on a log of the same size (x_unbatched), the same mode on a fresh log (x_fresh); each "
+                  "row the median of --repeat runs taken in rounds over all rows (runs: each one); CPU per append "
+                  "from /proc (server, its workers and witnesses) and process_time (clients)",
         "results": rows,
         "first_cosigned_receipt_ms": first,
         "elapsed_seconds": time.perf_counter() - started,
@@ -463,17 +479,20 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(args.out, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
     lines = [f"# Registry throughput ({result['date']}, commit {result['commit'][:12]})", "",
              f"`{result['command']}` on {result['machine']['platform']}, {result['machine']['cpus']} CPUs "
-             f"(shared; load average per run below); each run on "
-             + (f"a log of {args.prefill} entries already." if args.prefill else "a fresh log."), "",
+             f"(shared; load average per run below); each run on a fresh log, or on a copy of one that holds "
+             f"the entries in the log column already.", "",
              f"Each row is the median of {args.repeat} runs of {args.appends} appends (slowest and fastest beside it), "
              f"the runs taken in rounds over all rows.", "",
-             "| mode | clients | appends/s | slowest-fastest | x unbatched | batches | server CPU ms/append "
-             "| client CPU ms/append | receipt check ms/append | CPU-bound appends/s | load before/after |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| log | mode | clients | appends/s | slowest-fastest | x unbatched | x fresh | batches "
+             "| server CPU ms/append | client CPU ms/append | receipt check ms/append | CPU-bound appends/s "
+             "| load before/after |",
+             "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         ratio = f"{r['x_unbatched']:.2f}" if r["x_unbatched"] else "-"
-        lines.append(f"| {r['mode']} | {r['clients']} | {r['appends_per_second']:.1f} | "
-                     f"{r['appends_per_second_min']:.0f}-{r['appends_per_second_max']:.0f} | {ratio} | {r['batches']:.0f} | "
+        vs_fresh = f"{r['x_fresh']:.2f}" if r["x_fresh"] else "-"
+        lines.append(f"| {r['prefill']} | {r['mode']} | {r['clients']} | {r['appends_per_second']:.1f} | "
+                     f"{r['appends_per_second_min']:.0f}-{r['appends_per_second_max']:.0f} | {ratio} | {vs_fresh} | "
+                     f"{r['batches']:.0f} | "
                      f"{r['server_cpu_ms_per_append']:.2f} | {r['client_cpu_ms_per_append']:.2f} | "
                      f"{r['receipt_check_ms_per_append']:.2f} | {r['cpu_bound_appends_per_second']:.0f} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
     lines += ["", "Time to a cosigned receipt (one registration alone, two witnesses): "
