@@ -27,10 +27,13 @@ log signed (and, with witnesses, both witnesses cosigned); a receipt that
 does not verify fails the run.  Then every receipt is counted by index (none
 lost, none twice), the log is checked whole, and a sample of the JSON
 receipts is verified in full (tree head signature and beacon proof too).
-The machine is shared: the load average before and after each run is kept.
+The machine is shared: the load average before and after each run is kept,
+and every row is run ``--repeat`` times (3), in rounds over all rows, and
+reported as its median run with the slowest and fastest beside it: on this
+2-core machine one mode's rate moved by a third between runs minutes apart.
 
-    python benchmarks/registry.py                    # about a minute
-    python benchmarks/registry.py --appends 300 --clients 1,8
+    python benchmarks/registry.py                    # about 15 minutes
+    python benchmarks/registry.py --appends 300 --clients 1,8 --repeat 1
     python benchmarks/registry.py --prefill 0,20000,100000 --modes batched,batched+1c \
         --clients 64 --out benchmarks/results/registry-prefill.json
 
