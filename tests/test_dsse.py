@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import pickle
 
 import ecdsa
 import pytest
@@ -173,6 +174,16 @@ def test_signing_matches_ecdsa_deterministic_canonical_signatures(message, secre
     reference = ecdsa.SigningKey.from_secret_exponent(secret, curve=ecdsa.NIST256p, hashfunc=hashlib.sha256)
     expected = reference.sign_deterministic(message, hashfunc=hashlib.sha256, sigencode=sigencode_der_canonize)
     assert SigningKey(reference).sign(message) == expected
+
+
+def test_keys_pickle_after_use():
+    # Ray ships keys to its workers; the OpenSSL handles cached by signing and verifying do not pickle.
+    env = dsse.sign(TYPE, b"payload", ALICE)
+    dsse.verify(env, ALICE.public_key, payload_type=TYPE)
+    key = pickle.loads(pickle.dumps(ALICE))
+    assert key.sign(b"payload") == ALICE.sign(b"payload")
+    assert pickle.loads(pickle.dumps(ALICE.public_key)) == ALICE.public_key
+    dsse.verify(env, pickle.loads(pickle.dumps(ALICE.public_key)), payload_type=TYPE)
 
 
 def test_a_second_signature_by_another_key_does_not_help():

@@ -102,6 +102,10 @@ class PublicKey:
         assert isinstance(key, ec.EllipticCurvePublicKey)
         return key
 
+    def __reduce__(self) -> tuple[type["PublicKey"], tuple[ecdsa.VerifyingKey]]:
+        # Without the cached OpenSSL handle, which cannot be pickled (Ray ships keys to workers).
+        return PublicKey, (self._key,)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and self.to_der() == other.to_der()
 
@@ -154,6 +158,10 @@ class SigningKey:
     @cached_property
     def _openssl(self) -> ec.EllipticCurvePrivateKey:
         return ec.derive_private_key(self._key.privkey.secret_multiplier, ec.SECP256R1())
+
+    def __reduce__(self) -> tuple[type["SigningKey"], tuple[ecdsa.SigningKey]]:
+        # Without the cached OpenSSL handles, which cannot be pickled (Ray ships keys to workers).
+        return SigningKey, (self._key,)
 
     def __repr__(self) -> str:
         return f"SigningKey(keyid={self.public_key.keyid[:16]}…)"
