@@ -89,6 +89,8 @@ CACHE_KIB = 64 * 1024
 # How long an append waits for another process's append before giving up.
 BUSY_TIMEOUT_S = 30.0
 MAX_LOOKUP = 1000
+# How often check() reports how far it got (it reads every entry: minutes at a million).
+CHECK_PROGRESS_ENTRIES = 10_000
 # Bound parameters per commitment lookup (SQLite allows 32,766 since 3.32).
 _LOOKUP_CHUNK = 10_000
 
@@ -612,11 +614,12 @@ class LogStore:
             found.extend(itertools.islice(self._recent.holding(digest), max(0, limit - len(found))))
         return found
 
-    def check(self) -> TreeHead:
+    def check(self, progress: Callable[[int, int], object] | None = None) -> TreeHead:
         """Recompute the whole tree from the stored entries and hold it against every
-        signed tree head; raise :class:`LogCorrupted` naming the first thing that differs."""
+        signed tree head; raise :class:`LogCorrupted` naming the first thing that differs.
+        ``progress(checked, stored)`` is called every :data:`CHECK_PROGRESS_ENTRIES` entries."""
         with self._transaction(sync=False) as conn:
-            tree = self._check_entries(conn)
+            tree = self._check_entries(conn, progress)
             self._check_heads(conn, tree)
             # Only the latest head's signature needs checking (_sync does it):
             # with every root matching, a forged earlier head changes nothing.
@@ -778,7 +781,8 @@ class LogStore:
                        checkpoint=self._checkpoint,
                        beacon=beacon or Beacon.evaluate(self._vrf_key, self._beacon_statement, entry.vk_digest))
 
-    def _check_entries(self, conn: sqlite3.Connection) -> MerkleTree:
+    def _check_entries(self, conn: sqlite3.Connection,
+                       progress: Callable[[int, int], object] | None = None) -> MerkleTree:
         """The tree of the stored entries, each checked, and with it the commitment index.
 
         The index is walked beside the entries in index order, one entry's rows at
@@ -788,6 +792,7 @@ class LogStore:
         tree, last_time = MerkleTree(), 0
         # Only its type here: _sync, after the heads, holds it against the entries.
         watermark = self._watermark(conn, 2 ** 63)
+        (stored,) = conn.execute("SELECT count(*) FROM entries").fetchone()
         index_rows = conn.execute("SELECT idx, prefix FROM commitments ORDER BY idx, prefix")
         pending = self._index_row(next(index_rows, None))
         for idx, leaf, data, vk_digest, owner in conn.execute(
@@ -813,6 +818,8 @@ class LogStore:
             if indexed != (sorted({_prefix(d) for d in entry.commitments}) if idx < watermark else []):
                 self._index_disagrees(idx)
             last_time = entry.time_ms
+            if progress is not None and len(tree) % CHECK_PROGRESS_ENTRIES == 0:
+                progress(len(tree), stored)
         if pending is not None:  # rows of entries the log does not hold
             self._index_disagrees(pending[0])
         return tree

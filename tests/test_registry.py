@@ -845,6 +845,16 @@ def test_register_and_check_a_registration_from_the_command_line(tmp_path, capsy
     assert "CORRUPTED" in capsys.readouterr().out
 
 
+def test_log_check_reports_its_progress_on_stderr(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("wmark.registry.store.CHECK_PROGRESS_ENTRIES", 2)
+    with LogStore.open(tmp_path / "log") as store:
+        store.register_many([_record(OWNER_A, bytes([i]) * 32) for i in range(5)])
+    assert _cli("wmark", "log", "check", "--log", tmp_path / "log") == 0
+    out, err = capsys.readouterr()
+    assert re.findall(r"(\d+) of (\d+) entries checked", err) == [("2", "5"), ("4", "5")]
+    assert "intact" in out and "entries checked" not in out
+
+
 def test_register_through_a_served_log_and_stop_it_cleanly(tmp_path, capsys):
     vk_path, log_dir = tmp_path / "vk.json", tmp_path / "log"
     vk, signed = make_vk(OWNER_B, b"served")
