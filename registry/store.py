@@ -792,7 +792,8 @@ class LogStore:
         tree, last_time = MerkleTree(), 0
         # Only its type here: _sync, after the heads, holds it against the entries.
         watermark = self._watermark(conn, 2 ** 63)
-        (stored,) = conn.execute("SELECT count(*) FROM entries").fetchone()
+        # Counted only for a caller that reports progress: opening a log checks it without.
+        stored = conn.execute("SELECT count(*) FROM entries").fetchone()[0] if progress is not None else 0
         index_rows = conn.execute("SELECT idx, prefix FROM commitments ORDER BY idx, prefix")
         pending = self._index_row(next(index_rows, None))
         for idx, leaf, data, vk_digest, owner in conn.execute(
@@ -815,7 +816,7 @@ class LogStore:
                 pending = self._index_row(next(index_rows, None))
             # INSERT OR IGNORE kept one row per distinct prefix of the entry's digests;
             # an entry past the watermark has none yet.
-            if indexed != (sorted({_prefix(d) for d in entry.commitments}) if idx < watermark else []):
+            if indexed != (sorted(set(_prefixes(list(entry.commitments)))) if idx < watermark else []):
                 self._index_disagrees(idx)
             last_time = entry.time_ms
             if progress is not None and len(tree) % CHECK_PROGRESS_ENTRIES == 0:
