@@ -38,8 +38,10 @@ reported as its median run with the slowest and fastest beside it: on this
         --clients 64 --out benchmarks/results/registry-prefill.json
 
 ``--prefill N,M`` runs every mode on logs that hold N and M entries already
-(integrated before the server starts, not timed), and on a fresh log too
-if 0 is among them, the baseline of the others (x fresh): an append's cost
+(integrated before the server starts, not timed, in batches of
+``--prefill-batch``, 8, so that they hold as many tree heads as a log grown
+under load), and on a fresh log too if 0 is among them, the baseline of the
+others (x fresh): an append's cost
 grows with the log, since its items' commitments join an index keyed by
 digest prefixes, random numbers, whose pages outgrow the cache
 (docs/design.md section 4b), so a fresh log is the best case.
@@ -80,9 +82,13 @@ from wmark.protocol.hazmat.note import Note, Verifier
 from wmark.protocol.items import ItemCommitments, TriggerKind
 from wmark.protocol.keys import VK_PAYLOAD_TYPE, VerificationKey, VkRecord
 from wmark.protocol.transparency import Receipt, verify_receipt, verify_tlog_proof
+from wmark.registry.store import MAX_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "registry.json"
+# A log grown under load holds one tree head per batch: 64 clients with one checker gave batches of
+# about 8 (409 batches for 3,000 appends, benchmarks/results/registry.json), so a prefill does the same.
+PREFILL_BATCH = 8
 MODES = ("unbatched", "batched", "batched+1c", "batched+2w", "batched-2proc", "batched+2w-2proc")
 WORKERS = 2  # processes of the batched-2proc mode
 WITNESSED = ("batched+2w", "batched+2w-2proc")
@@ -104,19 +110,18 @@ def signed_vks(count: int, owner: SigningKey) -> list[tuple[VerificationKey, byt
     return out
 
 
-def prefill(directory: Path, count: int, owner: SigningKey) -> None:
+def prefill(directory: Path, count: int, owner: SigningKey, batch: int = PREFILL_BATCH) -> None:
     """Fill the log at ``directory`` (created if absent) up to ``count`` entries of ITEMS commitments
-    each, none of them the measured vks' (seeded: bench/prefill/...); integrated directly, as the
-    untimed setup."""
+    each, none of them the measured vks' (seeded: bench/prefill/...); integrated directly in batches
+    of ``batch``, as the untimed setup."""
     from wmark.registry import LogStore
-    from wmark.registry.store import MAX_BATCH
 
     with LogStore.open(directory) as store:
-        for at in range(store.size, count, MAX_BATCH):
+        for at in range(store.size, count, batch):
             records = [VkRecord(hashlib.sha256(b"bench/prefill/vk/%d" % i).digest(), owner.public_key,
                                 tuple(hashlib.sha256(b"bench/prefill/item/%d/%d" % (i, j)).digest()
                                       for j in range(ITEMS)))
-                       for i in range(at, min(count, at + MAX_BATCH))]
+                       for i in range(at, min(count, at + batch))]
             for result in store.register_many(records):
                 if isinstance(result, WmarkError):
                     raise RuntimeError(f"prefill: {result}")
@@ -408,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="entries already in the log when each run starts, comma-separated: every mode runs on "
                              "a log of each size (default: %(default)s, a fresh log); a fresh log's rows are the "
                              "baseline of the others' x fresh")
+    parser.add_argument("--prefill-batch", type=int, default=PREFILL_BATCH, metavar="N",
+                        help="entries per batch while prefilling, each batch one tree head as under load "
+                             "(default: %(default)s, what 64 clients gave)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (.md beside it)")
     parser.add_argument("--serve", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -418,8 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted({int(size) for size in args.prefill.split(",")})
     modes = args.modes.split(",")
     if (args.appends < 1 or args.repeat < 1 or sizes[0] < 0 or any(c < 1 for c in clients)
-            or not set(modes) <= set(MODES)):
-        parser.error("--appends, --repeat and --clients must be >= 1, --prefill >= 0, --modes among "
+            or not set(modes) <= set(MODES) or not 1 <= args.prefill_batch <= MAX_BATCH):
+        parser.error(f"--appends, --repeat and --clients must be >= 1, --prefill >= 0, --prefill-batch 1 to "
+                     f"{MAX_BATCH}, --modes among "
                      + ",".join(MODES))
 
     started = time.perf_counter()
@@ -433,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         filled[size] = Path(fills.name) / str(size)
         if below is not None:
             shutil.copytree(below, filled[size])
-        prefill(filled[size], size, owner)
+        prefill(filled[size], size, owner, args.prefill_batch)
         below = filled[size]
     runs: dict[tuple[int, str, int], list[dict]] = {(size, mode, n): [] for size in sizes for mode in modes
                                                     for n in clients}
@@ -467,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpus": os.cpu_count(), "note": "shared machine: see load_before/load_after per run"},
+        "prefill_batch": args.prefill_batch,
         "seeds": "vk i commits to sha256(bench/item/i/j), j < 100; one fresh owner key per run",
         "method": "clients are keep-alive connections driven by one asyncio loop, posting pre-built requests of "
                   "pre-signed vks, each its next as soon as its receipt arrived; every receipt is checked after the "

@@ -76,3 +76,48 @@ def test_an_emptied_or_deleted_database_is_not_started_again(log, damage):
     code, out = _check(log)
     assert code != 0 and "refusing to start the log again" in out, out
     assert not db.exists() or db.stat().st_size == 0
+
+
+def test_a_running_log_catches_a_head_deleted_since_it_last_counted(log):
+    # A running handle counts only the heads added since it last counted
+    # (LogStore._count_heads); a second handle (another worker) appends two
+    # batches and one of their heads is deleted before the first one looks.
+    with LogStore.open(log) as running:
+        running.register(_vk())  # counted the heads up to size 4
+        with LogStore.open(log) as other:
+            other.register(_vk())
+            other.register(_vk())
+        _sql(log, "DELETE FROM tree_heads WHERE size = 5")
+        with pytest.raises(LogCorrupted, match="1 of the tree heads this log signed up to size 6 are missing"):
+            running.register(_vk())
+
+
+def test_handles_appending_in_turn_count_every_head(log):
+    with LogStore.open(log) as first, LogStore.open(log) as second:
+        for _ in range(3):
+            first.register(_vk())
+            second.register(_vk())
+    code, out = _check(log)
+    assert code == 0 and "intact" in out, out
+
+
+def test_a_batch_that_did_not_commit_leaves_no_heads_counted(log, monkeypatch):
+    # A batch fails after counting its own new head (a disk error, say); another
+    # worker then commits heads up to the same size.  The failed batch's count
+    # must be forgotten with it, or the first handle would see a head missing.
+    with LogStore.open(log) as failing, LogStore.open(log) as other:
+        count = failing._count_heads
+
+        def count_then_fail(conn, size):
+            heads = count(conn, size)
+            if size == 6:
+                raise sqlite3.OperationalError("disk I/O error")
+            return heads
+
+        monkeypatch.setattr(failing, "_count_heads", count_then_fail)
+        with pytest.raises(LogCorrupted, match="disk I/O error"):
+            failing.register_many([_vk(), _vk(), _vk()])
+        monkeypatch.undo()
+        other.register(_vk())
+        other.register_many([_vk(), _vk()])  # heads of sizes 4 and 6
+        failing.register(_vk())
