@@ -422,8 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve[0], Path(args.serve[1]))
         return 0
-    clients = [int(c) for c in args.clients.split(",")]
-    sizes = sorted({int(size) for size in args.prefill.split(",")})
+    try:
+        clients = [int(c) for c in args.clients.split(",")]
+        sizes = sorted({int(size) for size in args.prefill.split(",")})
+    except ValueError:
+        parser.error("--clients and --prefill take whole numbers, comma-separated")
     modes = args.modes.split(",")
     if (args.appends < 1 or args.repeat < 1 or sizes[0] < 0 or any(c < 1 for c in clients)
             or not set(modes) <= set(MODES) or not 1 <= args.prefill_batch <= MAX_BATCH):

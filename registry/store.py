@@ -421,9 +421,10 @@ class LogStore:
 
         Counted in full once per handle, then only over the sizes added since:
         a full count reads every stored head, and every transaction asks (at
-        12,500 heads a checkpoint read took 0.44 ms with it, 0.15 ms without).  So a head deleted below the sizes this handle
-        counted already is found when the log is next opened or checked, not by
-        the running log (docs/design.md section 4b).
+        12,500 heads a checkpoint read took 0.44 ms with it, 0.15 ms without).
+        So a head deleted below the sizes this handle counted already is found
+        when the log is next opened or checked, not by the running log
+        (docs/design.md section 4b).
         """
         counted = self._heads_counted
         if counted is None or size < counted[0]:
