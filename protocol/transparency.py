@@ -132,7 +132,7 @@ class LogEntry:
     # Encoded once: the log writes an entry into its leaf and again into its receipt.
     @cached_property
     def _encoded_commitments(self) -> tuple[str, ...]:
-        return tuple(enc.b64u_encode(c) for c in self.commitments)
+        return tuple(enc.b64u_encode_many(self.commitments))
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "log entry") -> "LogEntry":
@@ -153,6 +153,11 @@ class LogEntry:
 
     def encode(self) -> bytes:
         """The leaf input: one canonical byte string per entry."""
+        return self._canonical
+
+    # Once: the log encodes an entry for its leaf, then again in its receipt.
+    @cached_property
+    def _canonical(self) -> bytes:
         return enc.canonical_json(self.to_obj())
 
     @classmethod
@@ -207,7 +212,7 @@ def verify_tree_head(envelope: dsse.Envelope, log_key: PublicKey, *, what: str =
 
 def envelope_to_obj(envelope: dsse.Envelope) -> dict[str, Any]:
     """A DSSE envelope as a JSON object, for embedding in a larger document."""
-    return json.loads(envelope.to_json())
+    return envelope.to_obj()
 
 
 def envelope_from_obj(obj: Any, *, what: str) -> dsse.Envelope:
@@ -226,7 +231,7 @@ class InclusionProof:
 
     def to_obj(self) -> dict[str, Any]:
         return {"type": INCLUSION_PROOF_TYPE, "version": VERSION, "index": self.index,
-                "tree_size": self.tree_size, "hashes": [enc.b64u_encode(h) for h in self.hashes]}
+                "tree_size": self.tree_size, "hashes": enc.b64u_encode_many(self.hashes)}
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "inclusion proof") -> "InclusionProof":
@@ -254,7 +259,7 @@ class ConsistencyProof:
 
     def to_obj(self) -> dict[str, Any]:
         return {"type": CONSISTENCY_PROOF_TYPE, "version": VERSION, "first": self.first,
-                "second": self.second, "hashes": [enc.b64u_encode(h) for h in self.hashes]}
+                "second": self.second, "hashes": enc.b64u_encode_many(self.hashes)}
 
     @classmethod
     def from_obj(cls, obj: Any, *, what: str = "consistency proof") -> "ConsistencyProof":
@@ -321,14 +326,24 @@ class Receipt:
     beacon: Beacon | None = None
 
     def to_obj(self) -> dict[str, Any]:
-        obj = {"type": RECEIPT_TYPE, "version": VERSION, "log_keyid": self.log_keyid,
-               "entry": self.entry.to_obj(), "tree_head": envelope_to_obj(self.tree_head),
-               "inclusion_proof": self.inclusion_proof.to_obj()}
+        return self._obj(wire=False)
+
+    def _obj(self, *, wire: bool) -> dict[str, Any]:
+        # For the wire, what the log encoded already (the entry, into its leaf) and what a
+        # batch's receipts share (tree head, beacon key) go in as their JSON (enc.wire_json).
+        obj: dict[str, Any] = {
+            "type": RECEIPT_TYPE, "version": VERSION, "log_keyid": self.log_keyid,
+            "entry": enc.Encoded(self.entry.encode().decode("ascii")) if wire else self.entry.to_obj(),
+            "tree_head": enc.Encoded(self.tree_head.compact_json) if wire else envelope_to_obj(self.tree_head),
+            "inclusion_proof": self.inclusion_proof.to_obj()}
         # Both are absent rather than null when the log has none, so older receipts keep their encoding.
         if self.checkpoint is not None:
             obj["checkpoint"] = self.checkpoint.decode("utf-8")
         if self.beacon is not None:
-            obj["beacon"] = self.beacon.to_obj()
+            beacon = self.beacon.to_obj()
+            if wire:
+                beacon["key"] = enc.Encoded(self.beacon.key_statement.compact_json)
+            obj["beacon"] = beacon
         return obj
 
     def note(self) -> Note | None:
@@ -345,8 +360,10 @@ class Receipt:
         return TlogProof(self.entry.encode(), self.entry.index, self.inclusion_proof.hashes, note)
 
     def to_json(self, *, indent: int | None = 2) -> bytes:
-        """Indented for files; ``indent=None`` for the wire, where json's C encoder
-        writes it (it is used only without indentation) several times faster."""
+        """Indented for files; ``indent=None`` for the wire: compact, and written by
+        json's C encoder (used only without indentation) several times faster."""
+        if indent is None:
+            return (enc.wire_json(self._obj(wire=True)) + "\n").encode("ascii")
         return (json.dumps(self.to_obj(), indent=indent, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod

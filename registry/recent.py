@@ -22,6 +22,11 @@ from collections.abc import Iterable, Iterator
 # about 100 times as many rows at once, and a process opening the log reads
 # at most this many entries back (about 0.2 ms each).
 MERGE_ENTRIES = 1024
+# A merge inserts its rows, in key order, this many per transaction, one slice
+# after each batch: about 10 ms here.  All at once (about 110 ms for 1,024
+# entries of 100 digests) stalled every append, and the checkers, having
+# nothing left to check, sat idle (docs/design.md section 4b).
+MERGE_SLICE_ROWS = 16384
 
 
 class Recent:
@@ -32,7 +37,10 @@ class Recent:
         self._entries: list[tuple[str, tuple[bytes, ...]]] = []
         # Each digest's first entry here.  One owner holds each digest (the log
         # refuses it to a second), so the first entry also names its owner.
+        # Entries dropped (merged) leave their digests behind, pointing before
+        # ``start``, until they outnumber the rest (:meth:`drop_before`).
         self._first: dict[bytes, int] = {}
+        self._stale = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -51,10 +59,14 @@ class Recent:
             self._first.setdefault(digest, idx)
 
     def holders(self, digests: list[bytes]) -> Iterator[tuple[bytes, str, int]]:
-        """Each of ``digests`` an entry held commits to, with the first such entry's owner and index."""
+        """Each of ``digests`` an entry held commits to, with the first such entry's owner and
+        index; but not one that an entry dropped since (:meth:`drop_before`) held first, which
+        the index answers for, that entry being merged."""
         for digest in self._first.keys() & digests:
             idx = self._first[digest]
-            yield digest, self._entries[idx - self.start][0], idx
+            # Before start: a merged entry holds it first, which the index names.
+            if idx >= self.start:
+                yield digest, self._entries[idx - self.start][0], idx
 
     def holding(self, digest: bytes) -> Iterator[int]:
         """Every entry held that commits to ``digest``, oldest first."""
@@ -73,6 +85,23 @@ class Recent:
                     # First at or after ``end``: no kept entry holds it (they all come before).
                     if self._first.get(digest, -1) >= end:
                         del self._first[digest]
+
+    def drop_before(self, start: int) -> None:
+        """Forget the entries before ``start`` (merged into the index), keeping the later ones."""
+        if not self.start <= start <= self.end:
+            raise ValueError(f"entries {self.start} to {self.end - 1} held, asked to keep those from {start}")
+        dropped = self._entries[:start - self.start]
+        del self._entries[:start - self.start]
+        self.start = start
+        # Deleting a dropped entry's digests would hide a kept entry holding the same
+        # digest from holding(); finding those costs a pass over the kept ones, so it
+        # is done once the stale digests outnumber the rest (amortised over the drops).
+        self._stale += sum(len(held) for _, held in dropped)
+        if self._stale > len(self._first) - self._stale:
+            self._first, self._stale = {}, 0
+            for at, (_, held) in enumerate(self._entries):
+                for digest in held:
+                    self._first.setdefault(digest, start + at)
 
     def entries(self) -> Iterator[tuple[int, str, tuple[bytes, ...]]]:
         """Each entry held, as its index, owner and digests."""

@@ -34,7 +34,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn
+from typing import TYPE_CHECKING, Callable, Iterator, NoReturn
 
 from wmark.errors import DecodeError, InvalidInput, InvalidSignature, WmarkError
 from wmark.files import atomic_write, read_bounded
@@ -60,7 +60,7 @@ from wmark.protocol.transparency import (
     verify_tree_head,
 )
 from wmark.registry.errors import DuplicateCommitment, EntryNotFound, LogBusy, LogCorrupted
-from wmark.registry.recent import MERGE_ENTRIES, Recent
+from wmark.registry.recent import MERGE_ENTRIES, MERGE_SLICE_ROWS, Recent
 
 DB_NAME = "log.db"
 KEY_NAME = "log-key.pem"
@@ -93,6 +93,9 @@ MAX_LOOKUP = 1000
 CHECK_PROGRESS_ENTRIES = 10_000
 # Bound parameters per commitment lookup (SQLite allows 32,766 since 3.32).
 _LOOKUP_CHUNK = 10_000
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The commitment index, keyed by each digest's first 8 bytes (an integer, as
 # _prefix makes it) rather than the whole 32: a third the size, so a batch's
@@ -136,23 +139,50 @@ def _prefixes(digests: list[bytes]) -> list[int]:
     return [prefix for (prefix,) in _PREFIX_OF_DIGEST.iter_unpack(blob)]
 
 
+_INSERT_INDEX_ROWS = "INSERT OR IGNORE INTO commitments (prefix, idx) VALUES (?, ?)"
+
+
 def _index_rows(recent: Recent) -> Iterator[tuple[int, int]]:
     """The index rows of ``recent``'s entries, (prefix, idx) once each, in key order: the
-    inserts then walk the B-tree forwards instead of at random.  With numpy: sorting the
-    set of (_prefix(d), idx) tuples in Python took longer than the insert itself (py-spy)."""
-    import numpy as np  # here, not at import: most commands never merge
+    inserts then walk the B-tree forwards instead of at random."""
+    return _Merging.of(recent).rows(0, None)
 
-    indices: list[int] = []
-    parts: list[bytes] = []
-    for index, _, digests in recent.entries():
-        indices.extend([index] * len(digests))
-        parts.extend(digests)
-    keys, entries = np.array(_prefixes(parts), dtype=np.int64), np.array(indices, dtype=np.int64)
-    order = np.lexsort((entries, keys))
-    keys, entries = keys[order], entries[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (keys[1:] != keys[:-1]) | (entries[1:] != entries[:-1])
-    return zip(keys[first].tolist(), entries[first].tolist())
+
+@dataclass
+class _Merging:
+    """A merge under way: the index rows of entries ``start`` to ``end - 1``, in key
+    order, as two arrays (prefixes, entry indices); those from ``at`` on are still to
+    be inserted (:meth:`LogStore.merge_index`)."""
+
+    start: int
+    end: int
+    keys: np.ndarray
+    entries: np.ndarray
+    at: int = 0
+
+    @classmethod
+    def of(cls, recent: Recent) -> "_Merging":
+        # With numpy: sorting the set of (_prefix(d), idx) tuples in Python took longer
+        # than the insert itself (py-spy).  Imported here, not at import: most commands never merge.
+        import numpy as np
+
+        held = [digests for _, _, digests in recent.entries()]
+        blob = b"".join([b"".join(digests) for digests in held])
+        counts = [len(digests) for digests in held]
+        if len(blob) != merkle.HASH_SIZE * sum(counts):
+            raise ValueError("a commitment digest that is not 32 bytes long")
+        # _prefix of each digest, read straight from the joined digests (its first 8 bytes, big-endian).
+        keys = np.frombuffer(blob, dtype=">i8")[::merkle.HASH_SIZE // 8].astype(np.int64)
+        entries = np.repeat(np.arange(recent.start, recent.end, dtype=np.int64), counts)
+        # Stable: equal prefixes keep the entries' order, which is ascending already.
+        order = np.argsort(keys, kind="stable")
+        keys, entries = keys[order], entries[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (keys[1:] != keys[:-1]) | (entries[1:] != entries[:-1])
+        return cls(recent.start, recent.end, keys[first], entries[first])
+
+    def rows(self, start: int, stop: int | None) -> Iterator[tuple[int, int]]:
+        return zip(self.keys[start:stop].tolist(), self.entries[start:stop].tolist())
 
 
 def default_origin(key: SigningKey) -> str:
@@ -193,6 +223,8 @@ class LogStore:
         self._state: tuple[bytes, tuple[TreeHead, int]] | None = None
         # (size, n): n tree heads of sizes up to size were stored when this handle last counted.
         self._heads_counted: tuple[int, int] | None = None
+        # The merge into the commitment index under way, if any (merge_index).
+        self._merging: _Merging | None = None
 
     @classmethod
     def open(cls, directory: str | Path, *, create: bool = True, check: bool = True,
@@ -351,23 +383,46 @@ class LogStore:
         return receipts
 
     def merge_index(self, *, due_only: bool = True) -> int:
-        """Merge the entries waiting outside the commitment index into it (one transaction),
-        if :data:`MERGE_ENTRIES` or more wait (any, without ``due_only``); how many it merged."""
+        """Merge the entries waiting outside the commitment index into it; how many joined it.
+
+        Without ``due_only``, all of them in one transaction.  With it (the
+        integrator, after every batch), nothing until :data:`MERGE_ENTRIES` wait;
+        then their rows, in key order, :data:`MERGE_SLICE_ROWS` per call and
+        transaction, and the last slice moves the watermark.  Until then the
+        rows already in belong to entries the lookups take from memory: they
+        read the index only below the watermark (docs/design.md section 4b).
+        """
         with self._lock:
             # The integrator asks after every batch: no write transaction unless one is due.
-            # Another process merging meanwhile only leaves fewer waiting (checked again below).
-            if due_only and len(self._recent) < MERGE_ENTRIES:
+            if due_only and self._merging is None and len(self._recent) < MERGE_ENTRIES:
                 return 0
         with self._transaction(write=True) as conn:
-            if len(self._recent) < (MERGE_ENTRIES if due_only else 1):
-                return 0
-            return self._merge(conn)
+            if not due_only:
+                self._merging = None
+                return self._merge(conn) if len(self._recent) else 0
+            merging = self._merging
+            # Superseded once the watermark passed its end: another process, or a batch, merged them.
+            if merging is None or merging.end <= self._recent.start:
+                if len(self._recent) < MERGE_ENTRIES:
+                    self._merging = None
+                    return 0
+                merging = _Merging.of(self._recent)
+            at = merging.at + MERGE_SLICE_ROWS
+            conn.executemany(_INSERT_INDEX_ROWS, merging.rows(merging.at, at))
+            done = at >= len(merging.keys)
+            if done:  # past the watermark (this transaction's _sync left recent.start at it)
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'indexed'", (merging.end,))
+        # Committed: only now does the merge move on (a slice that did not commit goes in again).
+        merging.at = at
+        self._merging = None if done else merging
+        return merging.end - merging.start if done else 0
 
     def _merge(self, conn: sqlite3.Connection) -> int:
+        """All the waiting entries into the index, in this transaction."""
         recent = self._recent
-        conn.executemany("INSERT OR IGNORE INTO commitments (prefix, idx) VALUES (?, ?)", _index_rows(recent))
+        conn.executemany(_INSERT_INDEX_ROWS, _index_rows(recent))
         conn.execute("UPDATE meta SET value = ? WHERE name = 'indexed'", (recent.end,))
-        # The next transaction's _sync sees the watermark move and empties the memtable.
+        # The next transaction's _sync sees the watermark move and drops them from the memtable.
         return len(recent)
 
     def _save_state(self, latest: _SignedHead, heads: int) -> None:
@@ -459,6 +514,9 @@ class LogStore:
         for at in range(0, len(prefixes), _LOOKUP_CHUNK):
             chunk = prefixes[at:at + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
+            # Rows of a merge under way may be among them: each prefix's are those of the oldest
+            # entries under it (key order, then entry order), so the first that holds a digest is
+            # its first holder still.
             rows = conn.execute(f"SELECT prefix, MIN(idx) FROM commitments WHERE prefix IN ({marks}) "
                                 f"GROUP BY prefix", chunk).fetchall()
             if rows and not wanted:
@@ -625,8 +683,9 @@ class LogStore:
         with self._transaction() as conn:
             held: _Held = {}
             # Each candidate the prefix names is confirmed by its entry (docs/design.md section 4b).
-            for (idx,) in conn.execute("SELECT idx FROM commitments WHERE prefix = ? ORDER BY idx",
-                                       (_prefix(digest),)).fetchall():
+            # Rows from the watermark on (a merge under way) are the memtable's to answer.
+            for (idx,) in conn.execute("SELECT idx FROM commitments WHERE prefix = ? AND idx < ? ORDER BY idx",
+                                       (_prefix(digest), self._recent.start)).fetchall():
                 if len(found) == limit:
                     break
                 if digest in self._entry_of(conn, held, idx)[1]:
@@ -756,7 +815,9 @@ class LogStore:
         if len(self._tree) - watermark > 2 * MERGE_ENTRIES + MAX_BATCH:
             raise LogCorrupted(f"{self._db}: {len(self._tree) - watermark} entries are missing from the "
                                f"commitment index, more than merging leaves (edited behind the log's back)")
-        if watermark > recent.start:  # merged, here or by another process: read back any entry past it
+        if recent.start < watermark <= recent.end:  # merged, here or by another process
+            recent.drop_before(watermark)
+        elif watermark > recent.end:  # merged past what this handle held: read back any entry past it
             self._recent = recent = Recent(watermark)
         for idx in range(recent.end, len(self._tree)):
             entry = self._read_entry(conn, idx)
@@ -834,9 +895,10 @@ class LogStore:
             while pending is not None and pending[0] <= idx:
                 indexed.append(pending[1])
                 pending = self._index_row(next(index_rows, None))
-            # INSERT OR IGNORE kept one row per distinct prefix of the entry's digests;
-            # an entry past the watermark has none yet.
-            if indexed != (sorted(set(_prefixes(list(entry.commitments)))) if idx < watermark else []):
+            # INSERT OR IGNORE kept one row per distinct prefix of the entry's digests; an entry
+            # past the watermark has those of a merge under way (or cut short), or none yet.
+            prefixes = sorted(set(_prefixes(list(entry.commitments))))
+            if indexed != prefixes if idx < watermark else not set(indexed) <= set(prefixes):
                 self._index_disagrees(idx)
             last_time = entry.time_ms
             if progress is not None and len(tree) % CHECK_PROGRESS_ENTRIES == 0:

@@ -19,7 +19,10 @@ from wmark.protocol.hazmat.encoding import (
     b64u_decode,
     b64u_decode_many,
     b64u_encode,
+    b64u_encode_many,
     canonical_json,
+    wire_json,
+    Encoded,
     expect_header,
     field,
     int_field,
@@ -254,6 +257,46 @@ _SPOILT = st.tuples(_SAME_LENGTH, st.integers(0, 5), st.sampled_from(["", "B", "
 def test_b64u_decode_many_equals_decoding_one_by_one(texts, bounds):
     """Same values, or the same first error naming the same item, as b64u_decode on each in turn."""
     assert _together(texts, **bounds) == _one_by_one(texts, **bounds)
+
+
+@SETTINGS
+@given(st.one_of(st.integers(0, 40).flatmap(lambda n: st.lists(st.binary(min_size=n, max_size=n), max_size=6)),
+                 st.lists(st.binary(max_size=9), max_size=5)))
+def test_b64u_encode_many_equals_encoding_one_by_one(values):
+    # Every length mod 3 (each pads its slot differently), mixed lengths and empty values included.
+    assert b64u_encode_many(values) == [b64u_encode(v) for v in values]
+
+
+def _compact(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# The marker wire_json writes in an Encoded value's place, and text containing it, among the values.
+_MARKED = st.sampled_from(["\0wmark/encoded\0", "x\0wmark/encoded\0y"])
+
+
+@SETTINGS
+@given(st.dictionaries(st.text(max_size=8), st.tuples(JSON_VALUES | _MARKED, st.booleans()), max_size=6),
+       st.lists(JSON_VALUES | _MARKED, max_size=3))
+def test_wire_json_equals_json_dumps_with_encoded_values_spliced_in(fields, items):
+    # Some values stand in as their compact JSON, at the top and one level down in a list.
+    obj = {k: Encoded(_compact(v)) if wrap else v for k, (v, wrap) in fields.items()}
+    obj["list"] = [Encoded(_compact(v)) for v in items]
+    plain = {k: v for k, (v, _) in fields.items()} | {"list": items}
+    assert wire_json(obj) == _compact(plain)
+
+
+def test_wire_json_refuses_what_json_cannot_encode():
+    with pytest.raises(TypeError, match="bytes is not JSON serialisable"):
+        wire_json({"x": b"raw"})
+
+
+def test_b64u_encode_many_known_answer():
+    # RFC 4648 section 10's vectors, the same length at a time.
+    assert b64u_encode_many([b"f", b"o"]) == ["Zg", "bw"]
+    assert b64u_encode_many([b"fo", b"ob"]) == ["Zm8", "b2I"]
+    assert b64u_encode_many([b"foo", b"bar"]) == ["Zm9v", "YmFy"]
+    assert b64u_encode_many([b"\xfb\xff", b"\xff\xfe"]) == ["-_8", "__4"]
 
 
 def test_b64u_decode_many_refuses_a_non_canonical_string_among_canonical_ones():

@@ -5,6 +5,7 @@ and several processes appending at once."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -106,6 +107,16 @@ def test_receipts_verify_offline_with_the_log_key_alone(store):
     times = [verify_receipt(r, vk, store.public_key).time_ms for vk, _, r in registered]
     assert times == sorted(times) and times[0] > T0
     assert store.size == 5
+
+
+def test_a_receipt_on_the_wire_is_its_object_as_compact_json(store):
+    # The wire form splices in the entry's leaf encoding and the batch's shared parts.
+    receipts = store.register_many([make_vk(OWNER_A, b"wire-%d" % i)[0] for i in range(3)])
+    for receipt in receipts:
+        assert receipt.checkpoint is not None and receipt.beacon is not None
+        wire = receipt.to_json(indent=None)
+        assert wire == (json.dumps(receipt.to_obj(), sort_keys=True, separators=(",", ":")) + "\n").encode()
+        assert Receipt.from_json(wire) == receipt
 
 
 def test_registering_a_vk_again_returns_its_first_entry(store):
@@ -445,15 +456,13 @@ def test_an_edit_under_a_running_log_is_caught_when_the_entry_is_served(filled_l
      "commitment index holds a malformed row"),
     ([("INSERT INTO commitments (prefix, idx) VALUES (?, 1)", (b"\1" * 8,))],
      "a commitment index row of entry 1 is malformed"),
-    ([("UPDATE meta SET value = 2 WHERE name = 'indexed'", ())], "commitment index disagrees with entry 2"),
     ([("UPDATE meta SET value = 5 WHERE name = 'indexed'", ())], "watermark is missing or beyond the 4 entries"),
     ([("DELETE FROM meta WHERE name = 'indexed'", ())], "watermark is missing"),
     ([("UPDATE tree_heads SET envelope = ? WHERE size = 4",
        (TreeHead(4, b"\0" * 32, T0).sign(OWNER_B).to_json(),))], "tree head of size 4"),
     ([("DELETE FROM tree_heads WHERE size = 4", ())], "latest signed tree head covers 3 entries, but 4"),
 ], ids=["last-entry-deleted", "middle-entry-deleted", "index-row-deleted", "index-row-added", "index-row-moved",
-        "index-row-of-no-entry", "index-row-malformed", "index-prefix-malformed", "watermark-lowered",
-        "watermark-raised", "watermark-deleted", "head-replaced", "head-deleted"])
+        "index-row-of-no-entry", "index-row-malformed", "index-prefix-malformed", "watermark-raised", "watermark-deleted", "head-replaced", "head-deleted"])
 def test_other_edits_are_named(filled_log, statements, message):
     _edit(filled_log, *statements)
     with pytest.raises(LogCorrupted, match=message):
@@ -892,3 +901,175 @@ def test_a_merge_inserts_each_entrys_distinct_prefixes_in_key_order(entries):
         recent.add(7 + i, "owner", digests)
     expected = sorted({(_prefix(d), 7 + i) for i, digests in enumerate(entries) for d in digests})
     assert list(_index_rows(recent)) == expected
+
+
+# --- Merges in slices (docs/design.md section 4b).
+
+def _watermark(log_dir: Path) -> int:
+    conn = sqlite3.connect(log_dir / DB_NAME)
+    (value,) = conn.execute("SELECT value FROM meta WHERE name = 'indexed'").fetchone()
+    conn.close()
+    return value
+
+
+def _index(log_dir: Path) -> set[tuple[int, int]]:
+    conn = sqlite3.connect(log_dir / DB_NAME)
+    rows = set(conn.execute("SELECT prefix, idx FROM commitments"))
+    conn.close()
+    return rows
+
+
+@pytest.fixture
+def sliced(monkeypatch):
+    """Merges due at 4 entries, 3 index rows per slice: a merge of 4 entries of 3 items takes 4 slices."""
+    monkeypatch.setattr("wmark.registry.store.MERGE_ENTRIES", 4)
+    monkeypatch.setattr("wmark.registry.store.MERGE_SLICE_ROWS", 3)
+
+
+def _deferred(store: LogStore, count: int, prefix: bytes = b"sliced") -> list:
+    vks = [make_vk(OWNER_A, prefix + b"-%d" % i)[0] for i in range(count)]
+    for vk in vks:
+        store.register_many([vk], defer_merge=True)
+    return vks
+
+
+def test_a_merge_goes_in_slices_and_lookups_stay_right_throughout(store, sliced):
+    vks = _deferred(store, 4)
+    rows = {(_prefix(d), i) for i, vk in enumerate(vks) for d in vk.commitment_digests()}
+    slices = 0
+    while _watermark(store.directory) == 0 and slices < 10:
+        assert store.merge_index() == (4 if len(_index(store.directory)) == len(rows) else 0)
+        slices += 1
+        assert _index(store.directory) <= rows
+        # Half merged, each digest still names its one entry, and a thief is refused.
+        for i, vk in enumerate(vks):
+            assert [store.entries_with_commitment(d) for d in vk.commitment_digests()] == [[i]] * 3
+        # Deferred: a plain register would merge everything in its own transaction.
+        refused, = store.register_many([make_vk(OWNER_B, b"thief", commitments=vks[2].commitments)[0]],
+                                       defer_merge=True)
+        assert isinstance(refused, DuplicateCommitment) and "item 0 is in entry 2" in str(refused)
+        store.check()
+    assert slices == 4 and _index(store.directory) == rows
+    assert store.merge_index() == 0  # nothing due
+    store.check()
+
+
+def test_a_merge_cut_short_is_read_back_and_finished(tmp_path, sliced):
+    d = tmp_path / "log"
+    with LogStore.open(d) as s:
+        vks = _deferred(s, 4)
+        s.merge_index()
+        s.merge_index()  # two of four slices in: the process stops here
+    partial = _index(d)
+    assert partial and _watermark(d) == 0
+    with LogStore.open(d) as s:  # the full check accepts the rows of a merge cut short
+        assert [s.entries_with_commitment(vk.commitment_digests()[0]) for vk in vks] == [[0], [1], [2], [3]]
+        for _ in range(10):
+            s.merge_index()
+        assert _index(d) > partial
+        s.check()
+
+
+class _FailingCommit:
+    """The log's connection, whose next COMMIT fails (as a full disk would fail it)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args):
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+def test_a_slice_that_did_not_commit_goes_in_again(store, sliced, monkeypatch):
+    vks = _deferred(store, 4)
+    store.merge_index()
+    with monkeypatch.context() as m:  # the second slice's rows go in, then its commit fails
+        m.setattr(store, "_conn", _FailingCommit(store._conn))
+        with pytest.raises(LogCorrupted, match="disk I/O error"):
+            store.merge_index()
+    for _ in range(10):
+        store.merge_index()
+    # Had the failed slice counted as inserted, its rows would be missing below the watermark.
+    assert _index(store.directory) == {(_prefix(d), i) for i, vk in enumerate(vks) for d in vk.commitment_digests()}
+    store.check()
+
+
+def test_a_merge_another_handle_finished_is_dropped(tmp_path, sliced):
+    d = tmp_path / "log"
+    with LogStore.open(d) as first, LogStore.open(d, check=False) as second:
+        _deferred(first, 4)
+        first.merge_index()  # under way in the first handle
+        assert second.merge_index(due_only=False) == 4 and _watermark(d) == 4
+        _deferred(second, 2, prefix=b"later")
+        assert first.merge_index() == 0 and first._merging is None
+        assert _watermark(d) == 4  # nothing moved back
+        first.check()
+
+
+def test_a_row_past_the_watermark_that_is_not_its_entrys_is_refused(tmp_path):
+    d = tmp_path / "log"
+    with LogStore.open(d) as s:
+        fill(s, 2)  # in memory only: no index rows, watermark 0
+    _edit(d, ("INSERT INTO commitments (prefix, idx) VALUES (?, 1)", (12345,)))
+    with pytest.raises(LogCorrupted, match="commitment index disagrees with entry 1"):
+        LogStore.open(d)
+
+
+def test_a_lowered_watermark_reads_the_entries_back_and_lookups_agree(filled_log):
+    # Indistinguishable from a merge cut short before its last slice, and as harmless.
+    _edit(filled_log, ("UPDATE meta SET value = 2 WHERE name = 'indexed'", ()))
+    with LogStore.open(filled_log) as s:
+        assert [s.entries_with_commitment(d) for d in s.entry(3).commitments] == [[3]] * 3
+        with pytest.raises(DuplicateCommitment, match="item 0 is in entry 3"):
+            s.register(_record(OWNER_B, s.entry(3).commitments[0]))
+
+
+_DIGEST_POOL = [bytes([i]) * 32 for i in range(6)]
+# add (owner, digests) | drop up to k entries | truncate the last k
+_RECENT_OPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.sampled_from("ab"), st.lists(st.sampled_from(_DIGEST_POOL), min_size=1, max_size=3)),
+    st.tuples(st.just("drop"), st.integers(0, 3)),
+    st.tuples(st.just("truncate"), st.integers(0, 2))), max_size=30)
+
+
+@settings(max_examples=300)
+@given(_RECENT_OPS)
+def test_the_memtable_answers_as_its_entries_do_through_drops(ops):
+    recent, held, dropped = Recent(5), [], set()  # held: (idx, owner, digests) kept
+    for op in ops:
+        if op[0] == "add":
+            recent.add(recent.end, op[1], op[2])
+            held.append((recent.end - 1, op[1], tuple(op[2])))
+        elif op[0] == "drop":
+            k = min(op[1], len(held))
+            dropped |= {d for _, _, ds in held[:k] for d in ds}
+            recent.drop_before(recent.start + k)
+            held = held[k:]
+        else:
+            k = min(op[1], len(held))
+            recent.truncate(recent.end - k)
+            held = held[:len(held) - k]
+        assert (recent.start, recent.end) == ((held[0][0], held[-1][0] + 1) if held else (recent.start,) * 2)
+        for d in _DIGEST_POOL:
+            holding = [i for i, _, ds in held if d in ds]
+            assert list(recent.holding(d)) == holding
+        answered = {d: (owner, idx) for d, owner, idx in recent.holders(_DIGEST_POOL)}
+        for d in _DIGEST_POOL:
+            first = next(((owner, i) for i, owner, ds in held if d in ds), None)
+            if d in answered:
+                assert answered[d] == first  # never a dropped entry's, never a later one
+            elif first is not None:
+                assert d in dropped  # left to the index, whose merged entry held it first
+
+
+def test_dropping_entries_not_held_is_refused():
+    recent = Recent(3)
+    recent.add(3, "a", [b"\1" * 32])
+    for start in (2, 5):
+        with pytest.raises(ValueError, match="asked to keep those from"):
+            recent.drop_before(start)

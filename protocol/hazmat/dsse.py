@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 from wmark.errors import DecodeError, InvalidSignature
 from wmark.protocol.hazmat.encoding import MAX_DOCUMENT_BYTES, parse_json
@@ -50,6 +51,12 @@ class Envelope:
 
     def to_json(self) -> bytes:
         return (json.dumps(self.to_obj(), indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    # Once per envelope: the log's receipts of one batch share their tree head and beacon key.
+    @cached_property
+    def compact_json(self) -> str:
+        """:meth:`to_obj` as compact JSON, keys sorted (for :func:`~wmark.protocol.hazmat.encoding.wire_json`)."""
+        return json.dumps(self.to_obj(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, data: bytes, *, what: str = "envelope", max_bytes: int = MAX_DOCUMENT_BYTES) -> "Envelope":
