@@ -389,8 +389,8 @@ class LogStore:
         integrator, after every batch), nothing until :data:`MERGE_ENTRIES` wait;
         then their rows, in key order, :data:`MERGE_SLICE_ROWS` per call and
         transaction, and the last slice moves the watermark.  Until then the
-        rows already in belong to entries the lookups take from memory: they
-        read the index only below the watermark (docs/design.md section 4b).
+        rows already in belong to entries the memtable still answers for
+        (docs/design.md section 4b).
         """
         with self._lock:
             # The integrator asks after every batch: no write transaction unless one is due.
@@ -898,7 +898,7 @@ class LogStore:
             # INSERT OR IGNORE kept one row per distinct prefix of the entry's digests; an entry
             # past the watermark has those of a merge under way (or cut short), or none yet.
             prefixes = sorted(set(_prefixes(list(entry.commitments))))
-            if indexed != prefixes if idx < watermark else not set(indexed) <= set(prefixes):
+            if (indexed != prefixes) if idx < watermark else not set(indexed) <= set(prefixes):
                 self._index_disagrees(idx)
             last_time = entry.time_ms
             if progress is not None and len(tree) % CHECK_PROGRESS_ENTRIES == 0:
