@@ -18,6 +18,9 @@ from wmark.watermark.modelio import WEIGHTS_NAME, load_model
 # Three epochs of the digits recipe: enough for the two runs to drift apart if
 # the ranks did not split each batch between them, short enough for the default run.
 EPOCHS = "3"
+# How far apart (relative L2 over all weights) the two runs may end: 1e5 times
+# the rounding drift, a tenth of the nearest mistake's distance.
+RELATIVE_DISTANCE = 1e-2
 
 
 def _embed_args(world, out: Path) -> list[str]:
@@ -39,9 +42,18 @@ def test_two_gloo_processes_take_the_steps_one_process_takes(digits_world, tmp_p
     assert run.stdout.count("wrote ") == 1 and "one of 2 torchrun processes" in run.stdout
     a, b = load_file(one / WEIGHTS_NAME), load_file(two / WEIGHTS_NAME)
     assert a.keys() == b.keys()
-    for name in a:
-        # The same global batches, split: only the order of float sums differs.
-        torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4, msg=name)
+    # The same global batches, split: only the order of float sums differs, and
+    # the weights end ~1e-7 apart (relative, over the whole model).  Not
+    # elementwise: once in a while that rounding turns a ReLU whose input lies
+    # within it of zero the other way, which moves some weights by ~2e-4 (a
+    # fresh-clone CI run saw one).  Ranks not averaging their gradients end
+    # 1.1e-1 away, an unscaled share of the loss 4.4e-1 (each measured by
+    # planting the mistake in train.py).
+    def flat(weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([weights[name].flatten() for name in sorted(weights)])
+
+    distance = ((flat(b) - flat(a)).norm() / flat(a).norm()).item()
+    assert distance < RELATIVE_DISTANCE, f"the two runs' weights are {distance:.1e} apart"
     assert load_model(two).config.vk_digest == load_model(one).config.vk_digest is not None
 
 
