@@ -304,7 +304,7 @@ def _zk_rows(model: Path, innocents: list[Path], tmp: Path) -> list[Row]:
                             "rejected" if not d.accepted else "FALSE ACCUSATION", f"{d.matches}/{d.k} (tau {d.tau})",
                             d.p_value_text))
         if registration is not None:
-            marked = embed_after_registration(keys, registration.beta, tmp / "zk-honest", epochs=20)
+            marked = embed_after_registration(keys, registration.beta, tmp / "zk-honest")
             d = zk_claim(pair, identity, marked, images, registration, k=N)
             rows.append(Row("(a) the same key, embedded after registration (honest owner), k = n",
                             "ACCEPTED" if d.accepted else "REJECTED", "decision rule",
@@ -333,7 +333,7 @@ def registry_bound(marked: Path, innocents: list[Path], tmp: Path, attempts: int
     old, _ = commit_bound(tmp / "nat-old", images, labels, label_source=LabelSource.COMMITTED)
     rows.append(_claim_row(f"(b) the same, committed labels (the scheme before), --p0 {IMPORTED_P0}, innocent model 0",
                            claim(old, innocents[0], tmp, "nat-old", k=K, p0=IMPORTED_P0), expect=0))
-    owner_model = embed_after_registration(keys, registration.beta, tmp / "nat-marked", epochs=20)
+    owner_model = embed_after_registration(keys, registration.beta, tmp / "nat-marked")
     rows.append(_claim_row(f"(b) the same registry-bound key embedded after registration, k = {K}",
                            claim(keys, owner_model, tmp, "nat-honest", k=K, log=tmp / "nat-log"), expect=0))
     pirate_images = attacker_images(N, np.random.default_rng(1))

@@ -66,6 +66,10 @@ from wmark.watermark.triggers import trigger_set_from_marking_key
 
 NUM_CLASSES = 10
 SHAPE = (1, 8, 8)
+# Training epochs of the honest owner's model.  At 20 it fit the registry-bound labels of 88-97% of its
+# trigger items, with the log's key (and so the labels) new each run: a 20-item challenge then fell
+# below the threshold of 16 now and then.  At 30 it fit 99-100% in twelve runs with random labels.
+HONEST_EPOCHS = 30
 # What a careful verifier assumes for an imported set on ten classes: chance.
 # The attacks below show why no p0 can rescue an imported claim by itself.
 IMPORTED_P0 = "1/10"
@@ -508,7 +512,8 @@ def registered(keys: Keys, log: Path) -> RegistrationInfo:
     return verify_receipt(receipt, vk, LogStore.open(log, check=False).public_key)
 
 
-def embed_after_registration(keys: Keys, beta: bytes, out: Path, *, epochs: int, seed: int = 0) -> Path:
+def embed_after_registration(keys: Keys, beta: bytes, out: Path, *, epochs: int = HONEST_EPOCHS,
+                             seed: int = 0) -> Path:
     """The honest order: the owner trains with the labels its receipt fixes."""
     task = load_task("digits")
     mk = load_marking_key(keys.mk, None)
