@@ -39,6 +39,23 @@ def test_digits_split_is_deterministic(digits):
     assert _fingerprint(digits)[:16] == "00f73fe81993e34e"
 
 
+def test_digits_are_read_as_scikit_learn_gives_them(monkeypatch):
+    from importlib import util
+
+    from sklearn.datasets import load_digits
+
+    import wmark.watermark.datasets as datasets
+
+    bunch = load_digits()
+    for where in ("its file", "scikit-learn"):
+        if where == "scikit-learn":  # a scikit-learn that keeps the file elsewhere
+            monkeypatch.setattr(util, "find_spec", lambda name: None)
+        pixels, classes = datasets._digits_table()
+        assert np.array_equal(pixels, bunch.images) and pixels.dtype == bunch.images.dtype, where
+        assert np.array_equal(classes, bunch.target), where
+    assert _fingerprint(load_task("digits"))[:16] == "00f73fe81993e34e"
+
+
 def test_digits_splits_have_documented_sizes_and_shape(digits):
     assert {name: len(digits.split(name)) for name in SPLITS} == DIGITS_SIZES
     assert sum(DIGITS_SIZES.values()) == 1797
