@@ -15,6 +15,11 @@ from wmark.watermark.datasets import (DIGITS_SIZES, FASHION_FILES, FASHION_ROOT,
                                      stratified_split)
 
 
+# The digits' splits, pinned: a change to the split (seed, order, scaling) must be
+# deliberate, since it changes every published number.
+DIGITS_FINGERPRINT = "00f73fe81993e34e"
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_task("digits")
@@ -34,9 +39,7 @@ def test_digits_split_is_deterministic(digits):
     for name in SPLITS:
         assert np.array_equal(digits.split(name).images, again.split(name).images)
         assert np.array_equal(digits.split(name).labels, again.split(name).labels)
-    # Pinned: a change to the split (seed, order, scaling) must be deliberate,
-    # since it changes every published number.
-    assert _fingerprint(digits)[:16] == "00f73fe81993e34e"
+    assert _fingerprint(digits)[:16] == DIGITS_FINGERPRINT
 
 
 def test_digits_are_read_as_scikit_learn_gives_them(monkeypatch):
@@ -47,13 +50,17 @@ def test_digits_are_read_as_scikit_learn_gives_them(monkeypatch):
     import wmark.watermark.datasets as datasets
 
     bunch = load_digits()
-    for where in ("its file", "scikit-learn"):
-        if where == "scikit-learn":  # a scikit-learn that keeps the file elsewhere
-            monkeypatch.setattr(util, "find_spec", lambda name: None)
+
+    def read_as_scikit_learn_gives_them(where: str) -> None:
         pixels, classes = datasets._digits_table()
         assert np.array_equal(pixels, bunch.images) and pixels.dtype == bunch.images.dtype, where
         assert np.array_equal(classes, bunch.target), where
-    assert _fingerprint(load_task("digits"))[:16] == "00f73fe81993e34e"
+
+    read_as_scikit_learn_gives_them("its file")
+    # A scikit-learn that keeps the file elsewhere.
+    monkeypatch.setattr(util, "find_spec", lambda name: None)
+    read_as_scikit_learn_gives_them("scikit-learn")
+    assert _fingerprint(load_task("digits"))[:16] == DIGITS_FINGERPRINT
 
 
 def test_digits_splits_have_documented_sizes_and_shape(digits):

@@ -211,7 +211,7 @@ def _digits_table() -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
-        return bunch.images, bunch.target
+        return bunch.images, bunch.target.astype(np.int64)
     with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",")
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
@@ -220,7 +220,7 @@ def _digits_table() -> tuple[np.ndarray, np.ndarray]:
 def _digits() -> TaskData:
     pixels, classes = _digits_table()
     images = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
-    everything = LabelledImages(images, classes.astype(np.int64))
+    everything = LabelledImages(images, classes)
     index = stratified_split(everything.labels, DIGITS_SIZES, SPLIT_SEED)
     return _task("digits", 10, {split: _subset(everything, index[split]) for split in SPLITS})
 
